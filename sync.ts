@@ -1,0 +1,2174 @@
+/**
+ * treesync — a one-way folder mirror for servers.
+ *
+ * Mirrors SOURCE into REPLICA so that the replica matches it exactly: new and changed files are
+ * copied, extraneous entries deleted, folders (empty ones too), symlinks, modes and mtimes kept.
+ * A file record in `REPLICA/.treesync/` remembers the SHA-256 of what was copied, so a replica
+ * can be verified later.
+ *
+ * ```sh
+ * deno task sync -- /srv/data /backup/data            # one run, exit code says how it went
+ * deno task sync -- --interval 5m /srv/data /backup    # a run every five minutes
+ * ```
+ *
+ * The module reads top to bottom in the order the data flows: command line, options, scan,
+ * plan, apply, record, verify, run, loop, main.
+ *
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import { lchownSync, lutimesSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { configure, dispose, getLogger, type LogRecord, type Sink } from "@logtape/logtape";
+import { getRotatingFileSink } from "@logtape/file";
+
+/** The tool's version, printed by `--version`. */
+export const VERSION = "0.1.0";
+
+/** Name of the metadata folder at the top of every replica; never mirrored, never deleted. */
+export const META_DIR = ".treesync";
+const RECORD_NAME = "record.json";
+const LOCK_NAME = "lock";
+const TEMP_NAME = "tmp";
+const RECORD_FORMAT = "treesync-record";
+const RECORD_VERSION = 1;
+const encoder = new TextEncoder();
+
+/** Exit codes: part of the command-line contract that cron jobs and scripts rely on. */
+export const ExitCode = {
+  /** The replica matches the source (or, with `--verify`, its record). */
+  Ok: 0,
+  /** The run finished but some entries failed, or `--verify` found mismatches. */
+  Failed: 1,
+  /** Usage or setup error; nothing was changed. */
+  Usage: 2,
+  /** Refused by a safety check; nothing was deleted. */
+  Refused: 3,
+  /** Stopped by SIGINT. */
+  Interrupted: 130,
+  /** Stopped by SIGTERM. */
+  Terminated: 143,
+} as const;
+
+// ================================================================================================
+// Command line
+// ================================================================================================
+
+/** A bad flag, value or path: exit 2, nothing changed. */
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+/** A safety check said no: exit 3, nothing deleted. */
+export class RefusedError extends Error {
+  override name = "RefusedError";
+}
+
+/** Everything one invocation was asked to do, after defaults and validation. */
+export interface Options {
+  /** Absolute path of the folder to mirror. */
+  source: string;
+  /** Absolute path of the mirror. */
+  replica: string;
+  dryRun: boolean;
+  restore: boolean;
+  checksum: boolean;
+  verify: boolean;
+  excludes: string[];
+  /** False with `--no-delete`: nothing is ever deleted from the replica. */
+  deletes: boolean;
+  interactive: boolean;
+  allowEmptySource: boolean;
+  /** Absolute path of the log file, or null for the console only. */
+  logPath: string | null;
+  logMaxBytes: number;
+  logKeep: number;
+  json: boolean;
+  /** 0 errors only (`-q`), 1 default, 2 each change (`-v`), 3 each decision (`-vv`). */
+  verbosity: number;
+  /** Milliseconds between run starts, or null for one run. */
+  intervalMs: number | null;
+}
+
+/** What the command line asked for. */
+export type Command = { kind: "help" } | { kind: "version" } | { kind: "run"; options: Options };
+
+const USAGE = `Usage: treesync [options] SOURCE REPLICA
+
+Mirror SOURCE into REPLICA: copy new and changed files, delete extraneous ones, keep folders,
+symlinks, modes and mtimes. A file record in REPLICA/.treesync/ keeps each file's SHA-256.
+
+Paths (flags win over the environment):
+  -s, --source PATH       folder to mirror (alias --src; default $TREESYNC_SOURCE)
+  -r, --replica PATH      the mirror (alias --dest; default $TREESYNC_REPLICA)
+
+What to do:
+  -n, --dry-run           print the itemized plan, change nothing (alias --scan)
+      --restore           copy missing and differing files from REPLICA back into SOURCE;
+                          never deletes anything
+      --verify            re-hash every replica file against the record; change nothing
+  -c, --checksum          decide "changed" by SHA-256 content instead of size and mtime
+      --exclude GLOB      leave matching entries alone on both sides (repeatable):
+                          'name' any depth, 'a/b' from the root, 'dir/' folders only, '**' any depth
+      --no-delete         never delete anything from the replica
+  -I, --interactive       ask on the terminal before deleting anything
+      --allow-empty-source  mirror an empty SOURCE over a non-empty replica (deletes everything)
+  -i, --interval DURATION run every DURATION (90, 45s, 5m, 1h30m, 2d) and read commands on stdin
+
+Output:
+  -l, --log PATH          also log to PATH (a folder or PATH/ means PATH/treesync.log; alias
+                          --log_file; default $TREESYNC_LOG)
+      --log-max-size SIZE rotate the log file past SIZE (default 10M; K, M, G suffixes)
+      --log-keep N        rotated log files to keep (default 5)
+      --json              print one JSON summary line on stdout after each run
+  -v, --verbose           print each change; twice (-vv) each entry scanned and each decision
+  -q, --quiet             print errors only
+  -h, --help              show this help
+  -V, --version           show the version
+
+Exit codes: 0 replica matches, 1 some entries failed (or --verify mismatches), 2 usage or setup
+error (nothing changed), 3 refused by a safety check (nothing deleted), 130/143 SIGINT/SIGTERM.`;
+
+/** Environment variables that give defaults for flags. */
+export type Environment = Partial<
+  Record<"TREESYNC_SOURCE" | "TREESYNC_REPLICA" | "TREESYNC_LOG", string>
+>;
+
+/**
+ * Parses the command line into a {@linkcode Command}.
+ *
+ * @param args The arguments after the program name.
+ * @param env Defaults for the source, replica and log paths.
+ * @param cwd The folder relative paths are resolved against.
+ * @throws {UsageError} On an unknown flag, a bad value, or missing paths.
+ */
+export function parseCommandLine(args: string[], env: Environment, cwd: string): Command {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      allowPositionals: true,
+      allowNegative: true,
+      strict: true,
+      options: {
+        source: { type: "string", short: "s" },
+        src: { type: "string" },
+        replica: { type: "string", short: "r" },
+        dest: { type: "string" },
+        "dry-run": { type: "boolean", short: "n" },
+        scan: { type: "boolean" },
+        restore: { type: "boolean" },
+        checksum: { type: "boolean", short: "c" },
+        verify: { type: "boolean" },
+        exclude: { type: "string", multiple: true },
+        delete: { type: "boolean" },
+        interactive: { type: "boolean", short: "I" },
+        "allow-empty-source": { type: "boolean" },
+        interval: { type: "string", short: "i" },
+        log: { type: "string", short: "l" },
+        log_file: { type: "string" },
+        "log-max-size": { type: "string" },
+        "log-keep": { type: "string" },
+        json: { type: "boolean" },
+        verbose: { type: "boolean", short: "v", multiple: true },
+        quiet: { type: "boolean", short: "q" },
+        help: { type: "boolean", short: "h" },
+        version: { type: "boolean", short: "V" },
+      },
+    });
+  } catch (error) {
+    throw new UsageError(describeParseError(error));
+  }
+  const { values, positionals } = parsed;
+  if (values.help) return { kind: "help" };
+  if (values.version) return { kind: "version" };
+
+  const verify = values.verify ?? false;
+  const source = pickOne("source", [values.source, values.src]);
+  const replica = pickOne("replica", [values.replica, values.dest]);
+  let sourceArg: string | undefined;
+  let replicaArg: string | undefined;
+  if (positionals.length > 2) {
+    throw new UsageError(`Too many paths: '${positionals.slice(2).join("' '")}'`);
+  } else if (positionals.length === 2) {
+    if (source !== undefined || replica !== undefined) {
+      throw new UsageError("Give SOURCE and REPLICA either as two paths or with -s and -r");
+    }
+    [sourceArg, replicaArg] = positionals;
+  } else if (positionals.length === 1) {
+    // One path fills whichever of the two is not given by a flag; `--verify REPLICA` needs
+    // no source at all.
+    if (replica === undefined && (source !== undefined || verify)) replicaArg = positionals[0];
+    else if (source === undefined && replica !== undefined) sourceArg = positionals[0];
+    else throw new UsageError("Missing REPLICA: give SOURCE and REPLICA");
+  }
+  sourceArg ??= source ?? nonEmpty(env.TREESYNC_SOURCE);
+  replicaArg ??= replica ?? nonEmpty(env.TREESYNC_REPLICA);
+  if (replicaArg === undefined) {
+    throw new UsageError("Missing REPLICA: give SOURCE and REPLICA, or set TREESYNC_REPLICA");
+  }
+  if (sourceArg === undefined && !verify) {
+    throw new UsageError("Missing SOURCE: give SOURCE and REPLICA, or set TREESYNC_SOURCE");
+  }
+
+  const dryRun = (values["dry-run"] ?? false) || (values.scan ?? false);
+  const restore = values.restore ?? false;
+  const interactive = values.interactive ?? false;
+  const modes = [restore && "--restore", verify && "--verify"].filter(Boolean);
+  if (modes.length > 1) throw new UsageError(`Choose one of ${modes.join(" and ")}`);
+  if (values.quiet && values.verbose) throw new UsageError("Choose one of --quiet and --verbose");
+  const intervalMs = values.interval === undefined ? null : parseDuration(values.interval);
+  if (intervalMs !== null && (interactive || verify)) {
+    throw new UsageError(
+      `--interval cannot be combined with ${interactive ? "--interactive" : "--verify"}`,
+    );
+  }
+
+  const excludes = values.exclude ?? [];
+  compileExcludes(excludes); // validates every pattern now, before anything runs
+  const logArg = pickOne("log", [values.log, values.log_file]) ?? nonEmpty(env.TREESYNC_LOG);
+
+  return {
+    kind: "run",
+    options: {
+      source: resolve(cwd, sourceArg ?? replicaArg),
+      replica: resolve(cwd, replicaArg),
+      dryRun,
+      restore,
+      checksum: values.checksum ?? false,
+      verify,
+      excludes,
+      deletes: values.delete ?? true,
+      interactive,
+      allowEmptySource: values["allow-empty-source"] ?? false,
+      logPath: logArg === undefined ? null : resolveLogPath(cwd, logArg),
+      logMaxBytes: parseSize(values["log-max-size"] ?? "10M", "--log-max-size"),
+      logKeep: parseCount(values["log-keep"] ?? "5", "--log-keep"),
+      json: values.json ?? false,
+      verbosity: values.quiet ? 0 : 1 + (values.verbose?.length ?? 0),
+      intervalMs,
+    },
+  };
+}
+
+function describeParseError(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  // node:util's messages end with advice for programmers ("To specify a positional argument
+  // starting with a '-' ..."); the first sentence is the one that helps a user.
+  return message.split(". ")[0]!.replace(/\.$/, "");
+}
+
+function pickOne(name: string, values: Array<string | undefined>): string | undefined {
+  const given = values.filter((value) => value !== undefined);
+  if (given.length > 1) {
+    throw new UsageError(`--${name} is given twice: '${given.join("' and '")}'`);
+  }
+  if (given[0] === "") throw new UsageError(`--${name} needs a path, not ''`);
+  return given[0];
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === "" ? undefined : value;
+}
+
+function resolveLogPath(cwd: string, logArg: string): string {
+  const path = resolve(cwd, logArg);
+  if (logArg.endsWith("/")) return join(path, "treesync.log");
+  try {
+    if (Deno.statSync(path).isDirectory) return join(path, "treesync.log");
+  } catch {
+    // Not there yet: it names the file, and its folders are created when logging starts.
+  }
+  return path;
+}
+
+const DURATION_UNITS_MS = { d: 86_400_000, h: 3_600_000, m: 60_000, s: 1_000 } as const;
+
+/**
+ * Parses a duration: whole seconds (`90`) or units in the order d, h, m, s (`5m`, `1h30m`,
+ * `1d2h3m4s`).
+ *
+ * @returns The duration in milliseconds, always positive.
+ * @throws {UsageError} For anything else, quoting the value.
+ */
+export function parseDuration(text: string): number {
+  const match = /^(?:(\d+)|(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?)$/.exec(text.trim());
+  const [, bare, d, h, m, s] = match ?? [];
+  const total = bare !== undefined
+    ? Number(bare) * 1000
+    : Number(d ?? 0) * DURATION_UNITS_MS.d + Number(h ?? 0) * DURATION_UNITS_MS.h +
+      Number(m ?? 0) * DURATION_UNITS_MS.m + Number(s ?? 0) * DURATION_UNITS_MS.s;
+  if (!match || !(total > 0) || !Number.isSafeInteger(total)) {
+    throw new UsageError(
+      `Invalid duration '${text}': use seconds (90) or units like 45s, 5m, 1h30m, 2d`,
+    );
+  }
+  return total;
+}
+
+function parseSize(text: string, flag: string): number {
+  const match = /^(\d+)([KMG]?)i?B?$/i.exec(text.trim());
+  const factor = { "": 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[match?.[2]?.toUpperCase() ?? ""];
+  const bytes = match && factor ? Number(match[1]) * factor : NaN;
+  if (!(bytes >= 1024)) throw new UsageError(`Invalid ${flag} '${text}': use a size like 10M`);
+  return bytes;
+}
+
+function parseCount(text: string, flag: string): number {
+  if (!/^\d+$/.test(text) || Number(text) < 1) {
+    throw new UsageError(`Invalid ${flag} '${text}': use a whole number from 1`);
+  }
+  return Number(text);
+}
+
+// ================================================================================================
+// Exclusions
+// ================================================================================================
+
+/** Says whether a relative path (folders flagged) is excluded from the mirror. */
+export type ExcludeMatcher = (path: string, isDir: boolean) => boolean;
+
+/**
+ * Compiles `--exclude` globs the way rsync and `.gitignore` read them: a pattern without a
+ * slash matches a name at any depth; a slash at the start or in the middle anchors it at the
+ * root; a trailing slash matches folders only. `*` and `?` stay within one name, `**` crosses
+ * folders, `[abc]` is a class.
+ *
+ * @throws {UsageError} For an empty pattern or an unclosed `[`.
+ */
+export function compileExcludes(patterns: string[]): ExcludeMatcher {
+  const rules = patterns.map((pattern) => {
+    let body = pattern;
+    const dirOnly = body.endsWith("/");
+    if (dirOnly) body = body.replace(/\/+$/, "");
+    const anchored = body.includes("/");
+    body = body.replace(/^\/+/, "");
+    if (body === "") throw new UsageError(`Invalid --exclude '${pattern}': the pattern is empty`);
+    return { dirOnly, anchored, regex: new RegExp(`^${globToRegex(body, pattern)}$`, "s") };
+  });
+  return (path, isDir) =>
+    rules.some((rule) =>
+      (!rule.dirOnly || isDir) &&
+      rule.regex.test(rule.anchored ? path : path.slice(path.lastIndexOf("/") + 1))
+    );
+}
+
+function globToRegex(glob: string, pattern: string): string {
+  let out = "";
+  for (let i = 0; i < glob.length; i++) {
+    const char = glob[i]!;
+    if (char === "*" && glob[i + 1] === "*") {
+      const slashFollows = glob[i + 2] === "/";
+      out += slashFollows ? "(?:.*/)?" : ".*";
+      i += slashFollows ? 2 : 1;
+    } else if (char === "*") {
+      out += "[^/]*";
+    } else if (char === "?") {
+      out += "[^/]";
+    } else if (char === "[") {
+      const close = glob.indexOf("]", i + 2);
+      if (close < 0) throw new UsageError(`Invalid --exclude '${pattern}': '[' is not closed`);
+      const inside = glob.slice(i + 1, close).replace(/^!/, "^").replace(/\\/g, "\\\\");
+      out += `[${inside}]`;
+      i = close;
+    } else {
+      out += char.replace(/[.+^${}()|\\\]]/g, "\\$&");
+    }
+  }
+  return out;
+}
+
+// ================================================================================================
+// Scan
+// ================================================================================================
+
+/** What a folder entry is; `special` covers fifos, sockets and devices. */
+export type EntryKind = "file" | "dir" | "symlink" | "special";
+
+/** One entry of a scanned tree, keyed elsewhere by its path relative to the root. */
+export interface Entry {
+  kind: EntryKind;
+  size: number;
+  /** Modification time in whole milliseconds, the precision Deno reads and sets. */
+  mtimeMs: number;
+  /** Permission bits (`0o7777`). */
+  mode: number;
+  uid: number;
+  gid: number;
+  /** Symlink target, for symlinks. */
+  target?: string;
+  /** SHA-256 in hex, where it has been computed this run. */
+  hash?: string;
+}
+
+/** Something that went wrong with one path; the run goes on and exits 1. */
+export interface Problem {
+  path: string;
+  message: string;
+}
+
+/** A tree as one scan saw it. Paths are relative, `/`-separated; the root itself is `""`. */
+export interface Scan {
+  entries: Map<string, Entry>;
+  /** Entries that could not be read: each makes the run fail. */
+  problems: Problem[];
+  /**
+   * Paths that are not in `entries` but may hold data: unreadable or undecodable entries,
+   * excluded ones, skipped specials. Nothing at or below them, nor any folder above them, is
+   * ever deleted.
+   */
+  kept: string[];
+}
+
+/** How {@linkcode scanTree} looks at a tree. */
+export interface ScanOptions {
+  /** Leaves excluded entries out and keeps them. */
+  exclude: ExcludeMatcher;
+  /** Leaves the root's `.treesync` folder out (it is the replica's own). */
+  skipMetaDir?: boolean;
+  /** Called for each entry seen, for `-vv`. */
+  onEntry?: (path: string, entry: Entry) => void;
+  /** Called for each skipped special file. */
+  onSkip?: (path: string, message: string) => void;
+  /** Lets signals and stdin in now and then. */
+  pause?: () => Promise<void>;
+}
+
+/**
+ * Lists a tree without following symlinks, using Deno's synchronous calls (several times
+ * faster per call than the async ones), and pausing now and then so the loop stays responsive.
+ *
+ * @param root An existing folder.
+ */
+export async function scanTree(root: string, options: ScanOptions): Promise<Scan> {
+  const { exclude, skipMetaDir = false, onEntry, onSkip, pause } = options;
+  const entries = new Map<string, Entry>([["", entryFromStat(Deno.lstatSync(root))]]);
+  const problems: Problem[] = [];
+  const kept: string[] = [];
+  const pending = [""];
+  while (pending.length > 0) {
+    const folder = pending.pop()!;
+    const folderPath = folder === "" ? root : `${root}/${folder}`;
+    let listing: Deno.DirEntry[];
+    try {
+      listing = [...Deno.readDirSync(folderPath)];
+    } catch (error) {
+      problems.push({ path: folder, message: `Cannot list folder: ${errorText(error)}` });
+      kept.push(folder);
+      entries.delete(folder);
+      continue;
+    }
+    const nameCounts = new Map<string, number>();
+    for (const item of listing) nameCounts.set(item.name, (nameCounts.get(item.name) ?? 0) + 1);
+    for (const item of listing) {
+      if (pause) await pause();
+      const path = folder === "" ? item.name : `${folder}/${item.name}`;
+      if (folder === "" && skipMetaDir && item.name === META_DIR) continue;
+      if (exclude(path, item.isDirectory)) {
+        kept.push(path);
+        continue;
+      }
+      let stat: Deno.FileInfo;
+      try {
+        // Two names that listed the same had bytes that are not UTF-8: neither can be reached.
+        if ((nameCounts.get(item.name) ?? 0) > 1) throw new Deno.errors.NotFound();
+        stat = Deno.lstatSync(`${root}/${path}`);
+      } catch (error) {
+        const lossy = item.name.includes("\uFFFD");
+        problems.push({
+          path,
+          message: lossy
+            ? "Skipped: the name is not valid UTF-8, which this tool cannot read or write"
+            : error instanceof Deno.errors.NotFound
+            ? "Skipped: it vanished during the scan"
+            : `Skipped: ${errorText(error)}`,
+        });
+        kept.push(path);
+        continue;
+      }
+      const entry = entryFromStat(stat);
+      if (entry.kind === "special") {
+        onSkip?.(path, "Skipped: fifos, sockets and devices are not mirrored");
+        kept.push(path);
+        continue;
+      }
+      if (entry.kind === "symlink") {
+        try {
+          entry.target = Deno.readLinkSync(`${root}/${path}`);
+        } catch (error) {
+          problems.push({ path, message: `Cannot read symlink: ${errorText(error)}` });
+          kept.push(path);
+          continue;
+        }
+      }
+      entries.set(path, entry);
+      onEntry?.(path, entry);
+      if (entry.kind === "dir") pending.push(path);
+    }
+  }
+  return { entries, problems, kept };
+}
+
+function entryFromStat(stat: Deno.FileInfo): Entry {
+  const kind: EntryKind = stat.isFile
+    ? "file"
+    : stat.isDirectory
+    ? "dir"
+    : stat.isSymlink
+    ? "symlink"
+    : "special";
+  return {
+    kind,
+    size: kind === "file" ? stat.size : 0,
+    mtimeMs: stat.mtime?.getTime() ?? 0,
+    mode: (stat.mode ?? 0) & 0o7777,
+    uid: stat.uid ?? 0,
+    gid: stat.gid ?? 0,
+  };
+}
+
+// ================================================================================================
+// Plan
+// ================================================================================================
+
+/**
+ * One change to the target tree. Kinds: `mkdir` a folder, `copy` a new file, `update` a changed
+ * file, `link` (re)create a symlink, `attrs` fix mode/owner/mtime only, `delete` a file or
+ * symlink, `rmdir` an emptied folder, `dirattrs` set a folder's mode/owner/mtime after it is
+ * filled.
+ */
+export interface Action {
+  kind: "mkdir" | "copy" | "update" | "link" | "attrs" | "delete" | "rmdir" | "dirattrs";
+  path: string;
+  /** Why, in words, for `-vv` and the log. */
+  reason: string;
+  /** The entry to reproduce (every kind but `delete` and `rmdir`). */
+  entry?: Entry;
+}
+
+/** What {@linkcode planMirror} decided. */
+export interface Plan {
+  /** In the order they must run. */
+  actions: Action[];
+  /** Changes the options forbade or that cannot be made safely: each makes the run fail. */
+  blocked: Problem[];
+  /** Entries left in the target because deletions are off. */
+  keptExtraneous: number;
+}
+
+/** How {@linkcode planMirror} decides. */
+export interface PlanOptions {
+  /** Compare content hashes (`entry.hash`, or the record's) instead of size and mtime. */
+  checksum: boolean;
+  /** Delete extraneous entries and replace folders whose type changed. */
+  deletes: boolean;
+  /** Compare owner and group too (when running as root). */
+  owners: boolean;
+  /** The record of the replica, for hashes that need no reading. */
+  record?: FileRecord;
+  /** Which side the record describes: `to` when mirroring, `from` when restoring. */
+  recordSide?: "from" | "to";
+  /** Called with each unchanged entry and why, for `-vv`. */
+  explain?: (path: string, reason: string) => void;
+}
+
+/**
+ * Decides what to change in `to` so that it matches `from`. Pure: reads no disk.
+ *
+ * Order: folders that must give way to another type are emptied and removed first (deepest
+ * first), then folders are created (shallowest first), files and symlinks copied, extraneous
+ * entries deleted (deepest first; deleting last means a failed copy never costs the old copy),
+ * and folder attributes set last, since filling a folder changes its mtime.
+ */
+export function planMirror(from: Scan, to: Scan, options: PlanOptions): Plan {
+  const { checksum, deletes, owners, explain } = options;
+  const keptPaths = new Set([...from.kept, ...to.kept]);
+  const keptAncestors = new Set<string>();
+  for (const path of keptPaths) for (const parent of ancestors(path)) keptAncestors.add(parent);
+  const isKept = (path: string) =>
+    keptAncestors.has(path) || [path, ...ancestors(path)].some((p) => keptPaths.has(p));
+
+  const removals: Action[] = []; // type changes, run first
+  const creations: Action[] = [];
+  const deletions: Action[] = []; // extraneous, run after copies
+  const blocked: Problem[] = [];
+  const touchedFolders = new Set<string>();
+  const replaced = new Set<string>(); // target folders removed to make way for another type
+  let keptExtraneous = 0;
+
+  const knownHash = (side: "from" | "to", path: string, entry: Entry) =>
+    entry.hash ??
+      (options.recordSide === side ? validRecordHash(options.record, path, entry) : null);
+
+  for (const [path, source] of from.entries) {
+    const target = to.entries.get(path);
+    if (target && target.kind !== source.kind) {
+      if (target.kind === "dir") {
+        if (!deletes) {
+          blocked.push({
+            path,
+            message: `Not replaced: the replica has a folder here, and deletions are off`,
+          });
+          continue;
+        }
+        if (isKept(path)) {
+          blocked.push({
+            path,
+            message:
+              `Not replaced: the replica's folder holds entries that are excluded or unreadable`,
+          });
+          continue;
+        }
+        replaced.add(path);
+        removals.push({ kind: "rmdir", path, reason: `replaced by a ${source.kind}` });
+      } else {
+        // A file or symlink giving way is an overwrite, as rsync does without --delete.
+        removals.push({ kind: "delete", path, reason: `replaced by a ${source.kind}` });
+      }
+      touchedFolders.add(parentOf(path));
+      if (source.kind === "dir") touchedFolders.add(path);
+      creations.push(creationFor(path, source, "type changed"));
+      continue;
+    }
+    if (!target) {
+      touchedFolders.add(parentOf(path));
+      if (source.kind === "dir") touchedFolders.add(path); // mkdir gives it today's mtime
+      creations.push(creationFor(path, source, "new"));
+      continue;
+    }
+    const change = compareEntries(source, target, {
+      checksum,
+      owners,
+      fromHash: knownHash("from", path, source),
+      toHash: knownHash("to", path, target),
+    });
+    if (change === null) {
+      explain?.(path, "unchanged");
+      continue;
+    }
+    if (change.kind === "dirattrs") {
+      touchedFolders.add(path);
+      continue;
+    }
+    if (change.kind !== "attrs") touchedFolders.add(parentOf(path));
+    creations.push({ kind: change.kind, path, reason: change.reason, entry: source });
+  }
+
+  for (const [path, target] of to.entries) {
+    const source = from.entries.get(path);
+    if (source && source.kind === target.kind) continue;
+    if (source && !replaced.has(path) && target.kind !== "dir") continue; // overwritten above
+    const underReplaced = ancestors(path).some((parent) => replaced.has(parent));
+    if (replaced.has(path)) continue; // already planned as a removal
+    if (isKept(path)) continue;
+    if (!deletes) {
+      keptExtraneous++;
+      continue;
+    }
+    const action: Action = {
+      kind: target.kind === "dir" ? "rmdir" : "delete",
+      path,
+      reason: underReplaced ? "inside a folder replaced by another type" : "not in source",
+    };
+    (underReplaced ? removals : deletions).push(action);
+    touchedFolders.add(parentOf(path));
+  }
+
+  const folderAttrs: Action[] = [];
+  for (const path of touchedFolders) {
+    const source = from.entries.get(path);
+    if (source?.kind === "dir") {
+      folderAttrs.push({ kind: "dirattrs", path, reason: "folder attributes", entry: source });
+    }
+  }
+  byPath(removals, "deepest");
+  byPath(creations, "shallowest");
+  byPath(deletions, "deepest");
+  byPath(folderAttrs, "deepest");
+  return {
+    actions: [...removals, ...creations, ...deletions, ...folderAttrs],
+    blocked,
+    keptExtraneous,
+  };
+}
+
+function creationFor(path: string, entry: Entry, reason: string): Action {
+  const kind = entry.kind === "dir" ? "mkdir" : entry.kind === "symlink" ? "link" : "copy";
+  return { kind, path, reason, entry };
+}
+
+interface CompareOptions {
+  checksum: boolean;
+  owners: boolean;
+  fromHash: string | null;
+  toHash: string | null;
+}
+
+/**
+ * The one place that decides whether an entry needs a transfer. Checks, in order: size, then
+ * content (with `--checksum`) or mtime (without), then mode and owner.
+ *
+ * @returns The change to make, or null when the entry is unchanged.
+ */
+export function compareEntries(
+  from: Entry,
+  to: Entry,
+  options: CompareOptions,
+): { kind: "update" | "link" | "attrs" | "dirattrs"; reason: string } | null {
+  const { checksum, owners, fromHash, toHash } = options;
+  const attrsDiffer = from.mode !== to.mode ||
+    (owners && (from.uid !== to.uid || from.gid !== to.gid));
+  if (from.kind === "symlink") {
+    if (from.target !== to.target) return { kind: "link", reason: "symlink target differs" };
+    return null; // a link's own mode means nothing on Linux; its mtime is set when made
+  }
+  if (from.kind === "dir") {
+    if (attrsDiffer || from.mtimeMs !== to.mtimeMs) {
+      return { kind: "dirattrs", reason: "folder attributes differ" };
+    }
+    return null;
+  }
+  if (from.size !== to.size) {
+    return { kind: "update", reason: `size differs (${to.size} -> ${from.size})` };
+  }
+  if (checksum) {
+    if (fromHash === null || toHash === null || fromHash !== toHash) {
+      return { kind: "update", reason: "content differs" };
+    }
+    if (from.mtimeMs !== to.mtimeMs) {
+      return { kind: "attrs", reason: "same content, mtime differs" };
+    }
+  } else if (from.mtimeMs !== to.mtimeMs) {
+    return { kind: "update", reason: "mtime differs" };
+  }
+  if (attrsDiffer) return { kind: "attrs", reason: "mode or owner differs" };
+  return null;
+}
+
+/**
+ * Lists the files whose SHA-256 `--checksum` needs before planning: both sides of every
+ * same-size pair, except where the record already vouches for one. Pure.
+ */
+export function hashesNeeded(
+  from: Scan,
+  to: Scan,
+  options: Pick<PlanOptions, "record" | "recordSide">,
+): { from: string[]; to: string[] } {
+  const wanted = { from: [] as string[], to: [] as string[] };
+  for (const [path, source] of from.entries) {
+    const target = to.entries.get(path);
+    if (source.kind !== "file" || target?.kind !== "file" || source.size !== target.size) continue;
+    for (const [side, entry] of [["from", source], ["to", target]] as const) {
+      const fromRecord = options.recordSide === side
+        ? validRecordHash(options.record, path, entry)
+        : null;
+      if (entry.hash === undefined && fromRecord === null) wanted[side].push(path);
+    }
+  }
+  return wanted;
+}
+
+/** Paths above `path`, nearest first, ending with the root `""`. */
+function ancestors(path: string): string[] {
+  const result: string[] = [];
+  for (let cut = path.lastIndexOf("/"); path !== ""; cut = path.lastIndexOf("/")) {
+    path = cut < 0 ? "" : path.slice(0, cut);
+    result.push(path);
+  }
+  return result;
+}
+
+function parentOf(path: string): string {
+  const cut = path.lastIndexOf("/");
+  return cut < 0 ? "" : path.slice(0, cut);
+}
+
+function byPath(actions: Action[], order: "deepest" | "shallowest"): void {
+  // In code-unit order a folder sorts before everything below it ("a" < "a/b"), so the reverse
+  // order puts every entry before its parent.
+  actions.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  if (order === "deepest") actions.reverse();
+}
+
+// ================================================================================================
+// Apply
+// ================================================================================================
+
+/** Counts for one run; printed as the summary and, with `--json`, as a JSON line. */
+export interface RunSummary {
+  copied: number;
+  updated: number;
+  deleted: number;
+  moved: number;
+  dirsCreated: number;
+  dirsDeleted: number;
+  attrsUpdated: number;
+  failed: number;
+  bytesCopied: number;
+  durationMs: number;
+  dryRun: boolean;
+}
+
+/** A fresh summary with every count at zero. */
+export function emptySummary(dryRun: boolean): RunSummary {
+  return {
+    copied: 0,
+    updated: 0,
+    deleted: 0,
+    moved: 0,
+    dirsCreated: 0,
+    dirsDeleted: 0,
+    attrsUpdated: 0,
+    failed: 0,
+    bytesCopied: 0,
+    durationMs: 0,
+    dryRun,
+  };
+}
+
+/** Where and how {@linkcode applyPlan} writes. */
+export interface ApplyContext {
+  fromRoot: string;
+  toRoot: string;
+  /** A folder on the target's file system for files being written. */
+  tempDir: string;
+  /** Set owner and group (root only). */
+  owners: boolean;
+  /** Checked between actions: true stops after the current one. */
+  shouldStop: () => boolean;
+  /** Checked inside long copies: true abandons the file at once. */
+  mustAbort: () => boolean;
+  pause: () => Promise<void>;
+  onDone: (action: Action, bytes: number) => void;
+  onFailed: (problem: Problem) => void;
+}
+
+/** What applying a plan did, for the summary and the record. */
+export interface ApplyResult {
+  summary: RunSummary;
+  /** Files written this run, with the hash of exactly the bytes written. */
+  written: Map<string, RecordEntry>;
+  /** Paths deleted or whose attributes changed. */
+  deleted: Set<string>;
+  attrsChanged: Map<string, Entry>;
+  stopped: boolean;
+}
+
+/** Runs a plan's actions in order. The only code that writes to a tree. */
+export async function applyPlan(plan: Plan, context: ApplyContext): Promise<ApplyResult> {
+  const { fromRoot, toRoot, onDone, onFailed } = context;
+  const summary = emptySummary(false);
+  const written = new Map<string, RecordEntry>();
+  const deleted = new Set<string>();
+  const attrsChanged = new Map<string, Entry>();
+  let stopped = false;
+  for (const action of plan.actions) {
+    if (context.shouldStop()) {
+      stopped = true;
+      break;
+    }
+    await context.pause();
+    const fromPath = joinRel(fromRoot, action.path);
+    const toPath = joinRel(toRoot, action.path);
+    try {
+      let bytes = 0;
+      switch (action.kind) {
+        case "rmdir":
+          Deno.removeSync(toPath);
+          summary.dirsDeleted++;
+          break;
+        case "delete":
+          Deno.removeSync(toPath);
+          deleted.add(action.path);
+          summary.deleted++;
+          break;
+        case "mkdir":
+          makeFolder(toPath);
+          summary.dirsCreated++;
+          break;
+        case "copy":
+        case "update": {
+          const copied = await copyFile(fromPath, toPath, context);
+          if (copied === null) {
+            stopped = true;
+            break;
+          }
+          written.set(action.path, copied);
+          bytes = copied.size;
+          summary.bytesCopied += bytes;
+          summary[action.kind === "copy" ? "copied" : "updated"]++;
+          break;
+        }
+        case "link":
+          placeSymlink(toPath, action.entry!, context);
+          summary[action.reason === "new" ? "copied" : "updated"]++;
+          break;
+        case "attrs":
+          setAttributes(toPath, action.entry!, context.owners);
+          attrsChanged.set(action.path, action.entry!);
+          summary.attrsUpdated++;
+          break;
+        case "dirattrs":
+          setAttributes(toPath, action.entry!, context.owners);
+          break;
+      }
+      if (stopped) break;
+      onDone(action, bytes);
+    } catch (error) {
+      summary.failed++;
+      onFailed({ path: action.path, message: `Cannot ${action.kind}: ${errorText(error)}` });
+    }
+  }
+  return { summary, written, deleted, attrsChanged, stopped };
+}
+
+function joinRel(root: string, path: string): string {
+  return path === "" ? root : `${root}/${path}`;
+}
+
+function makeFolder(path: string): void {
+  try {
+    Deno.mkdirSync(path);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.AlreadyExists) || !Deno.lstatSync(path).isDirectory) {
+      throw error;
+    }
+  }
+}
+
+const COPY_BUFFER = new Uint8Array(1 << 20);
+let tempCounter = 0;
+
+function tempPathIn(tempDir: string): string {
+  return `${tempDir}/${Deno.pid}-${++tempCounter}`;
+}
+
+/**
+ * Copies one file through SHA-256 into a temporary file, sets its attributes and renames it
+ * into place, so no reader ever sees a partial file under the final name. A source that
+ * changes while it is read is read again (twice at most).
+ *
+ * @returns The record entry of the bytes written, or null if aborted.
+ */
+async function copyFile(
+  fromPath: string,
+  toPath: string,
+  context: ApplyContext,
+): Promise<RecordEntry | null> {
+  for (let attempt = 1;; attempt++) {
+    const tempPath = tempPathIn(context.tempDir);
+    let keepTemp = false;
+    try {
+      const result = await copyThroughHash(fromPath, tempPath, context);
+      if (result === null) return null;
+      if (result === "changed") {
+        if (attempt < 3) continue;
+        throw new Error("the file kept changing while it was copied; try again later");
+      }
+      setAttributes(tempPath, result.entry, context.owners);
+      Deno.renameSync(tempPath, toPath);
+      keepTemp = true;
+      return { size: result.entry.size, mtimeMs: result.entry.mtimeMs, hash: result.hash };
+    } finally {
+      if (!keepTemp) removeQuietly(tempPath);
+    }
+  }
+}
+
+async function copyThroughHash(
+  fromPath: string,
+  tempPath: string,
+  context: ApplyContext,
+): Promise<{ hash: string; entry: Entry } | "changed" | null> {
+  using input = Deno.openSync(fromPath, { read: true });
+  const before = entryFromStat(input.statSync());
+  if (before.kind !== "file") throw new Error("it is no longer a regular file");
+  using output = Deno.openSync(tempPath, { write: true, createNew: true, mode: 0o600 });
+  const hash = createHash("sha256");
+  let total = 0;
+  for (;;) {
+    const count = input.readSync(COPY_BUFFER);
+    if (count === null || count === 0) break;
+    const chunk = COPY_BUFFER.subarray(0, count);
+    hash.update(chunk);
+    for (let done = 0; done < count;) done += output.writeSync(chunk.subarray(done));
+    total += count;
+    if (context.mustAbort()) return null;
+    await context.pause();
+  }
+  const after = entryFromStat(input.statSync());
+  // A file that changed while it was read may be torn; one that changed between the scan and
+  // now is fine: the copy and the record take what was read.
+  if (after.size !== total || after.mtimeMs !== before.mtimeMs || after.size !== before.size) {
+    return "changed";
+  }
+  // The copy takes the attributes the file had when it was read, which may be newer than the
+  // scan's; the record then describes what is really in the replica.
+  return { hash: hash.digest("hex"), entry: after };
+}
+
+function placeSymlink(toPath: string, entry: Entry, context: ApplyContext): void {
+  const tempPath = tempPathIn(context.tempDir);
+  try {
+    Deno.symlinkSync(entry.target!, tempPath);
+    if (context.owners) lchownSync(tempPath, entry.uid, entry.gid); // Deno.chownSync follows links
+    const mtime = new Date(entry.mtimeMs);
+    lutimesSync(tempPath, mtime, mtime);
+    Deno.renameSync(tempPath, toPath);
+  } catch (error) {
+    removeQuietly(tempPath);
+    throw error;
+  }
+}
+
+function setAttributes(path: string, entry: Entry, owners: boolean): void {
+  // chown first: it clears setuid and setgid bits, which chmod then puts back.
+  if (owners) Deno.chownSync(path, entry.uid, entry.gid);
+  Deno.chmodSync(path, entry.mode);
+  const mtime = new Date(entry.mtimeMs);
+  Deno.utimeSync(path, mtime, mtime);
+}
+
+function removeQuietly(path: string): void {
+  try {
+    Deno.removeSync(path, { recursive: true });
+  } catch {
+    // Already gone, or never made: either way nothing is left to clean.
+  }
+}
+
+// ================================================================================================
+// Record
+// ================================================================================================
+
+/** What the record knows of one replica file. */
+export interface RecordEntry {
+  size: number;
+  mtimeMs: number;
+  /** SHA-256 of the content, or null when it was never hashed. */
+  hash: string | null;
+}
+
+/** The replica's file record: replica-relative path to what was last known of the file. */
+export type FileRecord = Map<string, RecordEntry>;
+
+/** The record's hash for a file, if the record still describes it (same size and mtime). */
+export function validRecordHash(
+  record: FileRecord | undefined,
+  path: string,
+  entry: Entry,
+): string | null {
+  const known = record?.get(path);
+  if (!known || entry.kind !== "file") return null;
+  return known.size === entry.size && known.mtimeMs === entry.mtimeMs ? known.hash : null;
+}
+
+/**
+ * Reads the record. A missing record is an empty one; an unreadable or corrupt one is too,
+ * reported through `onCorrupt`, since the record is a cache of what can be rebuilt.
+ */
+export function loadRecord(metaDir: string, onCorrupt: (message: string) => void): FileRecord {
+  const path = `${metaDir}/${RECORD_NAME}`;
+  const record: FileRecord = new Map();
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(path);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) {
+      onCorrupt(`Cannot read the record '${path}' (${errorText(error)}); rebuilding it`);
+    }
+    return record;
+  }
+  try {
+    const data = JSON.parse(text);
+    if (data?.format !== RECORD_FORMAT || data.version !== RECORD_VERSION) {
+      throw new Error("unknown format");
+    }
+    for (const [filePath, size, mtimeMs, hash] of data.files as unknown[][]) {
+      if (
+        typeof filePath !== "string" || typeof size !== "number" || typeof mtimeMs !== "number" ||
+        (hash !== null && (typeof hash !== "string" || !/^[0-9a-f]{64}$/.test(hash)))
+      ) throw new Error(`bad entry for '${filePath}'`);
+      record.set(filePath, { size, mtimeMs, hash });
+    }
+  } catch (error) {
+    onCorrupt(`The record '${path}' is corrupt (${errorText(error)}); rebuilding it`);
+    record.clear();
+  }
+  return record;
+}
+
+/**
+ * The record after a run: every replica file the scan saw, updated by what the run wrote,
+ * changed and deleted. Hashes survive only while size and mtime still match. Pure.
+ */
+export function nextRecord(
+  previous: FileRecord,
+  replica: Scan,
+  result: Pick<ApplyResult, "written" | "deleted" | "attrsChanged">,
+): FileRecord {
+  const next: FileRecord = new Map();
+  for (const [path, entry] of replica.entries) {
+    if (entry.kind !== "file" || result.deleted.has(path)) continue;
+    next.set(path, {
+      size: entry.size,
+      mtimeMs: entry.mtimeMs,
+      hash: entry.hash ?? validRecordHash(previous, path, entry),
+    });
+  }
+  for (const [path, entry] of result.attrsChanged) {
+    const known = next.get(path);
+    // Only the attributes changed, so the content hash still holds.
+    if (known) next.set(path, { ...known, mtimeMs: entry.mtimeMs });
+  }
+  for (const [path, entry] of result.written) next.set(path, entry);
+  return next;
+}
+
+/** Whether two records say the same. */
+export function sameRecord(a: FileRecord, b: FileRecord): boolean {
+  if (a.size !== b.size) return false;
+  for (const [path, entry] of a) {
+    const other = b.get(path);
+    if (
+      !other || other.size !== entry.size || other.mtimeMs !== entry.mtimeMs ||
+      other.hash !== entry.hash
+    ) return false;
+  }
+  return true;
+}
+
+/** Writes the record atomically: a temporary file, fsync, rename. */
+export function saveRecord(metaDir: string, record: FileRecord): void {
+  const files = [...record].map(([path, e]) => [path, e.size, e.mtimeMs, e.hash]);
+  const text = JSON.stringify({ format: RECORD_FORMAT, version: RECORD_VERSION, files });
+  const tempPath = `${metaDir}/${RECORD_NAME}.${Deno.pid}.tmp`;
+  try {
+    using file = Deno.openSync(tempPath, { write: true, create: true, truncate: true });
+    const bytes = new TextEncoder().encode(text);
+    for (let done = 0; done < bytes.length;) done += file.writeSync(bytes.subarray(done));
+    file.syncSync();
+  } catch (error) {
+    removeQuietly(tempPath);
+    throw error;
+  }
+  Deno.renameSync(tempPath, `${metaDir}/${RECORD_NAME}`);
+}
+
+/** Streams a file through SHA-256 with a reused buffer: memory stays flat for any size. */
+export async function hashFile(path: string, pause?: () => Promise<void>): Promise<string> {
+  using file = Deno.openSync(path, { read: true });
+  const hash = createHash("sha256");
+  for (;;) {
+    const count = file.readSync(COPY_BUFFER);
+    if (count === null || count === 0) break;
+    hash.update(COPY_BUFFER.subarray(0, count));
+    if (pause) await pause();
+  }
+  return hash.digest("hex");
+}
+
+// ================================================================================================
+// Lock
+// ================================================================================================
+
+/** A held replica lock. */
+export interface ReplicaLock {
+  /** Lets the lock go; the file stays, empty, for the next run to lock. */
+  release(): void;
+  /** False once the lock file was deleted or replaced (say, with the whole replica). */
+  stillHeld(): boolean;
+}
+
+/**
+ * Takes the replica's lock: an exclusive `flock` on `.treesync/lock`, which holds the owner's
+ * pid for the message below. The kernel drops the lock when its process dies, however it dies,
+ * so a lock left by a killed run is simply taken over.
+ *
+ * @throws {RefusedError} When another live run holds it.
+ */
+export function acquireLock(metaDir: string): ReplicaLock {
+  const path = `${metaDir}/${LOCK_NAME}`;
+  const file = Deno.openSync(path, { read: true, write: true, create: true });
+  if (!file.tryLockSync(true)) {
+    file.close();
+    let holder = "";
+    try {
+      holder = Deno.readTextFileSync(path).trim();
+    } catch {
+      // Unreadable: the message says so.
+    }
+    throw new RefusedError(
+      `Cannot lock '${dirname(metaDir)}': another treesync run (pid ${holder || "unknown"}) ` +
+        `holds '${path}'; wait for it, or stop it`,
+    );
+  }
+  file.truncateSync(0);
+  file.writeSync(encoder.encode(`${Deno.pid}\n`));
+  const inode = file.statSync().ino;
+  let held = true;
+  return {
+    release: () => {
+      if (!held) return;
+      held = false;
+      try {
+        file.truncateSync(0);
+      } finally {
+        file.close();
+      }
+    },
+    stillHeld: () => {
+      try {
+        return held && Deno.lstatSync(path).ino === inode;
+      } catch {
+        return false;
+      }
+    },
+  };
+}
+
+// ================================================================================================
+// Logging
+// ================================================================================================
+
+const logger = getLogger(["treesync"]);
+
+/** Console (stderr) and optional file logging, set up once per process. */
+export interface Reporter {
+  /** A change made (or planned), one line: to the file always, to the console with `-v`. */
+  change(text: string): void;
+  /** Detail for `-vv`: each entry scanned, each decision. */
+  debug(text: string): void;
+  warn(text: string): void;
+  error(text: string, error?: unknown): void;
+  /** The run summary: shown by default, hidden by `-q`. */
+  summary(text: string): void;
+}
+
+function consoleFormat(record: LogRecord): string {
+  const text = record.message.map(String).join("");
+  const prefix = record.level === "error" || record.level === "fatal"
+    ? "error: "
+    : record.level === "warning"
+    ? "warning: "
+    : "";
+  return `${prefix}${text}\n`;
+}
+
+function fileFormat(record: LogRecord): string {
+  const level = record.level.toUpperCase().padEnd(7);
+  const text = record.message.map(String).join("");
+  return `${new Date(record.timestamp).toISOString()} ${level} ${text}\n`;
+}
+
+function writeStderr(text: string): void {
+  const bytes = encoder.encode(text);
+  for (let done = 0; done < bytes.length;) done += Deno.stderr.writeSync(bytes.subarray(done));
+}
+
+/**
+ * A rotating file sink that survives its file or folder being deleted: LogTape's sinks keep
+ * the file they opened, so this one checks (one lstat, a few µs) before each record and opens
+ * the file afresh, creating its folders, when it is gone.
+ */
+function recoveringFileSink(path: string, maxSize: number, maxFiles: number): Sink & Disposable {
+  let inner: (Sink & Disposable) | null = null;
+  const open = () => {
+    Deno.mkdirSync(dirname(path), { recursive: true });
+    inner = getRotatingFileSink(path, {
+      maxSize,
+      maxFiles,
+      formatter: fileFormat,
+      // Buffered, so a 50,000-change run is not an fsync per line; flushed at exit.
+      bufferSize: 64 * 1024,
+      flushInterval: 1000,
+    });
+  };
+  const sink = (record: LogRecord) => {
+    try {
+      Deno.lstatSync(path);
+    } catch {
+      try {
+        inner?.[Symbol.dispose]();
+      } catch {
+        // Its file is gone; whatever it still held is lost with it.
+      }
+      inner = null;
+    }
+    try {
+      if (inner === null) open();
+      inner!(record);
+    } catch (error) {
+      writeStderr(`warning: cannot write the log file '${path}': ${errorText(error)}\n`);
+    }
+  };
+  return Object.assign(sink, { [Symbol.dispose]: () => inner?.[Symbol.dispose]() });
+}
+
+/**
+ * Sets up LogTape: the console gets errors (`-q`), warnings and summaries (default), each
+ * change (`-v`) or everything (`-vv`); the log file gets every change with a timestamp.
+ */
+export async function setUpLogging(options: Options): Promise<Reporter> {
+  const consoleLevels = ["error", "warning", "info", "debug"] as const;
+  const consoleLowest = consoleLevels[options.verbosity]!;
+  const consoleSink: Sink = (record) => {
+    const levelOk = consoleLevels.indexOf(record.level as typeof consoleLevels[number]) <=
+      consoleLevels.indexOf(consoleLowest);
+    const isSummary = record.properties.summary === true && options.verbosity > 0;
+    if (levelOk || isSummary) writeStderr(consoleFormat(record));
+  };
+  const sinks: Record<string, Sink> = { console: consoleSink };
+  if (options.logPath !== null) {
+    const fileSink = recoveringFileSink(options.logPath, options.logMaxBytes, options.logKeep);
+    sinks.file = options.verbosity >= 3
+      ? fileSink
+      : Object.assign((record: LogRecord) => record.level !== "debug" && fileSink(record), {
+        [Symbol.dispose]: () => fileSink[Symbol.dispose](),
+      });
+  }
+  await configure({
+    reset: true,
+    sinks,
+    loggers: [
+      { category: ["treesync"], sinks: Object.keys(sinks), lowestLevel: "debug" },
+      { category: ["logtape", "meta"], sinks: ["console"], lowestLevel: "error" },
+    ],
+  });
+  const debugOn = options.verbosity >= 3;
+  return {
+    change: (text) => logger.info("{text}", { text }),
+    debug: (text) => debugOn && logger.debug("{text}", { text }),
+    warn: (text) => logger.warn("{text}", { text }),
+    error: (text, error) => {
+      logger.error("{text}", { text });
+      if (debugOn && error instanceof Error && error.stack) writeStderr(`${error.stack}\n`);
+    },
+    summary: (text) => logger.info("{text}", { text, summary: true }),
+  };
+}
+
+/** Flushes and closes the log sinks. */
+export async function closeLogging(): Promise<void> {
+  await dispose();
+}
+
+// ================================================================================================
+// Run
+// ================================================================================================
+
+/** Shows a path on one line: names with control characters are quoted JSON-style. */
+export function displayPath(path: string): string {
+  // deno-lint-ignore no-control-regex
+  return /[\x00-\x1f\x7f]/.test(path) ? JSON.stringify(path) : path;
+}
+
+function describeAction(action: Action): string {
+  const shown = displayPath(action.path === "" ? "." : action.path);
+  switch (action.kind) {
+    case "mkdir":
+      return `mkdir ${shown}/`;
+    case "rmdir":
+      return `rmdir ${shown}/`;
+    case "link":
+      return `link ${shown} -> ${displayPath(action.entry!.target!)}`;
+    case "copy":
+    case "update":
+      return `${action.kind} ${shown} (${formatBytes(action.entry!.size)})`;
+    default:
+      return `${action.kind} ${shown}`;
+  }
+}
+
+/** Human-readable bytes: `512 B`, `1.5 KiB`, `3.2 GiB`. */
+export function formatBytes(bytes: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
+}
+
+function summaryLine(summary: RunSummary, label: string): string {
+  const s = summary;
+  return `${label}: ${s.copied} copied, ${s.updated} updated, ${s.moved} moved, ` +
+    `${s.deleted} deleted, ${s.dirsCreated} folders created, ${s.dirsDeleted} folders deleted, ` +
+    `${s.attrsUpdated} attributes fixed, ${s.failed} failed, ${formatBytes(s.bytesCopied)} ` +
+    `copied in ${(s.durationMs / 1000).toFixed(2)} s`;
+}
+
+/** Controls shared by a run and whoever started it (the loop, signals, stdin). */
+export interface RunControl {
+  /** True once a stop was asked: finish the current file, save the record. */
+  stopRequested: boolean;
+  /** True once a second SIGINT came: abandon the current file now. */
+  abortNow: boolean;
+  /** Whether the lock is held by the caller (the loop holds it for its whole life). */
+  lockHeld: boolean;
+  /** Progress of the run under way, for `status`. */
+  progress: { phase: string; done: number; total: number; bytes: number };
+}
+
+/** A fresh {@linkcode RunControl}. */
+export function newRunControl(): RunControl {
+  return {
+    stopRequested: false,
+    abortNow: false,
+    lockHeld: false,
+    progress: { phase: "idle", done: 0, total: 0, bytes: 0 },
+  };
+}
+
+function makePause(): () => Promise<void> {
+  let last = performance.now();
+  return async () => {
+    const now = performance.now();
+    if (now - last < 20) return;
+    // A macrotask turn lets signal handlers, stdin and timers run between files.
+    await new Promise((done) => setTimeout(done, 0));
+    last = performance.now();
+  };
+}
+
+/** Real path of `path`, or of its nearest existing ancestor with the rest appended. */
+function realPathOrNearest(path: string): string {
+  const missing: string[] = [];
+  for (let current = path;; current = dirname(current)) {
+    try {
+      return join(Deno.realPathSync(current), ...missing.reverse());
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound) || current === dirname(current)) throw error;
+      missing.push(current.slice(dirname(current).length).replace(/^\//, ""));
+    }
+  }
+}
+
+function isInside(inner: string, outer: string): boolean {
+  return inner === outer || inner.startsWith(outer.endsWith("/") ? outer : `${outer}/`);
+}
+
+/**
+ * Checks the two paths before anything is written: the source must be a folder, and neither
+ * may be, or be inside, the other (compared by real path, so symlinks do not hide it).
+ *
+ * @throws {UsageError} When the paths cannot be mirrored.
+ */
+export function checkPaths(source: string, replica: string): void {
+  let sourceInfo: Deno.FileInfo;
+  try {
+    sourceInfo = Deno.statSync(source);
+  } catch (error) {
+    throw new UsageError(
+      error instanceof Deno.errors.NotFound
+        ? `Source '${source}' does not exist: check the path, or whether its disk is mounted`
+        : `Cannot read source '${source}': ${errorText(error)}`,
+    );
+  }
+  if (!sourceInfo.isDirectory) throw new UsageError(`Source '${source}' is not a folder`);
+  const realSource = Deno.realPathSync(source);
+  const realReplica = realPathOrNearest(replica);
+  if (realSource === realReplica) {
+    throw new UsageError(`Cannot mirror '${source}' into '${replica}': they are the same folder`);
+  }
+  if (isInside(realReplica, realSource)) {
+    throw new UsageError(
+      `Cannot mirror '${source}' into '${replica}': the replica is inside the source`,
+    );
+  }
+  if (isInside(realSource, realReplica)) {
+    throw new UsageError(
+      `Cannot mirror '${source}' into '${replica}': the source is inside the replica`,
+    );
+  }
+  try {
+    const replicaInfo = Deno.statSync(replica);
+    if (!replicaInfo.isDirectory) throw new UsageError(`Replica '${replica}' is not a folder`);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+}
+
+/** What one run needs besides its options. */
+export interface RunDependencies {
+  report: Reporter;
+  control: RunControl;
+  /** Answers the `--interactive` question; true deletes. */
+  confirmDeletes: (count: number, sample: string[]) => boolean;
+  isRoot: boolean;
+}
+
+/**
+ * One pass: check, lock, scan both trees, plan, apply, save the record.
+ *
+ * @returns The summary; `failed` counts entries that could not be mirrored.
+ * @throws {UsageError} For paths that cannot be mirrored (nothing changed).
+ * @throws {RefusedError} When a safety check refuses (nothing deleted).
+ */
+export async function runOnce(options: Options, deps: RunDependencies): Promise<RunSummary> {
+  const started = performance.now();
+  const { report, control } = deps;
+  checkPaths(options.source, options.replica);
+  const [fromRoot, toRoot] = options.restore
+    ? [options.replica, options.source]
+    : [options.source, options.replica];
+  const metaDir = `${options.replica}/${META_DIR}`;
+  const tempDir = `${metaDir}/${TEMP_NAME}`;
+  const writes = !options.dryRun;
+
+  let lock: ReplicaLock | null = null;
+  if (writes) {
+    Deno.mkdirSync(tempDir, { recursive: true });
+    if (!control.lockHeld) lock = acquireLock(metaDir);
+  }
+  try {
+    if (writes) {
+      // Files left by a run that was killed mid-copy; the lock says no run is using them.
+      for (const leftover of Deno.readDirSync(tempDir)) {
+        removeQuietly(`${tempDir}/${leftover.name}`);
+      }
+    }
+    const record = loadRecord(metaDir, (message) => report.warn(message));
+    const exclude = compileExcludes(options.excludes);
+    const pause = makePause();
+    control.progress = { phase: "scanning", done: 0, total: 0, bytes: 0 };
+    const onEntry = options.verbosity >= 3
+      ? (path: string, entry: Entry) => report.debug(`scan ${entry.kind} ${displayPath(path)}`)
+      : undefined;
+    const onSkip = (path: string, message: string) =>
+      report.warn(`${displayPath(path)}: ${message}`);
+    const scanOptions = { exclude, pause, onSkip, ...(onEntry ? { onEntry } : {}) };
+    const from = await scanTree(fromRoot, { ...scanOptions, skipMetaDir: true });
+    const to = await scanExisting(toRoot, { ...scanOptions, skipMetaDir: true });
+    for (const problem of [...from.problems, ...to.problems]) {
+      report.error(`${displayPath(problem.path)}: ${problem.message}`);
+    }
+
+    if (!options.restore && options.deletes && !options.allowEmptySource) {
+      if (from.entries.size === 1 && from.problems.length === 0 && to.entries.size > 1) {
+        throw new RefusedError(
+          `Refusing to empty '${options.replica}': the source '${options.source}' is empty ` +
+            `(an unmounted disk looks like this). Pass --allow-empty-source if it is meant`,
+        );
+      }
+    }
+
+    const recordSide = options.restore ? "from" : "to";
+    if (options.checksum) {
+      control.progress.phase = "hashing";
+      const wanted = hashesNeeded(from, to, { record, recordSide });
+      for (const [side, scan, root] of [["from", from, fromRoot], ["to", to, toRoot]] as const) {
+        for (const path of wanted[side]) {
+          try {
+            scan.entries.get(path)!.hash = await hashFile(joinRel(root, path), pause);
+          } catch (error) {
+            report.error(`${displayPath(path)}: Cannot hash: ${errorText(error)}`);
+          }
+        }
+      }
+    }
+
+    const plan = planMirror(from, to, {
+      checksum: options.checksum,
+      deletes: options.deletes && !options.restore,
+      owners: deps.isRoot,
+      record,
+      recordSide,
+      ...(options.verbosity >= 3
+        ? {
+          explain: (path: string, why: string) => report.debug(`keep ${displayPath(path)}: ${why}`),
+        }
+        : {}),
+    });
+    for (const problem of plan.blocked) {
+      report.error(`${displayPath(problem.path)}: ${problem.message}`);
+    }
+    if (plan.keptExtraneous > 0) {
+      report.debug(`${plan.keptExtraneous} extraneous entries kept: deletions are off`);
+    }
+
+    const removesData = (a: Action) => a.kind === "delete" || a.kind === "rmdir";
+    const planned = plan.actions.filter(removesData);
+    if (options.interactive && planned.length > 0 && !options.dryRun) {
+      const sample = planned.slice(0, 10).map((a) => displayPath(a.path));
+      if (!deps.confirmDeletes(planned.length, sample)) {
+        report.warn(
+          `Kept ${planned.length} entries that would have been deleted; copying the rest`,
+        );
+        const declined = new Set(planned.map((a) => a.path));
+        plan.actions = plan.actions.filter((a) =>
+          !removesData(a) && !(a.kind !== "dirattrs" && declined.has(a.path))
+        );
+      }
+    }
+
+    let summary: RunSummary;
+    const problemCount = from.problems.length + to.problems.length + plan.blocked.length;
+    if (options.dryRun) {
+      summary = countPlan(plan);
+      for (const action of plan.actions) {
+        if (action.kind !== "dirattrs") writeStdout(`${describeAction(action)}\n`);
+      }
+      summary.failed += problemCount;
+    } else {
+      control.progress = {
+        phase: "copying",
+        done: 0,
+        total: plan.actions.length,
+        bytes: 0,
+      };
+      const result = await applyPlan(plan, {
+        fromRoot,
+        toRoot,
+        tempDir,
+        owners: deps.isRoot,
+        shouldStop: () => control.stopRequested,
+        mustAbort: () => control.abortNow,
+        pause,
+        onDone: (action, bytes) => {
+          control.progress.done++;
+          control.progress.bytes += bytes;
+          if (action.kind === "dirattrs") report.debug(describeAction(action));
+          else report.change(describeAction(action));
+          report.debug(`  because: ${action.reason}`);
+        },
+        onFailed: (problem) => report.error(`${displayPath(problem.path)}: ${problem.message}`),
+      });
+      summary = result.summary;
+      summary.failed += problemCount;
+      if (!options.restore) {
+        const next = nextRecord(record, to, result);
+        if (!sameRecord(record, next)) saveRecord(metaDir, next);
+      }
+      if (result.stopped) report.warn("Stopped before the end of the run; the record is saved");
+    }
+    summary.durationMs = Math.round(performance.now() - started);
+    control.progress = { phase: "idle", done: 0, total: 0, bytes: 0 };
+    return summary;
+  } finally {
+    lock?.release();
+  }
+}
+
+/** Scans a target that may not exist yet (a dry run does not create it). */
+async function scanExisting(root: string, options: ScanOptions): Promise<Scan> {
+  try {
+    Deno.lstatSync(root);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      return { entries: new Map(), problems: [], kept: [] };
+    }
+    throw error;
+  }
+  return await scanTree(root, options);
+}
+
+function countPlan(plan: Plan): RunSummary {
+  const summary = emptySummary(true);
+  for (const action of plan.actions) {
+    if (action.kind === "copy") summary.copied++, summary.bytesCopied += action.entry!.size;
+    else if (action.kind === "update") summary.updated++, summary.bytesCopied += action.entry!.size;
+    else if (action.kind === "link") summary[action.reason === "new" ? "copied" : "updated"]++;
+    else if (action.kind === "delete") summary.deleted++;
+    else if (action.kind === "mkdir") summary.dirsCreated++;
+    else if (action.kind === "rmdir") summary.dirsDeleted++;
+    else if (action.kind === "attrs") summary.attrsUpdated++;
+  }
+  return summary;
+}
+
+function writeStdout(text: string): void {
+  const bytes = encoder.encode(text);
+  for (let done = 0; done < bytes.length;) done += Deno.stdout.writeSync(bytes.subarray(done));
+}
+
+// ================================================================================================
+// Verify
+// ================================================================================================
+
+/** What `--verify` found. */
+export interface VerifyResult {
+  checked: number;
+  mismatched: string[];
+  missing: string[];
+  unrecorded: string[];
+  failed: Problem[];
+}
+
+/**
+ * Re-hashes every replica file and compares it with the record. Changes nothing.
+ */
+export async function verifyReplica(
+  replica: string,
+  options: { exclude: ExcludeMatcher; pause?: () => Promise<void> },
+): Promise<VerifyResult> {
+  const metaDir = `${replica}/${META_DIR}`;
+  const result: VerifyResult = {
+    checked: 0,
+    mismatched: [],
+    missing: [],
+    unrecorded: [],
+    failed: [],
+  };
+  const record = loadRecord(metaDir, (message) => result.failed.push({ path: META_DIR, message }));
+  const scan = await scanTree(replica, { exclude: options.exclude, skipMetaDir: true });
+  result.failed.push(...scan.problems);
+  for (const [path, entry] of scan.entries) {
+    if (entry.kind !== "file") continue;
+    const known = record.get(path);
+    if (!known || known.hash === null) {
+      result.unrecorded.push(path);
+      continue;
+    }
+    try {
+      const hash = await hashFile(`${replica}/${path}`, options.pause);
+      result.checked++;
+      if (hash !== known.hash) result.mismatched.push(path);
+    } catch (error) {
+      result.failed.push({ path, message: `Cannot read: ${errorText(error)}` });
+    }
+  }
+  for (const path of record.keys()) {
+    if (scan.entries.get(path)?.kind !== "file" && !isExcludedRecordPath(path, options.exclude)) {
+      result.missing.push(path);
+    }
+  }
+  return result;
+}
+
+function isExcludedRecordPath(path: string, exclude: ExcludeMatcher): boolean {
+  return [path, ...ancestors(path).filter((p) => p !== "")].some((p, i) => exclude(p, i > 0));
+}
+
+// ================================================================================================
+// Loop
+// ================================================================================================
+
+const LOOP_HELP = `Commands (type one and press Enter):
+  now       start a run at once
+  status    show the last run, the run in progress and when the next starts
+  quit      finish the current file, save the record and exit (also q, exit)
+  help      show this list`;
+
+/** Totals over every run of a loop, logged when it exits. */
+interface LoopTotals {
+  runs: number;
+  failedRuns: number;
+  copied: number;
+  updated: number;
+  moved: number;
+  deleted: number;
+  bytesCopied: number;
+  failed: number;
+}
+
+function addToTotals(totals: LoopTotals, summary: RunSummary): void {
+  totals.copied += summary.copied;
+  totals.updated += summary.updated;
+  totals.moved += summary.moved;
+  totals.deleted += summary.deleted;
+  totals.bytesCopied += summary.bytesCopied;
+  totals.failed += summary.failed;
+}
+
+/** `1h 2m 3s` from milliseconds. */
+export function formatDuration(ms: number): string {
+  let seconds = Math.round(ms / 1000);
+  const parts: string[] = [];
+  for (const [unit, size] of [["d", 86_400], ["h", 3_600], ["m", 60]] as const) {
+    if (seconds >= size) {
+      parts.push(`${Math.floor(seconds / size)}${unit}`);
+      seconds %= size;
+    }
+  }
+  if (seconds > 0 || parts.length === 0) parts.push(`${seconds}s`);
+  return parts.join(" ");
+}
+
+/** Reads lines from stdin as they come and hands each to `onLine`; returns at end of file. */
+async function readCommandLines(onLine: (line: string) => void): Promise<void> {
+  const reader = Deno.stdin.readable.pipeThrough(new TextDecoderStream()).getReader();
+  let pending = "";
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      pending += value;
+      for (let end = pending.indexOf("\n"); end >= 0; end = pending.indexOf("\n")) {
+        onLine(pending.slice(0, end));
+        pending = pending.slice(end + 1);
+      }
+    }
+    if (pending !== "") onLine(pending);
+  } catch {
+    // A closed or broken stdin is the same as its end: the loop goes on without commands.
+  }
+}
+
+/**
+ * Runs a mirror every `options.intervalMs`, start to start, until `quit` or a signal. Stdin
+ * takes commands; its end is not a quit (cron and systemd give none). The lock is held for the
+ * loop's whole life.
+ *
+ * @returns 0 if the last run succeeded, 1 if it failed, 130 or 143 after a signal.
+ */
+async function runLoop(options: Options, report: Reporter): Promise<number> {
+  const intervalMs = options.intervalMs!;
+  const control = newRunControl();
+  const startedAt = Date.now();
+  const totals: LoopTotals = {
+    runs: 0,
+    failedRuns: 0,
+    copied: 0,
+    updated: 0,
+    moved: 0,
+    deleted: 0,
+    bytesCopied: 0,
+    failed: 0,
+  };
+  const metaDir = `${options.replica}/${META_DIR}`;
+  // Assigned inside closures, which TypeScript's narrowing does not follow.
+  let lock = null as ReplicaLock | null;
+  let lastSummary: RunSummary | null = null;
+  let lastRunFailed = false;
+  let running = false;
+  let runAgain = false;
+  let nextRunAt = startedAt;
+  let exitCode: number | null = null;
+  let wake = () => {};
+
+  // The lock is held for the loop's life, and taken again if the replica was deleted with it.
+  const holdLock = () => {
+    if (options.dryRun || lock?.stillHeld()) return;
+    lock?.release();
+    Deno.mkdirSync(metaDir, { recursive: true });
+    lock = acquireLock(metaDir);
+    control.lockHeld = true;
+  };
+
+  // Paths that can never be mirrored are a usage error now; a source that is missing may be
+  // a disk not yet mounted, so the loop starts and each run says so until it appears.
+  try {
+    checkPaths(options.source, options.replica);
+  } catch (error) {
+    const sourceMissing = !existsQuietly(options.source);
+    if (!(error instanceof UsageError) || !sourceMissing) throw error;
+    report.warn(`${error.message}; runs fail until it appears`);
+  }
+  holdLock();
+
+  const onCommand = (line: string) => {
+    const word = line.trim().toLowerCase();
+    if (word === "") return;
+    if (word === "quit" || word === "q" || word === "exit") {
+      report.summary(running ? "quit: finishing the current file" : "quit");
+      control.stopRequested = true;
+      wake();
+    } else if (word === "now") {
+      if (running) {
+        runAgain = true;
+        writeStdout("A run is in progress; the next starts as soon as it ends\n");
+      } else wake();
+    } else if (word === "status") {
+      writeStdout(`${statusText()}\n`);
+    } else if (word === "help" || word === "?") {
+      writeStdout(`${LOOP_HELP}\n`);
+    } else {
+      writeStdout(`Unknown command '${line.trim()}'; type help for the list\n`);
+    }
+  };
+  const statusText = () => {
+    const lines = [
+      lastSummary
+        ? summaryLine(lastSummary, lastRunFailed ? "last run (failed)" : "last run")
+        : "last run: none yet",
+    ];
+    const p = control.progress;
+    lines.push(
+      running
+        ? `run in progress: ${p.phase}, ${p.done} of ${p.total} changes, ${formatBytes(p.bytes)}`
+        : `next run in ${formatDuration(Math.max(0, nextRunAt - Date.now()))} ` +
+          `(${new Date(nextRunAt).toISOString()})`,
+    );
+    lines.push(`runs: ${totals.runs}, uptime ${formatDuration(Date.now() - startedAt)}`);
+    return lines.join("\n");
+  };
+  void readCommandLines(onCommand);
+
+  const onSignal = (signal: "SIGINT" | "SIGTERM") => () => {
+    if (signal === "SIGINT" && exitCode === ExitCode.Interrupted) {
+      // A second Ctrl-C: stop now. Whatever was being copied stays in the temporary folder,
+      // never under its final name, and the next run clears it.
+      lock?.release();
+      void closeLogging().finally(() => Deno.exit(ExitCode.Interrupted));
+      return;
+    }
+    exitCode = signal === "SIGINT" ? ExitCode.Interrupted : ExitCode.Terminated;
+    report.warn(`${signal}: finishing the current file, then exiting`);
+    control.stopRequested = true;
+    wake();
+  };
+  const handlers = { SIGINT: onSignal("SIGINT"), SIGTERM: onSignal("SIGTERM") } as const;
+  for (const [signal, handler] of Object.entries(handlers)) {
+    Deno.addSignalListener(signal as Deno.Signal, handler);
+  }
+
+  try {
+    while (!control.stopRequested) {
+      const runStartedAt = Date.now();
+      running = true;
+      totals.runs++;
+      let summary: RunSummary;
+      try {
+        holdLock();
+        summary = await runOnce(options, {
+          report,
+          control,
+          isRoot: isRunningAsRoot(),
+          confirmDeletes: () => false,
+        });
+      } catch (error) {
+        report.error(`Run ${totals.runs} failed: ${errorText(error)}`, error);
+        summary = { ...emptySummary(options.dryRun), failed: 1 };
+        summary.durationMs = Date.now() - runStartedAt;
+      }
+      running = false;
+      lastSummary = summary;
+      lastRunFailed = summary.failed > 0;
+      if (lastRunFailed) totals.failedRuns++;
+      addToTotals(totals, summary);
+      report.summary(summaryLine(summary, `run ${totals.runs}`));
+      if (options.json) writeStdout(`${JSON.stringify(summary)}\n`);
+      if (control.stopRequested) break;
+
+      nextRunAt = runStartedAt + intervalMs;
+      const waitMs = nextRunAt - Date.now();
+      if (waitMs <= 0) {
+        report.warn(
+          `Run ${totals.runs} took ${formatDuration(summary.durationMs)}, longer than the ` +
+            `interval of ${formatDuration(intervalMs)}; starting the next one now`,
+        );
+        nextRunAt = Date.now();
+      }
+      if (runAgain) {
+        runAgain = false;
+        continue;
+      }
+      await new Promise<void>((done) => {
+        const timer = setTimeout(done, Math.max(0, waitMs));
+        wake = () => {
+          clearTimeout(timer);
+          done();
+        };
+      });
+      wake = () => {};
+    }
+  } finally {
+    for (const [signal, handler] of Object.entries(handlers)) {
+      Deno.removeSignalListener(signal as Deno.Signal, handler);
+    }
+    lock?.release();
+    report.summary(
+      `loop totals: ${totals.runs} runs (${totals.failedRuns} failed), ${totals.copied} copied, ` +
+        `${totals.updated} updated, ${totals.moved} moved, ${totals.deleted} deleted, ` +
+        `${formatBytes(totals.bytesCopied)}, ${totals.failed} failures, ` +
+        `uptime ${formatDuration(Date.now() - startedAt)}`,
+    );
+  }
+  return exitCode ?? (lastRunFailed ? ExitCode.Failed : ExitCode.Ok);
+}
+
+function existsQuietly(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// ================================================================================================
+// Main
+// ================================================================================================
+
+function errorText(error: unknown): string {
+  if (error instanceof Deno.errors.PermissionDenied) return "permission denied";
+  if (error instanceof Deno.errors.NotFound) return "no such file or folder";
+  if (error instanceof Error) {
+    return error.message.replace(/,? (?:os error \d+|\(os error \d+\))/, "").trim();
+  }
+  return String(error);
+}
+
+function readAnswer(): string {
+  const buffer = new Uint8Array(1);
+  const bytes: number[] = [];
+  while (true) {
+    const count = Deno.stdin.readSync(buffer);
+    if (count === null || count === 0 || buffer[0] === 10) break;
+    bytes.push(buffer[0]!);
+  }
+  return new TextDecoder().decode(new Uint8Array(bytes)).trim();
+}
+
+function confirmOnTerminal(count: number, sample: string[]): boolean {
+  writeStderr(`${count} entries would be deleted from the replica, among them:\n`);
+  for (const path of sample) writeStderr(`  ${path}\n`);
+  if (count > sample.length) writeStderr(`  ... and ${count - sample.length} more\n`);
+  writeStderr("Delete them? [y/N] ");
+  return /^y(es)?$/i.test(readAnswer());
+}
+
+function isRunningAsRoot(): boolean {
+  try {
+    return Deno.uid() === 0;
+  } catch {
+    return false;
+  }
+}
+
+function exitCodeFor(summary: RunSummary): number {
+  return summary.failed > 0 ? ExitCode.Failed : ExitCode.Ok;
+}
+
+async function runVerify(options: Options, report: Reporter): Promise<number> {
+  try {
+    if (!Deno.statSync(options.replica).isDirectory) throw new Deno.errors.NotFound();
+  } catch {
+    throw new UsageError(`Replica '${options.replica}' is not a folder: nothing to verify`);
+  }
+  const started = performance.now();
+  const result = await verifyReplica(options.replica, {
+    exclude: compileExcludes(options.excludes),
+  });
+  for (const path of result.mismatched) {
+    writeStdout(`mismatch ${displayPath(path)}\n`);
+  }
+  for (const path of result.missing) writeStdout(`missing ${displayPath(path)}\n`);
+  for (const path of result.unrecorded) writeStdout(`unrecorded ${displayPath(path)}\n`);
+  for (const problem of result.failed) {
+    report.error(`${displayPath(problem.path)}: ${problem.message}`);
+  }
+  const seconds = (performance.now() - started) / 1000;
+  report.summary(
+    `verify: ${result.checked} files checked, ${result.mismatched.length} mismatched, ` +
+      `${result.missing.length} missing, ${result.unrecorded.length} not in the record ` +
+      `(run once with --checksum to hash them), ${result.failed.length} failed ` +
+      `in ${seconds.toFixed(2)} s`,
+  );
+  if (options.json) {
+    writeStdout(
+      `${
+        JSON.stringify({
+          checked: result.checked,
+          mismatched: result.mismatched.length,
+          missing: result.missing.length,
+          unrecorded: result.unrecorded.length,
+          failed: result.failed.length,
+          durationMs: Math.round(seconds * 1000),
+        })
+      }\n`,
+    );
+  }
+  const bad = result.mismatched.length + result.missing.length + result.failed.length;
+  return bad > 0 ? ExitCode.Failed : ExitCode.Ok;
+}
+
+async function runOneShot(options: Options, report: Reporter): Promise<number> {
+  const control = newRunControl();
+  let interrupted: number | null = null;
+  const onSignal = (signal: "SIGINT" | "SIGTERM") => () => {
+    if (control.stopRequested && signal === "SIGINT") control.abortNow = true;
+    control.stopRequested = true;
+    interrupted = signal === "SIGINT" ? ExitCode.Interrupted : ExitCode.Terminated;
+  };
+  const handlers = { SIGINT: onSignal("SIGINT"), SIGTERM: onSignal("SIGTERM") } as const;
+  for (const [signal, handler] of Object.entries(handlers)) {
+    Deno.addSignalListener(signal as Deno.Signal, handler);
+  }
+  try {
+    const summary = await runOnce(options, {
+      report,
+      control,
+      isRoot: isRunningAsRoot(),
+      confirmDeletes: confirmOnTerminal,
+    });
+    report.summary(
+      summaryLine(summary, options.dryRun ? "dry run" : options.restore ? "restore" : "sync"),
+    );
+    if (options.json) writeStdout(`${JSON.stringify(summary)}\n`);
+    return interrupted ?? exitCodeFor(summary);
+  } finally {
+    for (const [signal, handler] of Object.entries(handlers)) {
+      Deno.removeSignalListener(signal as Deno.Signal, handler);
+    }
+  }
+}
+
+/**
+ * Runs the command line and returns the exit code. Only this function reads the
+ * environment and the terminal.
+ */
+export async function main(args: string[]): Promise<number> {
+  let command: Command;
+  try {
+    command = parseCommandLine(args, readEnvironment(), Deno.cwd());
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    writeStderr(`treesync: ${error.message}\nTry 'treesync --help' for the options.\n`);
+    return ExitCode.Usage;
+  }
+  if (command.kind === "help") {
+    writeStdout(`${USAGE}\n`);
+    return ExitCode.Ok;
+  }
+  if (command.kind === "version") {
+    writeStdout(`treesync ${VERSION} (deno ${Deno.version.deno}, ${Deno.build.target})\n`);
+    return ExitCode.Ok;
+  }
+  const { options } = command;
+  if (options.interactive && !Deno.stdin.isTerminal()) {
+    writeStderr("treesync: --interactive needs a terminal to ask on; run it by hand, or drop -I\n");
+    return ExitCode.Usage;
+  }
+  let report: Reporter;
+  try {
+    report = await setUpLogging(options);
+  } catch (error) {
+    writeStderr(`treesync: Cannot open the log file '${options.logPath}': ${errorText(error)}\n`);
+    return ExitCode.Usage;
+  }
+  try {
+    if (options.verify) return await runVerify(options, report);
+    if (options.intervalMs !== null) return await runLoop(options, report);
+    return await runOneShot(options, report);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      report.error(error.message);
+      return ExitCode.Usage;
+    }
+    if (error instanceof RefusedError) {
+      report.error(error.message);
+      return ExitCode.Refused;
+    }
+    report.error(`Unexpected failure: ${errorText(error)}`, error);
+    return ExitCode.Failed;
+  } finally {
+    await closeLogging();
+  }
+}
+
+function readEnvironment(): Environment {
+  const env: Environment = {};
+  for (const name of ["TREESYNC_SOURCE", "TREESYNC_REPLICA", "TREESYNC_LOG"] as const) {
+    const value = Deno.env.get(name);
+    if (value !== undefined) env[name] = value;
+  }
+  return env;
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -1,0 +1,1112 @@
+/**
+ * Tests for treesync: the planner with tables and no disk, the apply step on real temporary
+ * folders, and the command line as a real subprocess for exit codes, output and signals.
+ */
+
+import { createHash } from "node:crypto";
+import {
+  type Action,
+  applyPlan,
+  compileExcludes,
+  type Entry,
+  type FileRecord,
+  formatDuration,
+  hashesNeeded,
+  nextRecord,
+  parseCommandLine,
+  parseDuration,
+  planMirror,
+  type Scan,
+  scanTree,
+  UsageError,
+} from "./sync.ts";
+
+// ------------------------------------------------------------------------------------------------
+// Helpers
+// ------------------------------------------------------------------------------------------------
+
+function assert(condition: unknown, message = "assertion failed"): asserts condition {
+  if (!condition) throw new Error(message);
+}
+
+function assertEquals<T>(actual: T, expected: T, message = ""): void {
+  const a = JSON.stringify(actual, replacer);
+  const e = JSON.stringify(expected, replacer);
+  if (a !== e) throw new Error(`${message}\nexpected: ${e}\n  actual: ${a}`);
+}
+
+function replacer(_key: string, value: unknown): unknown {
+  if (value instanceof Map) return Object.fromEntries(value);
+  if (value instanceof Set) return [...value];
+  return value;
+}
+
+function assertMatch(text: string, pattern: RegExp): void {
+  if (!pattern.test(text)) throw new Error(`expected ${pattern} to match:\n${text}`);
+}
+
+function assertThrows(fn: () => unknown, type: new (...args: never[]) => Error, pattern?: RegExp) {
+  try {
+    fn();
+  } catch (error) {
+    if (!(error instanceof type)) throw new Error(`expected ${type.name}, got ${error}`);
+    if (pattern) assertMatch(error.message, pattern);
+    return;
+  }
+  throw new Error(`expected ${type.name} to be thrown`);
+}
+
+/** Runs `fn` with a fresh temporary folder that is always removed. */
+async function withTemp(fn: (dir: string) => Promise<void> | void): Promise<void> {
+  const dir = Deno.makeTempDirSync({ prefix: "treesync-test-" });
+  try {
+    await fn(dir);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+}
+
+/** A tree as a literal: a string is a file, an object a folder, `{ link }` a symlink. */
+type Tree = { [name: string]: string | Tree | { link: string } };
+
+function writeTree(root: string, tree: Tree): void {
+  Deno.mkdirSync(root, { recursive: true });
+  for (const [name, value] of Object.entries(tree)) {
+    const path = `${root}/${name}`;
+    if (typeof value === "string") Deno.writeTextFileSync(path, value);
+    else if (typeof value.link === "string") Deno.symlinkSync(value.link, path);
+    else writeTree(path, value as Tree);
+  }
+}
+
+/** Reads a tree back as a literal, leaving out the replica's `.treesync`. */
+function readTree(root: string, top = true): Tree {
+  const tree: Tree = {};
+  for (const item of [...Deno.readDirSync(root)].sort((a, b) => a.name < b.name ? -1 : 1)) {
+    const path = `${root}/${item.name}`;
+    if (top && item.name === ".treesync") continue;
+    if (item.isSymlink) tree[item.name] = { link: Deno.readLinkSync(path) };
+    else if (item.isDirectory) tree[item.name] = readTree(path, false);
+    else tree[item.name] = Deno.readTextFileSync(path);
+  }
+  return tree;
+}
+
+/** Every entry's type, size, mode, mtime and content hash: equal snapshots mean equal trees. */
+function snapshot(root: string, options: { mtimes?: boolean; skipMeta?: boolean } = {}) {
+  const { mtimes = true, skipMeta = true } = options;
+  const result: Record<string, string> = {};
+  const walk = (dir: string, rel: string) => {
+    for (const item of Deno.readDirSync(dir)) {
+      const path = `${dir}/${item.name}`;
+      const relPath = rel ? `${rel}/${item.name}` : item.name;
+      if (skipMeta && rel === "" && item.name === ".treesync") continue;
+      const stat = Deno.lstatSync(path);
+      const mode = (stat.mode! & 0o7777).toString(8);
+      const time = mtimes && !stat.isSymlink ? ` ${stat.mtime!.getTime()}` : "";
+      if (stat.isSymlink) result[relPath] = `link ${Deno.readLinkSync(path)}`;
+      else if (stat.isDirectory) {
+        result[relPath] = `dir ${mode}${time}`;
+        walk(path, relPath);
+      } else result[relPath] = `file ${mode}${time} ${sha256(Deno.readFileSync(path))}`;
+    }
+  };
+  walk(root, "");
+  return result;
+}
+
+function sha256(bytes: Uint8Array): string {
+  return createHash("sha256").update(bytes).digest("hex");
+}
+
+function setMtime(path: string, ms: number): void {
+  Deno.utimeSync(path, new Date(ms), new Date(ms));
+}
+
+/** The permission flags of the `sync` task: the CLI under test gets exactly these. */
+const SYNC_FLAGS: string[] = (() => {
+  const config = JSON.parse(Deno.readTextFileSync(new URL("./deno.json", import.meta.url)));
+  const words: string[] = config.tasks.sync.split(/\s+/);
+  return words.filter((word) => word.startsWith("--allow-"));
+})();
+const SYNC_MODULE = new URL("./sync.ts", import.meta.url).pathname;
+
+interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the real CLI as a subprocess with the task's permissions. */
+async function cli(
+  args: string[],
+  options: { env?: Record<string, string>; cwd?: string; stdin?: string } = {},
+): Promise<CliResult> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--quiet", ...SYNC_FLAGS, SYNC_MODULE, ...args],
+    env: { NO_COLOR: "1", ...options.env },
+    clearEnv: true,
+    ...(options.cwd ? { cwd: options.cwd } : {}),
+    stdin: options.stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  if (options.stdin !== undefined) {
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(options.stdin));
+    await writer.close();
+  }
+  const output = await child.output();
+  const decoder = new TextDecoder();
+  return {
+    code: output.code,
+    stdout: decoder.decode(output.stdout),
+    stderr: decoder.decode(output.stderr),
+  };
+}
+
+function jsonLine(result: CliResult): Record<string, number | boolean> {
+  const line = result.stdout.trim().split("\n").at(-1)!;
+  return JSON.parse(line);
+}
+
+function assertExit(result: CliResult, code: number): void {
+  if (result.code !== code) {
+    throw new Error(
+      `expected exit ${code}, got ${result.code}\nstdout: ${result.stdout}\nstderr: ${result.stderr}`,
+    );
+  }
+}
+
+/** An entry literal for planner tables. */
+function e(kind: Entry["kind"], fields: Partial<Entry> = {}): Entry {
+  return {
+    kind,
+    size: 0,
+    mtimeMs: 1000,
+    mode: kind === "dir" ? 0o755 : 0o644,
+    uid: 0,
+    gid: 0,
+    ...fields,
+  };
+}
+
+function scanOf(entries: Record<string, Entry>, kept: string[] = []): Scan {
+  return { entries: new Map([["", e("dir")], ...Object.entries(entries)]), problems: [], kept };
+}
+
+const planDefaults = { checksum: false, deletes: true, owners: false };
+
+function planned(actions: Action[]): string[] {
+  return actions.filter((a) => a.kind !== "dirattrs").map((a) => `${a.kind} ${a.path}`);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Command line and options
+// ------------------------------------------------------------------------------------------------
+
+Deno.test("parseDuration() reads seconds and d/h/m/s units", () => {
+  const table: Array<[string, number]> = [
+    ["90", 90_000],
+    ["45s", 45_000],
+    ["5m", 300_000],
+    ["1h30m", 5_400_000],
+    ["2d", 172_800_000],
+    ["1d2h3m4s", 93_784_000],
+  ];
+  for (const [text, ms] of table) assertEquals(parseDuration(text), ms, text);
+});
+
+Deno.test("parseDuration() rejects anything else, quoting the value", () => {
+  for (const text of ["5x", "0", "-3", "1.5.2m", "", "0s", "m", "5m1h", "1.5m"]) {
+    assertThrows(
+      () => parseDuration(text),
+      UsageError,
+      new RegExp(`'${text.replace(".", "\\.")}'`),
+    );
+  }
+});
+
+Deno.test("parseCommandLine() takes paths from positionals, flags, aliases and environment", () => {
+  const run = (args: string[], env = {}) => {
+    const command = parseCommandLine(args, env, "/work");
+    assert(command.kind === "run");
+    return command.options;
+  };
+  assertEquals([run(["a", "b"]).source, run(["a", "b"]).replica], ["/work/a", "/work/b"]);
+  const flagged = run(["-s", "/x", "-r", "y"]);
+  assertEquals([flagged.source, flagged.replica], ["/x", "/work/y"]);
+  const aliased = run(["--src", "/x", "--dest", "/y", "--log_file", "logs/"]);
+  assertEquals([aliased.source, aliased.replica, aliased.logPath], [
+    "/x",
+    "/y",
+    "/work/logs/treesync.log",
+  ]);
+  const fromEnv = run([], {
+    TREESYNC_SOURCE: "/e/s",
+    TREESYNC_REPLICA: "/e/r",
+    TREESYNC_LOG: "/e/l",
+  });
+  assertEquals([fromEnv.source, fromEnv.replica, fromEnv.logPath], ["/e/s", "/e/r", "/e/l"]);
+  const flagsWin = run(["-s", "/f"], { TREESYNC_SOURCE: "/e/s", TREESYNC_REPLICA: "/e/r" });
+  assertEquals([flagsWin.source, flagsWin.replica], ["/f", "/e/r"]);
+  assertEquals(run(["--scan", "a", "b"]).dryRun, true);
+  assertEquals(run(["--no-delete", "a", "b"]).deletes, false);
+  assertEquals(run(["-vv", "a", "b"]).verbosity, 3);
+  assertEquals(run(["-q", "a", "b"]).verbosity, 0);
+  assertEquals(run(["--exclude", "*.tmp", "--exclude", "cache/", "a", "b"]).excludes, [
+    "*.tmp",
+    "cache/",
+  ]);
+  assertEquals(run(["--verify", "r"]).replica, "/work/r");
+  assertEquals(run(["-i", "1h30m", "a", "b"]).intervalMs, 5_400_000);
+});
+
+Deno.test("parseCommandLine() rejects bad input with a message naming it", () => {
+  const table: Array<[string[], RegExp]> = [
+    [["--bogus", "a", "b"], /--bogus/],
+    [["a"], /Missing REPLICA/],
+    [[], /Missing REPLICA/],
+    [["a", "b", "c"], /Too many paths: 'c'/],
+    [["-s", "x", "a", "b"], /either as two paths/],
+    [["--src", "x", "--source", "y", "r"], /--source is given twice/],
+    [["--interval", "5x", "a", "b"], /'5x'/],
+    [["--restore", "--verify", "a", "b"], /--restore and --verify/],
+    [["--exclude", "/", "a", "b"], /the pattern is empty/],
+    [["--exclude", "[ab", "a", "b"], /'\[' is not closed/],
+    [["-q", "-v", "a", "b"], /--quiet and --verbose/],
+    [["--log-keep", "0", "a", "b"], /--log-keep '0'/],
+  ];
+  for (const [args, pattern] of table) {
+    assertThrows(() => parseCommandLine(args, {}, "/w"), UsageError, pattern);
+  }
+});
+
+Deno.test("compileExcludes() reads globs like rsync and .gitignore", () => {
+  const table: Array<[string, string, boolean, boolean]> = [
+    // pattern, path, isDir, excluded
+    ["*.tmp", "a.tmp", false, true],
+    ["*.tmp", "deep/down/a.tmp", false, true],
+    ["*.tmp", "a.tmp.keep", false, false],
+    ["cache/", "x/cache", true, true],
+    ["cache/", "x/cache", false, false],
+    ["build/*.o", "build/main.o", false, true],
+    ["build/*.o", "src/build/main.o", false, false],
+    ["build/*.o", "build/sub/main.o", false, false],
+    ["**/node_modules/", "node_modules", true, true],
+    ["**/node_modules/", "a/b/node_modules", true, true],
+    ["**/node_modules/", "a/node_modules", false, false],
+    ["/top", "top", false, true],
+    ["/top", "sub/top", false, false],
+    ["a/**/z", "a/z", false, true],
+    ["a/**/z", "a/b/c/z", false, true],
+    ["file?.txt", "file1.txt", false, true],
+    ["file?.txt", "file10.txt", false, false],
+    ["[ab].c", "b.c", false, true],
+    ["[!ab].c", "b.c", false, false],
+    ["a.b", "axb", false, false],
+  ];
+  for (const [pattern, path, isDir, excluded] of table) {
+    assertEquals(compileExcludes([pattern])(path, isDir), excluded, `${pattern} ~ ${path}`);
+  }
+});
+
+Deno.test("formatDuration() prints the largest units", () => {
+  assertEquals(formatDuration(0), "0s");
+  assertEquals(formatDuration(93_784_000), "1d 2h 3m 4s");
+  assertEquals(formatDuration(3_600_000), "1h");
+});
+
+// ------------------------------------------------------------------------------------------------
+// Plan: tables, no disk
+// ------------------------------------------------------------------------------------------------
+
+Deno.test("planMirror() decides each entry by type, size, mtime and mode", () => {
+  const table: Array<[string, Entry | undefined, Entry | undefined, string[]]> = [
+    ["new file", e("file", { size: 3 }), undefined, ["copy x"]],
+    ["new folder", e("dir"), undefined, ["mkdir x"]],
+    ["new symlink", e("symlink", { target: "t" }), undefined, ["link x"]],
+    ["unchanged file", e("file", { size: 3 }), e("file", { size: 3 }), []],
+    ["size differs", e("file", { size: 3 }), e("file", { size: 4 }), ["update x"]],
+    ["mtime differs", e("file", { mtimeMs: 2 }), e("file", { mtimeMs: 1 }), ["update x"]],
+    ["mode differs", e("file", { mode: 0o600 }), e("file"), ["attrs x"]],
+    ["target differs", e("symlink", { target: "a" }), e("symlink", { target: "b" }), ["link x"]],
+    ["same target", e("symlink", { target: "a" }), e("symlink", { target: "a" }), []],
+    ["extraneous file", undefined, e("file"), ["delete x"]],
+    ["extraneous folder", undefined, e("dir"), ["rmdir x"]],
+    ["file to folder", e("dir"), e("file"), ["delete x", "mkdir x"]],
+    ["folder to file", e("file"), e("dir"), ["rmdir x", "copy x"]],
+    ["file to symlink", e("symlink", { target: "t" }), e("file"), ["delete x", "link x"]],
+    ["symlink to file", e("file"), e("symlink", { target: "t" }), ["delete x", "copy x"]],
+  ];
+  for (const [name, from, to, expected] of table) {
+    const plan = planMirror(
+      scanOf(from ? { x: from } : {}),
+      scanOf(to ? { x: to } : {}),
+      planDefaults,
+    );
+    assertEquals(planned(plan.actions), expected, name);
+  }
+});
+
+Deno.test("planMirror() compares owners only when asked (root)", () => {
+  const from = scanOf({ x: e("file", { uid: 1000 }) });
+  const to = scanOf({ x: e("file") });
+  assertEquals(planned(planMirror(from, to, planDefaults).actions), []);
+  assertEquals(planned(planMirror(from, to, { ...planDefaults, owners: true }).actions), [
+    "attrs x",
+  ]);
+});
+
+Deno.test("planMirror() with checksum decides by hash, the record vouching for the replica", () => {
+  const same = "a".repeat(64);
+  const other = "b".repeat(64);
+  const table: Array<[string, Entry, Entry, FileRecord | undefined, string[]]> = [
+    [
+      "same size and mtime, other content",
+      e("file", { size: 5, hash: same }),
+      e("file", { size: 5, hash: other }),
+      undefined,
+      ["update x"],
+    ],
+    [
+      "same content, other mtime",
+      e("file", { size: 5, mtimeMs: 9, hash: same }),
+      e("file", { size: 5, hash: same }),
+      undefined,
+      ["attrs x"],
+    ],
+    [
+      "record gives the replica's hash",
+      e("file", { size: 5, hash: same }),
+      e("file", { size: 5 }),
+      new Map([["x", { size: 5, mtimeMs: 1000, hash: same }]]),
+      [],
+    ],
+    [
+      "stale record is not trusted",
+      e("file", { size: 5, hash: same }),
+      e("file", { size: 5 }),
+      new Map([["x", { size: 5, mtimeMs: 999, hash: same }]]),
+      ["update x"],
+    ],
+  ];
+  for (const [name, from, to, record, expected] of table) {
+    const plan = planMirror(scanOf({ x: from }), scanOf({ x: to }), {
+      ...planDefaults,
+      checksum: true,
+      ...(record ? { record, recordSide: "to" as const } : {}),
+    });
+    assertEquals(planned(plan.actions), expected, name);
+  }
+});
+
+Deno.test("hashesNeeded() asks only for same-size pairs the record cannot vouch for", () => {
+  const from = scanOf({
+    a: e("file", { size: 5 }),
+    b: e("file", { size: 5 }),
+    c: e("file", { size: 1 }),
+  });
+  const to = scanOf({
+    a: e("file", { size: 5 }),
+    b: e("file", { size: 5 }),
+    c: e("file", { size: 2 }),
+  });
+  const record: FileRecord = new Map([["a", { size: 5, mtimeMs: 1000, hash: "f".repeat(64) }]]);
+  assertEquals(hashesNeeded(from, to, { record, recordSide: "to" }), {
+    from: ["a", "b"],
+    to: ["b"],
+  });
+});
+
+Deno.test("planMirror() orders actions so every step has what it needs", () => {
+  const from = scanOf({ a: e("dir"), "a/b": e("dir"), "a/b/f": e("file"), x: e("file") });
+  const to = scanOf({
+    x: e("dir"),
+    "x/y": e("dir"),
+    "x/y/z": e("file"),
+    old: e("dir"),
+    "old/o": e("file"),
+  });
+  const plan = planMirror(from, to, planDefaults);
+  assertEquals(planned(plan.actions), [
+    // the folder in the way goes first, deepest first
+    "delete x/y/z",
+    "rmdir x/y",
+    "rmdir x",
+    // then creations, parents first
+    "mkdir a",
+    "mkdir a/b",
+    "copy a/b/f",
+    "copy x",
+    // then extraneous entries, deepest first
+    "delete old/o",
+    "rmdir old",
+  ]);
+  const attrs = plan.actions.filter((a) => a.kind === "dirattrs").map((a) => a.path);
+  assertEquals(attrs, ["a/b", "a", ""], "new and touched folders get their attributes last");
+  assertEquals(plan.actions.at(-1)!.kind, "dirattrs");
+});
+
+Deno.test("planMirror() without deletions keeps extraneous entries and folders in the way", () => {
+  const from = scanOf({ f: e("file"), d: e("dir") });
+  const to = scanOf({ f: e("dir"), "f/inner": e("file"), d: e("file"), extra: e("file") });
+  const plan = planMirror(from, to, { ...planDefaults, deletes: false });
+  assertEquals(planned(plan.actions), ["delete d", "mkdir d"], "a file in the way is overwritten");
+  assertEquals(plan.blocked.map((p) => p.path), ["f"]);
+  assertEquals(plan.keptExtraneous, 3, "f, f/inner and extra");
+});
+
+Deno.test("planMirror() never deletes what a scan kept, nor the folders above it", () => {
+  // `gone/keep.tmp` is excluded in the replica; `src-bad` could not be read in the source.
+  const from = scanOf({}, ["src-bad"]);
+  const to = scanOf(
+    {
+      gone: e("dir"),
+      "gone/f": e("file"),
+      "src-bad": e("dir"),
+      "src-bad/f": e("file"),
+      other: e("file"),
+    },
+    ["gone/keep.tmp"],
+  );
+  assertEquals(planned(planMirror(from, to, planDefaults).actions), [
+    "delete other",
+    "delete gone/f",
+  ]);
+});
+
+Deno.test("planMirror() does not replace a folder holding kept entries", () => {
+  const from = scanOf({ d: e("file") });
+  const to = scanOf({ d: e("dir") }, ["d/excluded.tmp"]);
+  const plan = planMirror(from, to, planDefaults);
+  assertEquals(planned(plan.actions), []);
+  assertEquals(plan.blocked.map((p) => p.path), ["d"]);
+});
+
+Deno.test("nextRecord() keeps hashes only while size and mtime still match", () => {
+  const hash = "c".repeat(64);
+  const previous: FileRecord = new Map([
+    ["kept", { size: 1, mtimeMs: 1000, hash }],
+    ["stale", { size: 1, mtimeMs: 5, hash }],
+    ["gone", { size: 1, mtimeMs: 1000, hash }],
+  ]);
+  const replica = scanOf({
+    kept: e("file", { size: 1 }),
+    stale: e("file", { size: 1 }),
+    gone: e("file", { size: 1 }),
+    dir: e("dir"),
+  });
+  const next = nextRecord(previous, replica, {
+    written: new Map([["new", { size: 2, mtimeMs: 7, hash }]]),
+    deleted: new Set(["gone"]),
+    attrsChanged: new Map(),
+  });
+  assertEquals(
+    next,
+    new Map([
+      ["kept", { size: 1, mtimeMs: 1000, hash }],
+      ["stale", { size: 1, mtimeMs: 1000, hash: null }],
+      ["new", { size: 2, mtimeMs: 7, hash }],
+    ]),
+  );
+});
+
+// ------------------------------------------------------------------------------------------------
+// Scan and apply on real folders
+// ------------------------------------------------------------------------------------------------
+
+Deno.test("scanTree() lists every kind without following symlinks, and skips excluded entries", async () => {
+  await withTemp(async (dir) => {
+    writeTree(dir, {
+      a: { f: "1", "x.tmp": "t" },
+      l: { link: "a" },
+      dangling: { link: "nowhere" },
+    });
+    const scan = await scanTree(dir, { exclude: compileExcludes(["*.tmp"]) });
+    assertEquals([...scan.entries.keys()].sort(), ["", "a", "a/f", "dangling", "l"]);
+    assertEquals(scan.entries.get("l")!.target, "a");
+    assertEquals(scan.kept, ["a/x.tmp"]);
+  });
+});
+
+Deno.test("applyPlan() copies again a file that changes while it is read, and records what was written", async () => {
+  await withTemp(async (dir) => {
+    const from = `${dir}/from`;
+    const to = `${dir}/to`;
+    const tempDir = `${dir}/tmp`; // outside the tree, or the plan would delete it
+    Deno.mkdirSync(to);
+    Deno.mkdirSync(tempDir);
+    writeTree(from, {});
+    Deno.writeFileSync(`${from}/big`, new Uint8Array(3 << 20).fill(1));
+    const fromScan = await scanTree(from, { exclude: () => false });
+    const toScan = await scanTree(to, { exclude: () => false });
+    const plan = planMirror(fromScan, toScan, planDefaults);
+    let appendsLeft = 1;
+    const result = await applyPlan(plan, {
+      fromRoot: from,
+      toRoot: to,
+      tempDir,
+      owners: false,
+      shouldStop: () => false,
+      mustAbort: () => false,
+      // Runs between chunks of the copy: the writer appends once, mid-read.
+      pause: () => {
+        if (appendsLeft-- === 1) {
+          using file = Deno.openSync(`${from}/big`, { append: true });
+          file.writeSync(new Uint8Array(10).fill(2));
+        }
+        return Promise.resolve();
+      },
+      onDone: () => {},
+      onFailed: (problem) => {
+        throw new Error(problem.message);
+      },
+    });
+    const copied = Deno.readFileSync(`${to}/big`);
+    assertEquals(copied.length, (3 << 20) + 10, "the second read took the whole file");
+    assertEquals(result.written.get("big")!.hash, sha256(copied));
+    assertEquals([...Deno.readDirSync(tempDir)].length, 0, "no temporary file is left");
+  });
+});
+
+// ------------------------------------------------------------------------------------------------
+// The command line as a subprocess
+// ------------------------------------------------------------------------------------------------
+
+Deno.test("cli mirrors content, folders, symlinks, modes and mtimes; a second run is a no-op", async () => {
+  await withTemp(async (dir) => {
+    const source = `${dir}/source`;
+    const replica = `${dir}/deep/er/replica`;
+    writeTree(source, {
+      a: { "f.txt": "hello", b: { c: { "deep.txt": "deep" } } },
+      empty: {},
+      link: { link: "a/f.txt" },
+      dangling: { link: "../../nowhere" },
+      "x.bin": "binary\0data",
+    });
+    Deno.chmodSync(`${source}/a/f.txt`, 0o640);
+    Deno.chmodSync(`${source}/x.bin`, 0o755);
+    Deno.chmodSync(`${source}/empty`, 0o700);
+    setMtime(`${source}/a/f.txt`, 1_500_000_000_123);
+    setMtime(`${source}/a/b`, 1_400_000_000_000);
+    setMtime(`${source}/empty`, 1_300_000_000_000);
+
+    const first = await cli(["--json", source, replica]);
+    assertExit(first, 0);
+    assertEquals(snapshot(replica), snapshot(source));
+    const counts = jsonLine(first);
+    assertEquals([counts.copied, counts.dirsCreated, counts.failed, counts.dryRun], [
+      5,
+      4,
+      0,
+      false,
+    ]);
+    for (const key of ["updated", "deleted", "moved", "dirsDeleted", "bytesCopied", "durationMs"]) {
+      assert(typeof counts[key] === "number", `--json has ${key}`);
+    }
+
+    const second = await cli(["--json", source, replica]);
+    assertExit(second, 0);
+    const again = jsonLine(second);
+    assertEquals(
+      [again.copied, again.updated, again.deleted, again.dirsCreated, again.attrsUpdated],
+      [0, 0, 0, 0, 0],
+    );
+  });
+});
+
+Deno.test("cli propagates edits, mode changes, deletions and type changes", async () => {
+  await withTemp(async (dir) => {
+    const source = `${dir}/s`;
+    const replica = `${dir}/r`;
+    writeTree(source, {
+      edit: "v1",
+      mode: "m",
+      gone: { nested: { deeper: { "f": "x" } }, "g": "y" },
+      fileToDir: "f",
+      dirToFile: { inside: "i" },
+      fileToLink: "l",
+      linkToFile: { link: "edit" },
+    });
+    assertExit(await cli([source, replica]), 0);
+
+    Deno.writeTextFileSync(`${source}/edit`, "version 2");
+    Deno.chmodSync(`${source}/mode`, 0o600);
+    Deno.removeSync(`${source}/gone`, { recursive: true });
+    Deno.removeSync(`${source}/fileToDir`);
+    writeTree(`${source}/fileToDir`, { now: "a folder" });
+    Deno.removeSync(`${source}/dirToFile`, { recursive: true });
+    Deno.writeTextFileSync(`${source}/dirToFile`, "now a file");
+    Deno.removeSync(`${source}/fileToLink`);
+    Deno.symlinkSync("edit", `${source}/fileToLink`);
+    Deno.removeSync(`${source}/linkToFile`);
+    Deno.writeTextFileSync(`${source}/linkToFile`, "now a file");
+
+    const result = await cli(["--json", "-v", source, replica]);
+    assertExit(result, 0);
+    assertEquals(snapshot(replica), snapshot(source));
+    assertMatch(result.stderr, /^update edit/m);
+    assertMatch(result.stderr, /^attrs mode$/m);
+    assertMatch(result.stderr, /^rmdir gone\/nested\/deeper\/$/m);
+    assertEquals(jsonLine(result).dirsDeleted, 4);
+  });
+});
+
+Deno.test("cli without --checksum trusts size and mtime; with it, content decides", async () => {
+  await withTemp(async (dir) => {
+    const source = `${dir}/s`;
+    const replica = `${dir}/r`;
+    writeTree(source, { f: "aaaa" });
+    assertExit(await cli([source, replica]), 0);
+    const mtime = Deno.statSync(`${source}/f`).mtime!.getTime();
+    Deno.writeTextFileSync(`${source}/f`, "bbbb"); // same size, mtime put back
+    setMtime(`${source}/f`, mtime);
+    assertEquals(jsonLine(await cli(["--json", source, replica])).updated, 0);
+    assertEquals(Deno.readTextFileSync(`${replica}/f`), "aaaa");
+    const checked = await cli(["--json", "--checksum", source, replica]);
+    assertEquals(jsonLine(checked).updated, 1);
+    assertEquals(Deno.readTextFileSync(`${replica}/f`), "bbbb");
+  });
+});
+
+Deno.test("cli mirrors names with spaces, newlines, shell characters, 255 bytes and both Unicode forms", async () => {
+  await withTemp(async (dir) => {
+    const source = `${dir}/s`;
+    const replica = `${dir}/r`;
+    const long = "L".repeat(251) + ".txt";
+    let deep = "";
+    for (let i = 0; i < 40; i++) deep += `level${i}/`;
+    writeTree(source, {
+      "with space": "1",
+      "new\nline": "2",
+      "semi;colon": "3",
+      "^^^": "4",
+      "-leading-dash": "5",
+      [long]: "6",
+      "caf\u00e9": "nfc",
+      "cafe\u0301": "nfd",
+      "日本語": { "ファイル": "7" },
+    });
+    Deno.mkdirSync(`${source}/${deep}`, { recursive: true });
+    Deno.writeTextFileSync(`${source}/${deep}/bottom`, "deep");
+    assertExit(await cli([source, replica]), 0);
+    assertEquals(snapshot(replica), snapshot(source));
+    const dry = await cli(["-n", source, replica]);
+    assertEquals(dry.stdout, "", "nothing left to do");
+  });
+});
+
+Deno.test("cli skips names that are not UTF-8 with an error, mirrors the rest and deletes nothing it cannot name", async () => {
+  await withTemp(async (dir) => {
+    const source = `${dir}/s`;
+    const replica = `${dir}/r`;
+    writeTree(source, { ok: "fine" });
+    writeTree(replica, { holder: {} });
+    // Deno cannot create such names; the shell can.
+    const made = await new Deno.Command("sh", {
+      args: [
+        "-c",
+        `printf 1 > "$1"/$(printf 'bad\\377'); printf 2 > "$2"/holder/$(printf 'x\\376')`,
+        "sh",
+        source,
+        replica,
+      ],
+    }).output();
+    assert(made.success);
+    const result = await cli([source, replica]);
+    assertExit(result, 1);
+    assertMatch(result.stderr, /bad\uFFFD: Skipped: the name is not valid UTF-8/);
+    assertEquals(Deno.readTextFileSync(`${replica}/ok`), "fine");
+    assertEquals(
+      [...Deno.readDirSync(`${replica}/holder`)].length,
+      1,
+      "the undecodable replica entry stays",
+    );
+  });
+});
+
+Deno.test("cli skips fifos with a warning and exits 0", async () => {
+  await withTemp(async (dir) => {
+    const source = `${dir}/s`;
+    writeTree(source, { f: "x" });
+    assert((await new Deno.Command("mkfifo", { args: [`${source}/pipe`] }).output()).success);
+    const result = await cli([source, `${dir}/r`]);
+    assertExit(result, 0);
+    assertMatch(result.stderr, /warning: pipe: Skipped: fifos/);
+    assertEquals(readTree(`${dir}/r`), { f: "x" });
+  });
+});
+
+Deno.test("cli keeps owner and group when running as root", async () => {
+  if (Deno.uid() !== 0) return; // only root can give files away; CI runs as root
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, { f: "x", l: { link: "f" } });
+    Deno.chownSync(`${dir}/s/f`, 1234, 5678);
+    assertExit(await cli([`${dir}/s`, `${dir}/r`]), 0);
+    const stat = Deno.lstatSync(`${dir}/r/f`);
+    assertEquals([stat.uid, stat.gid], [1234, 5678]);
+  });
+});
+
+Deno.test("cli --dry-run prints the plan and leaves every byte as it was", async () => {
+  await withTemp(async (dir) => {
+    const source = `${dir}/s`;
+    const replica = `${dir}/r`;
+    writeTree(source, { new: "n", changed: "new content", sub: { f: "f" } });
+    writeTree(replica, { changed: "old", extra: { x: "x" } });
+    const before = snapshot(replica, { skipMeta: false });
+    for (const flag of ["-n", "--dry-run", "--scan"]) {
+      const result = await cli([flag, "--json", source, replica]);
+      assertExit(result, 0);
+      assertEquals(snapshot(replica, { skipMeta: false }), before, flag);
+      const lines = result.stdout.trim().split("\n");
+      assertEquals(lines.slice(0, -1).sort(), [
+        "copy new (1 B)",
+        "copy sub/f (1 B)",
+        "delete extra/x",
+        "mkdir sub/",
+        "rmdir extra/",
+        "update changed (11 B)",
+      ]);
+      assertEquals(jsonLine(result).dryRun, true);
+    }
+    assertExit(await cli(["-n", source, `${dir}/missing`]), 0);
+    assert(!existsSync(`${dir}/missing`), "a dry run does not create the replica");
+  });
+});
+
+Deno.test("cli --restore copies missing and differing files back and deletes nothing", async () => {
+  await withTemp(async (dir) => {
+    const source = `${dir}/s`;
+    const replica = `${dir}/r`;
+    writeTree(source, { keep: "k", lost: "l", sub: { damaged: "good" } });
+    assertExit(await cli([source, replica]), 0);
+    Deno.removeSync(`${source}/lost`);
+    Deno.writeTextFileSync(`${source}/sub/damaged`, "BAD!");
+    Deno.writeTextFileSync(`${source}/only-in-source`, "new work");
+    const result = await cli(["--restore", source, replica]);
+    assertExit(result, 0);
+    assertEquals(readTree(source), {
+      keep: "k",
+      lost: "l",
+      "only-in-source": "new work",
+      sub: { damaged: "good" },
+    });
+  });
+});
+
+Deno.test("cli --verify passes a clean replica and names a flipped byte with the mtime put back", async () => {
+  await withTemp(async (dir) => {
+    const source = `${dir}/s`;
+    const replica = `${dir}/r`;
+    writeTree(source, { a: "alpha", sub: { b: "bravo" } });
+    assertExit(await cli([source, replica]), 0);
+    assertExit(await cli(["--verify", replica]), 0);
+    const mtime = Deno.statSync(`${replica}/sub/b`).mtime!.getTime();
+    Deno.writeTextFileSync(`${replica}/sub/b`, "brave");
+    setMtime(`${replica}/sub/b`, mtime);
+    const result = await cli(["--verify", replica]);
+    assertExit(result, 1);
+    assertEquals(result.stdout, "mismatch sub/b\n");
+  });
+});
+
+Deno.test("cli --exclude neither copies nor deletes matching entries", async () => {
+  await withTemp(async (dir) => {
+    const source = `${dir}/s`;
+    const replica = `${dir}/r`;
+    writeTree(source, {
+      "a.tmp": "t",
+      keep: "k",
+      cache: { c: "c" },
+      build: { "m.o": "o", "m.c": "c" },
+    });
+    writeTree(replica, { "old.tmp": "replica's own", gone: { "x.tmp": "protected" } });
+    const result = await cli([
+      "--exclude",
+      "*.tmp",
+      "--exclude",
+      "cache/",
+      "--exclude",
+      "build/*.o",
+      source,
+      replica,
+    ]);
+    assertExit(result, 0);
+    assertEquals(readTree(replica), {
+      build: { "m.c": "c" },
+      gone: { "x.tmp": "protected" },
+      keep: "k",
+      "old.tmp": "replica's own",
+    });
+  });
+});
+
+Deno.test("cli --no-delete copies and updates but deletes nothing", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, { f: "new" });
+    writeTree(`${dir}/r`, { f: "old", extra: "stays", d: { x: "x" } });
+    setMtime(`${dir}/r/f`, 1_000_000_000_000); // same size: the mtime tells them apart
+    assertExit(await cli(["--no-delete", `${dir}/s`, `${dir}/r`]), 0);
+    assertEquals(readTree(`${dir}/r`), { d: { x: "x" }, extra: "stays", f: "new" });
+  });
+});
+
+Deno.test("cli --interactive is a usage error without a terminal", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, { f: "x" });
+    const result = await cli(["-I", `${dir}/s`, `${dir}/r`]);
+    assertExit(result, 2);
+    assertMatch(result.stderr, /--interactive needs a terminal/);
+  });
+});
+
+Deno.test("cli --interactive asks on a terminal; declining keeps entries and still copies", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, { f: "new" });
+    writeTree(`${dir}/r`, { extra: "x", f: "old" });
+    setMtime(`${dir}/r/f`, 1_000_000_000_000);
+    const command = [
+      Deno.execPath(),
+      "run",
+      "--quiet",
+      ...SYNC_FLAGS,
+      SYNC_MODULE,
+      "-I",
+      `${dir}/s`,
+      `${dir}/r`,
+    ]
+      .map((word) => `'${word}'`).join(" ");
+    // `script` gives the CLI a pseudo-terminal; the answer is typed into it.
+    const child = new Deno.Command("script", {
+      args: ["-qec", command, "/dev/null"],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const writer = child.stdin.getWriter();
+    await new Promise((done) => setTimeout(done, 1500));
+    await writer.write(new TextEncoder().encode("n\n"));
+    await writer.close();
+    const output = await child.output();
+    const shown = new TextDecoder().decode(output.stdout);
+    assertMatch(shown, /1 entries would be deleted/);
+    assertMatch(shown, /extra/);
+    assertEquals(readTree(`${dir}/r`), { extra: "x", f: "new" });
+  });
+});
+
+Deno.test("cli --log writes every change with a timestamp, into a folder it creates", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, { f: "x", g: "y" });
+    const result = await cli(["-q", "--log", `${dir}/logs/`, `${dir}/s`, `${dir}/r`]);
+    assertExit(result, 0);
+    assertEquals(result.stderr, "", "-q prints nothing when all is well");
+    const log = Deno.readTextFileSync(`${dir}/logs/treesync.log`);
+    assertMatch(log, /^\d{4}-\d\d-\d\dT[\d:.]+Z INFO +copy f \(1 B\)$/m);
+    assertMatch(log, /copy g/);
+    assertMatch(log, /sync: 2 copied/);
+  });
+});
+
+Deno.test("cli prints the summary by default and each change with -v", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, { f: "x" });
+    const quiet = await cli([`${dir}/s`, `${dir}/r1`]);
+    assertEquals(quiet.stderr.trim().split("\n").length, 1);
+    assertMatch(quiet.stderr, /^sync: 1 copied/);
+    const verbose = await cli(["-v", `${dir}/s`, `${dir}/r2`]);
+    assertMatch(verbose.stderr, /^copy f \(1 B\)$/m);
+  });
+});
+
+Deno.test("cli takes defaults from TREESYNC_SOURCE and TREESYNC_REPLICA; flags win", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, { f: "x" });
+    const env = { TREESYNC_SOURCE: `${dir}/s`, TREESYNC_REPLICA: `${dir}/r` };
+    assertExit(await cli([], { env }), 0);
+    assertEquals(readTree(`${dir}/r`), { f: "x" });
+    assertExit(await cli(["-r", `${dir}/other`], { env }), 0);
+    assertEquals(readTree(`${dir}/other`), { f: "x" });
+  });
+});
+
+Deno.test("cli refuses bad input with one line and exit 2, changing nothing", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, { inner: {}, f: "x" });
+    Deno.symlinkSync(`${dir}/s`, `${dir}/alias`);
+    const table: Array<[string[], RegExp]> = [
+      [["--frobnicate", `${dir}/s`, `${dir}/r`], /Unknown option '--frobnicate'/],
+      [[`${dir}/missing`, `${dir}/r`], /Source '.*\/missing' does not exist/],
+      [[`${dir}/s/f`, `${dir}/r`], /is not a folder/],
+      [[`${dir}/s`, `${dir}/s/inner/replica`], /the replica is inside the source/],
+      [[`${dir}/s/inner`, `${dir}/s`], /the source is inside the replica/],
+      [[`${dir}/s`, `${dir}/alias`], /they are the same folder/],
+      [[`${dir}/s`, `${dir}/alias/inner`], /the replica is inside the source/],
+      [["--interval", "0", `${dir}/s`, `${dir}/r`], /Invalid duration '0'/],
+    ];
+    for (const [args, pattern] of table) {
+      const before = snapshot(dir);
+      const result = await cli(args);
+      assertExit(result, 2);
+      assertMatch(result.stderr, pattern);
+      assert(!/^\s+at /m.test(result.stderr), "no stack trace");
+      assertEquals(snapshot(dir), before, `nothing changed for ${args.join(" ")}`);
+    }
+  });
+});
+
+Deno.test("cli refuses an empty source over a non-empty replica with exit 3, naming the flag", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, {});
+    writeTree(`${dir}/r`, { precious: "data" });
+    const result = await cli([`${dir}/s`, `${dir}/r`]);
+    assertExit(result, 3);
+    assertMatch(result.stderr, /--allow-empty-source/);
+    assertEquals(readTree(`${dir}/r`), { precious: "data" });
+    assertExit(await cli(["--allow-empty-source", `${dir}/s`, `${dir}/r`]), 0);
+    assertEquals(readTree(`${dir}/r`), {});
+  });
+});
+
+Deno.test("cli rebuilds a corrupt record with a warning", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, { f: "x" });
+    assertExit(await cli([`${dir}/s`, `${dir}/r`]), 0);
+    Deno.writeTextFileSync(`${dir}/r/.treesync/record.json`, "{ not json");
+    const result = await cli([`${dir}/s`, `${dir}/r`]);
+    assertExit(result, 0);
+    assertMatch(result.stderr, /warning: The record .* is corrupt .*rebuilding it/);
+    const record = JSON.parse(Deno.readTextFileSync(`${dir}/r/.treesync/record.json`));
+    assertEquals(record.files[0].slice(0, 2), ["f", 1]);
+  });
+});
+
+Deno.test("cli records the SHA-256 of every copied file", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, { f: "some content", sub: { g: "more" } });
+    assertExit(await cli([`${dir}/s`, `${dir}/r`]), 0);
+    const record = JSON.parse(Deno.readTextFileSync(`${dir}/r/.treesync/record.json`));
+    const hashes = Object.fromEntries(record.files.map((f: unknown[]) => [f[0], f[3]]));
+    assertEquals(hashes, {
+      f: sha256(Deno.readFileSync(`${dir}/r/f`)),
+      "sub/g": sha256(Deno.readFileSync(`${dir}/r/sub/g`)),
+    });
+  });
+});
+
+Deno.test("cli exits 3 while another live run holds the lock, and takes over a dead one's", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, { f: "x" });
+    Deno.mkdirSync(`${dir}/r/.treesync`, { recursive: true });
+    const lockPath = `${dir}/r/.treesync/lock`;
+    {
+      // This test process holds the lock as a live run would.
+      using lockFile = Deno.openSync(lockPath, { write: true, create: true });
+      assert(lockFile.tryLockSync(true));
+      lockFile.writeSync(new TextEncoder().encode(`${Deno.pid}\n`));
+      const held = await cli([`${dir}/s`, `${dir}/r`]);
+      assertExit(held, 3);
+      assertMatch(held.stderr, new RegExp(`another treesync run \\(pid ${Deno.pid}\\)`));
+      assert(!existsSync(`${dir}/r/f`));
+    }
+    // Closed without unlocking, as when a run dies: the pid is still in the file.
+    assertEquals(Deno.readTextFileSync(lockPath), `${Deno.pid}\n`);
+    assertExit(await cli([`${dir}/s`, `${dir}/r`]), 0);
+    assertEquals(Deno.readTextFileSync(lockPath), "", "the lock is released");
+  });
+});
+
+Deno.test("cli: two concurrent runs on one replica, the second exits 3", async () => {
+  await withTemp(async (dir) => {
+    await makeSparseFile(`${dir}/s/big`, 1 << 30);
+    const first = spawnCli([`${dir}/s`, `${dir}/r`]);
+    await waitFor(() => existsSync(`${dir}/r/.treesync/lock`));
+    const second = await cli([`${dir}/s`, `${dir}/r`]);
+    assertExit(second, 3);
+    assertExit(await collect(first), 0);
+  });
+});
+
+Deno.test("cli killed mid-copy leaves no partial file under the final name; the next run cleans up", async () => {
+  await withTemp(async (dir) => {
+    await makeSparseFile(`${dir}/s/big`, 1 << 30);
+    writeTree(`${dir}/r`, {});
+    const child = spawnCli([`${dir}/s`, `${dir}/r`]);
+    await waitFor(() => {
+      try {
+        return [...Deno.readDirSync(`${dir}/r/.treesync/tmp`)].length > 0;
+      } catch {
+        return false;
+      }
+    });
+    child.kill("SIGKILL");
+    await child.status;
+    assert(!existsSync(`${dir}/r/big`), "no file under the final name");
+    assert(
+      [...Deno.readDirSync(`${dir}/r/.treesync/tmp`)].length > 0,
+      "the partial copy is in tmp",
+    );
+    assertExit(await cli([`${dir}/s`, `${dir}/r`]), 0);
+    assertEquals([...Deno.readDirSync(`${dir}/r/.treesync/tmp`)].length, 0);
+    assertEquals(Deno.statSync(`${dir}/r/big`).size, 1 << 30);
+  });
+});
+
+Deno.test("cli --help and --version print and exit 0", async () => {
+  const help = await cli(["--help"]);
+  assertExit(help, 0);
+  assertMatch(help.stdout, /Usage: treesync \[options\] SOURCE REPLICA/);
+  const version = await cli(["-V"]);
+  assertExit(version, 0);
+  assertMatch(version.stdout, /^treesync \d+\.\d+\.\d+ \(deno \d/);
+});
+
+// ------------------------------------------------------------------------------------------------
+// Subprocess helpers
+// ------------------------------------------------------------------------------------------------
+
+function existsSync(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function makeSparseFile(path: string, size: number): Promise<void> {
+  Deno.mkdirSync(path.slice(0, path.lastIndexOf("/")), { recursive: true });
+  using file = Deno.openSync(path, { write: true, create: true });
+  await file.truncate(size);
+}
+
+function spawnCli(args: string[], stdin: "piped" | "null" = "null"): Deno.ChildProcess {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "--quiet", ...SYNC_FLAGS, SYNC_MODULE, ...args],
+    env: { NO_COLOR: "1" },
+    clearEnv: true,
+    stdin,
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+}
+
+async function collect(child: Deno.ChildProcess): Promise<CliResult> {
+  const output = await child.output();
+  const decoder = new TextDecoder();
+  return {
+    code: output.code,
+    stdout: decoder.decode(output.stdout),
+    stderr: decoder.decode(output.stderr),
+  };
+}
+
+async function waitFor(condition: () => boolean, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error("timed out waiting for a condition");
+    await new Promise((done) => setTimeout(done, 10));
+  }
+}
