@@ -1110,3 +1110,239 @@ async function waitFor(condition: () => boolean, timeoutMs = 20_000): Promise<vo
     await new Promise((done) => setTimeout(done, 10));
   }
 }
+
+Deno.test("deno.json: the compiled binary gets exactly the permissions the tests run the CLI with", () => {
+  const config = JSON.parse(Deno.readTextFileSync(new URL("./deno.json", import.meta.url)));
+  const flagsOf = (task: string) => task.split(/\s+/).filter((word) => word.startsWith("--allow-"));
+  assertEquals(flagsOf(config.tasks.compile), SYNC_FLAGS);
+  assert(!SYNC_FLAGS.includes("--allow-all") && !SYNC_FLAGS.includes("-A"), "least privilege");
+});
+
+// ------------------------------------------------------------------------------------------------
+// The loop: --interval, stdin commands, signals, recovery
+// ------------------------------------------------------------------------------------------------
+
+/** A looping CLI whose output is collected as it comes, driven through its stdin. */
+class LoopProcess {
+  stdout = "";
+  stderr = "";
+  readonly child: Deno.ChildProcess;
+  readonly #writer: WritableStreamDefaultWriter<Uint8Array> | null;
+  readonly #pumps: Promise<void>[];
+
+  constructor(args: string[], stdin: "piped" | "null" = "piped") {
+    this.child = spawnCli(args, stdin);
+    this.#writer = stdin === "piped" ? this.child.stdin.getWriter() : null;
+    this.#pumps = [
+      this.#pump(this.child.stdout, (text) => this.stdout += text),
+      this.#pump(this.child.stderr, (text) => this.stderr += text),
+    ];
+  }
+
+  async #pump(stream: ReadableStream<Uint8Array>, add: (text: string) => void): Promise<void> {
+    for await (const text of stream.pipeThrough(new TextDecoderStream())) add(text);
+  }
+
+  /** Types a command line into the loop. */
+  async send(line: string): Promise<void> {
+    await this.#writer!.write(new TextEncoder().encode(`${line}\n`));
+  }
+
+  /** Number of runs the loop has reported so far. */
+  get runs(): number {
+    return this.stderr.match(/^run \d+: /gm)?.length ?? 0;
+  }
+
+  async waitFor(condition: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
+    try {
+      await waitFor(condition, timeoutMs);
+    } catch {
+      this.child.kill("SIGKILL");
+      throw new Error(
+        `timed out waiting for ${what}\nstdout: ${this.stdout}\nstderr: ${this.stderr}`,
+      );
+    }
+  }
+
+  /** Waits for the exit and returns its code. */
+  async exitCode(): Promise<number> {
+    const status = await this.child.status;
+    await Promise.all(this.#pumps);
+    try {
+      await this.#writer?.close();
+    } catch {
+      // The process is gone, and its stdin with it.
+    }
+    return status.code;
+  }
+}
+
+Deno.test("loop: a change appears within the interval; quit exits 0 with totals", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, { first: "1" });
+    const loop = new LoopProcess(["--interval", "1", `${dir}/s`, `${dir}/r`]);
+    await loop.waitFor(() => existsSync(`${dir}/r/first`), "the first run");
+    writeTree(`${dir}/s`, { second: "2" });
+    await loop.waitFor(() => existsSync(`${dir}/r/second`), "the change to be mirrored");
+    await loop.send("quit");
+    assertEquals(await loop.exitCode(), 0);
+    assertMatch(loop.stderr, /^loop totals: \d+ runs \(0 failed\), 2 copied, .* uptime /m);
+  });
+});
+
+Deno.test("loop: runs start at once, then at the interval; `now` starts one at once", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, { a: "a" });
+    const loop = new LoopProcess(["--interval", "1h", `${dir}/s`, `${dir}/r`]);
+    await loop.waitFor(() => loop.runs === 1, "the first run, at once");
+    writeTree(`${dir}/s`, { b: "b" });
+    await loop.send("now");
+    await loop.waitFor(() => existsSync(`${dir}/r/b`), "the run that `now` asked for");
+    await loop.send("quit");
+    assertEquals(await loop.exitCode(), 0);
+  });
+});
+
+Deno.test("loop: status, help and unknown words are answered on stdout", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, { a: "a" });
+    const loop = new LoopProcess(["-i", "1h", `${dir}/s`, `${dir}/r`]);
+    await loop.waitFor(() => loop.runs === 1, "the first run");
+    await loop.send("status");
+    await loop.send("help");
+    await loop.send("frobnicate");
+    await loop.waitFor(
+      () => /Unknown command 'frobnicate'; type help/.test(loop.stdout),
+      "the hint",
+    );
+    assertMatch(loop.stdout, /^last run: 1 copied/m);
+    assertMatch(loop.stdout, /^next run in \d+[dhms]/m);
+    assertMatch(loop.stdout, /^ {2}quit /m);
+    await loop.send("q");
+    assertEquals(await loop.exitCode(), 0);
+  });
+});
+
+Deno.test("loop: stdin at end of file is not a quit; SIGTERM exits 143 with the record saved", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, { a: "a" });
+    const loop = new LoopProcess(["-i", "1", `${dir}/s`, `${dir}/r`], "null");
+    await loop.waitFor(() => loop.runs >= 2, "a second run after stdin ended");
+    writeTree(`${dir}/s`, { b: "b" });
+    await loop.waitFor(() => existsSync(`${dir}/r/b`), "the change");
+    loop.child.kill("SIGTERM");
+    assertEquals(await loop.exitCode(), 143);
+    const record = Deno.readTextFileSync(`${dir}/r/.treesync/record.json`);
+    assertMatch(record, /"b",1,/);
+    assertMatch(loop.stderr, /^loop totals: /m);
+  });
+});
+
+Deno.test("loop: quit in the middle of a long copy finishes that file and stops", async () => {
+  await withTemp(async (dir) => {
+    await makeSparseFile(`${dir}/s/a-big`, 1 << 30);
+    await makeSparseFile(`${dir}/s/b-big`, 1 << 30);
+    const loop = new LoopProcess(["-i", "1h", `${dir}/s`, `${dir}/r`]);
+    await loop.waitFor(() => tempFileCount(`${dir}/r`) > 0, "the first copy to start");
+    await loop.send("quit");
+    assertEquals(await loop.exitCode(), 0);
+    assertEquals(Deno.statSync(`${dir}/r/a-big`).size, 1 << 30, "the file in flight completed");
+    assert(!existsSync(`${dir}/r/b-big`), "the next file was not started");
+    assertMatch(Deno.readTextFileSync(`${dir}/r/.treesync/record.json`), /"a-big"/);
+  });
+});
+
+Deno.test("loop: a second SIGINT stops at once, leaving no partial file under a final name", async () => {
+  await withTemp(async (dir) => {
+    await makeSparseFile(`${dir}/s/big`, 4 * 2 ** 30);
+    const loop = new LoopProcess(["-i", "1h", `${dir}/s`, `${dir}/r`]);
+    await loop.waitFor(() => tempFileCount(`${dir}/r`) > 0, "the copy to start");
+    loop.child.kill("SIGINT");
+    await loop.waitFor(() => /SIGINT: finishing/.test(loop.stderr), "the first SIGINT to be seen");
+    loop.child.kill("SIGINT");
+    assertEquals(await loop.exitCode(), 130);
+    assert(!existsSync(`${dir}/r/big`), "no partial file under the final name");
+  });
+});
+
+Deno.test("loop: a run longer than the interval is followed at once, with a warning", async () => {
+  await withTemp(async (dir) => {
+    await makeSparseFile(`${dir}/s/big`, 2 * 2 ** 30);
+    const loop = new LoopProcess(["-i", "1", `${dir}/s`, `${dir}/r`]);
+    await loop.waitFor(() => loop.runs >= 2, "two runs");
+    assertMatch(
+      loop.stderr,
+      /warning: Run 1 took .*longer than the interval of 1s; starting the next one now/,
+    );
+    await loop.send("quit");
+    assertEquals(await loop.exitCode(), 0);
+  });
+});
+
+Deno.test("loop: the replica and the log folder, deleted mid-loop, are recreated", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, { a: "a" });
+    const loop = new LoopProcess(["-i", "1", "--log", `${dir}/logs/`, `${dir}/s`, `${dir}/r`]);
+    await loop.waitFor(() => existsSync(`${dir}/r/a`), "the first run");
+    Deno.removeSync(`${dir}/r`, { recursive: true });
+    Deno.removeSync(`${dir}/logs`, { recursive: true });
+    await loop.waitFor(() => existsSync(`${dir}/r/a`), "the replica to be recreated");
+    await loop.waitFor(
+      () =>
+        existsSync(`${dir}/logs/treesync.log`) &&
+        /copy a/.test(Deno.readTextFileSync(`${dir}/logs/treesync.log`)),
+      "the log file to be recreated with the new lines",
+    );
+    // The lock was taken again on the new replica: a one-shot run is refused.
+    assertExit(await cli([`${dir}/s`, `${dir}/r`]), 3);
+    await loop.send("quit");
+    assertEquals(await loop.exitCode(), 0);
+  });
+});
+
+Deno.test("loop: a missing source fails runs without deleting; the loop picks up when it is back", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, { a: "a" });
+    const loop = new LoopProcess(["-i", "1", `${dir}/s`, `${dir}/r`]);
+    await loop.waitFor(() => existsSync(`${dir}/r/a`), "the first run");
+    Deno.renameSync(`${dir}/s`, `${dir}/away`);
+    await loop.waitFor(
+      () => /error: Run \d+ failed: Source .* does not exist/.test(loop.stderr),
+      "a failed run",
+    );
+    assert(existsSync(`${dir}/r/a`), "nothing deleted");
+    await loop.send("status");
+    await loop.waitFor(() => /last run \(failed\)/.test(loop.stdout), "status to show the failure");
+    Deno.renameSync(`${dir}/away`, `${dir}/s`);
+    writeTree(`${dir}/s`, { b: "b" });
+    await loop.waitFor(() => existsSync(`${dir}/r/b`), "the source to be picked up again");
+    await loop.send("quit");
+    assertEquals(await loop.exitCode(), 0);
+  });
+});
+
+Deno.test("loop: quit after a failed run exits 1", async () => {
+  await withTemp(async (dir) => {
+    const loop = new LoopProcess(["-i", "1h", `${dir}/missing`, `${dir}/r`]);
+    await loop.waitFor(() => loop.runs === 1, "the first run");
+    await loop.send("quit");
+    assertEquals(await loop.exitCode(), 1);
+    assertMatch(loop.stderr, /loop totals: 1 runs \(1 failed\)/);
+  });
+});
+
+Deno.test("loop: bad --interval values exit 2, quoting the value", async () => {
+  for (const value of ["5x", "0", "-3", "1.5.2m"]) {
+    const result = await cli([`--interval=${value}`, "/tmp", "/nonexistent/replica"]);
+    assertExit(result, 2);
+    assertMatch(result.stderr, new RegExp(`Invalid duration '${value.replaceAll(".", "\\.")}'`));
+  }
+});
+
+function tempFileCount(replica: string): number {
+  try {
+    return [...Deno.readDirSync(`${replica}/.treesync/tmp`)].length;
+  } catch {
+    return 0;
+  }
+}
