@@ -90,7 +90,14 @@ export interface Options {
   verbosity: number;
   /** Milliseconds between run starts, or null for one run. */
   intervalMs: number | null;
+  /** With `--keep-deleted`: how long deleted and overwritten files stay in the trash. */
+  keepDeletedMs: number | null;
+  /** With `--max-delete`: the most entries one run may delete. */
+  maxDelete: DeleteLimit | null;
 }
+
+/** A `--max-delete` limit: a count of entries, or a share of the replica's entries. */
+export type DeleteLimit = { count: number } | { percent: number };
 
 /** What the command line asked for. */
 export type Command = { kind: "help" } | { kind: "version" } | { kind: "run"; options: Options };
@@ -116,6 +123,10 @@ What to do:
   -I, --interactive       ask on the terminal before deleting anything
       --allow-empty-source  mirror an empty SOURCE over a non-empty replica (deletes everything)
   -i, --interval DURATION run every DURATION (90, 45s, 5m, 1h30m, 2d) and read commands on stdin
+      --keep-deleted DURATION  move deleted and overwritten replica files to
+                          REPLICA/.treesync/trash/ instead, and purge them after DURATION
+      --max-delete N|P%   if a run would delete more entries than N (or P% of the replica), delete
+                          nothing, still copy, and exit 3
 
 Output:
   -l, --log PATH          also log to PATH (a folder or PATH/ means PATH/treesync.log; alias
@@ -167,6 +178,8 @@ export function parseCommandLine(args: string[], env: Environment, cwd: string):
         interactive: { type: "boolean", short: "I" },
         "allow-empty-source": { type: "boolean" },
         interval: { type: "string", short: "i" },
+        "keep-deleted": { type: "string" },
+        "max-delete": { type: "string" },
         log: { type: "string", short: "l" },
         log_file: { type: "string" },
         "log-max-size": { type: "string" },
@@ -249,8 +262,27 @@ export function parseCommandLine(args: string[], env: Environment, cwd: string):
       json: values.json ?? false,
       verbosity: values.quiet ? 0 : 1 + (values.verbose?.length ?? 0),
       intervalMs,
+      keepDeletedMs: values["keep-deleted"] === undefined
+        ? null
+        : parseDuration(values["keep-deleted"]),
+      maxDelete: values["max-delete"] === undefined ? null : parseDeleteLimit(values["max-delete"]),
     },
   };
+}
+
+/**
+ * Parses `--max-delete`: a whole number of entries (`100`) or a percentage of the replica's
+ * entries (`5%`, `0.5%`).
+ *
+ * @throws {UsageError} For anything else, quoting the value.
+ */
+export function parseDeleteLimit(text: string): DeleteLimit {
+  const percent = /^(\d+(?:\.\d+)?)%$/.exec(text);
+  if (percent && Number(percent[1]) <= 100) return { percent: Number(percent[1]) };
+  if (/^\d+$/.test(text)) return { count: Number(text) };
+  throw new UsageError(
+    `Invalid --max-delete '${text}': use a number of entries (100) or a share (5%)`,
+  );
 }
 
 function describeParseError(error: unknown): string {
@@ -694,6 +726,29 @@ export function planMirror(from: Scan, to: Scan, options: PlanOptions): Plan {
   };
 }
 
+/**
+ * The plan without its deletions: extraneous entries stay, and so do entries that were to give
+ * way to another type, whose replacements (and anything to be created below them) are dropped.
+ * Pure.
+ *
+ * @returns The new plan and how many deletions it held back.
+ */
+export function holdBackDeletions(plan: Plan): { plan: Plan; heldBack: number } {
+  const removesData = (a: Action) => a.kind === "delete" || a.kind === "rmdir";
+  const heldPaths = new Set(plan.actions.filter(removesData).map((a) => a.path));
+  const underHeld = (path: string) =>
+    heldPaths.has(path) || ancestors(path).some((parent) => heldPaths.has(parent));
+  const actions = plan.actions.filter((a) =>
+    !removesData(a) && (a.kind === "dirattrs" || a.kind === "attrs" || !underHeld(a.path))
+  );
+  return { plan: { ...plan, actions }, heldBack: heldPaths.size };
+}
+
+/** The number of entries a `--max-delete` limit allows in a replica of `entryCount` entries. */
+export function deleteAllowance(limit: DeleteLimit, entryCount: number): number {
+  return "count" in limit ? limit.count : Math.floor((limit.percent / 100) * entryCount);
+}
+
 function creationFor(path: string, entry: Entry, reason: string): Action {
   const kind = entry.kind === "dir" ? "mkdir" : entry.kind === "symlink" ? "link" : "copy";
   return { kind, path, reason, entry };
@@ -809,6 +864,10 @@ export interface RunSummary {
   bytesCopied: number;
   durationMs: number;
   dryRun: boolean;
+  /** Deletions not made: `--max-delete` was exceeded, or `--interactive` was declined. */
+  deletionsHeldBack: number;
+  /** True when `--max-delete` held deletions back (exit 3). */
+  maxDeleteHit: boolean;
 }
 
 /** A fresh summary with every count at zero. */
@@ -825,6 +884,8 @@ export function emptySummary(dryRun: boolean): RunSummary {
     bytesCopied: 0,
     durationMs: 0,
     dryRun,
+    deletionsHeldBack: 0,
+    maxDeleteHit: false,
   };
 }
 
@@ -834,6 +895,8 @@ export interface ApplyContext {
   toRoot: string;
   /** A folder on the target's file system for files being written. */
   tempDir: string;
+  /** Where deleted and overwritten files go (`--keep-deleted`), or null to delete them. */
+  trashDir: string | null;
   /** Set owner and group (root only). */
   owners: boolean;
   /** Checked between actions: true stops after the current one. */
@@ -843,6 +906,10 @@ export interface ApplyContext {
   pause: () => Promise<void>;
   onDone: (action: Action, bytes: number) => void;
   onFailed: (problem: Problem) => void;
+  /** Called as a file is copied, with the bytes just written. */
+  onBytes?: (bytes: number) => void;
+  /** Called before each action, for the progress line. */
+  onStart?: (action: Action) => void;
 }
 
 /** What applying a plan did, for the summary and the record. */
@@ -870,6 +937,7 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
       break;
     }
     await context.pause();
+    context.onStart?.(action);
     const fromPath = joinRel(fromRoot, action.path);
     const toPath = joinRel(toRoot, action.path);
     try {
@@ -880,7 +948,8 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
           summary.dirsDeleted++;
           break;
         case "delete":
-          Deno.removeSync(toPath);
+          if (context.trashDir) moveToTrash(toPath, action.path, context.trashDir);
+          else Deno.removeSync(toPath);
           deleted.add(action.path);
           summary.deleted++;
           break;
@@ -968,6 +1037,7 @@ async function copyFile(
         throw new Error("the file kept changing while it was copied; try again later");
       }
       setAttributes(tempPath, result.entry, context.owners);
+      keepOverwritten(toPath, context);
       Deno.renameSync(tempPath, toPath);
       keepTemp = true;
       return { size: result.entry.size, mtimeMs: result.entry.mtimeMs, hash: result.hash };
@@ -995,6 +1065,7 @@ async function copyThroughHash(
     hash.update(chunk);
     for (let done = 0; done < count;) done += output.writeSync(chunk.subarray(done));
     total += count;
+    context.onBytes?.(count);
     if (context.mustAbort()) return null;
     await context.pause();
   }
@@ -1016,11 +1087,58 @@ function placeSymlink(toPath: string, entry: Entry, context: ApplyContext): void
     if (context.owners) lchownSync(tempPath, entry.uid, entry.gid); // Deno.chownSync follows links
     const mtime = new Date(entry.mtimeMs);
     lutimesSync(tempPath, mtime, mtime);
+    keepOverwritten(toPath, context);
     Deno.renameSync(tempPath, toPath);
   } catch (error) {
     removeQuietly(tempPath);
     throw error;
   }
+}
+
+/** With a trash, moves what is about to be overwritten there first. */
+function keepOverwritten(toPath: string, context: ApplyContext): void {
+  if (context.trashDir === null || !existsQuietly(toPath)) return; // nothing there to keep
+  moveToTrash(toPath, toPath.slice(context.toRoot.length + 1), context.trashDir);
+}
+
+/** Moves a replica entry to `trashDir/<its relative path>`, keeping an earlier one there. */
+function moveToTrash(path: string, relative: string, trashDir: string): void {
+  let target = `${trashDir}/${relative}`;
+  Deno.mkdirSync(dirname(target), { recursive: true });
+  for (let n = 1; existsQuietly(target); n++) target = `${trashDir}/${relative}.${n}`;
+  Deno.renameSync(path, target);
+}
+
+/** Name of a run's trash folder: its UTC start time, `20261122T031614Z`. */
+export function trashFolderName(date: Date): string {
+  return date.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
+}
+
+/**
+ * Removes trash folders older than `keepMs`.
+ *
+ * @returns The names of the folders removed.
+ */
+export function purgeTrash(trashRoot: string, keepMs: number, now: Date): string[] {
+  const purged: string[] = [];
+  let listing: Deno.DirEntry[];
+  try {
+    listing = [...Deno.readDirSync(trashRoot)];
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return purged;
+    throw error;
+  }
+  for (const item of listing) {
+    const match = /^(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z$/.exec(item.name);
+    if (!match) continue; // not ours: leave it
+    const [, y, mo, d, h, mi, se] = match.map(Number) as number[];
+    const madeAt = Date.UTC(y!, mo! - 1, d!, h!, mi!, se!);
+    if (now.getTime() - madeAt > keepMs) {
+      Deno.removeSync(`${trashRoot}/${item.name}`, { recursive: true });
+      purged.push(item.name);
+    }
+  }
+  return purged;
 }
 
 function setAttributes(path: string, entry: Entry, owners: boolean): void {
@@ -1263,7 +1381,14 @@ function fileFormat(record: LogRecord): string {
   return `${new Date(record.timestamp).toISOString()} ${level} ${text}\n`;
 }
 
+/** Whether the live progress line is on screen: console output clears it first. */
+let progressLineShown = false;
+
 function writeStderr(text: string): void {
+  if (progressLineShown) {
+    progressLineShown = false;
+    text = `\r\x1b[2K${text}`;
+  }
   const bytes = encoder.encode(text);
   for (let done = 0; done < bytes.length;) done += Deno.stderr.writeSync(bytes.subarray(done));
 }
@@ -1282,7 +1407,7 @@ function recoveringFileSink(path: string, maxSize: number, maxFiles: number): Si
       maxFiles,
       formatter: fileFormat,
       // Buffered, so a 50,000-change run is not an fsync per line; flushed at exit.
-      bufferSize: 64 * 1024,
+      bufferSize: Math.min(64 * 1024, Math.floor(maxSize / 4)),
       flushInterval: 1000,
     });
   };
@@ -1410,8 +1535,47 @@ export interface RunControl {
   abortNow: boolean;
   /** Whether the lock is held by the caller (the loop holds it for its whole life). */
   lockHeld: boolean;
-  /** Progress of the run under way, for `status`. */
-  progress: { phase: string; done: number; total: number; bytes: number };
+  /** Progress of the run under way, for `status` and the progress line. */
+  progress: RunProgress;
+}
+
+/** How far the run under way has come. */
+export interface RunProgress {
+  phase: "idle" | "scanning" | "hashing" | "copying";
+  /** Entries scanned, or changes made. */
+  done: number;
+  /** Changes planned (0 while scanning). */
+  total: number;
+  bytes: number;
+  totalBytes: number;
+  /** The path being copied. */
+  current: string;
+  startedAt: number;
+}
+
+function idleProgress(): RunProgress {
+  return {
+    phase: "idle",
+    done: 0,
+    total: 0,
+    bytes: 0,
+    totalBytes: 0,
+    current: "",
+    startedAt: performance.now(),
+  };
+}
+
+/** One line of progress: `copying 12/345, 1.2 GiB of 3.4 GiB, 512.0 MiB/s, ETA 5s, a/b`. */
+export function progressText(p: RunProgress, now = performance.now()): string {
+  if (p.phase === "scanning") return `scanning: ${p.done} entries`;
+  if (p.phase === "hashing") return `hashing: ${p.done} files, ${formatBytes(p.bytes)}`;
+  const seconds = Math.max((now - p.startedAt) / 1000, 0.001);
+  const rate = p.bytes / seconds;
+  const left = Math.max(p.totalBytes - p.bytes, 0);
+  const eta = rate > 0 && left > 0 ? `, ETA ${formatDuration((left / rate) * 1000)}` : "";
+  return `${p.phase} ${p.done}/${p.total}, ${formatBytes(p.bytes)} of ` +
+    `${formatBytes(p.totalBytes)}, ${formatBytes(rate)}/s${eta}` +
+    (p.current ? `, ${displayPath(p.current)}` : "");
 }
 
 /** A fresh {@linkcode RunControl}. */
@@ -1420,7 +1584,38 @@ export function newRunControl(): RunControl {
     stopRequested: false,
     abortNow: false,
     lockHeld: false,
-    progress: { phase: "idle", done: 0, total: 0, bytes: 0 },
+    progress: idleProgress(),
+  };
+}
+
+/**
+ * Draws one live status line on stderr while a run is under way: only on a terminal, never with
+ * `-q`, never in the log file, and only once a run has lasted a second (short runs do not
+ * flicker).
+ *
+ * @returns A function that stops it and clears the line.
+ */
+export function startProgressLine(
+  control: RunControl,
+  options: Pick<Options, "verbosity">,
+): () => void {
+  if (options.verbosity === 0 || !Deno.stderr.isTerminal()) return () => {};
+  const draw = () => {
+    const p = control.progress;
+    if (p.phase === "idle" || performance.now() - p.startedAt < 1000) return;
+    let width = 80;
+    try {
+      width = Deno.consoleSize().columns;
+    } catch {
+      // Not a console after all: keep 80.
+    }
+    writeStderr(`\r\x1b[2K${progressText(p).slice(0, width - 1)}`);
+    progressLineShown = true;
+  };
+  const timer = setInterval(draw, 250);
+  return () => {
+    clearInterval(timer);
+    if (progressLineShown) writeStderr("");
   };
 }
 
@@ -1526,22 +1721,35 @@ export async function runOnce(options: Options, deps: RunDependencies): Promise<
     if (!control.lockHeld) lock = acquireLock(metaDir);
   }
   try {
+    const trashRoot = `${metaDir}/trash`;
     if (writes) {
       // Files left by a run that was killed mid-copy; the lock says no run is using them.
       for (const leftover of Deno.readDirSync(tempDir)) {
         removeQuietly(`${tempDir}/${leftover.name}`);
       }
+      if (options.keepDeletedMs !== null) {
+        for (const name of purgeTrash(trashRoot, options.keepDeletedMs, new Date())) {
+          report.change(
+            `purge trash ${name}/ (older than ${formatDuration(options.keepDeletedMs)})`,
+          );
+        }
+      }
     }
+    const trashDir = options.keepDeletedMs !== null && !options.restore
+      ? `${trashRoot}/${trashFolderName(new Date())}`
+      : null;
     const record = loadRecord(metaDir, (message) => report.warn(message));
     const exclude = compileExcludes(options.excludes);
     const pause = makePause();
-    control.progress = { phase: "scanning", done: 0, total: 0, bytes: 0 };
-    const onEntry = options.verbosity >= 3
-      ? (path: string, entry: Entry) => report.debug(`scan ${entry.kind} ${displayPath(path)}`)
-      : undefined;
+    control.progress = { ...idleProgress(), phase: "scanning" };
+    const debugScan = options.verbosity >= 3;
+    const onEntry = (path: string, entry: Entry) => {
+      control.progress.done++;
+      if (debugScan) report.debug(`scan ${entry.kind} ${displayPath(path)}`);
+    };
     const onSkip = (path: string, message: string) =>
       report.warn(`${displayPath(path)}: ${message}`);
-    const scanOptions = { exclude, pause, onSkip, ...(onEntry ? { onEntry } : {}) };
+    const scanOptions = { exclude, pause, onSkip, onEntry };
     const from = await scanTree(fromRoot, { ...scanOptions, skipMetaDir: true });
     const to = await scanExisting(toRoot, { ...scanOptions, skipMetaDir: true });
     for (const problem of [...from.problems, ...to.problems]) {
@@ -1559,12 +1767,15 @@ export async function runOnce(options: Options, deps: RunDependencies): Promise<
 
     const recordSide = options.restore ? "from" : "to";
     if (options.checksum) {
-      control.progress.phase = "hashing";
+      control.progress = { ...idleProgress(), phase: "hashing" };
       const wanted = hashesNeeded(from, to, { record, recordSide });
       for (const [side, scan, root] of [["from", from, fromRoot], ["to", to, toRoot]] as const) {
         for (const path of wanted[side]) {
           try {
-            scan.entries.get(path)!.hash = await hashFile(joinRel(root, path), pause);
+            const entry = scan.entries.get(path)!;
+            entry.hash = await hashFile(joinRel(root, path), pause);
+            control.progress.done++;
+            control.progress.bytes += entry.size;
           } catch (error) {
             report.error(`${displayPath(path)}: Cannot hash: ${errorText(error)}`);
           }
@@ -1572,7 +1783,7 @@ export async function runOnce(options: Options, deps: RunDependencies): Promise<
       }
     }
 
-    const plan = planMirror(from, to, {
+    let plan = planMirror(from, to, {
       checksum: options.checksum,
       deletes: options.deletes && !options.restore,
       owners: deps.isRoot,
@@ -1591,18 +1802,31 @@ export async function runOnce(options: Options, deps: RunDependencies): Promise<
       report.debug(`${plan.keptExtraneous} extraneous entries kept: deletions are off`);
     }
 
-    const removesData = (a: Action) => a.kind === "delete" || a.kind === "rmdir";
-    const planned = plan.actions.filter(removesData);
-    if (options.interactive && planned.length > 0 && !options.dryRun) {
-      const sample = planned.slice(0, 10).map((a) => displayPath(a.path));
-      if (!deps.confirmDeletes(planned.length, sample)) {
+    let heldBack = 0;
+    let maxDeleteHit = false;
+    const deletions = plan.actions.filter((a) => a.kind === "delete" || a.kind === "rmdir");
+    if (options.maxDelete && deletions.length > 0) {
+      const allowed = deleteAllowance(options.maxDelete, to.entries.size - 1);
+      if (deletions.length > allowed) {
+        const limit = "count" in options.maxDelete
+          ? `${options.maxDelete.count}`
+          : `${options.maxDelete.percent}% = ${allowed} of ${to.entries.size - 1} entries`;
+        report.error(
+          `Deleting nothing: this run would delete ${deletions.length} entries, more than ` +
+            `--max-delete ${limit}; copying the rest. Check the source, then raise the limit ` +
+            `or run once without it`,
+        );
+        ({ plan, heldBack } = holdBackDeletions(plan));
+        maxDeleteHit = true;
+      }
+    }
+    if (options.interactive && deletions.length > 0 && !options.dryRun && !maxDeleteHit) {
+      const sample = deletions.slice(0, 10).map((a) => displayPath(a.path));
+      if (!deps.confirmDeletes(deletions.length, sample)) {
         report.warn(
-          `Kept ${planned.length} entries that would have been deleted; copying the rest`,
+          `Kept ${deletions.length} entries that would have been deleted; copying the rest`,
         );
-        const declined = new Set(planned.map((a) => a.path));
-        plan.actions = plan.actions.filter((a) =>
-          !removesData(a) && !(a.kind !== "dirattrs" && declined.has(a.path))
-        );
+        ({ plan, heldBack } = holdBackDeletions(plan));
       }
     }
 
@@ -1611,27 +1835,36 @@ export async function runOnce(options: Options, deps: RunDependencies): Promise<
     if (options.dryRun) {
       summary = countPlan(plan);
       for (const action of plan.actions) {
-        if (action.kind !== "dirattrs") writeStdout(`${describeAction(action)}\n`);
+        if (action.kind === "dirattrs") continue;
+        const toTrash = trashDir !== null &&
+          (action.kind === "delete" || action.kind === "update" ||
+            (action.kind === "link" && action.reason !== "new"));
+        writeStdout(`${describeAction(action)}${toTrash ? " (to trash)" : ""}\n`);
       }
       summary.failed += problemCount;
     } else {
       control.progress = {
+        ...idleProgress(),
         phase: "copying",
-        done: 0,
-        total: plan.actions.length,
-        bytes: 0,
+        total: plan.actions.filter((a) => a.kind !== "dirattrs").length,
+        totalBytes: plan.actions.reduce(
+          (sum, a) => sum + (a.kind === "copy" || a.kind === "update" ? a.entry!.size : 0),
+          0,
+        ),
       };
       const result = await applyPlan(plan, {
         fromRoot,
         toRoot,
         tempDir,
+        trashDir,
+        onStart: (action) => control.progress.current = action.path,
+        onBytes: (bytes) => control.progress.bytes += bytes,
         owners: deps.isRoot,
         shouldStop: () => control.stopRequested,
         mustAbort: () => control.abortNow,
         pause,
-        onDone: (action, bytes) => {
-          control.progress.done++;
-          control.progress.bytes += bytes;
+        onDone: (action) => {
+          if (action.kind !== "dirattrs") control.progress.done++;
           if (action.kind === "dirattrs") report.debug(describeAction(action));
           else report.change(describeAction(action));
           report.debug(`  because: ${action.reason}`);
@@ -1647,7 +1880,9 @@ export async function runOnce(options: Options, deps: RunDependencies): Promise<
       if (result.stopped) report.warn("Stopped before the end of the run; the record is saved");
     }
     summary.durationMs = Math.round(performance.now() - started);
-    control.progress = { phase: "idle", done: 0, total: 0, bytes: 0 };
+    summary.deletionsHeldBack = heldBack;
+    summary.maxDeleteHit = maxDeleteHit;
+    control.progress = idleProgress();
     return summary;
   } finally {
     lock?.release();
@@ -1887,10 +2122,9 @@ async function runLoop(options: Options, report: Reporter): Promise<number> {
         ? summaryLine(lastSummary, lastRunFailed ? "last run (failed)" : "last run")
         : "last run: none yet",
     ];
-    const p = control.progress;
     lines.push(
       running
-        ? `run in progress: ${p.phase}, ${p.done} of ${p.total} changes, ${formatBytes(p.bytes)}`
+        ? `run in progress: ${progressText(control.progress)}`
         : `next run in ${formatDuration(Math.max(0, nextRunAt - Date.now()))} ` +
           `(${new Date(nextRunAt).toISOString()})`,
     );
@@ -1898,6 +2132,7 @@ async function runLoop(options: Options, report: Reporter): Promise<number> {
     return lines.join("\n");
   };
   void readCommandLines(onCommand);
+  const stopProgress = startProgressLine(control, options);
 
   const onSignal = (signal: "SIGINT" | "SIGTERM") => () => {
     if (signal === "SIGINT" && exitCode === ExitCode.Interrupted) {
@@ -1938,7 +2173,7 @@ async function runLoop(options: Options, report: Reporter): Promise<number> {
       }
       running = false;
       lastSummary = summary;
-      lastRunFailed = summary.failed > 0;
+      lastRunFailed = summary.failed > 0 || summary.maxDeleteHit;
       if (lastRunFailed) totals.failedRuns++;
       addToTotals(totals, summary);
       report.summary(summaryLine(summary, `run ${totals.runs}`));
@@ -1968,6 +2203,7 @@ async function runLoop(options: Options, report: Reporter): Promise<number> {
       wake = () => {};
     }
   } finally {
+    stopProgress();
     for (const [signal, handler] of Object.entries(handlers)) {
       Deno.removeSignalListener(signal as Deno.Signal, handler);
     }
@@ -2032,6 +2268,7 @@ function isRunningAsRoot(): boolean {
 }
 
 function exitCodeFor(summary: RunSummary): number {
+  if (summary.maxDeleteHit) return ExitCode.Refused;
   return summary.failed > 0 ? ExitCode.Failed : ExitCode.Ok;
 }
 
@@ -2090,6 +2327,7 @@ async function runOneShot(options: Options, report: Reporter): Promise<number> {
   for (const [signal, handler] of Object.entries(handlers)) {
     Deno.addSignalListener(signal as Deno.Signal, handler);
   }
+  const stopProgress = options.interactive ? () => {} : startProgressLine(control, options);
   try {
     const summary = await runOnce(options, {
       report,
@@ -2097,12 +2335,14 @@ async function runOneShot(options: Options, report: Reporter): Promise<number> {
       isRoot: isRunningAsRoot(),
       confirmDeletes: confirmOnTerminal,
     });
+    stopProgress();
     report.summary(
       summaryLine(summary, options.dryRun ? "dry run" : options.restore ? "restore" : "sync"),
     );
     if (options.json) writeStdout(`${JSON.stringify(summary)}\n`);
     return interrupted ?? exitCodeFor(summary);
   } finally {
+    stopProgress();
     for (const [signal, handler] of Object.entries(handlers)) {
       Deno.removeSignalListener(signal as Deno.Signal, handler);
     }

@@ -12,12 +12,17 @@ import {
   type FileRecord,
   formatDuration,
   hashesNeeded,
+  holdBackDeletions,
   nextRecord,
   parseCommandLine,
+  parseDeleteLimit,
   parseDuration,
   planMirror,
+  progressText,
+  purgeTrash,
   type Scan,
   scanTree,
+  trashFolderName,
   UsageError,
 } from "./sync.ts";
 
@@ -547,6 +552,7 @@ Deno.test("applyPlan() copies again a file that changes while it is read, and re
       fromRoot: from,
       toRoot: to,
       tempDir,
+      trashDir: null,
       owners: false,
       shouldStop: () => false,
       mustAbort: () => false,
@@ -1346,3 +1352,185 @@ function tempFileCount(replica: string): number {
     return 0;
   }
 }
+
+// ------------------------------------------------------------------------------------------------
+// Operations: trash, max-delete, progress, bounded logs
+// ------------------------------------------------------------------------------------------------
+
+Deno.test("parseDeleteLimit() reads a count or a percentage", () => {
+  assertEquals(parseDeleteLimit("100"), { count: 100 });
+  assertEquals(parseDeleteLimit("0"), { count: 0 });
+  assertEquals(parseDeleteLimit("5%"), { percent: 5 });
+  assertEquals(parseDeleteLimit("0.5%"), { percent: 0.5 });
+  for (const bad of ["-1", "5 %", "101%", "x", "", "1e3"]) {
+    assertThrows(() => parseDeleteLimit(bad), UsageError, /--max-delete/);
+  }
+});
+
+Deno.test("holdBackDeletions() drops deletions and whatever was to replace them", () => {
+  const from = scanOf({ d: e("dir"), "d/child": e("file"), f: e("file"), keep: e("file") });
+  const to = scanOf({
+    d: e("file"),
+    f: e("dir"),
+    "f/x": e("file"),
+    extra: e("file"),
+    keep: e("file", { mode: 0o600 }),
+  });
+  const { plan, heldBack } = holdBackDeletions(planMirror(from, to, planDefaults));
+  assertEquals(
+    planned(plan.actions),
+    ["attrs keep"],
+    "nothing is created where a deletion was held",
+  );
+  assertEquals(heldBack, 4, "d, f/x, f, extra");
+});
+
+Deno.test("trashFolderName() and purgeTrash() keep what is younger than the limit", async () => {
+  await withTemp((dir) => {
+    assertEquals(trashFolderName(new Date("2026-11-22T03:16:14.123Z")), "20261122T031614Z");
+    writeTree(dir, {
+      "20261120T000000Z": { f: "old" },
+      "20261122T000000Z": { f: "new" },
+      "notes": {},
+    });
+    const purged = purgeTrash(dir, 86_400_000, new Date("2026-11-22T12:00:00Z"));
+    assertEquals(purged, ["20261120T000000Z"]);
+    assertEquals(Object.keys(readTree(dir)).sort(), ["20261122T000000Z", "notes"]);
+  });
+});
+
+Deno.test("progressText() shows counts, bytes, rate, ETA and the current file", () => {
+  const text = progressText({
+    phase: "copying",
+    done: 3,
+    total: 10,
+    bytes: 1024 ** 3,
+    totalBytes: 3 * 1024 ** 3,
+    current: "a/big.iso",
+    startedAt: 0,
+  }, 2000);
+  assertEquals(text, "copying 3/10, 1.0 GiB of 3.0 GiB, 512.0 MiB/s, ETA 4s, a/big.iso");
+});
+
+Deno.test("cli --keep-deleted moves deleted and overwritten files to the trash, never mirrored", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, { keep: "k", edit: "v1", gone: { f: "deleted content" } });
+    assertExit(await cli([`${dir}/s`, `${dir}/r`]), 0);
+    Deno.writeTextFileSync(`${dir}/s/edit`, "version 2");
+    Deno.removeSync(`${dir}/s/gone`, { recursive: true });
+    const dry = await cli(["-n", "--keep-deleted", "7d", `${dir}/s`, `${dir}/r`]);
+    assertMatch(dry.stdout, /^delete gone\/f \(to trash\)$/m);
+    assertMatch(dry.stdout, /^update edit \(9 B\) \(to trash\)$/m);
+    assert(!existsSync(`${dir}/r/.treesync/trash`), "a dry run trashes nothing");
+
+    assertExit(await cli(["--keep-deleted", "7d", `${dir}/s`, `${dir}/r`]), 0);
+    assertEquals(readTree(`${dir}/r`), { edit: "version 2", keep: "k" });
+    const runs = [...Deno.readDirSync(`${dir}/r/.treesync/trash`)].map((item) => item.name);
+    assertEquals(runs.length, 1);
+    assertMatch(runs[0]!, /^\d{8}T\d{6}Z$/);
+    assertEquals(readTree(`${dir}/r/.treesync/trash/${runs[0]}`), {
+      edit: "v1",
+      gone: { f: "deleted content" },
+    });
+
+    const again = await cli(["--json", "--keep-deleted", "7d", `${dir}/s`, `${dir}/r`]);
+    assertEquals(jsonLine(again).deleted, 0, "the trash is not extraneous");
+    assert(existsSync(`${dir}/r/.treesync/trash/${runs[0]}/edit`));
+  });
+});
+
+Deno.test("cli --keep-deleted purges only expired trash at the start of a run", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, { f: "x" });
+    writeTree(`${dir}/r/.treesync/trash`, { "20000101T000000Z": { old: "o" } });
+    const young = trashFolderName(new Date(Date.now() - 3_600_000));
+    writeTree(`${dir}/r/.treesync/trash/${young}`, { recent: "r" });
+    const result = await cli(["-v", "--keep-deleted", "1d", `${dir}/s`, `${dir}/r`]);
+    assertExit(result, 0);
+    assertMatch(result.stderr, /^purge trash 20000101T000000Z\/ \(older than 1d\)$/m);
+    assertEquals(Object.keys(readTree(`${dir}/r/.treesync/trash`)), [young]);
+  });
+});
+
+Deno.test("cli --max-delete: over the limit nothing is deleted, the rest is copied, exit 3", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, { a: "a", b: "b", c: "c", d: "d" });
+    assertExit(await cli([`${dir}/s`, `${dir}/r`]), 0);
+    for (const name of ["a", "b", "c"]) Deno.removeSync(`${dir}/s/${name}`);
+    writeTree(`${dir}/s`, { added: "new" });
+
+    const dry = await cli(["-n", "--max-delete", "2", `${dir}/s`, `${dir}/r`]);
+    assertExit(dry, 3);
+    assertMatch(dry.stderr, /would delete 3 entries, more than --max-delete 2/);
+
+    const over = await cli(["--json", "--max-delete", "50%", `${dir}/s`, `${dir}/r`]);
+    assertExit(over, 3);
+    assertMatch(over.stderr, /more than --max-delete 50% = 2 of 4 entries/);
+    assertEquals(readTree(`${dir}/r`), { a: "a", added: "new", b: "b", c: "c", d: "d" });
+    assertEquals([jsonLine(over).deletionsHeldBack, jsonLine(over).maxDeleteHit], [3, true]);
+
+    const under = await cli(["--max-delete", "3", `${dir}/s`, `${dir}/r`]);
+    assertExit(under, 0);
+    assertEquals(readTree(`${dir}/r`), { added: "new", d: "d" });
+  });
+});
+
+const ESC = String.fromCharCode(27);
+const CLEAR_LINE = `\r${ESC}[2K`;
+
+/** Runs the CLI under a pseudo-terminal (`script`) and returns what the terminal showed. */
+async function onTerminal(args: string[]): Promise<string> {
+  const command = [Deno.execPath(), "run", "--quiet", ...SYNC_FLAGS, SYNC_MODULE, ...args]
+    .map((word) => `'${word}'`).join(" ");
+  const output = await new Deno.Command("script", {
+    args: ["-qec", command, "/dev/null"],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return new TextDecoder().decode(output.stdout);
+}
+
+Deno.test("cli shows a live progress line on a terminal only, and never with -q", async () => {
+  await withTemp(async (dir) => {
+    await makeSparseFile(`${dir}/s/big`, 2 * 2 ** 30);
+    const shown = await onTerminal([`${dir}/s`, `${dir}/r`]);
+    const lines = shown.split(CLEAR_LINE).slice(1);
+    assert(lines.length > 0, `a progress line is drawn: ${JSON.stringify(shown)}`);
+    assertMatch(lines[0]!, /^copying 0\/1, [\d.]+ [KMG]iB of 2\.0 GiB, .*\/s, ETA .*, b/);
+    assertMatch(shown, /sync: 1 copied/);
+
+    // Runs that last over a second without writing much: --checksum hashes both sides.
+    const quiet = await onTerminal(["-q", "-c", `${dir}/s`, `${dir}/r`]);
+    assert(!/hashing|copying/.test(quiet), `no progress with -q: ${JSON.stringify(quiet)}`);
+    const hashing = await onTerminal(["-c", `${dir}/s`, `${dir}/r`]);
+    assert(hashing.includes(`${CLEAR_LINE}hashing: `), "hashing progress is drawn too");
+
+    const piped = await cli(["-c", "--log", `${dir}/log`, `${dir}/s`, `${dir}/r`]);
+    assertExit(piped, 0);
+    for (
+      const [text, where] of [[piped.stderr, "stderr"], [
+        Deno.readTextFileSync(`${dir}/log`),
+        "log",
+      ]]
+    ) {
+      assert(!text!.includes("hashing") && !text!.includes(ESC), `no progress in ${where}`);
+    }
+  });
+});
+
+Deno.test("cli rotates its log file by size, keeping --log-keep old files", async () => {
+  await withTemp(async (dir) => {
+    const files: Tree = {};
+    for (let i = 0; i < 400; i++) files[`file-with-a-longish-name-${i}`] = `${i}`;
+    writeTree(`${dir}/s`, files);
+    const log = `${dir}/logs/treesync.log`;
+    const args = ["--log", log, "--log-max-size", "4K", "--log-keep", "2"];
+    assertExit(await cli([...args, `${dir}/s`, `${dir}/r`]), 0);
+    const names = [...Deno.readDirSync(`${dir}/logs`)].map((item) => item.name).sort();
+    assertEquals(names, ["treesync.log", "treesync.log.1", "treesync.log.2"]);
+    for (const name of names) {
+      assert(Deno.statSync(`${dir}/logs/${name}`).size <= 4096 + 1024, `${name} stays near 4K`);
+    }
+  });
+});
