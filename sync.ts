@@ -33,7 +33,7 @@ const RECORD_NAME = "record.json";
 const LOCK_NAME = "lock";
 const TEMP_NAME = "tmp";
 const RECORD_FORMAT = "treesync-record";
-const RECORD_VERSION = 1;
+const RECORD_VERSION = 2;
 const encoder = new TextEncoder();
 
 /** Exit codes: part of the command-line contract that cron jobs and scripts rely on. */
@@ -420,11 +420,8 @@ function globToRegex(glob: string, pattern: string): string {
 export type EntryKind = "file" | "dir" | "symlink" | "special";
 
 /** One entry of a scanned tree, keyed elsewhere by its path relative to the root. */
-export interface Entry {
+export interface Entry extends Signature {
   kind: EntryKind;
-  size: number;
-  /** Modification time in whole milliseconds, the precision Deno reads and sets. */
-  mtimeMs: number;
   /** Permission bits (`0o7777`). */
   mode: number;
   uid: number;
@@ -433,6 +430,8 @@ export interface Entry {
   target?: string;
   /** SHA-256 in hex, where it has been computed this run. */
   hash?: string;
+  /** When `hash` was computed. */
+  hashedAtMs?: number;
 }
 
 /** Something that went wrong with one path; the run goes on and exits 1. */
@@ -555,6 +554,8 @@ function entryFromStat(stat: Deno.FileInfo): Entry {
     kind,
     size: kind === "file" ? stat.size : 0,
     mtimeMs: stat.mtime?.getTime() ?? 0,
+    ctimeMs: stat.ctime?.getTime() ?? 0,
+    ino: stat.ino ?? 0,
     mode: (stat.mode ?? 0) & 0o7777,
     uid: stat.uid ?? 0,
     gid: stat.gid ?? 0,
@@ -567,17 +568,28 @@ function entryFromStat(stat: Deno.FileInfo): Entry {
 
 /**
  * One change to the target tree. Kinds: `mkdir` a folder, `copy` a new file, `update` a changed
- * file, `link` (re)create a symlink, `attrs` fix mode/owner/mtime only, `delete` a file or
- * symlink, `rmdir` an emptied folder, `dirattrs` set a folder's mode/owner/mtime after it is
- * filled.
+ * file, `link` (re)create a symlink, `attrs` fix mode/owner/mtime only, `move` rename a replica
+ * file or folder whose content reappeared elsewhere in the source, `delete` a file or symlink,
+ * `rmdir` an emptied folder, `dirattrs` set a folder's mode/owner/mtime after it is filled.
  */
 export interface Action {
-  kind: "mkdir" | "copy" | "update" | "link" | "attrs" | "delete" | "rmdir" | "dirattrs";
+  kind:
+    | "mkdir"
+    | "copy"
+    | "update"
+    | "link"
+    | "attrs"
+    | "move"
+    | "delete"
+    | "rmdir"
+    | "dirattrs";
   path: string;
   /** Why, in words, for `-vv` and the log. */
   reason: string;
   /** The entry to reproduce (every kind but `delete` and `rmdir`). */
   entry?: Entry;
+  /** For `move`: the path it comes from, in the same tree. */
+  from?: string;
 }
 
 /** What {@linkcode planMirror} decided. */
@@ -592,27 +604,53 @@ export interface Plan {
 
 /** How {@linkcode planMirror} decides. */
 export interface PlanOptions {
-  /** Compare content hashes (`entry.hash`, or the record's) instead of size and mtime. */
+  /** Compare content hashes instead of size and mtime. */
   checksum: boolean;
   /** Delete extraneous entries and replace folders whose type changed. */
   deletes: boolean;
   /** Compare owner and group too (when running as root). */
   owners: boolean;
-  /** The record of the replica, for hashes that need no reading. */
-  record?: FileRecord;
-  /** Which side the record describes: `to` when mirroring, `from` when restoring. */
-  recordSide?: "from" | "to";
+  /** What the record knows of `from`'s files: hashes that need no reading. */
+  fromHashes?: RecordMap;
+  /** What the record knows of `to`'s files. */
+  toHashes?: RecordMap;
+  /** Turn a deletion plus a copy of the same content into one rename (files and folders). */
+  moves?: boolean;
   /** Called with each unchanged entry and why, for `-vv`. */
   explain?: (path: string, reason: string) => void;
+}
+
+/** Finds a file's SHA-256 without reading it, or says it is not known. */
+export type HashLookup = (path: string, entry: Entry) => string | null;
+
+/**
+ * A file's hash as far as it is known without reading: computed this run, or kept in the record
+ * under its path, or under another path with the same inode and signature (a renamed file).
+ * Pure.
+ */
+export function hashLookup(known: RecordMap | undefined): HashLookup {
+  let byInode: Map<number, RecordEntry> | null = null;
+  return (path, entry) => {
+    if (entry.kind !== "file") return null;
+    if (entry.hash !== undefined) return entry.hash;
+    const direct = trustedHash(known?.get(path), entry);
+    if (direct !== null || !known || known.size === 0) return direct;
+    if (byInode === null) {
+      byInode = new Map();
+      for (const recorded of known.values()) byInode.set(recorded.ino, recorded);
+    }
+    return trustedHash(byInode.get(entry.ino), entry);
+  };
 }
 
 /**
  * Decides what to change in `to` so that it matches `from`. Pure: reads no disk.
  *
  * Order: folders that must give way to another type are emptied and removed first (deepest
- * first), then folders are created (shallowest first), files and symlinks copied, extraneous
- * entries deleted (deepest first; deleting last means a failed copy never costs the old copy),
- * and folder attributes set last, since filling a folder changes its mtime.
+ * first), then folders are created (shallowest first), replica files and folders moved where
+ * their content went, files and symlinks copied, extraneous entries deleted (deepest first;
+ * deleting last means a failed copy never costs the old copy), and folder attributes set last,
+ * since filling a folder changes its mtime.
  */
 export function planMirror(from: Scan, to: Scan, options: PlanOptions): Plan {
   const { checksum, deletes, owners, explain } = options;
@@ -621,6 +659,8 @@ export function planMirror(from: Scan, to: Scan, options: PlanOptions): Plan {
   for (const path of keptPaths) for (const parent of ancestors(path)) keptAncestors.add(parent);
   const isKept = (path: string) =>
     keptAncestors.has(path) || [path, ...ancestors(path)].some((p) => keptPaths.has(p));
+  const fromHash = hashLookup(options.fromHashes);
+  const toHash = hashLookup(options.toHashes);
 
   const removals: Action[] = []; // type changes, run first
   const creations: Action[] = [];
@@ -629,10 +669,6 @@ export function planMirror(from: Scan, to: Scan, options: PlanOptions): Plan {
   const touchedFolders = new Set<string>();
   const replaced = new Set<string>(); // target folders removed to make way for another type
   let keptExtraneous = 0;
-
-  const knownHash = (side: "from" | "to", path: string, entry: Entry) =>
-    entry.hash ??
-      (options.recordSide === side ? validRecordHash(options.record, path, entry) : null);
 
   for (const [path, source] of from.entries) {
     const target = to.entries.get(path);
@@ -673,8 +709,8 @@ export function planMirror(from: Scan, to: Scan, options: PlanOptions): Plan {
     const change = compareEntries(source, target, {
       checksum,
       owners,
-      fromHash: knownHash("from", path, source),
-      toHash: knownHash("to", path, target),
+      fromHash: fromHash(path, source),
+      toHash: toHash(path, target),
     });
     if (change === null) {
       explain?.(path, "unchanged");
@@ -708,6 +744,19 @@ export function planMirror(from: Scan, to: Scan, options: PlanOptions): Plan {
     touchedFolders.add(parentOf(path));
   }
 
+  byPath(removals, "deepest");
+  byPath(creations, "shallowest");
+  byPath(deletions, "deepest");
+  let moves: Action[] = [];
+  let kept = { creations, deletions };
+  if (options.moves && deletions.length > 0) {
+    ({ moves, kept } = planMoves({ from, to, creations, deletions, fromHash, toHash, owners }));
+    for (const move of moves) {
+      touchedFolders.add(parentOf(move.path)).add(parentOf(move.from!));
+      if (move.entry!.kind === "dir") touchedFolders.add(move.path);
+    }
+  }
+
   const folderAttrs: Action[] = [];
   for (const path of touchedFolders) {
     const source = from.entries.get(path);
@@ -715,15 +764,183 @@ export function planMirror(from: Scan, to: Scan, options: PlanOptions): Plan {
       folderAttrs.push({ kind: "dirattrs", path, reason: "folder attributes", entry: source });
     }
   }
-  byPath(removals, "deepest");
-  byPath(creations, "shallowest");
-  byPath(deletions, "deepest");
   byPath(folderAttrs, "deepest");
+  const mkdirs = kept.creations.filter((a) => a.kind === "mkdir");
+  const transfers = kept.creations.filter((a) => a.kind !== "mkdir");
   return {
-    actions: [...removals, ...creations, ...deletions, ...folderAttrs],
+    actions: [...removals, ...mkdirs, ...moves, ...transfers, ...kept.deletions, ...folderAttrs],
     blocked,
     keptExtraneous,
   };
+}
+
+interface MoveInput {
+  from: Scan;
+  to: Scan;
+  /** Sorted shallowest first. */
+  creations: Action[];
+  /** Sorted deepest first. */
+  deletions: Action[];
+  fromHash: HashLookup;
+  toHash: HashLookup;
+  owners: boolean;
+}
+
+/**
+ * Turns "delete a replica file, copy a source file with the same size and SHA-256" into one
+ * rename, and a new source folder whose whole tree matches a deleted replica folder into one
+ * rename of the folder. Candidates are paired by size first, so only same-size files ever need
+ * a hash. Among equal candidates, one with the same name wins (a folder was renamed). Pure.
+ *
+ * @returns The moves (attribute fixes for a moved folder's contents included) and what is left
+ * of the creations and deletions.
+ */
+function planMoves(input: MoveInput): {
+  moves: Action[];
+  kept: { creations: Action[]; deletions: Action[] };
+} {
+  const { from, to, creations, deletions, fromHash, toHash, owners } = input;
+  const unchanged = { moves: [], kept: { creations, deletions } };
+  const goneByContent = new Map<string, string[]>();
+  for (const action of deletions) {
+    const entry = to.entries.get(action.path)!;
+    const hash = action.kind === "delete" ? toHash(action.path, entry) : null;
+    if (hash !== null) {
+      const key = `${entry.size}:${hash}`;
+      goneByContent.set(key, [...(goneByContent.get(key) ?? []), action.path]);
+    }
+  }
+  if (goneByContent.size === 0) return unchanged;
+
+  const fileMoves = new Map<string, string>(); // new path -> replica path it comes from
+  for (const action of creations) {
+    if (action.kind !== "copy" || action.reason !== "new") continue;
+    const hash = fromHash(action.path, action.entry!);
+    const candidates = hash === null
+      ? undefined
+      : goneByContent.get(`${action.entry!.size}:${hash}`);
+    if (!candidates?.length) continue;
+    const name = baseName(action.path);
+    const sameName = candidates.findIndex((path) => baseName(path) === name);
+    fileMoves.set(action.path, candidates.splice(Math.max(sameName, 0), 1)[0]!);
+  }
+  if (fileMoves.size === 0) return unchanged;
+
+  // Folder candidates: walk up a moved file's old and new paths while the names agree.
+  const folderPairs = new Map<string, string>();
+  for (const [newPath, oldPath] of fileMoves) {
+    let [n, o] = [newPath, oldPath];
+    while (n.includes("/") && o.includes("/") && baseName(n) === baseName(o)) {
+      [n, o] = [parentOf(n), parentOf(o)];
+      if (!folderPairs.has(n)) folderPairs.set(n, o);
+    }
+  }
+  const newDirs = new Set(
+    creations.filter((a) => a.kind === "mkdir" && a.reason === "new").map((a) => a.path),
+  );
+  const goneDirs = new Set(deletions.filter((a) => a.kind === "rmdir").map((a) => a.path));
+  const creationPaths = creations.map((a) => a.path); // sorted ascending
+  const deletionPaths = deletions.map((a) => a.path).reverse(); // sorted ascending
+  const folderMoves = new Map<string, string>();
+  const movedOld = new Set<string>();
+  const attrFixes: Action[] = [];
+  const candidates = [...folderPairs].filter(([n, o]) => newDirs.has(n) && goneDirs.has(o))
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  for (const [newDir, oldDir] of candidates) {
+    if (isUnderAny(newDir, folderMoves) || isUnderAny(oldDir, movedOld)) continue;
+    const newInside = subtree(creationPaths, newDir);
+    const oldInside = subtree(deletionPaths, oldDir);
+    if (newInside.length !== oldInside.length) continue;
+    const fixes: Action[] = [];
+    const matches = newInside.every((newPath) => {
+      const oldPath = oldDir + newPath.slice(newDir.length);
+      const source = from.entries.get(newPath)!;
+      const target = to.entries.get(oldPath);
+      if (!target || target.kind !== source.kind) return false;
+      if (source.kind === "file" && fileMoves.get(newPath) !== oldPath) return false;
+      if (source.kind === "symlink" && source.target !== target.target) return false;
+      const hash = source.kind === "file" ? fromHash(newPath, source) : null;
+      const change = compareEntries(source, target, {
+        checksum: true,
+        owners,
+        fromHash: hash,
+        toHash: hash,
+      });
+      if (change?.kind === "attrs" || change?.kind === "dirattrs") {
+        fixes.push({ kind: change.kind, path: newPath, reason: change.reason, entry: source });
+      }
+      return true;
+    });
+    if (!matches) continue;
+    folderMoves.set(newDir, oldDir);
+    movedOld.add(oldDir);
+    attrFixes.push(...fixes.filter((fix) => fix.kind === "attrs"));
+  }
+
+  const moves: Action[] = [];
+  for (const [newDir, oldDir] of folderMoves) {
+    moves.push({
+      kind: "move",
+      path: newDir,
+      from: oldDir,
+      reason: "same folder tree",
+      entry: from.entries.get(newDir)!,
+    });
+  }
+  const movedFiles = new Set<string>();
+  for (const [newPath, oldPath] of fileMoves) {
+    if (isUnderAny(newPath, folderMoves)) continue;
+    movedFiles.add(newPath).add(oldPath);
+    moves.push({
+      kind: "move",
+      path: newPath,
+      from: oldPath,
+      reason: "same size and SHA-256",
+      entry: from.entries.get(newPath)!,
+    });
+  }
+  const keptCreations = creations.filter((a) =>
+    !(a.kind === "copy" && movedFiles.has(a.path)) && !isUnderAny(a.path, folderMoves, true)
+  );
+  const keptDeletions = deletions.filter((a) =>
+    !(a.kind === "delete" && movedFiles.has(a.path)) && !isUnderAny(a.path, movedOld, true)
+  );
+  return {
+    moves,
+    kept: { creations: [...keptCreations, ...attrFixes], deletions: keptDeletions },
+  };
+}
+
+/** Paths strictly below `folder` in an ascending list (they are contiguous there). */
+function subtree(sortedPaths: string[], folder: string): string[] {
+  const prefix = `${folder}/`;
+  let low = 0;
+  let high = sortedPaths.length;
+  while (low < high) {
+    const middle = (low + high) >> 1;
+    if (sortedPaths[middle]! < prefix) low = middle + 1;
+    else high = middle;
+  }
+  const result: string[] = [];
+  for (let i = low; i < sortedPaths.length && sortedPaths[i]!.startsWith(prefix); i++) {
+    result.push(sortedPaths[i]!);
+  }
+  return result;
+}
+
+/** Whether `path` is below (or, with `orAt`, at) one of the folders. */
+function isUnderAny(
+  path: string,
+  folders: Map<string, string> | Set<string>,
+  orAt = false,
+): boolean {
+  if (folders.size === 0) return false;
+  if (orAt && folders.has(path)) return true;
+  return ancestors(path).some((parent) => folders.has(parent));
+}
+
+function baseName(path: string): string {
+  return path.slice(path.lastIndexOf("/") + 1);
 }
 
 /**
@@ -762,8 +979,9 @@ interface CompareOptions {
 }
 
 /**
- * The one place that decides whether an entry needs a transfer. Checks, in order: size, then
- * content (with `--checksum`) or mtime (without), then mode and owner.
+ * The one place that decides whether an entry needs a transfer. Checks, in order: size; then
+ * content with `--checksum`, or mtime without it, where equal known hashes still spare the copy
+ * (only the mtime is fixed); then mode and owner.
  *
  * @returns The change to make, or null when the entry is unchanged.
  */
@@ -788,41 +1006,61 @@ export function compareEntries(
   if (from.size !== to.size) {
     return { kind: "update", reason: `size differs (${to.size} -> ${from.size})` };
   }
-  if (checksum) {
-    if (fromHash === null || toHash === null || fromHash !== toHash) {
-      return { kind: "update", reason: "content differs" };
-    }
-    if (from.mtimeMs !== to.mtimeMs) {
-      return { kind: "attrs", reason: "same content, mtime differs" };
-    }
-  } else if (from.mtimeMs !== to.mtimeMs) {
-    return { kind: "update", reason: "mtime differs" };
+  const sameContent = fromHash !== null && fromHash === toHash;
+  if (checksum && !sameContent) return { kind: "update", reason: "content differs" };
+  if (from.mtimeMs !== to.mtimeMs) {
+    return sameContent
+      ? { kind: "attrs", reason: "mtime differs, same SHA-256" }
+      : { kind: "update", reason: "mtime differs" };
   }
   if (attrsDiffer) return { kind: "attrs", reason: "mode or owner differs" };
   return null;
 }
 
 /**
- * Lists the files whose SHA-256 `--checksum` needs before planning: both sides of every
- * same-size pair, except where the record already vouches for one. Pure.
+ * Lists the files to hash before planning, those whose SHA-256 would change a decision and is
+ * not known yet: with `--checksum`, both sides of every same-size pair; without it, the source
+ * side of a same-size pair whose mtime differs when the replica's hash is known (equal content
+ * then needs no copy); and for move detection, new source files and extraneous replica files of
+ * a size found on both sides. Pure.
  */
 export function hashesNeeded(
   from: Scan,
   to: Scan,
-  options: Pick<PlanOptions, "record" | "recordSide">,
+  options: Pick<PlanOptions, "checksum" | "fromHashes" | "toHashes" | "moves">,
 ): { from: string[]; to: string[] } {
-  const wanted = { from: [] as string[], to: [] as string[] };
+  const fromHash = hashLookup(options.fromHashes);
+  const toHash = hashLookup(options.toHashes);
+  const wanted = { from: new Set<string>(), to: new Set<string>() };
+  const newSizes = new Map<number, string[]>();
   for (const [path, source] of from.entries) {
+    if (source.kind !== "file") continue;
     const target = to.entries.get(path);
-    if (source.kind !== "file" || target?.kind !== "file" || source.size !== target.size) continue;
-    for (const [side, entry] of [["from", source], ["to", target]] as const) {
-      const fromRecord = options.recordSide === side
-        ? validRecordHash(options.record, path, entry)
-        : null;
-      if (entry.hash === undefined && fromRecord === null) wanted[side].push(path);
+    if (!target) {
+      if (options.moves) newSizes.set(source.size, [...(newSizes.get(source.size) ?? []), path]);
+      continue;
+    }
+    if (target.kind !== "file" || source.size !== target.size) continue;
+    const targetHash = toHash(path, target);
+    if (options.checksum) {
+      if (fromHash(path, source) === null) wanted.from.add(path);
+      if (targetHash === null) wanted.to.add(path);
+    } else if (source.mtimeMs !== target.mtimeMs && targetHash !== null) {
+      if (fromHash(path, source) === null) wanted.from.add(path);
     }
   }
-  return wanted;
+  if (newSizes.size > 0) {
+    for (const [path, target] of to.entries) {
+      const paired = target.kind === "file" && !from.entries.has(path) &&
+        newSizes.get(target.size);
+      if (!paired) continue;
+      if (toHash(path, target) === null) wanted.to.add(path);
+      for (const newPath of paired) {
+        if (fromHash(newPath, from.entries.get(newPath)!) === null) wanted.from.add(newPath);
+      }
+    }
+  }
+  return { from: [...wanted.from], to: [...wanted.to] };
 }
 
 /** Paths above `path`, nearest first, ending with the root `""`. */
@@ -913,13 +1151,8 @@ export interface ApplyContext {
 }
 
 /** What applying a plan did, for the summary and the record. */
-export interface ApplyResult {
+export interface ApplyResult extends RecordChanges {
   summary: RunSummary;
-  /** Files written this run, with the hash of exactly the bytes written. */
-  written: Map<string, RecordEntry>;
-  /** Paths deleted or whose attributes changed. */
-  deleted: Set<string>;
-  attrsChanged: Map<string, Entry>;
   stopped: boolean;
 }
 
@@ -927,13 +1160,18 @@ export interface ApplyResult {
 export async function applyPlan(plan: Plan, context: ApplyContext): Promise<ApplyResult> {
   const { fromRoot, toRoot, onDone, onFailed } = context;
   const summary = emptySummary(false);
-  const written = new Map<string, RecordEntry>();
-  const deleted = new Set<string>();
-  const attrsChanged = new Map<string, Entry>();
-  let stopped = false;
+  const result: ApplyResult = {
+    summary,
+    stopped: false,
+    written: new Map(),
+    deleted: new Set(),
+    resigned: new Map(),
+    movedFiles: new Map(),
+    movedFolders: new Map(),
+  };
   for (const action of plan.actions) {
     if (context.shouldStop()) {
-      stopped = true;
+      result.stopped = true;
       break;
     }
     await context.pause();
@@ -950,7 +1188,7 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
         case "delete":
           if (context.trashDir) moveToTrash(toPath, action.path, context.trashDir);
           else Deno.removeSync(toPath);
-          deleted.add(action.path);
+          result.deleted.add(action.path);
           summary.deleted++;
           break;
         case "mkdir":
@@ -961,11 +1199,11 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
         case "update": {
           const copied = await copyFile(fromPath, toPath, context);
           if (copied === null) {
-            stopped = true;
+            result.stopped = true;
             break;
           }
-          written.set(action.path, copied);
-          bytes = copied.size;
+          result.written.set(action.path, copied);
+          bytes = copied.replica.size;
           summary.bytesCopied += bytes;
           summary[action.kind === "copy" ? "copied" : "updated"]++;
           break;
@@ -976,21 +1214,36 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
           break;
         case "attrs":
           setAttributes(toPath, action.entry!, context.owners);
-          attrsChanged.set(action.path, action.entry!);
+          result.resigned.set(action.path, signatureOf(entryFromStat(Deno.lstatSync(toPath))));
           summary.attrsUpdated++;
           break;
+        case "move": {
+          const oldPath = joinRel(toRoot, action.from!);
+          // rename() would quietly replace an entry there; the plan says there is none.
+          if (existsQuietly(toPath)) throw new Error(`'${action.path}' appeared meanwhile`);
+          Deno.renameSync(oldPath, toPath);
+          if (action.entry!.kind === "dir") {
+            result.movedFolders.set(action.path, action.from!);
+          } else {
+            setAttributes(toPath, action.entry!, context.owners);
+            result.movedFiles.set(action.path, action.from!);
+            result.resigned.set(action.path, signatureOf(entryFromStat(Deno.lstatSync(toPath))));
+          }
+          summary.moved++;
+          break;
+        }
         case "dirattrs":
           setAttributes(toPath, action.entry!, context.owners);
           break;
       }
-      if (stopped) break;
+      if (result.stopped) break;
       onDone(action, bytes);
     } catch (error) {
       summary.failed++;
       onFailed({ path: action.path, message: `Cannot ${action.kind}: ${errorText(error)}` });
     }
   }
-  return { summary, written, deleted, attrsChanged, stopped };
+  return result;
 }
 
 function joinRel(root: string, path: string): string {
@@ -1025,7 +1278,7 @@ async function copyFile(
   fromPath: string,
   toPath: string,
   context: ApplyContext,
-): Promise<RecordEntry | null> {
+): Promise<{ replica: RecordEntry; source: RecordEntry } | null> {
   for (let attempt = 1;; attempt++) {
     const tempPath = tempPathIn(context.tempDir);
     let keepTemp = false;
@@ -1040,7 +1293,12 @@ async function copyFile(
       keepOverwritten(toPath, context);
       Deno.renameSync(tempPath, toPath);
       keepTemp = true;
-      return { size: result.entry.size, mtimeMs: result.entry.mtimeMs, hash: result.hash };
+      // The replica's signature after the rename (which changes ctime), and the source's as read.
+      const written = signatureOf(entryFromStat(Deno.lstatSync(toPath)));
+      return {
+        replica: { ...written, hash: result.hash, hashedAtMs: Date.now() },
+        source: { ...signatureOf(result.entry), hash: result.hash, hashedAtMs: result.readAtMs },
+      };
     } finally {
       if (!keepTemp) removeQuietly(tempPath);
     }
@@ -1051,7 +1309,8 @@ async function copyThroughHash(
   fromPath: string,
   tempPath: string,
   context: ApplyContext,
-): Promise<{ hash: string; entry: Entry } | "changed" | null> {
+): Promise<{ hash: string; entry: Entry; readAtMs: number } | "changed" | null> {
+  const readAtMs = Date.now();
   using input = Deno.openSync(fromPath, { read: true });
   const before = entryFromStat(input.statSync());
   if (before.kind !== "file") throw new Error("it is no longer a regular file");
@@ -1072,12 +1331,10 @@ async function copyThroughHash(
   const after = entryFromStat(input.statSync());
   // A file that changed while it was read may be torn; one that changed between the scan and
   // now is fine: the copy and the record take what was read.
-  if (after.size !== total || after.mtimeMs !== before.mtimeMs || after.size !== before.size) {
-    return "changed";
-  }
+  if (total !== before.size || !sameSignature(before, after)) return "changed";
   // The copy takes the attributes the file had when it was read, which may be newer than the
   // scan's; the record then describes what is really in the replica.
-  return { hash: hash.digest("hex"), entry: after };
+  return { hash: hash.digest("hex"), entry: after, readAtMs };
 }
 
 function placeSymlink(toPath: string, entry: Entry, context: ApplyContext): void {
@@ -1161,26 +1418,65 @@ function removeQuietly(path: string): void {
 // Record
 // ================================================================================================
 
-/** What the record knows of one replica file. */
-export interface RecordEntry {
+/** What identifies one state of a file: if any of it changes, the content may have. */
+export interface Signature {
   size: number;
   mtimeMs: number;
-  /** SHA-256 of the content, or null when it was never hashed. */
-  hash: string | null;
+  /** Change time; Deno reads it to the whole second. */
+  ctimeMs: number;
+  ino: number;
 }
 
-/** The replica's file record: replica-relative path to what was last known of the file. */
-export type FileRecord = Map<string, RecordEntry>;
+/** What the record knows of one file. */
+export interface RecordEntry extends Signature {
+  /** SHA-256 of the content, or null when it was never hashed. */
+  hash: string | null;
+  /** When the hash was taken, to tell racily clean files (see {@linkcode trustedHash}). */
+  hashedAtMs: number;
+}
 
-/** The record's hash for a file, if the record still describes it (same size and mtime). */
-export function validRecordHash(
-  record: FileRecord | undefined,
-  path: string,
-  entry: Entry,
-): string | null {
-  const known = record?.get(path);
-  if (!known || entry.kind !== "file") return null;
-  return known.size === entry.size && known.mtimeMs === entry.mtimeMs ? known.hash : null;
+/** Relative path to what the record knows of the file there. */
+export type RecordMap = Map<string, RecordEntry>;
+
+/**
+ * The file record kept in the replica: its own files, and a cache of source hashes (the source
+ * is never written to, so its cache lives here too).
+ */
+export interface FileRecord {
+  replica: RecordMap;
+  source: RecordMap;
+}
+
+/**
+ * A file whose mtime is this close to the moment it was hashed may have been written again in
+ * the same timestamp tick (the kernel stamps files from a clock that ticks every few ms, and
+ * Deno reads milliseconds), so its hash is not trusted: it is "racily clean", as git says.
+ */
+export const RACY_WINDOW_MS = 1000;
+
+/** An empty record. */
+export function emptyRecord(): FileRecord {
+  return { replica: new Map(), source: new Map() };
+}
+
+/** The signature part of an entry. */
+export function signatureOf(entry: Signature): Signature {
+  return { size: entry.size, mtimeMs: entry.mtimeMs, ctimeMs: entry.ctimeMs, ino: entry.ino };
+}
+
+function sameSignature(a: Signature, b: Signature): boolean {
+  return a.size === b.size && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs &&
+    a.ino === b.ino;
+}
+
+/**
+ * The recorded hash of a file, if it can be trusted without reading: the file's signature (size,
+ * mtime, ctime, inode) is what it was when hashed, and it was not racily clean then. Pure.
+ */
+export function trustedHash(known: RecordEntry | undefined, entry: Entry): string | null {
+  if (!known || known.hash === null || entry.kind !== "file") return null;
+  if (!sameSignature(known, entry)) return null;
+  return known.hashedAtMs - known.mtimeMs < RACY_WINDOW_MS ? null : known.hash;
 }
 
 /**
@@ -1189,7 +1485,7 @@ export function validRecordHash(
  */
 export function loadRecord(metaDir: string, onCorrupt: (message: string) => void): FileRecord {
   const path = `${metaDir}/${RECORD_NAME}`;
-  const record: FileRecord = new Map();
+  const record = emptyRecord();
   let text: string;
   try {
     text = Deno.readTextFileSync(path);
@@ -1202,70 +1498,133 @@ export function loadRecord(metaDir: string, onCorrupt: (message: string) => void
   try {
     const data = JSON.parse(text);
     if (data?.format !== RECORD_FORMAT || data.version !== RECORD_VERSION) {
-      throw new Error("unknown format");
+      throw new Error("unknown format or version");
     }
-    for (const [filePath, size, mtimeMs, hash] of data.files as unknown[][]) {
-      if (
-        typeof filePath !== "string" || typeof size !== "number" || typeof mtimeMs !== "number" ||
-        (hash !== null && (typeof hash !== "string" || !/^[0-9a-f]{64}$/.test(hash)))
-      ) throw new Error(`bad entry for '${filePath}'`);
-      record.set(filePath, { size, mtimeMs, hash });
+    for (const side of ["replica", "source"] as const) {
+      for (const row of data[side] as unknown[][]) {
+        const [filePath, size, mtimeMs, ctimeMs, ino, hash, hashedAtMs] = row;
+        if (
+          typeof filePath !== "string" || ![size, mtimeMs, ctimeMs, ino, hashedAtMs].every(
+            (n) => typeof n === "number",
+          ) || (hash !== null && (typeof hash !== "string" || !/^[0-9a-f]{64}$/.test(hash)))
+        ) throw new Error(`bad entry for '${filePath}'`);
+        record[side].set(filePath, {
+          size: size as number,
+          mtimeMs: mtimeMs as number,
+          ctimeMs: ctimeMs as number,
+          ino: ino as number,
+          hash: hash as string | null,
+          hashedAtMs: hashedAtMs as number,
+        });
+      }
     }
   } catch (error) {
     onCorrupt(`The record '${path}' is corrupt (${errorText(error)}); rebuilding it`);
-    record.clear();
+    return emptyRecord();
   }
   return record;
 }
 
+/** What a run changed, for the record. */
+export interface RecordChanges {
+  /** Files written: the replica's new state, and the source state that was read. */
+  written: Map<string, { replica: RecordEntry; source: RecordEntry }>;
+  deleted: Set<string>;
+  /** Files whose content stayed but whose signature changed (moved, attributes set). */
+  resigned: Map<string, Signature>;
+  /** New path to old, for files and folders moved in the replica. */
+  movedFiles: Map<string, string>;
+  movedFolders: Map<string, string>;
+}
+
 /**
- * The record after a run: every replica file the scan saw, updated by what the run wrote,
- * changed and deleted. Hashes survive only while size and mtime still match. Pure.
+ * The record after a run. Replica side: every file the scan saw, carried over while its
+ * signature holds, then moved, re-signed, written or dropped as the run did. Source side: the
+ * hashes known of source files still there unchanged (found by path, or by inode when renamed).
+ * Pure.
  */
 export function nextRecord(
   previous: FileRecord,
-  replica: Scan,
-  result: Pick<ApplyResult, "written" | "deleted" | "attrsChanged">,
+  scans: { source: Scan; replica: Scan },
+  changes: RecordChanges,
 ): FileRecord {
-  const next: FileRecord = new Map();
-  for (const [path, entry] of replica.entries) {
-    if (entry.kind !== "file" || result.deleted.has(path)) continue;
-    next.set(path, {
-      size: entry.size,
-      mtimeMs: entry.mtimeMs,
-      hash: entry.hash ?? validRecordHash(previous, path, entry),
-    });
+  const replica: RecordMap = new Map();
+  for (const [path, entry] of scans.replica.entries) {
+    if (entry.kind !== "file" || changes.deleted.has(path)) continue;
+    replica.set(path, carried(previous.replica.get(path), entry) ?? unhashed(entry));
   }
-  for (const [path, entry] of result.attrsChanged) {
-    const known = next.get(path);
-    // Only the attributes changed, so the content hash still holds.
-    if (known) next.set(path, { ...known, mtimeMs: entry.mtimeMs });
+  for (const [newDir, oldDir] of changes.movedFolders) {
+    const prefix = `${oldDir}/`;
+    for (const [path, entry] of [...replica]) {
+      if (!path.startsWith(prefix)) continue;
+      replica.delete(path);
+      replica.set(newDir + path.slice(oldDir.length), entry);
+    }
   }
-  for (const [path, entry] of result.written) next.set(path, entry);
-  return next;
+  for (const [newPath, oldPath] of changes.movedFiles) {
+    const entry = replica.get(oldPath);
+    replica.delete(oldPath);
+    if (entry) replica.set(newPath, entry);
+  }
+  for (const [path, signature] of changes.resigned) {
+    const entry = replica.get(path);
+    if (entry) replica.set(path, { ...entry, ...signature });
+  }
+  for (const [path, written] of changes.written) replica.set(path, written.replica);
+
+  const source: RecordMap = new Map();
+  const byInode = new Map<number, RecordEntry>();
+  for (const entry of previous.source.values()) byInode.set(entry.ino, entry);
+  for (const [path, entry] of scans.source.entries) {
+    if (entry.kind !== "file") continue;
+    const known = carried(previous.source.get(path), entry) ??
+      carried(byInode.get(entry.ino), entry);
+    if (known?.hash) source.set(path, known);
+  }
+  for (const [path, written] of changes.written) source.set(path, written.source);
+  return { replica, source };
+}
+
+function carried(known: RecordEntry | undefined, entry: Entry): RecordEntry | null {
+  if (entry.hash !== undefined) {
+    return { ...signatureOf(entry), hash: entry.hash, hashedAtMs: entry.hashedAtMs ?? 0 };
+  }
+  return known && sameSignature(known, entry) ? known : null;
+}
+
+function unhashed(entry: Entry): RecordEntry {
+  return { ...signatureOf(entry), hash: null, hashedAtMs: 0 };
 }
 
 /** Whether two records say the same. */
 export function sameRecord(a: FileRecord, b: FileRecord): boolean {
-  if (a.size !== b.size) return false;
-  for (const [path, entry] of a) {
-    const other = b.get(path);
-    if (
-      !other || other.size !== entry.size || other.mtimeMs !== entry.mtimeMs ||
-      other.hash !== entry.hash
-    ) return false;
+  for (const side of ["replica", "source"] as const) {
+    if (a[side].size !== b[side].size) return false;
+    for (const [path, entry] of a[side]) {
+      const other = b[side].get(path);
+      if (
+        !other || !sameSignature(entry, other) || other.hash !== entry.hash ||
+        other.hashedAtMs !== entry.hashedAtMs
+      ) return false;
+    }
   }
   return true;
 }
 
 /** Writes the record atomically: a temporary file, fsync, rename. */
 export function saveRecord(metaDir: string, record: FileRecord): void {
-  const files = [...record].map(([path, e]) => [path, e.size, e.mtimeMs, e.hash]);
-  const text = JSON.stringify({ format: RECORD_FORMAT, version: RECORD_VERSION, files });
+  const rows = (map: RecordMap) =>
+    [...map].map(([path, e]) => [path, e.size, e.mtimeMs, e.ctimeMs, e.ino, e.hash, e.hashedAtMs]);
+  const text = JSON.stringify({
+    format: RECORD_FORMAT,
+    version: RECORD_VERSION,
+    replica: rows(record.replica),
+    source: rows(record.source),
+  });
   const tempPath = `${metaDir}/${RECORD_NAME}.${Deno.pid}.tmp`;
   try {
     using file = Deno.openSync(tempPath, { write: true, create: true, truncate: true });
-    const bytes = new TextEncoder().encode(text);
+    const bytes = encoder.encode(text);
     for (let done = 0; done < bytes.length;) done += file.writeSync(bytes.subarray(done));
     file.syncSync();
   } catch (error) {
@@ -1275,17 +1634,37 @@ export function saveRecord(metaDir: string, record: FileRecord): void {
   Deno.renameSync(tempPath, `${metaDir}/${RECORD_NAME}`);
 }
 
-/** Streams a file through SHA-256 with a reused buffer: memory stays flat for any size. */
-export async function hashFile(path: string, pause?: () => Promise<void>): Promise<string> {
+/** A file's SHA-256 and the signature it had while it was read. */
+export interface HashResult {
+  hash: string;
+  signature: Signature;
+  hashedAtMs: number;
+}
+
+/**
+ * Streams a file through SHA-256 with a reused buffer: memory stays flat for any size.
+ *
+ * @returns The hash, or null if the file changed while it was read.
+ */
+export async function hashFile(
+  path: string,
+  pause?: () => Promise<void>,
+): Promise<HashResult | null> {
+  const hashedAtMs = Date.now();
   using file = Deno.openSync(path, { read: true });
+  const before = entryFromStat(file.statSync());
   const hash = createHash("sha256");
+  let total = 0;
   for (;;) {
     const count = file.readSync(COPY_BUFFER);
     if (count === null || count === 0) break;
     hash.update(COPY_BUFFER.subarray(0, count));
+    total += count;
     if (pause) await pause();
   }
-  return hash.digest("hex");
+  const after = entryFromStat(file.statSync());
+  if (!sameSignature(before, after) || total !== before.size) return null;
+  return { hash: hash.digest("hex"), signature: signatureOf(before), hashedAtMs };
 }
 
 // ================================================================================================
@@ -1429,8 +1808,16 @@ function recoveringFileSink(path: string, maxSize: number, maxFiles: number): Si
       writeStderr(`warning: cannot write the log file '${path}': ${errorText(error)}\n`);
     }
   };
+  flushLogFile = () => {
+    // Closing flushes; the next record opens the file again.
+    inner?.[Symbol.dispose]();
+    inner = null;
+  };
   return Object.assign(sink, { [Symbol.dispose]: () => inner?.[Symbol.dispose]() });
 }
+
+/** Writes out what the log file sink holds; called at the end of every run. */
+let flushLogFile = () => {};
 
 /**
  * Sets up LogTape: the console gets errors (`-q`), warnings and summaries (default), each
@@ -1499,6 +1886,10 @@ function describeAction(action: Action): string {
       return `rmdir ${shown}/`;
     case "link":
       return `link ${shown} -> ${displayPath(action.entry!.target!)}`;
+    case "move": {
+      const slash = action.entry!.kind === "dir" ? "/" : "";
+      return `move ${displayPath(action.from!)}${slash} -> ${shown}${slash}`;
+    }
     case "copy":
     case "update":
       return `${action.kind} ${shown} (${formatBytes(action.entry!.size)})`;
@@ -1765,15 +2156,29 @@ export async function runOnce(options: Options, deps: RunDependencies): Promise<
       }
     }
 
-    const recordSide = options.restore ? "from" : "to";
-    if (options.checksum) {
+    // What the record knows of each side; restoring reads the replica and writes the source.
+    const hashOptions = {
+      checksum: options.checksum,
+      fromHashes: options.restore ? record.replica : record.source,
+      toHashes: options.restore ? record.source : record.replica,
+      moves: !options.restore && options.deletes,
+    };
+    const wanted = hashesNeeded(from, to, hashOptions);
+    if (wanted.from.length + wanted.to.length > 0) {
       control.progress = { ...idleProgress(), phase: "hashing" };
-      const wanted = hashesNeeded(from, to, { record, recordSide });
       for (const [side, scan, root] of [["from", from, fromRoot], ["to", to, toRoot]] as const) {
         for (const path of wanted[side]) {
+          const entry = scan.entries.get(path)!;
+          if (debugScan) {
+            report.debug(`hash ${side === "from" ? "source" : "target"} ${displayPath(path)}`);
+          }
           try {
-            const entry = scan.entries.get(path)!;
-            entry.hash = await hashFile(joinRel(root, path), pause);
+            const hashed = await hashFile(joinRel(root, path), pause);
+            // A file that changed since the scan stays unhashed: the plan then copies it.
+            if (hashed && sameSignature(hashed.signature, entry)) {
+              entry.hash = hashed.hash;
+              entry.hashedAtMs = hashed.hashedAtMs;
+            }
             control.progress.done++;
             control.progress.bytes += entry.size;
           } catch (error) {
@@ -1784,11 +2189,9 @@ export async function runOnce(options: Options, deps: RunDependencies): Promise<
     }
 
     let plan = planMirror(from, to, {
-      checksum: options.checksum,
+      ...hashOptions,
       deletes: options.deletes && !options.restore,
       owners: deps.isRoot,
-      record,
-      recordSide,
       ...(options.verbosity >= 3
         ? {
           explain: (path: string, why: string) => report.debug(`keep ${displayPath(path)}: ${why}`),
@@ -1874,7 +2277,7 @@ export async function runOnce(options: Options, deps: RunDependencies): Promise<
       summary = result.summary;
       summary.failed += problemCount;
       if (!options.restore) {
-        const next = nextRecord(record, to, result);
+        const next = nextRecord(record, { source: from, replica: to }, result);
         if (!sameRecord(record, next)) saveRecord(metaDir, next);
       }
       if (result.stopped) report.warn("Stopped before the end of the run; the record is saved");
@@ -1912,6 +2315,7 @@ function countPlan(plan: Plan): RunSummary {
     else if (action.kind === "mkdir") summary.dirsCreated++;
     else if (action.kind === "rmdir") summary.dirsDeleted++;
     else if (action.kind === "attrs") summary.attrsUpdated++;
+    else if (action.kind === "move") summary.moved++;
   }
   return summary;
 }
@@ -1954,20 +2358,21 @@ export async function verifyReplica(
   result.failed.push(...scan.problems);
   for (const [path, entry] of scan.entries) {
     if (entry.kind !== "file") continue;
-    const known = record.get(path);
+    const known = record.replica.get(path);
     if (!known || known.hash === null) {
       result.unrecorded.push(path);
       continue;
     }
     try {
-      const hash = await hashFile(`${replica}/${path}`, options.pause);
+      const hashed = await hashFile(`${replica}/${path}`, options.pause);
+      if (hashed === null) throw new Error("it changed while it was read");
       result.checked++;
-      if (hash !== known.hash) result.mismatched.push(path);
+      if (hashed.hash !== known.hash) result.mismatched.push(path);
     } catch (error) {
       result.failed.push({ path, message: `Cannot read: ${errorText(error)}` });
     }
   }
-  for (const path of record.keys()) {
+  for (const path of record.replica.keys()) {
     if (scan.entries.get(path)?.kind !== "file" && !isExcludedRecordPath(path, options.exclude)) {
       result.missing.push(path);
     }
@@ -2177,6 +2582,7 @@ async function runLoop(options: Options, report: Reporter): Promise<number> {
       if (lastRunFailed) totals.failedRuns++;
       addToTotals(totals, summary);
       report.summary(summaryLine(summary, `run ${totals.runs}`));
+      flushLogFile(); // a loop may idle for hours: its log should not
       if (options.json) writeStdout(`${JSON.stringify(summary)}\n`);
       if (control.stopRequested) break;
 

@@ -12,6 +12,7 @@ import {
   type FileRecord,
   formatDuration,
   hashesNeeded,
+  hashLookup,
   holdBackDeletions,
   nextRecord,
   parseCommandLine,
@@ -20,8 +21,12 @@ import {
   planMirror,
   progressText,
   purgeTrash,
+  RACY_WINDOW_MS,
+  type RecordEntry,
+  type RecordMap,
   type Scan,
   scanTree,
+  signatureOf,
   trashFolderName,
   UsageError,
 } from "./sync.ts";
@@ -183,12 +188,16 @@ function assertExit(result: CliResult, code: number): void {
   }
 }
 
-/** An entry literal for planner tables. */
+let nextInode = 1000;
+
+/** An entry literal for planner tables; each gets an inode of its own unless told. */
 function e(kind: Entry["kind"], fields: Partial<Entry> = {}): Entry {
   return {
     kind,
     size: 0,
     mtimeMs: 1000,
+    ctimeMs: 1000,
+    ino: nextInode++,
     mode: kind === "dir" ? 0o755 : 0o644,
     uid: 0,
     gid: 0,
@@ -203,7 +212,9 @@ function scanOf(entries: Record<string, Entry>, kept: string[] = []): Scan {
 const planDefaults = { checksum: false, deletes: true, owners: false };
 
 function planned(actions: Action[]): string[] {
-  return actions.filter((a) => a.kind !== "dirattrs").map((a) => `${a.kind} ${a.path}`);
+  return actions.filter((a) => a.kind !== "dirattrs").map((a) =>
+    a.kind === "move" ? `move ${a.from} -> ${a.path}` : `${a.kind} ${a.path}`
+  );
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -363,10 +374,16 @@ Deno.test("planMirror() compares owners only when asked (root)", () => {
   ]);
 });
 
+/** A record entry that vouches for `entry` with `hash`, hashed long after its mtime. */
+function vouch(entry: Entry, hash: string, fields: Partial<RecordEntry> = {}): RecordEntry {
+  return { ...signatureOf(entry), hash, hashedAtMs: entry.mtimeMs + 60_000, ...fields };
+}
+
 Deno.test("planMirror() with checksum decides by hash, the record vouching for the replica", () => {
   const same = "a".repeat(64);
   const other = "b".repeat(64);
-  const table: Array<[string, Entry, Entry, FileRecord | undefined, string[]]> = [
+  const replicaFile = e("file", { size: 5 });
+  const table: Array<[string, Entry, Entry, RecordEntry | undefined, string[]]> = [
     [
       "same size and mtime, other content",
       e("file", { size: 5, hash: same }),
@@ -384,43 +401,100 @@ Deno.test("planMirror() with checksum decides by hash, the record vouching for t
     [
       "record gives the replica's hash",
       e("file", { size: 5, hash: same }),
-      e("file", { size: 5 }),
-      new Map([["x", { size: 5, mtimeMs: 1000, hash: same }]]),
+      replicaFile,
+      vouch(replicaFile, same),
       [],
     ],
     [
-      "stale record is not trusted",
+      "a record with another mtime is stale",
       e("file", { size: 5, hash: same }),
-      e("file", { size: 5 }),
-      new Map([["x", { size: 5, mtimeMs: 999, hash: same }]]),
+      replicaFile,
+      vouch(replicaFile, same, { mtimeMs: 999 }),
+      ["update x"],
+    ],
+    [
+      "a record with another ctime is stale",
+      e("file", { size: 5, hash: same }),
+      replicaFile,
+      vouch(replicaFile, same, { ctimeMs: 2000 }),
+      ["update x"],
+    ],
+    [
+      "a record with another inode is stale",
+      e("file", { size: 5, hash: same }),
+      replicaFile,
+      vouch(replicaFile, same, { ino: 1 }),
+      ["update x"],
+    ],
+    [
+      "a racily clean record is not trusted",
+      e("file", { size: 5, hash: same }),
+      replicaFile,
+      vouch(replicaFile, same, { hashedAtMs: 1500 }),
       ["update x"],
     ],
   ];
-  for (const [name, from, to, record, expected] of table) {
+  for (const [name, from, to, known, expected] of table) {
     const plan = planMirror(scanOf({ x: from }), scanOf({ x: to }), {
       ...planDefaults,
       checksum: true,
-      ...(record ? { record, recordSide: "to" as const } : {}),
+      ...(known ? { toHashes: new Map([["x", known]]) } : {}),
     });
     assertEquals(planned(plan.actions), expected, name);
   }
 });
 
-Deno.test("hashesNeeded() asks only for same-size pairs the record cannot vouch for", () => {
+Deno.test("planMirror() without checksum spares the copy when known hashes say the content is equal", () => {
+  const hash = "d".repeat(64);
+  const target = e("file", { size: 5, mtimeMs: 1000 });
+  const plan = planMirror(
+    scanOf({ x: e("file", { size: 5, mtimeMs: 2000, hash }) }),
+    scanOf({ x: target }),
+    {
+      ...planDefaults,
+      toHashes: new Map([["x", vouch(target, hash)]]),
+    },
+  );
+  assertEquals(plan.actions.filter((a) => a.kind !== "dirattrs").map((a) => [a.kind, a.reason]), [[
+    "attrs",
+    "mtime differs, same SHA-256",
+  ]]);
+});
+
+Deno.test("hashesNeeded() asks only for what would change a decision and is not known", () => {
   const from = scanOf({
     a: e("file", { size: 5 }),
     b: e("file", { size: 5 }),
     c: e("file", { size: 1 }),
+    touched: e("file", { size: 3, mtimeMs: 5000 }),
+    renamed: e("file", { size: 7 }),
+    lonely: e("file", { size: 8 }),
   });
+  const replicaA = e("file", { size: 5 });
+  const replicaTouched = e("file", { size: 3 });
   const to = scanOf({
-    a: e("file", { size: 5 }),
+    a: replicaA,
     b: e("file", { size: 5 }),
     c: e("file", { size: 2 }),
+    touched: replicaTouched,
+    old: e("file", { size: 7 }),
+    other: e("file", { size: 9 }),
   });
-  const record: FileRecord = new Map([["a", { size: 5, mtimeMs: 1000, hash: "f".repeat(64) }]]);
-  assertEquals(hashesNeeded(from, to, { record, recordSide: "to" }), {
-    from: ["a", "b"],
+  const toHashes = new Map([["a", vouch(replicaA, "f".repeat(64))], [
+    "touched",
+    vouch(replicaTouched, "e".repeat(64)),
+  ]]);
+  assertEquals(hashesNeeded(from, to, { checksum: true, toHashes }), {
+    from: ["a", "b", "touched"],
     to: ["b"],
+  });
+  assertEquals(hashesNeeded(from, to, { checksum: false, toHashes }), {
+    from: ["touched"],
+    to: [],
+  });
+  assertEquals(hashesNeeded(from, to, { checksum: false, toHashes, moves: true }), {
+    from: ["touched", "renamed"],
+    to: ["old"],
   });
 });
 
@@ -489,37 +563,50 @@ Deno.test("planMirror() does not replace a folder holding kept entries", () => {
   assertEquals(plan.blocked.map((p) => p.path), ["d"]);
 });
 
-Deno.test("nextRecord() keeps hashes only while size and mtime still match", () => {
+Deno.test("nextRecord() carries hashes while signatures hold, and follows moves and writes", () => {
   const hash = "c".repeat(64);
-  const previous: FileRecord = new Map([
-    ["kept", { size: 1, mtimeMs: 1000, hash }],
-    ["stale", { size: 1, mtimeMs: 5, hash }],
-    ["gone", { size: 1, mtimeMs: 1000, hash }],
-  ]);
-  const replica = scanOf({
-    kept: e("file", { size: 1 }),
-    stale: e("file", { size: 1 }),
-    gone: e("file", { size: 1 }),
-    dir: e("dir"),
-  });
-  const next = nextRecord(previous, replica, {
-    written: new Map([["new", { size: 2, mtimeMs: 7, hash }]]),
-    deleted: new Set(["gone"]),
-    attrsChanged: new Map(),
-  });
-  assertEquals(
-    next,
-    new Map([
-      ["kept", { size: 1, mtimeMs: 1000, hash }],
-      ["stale", { size: 1, mtimeMs: 1000, hash: null }],
-      ["new", { size: 2, mtimeMs: 7, hash }],
+  const kept = e("file", { size: 1 });
+  const stale = e("file", { size: 1 });
+  const movedFile = e("file", { size: 2 });
+  const inFolder = e("file", { size: 3 });
+  const source = e("file", { size: 4, hash, hashedAtMs: 99_999 });
+  const previous: FileRecord = {
+    replica: new Map([
+      ["kept", vouch(kept, hash)],
+      ["stale", vouch(stale, hash, { mtimeMs: 5 })],
+      ["gone", vouch(e("file"), hash)],
+      ["old", vouch(movedFile, hash)],
+      ["dir/f", vouch(inFolder, hash)],
     ]),
+    source: new Map(),
+  };
+  const replica = scanOf({
+    kept,
+    stale,
+    gone: e("file"),
+    old: movedFile,
+    dir: e("dir"),
+    "dir/f": inFolder,
+  });
+  const newSignature = { size: 2, mtimeMs: 1000, ctimeMs: 7000, ino: 77 };
+  const written = { ...signatureOf(e("file")), hash, hashedAtMs: 5 };
+  const next = nextRecord(previous, { source: scanOf({ src: source }), replica }, {
+    written: new Map([["new", { replica: written, source: written }]]),
+    deleted: new Set(["gone"]),
+    resigned: new Map([["renamed", newSignature]]),
+    movedFiles: new Map([["renamed", "old"]]),
+    movedFolders: new Map([["folder", "dir"]]),
+  });
+  assertEquals([...next.replica.keys()].sort(), ["folder/f", "kept", "new", "renamed", "stale"]);
+  assertEquals(next.replica.get("stale")!.hash, null, "a changed signature drops the hash");
+  assertEquals(next.replica.get("renamed"), { ...vouch(movedFile, hash), ...newSignature });
+  assertEquals(next.replica.get("folder/f")!.hash, hash);
+  assertEquals(
+    [...next.source.keys()].sort(),
+    ["new", "src"],
+    "hashes computed this run are cached",
   );
 });
-
-// ------------------------------------------------------------------------------------------------
-// Scan and apply on real folders
-// ------------------------------------------------------------------------------------------------
 
 Deno.test("scanTree() lists every kind without following symlinks, and skips excluded entries", async () => {
   await withTemp(async (dir) => {
@@ -571,7 +658,7 @@ Deno.test("applyPlan() copies again a file that changes while it is read, and re
     });
     const copied = Deno.readFileSync(`${to}/big`);
     assertEquals(copied.length, (3 << 20) + 10, "the second read took the whole file");
-    assertEquals(result.written.get("big")!.hash, sha256(copied));
+    assertEquals(result.written.get("big")!.replica.hash, sha256(copied));
     assertEquals([...Deno.readDirSync(tempDir)].length, 0, "no temporary file is left");
   });
 });
@@ -985,7 +1072,7 @@ Deno.test("cli rebuilds a corrupt record with a warning", async () => {
     assertExit(result, 0);
     assertMatch(result.stderr, /warning: The record .* is corrupt .*rebuilding it/);
     const record = JSON.parse(Deno.readTextFileSync(`${dir}/r/.treesync/record.json`));
-    assertEquals(record.files[0].slice(0, 2), ["f", 1]);
+    assertEquals(record.replica[0].slice(0, 2), ["f", 1]);
   });
 });
 
@@ -994,7 +1081,7 @@ Deno.test("cli records the SHA-256 of every copied file", async () => {
     writeTree(`${dir}/s`, { f: "some content", sub: { g: "more" } });
     assertExit(await cli([`${dir}/s`, `${dir}/r`]), 0);
     const record = JSON.parse(Deno.readTextFileSync(`${dir}/r/.treesync/record.json`));
-    const hashes = Object.fromEntries(record.files.map((f: unknown[]) => [f[0], f[3]]));
+    const hashes = Object.fromEntries(record.replica.map((f: unknown[]) => [f[0], f[5]]));
     assertEquals(hashes, {
       f: sha256(Deno.readFileSync(`${dir}/r/f`)),
       "sub/g": sha256(Deno.readFileSync(`${dir}/r/sub/g`)),
@@ -1289,7 +1376,8 @@ Deno.test("loop: the replica and the log folder, deleted mid-loop, are recreated
   await withTemp(async (dir) => {
     writeTree(`${dir}/s`, { a: "a" });
     const loop = new LoopProcess(["-i", "1", "--log", `${dir}/logs/`, `${dir}/s`, `${dir}/r`]);
-    await loop.waitFor(() => existsSync(`${dir}/r/a`), "the first run");
+    await loop.waitFor(() => loop.runs >= 1, "the first run");
+    assertMatch(Deno.readTextFileSync(`${dir}/logs/treesync.log`), /copy a/);
     Deno.removeSync(`${dir}/r`, { recursive: true });
     Deno.removeSync(`${dir}/logs`, { recursive: true });
     await loop.waitFor(() => existsSync(`${dir}/r/a`), "the replica to be recreated");
@@ -1501,11 +1589,16 @@ Deno.test("cli shows a live progress line on a terminal only, and never with -q"
     assertMatch(shown, /sync: 1 copied/);
 
     // Runs that last over a second without writing much: --checksum hashes both sides.
+    // The copy recorded both hashes; without the record, --checksum must read both sides again.
+    const forget = () => Deno.removeSync(`${dir}/r/.treesync/record.json`);
+    forget();
     const quiet = await onTerminal(["-q", "-c", `${dir}/s`, `${dir}/r`]);
     assert(!/hashing|copying/.test(quiet), `no progress with -q: ${JSON.stringify(quiet)}`);
+    forget();
     const hashing = await onTerminal(["-c", `${dir}/s`, `${dir}/r`]);
     assert(hashing.includes(`${CLEAR_LINE}hashing: `), "hashing progress is drawn too");
 
+    forget();
     const piped = await cli(["-c", "--log", `${dir}/log`, `${dir}/s`, `${dir}/r`]);
     assertExit(piped, 0);
     for (
@@ -1532,5 +1625,169 @@ Deno.test("cli rotates its log file by size, keeping --log-keep old files", asyn
     for (const name of names) {
       assert(Deno.statSync(`${dir}/logs/${name}`).size <= 4096 + 1024, `${name} stays near 4K`);
     }
+  });
+});
+
+// ------------------------------------------------------------------------------------------------
+// Engine: moves, record-backed hashes
+// ------------------------------------------------------------------------------------------------
+
+/** A file of `size` bytes whose SHA-256 is 64 times `content`. */
+function f(size: number, content: string, fields: Partial<Entry> = {}): Entry {
+  return e("file", { size, hash: content.repeat(64), ...fields });
+}
+
+Deno.test("planMirror() turns a deletion plus a copy of the same content into a move", () => {
+  const table: Array<[string, Record<string, Entry>, Record<string, Entry>, string[]]> = [
+    ["a renamed file", { b: f(5, "a") }, { a: f(5, "a") }, ["move a -> b"]],
+    ["a move across folders", { d1: e("dir"), d2: e("dir"), "d2/x": f(5, "a") }, {
+      d1: e("dir"),
+      "d1/x": f(5, "a"),
+    }, ["mkdir d2", "move d1/x -> d2/x"]],
+    ["a swap of two names", { a: f(5, "b", { mtimeMs: 2 }), b: f(5, "a", { mtimeMs: 2 }) }, {
+      a: f(5, "a"),
+      b: f(5, "b"),
+    }, ["update a", "update b"]],
+    ["two identical files, one renamed", { a: f(5, "a"), c: f(5, "a") }, {
+      a: f(5, "a"),
+      b: f(5, "a"),
+    }, ["move b -> c"]],
+    ["a rename plus an edit", { b: f(6, "b") }, { a: f(5, "a") }, ["copy b", "delete a"]],
+    ["same size, other content", { b: f(5, "b") }, { a: f(5, "a") }, ["copy b", "delete a"]],
+    ["the same name wins among equal candidates", { "n/x": f(5, "a"), n: e("dir") }, {
+      "o/w": f(5, "a"),
+      "o/x": f(5, "a"),
+      o: e("dir"),
+    }, ["mkdir n", "move o/x -> n/x", "delete o/w", "rmdir o"]],
+    [
+      "a renamed folder is one move",
+      {
+        new: e("dir"),
+        "new/x": f(1, "x"),
+        "new/sub": e("dir"),
+        "new/sub/y": f(2, "y"),
+        "new/l": e("symlink", { target: "x" }),
+      },
+      {
+        old: e("dir"),
+        "old/x": f(1, "x"),
+        "old/sub": e("dir"),
+        "old/sub/y": f(2, "y"),
+        "old/l": e("symlink", { target: "x" }),
+      },
+      ["move old -> new"],
+    ],
+    [
+      "a renamed folder with a file added moves file by file",
+      { new: e("dir"), "new/x": f(1, "x"), "new/added": f(3, "z") },
+      { old: e("dir"), "old/x": f(1, "x") },
+      ["mkdir new", "move old/x -> new/x", "copy new/added", "rmdir old"],
+    ],
+    [
+      "a folder moved deeper",
+      { a: e("dir"), "a/b": e("dir"), "a/b/photos": e("dir"), "a/b/photos/1": f(4, "p") },
+      { photos: e("dir"), "photos/1": f(4, "p") },
+      ["mkdir a", "mkdir a/b", "move photos -> a/b/photos"],
+    ],
+  ];
+  for (const [name, fromEntries, toEntries, expected] of table) {
+    const plan = planMirror(scanOf(fromEntries), scanOf(toEntries), {
+      ...planDefaults,
+      moves: true,
+    });
+    assertEquals(planned(plan.actions), expected, name);
+  }
+});
+
+Deno.test("planMirror() fixes the attributes of a moved folder's contents", () => {
+  const from = scanOf({ new: e("dir", { mtimeMs: 5 }), "new/x": f(1, "x", { mode: 0o600 }) });
+  const to = scanOf({ old: e("dir"), "old/x": f(1, "x") });
+  const plan = planMirror(from, to, { ...planDefaults, moves: true });
+  assertEquals(planned(plan.actions), ["move old -> new", "attrs new/x"]);
+  assert(
+    plan.actions.some((a) => a.kind === "dirattrs" && a.path === "new"),
+    "the folder's own mtime",
+  );
+});
+
+Deno.test("hashLookup() finds a renamed file's hash by its inode and signature", () => {
+  const file = e("file", { size: 9, ino: 4242 });
+  const known: RecordMap = new Map([["old/name", vouch(file, "9".repeat(64))]]);
+  assertEquals(hashLookup(known)("new/name", file), "9".repeat(64));
+  assertEquals(hashLookup(known)("new/name", { ...file, ctimeMs: 5000 }), null, "changed since");
+});
+
+Deno.test("cli moves renamed files instead of copying them, keeping the replica's inodes", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, { a: "alpha content", d1: { x: "x content" }, d2: {}, edited: "12345" });
+    assertExit(await cli([`${dir}/s`, `${dir}/r`]), 0);
+    const inodeOf = (path: string) => Deno.lstatSync(`${dir}/r/${path}`).ino;
+    const [a, x] = [inodeOf("a"), inodeOf("d1/x")];
+    Deno.renameSync(`${dir}/s/a`, `${dir}/s/renamed`);
+    Deno.renameSync(`${dir}/s/d1/x`, `${dir}/s/d2/x`);
+    Deno.renameSync(`${dir}/s/edited`, `${dir}/s/edited2`);
+    Deno.writeTextFileSync(`${dir}/s/edited2`, "54321"); // renamed and edited: a copy
+    const result = await cli(["--json", "-v", `${dir}/s`, `${dir}/r`]);
+    assertExit(result, 0);
+    assertEquals(snapshot(`${dir}/r`), snapshot(`${dir}/s`));
+    const counts = jsonLine(result);
+    assertEquals([counts.moved, counts.copied, counts.deleted], [2, 1, 1]);
+    assertMatch(result.stderr, /^move a -> renamed$/m);
+    assertEquals([inodeOf("renamed"), inodeOf("d2/x")], [a, x]);
+    assertExit(await cli(["--verify", `${dir}/r`]), 0);
+  });
+});
+
+Deno.test("cli renames a folder of many files in one step, reading nothing", async () => {
+  await withTemp(async (dir) => {
+    const files: Tree = {};
+    for (let i = 0; i < 200; i++) files[`photo-${i}.jpg`] = `picture ${i}`.repeat(i + 1);
+    writeTree(`${dir}/s/photos/2020`, files);
+    writeTree(`${dir}/s/photos`, { "index.txt": "list" });
+    // Files written a moment ago are racily clean; these photos are from last year.
+    for (const name of [...Object.keys(files).map((n) => `2020/${n}`), "index.txt"]) {
+      setMtime(`${dir}/s/photos/${name}`, Date.now() - 365 * 86_400_000);
+    }
+    assertExit(await cli([`${dir}/s`, `${dir}/r`]), 0);
+    Deno.renameSync(`${dir}/s/photos`, `${dir}/s/pictures`);
+    const result = await cli(["--json", "-vv", `${dir}/s`, `${dir}/r`]);
+    assertExit(result, 0);
+    assertEquals(snapshot(`${dir}/r`), snapshot(`${dir}/s`));
+    assertEquals(result.stderr.match(/^move /gm), ["move "], "one rename");
+    assertMatch(result.stderr, /^move photos\/ -> pictures\/$/m);
+    assert(!/^hash /m.test(result.stderr), "hashes came from the record, by inode");
+    assertEquals(jsonLine(result).copied, 0);
+    assertExit(await cli(["--verify", `${dir}/r`]), 0);
+  });
+});
+
+Deno.test("cli --checksum reads nothing on a second run, and rereads racily clean files", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, { settled: "old content", fresh: "just written" });
+    setMtime(`${dir}/s/settled`, Date.now() - 3_600_000);
+    assertExit(await cli(["-c", `${dir}/s`, `${dir}/r`]), 0);
+    // Past the racy window, so this run's hashes of `fresh` will be trusted.
+    await new Promise((done) => setTimeout(done, RACY_WINDOW_MS + 100));
+    const second = await cli(["-c", "-vv", `${dir}/s`, `${dir}/r`]);
+    assertExit(second, 0);
+    const hashed = second.stderr.match(/^hash \w+ .*$/gm) ?? [];
+    // `fresh` was modified within a second of being hashed: its hash is not trusted yet.
+    assertEquals(hashed.sort(), ["hash source fresh", "hash target fresh"]);
+    const third = await cli(["-c", "-vv", `${dir}/s`, `${dir}/r`]);
+    assertEquals(third.stderr.match(/^hash /gm), null, "now every hash is trusted");
+  });
+});
+
+Deno.test("cli without --checksum fixes only the mtime of a touched file whose content is unchanged", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, { f: "same bytes" });
+    setMtime(`${dir}/s/f`, Date.now() - 3_600_000);
+    assertExit(await cli([`${dir}/s`, `${dir}/r`]), 0);
+    const inode = Deno.lstatSync(`${dir}/r/f`).ino;
+    setMtime(`${dir}/s/f`, Date.now() - 1_800_000); // touched, not changed
+    const result = await cli(["--json", `${dir}/s`, `${dir}/r`]);
+    assertEquals([jsonLine(result).updated, jsonLine(result).attrsUpdated], [0, 1]);
+    assertEquals(Deno.lstatSync(`${dir}/r/f`).ino, inode, "not copied");
+    assertEquals(snapshot(`${dir}/r`), snapshot(`${dir}/s`));
   });
 });
