@@ -1335,7 +1335,8 @@ Deno.test("loop: quit in the middle of a long copy finishes that file and stops"
   await withTemp(async (dir) => {
     await makeSparseFile(`${dir}/s/a-big`, 1 << 30);
     await makeSparseFile(`${dir}/s/b-big`, 1 << 30);
-    const loop = new LoopProcess(["-i", "1h", `${dir}/s`, `${dir}/r`]);
+    // One job: one file in flight. (With more, each file in flight is finished.)
+    const loop = new LoopProcess(["-i", "1h", "--jobs", "1", `${dir}/s`, `${dir}/r`]);
     await loop.waitFor(() => tempFileCount(`${dir}/r`) > 0, "the first copy to start");
     await loop.send("quit");
     assertEquals(await loop.exitCode(), 0);
@@ -1571,7 +1572,8 @@ async function onTerminal(args: string[]): Promise<string> {
   const command = [Deno.execPath(), "run", "--quiet", ...SYNC_FLAGS, SYNC_MODULE, ...args]
     .map((word) => `'${word}'`).join(" ");
   const output = await new Deno.Command("script", {
-    args: ["-qec", command, "/dev/null"],
+    // A wide terminal, so the progress line is not cut to its width.
+    args: ["-qec", `stty cols 200; ${command}`, "/dev/null"],
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
