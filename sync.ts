@@ -21,8 +21,9 @@ import { createHash } from "node:crypto";
 import { lchownSync, lutimesSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { configure, dispose, getLogger, type LogRecord, type Sink } from "@logtape/logtape";
-import { getRotatingFileSink } from "@logtape/file";
+// LogTape is loaded when logging is set up, so worker threads (which never log) start faster.
+import type { LogRecord, Sink } from "@logtape/logtape";
+import type { getRotatingFileSink } from "@logtape/file";
 
 /** The tool's version, printed by `--version`. */
 export const VERSION = "0.1.0";
@@ -713,11 +714,14 @@ export function planMirror(from: Scan, to: Scan, options: PlanOptions): Plan {
       creations.push(creationFor(path, source, "new"));
       continue;
     }
+    // Hashes matter only for same-size files that --checksum compares or whose mtimes differ.
+    const hashesMatter = source.kind === "file" && source.size === target.size &&
+      (checksum || source.mtimeMs !== target.mtimeMs);
     const change = compareEntries(source, target, {
       checksum,
       owners,
-      fromHash: fromHash(path, source),
-      toHash: toHash(path, target),
+      fromHash: hashesMatter ? fromHash(path, source) : null,
+      toHash: hashesMatter ? toHash(path, target) : null,
     });
     if (change === null) {
       explain?.(path, "unchanged");
@@ -1563,21 +1567,17 @@ export function loadRecord(metaDir: string, onCorrupt: (message: string) => void
       throw new Error("unknown format or version");
     }
     for (const side of ["replica", "source"] as const) {
+      const map = record[side];
       for (const row of data[side] as unknown[][]) {
+        // Plain checks, no allocation: this loop runs once per file on every run.
         const [filePath, size, mtimeMs, ctimeMs, ino, hash, hashedAtMs] = row;
         if (
-          typeof filePath !== "string" || ![size, mtimeMs, ctimeMs, ino, hashedAtMs].every(
-            (n) => typeof n === "number",
-          ) || (hash !== null && (typeof hash !== "string" || !/^[0-9a-f]{64}$/.test(hash)))
+          typeof filePath !== "string" || typeof size !== "number" ||
+          typeof mtimeMs !== "number" || typeof ctimeMs !== "number" ||
+          typeof ino !== "number" || typeof hashedAtMs !== "number" ||
+          (hash !== null && (typeof hash !== "string" || hash.length !== 64))
         ) throw new Error(`bad entry for '${filePath}'`);
-        record[side].set(filePath, {
-          size: size as number,
-          mtimeMs: mtimeMs as number,
-          ctimeMs: ctimeMs as number,
-          ino: ino as number,
-          hash: hash as string | null,
-          hashedAtMs: hashedAtMs as number,
-        });
+        map.set(filePath, { size, mtimeMs, ctimeMs, ino, hash, hashedAtMs });
       }
     }
   } catch (error) {
@@ -1816,8 +1816,11 @@ export class WorkerPool {
   }
 
   /** Scans a tree in a worker. */
-  scan(root: string, options: { excludes: string[]; skipMetaDir: boolean; verbose: boolean }) {
-    return this.#request<WorkerScan>({ op: "scan", root, ...options });
+  async scan(
+    root: string,
+    options: { excludes: string[]; skipMetaDir: boolean; verbose: boolean },
+  ): Promise<WorkerScan> {
+    return unpackScan(await this.#request<PackedScan>({ op: "scan", root, ...options }));
   }
 
   /** Copies a batch of files in a worker, which reports bytes copied as it goes. */
@@ -1864,6 +1867,74 @@ export class WorkerPool {
       else this.#idle.push(worker);
     }
   }
+}
+
+/** A scan packed into columns: cheap to send between threads (a clone of a Map is not). */
+interface PackedScan {
+  /** Paths joined by NUL, which no name can contain. */
+  paths: string;
+  kinds: Uint8Array;
+  modes: Uint16Array;
+  owners: Uint32Array;
+  /** size, mtimeMs, ctimeMs, ino per entry. */
+  numbers: Float64Array;
+  targets: Array<[number, string]>;
+  problems: Problem[];
+  kept: string[];
+  skipped: Problem[];
+}
+
+const KIND_CODES: EntryKind[] = ["file", "dir", "symlink", "special"];
+
+function packScan(scan: Scan, skipped: Problem[]): PackedScan {
+  const count = scan.entries.size;
+  const packed: PackedScan = {
+    paths: "",
+    kinds: new Uint8Array(count),
+    modes: new Uint16Array(count),
+    owners: new Uint32Array(count * 2),
+    numbers: new Float64Array(count * 4),
+    targets: [],
+    problems: scan.problems,
+    kept: scan.kept,
+    skipped,
+  };
+  const paths: string[] = [];
+  let i = 0;
+  for (const [path, entry] of scan.entries) {
+    paths.push(path);
+    packed.kinds[i] = KIND_CODES.indexOf(entry.kind);
+    packed.modes[i] = entry.mode;
+    packed.owners.set([entry.uid, entry.gid], i * 2);
+    packed.numbers.set([entry.size, entry.mtimeMs, entry.ctimeMs, entry.ino], i * 4);
+    if (entry.target !== undefined) packed.targets.push([i, entry.target]);
+    i++;
+  }
+  packed.paths = paths.join("\0");
+  return packed;
+}
+
+function unpackScan(packed: PackedScan): WorkerScan {
+  const entries = new Map<string, Entry>();
+  const targets = new Map(packed.targets);
+  const paths = packed.kinds.length === 0 ? [] : packed.paths.split("\0");
+  const { kinds, modes, owners, numbers } = packed;
+  for (let i = 0; i < paths.length; i++) {
+    const entry: Entry = {
+      kind: KIND_CODES[kinds[i]!]!,
+      size: numbers[i * 4]!,
+      mtimeMs: numbers[i * 4 + 1]!,
+      ctimeMs: numbers[i * 4 + 2]!,
+      ino: numbers[i * 4 + 3]!,
+      mode: modes[i]!,
+      uid: owners[i * 2]!,
+      gid: owners[i * 2 + 1]!,
+    };
+    const target = targets.get(i);
+    if (target !== undefined) entry.target = target;
+    entries.set(paths[i]!, entry);
+  }
+  return { entries, problems: packed.problems, kept: packed.kept, skipped: packed.skipped };
 }
 
 /** Scans both trees at once, two workers side by side. */
@@ -1918,7 +1989,7 @@ function serveRequests(): void {
   let stopFlag: Int32Array<ArrayBufferLike> = new Int32Array(1);
   const scope = globalThis as unknown as {
     onmessage: ((event: MessageEvent) => void) | null;
-    postMessage(message: unknown): void;
+    postMessage(message: unknown, transfer?: Transferable[]): void;
   };
   const handle = async (request: WorkerRequest): Promise<unknown> => {
     switch (request.op) {
@@ -1933,7 +2004,7 @@ function serveRequests(): void {
           skipMetaDir: request.skipMetaDir,
           onSkip: (path, message) => skipped.push({ path, message }),
         });
-        return { ...scan, skipped };
+        return packScan(scan, skipped);
       }
       case "copy": {
         let unreported = 0;
@@ -1986,7 +2057,15 @@ function serveRequests(): void {
     const request = event.data as WorkerRequest;
     try {
       const value = await handle(request);
-      if (request.op !== "init") scope.postMessage({ ok: true, value });
+      if (request.op === "init") return;
+      const packed = value as Partial<PackedScan> | null;
+      // A packed scan's columns are moved to the main thread, not copied.
+      const transfer = request.op === "scan" && packed
+        ? [packed.kinds!, packed.modes!, packed.owners!, packed.numbers!].map((column) =>
+          column.buffer as ArrayBuffer
+        )
+        : [];
+      scope.postMessage({ ok: true, value }, transfer);
     } catch (error) {
       scope.postMessage({ ok: false, error: errorText(error) });
     }
@@ -2056,8 +2135,6 @@ export function acquireLock(metaDir: string): ReplicaLock {
 // Logging
 // ================================================================================================
 
-const logger = getLogger(["treesync"]);
-
 /** Console (stderr) and optional file logging, set up once per process. */
 export interface Reporter {
   /** A change made (or planned), one line: to the file always, to the console with `-v`. */
@@ -2103,11 +2180,15 @@ function writeStderr(text: string): void {
  * the file they opened, so this one checks (one lstat, a few µs) before each record and opens
  * the file afresh, creating its folders, when it is gone.
  */
-function recoveringFileSink(path: string, maxSize: number, maxFiles: number): Sink & Disposable {
+function recoveringFileSink(
+  path: string,
+  options: { maxSize: number; maxFiles: number; makeSink: typeof getRotatingFileSink },
+): Sink & Disposable {
+  const { maxSize, maxFiles, makeSink } = options;
   let inner: (Sink & Disposable) | null = null;
   const open = () => {
     Deno.mkdirSync(dirname(path), { recursive: true });
-    inner = getRotatingFileSink(path, {
+    inner = makeSink(path, {
       maxSize,
       maxFiles,
       formatter: fileFormat,
@@ -2150,6 +2231,8 @@ let flushLogFile = () => {};
  * change (`-v`) or everything (`-vv`); the log file gets every change with a timestamp.
  */
 export async function setUpLogging(options: Options): Promise<Reporter> {
+  const { configure, getLogger } = await import("@logtape/logtape");
+  const logger = getLogger(["treesync"]);
   const consoleLevels = ["error", "warning", "info", "debug"] as const;
   const consoleLowest = consoleLevels[options.verbosity]!;
   const consoleSink: Sink = (record) => {
@@ -2160,7 +2243,11 @@ export async function setUpLogging(options: Options): Promise<Reporter> {
   };
   const sinks: Record<string, Sink> = { console: consoleSink };
   if (options.logPath !== null) {
-    const fileSink = recoveringFileSink(options.logPath, options.logMaxBytes, options.logKeep);
+    const fileSink = recoveringFileSink(options.logPath, {
+      maxSize: options.logMaxBytes,
+      maxFiles: options.logKeep,
+      makeSink: (await import("@logtape/file")).getRotatingFileSink,
+    });
     sinks.file = options.verbosity >= 3
       ? fileSink
       : Object.assign((record: LogRecord) => record.level !== "debug" && fileSink(record), {
@@ -2176,8 +2263,10 @@ export async function setUpLogging(options: Options): Promise<Reporter> {
     ],
   });
   const debugOn = options.verbosity >= 3;
+  // Changes go nowhere without -v or a log file: skip making their records at all.
+  const changesShown = options.verbosity >= 2 || options.logPath !== null;
   return {
-    change: (text) => logger.info("{text}", { text }),
+    change: (text) => changesShown && logger.info("{text}", { text }),
     debug: (text) => debugOn && logger.debug("{text}", { text }),
     warn: (text) => logger.warn("{text}", { text }),
     error: (text, error) => {
@@ -2190,6 +2279,7 @@ export async function setUpLogging(options: Options): Promise<Reporter> {
 
 /** Flushes and closes the log sinks. */
 export async function closeLogging(): Promise<void> {
+  const { dispose } = await import("@logtape/logtape");
   await dispose();
 }
 
