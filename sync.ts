@@ -2532,11 +2532,15 @@ export async function runOnce(options: Options, deps: RunDependencies): Promise<
     ? [options.replica, options.source]
     : [options.source, options.replica];
   const metaDir = `${options.replica}/${META_DIR}`;
-  const tempDir = `${metaDir}/${TEMP_NAME}`;
+  // Files are written next to where they go, on the same file system, so the final rename
+  // works: in the replica's metadata folder, or the source's when restoring (a top-level
+  // .treesync is never mirrored).
+  const tempDir = `${toRoot}/${META_DIR}/${TEMP_NAME}`;
   const writes = !options.dryRun;
 
   let lock: ReplicaLock | null = null;
   if (writes) {
+    Deno.mkdirSync(metaDir, { recursive: true });
     Deno.mkdirSync(tempDir, { recursive: true });
     if (!control.lockHeld) lock = acquireLock(metaDir);
   }
@@ -2729,6 +2733,16 @@ export async function runOnce(options: Options, deps: RunDependencies): Promise<
     control.pool = null;
     pool.close();
     lock?.release();
+    if (writes && options.restore) {
+      // Leave the source as it was found: no metadata folder of ours (unless it had one).
+      for (const folder of [tempDir, dirname(tempDir)]) {
+        try {
+          Deno.removeSync(folder);
+        } catch {
+          // Not empty, or already gone: leave it.
+        }
+      }
+    }
   }
 }
 

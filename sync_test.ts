@@ -1793,3 +1793,31 @@ Deno.test("cli without --checksum fixes only the mtime of a touched file whose c
     assertEquals(snapshot(`${dir}/r`), snapshot(`${dir}/s`));
   });
 });
+
+Deno.test("cli --restore works when source and replica are on different file systems", async () => {
+  // The source gets a tmpfs of its own: a restore must write its temporary files on the
+  // source's file system, or the final rename fails with EXDEV.
+  await withTemp(async (dir) => {
+    const mountPoint = `${dir}/tmpfs`;
+    Deno.mkdirSync(mountPoint);
+    const mounted = await new Deno.Command("mount", {
+      args: ["-t", "tmpfs", "-o", "size=16m", "tmpfs", mountPoint],
+      stderr: "null",
+    }).output();
+    if (!mounted.success) {
+      console.log("  SKIPPED: cannot mount a tmpfs here (needs root)");
+      return;
+    }
+    try {
+      const source = `${mountPoint}/s`;
+      writeTree(source, { keep: "k", lost: "lost content" });
+      assertExit(await cli([source, `${dir}/r`]), 0);
+      Deno.removeSync(`${source}/lost`);
+      assertExit(await cli(["--restore", source, `${dir}/r`]), 0);
+      assertEquals(readTree(source), { keep: "k", lost: "lost content" });
+      assert(!existsSync(`${source}/.treesync`), "no metadata folder is left in the source");
+    } finally {
+      await new Deno.Command("umount", { args: [mountPoint] }).output();
+    }
+  });
+});
