@@ -467,22 +467,19 @@ export interface ScanOptions {
   exclude: ExcludeMatcher;
   /** Leaves the root's `.treesync` folder out (it is the replica's own). */
   skipMetaDir?: boolean;
-  /** Called for each entry seen, for `-vv`. */
-  onEntry?: (path: string, entry: Entry) => void;
   /** Called for each skipped special file. */
   onSkip?: (path: string, message: string) => void;
-  /** Lets signals and stdin in now and then. */
-  pause?: () => Promise<void>;
 }
 
 /**
  * Lists a tree without following symlinks, using Deno's synchronous calls (several times
- * faster per call than the async ones), and pausing now and then so the loop stays responsive.
+ * faster per call than the async ones). Runs in a worker during a mirror, so it need not
+ * yield.
  *
  * @param root An existing folder.
  */
-export async function scanTree(root: string, options: ScanOptions): Promise<Scan> {
-  const { exclude, skipMetaDir = false, onEntry, onSkip, pause } = options;
+export function scanTree(root: string, options: ScanOptions): Scan {
+  const { exclude, skipMetaDir = false, onSkip } = options;
   const entries = new Map<string, Entry>([["", entryFromStat(Deno.lstatSync(root))]]);
   const problems: Problem[] = [];
   const kept: string[] = [];
@@ -502,7 +499,6 @@ export async function scanTree(root: string, options: ScanOptions): Promise<Scan
     const nameCounts = new Map<string, number>();
     for (const item of listing) nameCounts.set(item.name, (nameCounts.get(item.name) ?? 0) + 1);
     for (const item of listing) {
-      if (pause) await pause();
       const path = folder === "" ? item.name : `${folder}/${item.name}`;
       if (folder === "" && skipMetaDir && item.name === META_DIR) continue;
       if (exclude(path, item.isDirectory)) {
@@ -543,7 +539,6 @@ export async function scanTree(root: string, options: ScanOptions): Promise<Scan
         }
       }
       entries.set(path, entry);
-      onEntry?.(path, entry);
       if (entry.kind === "dir") pending.push(path);
     }
   }
@@ -1708,10 +1703,7 @@ export interface HashResult {
  *
  * @returns The hash, or null if the file changed while it was read.
  */
-export async function hashFile(
-  path: string,
-  pause?: () => Promise<void>,
-): Promise<HashResult | null> {
+export function hashFile(path: string): HashResult | null {
   const hashedAtMs = Date.now();
   using file = Deno.openSync(path, { read: true });
   const before = entryFromStat(file.statSync());
@@ -1722,7 +1714,6 @@ export async function hashFile(
     if (count === null || count === 0) break;
     hash.update(COPY_BUFFER.subarray(0, count));
     total += count;
-    if (pause) await pause();
   }
   const after = entryFromStat(file.statSync());
   if (!sameSignature(before, after) || total !== before.size) return null;
@@ -1999,7 +1990,7 @@ function serveRequests(): void {
         return null;
       case "scan": {
         const skipped: Problem[] = [];
-        const scan = await scanTree(request.root, {
+        const scan = scanTree(request.root, {
           exclude: compileExcludes(request.excludes),
           skipMetaDir: request.skipMetaDir,
           onSkip: (path, message) => skipped.push({ path, message }),
@@ -2044,7 +2035,7 @@ function serveRequests(): void {
         const outcomes: HashOutcome[] = [];
         for (const path of request.paths) {
           try {
-            outcomes.push({ result: await hashFile(joinRel(request.root, path)) });
+            outcomes.push({ result: hashFile(joinRel(request.root, path)) });
           } catch (error) {
             outcomes.push({ error: errorText(error) });
           }
@@ -2798,7 +2789,7 @@ export async function verifyReplica(
     failed: [],
   };
   const record = loadRecord(metaDir, (message) => result.failed.push({ path: META_DIR, message }));
-  const scan = await scanTree(replica, { exclude: options.exclude, skipMetaDir: true });
+  const scan = scanTree(replica, { exclude: options.exclude, skipMetaDir: true });
   result.failed.push(...scan.problems);
   const toCheck: Array<{ path: string; size: number }> = [];
   for (const [path, entry] of scan.entries) {

@@ -609,13 +609,13 @@ Deno.test("nextRecord() carries hashes while signatures hold, and follows moves 
 });
 
 Deno.test("scanTree() lists every kind without following symlinks, and skips excluded entries", async () => {
-  await withTemp(async (dir) => {
+  await withTemp((dir) => {
     writeTree(dir, {
       a: { f: "1", "x.tmp": "t" },
       l: { link: "a" },
       dangling: { link: "nowhere" },
     });
-    const scan = await scanTree(dir, { exclude: compileExcludes(["*.tmp"]) });
+    const scan = scanTree(dir, { exclude: compileExcludes(["*.tmp"]) });
     assertEquals([...scan.entries.keys()].sort(), ["", "a", "a/f", "dangling", "l"]);
     assertEquals(scan.entries.get("l")!.target, "a");
     assertEquals(scan.kept, ["a/x.tmp"]);
@@ -631,8 +631,8 @@ Deno.test("applyPlan() copies again a file that changes while it is read, and re
     Deno.mkdirSync(tempDir);
     writeTree(from, {});
     Deno.writeFileSync(`${from}/big`, new Uint8Array(3 << 20).fill(1));
-    const fromScan = await scanTree(from, { exclude: () => false });
-    const toScan = await scanTree(to, { exclude: () => false });
+    const fromScan = scanTree(from, { exclude: () => false });
+    const toScan = scanTree(to, { exclude: () => false });
     const plan = planMirror(fromScan, toScan, planDefaults);
     let appendsLeft = 1;
     const result = await applyPlan(plan, {
