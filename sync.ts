@@ -1757,7 +1757,7 @@ function copySettings(context: CopySettings): CopySettings {
 /** What a worker was asked to do. */
 type WorkerRequest =
   | { op: "init"; id: number; stopFlag: SharedArrayBuffer }
-  | { op: "scan"; root: string; excludes: string[]; skipMetaDir: boolean; verbose: boolean }
+  | { op: "scan"; root: string; excludes: string[]; skipMetaDir: boolean }
   | {
     op: "copy";
     fromRoot: string;
@@ -1809,7 +1809,7 @@ export class WorkerPool {
   /** Scans a tree in a worker. */
   async scan(
     root: string,
-    options: { excludes: string[]; skipMetaDir: boolean; verbose: boolean },
+    options: { excludes: string[]; skipMetaDir: boolean },
   ): Promise<WorkerScan> {
     return unpackScan(await this.#request<PackedScan>({ op: "scan", root, ...options }));
   }
@@ -1932,12 +1932,12 @@ function unpackScan(packed: PackedScan): WorkerScan {
 async function scanBoth(
   pool: WorkerPool,
   roots: { from: string; to: string },
-  options: { excludes: string[]; verbose: boolean },
+  excludes: string[],
 ): Promise<{ from: WorkerScan; to: WorkerScan }> {
   const [from, to] = await Promise.all([
-    pool.scan(roots.from, { ...options, skipMetaDir: true }),
+    pool.scan(roots.from, { excludes, skipMetaDir: true }),
     existsQuietly(roots.to)
-      ? pool.scan(roots.to, { ...options, skipMetaDir: true })
+      ? pool.scan(roots.to, { excludes, skipMetaDir: true })
       : Promise.resolve({ entries: new Map(), problems: [], kept: [], skipped: [] }),
   ]);
   return { from, to };
@@ -2559,10 +2559,7 @@ export async function runOnce(options: Options, deps: RunDependencies): Promise<
     control.progress = { ...idleProgress(), phase: "scanning" };
     const debugScan = options.verbosity >= 3;
     // Both trees are scanned in workers while this thread reads the record.
-    const scanning = scanBoth(pool, { from: fromRoot, to: toRoot }, {
-      excludes: options.excludes,
-      verbose: debugScan,
-    });
+    const scanning = scanBoth(pool, { from: fromRoot, to: toRoot }, options.excludes);
     const record = loadRecord(metaDir, (message) => report.warn(message));
     const { from, to } = await scanning;
     for (const [side, scan] of [["source", from], ["target", to]] as const) {
@@ -2626,7 +2623,8 @@ export async function runOnce(options: Options, deps: RunDependencies): Promise<
       owners: deps.isRoot,
       ...(options.verbosity >= 3
         ? {
-          explain: (path: string, why: string) => report.debug(`keep ${displayPath(path)}: ${why}`),
+          explain: (path: string, why: string) =>
+            report.debug(`keep ${displayPath(path || ".")}: ${why}`),
         }
         : {}),
     });
