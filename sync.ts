@@ -1272,7 +1272,7 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
         case "move": {
           const oldPath = joinRel(toRoot, action.from!);
           // rename() would quietly replace an entry there; the plan says there is none.
-          if (existsQuietly(toPath)) throw new Error(`'${action.path}' appeared meanwhile`);
+          if (pathExists(toPath)) throw new Error(`'${action.path}' appeared meanwhile`);
           Deno.renameSync(oldPath, toPath);
           if (action.entry!.kind === "dir") {
             result.movedFolders.set(action.path, action.from!);
@@ -1415,7 +1415,7 @@ function placeSymlink(toPath: string, entry: Entry, context: CopyContext): void 
 
 /** With a trash, moves what is about to be overwritten there first. */
 function keepOverwritten(toPath: string, context: CopyContext): void {
-  if (context.trashDir === null || !existsQuietly(toPath)) return; // nothing there to keep
+  if (context.trashDir === null || !pathExists(toPath)) return; // nothing there to keep
   moveToTrash(toPath, toPath.slice(context.toRoot.length + 1), context.trashDir);
 }
 
@@ -1423,7 +1423,7 @@ function keepOverwritten(toPath: string, context: CopyContext): void {
 function moveToTrash(path: string, relative: string, trashDir: string): void {
   let target = `${trashDir}/${relative}`;
   Deno.mkdirSync(dirname(target), { recursive: true });
-  for (let n = 1; existsQuietly(target); n++) target = `${trashDir}/${relative}.${n}`;
+  for (let n = 1; pathExists(target); n++) target = `${trashDir}/${relative}.${n}`;
   Deno.renameSync(path, target);
 }
 
@@ -1936,7 +1936,7 @@ async function scanBoth(
 ): Promise<{ from: WorkerScan; to: WorkerScan }> {
   const [from, to] = await Promise.all([
     pool.scan(roots.from, { excludes, skipMetaDir: true }),
-    existsQuietly(roots.to)
+    pathExists(roots.to)
       ? pool.scan(roots.to, { excludes, skipMetaDir: true })
       : Promise.resolve({ entries: new Map(), problems: [], kept: [], skipped: [] }),
   ]);
@@ -2932,7 +2932,7 @@ async function runLoop(options: Options, report: Reporter): Promise<number> {
   try {
     checkPaths(options.source, options.replica);
   } catch (error) {
-    const sourceMissing = !existsQuietly(options.source);
+    const sourceMissing = !pathExists(options.source);
     if (!(error instanceof UsageError) || !sourceMissing) throw error;
     report.warn(`${error.message}; runs fail until it appears`);
   }
@@ -3061,9 +3061,10 @@ async function runLoop(options: Options, report: Reporter): Promise<number> {
   return exitCode ?? (lastRunFailed ? ExitCode.Failed : ExitCode.Ok);
 }
 
-function existsQuietly(path: string): boolean {
+/** Whether anything is at `path`, a dangling symlink included. */
+export function pathExists(path: string): boolean {
   try {
-    Deno.statSync(path);
+    Deno.lstatSync(path);
     return true;
   } catch {
     return false;

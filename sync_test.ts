@@ -18,6 +18,7 @@ import {
   parseCommandLine,
   parseDeleteLimit,
   parseDuration,
+  pathExists,
   planMirror,
   progressText,
   purgeTrash,
@@ -865,7 +866,7 @@ Deno.test("cli --dry-run prints the plan and leaves every byte as it was", async
       assertEquals(jsonLine(result).dryRun, true);
     }
     assertExit(await cli(["-n", source, `${dir}/missing`]), 0);
-    assert(!existsSync(`${dir}/missing`), "a dry run does not create the replica");
+    assert(!pathExists(`${dir}/missing`), "a dry run does not create the replica");
   });
 });
 
@@ -1102,7 +1103,7 @@ Deno.test("cli exits 3 while another live run holds the lock, and takes over a d
       const held = await cli([`${dir}/s`, `${dir}/r`]);
       assertExit(held, 3);
       assertMatch(held.stderr, new RegExp(`another treesync run \\(pid ${Deno.pid}\\)`));
-      assert(!existsSync(`${dir}/r/f`));
+      assert(!pathExists(`${dir}/r/f`));
     }
     // Closed without unlocking, as when a run dies: the pid is still in the file.
     assertEquals(Deno.readTextFileSync(lockPath), `${Deno.pid}\n`);
@@ -1115,7 +1116,7 @@ Deno.test("cli: two concurrent runs on one replica, the second exits 3", async (
   await withTemp(async (dir) => {
     await makeSparseFile(`${dir}/s/big`, 1 << 30);
     const first = spawnCli([`${dir}/s`, `${dir}/r`]);
-    await waitFor(() => existsSync(`${dir}/r/.treesync/lock`));
+    await waitFor(() => pathExists(`${dir}/r/.treesync/lock`));
     const second = await cli([`${dir}/s`, `${dir}/r`]);
     assertExit(second, 3);
     assertExit(await collect(first), 0);
@@ -1136,7 +1137,7 @@ Deno.test("cli killed mid-copy leaves no partial file under the final name; the 
     });
     child.kill("SIGKILL");
     await child.status;
-    assert(!existsSync(`${dir}/r/big`), "no file under the final name");
+    assert(!pathExists(`${dir}/r/big`), "no file under the final name");
     assert(
       [...Deno.readDirSync(`${dir}/r/.treesync/tmp`)].length > 0,
       "the partial copy is in tmp",
@@ -1159,15 +1160,6 @@ Deno.test("cli --help and --version print and exit 0", async () => {
 // ------------------------------------------------------------------------------------------------
 // Subprocess helpers
 // ------------------------------------------------------------------------------------------------
-
-function existsSync(path: string): boolean {
-  try {
-    Deno.lstatSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function makeSparseFile(path: string, size: number): Promise<void> {
   Deno.mkdirSync(path.slice(0, path.lastIndexOf("/")), { recursive: true });
@@ -1274,9 +1266,9 @@ Deno.test("loop: a change appears within the interval; quit exits 0 with totals"
   await withTemp(async (dir) => {
     writeTree(`${dir}/s`, { first: "1" });
     const loop = new LoopProcess(["--interval", "1", `${dir}/s`, `${dir}/r`]);
-    await loop.waitFor(() => existsSync(`${dir}/r/first`), "the first run");
+    await loop.waitFor(() => pathExists(`${dir}/r/first`), "the first run");
     writeTree(`${dir}/s`, { second: "2" });
-    await loop.waitFor(() => existsSync(`${dir}/r/second`), "the change to be mirrored");
+    await loop.waitFor(() => pathExists(`${dir}/r/second`), "the change to be mirrored");
     await loop.send("quit");
     assertEquals(await loop.exitCode(), 0);
     assertMatch(loop.stderr, /^loop totals: \d+ runs \(0 failed\), 2 copied, .* uptime /m);
@@ -1290,7 +1282,7 @@ Deno.test("loop: runs start at once, then at the interval; `now` starts one at o
     await loop.waitFor(() => loop.runs === 1, "the first run, at once");
     writeTree(`${dir}/s`, { b: "b" });
     await loop.send("now");
-    await loop.waitFor(() => existsSync(`${dir}/r/b`), "the run that `now` asked for");
+    await loop.waitFor(() => pathExists(`${dir}/r/b`), "the run that `now` asked for");
     await loop.send("quit");
     assertEquals(await loop.exitCode(), 0);
   });
@@ -1322,7 +1314,7 @@ Deno.test("loop: stdin at end of file is not a quit; SIGTERM exits 143 with the 
     const loop = new LoopProcess(["-i", "1", `${dir}/s`, `${dir}/r`], "null");
     await loop.waitFor(() => loop.runs >= 2, "a second run after stdin ended");
     writeTree(`${dir}/s`, { b: "b" });
-    await loop.waitFor(() => existsSync(`${dir}/r/b`), "the change");
+    await loop.waitFor(() => pathExists(`${dir}/r/b`), "the change");
     loop.child.kill("SIGTERM");
     assertEquals(await loop.exitCode(), 143);
     const record = Deno.readTextFileSync(`${dir}/r/.treesync/record.json`);
@@ -1341,7 +1333,7 @@ Deno.test("loop: quit in the middle of a long copy finishes that file and stops"
     await loop.send("quit");
     assertEquals(await loop.exitCode(), 0);
     assertEquals(Deno.statSync(`${dir}/r/a-big`).size, 1 << 30, "the file in flight completed");
-    assert(!existsSync(`${dir}/r/b-big`), "the next file was not started");
+    assert(!pathExists(`${dir}/r/b-big`), "the next file was not started");
     assertMatch(Deno.readTextFileSync(`${dir}/r/.treesync/record.json`), /"a-big"/);
   });
 });
@@ -1355,7 +1347,7 @@ Deno.test("loop: a second SIGINT stops at once, leaving no partial file under a 
     await loop.waitFor(() => /SIGINT: finishing/.test(loop.stderr), "the first SIGINT to be seen");
     loop.child.kill("SIGINT");
     assertEquals(await loop.exitCode(), 130);
-    assert(!existsSync(`${dir}/r/big`), "no partial file under the final name");
+    assert(!pathExists(`${dir}/r/big`), "no partial file under the final name");
   });
 });
 
@@ -1381,10 +1373,10 @@ Deno.test("loop: the replica and the log folder, deleted mid-loop, are recreated
     assertMatch(Deno.readTextFileSync(`${dir}/logs/treesync.log`), /copy a/);
     Deno.removeSync(`${dir}/r`, { recursive: true });
     Deno.removeSync(`${dir}/logs`, { recursive: true });
-    await loop.waitFor(() => existsSync(`${dir}/r/a`), "the replica to be recreated");
+    await loop.waitFor(() => pathExists(`${dir}/r/a`), "the replica to be recreated");
     await loop.waitFor(
       () =>
-        existsSync(`${dir}/logs/treesync.log`) &&
+        pathExists(`${dir}/logs/treesync.log`) &&
         /copy a/.test(Deno.readTextFileSync(`${dir}/logs/treesync.log`)),
       "the log file to be recreated with the new lines",
     );
@@ -1399,18 +1391,18 @@ Deno.test("loop: a missing source fails runs without deleting; the loop picks up
   await withTemp(async (dir) => {
     writeTree(`${dir}/s`, { a: "a" });
     const loop = new LoopProcess(["-i", "1", `${dir}/s`, `${dir}/r`]);
-    await loop.waitFor(() => existsSync(`${dir}/r/a`), "the first run");
+    await loop.waitFor(() => pathExists(`${dir}/r/a`), "the first run");
     Deno.renameSync(`${dir}/s`, `${dir}/away`);
     await loop.waitFor(
       () => /error: Run \d+ failed: Source .* does not exist/.test(loop.stderr),
       "a failed run",
     );
-    assert(existsSync(`${dir}/r/a`), "nothing deleted");
+    assert(pathExists(`${dir}/r/a`), "nothing deleted");
     await loop.send("status");
     await loop.waitFor(() => /last run \(failed\)/.test(loop.stdout), "status to show the failure");
     Deno.renameSync(`${dir}/away`, `${dir}/s`);
     writeTree(`${dir}/s`, { b: "b" });
-    await loop.waitFor(() => existsSync(`${dir}/r/b`), "the source to be picked up again");
+    await loop.waitFor(() => pathExists(`${dir}/r/b`), "the source to be picked up again");
     await loop.send("quit");
     assertEquals(await loop.exitCode(), 0);
   });
@@ -1510,7 +1502,7 @@ Deno.test("cli --keep-deleted moves deleted and overwritten files to the trash, 
     const dry = await cli(["-n", "--keep-deleted", "7d", `${dir}/s`, `${dir}/r`]);
     assertMatch(dry.stdout, /^delete gone\/f \(to trash\)$/m);
     assertMatch(dry.stdout, /^update edit \(9 B\) \(to trash\)$/m);
-    assert(!existsSync(`${dir}/r/.treesync/trash`), "a dry run trashes nothing");
+    assert(!pathExists(`${dir}/r/.treesync/trash`), "a dry run trashes nothing");
 
     assertExit(await cli(["--keep-deleted", "7d", `${dir}/s`, `${dir}/r`]), 0);
     assertEquals(readTree(`${dir}/r`), { edit: "version 2", keep: "k" });
@@ -1524,7 +1516,7 @@ Deno.test("cli --keep-deleted moves deleted and overwritten files to the trash, 
 
     const again = await cli(["--json", "--keep-deleted", "7d", `${dir}/s`, `${dir}/r`]);
     assertEquals(jsonLine(again).deleted, 0, "the trash is not extraneous");
-    assert(existsSync(`${dir}/r/.treesync/trash/${runs[0]}/edit`));
+    assert(pathExists(`${dir}/r/.treesync/trash/${runs[0]}/edit`));
   });
 });
 
@@ -1815,9 +1807,23 @@ Deno.test("cli --restore works when source and replica are on different file sys
       Deno.removeSync(`${source}/lost`);
       assertExit(await cli(["--restore", source, `${dir}/r`]), 0);
       assertEquals(readTree(source), { keep: "k", lost: "lost content" });
-      assert(!existsSync(`${source}/.treesync`), "no metadata folder is left in the source");
+      assert(!pathExists(`${source}/.treesync`), "no metadata folder is left in the source");
     } finally {
       await new Deno.Command("umount", { args: [mountPoint] }).output();
     }
+  });
+});
+
+Deno.test("cli --keep-deleted keeps an overwritten dangling symlink in the trash", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, { l: { link: "nowhere" } });
+    assertExit(await cli([`${dir}/s`, `${dir}/r`]), 0);
+    Deno.removeSync(`${dir}/s/l`);
+    Deno.symlinkSync("elsewhere", `${dir}/s/l`);
+    assertExit(await cli(["--keep-deleted", "1d", `${dir}/s`, `${dir}/r`]), 0);
+    const [run] = [...Deno.readDirSync(`${dir}/r/.treesync/trash`)].map((item) => item.name);
+    // A stat() that follows links would call the dangling link absent and lose it.
+    assertEquals(Deno.readLinkSync(`${dir}/r/.treesync/trash/${run}/l`), "nowhere");
+    assertEquals(Deno.readLinkSync(`${dir}/r/l`), "elsewhere");
   });
 });

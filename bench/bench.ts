@@ -13,6 +13,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { pathExists } from "../sync.ts";
 
 const { values: flags } = parseArgs({
   args: Deno.args,
@@ -297,7 +298,7 @@ const mirrors = () => tools.filter((tool) => tool.name !== "cp");
 async function benchTree(spec: TreeSpec): Promise<void> {
   const base = `${BENCH_DIR}/${spec.name}`;
   const source = `${base}/source`;
-  if (!existsSync(`${base}/.made`)) {
+  if (!pathExists(`${base}/.made`)) {
     console.log(`bench: making ${spec.name} (${spec.describe}) in ${source}`);
     sh(`rm -rf '${base}'`);
     Deno.mkdirSync(base, { recursive: true });
@@ -374,15 +375,6 @@ function largestFolder(source: string): string {
       .stdout,
   );
   return out.trim().split("\t")[1]!.slice(source.length + 1);
-}
-
-function existsSync(path: string): boolean {
-  try {
-    Deno.lstatSync(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 // ------------------------------------------------------------------------------------------------
