@@ -1333,7 +1333,8 @@ export interface CopiedFile {
  * into place, so no reader ever sees a partial file under the final name. A source that
  * changes while it is read is read again (twice at most).
  *
- * @returns The record entry of the bytes written, or null if aborted.
+ * @returns The record entries of the bytes written and of the source as read, or null if
+ * aborted.
  */
 async function copyFile(
   fromPath: string,
@@ -1350,15 +1351,12 @@ async function copyFile(
         if (attempt < 3) continue;
         throw new Error("the file kept changing while it was copied; try again later");
       }
-      setAttributes(tempPath, result.entry, context.owners);
       keepOverwritten(toPath, context);
       Deno.renameSync(tempPath, toPath);
       keepTemp = true;
-      // The replica's signature after the rename (which changes ctime), and the source's as read.
-      const written = signatureOf(entryFromStat(Deno.lstatSync(toPath)));
       return {
-        replica: { ...written, hash: result.hash, hashedAtMs: Date.now() },
-        source: { ...signatureOf(result.entry), hash: result.hash, hashedAtMs: result.readAtMs },
+        replica: { ...result.written, hash: result.hash, hashedAtMs: Date.now() },
+        source: { ...signatureOf(result.read), hash: result.hash, hashedAtMs: result.readAtMs },
       };
     } finally {
       if (!keepTemp) removeQuietly(tempPath);
@@ -1366,11 +1364,21 @@ async function copyFile(
   }
 }
 
+/**
+ * Reads a source file once, hashing and writing what it reads, then gives the temporary copy
+ * the source's attributes.
+ *
+ * @returns The hash, the source as read, and the copy's signature (taken before the rename,
+ * which can only move ctime forward: the record may then distrust the hash, never trust a
+ * wrong one); "changed" if the source changed while read; null if aborted.
+ */
 async function copyThroughHash(
   fromPath: string,
   tempPath: string,
   context: CopyContext,
-): Promise<{ hash: string; entry: Entry; readAtMs: number } | "changed" | null> {
+): Promise<
+  { hash: string; read: Entry; written: Signature; readAtMs: number } | "changed" | null
+> {
   const readAtMs = Date.now();
   using input = Deno.openSync(fromPath, { read: true });
   const before = entryFromStat(input.statSync());
@@ -1378,7 +1386,9 @@ async function copyThroughHash(
   using output = Deno.openSync(tempPath, { write: true, createNew: true, mode: 0o600 });
   const hash = createHash("sha256");
   let total = 0;
-  for (;;) {
+  // Read up to the size fstat gave, not to an extra empty read: growth or shrinking shows in
+  // the fstat after.
+  while (total < before.size) {
     const count = input.readSync(COPY_BUFFER);
     if (count === null || count === 0) break;
     const chunk = COPY_BUFFER.subarray(0, count);
@@ -1393,9 +1403,12 @@ async function copyThroughHash(
   // A file that changed while it was read may be torn; one that changed between the scan and
   // now is fine: the copy and the record take what was read.
   if (total !== before.size || !sameSignature(before, after)) return "changed";
-  // The copy takes the attributes the file had when it was read, which may be newer than the
-  // scan's; the record then describes what is really in the replica.
-  return { hash: hash.digest("hex"), entry: after, readAtMs };
+  // chown first: it clears setuid and setgid bits, which chmod then puts back.
+  if (context.owners) Deno.chownSync(tempPath, after.uid, after.gid);
+  Deno.chmodSync(tempPath, after.mode);
+  output.utimeSync(new Date(after.mtimeMs), new Date(after.mtimeMs));
+  const written = signatureOf(entryFromStat(output.statSync()));
+  return { hash: hash.digest("hex"), read: after, written, readAtMs };
 }
 
 function placeSymlink(toPath: string, entry: Entry, context: CopyContext): void {
