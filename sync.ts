@@ -388,6 +388,7 @@ export function compileExcludes(patterns: string[]): ExcludeMatcher {
     if (body === "") throw new UsageError(`Invalid --exclude '${pattern}': the pattern is empty`);
     return { dirOnly, anchored, regex: new RegExp(`^${globToRegex(body, pattern)}$`, "s") };
   });
+  if (rules.length === 0) return () => false;
   return (path, isDir) =>
     rules.some((rule) =>
       (!rule.dirOnly || isDir) &&
@@ -496,8 +497,11 @@ export function scanTree(root: string, options: ScanOptions): Scan {
       entries.delete(folder);
       continue;
     }
+    // Names that are not UTF-8 come back with U+FFFD, and two of them can then look the same.
     const nameCounts = new Map<string, number>();
-    for (const item of listing) nameCounts.set(item.name, (nameCounts.get(item.name) ?? 0) + 1);
+    if (listing.some((item) => item.name.includes("\uFFFD"))) {
+      for (const item of listing) nameCounts.set(item.name, (nameCounts.get(item.name) ?? 0) + 1);
+    }
     for (const item of listing) {
       const path = folder === "" ? item.name : `${folder}/${item.name}`;
       if (folder === "" && skipMetaDir && item.name === META_DIR) continue;
