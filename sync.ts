@@ -713,9 +713,10 @@ export function planMirror(from: Scan, to: Scan, options: PlanOptions): Plan {
       creations.push(creationFor(path, source, "new"));
       continue;
     }
-    // Hashes matter only for same-size files that --checksum compares or whose mtimes differ.
+    // Hashes matter only for same-size files that --checksum compares, whose mtimes differ, or
+    // that were hashed because the record saw them change (see hashesNeeded).
     const hashesMatter = source.kind === "file" && source.size === target.size &&
-      (checksum || source.mtimeMs !== target.mtimeMs);
+      (checksum || source.mtimeMs !== target.mtimeMs || source.hash !== undefined);
     const change = compareEntries(source, target, {
       checksum,
       owners,
@@ -1018,6 +1019,9 @@ export function compareEntries(
   }
   const sameContent = fromHash !== null && fromHash === toHash;
   if (checksum && !sameContent) return { kind: "update", reason: "content differs" };
+  if (fromHash !== null && toHash !== null && !sameContent) {
+    return { kind: "update", reason: "content differs (SHA-256), size and mtime alike" };
+  }
   if (from.mtimeMs !== to.mtimeMs) {
     return sameContent
       ? { kind: "attrs", reason: "mtime differs, same SHA-256" }
@@ -1031,8 +1035,9 @@ export function compareEntries(
  * Lists the files to hash before planning, those whose SHA-256 would change a decision and is
  * not known yet: with `--checksum`, both sides of every same-size pair; without it, the source
  * side of a same-size pair whose mtime differs when the replica's hash is known (equal content
- * then needs no copy); and for move detection, new source files and extraneous replica files of
- * a size found on both sides. Pure.
+ * then needs no copy), and both sides of a pair that size and mtime call unchanged but whose
+ * source the record saw with another inode or ctime; and for move detection, new source files
+ * and extraneous replica files of a size found on both sides. Pure.
  */
 export function hashesNeeded(
   from: Scan,
@@ -1057,6 +1062,11 @@ export function hashesNeeded(
       if (targetHash === null) wanted.to.add(path);
     } else if (source.mtimeMs !== target.mtimeMs && targetHash !== null) {
       if (fromHash(path, source) === null) wanted.from.add(path);
+    } else if (changedSinceRecorded(options.fromHashes?.get(path), source)) {
+      // Size and mtime say unchanged, but the record saw another inode or ctime here: a file
+      // swapped in, or edited with its mtime put back. Hash it rather than trust the mtime.
+      wanted.from.add(path);
+      if (targetHash === null) wanted.to.add(path);
     }
   }
   if (newSizes.size > 0) {
@@ -1071,6 +1081,10 @@ export function hashesNeeded(
     }
   }
   return { from: [...wanted.from], to: [...wanted.to] };
+}
+
+function changedSinceRecorded(known: RecordEntry | undefined, entry: Entry): boolean {
+  return known !== undefined && (known.ino !== entry.ino || known.ctimeMs !== entry.ctimeMs);
 }
 
 /** Paths above `path`, nearest first, ending with the root `""`. */

@@ -497,6 +497,12 @@ Deno.test("hashesNeeded() asks only for what would change a decision and is not 
     from: ["touched", "renamed"],
     to: ["old"],
   });
+  // The record saw `b` with another inode: swapped in, so both sides are hashed.
+  const fromHashes = new Map([["b", vouch(e("file", { size: 5 }), "b".repeat(64))]]);
+  assertEquals(hashesNeeded(from, to, { checksum: false, toHashes, fromHashes }), {
+    from: ["b", "touched"],
+    to: ["b"],
+  });
 });
 
 Deno.test("planMirror() orders actions so every step has what it needs", () => {
@@ -753,6 +759,8 @@ Deno.test("cli without --checksum trusts size and mtime; with it, content decide
     const replica = `${dir}/r`;
     writeTree(source, { f: "aaaa" });
     assertExit(await cli([source, replica]), 0);
+    // Without a record there is nothing but size and mtime to go by, as in rsync.
+    Deno.removeSync(`${replica}/.treesync/record.json`);
     const mtime = Deno.statSync(`${source}/f`).mtime!.getTime();
     Deno.writeTextFileSync(`${source}/f`, "bbbb"); // same size, mtime put back
     setMtime(`${source}/f`, mtime);
@@ -760,6 +768,23 @@ Deno.test("cli without --checksum trusts size and mtime; with it, content decide
     assertEquals(Deno.readTextFileSync(`${replica}/f`), "aaaa");
     const checked = await cli(["--json", "--checksum", source, replica]);
     assertEquals(jsonLine(checked).updated, 1);
+    assertEquals(Deno.readTextFileSync(`${replica}/f`), "bbbb");
+  });
+});
+
+Deno.test("cli without --checksum catches an edit with its mtime put back when the record saw the file", async () => {
+  await withTemp(async (dir) => {
+    const source = `${dir}/s`;
+    const replica = `${dir}/r`;
+    writeTree(source, { f: "aaaa" });
+    setMtime(`${source}/f`, Date.now() - 3_600_000);
+    assertExit(await cli([source, replica]), 0);
+    // ctime has whole seconds: let one pass so the edit gives the file another.
+    await new Promise((done) => setTimeout(done, 1100));
+    const mtime = Deno.statSync(`${source}/f`).mtime!.getTime();
+    Deno.writeTextFileSync(`${source}/f`, "bbbb");
+    setMtime(`${source}/f`, mtime);
+    assertEquals(jsonLine(await cli(["--json", source, replica])).updated, 1);
     assertEquals(Deno.readTextFileSync(`${replica}/f`), "bbbb");
   });
 });
@@ -1825,5 +1850,33 @@ Deno.test("cli --keep-deleted keeps an overwritten dangling symlink in the trash
     // A stat() that follows links would call the dangling link absent and lose it.
     assertEquals(Deno.readLinkSync(`${dir}/r/.treesync/trash/${run}/l`), "nowhere");
     assertEquals(Deno.readLinkSync(`${dir}/r/l`), "elsewhere");
+  });
+});
+
+Deno.test("cli: swapped names, an identical twin renamed, and a size-only match all end exact", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, {
+      a: "AAAA",
+      b: "BBBB",
+      twin1: "same bytes",
+      twin2: "same bytes",
+      sized: "12345",
+    });
+    const old = Date.now() - 3_600_000;
+    for (const name of ["a", "b", "twin1", "twin2", "sized"]) setMtime(`${dir}/s/${name}`, old);
+    assertExit(await cli([`${dir}/s`, `${dir}/r`]), 0);
+    Deno.renameSync(`${dir}/s/a`, `${dir}/s/tmp`);
+    Deno.renameSync(`${dir}/s/b`, `${dir}/s/a`);
+    Deno.renameSync(`${dir}/s/tmp`, `${dir}/s/b`);
+    Deno.renameSync(`${dir}/s/twin2`, `${dir}/s/twin3`);
+    Deno.removeSync(`${dir}/s/sized`);
+    writeTree(`${dir}/s`, { other: "54321" }); // same size as the deleted file, other bytes
+    const result = await cli(["--json", `${dir}/s`, `${dir}/r`]);
+    assertExit(result, 0);
+    assertEquals(snapshot(`${dir}/r`), snapshot(`${dir}/s`));
+    const counts = jsonLine(result);
+    // The swap is two updates, the renamed twin one move, the size-only match a copy.
+    assertEquals([counts.updated, counts.moved, counts.copied, counts.deleted], [2, 1, 1, 1]);
+    assertExit(await cli(["--verify", `${dir}/r`]), 0);
   });
 });
