@@ -1213,7 +1213,7 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
     batch = [];
     batchBytes = 0;
     while (inFlight.size >= pool.size * 2) await Promise.race(inFlight);
-    const items = actions.map((a) => ({ path: a.path, kind: a.kind }));
+    const items = actions.map((a) => ({ path: a.path }));
     const done = pool.copy(
       { fromRoot, toRoot, items, ...copySettings(context) },
       (bytes) => context.onBytes?.(bytes),
@@ -1793,7 +1793,7 @@ type WorkerRequest =
     op: "copy";
     fromRoot: string;
     toRoot: string;
-    items: Array<{ path: string; kind: Action["kind"] }>;
+    items: Array<{ path: string }>;
   } & CopySettings
   | { op: "hash"; root: string; paths: string[] };
 
