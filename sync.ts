@@ -481,7 +481,9 @@ export interface ScanOptions {
  */
 export function scanTree(root: string, options: ScanOptions): Scan {
   const { exclude, skipMetaDir = false, onSkip } = options;
-  const entries = new Map<string, Entry>([["", entryFromStat(Deno.lstatSync(root))]]);
+  // The root is followed if it is a symlink (/srv/data -> /mnt/disk1/data): it is the folder
+  // to mirror, never an entry to replace. Everything below it is not followed.
+  const entries = new Map<string, Entry>([["", entryFromStat(Deno.statSync(root))]]);
   const problems: Problem[] = [];
   const kept: string[] = [];
   const pending = [""];
@@ -679,6 +681,14 @@ export function planMirror(from: Scan, to: Scan, options: PlanOptions): Plan {
 
   for (const [path, source] of from.entries) {
     const target = to.entries.get(path);
+    if (path === "" && (source.kind !== "dir" || (target && target.kind !== "dir"))) {
+      // Never plan to replace a root: whatever made it look like this, it is not a change.
+      blocked.push({
+        path: ".",
+        message: "Not mirrored: the source or replica root is not a folder",
+      });
+      continue;
+    }
     if (target && target.kind !== source.kind) {
       if (target.kind === "dir") {
         if (!deletes) {
@@ -737,7 +747,7 @@ export function planMirror(from: Scan, to: Scan, options: PlanOptions): Plan {
 
   for (const [path, target] of to.entries) {
     const source = from.entries.get(path);
-    if (source && source.kind === target.kind) continue;
+    if (path === "" || (source && source.kind === target.kind)) continue;
     if (source && !replaced.has(path) && target.kind !== "dir") continue; // overwritten above
     const underReplaced = ancestors(path).some((parent) => replaced.has(parent));
     if (replaced.has(path)) continue; // already planned as a removal
@@ -1256,6 +1266,9 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
     const fromPath = joinRel(fromRoot, action.path);
     const toPath = joinRel(toRoot, action.path);
     try {
+      if (action.path === "" && action.kind !== "dirattrs") {
+        throw new Error("refusing to touch the root itself: that is never part of a plan");
+      }
       switch (action.kind) {
         case "rmdir":
           Deno.removeSync(toPath);

@@ -1880,3 +1880,39 @@ Deno.test("cli: swapped names, an identical twin renamed, and a size-only match 
     assertExit(await cli(["--verify", `${dir}/r`]), 0);
   });
 });
+
+Deno.test("planMirror() never plans to replace or delete a root", () => {
+  // A root that is not a folder can only come from a scan gone wrong; it must not become a plan.
+  const from = {
+    entries: new Map([["", e("symlink", { target: "x" })], ["f", e("file")]]),
+    problems: [],
+    kept: [],
+  };
+  const plan = planMirror(from, scanOf({ old: e("file") }), planDefaults);
+  assert(
+    !plan.actions.some((a) => a.path === "" && a.kind !== "dirattrs"),
+    "the root is left alone",
+  );
+  assertEquals(plan.blocked.map((p) => p.path), ["."]);
+});
+
+Deno.test("cli mirrors through a symlinked source or replica root, keeping the links", async () => {
+  await withTemp(async (dir) => {
+    // Regression: the root was lstat'ed, so a symlinked root looked like a symlink to replace,
+    // and the plan deleted the whole replica.
+    writeTree(`${dir}/real-source`, { f: "data", sub: { g: "more" } });
+    Deno.mkdirSync(`${dir}/real-replica`);
+    Deno.symlinkSync(`${dir}/real-source`, `${dir}/source-link`);
+    Deno.symlinkSync(`${dir}/real-replica`, `${dir}/replica-link`);
+    const dry = await cli(["-n", `${dir}/source-link`, `${dir}/replica-link`]);
+    assertExit(dry, 0);
+    assert(!/^(rmdir|delete) \./m.test(dry.stdout), `no removal of a root:\n${dry.stdout}`);
+    assertExit(await cli([`${dir}/source-link`, `${dir}/replica-link`]), 0);
+    assertEquals(readTree(`${dir}/real-replica`), { f: "data", sub: { g: "more" } });
+    assertEquals(Deno.readLinkSync(`${dir}/replica-link`), `${dir}/real-replica`);
+    assertEquals(
+      jsonLine(await cli(["--json", `${dir}/source-link`, `${dir}/replica-link`])).copied,
+      0,
+    );
+  });
+});
