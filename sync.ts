@@ -2498,6 +2498,20 @@ function realPathOrNearest(path: string): string {
   }
 }
 
+/** `device:inode` of an existing path and of each folder above it, nearest first. */
+function folderIdentities(realPath: string): string[] {
+  const identities: string[] = [];
+  for (let path = realPath;; path = dirname(path)) {
+    try {
+      const info = Deno.statSync(path);
+      identities.push(`${info.dev}:${info.ino}`);
+    } catch {
+      // A part of a replica path that does not exist yet.
+    }
+    if (path === dirname(path)) return identities;
+  }
+}
+
 function isInside(inner: string, outer: string): boolean {
   return inner === outer || inner.startsWith(outer.endsWith("/") ? outer : `${outer}/`);
 }
@@ -2522,18 +2536,25 @@ export function checkPaths(source: string, replica: string): void {
   if (!sourceInfo.isDirectory) throw new UsageError(`Source '${source}' is not a folder`);
   const realSource = Deno.realPathSync(source);
   const realReplica = realPathOrNearest(replica);
-  if (realSource === realReplica) {
-    throw new UsageError(`Cannot mirror '${source}' into '${replica}': they are the same folder`);
+  // Real paths catch symlinks; device and inode also catch bind mounts, where one folder has
+  // two real paths.
+  const sourceChain = folderIdentities(realSource);
+  const replicaChain = folderIdentities(realReplica);
+  const replicaExists = pathExists(replica);
+  const refuse = (why: string) => {
+    throw new UsageError(`Cannot mirror '${source}' into '${replica}': ${why}`);
+  };
+  if (realSource === realReplica || (replicaExists && sourceChain[0] === replicaChain[0])) {
+    refuse("they are the same folder");
   }
-  if (isInside(realReplica, realSource)) {
-    throw new UsageError(
-      `Cannot mirror '${source}' into '${replica}': the replica is inside the source`,
-    );
+  if (isInside(realReplica, realSource) || replicaChain.includes(sourceChain[0]!)) {
+    refuse("the replica is inside the source");
   }
-  if (isInside(realSource, realReplica)) {
-    throw new UsageError(
-      `Cannot mirror '${source}' into '${replica}': the source is inside the replica`,
-    );
+  if (
+    isInside(realSource, realReplica) ||
+    (replicaExists && sourceChain.includes(replicaChain[0]!))
+  ) {
+    refuse("the source is inside the replica");
   }
   try {
     const replicaInfo = Deno.statSync(replica);

@@ -1916,3 +1916,34 @@ Deno.test("cli mirrors through a symlinked source or replica root, keeping the l
     );
   });
 });
+
+Deno.test("cli refuses a replica inside the source through a bind mount (device and inode)", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/src`, { inner: {}, f: "x" });
+    Deno.mkdirSync(`${dir}/view`);
+    const mounted = await new Deno.Command("mount", {
+      args: ["--bind", `${dir}/src`, `${dir}/view`],
+      stderr: "null",
+    }).output();
+    if (!mounted.success) {
+      console.log("  SKIPPED: cannot bind-mount here (needs root)");
+      return;
+    }
+    try {
+      // Real paths differ under a bind mount; only device and inode show it is one folder.
+      const table: Array<[string, string, RegExp]> = [
+        [`${dir}/src`, `${dir}/view`, /they are the same folder/],
+        [`${dir}/src`, `${dir}/view/inner/replica`, /the replica is inside the source/],
+        [`${dir}/view/inner`, `${dir}/src`, /the source is inside the replica/],
+      ];
+      for (const [source, replica, pattern] of table) {
+        const result = await cli([source, replica]);
+        assertExit(result, 2);
+        assertMatch(result.stderr, pattern);
+      }
+      assertEquals(readTree(`${dir}/src`), { f: "x", inner: {} }, "nothing was written");
+    } finally {
+      await new Deno.Command("umount", { args: [`${dir}/view`] }).output();
+    }
+  });
+});
