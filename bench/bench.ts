@@ -46,6 +46,9 @@ sys.stderr.write(done.stderr.decode(errors="replace")[-2000:])
 print(wall, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, done.returncode)`;
 
 async function timed(command: string[]): Promise<Timing> {
+  // Every tool starts with nothing left to write back: dirty pages from making a tree or from
+  // the previous tool would otherwise slow down whoever comes next.
+  sh("sync");
   const output = await new Deno.Command("python3", {
     args: ["-c", TIMER, ...command],
     stdout: "piped",
