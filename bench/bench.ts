@@ -7,6 +7,7 @@
  * ```sh
  * deno task bench                                  # every tree, 3 runs each
  * deno task bench -- --trees usr-share,small --runs 5 --dir /var/tmp/bench
+ * deno task bench -- --trees small --scenarios initial,noop
  * ```
  *
  * @module
@@ -20,10 +21,12 @@ const { values: flags } = parseArgs({
   options: {
     trees: { type: "string", default: "usr-share,small,large,tiny" },
     runs: { type: "string", default: "3" },
+    scenarios: { type: "string", default: "initial,noop,change,rename,checksum,verify" },
     dir: { type: "string", default: "/tmp/treesync-bench" },
   },
 });
 const RUNS = Number(flags.runs);
+const SCENARIOS = new Set(flags.scenarios!.split(","));
 const BENCH_DIR = flags.dir!;
 const SYNC_MODULE = new URL("../sync.ts", import.meta.url).pathname;
 const SYNC_FLAGS: string[] = JSON.parse(
@@ -312,6 +315,7 @@ async function benchTree(spec: TreeSpec): Promise<void> {
   const fresh = (tool: Tool) => sh(`rm -rf '${replicaOf(spec.name, tool)}'`);
 
   for (const scenario of spec.scenarios) {
+    if (!SCENARIOS.has(scenario.replace("-once", ""))) continue;
     if (scenario === "initial" || scenario === "initial-once") {
       const runs = scenario === "initial" ? RUNS : 1;
       for (const tool of tools) {
