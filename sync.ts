@@ -828,7 +828,9 @@ function planMoves(input: MoveInput): {
     const hash = action.kind === "delete" ? toHash(action.path, entry) : null;
     if (hash !== null) {
       const key = `${entry.size}:${hash}`;
-      goneByContent.set(key, [...(goneByContent.get(key) ?? []), action.path]);
+      const group = goneByContent.get(key);
+      if (group) group.push(action.path);
+      else goneByContent.set(key, [action.path]);
     }
   }
   if (goneByContent.size === 0) return unchanged;
@@ -1057,12 +1059,15 @@ export function hashesNeeded(
   const fromHash = hashLookup(options.fromHashes);
   const toHash = hashLookup(options.toHashes);
   const wanted = { from: new Set<string>(), to: new Set<string>() };
-  const newSizes = new Map<number, string[]>();
+  const newBySize = new Map<number, string[]>();
   for (const [path, source] of from.entries) {
     if (source.kind !== "file") continue;
     const target = to.entries.get(path);
     if (!target) {
-      if (options.moves) newSizes.set(source.size, [...(newSizes.get(source.size) ?? []), path]);
+      if (!options.moves) continue;
+      const group = newBySize.get(source.size);
+      if (group) group.push(path);
+      else newBySize.set(source.size, [path]);
       continue;
     }
     if (target.kind !== "file" || source.size !== target.size) continue;
@@ -1079,13 +1084,18 @@ export function hashesNeeded(
       if (targetHash === null) wanted.to.add(path);
     }
   }
-  if (newSizes.size > 0) {
+  if (newBySize.size > 0) {
+    // Linear in the tree: each size found on both sides adds its new files once.
+    const pairedSizes = new Set<number>();
     for (const [path, target] of to.entries) {
-      const paired = target.kind === "file" && !from.entries.has(path) &&
-        newSizes.get(target.size);
-      if (!paired) continue;
+      if (target.kind !== "file" || from.entries.has(path) || !newBySize.has(target.size)) {
+        continue;
+      }
+      pairedSizes.add(target.size);
       if (toHash(path, target) === null) wanted.to.add(path);
-      for (const newPath of paired) {
+    }
+    for (const size of pairedSizes) {
+      for (const newPath of newBySize.get(size)!) {
         if (fromHash(newPath, from.entries.get(newPath)!) === null) wanted.from.add(newPath);
       }
     }
@@ -1654,12 +1664,14 @@ export function nextRecord(
     if (entry.kind !== "file" || changes.deleted.has(path)) continue;
     replica.set(path, carried(previous.replica.get(path), entry) ?? unhashed(entry));
   }
-  for (const [newDir, oldDir] of changes.movedFolders) {
-    const prefix = `${oldDir}/`;
+  if (changes.movedFolders.size > 0) {
+    // One pass, whatever the number of folders moved: each path looks its folders up.
+    const newByOld = new Map([...changes.movedFolders].map(([newDir, oldDir]) => [oldDir, newDir]));
     for (const [path, entry] of [...replica]) {
-      if (!path.startsWith(prefix)) continue;
+      const oldDir = ancestors(path).find((folder) => newByOld.has(folder));
+      if (oldDir === undefined) continue;
       replica.delete(path);
-      replica.set(newDir + path.slice(oldDir.length), entry);
+      replica.set(newByOld.get(oldDir)! + path.slice(oldDir.length), entry);
     }
   }
   for (const [newPath, oldPath] of changes.movedFiles) {
