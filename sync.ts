@@ -18,7 +18,7 @@
  */
 
 import { createHash } from "node:crypto";
-import { lchownSync, lutimesSync } from "node:fs";
+import * as fs from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 // LogTape is loaded when logging is set up, so worker threads (which never log) start faster.
@@ -431,6 +431,8 @@ export type EntryKind = "file" | "dir" | "symlink" | "special";
 /** One entry of a scanned tree, keyed elsewhere by its path relative to the root. */
 export interface Entry extends Signature {
   kind: EntryKind;
+  /** Device, with `ino` the entry's identity: a folder swapped during a run shows here. */
+  dev: number;
   /** Permission bits (`0o7777`). */
   mode: number;
   uid: number;
@@ -460,6 +462,14 @@ export interface Scan {
    * ever deleted.
    */
   kept: string[];
+  /** A folder met during the walk that is the other tree's root (a bind mount), if any. */
+  nested?: string;
+}
+
+/** A device and inode: what a path resolved to when it was looked at. */
+export interface Identity {
+  dev: number;
+  ino: number;
 }
 
 /** How {@linkcode scanTree} looks at a tree. */
@@ -470,6 +480,8 @@ export interface ScanOptions {
   skipMetaDir?: boolean;
   /** Called for each skipped special file. */
   onSkip?: (path: string, message: string) => void;
+  /** Folders the walk must not enter: the other tree's root. Meeting one ends the scan. */
+  avoid?: Identity[];
 }
 
 /**
@@ -480,7 +492,7 @@ export interface ScanOptions {
  * @param root An existing folder.
  */
 export function scanTree(root: string, options: ScanOptions): Scan {
-  const { exclude, skipMetaDir = false, onSkip } = options;
+  const { exclude, skipMetaDir = false, onSkip, avoid = [] } = options;
   // The root is followed if it is a symlink (/srv/data -> /mnt/disk1/data): it is the folder
   // to mirror, never an entry to replace. Everything below it is not followed.
   const entries = new Map<string, Entry>([["", entryFromStat(Deno.statSync(root))]]);
@@ -544,6 +556,10 @@ export function scanTree(root: string, options: ScanOptions): Scan {
           continue;
         }
       }
+      if (entry.kind === "dir" && avoid.some((id) => sameIdentity(id, entry))) {
+        // A bind mount shows one folder under two real paths: only its inode tells.
+        return { entries, problems, kept, nested: path };
+      }
       entries.set(path, entry);
       if (entry.kind === "dir") pending.push(path);
     }
@@ -565,6 +581,7 @@ function entryFromStat(stat: Deno.FileInfo): Entry {
     mtimeMs: stat.mtime?.getTime() ?? 0,
     ctimeMs: stat.ctime?.getTime() ?? 0,
     ino: stat.ino ?? 0,
+    dev: stat.dev ?? 0,
     mode: (stat.mode ?? 0) & 0o7777,
     uid: stat.uid ?? 0,
     gid: stat.gid ?? 0,
@@ -1194,6 +1211,8 @@ export interface ApplyContext {
   onStart?: (action: Action) => void;
   /** Workers to copy files in, or null to copy on this thread. */
   pool?: WorkerPool | null;
+  /** The target tree's folders, checked before every change below them. */
+  guard: FolderGuard;
 }
 
 /** What applying a plan did, for the summary and the record. */
@@ -1233,7 +1252,10 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
     batch = [];
     batchBytes = 0;
     while (inFlight.size >= pool.size * 2) await Promise.race(inFlight);
-    const items = actions.map((a) => ({ path: a.path }));
+    const items = actions.map((a) => ({
+      path: a.path,
+      parent: context.guard.expected(parentOf(a.path)),
+    }));
     const done = pool.copy(
       { fromRoot, toRoot, items, ...copySettings(context) },
       (bytes) => context.onBytes?.(bytes),
@@ -1279,6 +1301,9 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
       if (action.path === "" && action.kind !== "dirattrs") {
         throw new Error("refusing to touch the root itself: that is never part of a plan");
       }
+      const { guard } = context;
+      if (action.kind === "dirattrs") guard.check(action.path);
+      else guard.checkParent(action.path);
       switch (action.kind) {
         case "rmdir":
           Deno.removeSync(toPath);
@@ -1292,11 +1317,15 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
           break;
         case "mkdir":
           makeFolder(toPath);
+          guard.made(action.path);
           summary.dirsCreated++;
           break;
         case "copy":
         case "update": {
-          const copied = await copyFile(fromPath, toPath, context);
+          const copied = await copyFile(fromPath, toPath, {
+            ...context,
+            parent: guard.expected(parentOf(action.path)),
+          });
           if (copied === null) result.stopped = true;
           else recordCopy(action, copied);
           continue;
@@ -1312,10 +1341,12 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
           break;
         case "move": {
           const oldPath = joinRel(toRoot, action.from!);
+          guard.checkParent(action.from!);
           // rename() would quietly replace an entry there; the plan says there is none.
           if (pathExists(toPath)) throw new Error(`'${action.path}' appeared meanwhile`);
           Deno.renameSync(oldPath, toPath);
           if (action.entry!.kind === "dir") {
+            guard.moved(action.path, action.from!);
             result.movedFolders.set(action.path, action.from!);
           } else {
             setAttributes(toPath, action.entry!, context.owners);
@@ -1392,6 +1423,8 @@ async function copyFile(
         if (attempt < 3) continue;
         throw new Error("the file kept changing while it was copied; try again later");
       }
+      // The folder it goes into must still be the one the walk saw (not a link put there since).
+      if (context.parent) expectIdentity(dirname(toPath), context.parent);
       keepOverwritten(toPath, context);
       Deno.renameSync(tempPath, toPath);
       keepTemp = true;
@@ -1421,9 +1454,15 @@ async function copyThroughHash(
   { hash: string; read: Entry; written: Signature; readAtMs: number } | "changed" | null
 > {
   const readAtMs = Date.now();
+  // Deno cannot open without following a link: look first, then make sure the file opened is
+  // the one looked at.
+  const looked = Deno.lstatSync(fromPath);
+  if (!looked.isFile) throw new Error("it is no longer a regular file");
   using input = Deno.openSync(fromPath, { read: true });
   const before = entryFromStat(input.statSync());
-  if (before.kind !== "file") throw new Error("it is no longer a regular file");
+  if (before.kind !== "file" || before.ino !== looked.ino) {
+    throw new Error("it was replaced while it was opened");
+  }
   using output = Deno.openSync(tempPath, { write: true, createNew: true, mode: 0o600 });
   const hash = createHash("sha256");
   let total = 0;
@@ -1434,7 +1473,7 @@ async function copyThroughHash(
     if (count === null || count === 0) break;
     const chunk = COPY_BUFFER.subarray(0, count);
     hash.update(chunk);
-    for (let done = 0; done < count;) done += output.writeSync(chunk.subarray(done));
+    writeAll(output, chunk);
     total += count;
     context.onBytes?.(count);
     if (context.mustAbort()) return null;
@@ -1456,9 +1495,9 @@ function placeSymlink(toPath: string, entry: Entry, context: CopyContext): void 
   const tempPath = tempPathIn(context.tempDir);
   try {
     Deno.symlinkSync(entry.target!, tempPath);
-    if (context.owners) lchownSync(tempPath, entry.uid, entry.gid); // Deno.chownSync follows links
+    if (context.owners) fs.lchownSync(tempPath, entry.uid, entry.gid); // Deno.chownSync follows links
     const mtime = new Date(entry.mtimeMs);
-    lutimesSync(tempPath, mtime, mtime);
+    fs.lutimesSync(tempPath, mtime, mtime);
     keepOverwritten(toPath, context);
     Deno.renameSync(tempPath, toPath);
   } catch (error) {
@@ -1493,14 +1532,9 @@ export function trashFolderName(date: Date): string {
  */
 export function purgeTrash(trashRoot: string, keepMs: number, now: Date): string[] {
   const purged: string[] = [];
-  let listing: Deno.DirEntry[];
-  try {
-    listing = [...Deno.readDirSync(trashRoot)];
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return purged;
-    throw error;
-  }
-  for (const item of listing) {
+  if (checkOwn(trashRoot, "dir") === null) return purged;
+  for (const item of Deno.readDirSync(trashRoot)) {
+    if (!item.isDirectory) continue; // a link or a file is not a run's trash: leave it
     const match = /^(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z$/.exec(item.name);
     if (!match) continue; // not ours: leave it
     const [, y, mo, d, h, mi, se] = match.map(Number) as number[];
@@ -1513,12 +1547,120 @@ export function purgeTrash(trashRoot: string, keepMs: number, now: Date): string
   return purged;
 }
 
+/**
+ * What each folder of the tree being written was when the walk saw it, or when this run made
+ * or moved it. Every delete, rename and attribute change below a folder first checks that its
+ * path still resolves to that folder, so a folder swapped for a link during the run is never
+ * written through. (The check and the change are two calls: see the README's threat model.)
+ */
+export class FolderGuard {
+  readonly #root: string;
+  /** Folders as the walk saw them. */
+  readonly #seen = new Map<string, Identity>();
+  /** Folders this run made. */
+  readonly #made = new Map<string, Identity>();
+  /** Folders this run moved: new path to the path the walk saw them at. */
+  readonly #movedFrom = new Map<string, string>();
+
+  /** Takes the folders of `scan`, the walk of the tree at `root`. */
+  constructor(root: string, scan: Scan) {
+    this.#root = root;
+    for (const [path, entry] of scan.entries) {
+      if (entry.kind === "dir") this.#seen.set(path, { dev: entry.dev, ino: entry.ino });
+    }
+  }
+
+  /** Remembers a folder this run just made. */
+  made(path: string): void {
+    const info = Deno.lstatSync(joinRel(this.#root, path));
+    if (!info.isDirectory) throw new Error(`'${path}' is not the folder just made`);
+    this.#made.set(path, { dev: info.dev, ino: info.ino ?? 0 });
+  }
+
+  /** Remembers a folder this run moved from `oldPath` to `newPath`. */
+  moved(newPath: string, oldPath: string): void {
+    this.#movedFrom.set(newPath, oldPath);
+  }
+
+  /** What the folder at `path` must be, or null when this run knows no folder there. */
+  expected(path: string): Identity | null {
+    const known = this.#made.get(path) ?? this.#seen.get(path);
+    if (known !== undefined || this.#movedFrom.size === 0) return known ?? null;
+    for (const folder of [path, ...ancestors(path)]) {
+      const oldPath = this.#movedFrom.get(folder);
+      if (oldPath !== undefined) {
+        return this.#seen.get(oldPath + path.slice(folder.length)) ?? null;
+      }
+    }
+    return null;
+  }
+
+  /** Throws unless the folder `path` (relative) still is the one this run knows. */
+  check(path: string): void {
+    const expected = this.expected(path);
+    if (expected === null) {
+      throw new Error(`the folder '${path || "."}' is not one the walk saw; nothing was changed`);
+    }
+    expectIdentity(joinRel(this.#root, path), expected);
+  }
+
+  /** Throws unless the folder holding `path` still is the one this run knows. */
+  checkParent(path: string): void {
+    this.check(parentOf(path));
+  }
+}
+
+const NO_FOLLOW = fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK;
+
+/**
+ * Sets mode, owner and mtime on what `path` names without following a link there: the entry is
+ * opened with O_NOFOLLOW and changed through that descriptor. Only an entry the owner cannot
+ * open (mode 000 when not root) falls back to the path, after an `lstat`.
+ */
 function setAttributes(path: string, entry: Entry, owners: boolean): void {
-  // chown first: it clears setuid and setgid bits, which chmod then puts back.
-  if (owners) Deno.chownSync(path, entry.uid, entry.gid);
-  Deno.chmodSync(path, entry.mode);
+  const isDir = entry.kind === "dir";
+  let fd: number | null = null;
+  try {
+    fd = fs.openSync(
+      path,
+      fs.constants.O_RDONLY | NO_FOLLOW | (isDir ? fs.constants.O_DIRECTORY : 0),
+    );
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    if (code === "ELOOP" || code === "ENOTDIR") {
+      throw new Error(`it became a symlink or changed type during the run; left alone`);
+    }
+    if (code !== "EACCES") throw error;
+  }
   const mtime = new Date(entry.mtimeMs);
-  Deno.utimeSync(path, mtime, mtime);
+  if (fd === null) {
+    const info = Deno.lstatSync(path);
+    if (isDir ? !info.isDirectory : !info.isFile) throw new Error("it changed type; left alone");
+    // chown first: it clears setuid and setgid bits, which chmod then puts back.
+    if (owners) Deno.chownSync(path, entry.uid, entry.gid);
+    Deno.chmodSync(path, entry.mode);
+    Deno.utimeSync(path, mtime, mtime);
+    return;
+  }
+  try {
+    const info = fs.fstatSync(fd);
+    if (isDir ? !info.isDirectory() : !info.isFile()) {
+      throw new Error("it changed type; left alone");
+    }
+    if (owners) fs.fchownSync(fd, entry.uid, entry.gid);
+    fs.fchmodSync(fd, entry.mode);
+    // Seconds as a double land a hair below the millisecond (…352.9999): half a microsecond
+    // more reads back as the same millisecond.
+    const seconds = (entry.mtimeMs + 0.0005) / 1000;
+    fs.futimesSync(fd, seconds, seconds);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Writes every byte: a write may take fewer than it was given. */
+function writeAll(file: { writeSync(bytes: Uint8Array): number }, bytes: Uint8Array): void {
+  for (let done = 0; done < bytes.length;) done += file.writeSync(bytes.subarray(done));
 }
 
 function removeQuietly(path: string): void {
@@ -1594,44 +1736,123 @@ export function trustedHash(known: RecordEntry | undefined, entry: Entry): strin
   return known.hashedAtMs - known.mtimeMs < RACY_WINDOW_MS ? null : known.hash;
 }
 
+/** Records up to this size are read while the trees are walked; larger ones wait for the count. */
+export const RECORD_EAGER_BYTES = 32 << 20;
+
 /**
- * Reads the record. A missing record is an empty one; an unreadable or corrupt one is too,
- * reported through `onCorrupt`, since the record is a cache of what can be rebuilt.
+ * The largest record a tree of `entryCount` entries (both sides) can have: a version-2 row takes
+ * about 140 bytes, so 512 a row plus 1 MiB leaves room, while a record linked to an endless
+ * file or grown by a hostile writer is refused before it is read.
  */
-export function loadRecord(metaDir: string, onCorrupt: (message: string) => void): FileRecord {
-  const path = `${metaDir}/${RECORD_NAME}`;
-  const record = emptyRecord();
-  let text: string;
+export function recordSizeCap(entryCount: number): number {
+  return (1 << 20) + 512 * entryCount;
+}
+
+/**
+ * Reads the record: opened without following a link and without blocking on a fifo, and read
+ * only when it is a regular file of at most `maxBytes`. A missing record is an empty one; an
+ * unreadable, oversized or corrupt one is too, reported through `onCorrupt`, since the record
+ * is a cache of what can be rebuilt.
+ *
+ * @throws {UsageError} When the path is not a regular file (a link, a fifo, a folder).
+ */
+export function loadRecord(
+  path: string,
+  options: { maxBytes: number; onCorrupt: (message: string) => void },
+): FileRecord {
+  const { maxBytes, onCorrupt } = options;
+  let bytes: Uint8Array;
   try {
-    text = Deno.readTextFileSync(path);
-  } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) {
-      onCorrupt(`Cannot read the record '${path}' (${errorText(error)}); rebuilding it`);
+    const read = readOwnFile(path, maxBytes);
+    if (read === null) return emptyRecord();
+    if (typeof read === "number") {
+      onCorrupt(
+        `The record '${path}' is ${formatBytes(read)}, more than a record of this tree can be ` +
+          `(${formatBytes(maxBytes)}); rebuilding it`,
+      );
+      return emptyRecord();
     }
-    return record;
+    bytes = read;
+  } catch (error) {
+    if (error instanceof UsageError) throw error;
+    onCorrupt(`Cannot read the record '${path}' (${errorText(error)}); rebuilding it`);
+    return emptyRecord();
   }
   try {
-    const data = JSON.parse(text);
-    if (data?.format !== RECORD_FORMAT || data.version !== RECORD_VERSION) {
-      throw new Error("unknown format or version");
-    }
-    for (const side of ["replica", "source"] as const) {
-      const map = record[side];
-      for (const row of data[side] as unknown[][]) {
-        // Plain checks, no allocation: this loop runs once per file on every run.
-        const [filePath, size, mtimeMs, ctimeMs, ino, hash, hashedAtMs] = row;
-        if (
-          typeof filePath !== "string" || typeof size !== "number" ||
-          typeof mtimeMs !== "number" || typeof ctimeMs !== "number" ||
-          typeof ino !== "number" || typeof hashedAtMs !== "number" ||
-          (hash !== null && (typeof hash !== "string" || hash.length !== 64))
-        ) throw new Error(`bad entry for '${filePath}'`);
-        map.set(filePath, { size, mtimeMs, ctimeMs, ino, hash, hashedAtMs });
-      }
-    }
+    return parseRecord(new TextDecoder().decode(bytes));
   } catch (error) {
     onCorrupt(`The record '${path}' is corrupt (${errorText(error)}); rebuilding it`);
     return emptyRecord();
+  }
+}
+
+/**
+ * Reads one of our files without following a link or blocking on a fifo.
+ *
+ * @returns Its bytes; its size when over `maxBytes`; null when absent.
+ * @throws {UsageError} When it is not a regular file.
+ */
+function readOwnFile(path: string, maxBytes: number): Uint8Array | number | null {
+  let fd: number;
+  try {
+    fd = fs.openSync(
+      path,
+      fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK,
+    );
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    if (code === "ENOENT") return null;
+    if (code === "ELOOP") checkOwn(path, "file"); // throws, naming the link
+    throw error;
+  }
+  try {
+    const info = fs.fstatSync(fd);
+    if (!info.isFile()) {
+      throw new UsageError(`'${path}' is not a regular file: move it away, then run again`);
+    }
+    if (info.size > maxBytes) return info.size;
+    const bytes = new Uint8Array(info.size);
+    let done = 0;
+    while (done < bytes.length) {
+      const count = fs.readSync(fd, bytes, done, bytes.length - done, null);
+      if (count === 0) break;
+      done += count;
+    }
+    return bytes.subarray(0, done);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Parses a version-2 record, checking every row; throws a short reason when it is not one. */
+function parseRecord(text: string): FileRecord {
+  let data;
+  try {
+    data = JSON.parse(text);
+  } catch {
+    throw new Error("it is not valid JSON");
+  }
+  if (
+    data?.format !== RECORD_FORMAT || data.version !== RECORD_VERSION ||
+    !Array.isArray(data.replica) || !Array.isArray(data.source)
+  ) {
+    throw new Error(`it is not a treesync record of version ${RECORD_VERSION}`);
+  }
+  const record = emptyRecord();
+  for (const side of ["replica", "source"] as const) {
+    const map = record[side];
+    for (const row of data[side] as unknown[]) {
+      // Plain checks, no allocation: this loop runs once per file on every run.
+      if (!Array.isArray(row)) throw new Error(`a ${side} row is not a list`);
+      const [filePath, size, mtimeMs, ctimeMs, ino, hash, hashedAtMs] = row;
+      if (
+        typeof filePath !== "string" || typeof size !== "number" ||
+        typeof mtimeMs !== "number" || typeof ctimeMs !== "number" ||
+        typeof ino !== "number" || typeof hashedAtMs !== "number" ||
+        (hash !== null && (typeof hash !== "string" || hash.length !== 64))
+      ) throw new Error(`a bad ${side} row for '${String(filePath).slice(0, 100)}'`);
+      map.set(filePath, { size, mtimeMs, ctimeMs, ino, hash, hashedAtMs });
+    }
   }
   return record;
 }
@@ -1724,8 +1945,11 @@ export function sameRecord(a: FileRecord, b: FileRecord): boolean {
   return true;
 }
 
-/** Writes the record atomically: a temporary file, fsync, rename. */
-export function saveRecord(metaDir: string, record: FileRecord): void {
+/**
+ * Writes the record atomically: a new file made exclusively in our `tmp/` folder, fsync, then a
+ * rename over the old record (rename replaces a link there, never follows it).
+ */
+export function saveRecord(paths: MetaPaths, record: FileRecord): void {
   const rows = (map: RecordMap) =>
     [...map].map(([path, e]) => [path, e.size, e.mtimeMs, e.ctimeMs, e.ino, e.hash, e.hashedAtMs]);
   const text = JSON.stringify({
@@ -1734,17 +1958,16 @@ export function saveRecord(metaDir: string, record: FileRecord): void {
     replica: rows(record.replica),
     source: rows(record.source),
   });
-  const tempPath = `${metaDir}/${RECORD_NAME}.${Deno.pid}.tmp`;
+  const tempPath = tempPathIn(paths.temp);
   try {
-    using file = Deno.openSync(tempPath, { write: true, create: true, truncate: true });
-    const bytes = encoder.encode(text);
-    for (let done = 0; done < bytes.length;) done += file.writeSync(bytes.subarray(done));
+    using file = Deno.openSync(tempPath, { write: true, createNew: true, mode: 0o600 });
+    writeAll(file, encoder.encode(text));
     file.syncSync();
+    Deno.renameSync(tempPath, paths.record);
   } catch (error) {
     removeQuietly(tempPath);
     throw error;
   }
-  Deno.renameSync(tempPath, `${metaDir}/${RECORD_NAME}`);
 }
 
 /** A file's SHA-256 and the signature it had while it was read. */
@@ -1800,6 +2023,8 @@ interface CopySettings {
 /** What copying one file needs to know, on the main thread or in a worker. */
 interface CopyContext extends CopySettings {
   toRoot: string;
+  /** What the folder the file goes into must be at the final rename; null when unknown. */
+  parent?: Identity | null;
   /** Checked inside long copies: true abandons the file at once. */
   mustAbort: () => boolean;
   pause: () => Promise<void>;
@@ -1813,12 +2038,12 @@ function copySettings(context: CopySettings): CopySettings {
 /** What a worker was asked to do. */
 type WorkerRequest =
   | { op: "init"; id: number; stopFlag: SharedArrayBuffer }
-  | { op: "scan"; root: string; excludes: string[]; skipMetaDir: boolean }
+  | { op: "scan"; root: string; excludes: string[]; skipMetaDir: boolean; avoid: Identity[] }
   | {
     op: "copy";
     fromRoot: string;
     toRoot: string;
-    items: Array<{ path: string }>;
+    items: Array<{ path: string; parent: Identity | null }>;
   } & CopySettings
   | { op: "hash"; root: string; paths: string[] };
 
@@ -1865,7 +2090,7 @@ export class WorkerPool {
   /** Scans a tree in a worker. */
   async scan(
     root: string,
-    options: { excludes: string[]; skipMetaDir: boolean },
+    options: { excludes: string[]; skipMetaDir: boolean; avoid: Identity[] },
   ): Promise<WorkerScan> {
     return unpackScan(await this.#request<PackedScan>({ op: "scan", root, ...options }));
   }
@@ -1923,11 +2148,12 @@ interface PackedScan {
   kinds: Uint8Array;
   modes: Uint16Array;
   owners: Uint32Array;
-  /** size, mtimeMs, ctimeMs, ino per entry. */
+  /** size, mtimeMs, ctimeMs, ino, dev per entry. */
   numbers: Float64Array;
   targets: Array<[number, string]>;
   problems: Problem[];
   kept: string[];
+  nested?: string;
   skipped: Problem[];
 }
 
@@ -1940,12 +2166,13 @@ function packScan(scan: Scan, skipped: Problem[]): PackedScan {
     kinds: new Uint8Array(count),
     modes: new Uint16Array(count),
     owners: new Uint32Array(count * 2),
-    numbers: new Float64Array(count * 4),
+    numbers: new Float64Array(count * 5),
     targets: [],
     problems: scan.problems,
     kept: scan.kept,
     skipped,
   };
+  if (scan.nested !== undefined) packed.nested = scan.nested;
   const paths: string[] = [];
   let i = 0;
   for (const [path, entry] of scan.entries) {
@@ -1953,7 +2180,7 @@ function packScan(scan: Scan, skipped: Problem[]): PackedScan {
     packed.kinds[i] = KIND_CODES.indexOf(entry.kind);
     packed.modes[i] = entry.mode;
     packed.owners.set([entry.uid, entry.gid], i * 2);
-    packed.numbers.set([entry.size, entry.mtimeMs, entry.ctimeMs, entry.ino], i * 4);
+    packed.numbers.set([entry.size, entry.mtimeMs, entry.ctimeMs, entry.ino, entry.dev], i * 5);
     if (entry.target !== undefined) packed.targets.push([i, entry.target]);
     i++;
   }
@@ -1969,10 +2196,11 @@ function unpackScan(packed: PackedScan): WorkerScan {
   for (let i = 0; i < paths.length; i++) {
     const entry: Entry = {
       kind: KIND_CODES[kinds[i]!]!,
-      size: numbers[i * 4]!,
-      mtimeMs: numbers[i * 4 + 1]!,
-      ctimeMs: numbers[i * 4 + 2]!,
-      ino: numbers[i * 4 + 3]!,
+      size: numbers[i * 5]!,
+      mtimeMs: numbers[i * 5 + 1]!,
+      ctimeMs: numbers[i * 5 + 2]!,
+      ino: numbers[i * 5 + 3]!,
+      dev: numbers[i * 5 + 4]!,
       mode: modes[i]!,
       uid: owners[i * 2]!,
       gid: owners[i * 2 + 1]!,
@@ -1981,7 +2209,14 @@ function unpackScan(packed: PackedScan): WorkerScan {
     if (target !== undefined) entry.target = target;
     entries.set(paths[i]!, entry);
   }
-  return { entries, problems: packed.problems, kept: packed.kept, skipped: packed.skipped };
+  const scan: WorkerScan = {
+    entries,
+    problems: packed.problems,
+    kept: packed.kept,
+    skipped: packed.skipped,
+  };
+  if (packed.nested !== undefined) scan.nested = packed.nested;
+  return scan;
 }
 
 /** Scans both trees at once, two workers side by side. */
@@ -1990,10 +2225,13 @@ async function scanBoth(
   roots: { from: string; to: string },
   excludes: string[],
 ): Promise<{ from: WorkerScan; to: WorkerScan }> {
+  // Each walk stops at the other tree's root, which a bind mount can put inside it.
+  const fromRoot = identityOf(roots.from)!;
+  const toRoot = identityOf(roots.to);
   const [from, to] = await Promise.all([
-    pool.scan(roots.from, { excludes, skipMetaDir: true }),
-    pathExists(roots.to)
-      ? pool.scan(roots.to, { excludes, skipMetaDir: true })
+    pool.scan(roots.from, { excludes, skipMetaDir: true, avoid: toRoot ? [toRoot] : [] }),
+    toRoot
+      ? pool.scan(roots.to, { excludes, skipMetaDir: true, avoid: [fromRoot] })
       : Promise.resolve({ entries: new Map(), problems: [], kept: [], skipped: [] }),
   ]);
   return { from, to };
@@ -2049,6 +2287,7 @@ function serveRequests(): void {
         const scan = scanTree(request.root, {
           exclude: compileExcludes(request.excludes),
           skipMetaDir: request.skipMetaDir,
+          avoid: request.avoid,
           onSkip: (path, message) => skipped.push({ path, message }),
         });
         return packScan(scan, skipped);
@@ -2077,7 +2316,7 @@ function serveRequests(): void {
             const copied = await copyFile(
               joinRel(request.fromRoot, item.path),
               joinRel(request.toRoot, item.path),
-              context,
+              { ...context, parent: item.parent },
             );
             outcomes.push(copied === null ? { skipped: true } : { copied });
           } catch (error) {
@@ -2120,50 +2359,209 @@ function serveRequests(): void {
 }
 
 // ================================================================================================
-// Lock
+// Own files: `.treesync/`, its `tmp/` and `trash/`, the lock and the record
 // ================================================================================================
+
+/** Where treesync keeps its own files at the top of a tree. */
+export interface MetaPaths {
+  /** `TREE/.treesync` */
+  dir: string;
+  /** Files being written, renamed into place when complete. */
+  temp: string;
+  /** `--keep-deleted` folders, one per run. */
+  trash: string;
+  lock: string;
+  record: string;
+}
+
+/** The paths of the metadata folder at the top of `treeRoot`. */
+export function metaPaths(treeRoot: string): MetaPaths {
+  const dir = `${treeRoot}/${META_DIR}`;
+  return {
+    dir,
+    temp: `${dir}/${TEMP_NAME}`,
+    trash: `${dir}/trash`,
+    lock: `${dir}/${LOCK_NAME}`,
+    record: `${dir}/${RECORD_NAME}`,
+  };
+}
+
+function runningUid(): number | null {
+  try {
+    return Deno.uid();
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Looks at one of our own paths without following it. Absent is fine; a real folder (or regular
+ * file) owned by this user and not writable by everyone is ours; anything else, a symlink above
+ * all, is a setup error: treesync never follows links among its own files.
+ *
+ * @returns Its device and inode, or null when it is absent.
+ * @throws {UsageError} Naming the path and what to do.
+ */
+export function checkOwn(path: string, kind: "dir" | "file"): Identity | null {
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.lstatSync(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return null;
+    throw new UsageError(`Cannot look at '${path}': ${errorText(error)}`);
+  }
+  const wanted = kind === "dir" ? info.isDirectory : info.isFile;
+  if (!wanted) {
+    const found = info.isSymlink
+      ? "a symlink"
+      : info.isDirectory
+      ? "a folder"
+      : info.isFile
+      ? "a file"
+      : "a special file";
+    throw new UsageError(
+      `'${path}' is ${found}, not treesync's own ${kind === "dir" ? "folder" : "file"}: ` +
+        `move it away, then run again (treesync never follows links there)`,
+    );
+  }
+  const uid = runningUid();
+  if (uid !== null && info.uid !== null && info.uid !== uid) {
+    throw new UsageError(
+      `'${path}' belongs to user ${info.uid}, not to this user (${uid}): check who made it, ` +
+        `move it away, then run again`,
+    );
+  }
+  if (((info.mode ?? 0) & 0o002) !== 0) {
+    throw new UsageError(`'${path}' is writable by every user: run 'chmod o-w' on it, then again`);
+  }
+  return { dev: info.dev, ino: info.ino ?? 0 };
+}
+
+/**
+ * Checks a tree's metadata folder and what is in it before anything is written.
+ *
+ * @throws {UsageError} When any of them is not ours.
+ */
+export function checkMeta(paths: MetaPaths): void {
+  if (checkOwn(paths.dir, "dir") === null) return;
+  checkOwn(paths.temp, "dir");
+  checkOwn(paths.trash, "dir");
+  checkOwn(paths.lock, "file");
+  checkOwn(paths.record, "file");
+}
+
+/**
+ * Makes one of our folders (mode 0700), or takes the one there once it is known to be ours.
+ *
+ * @returns Its identity, and whether this call made it.
+ */
+export function makeOwnFolder(path: string): Identity & { made: boolean } {
+  let made = true;
+  try {
+    Deno.mkdirSync(path, { mode: 0o700 });
+  } catch (error) {
+    if (!(error instanceof Deno.errors.AlreadyExists)) {
+      throw new UsageError(`Cannot create '${path}': ${errorText(error)}`);
+    }
+    made = false;
+  }
+  const identity = checkOwn(path, "dir");
+  if (identity === null) throw new UsageError(`'${path}' vanished as it was made: run again`);
+  return { ...identity, made };
+}
+
+/** The device and inode `path` resolves to now, or null when nothing is there. */
+export function identityOf(path: string): Identity | null {
+  try {
+    const info = Deno.statSync(path);
+    return { dev: info.dev, ino: info.ino ?? 0 };
+  } catch {
+    return null;
+  }
+}
+
+function sameIdentity(a: Identity, b: Identity): boolean {
+  return a.dev === b.dev && a.ino === b.ino;
+}
+
+/**
+ * Throws unless `path` still resolves to `expected`: a folder of ours or of the tree, swapped
+ * for a link (or anything else) since it was checked, is never written through.
+ */
+export function expectIdentity(path: string, expected: Identity): void {
+  const now = identityOf(path);
+  if (now === null || !sameIdentity(now, expected)) {
+    throw new Error(`'${path}' was replaced during the run; nothing in it was touched`);
+  }
+}
 
 /** A held replica lock. */
 export interface ReplicaLock {
+  /** Writes this process's pid into the lock file, for the message another run shows. */
+  announce(): void;
   /** Lets the lock go; the file stays, empty, for the next run to lock. */
   release(): void;
   /** False once the lock file was deleted or replaced (say, with the whole replica). */
   stillHeld(): boolean;
 }
 
+/** Another run holds the replica: exit 3. */
+export class LockHeldError extends RefusedError {
+  override name = "LockHeldError";
+}
+
 /**
- * Takes the replica's lock: an exclusive `flock` on `.treesync/lock`, which holds the owner's
- * pid for the message below. The kernel drops the lock when its process dies, however it dies,
- * so a lock left by a killed run is simply taken over.
+ * Takes the replica's lock: an exclusive `flock` on `.treesync/lock`. The kernel drops the lock
+ * when its process dies, however it dies, so a lock left by a killed run is simply taken over.
+ * The file is made exclusively or opened only once `lstat` shows a regular file of ours, and
+ * the opened file must be that same inode; nothing is written to it here.
  *
- * @throws {RefusedError} When another live run holds it.
+ * @returns The lock, or null when there is no lock file and `create` is false.
+ * @throws {LockHeldError} When another live run holds it.
+ * @throws {UsageError} When the lock path is not ours.
  */
-export function acquireLock(metaDir: string): ReplicaLock {
-  const path = `${metaDir}/${LOCK_NAME}`;
-  const file = Deno.openSync(path, { read: true, write: true, create: true });
-  if (!file.tryLockSync(true)) {
-    file.close();
-    let holder = "";
-    try {
-      holder = Deno.readTextFileSync(path).trim();
-    } catch {
-      // Unreadable: the message says so.
+export function acquireLock(paths: MetaPaths, create: boolean): ReplicaLock | null {
+  const path = paths.lock;
+  const checked = checkOwn(path, "file");
+  let file: Deno.FsFile;
+  if (checked === null) {
+    if (!create) return null;
+    // O_EXCL: refuses any name already there, a link included.
+    file = Deno.openSync(path, { read: true, write: true, createNew: true, mode: 0o600 });
+  } else {
+    file = Deno.openSync(path, { read: true, write: true });
+    const opened = file.statSync();
+    if (!opened.isFile || opened.ino !== checked.ino || opened.dev !== checked.dev) {
+      file.close();
+      throw new UsageError(`'${path}' changed while it was opened: run again`);
     }
-    throw new RefusedError(
-      `Cannot lock '${dirname(metaDir)}': another treesync run (pid ${holder || "unknown"}) ` +
+  }
+  if (!file.tryLockSync(true)) {
+    const holder = readSmallText(file);
+    file.close();
+    throw new LockHeldError(
+      `Cannot lock '${dirname(paths.dir)}': another treesync run (pid ${holder || "unknown"}) ` +
         `holds '${path}'; wait for it, or stop it`,
     );
   }
-  file.truncateSync(0);
-  file.writeSync(encoder.encode(`${Deno.pid}\n`));
   const inode = file.statSync().ino;
   let held = true;
   return {
+    announce: () => {
+      try {
+        file.truncateSync(0);
+        file.writeSync(encoder.encode(`${Deno.pid}\n`));
+      } catch {
+        // Only for the message another run shows: a full disk must not stop the run.
+      }
+    },
     release: () => {
       if (!held) return;
       held = false;
       try {
         file.truncateSync(0);
+      } catch {
+        // Cannot empty it (a full or read-only disk): the kernel lock goes anyway.
       } finally {
         file.close();
       }
@@ -2176,6 +2574,16 @@ export function acquireLock(metaDir: string): ReplicaLock {
       }
     },
   };
+}
+
+function readSmallText(file: Deno.FsFile): string {
+  try {
+    const buffer = new Uint8Array(64);
+    const count = file.readSync(buffer) ?? 0;
+    return new TextDecoder().decode(buffer.subarray(0, count)).trim();
+  } catch {
+    return "";
+  }
 }
 
 // ================================================================================================
@@ -2387,8 +2795,10 @@ export interface RunControl {
   stopRequested: boolean;
   /** True once a second SIGINT came: abandon the current file now. */
   abortNow: boolean;
-  /** Whether the lock is held by the caller (the loop holds it for its whole life). */
-  lockHeld: boolean;
+  /** The replica lock while it is held. */
+  lock: ReplicaLock | null;
+  /** Keep the lock between runs (the loop holds it for its whole life). */
+  keepLock: boolean;
   /** Progress of the run under way, for `status` and the progress line. */
   progress: RunProgress;
   /** The run's workers, told when a stop is asked. */
@@ -2449,7 +2859,8 @@ export function newRunControl(): RunControl {
   return {
     stopRequested: false,
     abortNow: false,
-    lockHeld: false,
+    lock: null,
+    keepLock: false,
     progress: idleProgress(),
     pool: null,
   };
@@ -2547,7 +2958,12 @@ export function checkPaths(source: string, replica: string): void {
   }
   if (!sourceInfo.isDirectory) throw new UsageError(`Source '${source}' is not a folder`);
   const realSource = Deno.realPathSync(source);
-  const realReplica = realPathOrNearest(replica);
+  let realReplica: string;
+  try {
+    realReplica = realPathOrNearest(replica);
+  } catch (error) {
+    throw new UsageError(`Cannot use the replica '${replica}': ${errorText(error)}`);
+  }
   // Real paths catch symlinks; device and inode also catch bind mounts, where one folder has
   // two real paths.
   const sourceChain = folderIdentities(realSource);
@@ -2572,7 +2988,10 @@ export function checkPaths(source: string, replica: string): void {
     const replicaInfo = Deno.statSync(replica);
     if (!replicaInfo.isDirectory) throw new UsageError(`Replica '${replica}' is not a folder`);
   } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
+    if (error instanceof UsageError) throw error;
+    if (!(error instanceof Deno.errors.NotFound)) {
+      throw new UsageError(`Cannot use the replica '${replica}': ${errorText(error)}`);
+    }
   }
 }
 
@@ -2595,221 +3014,414 @@ export interface RunDependencies {
 export async function runOnce(options: Options, deps: RunDependencies): Promise<RunSummary> {
   const started = performance.now();
   const { report, control } = deps;
+  // Every check that can refuse the run comes before its first write.
   checkPaths(options.source, options.replica);
-  const [fromRoot, toRoot] = options.restore
-    ? [options.replica, options.source]
-    : [options.source, options.replica];
-  const metaDir = `${options.replica}/${META_DIR}`;
-  // Files are written next to where they go, on the same file system, so the final rename
-  // works: in the replica's metadata folder, or the source's when restoring (a top-level
-  // .treesync is never mirrored).
-  const tempDir = `${toRoot}/${META_DIR}/${TEMP_NAME}`;
+  const sides = runSides(options);
+  checkMeta(sides.replicaMeta);
+  if (options.restore) checkMeta(sides.targetMeta);
   const writes = !options.dryRun;
-
-  let lock: ReplicaLock | null = null;
-  if (writes) {
-    Deno.mkdirSync(metaDir, { recursive: true });
-    Deno.mkdirSync(tempDir, { recursive: true });
-    if (!control.lockHeld) lock = acquireLock(metaDir);
-  }
   const pool = new WorkerPool(options.jobs);
   control.pool = pool;
+  let prepared: PreparedWrites | null = null;
   try {
-    const trashRoot = `${metaDir}/trash`;
-    if (writes) {
-      // Files left by a run that was killed mid-copy; the lock says no run is using them.
-      for (const leftover of Deno.readDirSync(tempDir)) {
-        removeQuietly(`${tempDir}/${leftover.name}`);
-      }
-      if (options.keepDeletedMs !== null) {
-        for (const name of purgeTrash(trashRoot, options.keepDeletedMs, new Date())) {
-          report.change(
-            `purge trash ${name}/ (older than ${formatDuration(options.keepDeletedMs)})`,
-          );
-        }
-      }
-    }
-    const trashDir = options.keepDeletedMs !== null && !options.restore
-      ? `${trashRoot}/${trashFolderName(new Date())}`
-      : null;
-    const pause = makePause();
+    // An existing lock file is taken now (taking it writes nothing); a first run makes it later.
+    if (writes) takeLock(control, sides.replicaMeta, false);
     control.progress = { ...idleProgress(), phase: "scanning" };
-    const debugScan = options.verbosity >= 3;
-    // Both trees are scanned in workers while this thread reads the record.
-    const scanning = scanBoth(pool, { from: fromRoot, to: toRoot }, options.excludes);
-    const record = loadRecord(metaDir, (message) => report.warn(message));
+    const scanning = scanBoth(pool, { from: sides.fromRoot, to: sides.toRoot }, options.excludes);
+    const recordLoad = { onCorrupt: (message: string) => report.warn(message) };
+    // A record small enough to be harmless is read while the workers walk.
+    const early = fileSize(sides.replicaMeta.record) <= RECORD_EAGER_BYTES
+      ? loadRecord(sides.replicaMeta.record, { ...recordLoad, maxBytes: RECORD_EAGER_BYTES })
+      : null;
     const { from, to } = await scanning;
-    for (const [side, scan] of [["source", from], ["target", to]] as const) {
-      for (const problem of scan.skipped) {
-        report.warn(`${displayPath(problem.path)}: ${problem.message}`);
-      }
-      if (debugScan) {
-        for (const [path, entry] of scan.entries) {
-          report.debug(`scan ${side} ${entry.kind} ${displayPath(path || ".")}`);
-        }
-      }
-    }
-    for (const problem of [...from.problems, ...to.problems]) {
-      report.error(`${displayPath(problem.path)}: ${problem.message}`);
-    }
-
-    if (!options.restore && options.deletes && !options.allowEmptySource) {
-      if (from.entries.size === 1 && from.problems.length === 0 && to.entries.size > 1) {
-        throw new RefusedError(
-          `Refusing to empty '${options.replica}': the source '${options.source}' is empty ` +
-            `(an unmounted disk looks like this). Pass --allow-empty-source if it is meant`,
-        );
-      }
+    reportScans(report, options, { from, to });
+    refuseUnsafe(options, { from, to });
+    const record = early ?? loadRecord(sides.replicaMeta.record, {
+      ...recordLoad,
+      maxBytes: recordSizeCap(from.entries.size + to.entries.size),
+    });
+    if (control.stopRequested) return stoppedSummary(options, started);
+    if (writes) {
+      prepared = prepareWrites(options, sides, deps);
+      // A replica this run made had no walk: its root is the folder just made.
+      if (!to.entries.has("")) to.entries.set("", entryFromStat(Deno.statSync(sides.toRoot)));
     }
 
-    // What the record knows of each side; restoring reads the replica and writes the source.
     const hashOptions = {
       checksum: options.checksum,
+      // What the record knows of each side; restoring reads the replica and writes the source.
       fromHashes: options.restore ? record.replica : record.source,
       toHashes: options.restore ? record.source : record.replica,
       moves: !options.restore && options.deletes,
     };
-    const wanted = hashesNeeded(from, to, hashOptions);
-    if (wanted.from.length + wanted.to.length > 0) {
-      control.progress = { ...idleProgress(), phase: "hashing" };
-      for (const [side, scan, root] of [["from", from, fromRoot], ["to", to, toRoot]] as const) {
-        const files = wanted[side].map((path) => ({ path, size: scan.entries.get(path)!.size }));
-        const outcomes = await hashInPool(pool, root, files, (count, bytes) => {
-          control.progress.done += count;
-          control.progress.bytes += bytes;
-        });
-        for (const [path, outcome] of outcomes) {
-          const entry = scan.entries.get(path)!;
-          if (debugScan) {
-            report.debug(`hash ${side === "from" ? "source" : "target"} ${displayPath(path)}`);
-          }
-          if ("error" in outcome) {
-            report.error(`${displayPath(path)}: Cannot hash: ${outcome.error}`);
-          } else if (outcome.result && sameSignature(outcome.result.signature, entry)) {
-            // A file that changed since the scan stays unhashed: the plan then copies it.
-            entry.hash = outcome.result.hash;
-            entry.hashedAtMs = outcome.result.hashedAtMs;
-          }
-        }
-      }
-    }
-
-    let plan = planMirror(from, to, {
-      ...hashOptions,
-      deletes: options.deletes && !options.restore,
-      owners: deps.isRoot,
-      ...(options.verbosity >= 3
-        ? {
-          explain: (path: string, why: string) =>
-            report.debug(`keep ${displayPath(path || ".")}: ${why}`),
-        }
-        : {}),
-    });
-    for (const problem of plan.blocked) {
-      report.error(`${displayPath(problem.path)}: ${problem.message}`);
-    }
-    if (plan.keptExtraneous > 0) {
-      report.debug(`${plan.keptExtraneous} extraneous entries kept: deletions are off`);
-    }
-
-    let heldBack = 0;
-    let maxDeleteHit = false;
-    const deletions = plan.actions.filter((a) => a.kind === "delete" || a.kind === "rmdir");
-    if (options.maxDelete && deletions.length > 0) {
-      const allowed = deleteAllowance(options.maxDelete, to.entries.size - 1);
-      if (deletions.length > allowed) {
-        const limit = "count" in options.maxDelete
-          ? `${options.maxDelete.count}`
-          : `${options.maxDelete.percent}% = ${allowed} of ${to.entries.size - 1} entries`;
-        report.error(
-          `Deleting nothing: this run would delete ${deletions.length} entries, more than ` +
-            `--max-delete ${limit}; copying the rest. Check the source, then raise the limit ` +
-            `or run once without it`,
-        );
-        ({ plan, heldBack } = holdBackDeletions(plan));
-        maxDeleteHit = true;
-      }
-    }
-    if (options.interactive && deletions.length > 0 && !options.dryRun && !maxDeleteHit) {
-      const sample = deletions.slice(0, 10).map((a) => displayPath(a.path));
-      if (!deps.confirmDeletes(deletions.length, sample)) {
-        report.warn(
-          `Kept ${deletions.length} entries that would have been deleted; copying the rest`,
-        );
-        ({ plan, heldBack } = holdBackDeletions(plan));
-      }
-    }
-
-    let summary: RunSummary;
-    const problemCount = from.problems.length + to.problems.length + plan.blocked.length;
-    if (options.dryRun) {
-      summary = countPlan(plan);
-      for (const action of plan.actions) {
-        if (action.kind === "dirattrs") continue;
-        const toTrash = trashDir !== null &&
-          (action.kind === "delete" || action.kind === "update" ||
-            (action.kind === "link" && action.reason !== "new"));
-        writeStdout(`${describeAction(action)}${toTrash ? " (to trash)" : ""}\n`);
-      }
-      summary.failed += problemCount;
-    } else {
-      control.progress = {
-        ...idleProgress(),
-        phase: "copying",
-        total: plan.actions.filter((a) => a.kind !== "dirattrs").length,
-        totalBytes: plan.actions.reduce(
-          (sum, a) => sum + (a.kind === "copy" || a.kind === "update" ? a.entry!.size : 0),
-          0,
-        ),
-      };
-      const result = await applyPlan(plan, {
-        fromRoot,
-        toRoot,
-        tempDir,
-        trashDir,
-        pool,
-        onStart: (action) => control.progress.current = action.path,
-        onBytes: (bytes) => control.progress.bytes += bytes,
-        owners: deps.isRoot,
-        shouldStop: () => control.stopRequested,
-        mustAbort: () => control.abortNow,
-        pause,
-        onDone: (action) => {
-          if (action.kind !== "dirattrs") control.progress.done++;
-          if (action.kind === "dirattrs") report.debug(describeAction(action));
-          else report.change(describeAction(action));
-          report.debug(`  because: ${action.reason}`);
-        },
-        onFailed: (problem) => report.error(`${displayPath(problem.path)}: ${problem.message}`),
+    await hashWhatMatters(pool, { sides, from, to, hashOptions, options, deps });
+    if (control.stopRequested) return stoppedSummary(options, started);
+    const decided = decide(options, deps, { from, to, hashOptions });
+    if (control.stopRequested) return stoppedSummary(options, started);
+    const summary = options.dryRun
+      ? printPlan(decided.plan, options.keepDeletedMs !== null)
+      : await execute(decided.plan, {
+        sides,
+        from,
+        to,
+        record,
+        prepared: prepared!,
+        restore: options.restore,
+        deps,
       });
-      summary = result.summary;
-      summary.failed += problemCount;
-      if (!options.restore) {
-        const next = nextRecord(record, { source: from, replica: to }, result);
-        if (!sameRecord(record, next)) saveRecord(metaDir, next);
-      }
-      if (result.stopped) report.warn("Stopped before the end of the run; the record is saved");
-    }
+    summary.failed += from.problems.length + to.problems.length + decided.plan.blocked.length;
     summary.durationMs = Math.round(performance.now() - started);
-    summary.deletionsHeldBack = heldBack;
-    summary.maxDeleteHit = maxDeleteHit;
-    control.progress = idleProgress();
+    summary.deletionsHeldBack = decided.heldBack;
+    summary.maxDeleteHit = decided.maxDeleteHit;
     return summary;
   } finally {
+    control.progress = idleProgress();
     control.pool = null;
     pool.close();
-    lock?.release();
-    if (writes && options.restore) {
-      // Leave the source as it was found: no metadata folder of ours (unless it had one).
-      for (const folder of [tempDir, dirname(tempDir)]) {
-        try {
-          Deno.removeSync(folder);
-        } catch {
-          // Not empty, or already gone: leave it.
-        }
+    if (!control.keepLock) {
+      control.lock?.release();
+      control.lock = null;
+    }
+    // Restoring leaves the source as it was found: the folders of ours this run made there
+    // go again, if empty. Nothing else there is ever removed.
+    for (const folder of prepared?.madeInTarget.toReversed() ?? []) {
+      try {
+        Deno.removeSync(folder);
+      } catch {
+        // Not empty, or already gone: leave it.
       }
     }
   }
+}
+
+/** The two trees of a run and where each keeps our own files. */
+interface RunSides {
+  fromRoot: string;
+  toRoot: string;
+  /** The replica's: lock and record. */
+  replicaMeta: MetaPaths;
+  /** The written tree's: temporary files and trash (the source's, when restoring). */
+  targetMeta: MetaPaths;
+}
+
+function runSides(options: Options): RunSides {
+  const [fromRoot, toRoot] = options.restore
+    ? [options.replica, options.source]
+    : [options.source, options.replica];
+  // Files are written next to where they go, on the same file system, so the final rename
+  // works: in the written tree's metadata folder (a top-level .treesync is never mirrored).
+  return {
+    fromRoot,
+    toRoot,
+    replicaMeta: metaPaths(options.replica),
+    targetMeta: metaPaths(toRoot),
+  };
+}
+
+function fileSize(path: string): number {
+  try {
+    return Deno.lstatSync(path).size;
+  } catch {
+    return 0;
+  }
+}
+
+function stoppedSummary(options: Options, started: number): RunSummary {
+  const summary = emptySummary(options.dryRun);
+  summary.durationMs = Math.round(performance.now() - started);
+  return summary;
+}
+
+/** Takes the replica lock unless this process still holds it. */
+function takeLock(control: RunControl, meta: MetaPaths, create: boolean): void {
+  if (control.lock?.stillHeld()) return;
+  control.lock?.release();
+  control.lock = acquireLock(meta, create);
+}
+
+function reportScans(
+  report: Reporter,
+  options: Options,
+  scans: { from: WorkerScan; to: WorkerScan },
+): void {
+  const debugScan = options.verbosity >= 3;
+  for (const [side, scan] of [["source", scans.from], ["target", scans.to]] as const) {
+    for (const problem of scan.skipped) {
+      report.warn(`${displayPath(problem.path)}: ${problem.message}`);
+    }
+    if (debugScan) {
+      for (const [path, entry] of scan.entries) {
+        report.debug(`scan ${side} ${entry.kind} ${displayPath(path || ".")}`);
+      }
+    }
+  }
+  for (const problem of [...scans.from.problems, ...scans.to.problems]) {
+    if (problem.path !== "") report.error(`${displayPath(problem.path)}: ${problem.message}`);
+  }
+}
+
+/**
+ * The checks that need the walk, before anything is written: a tree that is the other's root
+ * through a bind mount, a root that cannot be listed, an empty source over a full replica.
+ */
+function refuseUnsafe(options: Options, scans: { from: Scan; to: Scan }): void {
+  const [fromName, toName] = options.restore ? ["replica", "source"] : ["source", "replica"];
+  const roots = options.restore
+    ? [options.replica, options.source]
+    : [options.source, options.replica];
+  for (
+    const [scan, name, root] of [[scans.from, fromName, roots[0]], [scans.to, toName, roots[1]]]
+  ) {
+    const rootProblem = (scan as Scan).problems.find((problem) => problem.path === "");
+    if (rootProblem) {
+      throw new UsageError(
+        `Cannot list the ${name} '${root}': ${rootProblem.message}`,
+      );
+    }
+  }
+  const nested = scans.from.nested ?? scans.to.nested;
+  if (nested !== undefined) {
+    const inside = scans.from.nested !== undefined ? `the ${toName} is` : `the ${fromName} is`;
+    const host = scans.from.nested !== undefined ? fromName : toName;
+    throw new UsageError(
+      `Cannot mirror '${options.source}' into '${options.replica}': ${inside} the folder ` +
+        `'${displayPath(nested)}' of the ${host} (a bind mount shows one folder twice)`,
+    );
+  }
+  if (!options.restore && options.deletes && !options.allowEmptySource) {
+    const { from, to } = scans;
+    if (from.entries.size === 1 && from.problems.length === 0 && to.entries.size > 1) {
+      throw new RefusedError(
+        `Refusing to empty '${options.replica}': the source '${options.source}' is empty ` +
+          `(an unmounted disk looks like this). Pass --allow-empty-source if it is meant`,
+      );
+    }
+  }
+}
+
+/** What a writing run set up: where files are written and kept, and what it made. */
+interface PreparedWrites {
+  tempDir: string;
+  trashDir: string | null;
+  /** The replica's metadata folder, checked again before the record is saved. */
+  metaIdentity: Identity;
+  /** Our folders this run made in the written tree, when restoring (removed if left empty). */
+  madeInTarget: string[];
+}
+
+/**
+ * The first writes of a run, once every check has passed: the replica and our folders, the
+ * lock, leftovers of a killed run, expired trash.
+ */
+function prepareWrites(options: Options, sides: RunSides, deps: RunDependencies): PreparedWrites {
+  const { replicaMeta, targetMeta } = sides;
+  if (!pathExists(options.replica)) {
+    try {
+      Deno.mkdirSync(options.replica, { recursive: true });
+    } catch (error) {
+      throw new UsageError(`Cannot create the replica '${options.replica}': ${errorText(error)}`);
+    }
+  }
+  const metaIdentity = makeOwnFolder(replicaMeta.dir);
+  takeLock(deps.control, replicaMeta, true);
+  deps.control.lock!.announce();
+  const madeInTarget: string[] = [];
+  for (const folder of options.restore ? [targetMeta.dir, targetMeta.temp] : [targetMeta.temp]) {
+    if (makeOwnFolder(folder).made) madeInTarget.push(folder);
+  }
+  if (!options.restore) {
+    // Files left by a run that was killed mid-copy; the lock says no run is using them. In the
+    // source (restoring) nothing is removed but what this run made.
+    for (const leftover of Deno.readDirSync(targetMeta.temp)) {
+      removeQuietly(`${targetMeta.temp}/${leftover.name}`);
+    }
+  }
+  let trashDir: string | null = null;
+  if (options.keepDeletedMs !== null) {
+    for (const name of purgeTrash(targetMeta.trash, options.keepDeletedMs, new Date())) {
+      deps.report.change(
+        `purge trash ${name}/ (older than ${formatDuration(options.keepDeletedMs)})`,
+      );
+    }
+    if (makeOwnFolder(targetMeta.trash).made && options.restore) {
+      madeInTarget.push(targetMeta.trash);
+    }
+    trashDir = `${targetMeta.trash}/${trashFolderName(new Date())}`;
+    makeOwnFolder(trashDir);
+    madeInTarget.push(trashDir); // removed at the end if nothing went in
+  }
+  return {
+    tempDir: targetMeta.temp,
+    trashDir,
+    metaIdentity: { dev: metaIdentity.dev, ino: metaIdentity.ino },
+    madeInTarget,
+  };
+}
+
+/** Hashes the files whose SHA-256 would change a decision and is not known yet. */
+async function hashWhatMatters(
+  pool: WorkerPool,
+  input: {
+    sides: RunSides;
+    from: Scan;
+    to: Scan;
+    hashOptions: Pick<PlanOptions, "checksum" | "fromHashes" | "toHashes" | "moves">;
+    options: Options;
+    deps: RunDependencies;
+  },
+): Promise<void> {
+  const { sides, from, to, options, deps: { report, control } } = input;
+  const wanted = hashesNeeded(from, to, input.hashOptions);
+  if (wanted.from.length + wanted.to.length === 0) return;
+  control.progress = { ...idleProgress(), phase: "hashing" };
+  const debugScan = options.verbosity >= 3;
+  const sideList = [["from", from, sides.fromRoot], ["to", to, sides.toRoot]] as const;
+  for (const [side, scan, root] of sideList) {
+    const files = wanted[side].map((path) => ({ path, size: scan.entries.get(path)!.size }));
+    const outcomes = await hashInPool(pool, root, files, (count, bytes) => {
+      control.progress.done += count;
+      control.progress.bytes += bytes;
+    });
+    for (const [path, outcome] of outcomes) {
+      const entry = scan.entries.get(path)!;
+      if (debugScan) {
+        report.debug(`hash ${side === "from" ? "source" : "target"} ${displayPath(path)}`);
+      }
+      if ("error" in outcome) {
+        report.error(`${displayPath(path)}: Cannot hash: ${outcome.error}`);
+      } else if (outcome.result && sameSignature(outcome.result.signature, entry)) {
+        // A file that changed since the scan stays unhashed: the plan then copies it.
+        entry.hash = outcome.result.hash;
+        entry.hashedAtMs = outcome.result.hashedAtMs;
+      }
+    }
+  }
+}
+
+/** Plans the run, then applies `--max-delete` and the `--interactive` answer to the plan. */
+function decide(
+  options: Options,
+  deps: RunDependencies,
+  input: {
+    from: Scan;
+    to: Scan;
+    hashOptions: Pick<PlanOptions, "checksum" | "fromHashes" | "toHashes" | "moves">;
+  },
+): { plan: Plan; heldBack: number; maxDeleteHit: boolean } {
+  const { report } = deps;
+  const { from, to } = input;
+  let plan = planMirror(from, to, {
+    ...input.hashOptions,
+    deletes: options.deletes && !options.restore,
+    owners: deps.isRoot,
+    ...(options.verbosity >= 3
+      ? {
+        explain: (path: string, why: string) =>
+          report.debug(`keep ${displayPath(path || ".")}: ${why}`),
+      }
+      : {}),
+  });
+  for (const problem of plan.blocked) {
+    report.error(`${displayPath(problem.path)}: ${problem.message}`);
+  }
+  if (plan.keptExtraneous > 0) {
+    report.debug(`${plan.keptExtraneous} extraneous entries kept: deletions are off`);
+  }
+  let heldBack = 0;
+  let maxDeleteHit = false;
+  const deletions = plan.actions.filter((a) => a.kind === "delete" || a.kind === "rmdir");
+  if (options.maxDelete && deletions.length > 0) {
+    const allowed = deleteAllowance(options.maxDelete, to.entries.size - 1);
+    if (deletions.length > allowed) {
+      const limit = "count" in options.maxDelete
+        ? `${options.maxDelete.count}`
+        : `${options.maxDelete.percent}% = ${allowed} of ${to.entries.size - 1} entries`;
+      report.error(
+        `Deleting nothing: this run would delete ${deletions.length} entries, more than ` +
+          `--max-delete ${limit}; copying the rest. Check the source, then raise the limit ` +
+          `or run once without it`,
+      );
+      ({ plan, heldBack } = holdBackDeletions(plan));
+      maxDeleteHit = true;
+    }
+  }
+  if (options.interactive && deletions.length > 0 && !options.dryRun && !maxDeleteHit) {
+    const sample = deletions.slice(0, 10).map((a) => displayPath(a.path));
+    if (!deps.confirmDeletes(deletions.length, sample)) {
+      report.warn(
+        `Kept ${deletions.length} entries that would have been deleted; copying the rest`,
+      );
+      ({ plan, heldBack } = holdBackDeletions(plan));
+    }
+  }
+  return { plan, heldBack, maxDeleteHit };
+}
+
+/** A dry run: prints the plan on stdout and counts it. */
+function printPlan(plan: Plan, trash: boolean): RunSummary {
+  for (const action of plan.actions) {
+    if (action.kind === "dirattrs") continue;
+    const toTrash = trash &&
+      (action.kind === "delete" || action.kind === "update" ||
+        (action.kind === "link" && action.reason !== "new"));
+    writeStdout(`${describeAction(action)}${toTrash ? " (to trash)" : ""}\n`);
+  }
+  return countPlan(plan);
+}
+
+/** Applies the plan with the run's workers, then saves the record. */
+async function execute(
+  plan: Plan,
+  input: {
+    sides: RunSides;
+    from: Scan;
+    to: Scan;
+    record: FileRecord;
+    prepared: PreparedWrites;
+    restore: boolean;
+    deps: RunDependencies;
+  },
+): Promise<RunSummary> {
+  const { sides, from, to, record, prepared, deps: { report, control, isRoot } } = input;
+  control.progress = {
+    ...idleProgress(),
+    phase: "copying",
+    total: plan.actions.filter((a) => a.kind !== "dirattrs").length,
+    totalBytes: plan.actions.reduce(
+      (sum, a) => sum + (a.kind === "copy" || a.kind === "update" ? a.entry!.size : 0),
+      0,
+    ),
+  };
+  const result = await applyPlan(plan, {
+    fromRoot: sides.fromRoot,
+    toRoot: sides.toRoot,
+    tempDir: prepared.tempDir,
+    trashDir: prepared.trashDir,
+    pool: control.pool,
+    guard: new FolderGuard(sides.toRoot, to),
+    onStart: (action) => control.progress.current = action.path,
+    onBytes: (bytes) => control.progress.bytes += bytes,
+    owners: isRoot,
+    shouldStop: () => control.stopRequested,
+    mustAbort: () => control.abortNow,
+    pause: makePause(),
+    onDone: (action) => {
+      if (action.kind !== "dirattrs") control.progress.done++;
+      if (action.kind === "dirattrs") report.debug(describeAction(action));
+      else report.change(describeAction(action));
+      report.debug(`  because: ${action.reason}`);
+    },
+    onFailed: (problem) => report.error(`${displayPath(problem.path)}: ${problem.message}`),
+  });
+  if (!input.restore) {
+    const next = nextRecord(record, { source: from, replica: to }, result);
+    if (!sameRecord(record, next)) {
+      expectIdentity(sides.replicaMeta.dir, prepared.metaIdentity);
+      saveRecord(sides.replicaMeta, next);
+    }
+  }
+  if (result.stopped) report.warn("Stopped before the end of the run; the record is saved");
+  return result.summary;
 }
 
 function countPlan(plan: Plan): RunSummary {
@@ -2854,7 +3466,8 @@ export async function verifyReplica(
   replica: string,
   options: { exclude: ExcludeMatcher; pool: WorkerPool },
 ): Promise<VerifyResult> {
-  const metaDir = `${replica}/${META_DIR}`;
+  const meta = metaPaths(replica);
+  checkMeta(meta);
   const result: VerifyResult = {
     checked: 0,
     bytes: 0,
@@ -2863,8 +3476,12 @@ export async function verifyReplica(
     unrecorded: [],
     failed: [],
   };
-  const record = loadRecord(metaDir, (message) => result.failed.push({ path: META_DIR, message }));
   const scan = scanTree(replica, { exclude: options.exclude, skipMetaDir: true });
+  const record = loadRecord(meta.record, {
+    // The record holds both sides: allow for a source as large as the replica.
+    maxBytes: recordSizeCap(2 * scan.entries.size),
+    onCorrupt: (message) => result.failed.push({ path: META_DIR, message }),
+  });
   result.failed.push(...scan.problems);
   const toCheck: Array<{ path: string; size: number }> = [];
   for (const [path, entry] of scan.entries) {
@@ -2984,9 +3601,7 @@ async function runLoop(options: Options, report: Reporter): Promise<number> {
     bytesCopied: 0,
     failed: 0,
   };
-  const metaDir = `${options.replica}/${META_DIR}`;
   // Assigned inside closures, which TypeScript's narrowing does not follow.
-  let lock = null as ReplicaLock | null;
   let lastSummary: RunSummary | null = null;
   let lastRunFailed = false;
   let running = false;
@@ -2995,13 +3610,12 @@ async function runLoop(options: Options, report: Reporter): Promise<number> {
   let exitCode: number | null = null;
   let wake = () => {};
 
-  // The lock is held for the loop's life, and taken again if the replica was deleted with it.
+  // The lock is held for the loop's life (each run takes it again if the replica was deleted
+  // with it). A second loop on the same replica is refused now, if the lock file exists; on a
+  // new replica the first run makes it.
+  control.keepLock = true;
   const holdLock = () => {
-    if (options.dryRun || lock?.stillHeld()) return;
-    lock?.release();
-    Deno.mkdirSync(metaDir, { recursive: true });
-    lock = acquireLock(metaDir);
-    control.lockHeld = true;
+    if (!options.dryRun) takeLock(control, metaPaths(options.replica), false);
   };
 
   // Paths that can never be mirrored are a usage error now; a source that is missing may be
@@ -3057,7 +3671,7 @@ async function runLoop(options: Options, report: Reporter): Promise<number> {
     if (signal === "SIGINT" && exitCode === ExitCode.Interrupted) {
       // A second Ctrl-C: stop now. Whatever was being copied stays in the temporary folder,
       // never under its final name, and the next run clears it.
-      lock?.release();
+      control.lock?.release();
       void closeLogging().finally(() => Deno.exit(ExitCode.Interrupted));
       return;
     }
@@ -3086,6 +3700,8 @@ async function runLoop(options: Options, report: Reporter): Promise<number> {
           confirmDeletes: () => false,
         });
       } catch (error) {
+        // Another process holds the replica: two loops must not take turns on one replica.
+        if (error instanceof LockHeldError) throw error;
         report.error(`Run ${totals.runs} failed: ${errorText(error)}`, error);
         summary = { ...emptySummary(options.dryRun), failed: 1 };
         summary.durationMs = Date.now() - runStartedAt;
@@ -3127,7 +3743,8 @@ async function runLoop(options: Options, report: Reporter): Promise<number> {
     for (const [signal, handler] of Object.entries(handlers)) {
       Deno.removeSignalListener(signal as Deno.Signal, handler);
     }
-    lock?.release();
+    control.lock?.release();
+    control.lock = null;
     report.summary(
       `loop totals: ${totals.runs} runs (${totals.failedRuns} failed), ${totals.copied} copied, ` +
         `${totals.updated} updated, ${totals.moved} moved, ${totals.deleted} deleted, ` +
@@ -3155,8 +3772,12 @@ export function pathExists(path: string): boolean {
 function errorText(error: unknown): string {
   if (error instanceof Deno.errors.PermissionDenied) return "permission denied";
   if (error instanceof Deno.errors.NotFound) return "no such file or folder";
+  if (error instanceof Deno.errors.NotADirectory) return "a part of the path is not a folder";
   if (error instanceof Error) {
-    return error.message.replace(/,? (?:os error \d+|\(os error \d+\))/, "").trim();
+    // Deno appends the call and the path ("... (os error 30): mkdir '/r'"); our messages name
+    // the path themselves.
+    return error.message.replace(/,? (?:os error \d+|\(os error \d+\))/, "")
+      .replace(/: [a-z_]+ '[^]*'$/, "").trim();
   }
   return String(error);
 }

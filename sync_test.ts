@@ -10,6 +10,7 @@ import {
   compileExcludes,
   type Entry,
   type FileRecord,
+  FolderGuard,
   formatDuration,
   hashesNeeded,
   hashLookup,
@@ -199,6 +200,7 @@ function e(kind: Entry["kind"], fields: Partial<Entry> = {}): Entry {
     mtimeMs: 1000,
     ctimeMs: 1000,
     ino: nextInode++,
+    dev: 1,
     mode: kind === "dir" ? 0o755 : 0o644,
     uid: 0,
     gid: 0,
@@ -648,6 +650,7 @@ Deno.test("applyPlan() copies again a file that changes while it is read, and re
       tempDir,
       trashDir: null,
       owners: false,
+      guard: new FolderGuard(to, toScan),
       shouldStop: () => false,
       mustAbort: () => false,
       // Runs between chunks of the copy: the writer appends once, mid-read.
