@@ -3174,9 +3174,8 @@ function refuseUnsafe(options: Options, scans: { from: Scan; to: Scan }): void {
   ) {
     const rootProblem = (scan as Scan).problems.find((problem) => problem.path === "");
     if (rootProblem) {
-      throw new UsageError(
-        `Cannot list the ${name} '${root}': ${rootProblem.message}`,
-      );
+      const why = rootProblem.message.replace(/^Cannot list folder: /, "");
+      throw new UsageError(`Cannot list the ${name} '${root}': ${why}`);
     }
   }
   const nested = scans.from.nested ?? scans.to.nested;

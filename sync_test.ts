@@ -1950,3 +1950,331 @@ Deno.test("cli refuses a replica inside the source through a bind mount (device 
     }
   });
 });
+
+// ------------------------------------------------------------------------------------------------
+// Safety: own files, bind mounts, swapped folders, the record, set-up errors (issue 8)
+// ------------------------------------------------------------------------------------------------
+
+/** A folder outside every tree under test, with files a run must never touch. */
+function makeDecoy(path: string): () => Record<string, string> {
+  writeTree(path, { "keep.txt": "decoy", "20000101T000000Z": { old: "decoy trash" }, tmp: {} });
+  Deno.writeTextFileSync(`${path}/tmp/inside`, "decoy temp");
+  return () => snapshot(path, { skipMeta: false });
+}
+
+/** Whether this process can mount (root on Linux): tests that need it report as ignored. */
+const CAN_MOUNT = (() => {
+  const dir = Deno.makeTempDirSync({ prefix: "treesync-mount-probe-" });
+  try {
+    const mounted = new Deno.Command("mount", {
+      args: ["-t", "tmpfs", "-o", "size=64k", "tmpfs", dir],
+      stdout: "null",
+      stderr: "null",
+    }).outputSync().success;
+    if (mounted) new Deno.Command("umount", { args: [dir] }).outputSync();
+    return mounted;
+  } catch {
+    return false;
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+})();
+
+/** Whether `unshare -U` can run a process without root's override of file permissions. */
+const CAN_DROP_ROOT = (() => {
+  try {
+    return new Deno.Command("unshare", { args: ["-U", "true"], stderr: "null" }).outputSync()
+      .success;
+  } catch {
+    return false;
+  }
+})();
+
+Deno.test("cli refuses links and strangers among its own files, touching nothing outside (exit 2)", async () => {
+  // Regression: links in .treesync were followed: the tmp cleanup emptied the folder a planted
+  // `tmp` link pointed to, the lock truncated /etc/passwd, trash purges ran in other folders.
+  const plants: Array<[string, (replica: string, decoy: string) => void, RegExp]> = [
+    [".treesync", (r, d) => Deno.symlinkSync(d, `${r}/.treesync`), /\.treesync' is a symlink/],
+    [".treesync/tmp", (r, d) => Deno.symlinkSync(d, `${r}/.treesync/tmp`), /tmp' is a symlink/],
+    [".treesync/trash", (r, d) => Deno.symlinkSync(d, `${r}/.treesync/trash`), /trash' is a/],
+    [
+      ".treesync/lock",
+      (r, d) => Deno.symlinkSync(`${d}/keep.txt`, `${r}/.treesync/lock`),
+      /lock' is a symlink/,
+    ],
+    [
+      ".treesync/record.json",
+      (r, d) => Deno.symlinkSync(`${d}/keep.txt`, `${r}/.treesync/record.json`),
+      /record\.json' is a symlink/,
+    ],
+    [".treesync as a file", (r) => Deno.writeTextFileSync(`${r}/.treesync`, "x"), /is a file/],
+    [".treesync/lock as a folder", (r) => Deno.mkdirSync(`${r}/.treesync/lock`), /is a folder/],
+  ];
+  for (const [name, plant, message] of plants) {
+    await withTemp(async (dir) => {
+      const decoy = makeDecoy(`${dir}/decoy`);
+      const before = decoy();
+      writeTree(`${dir}/s`, { f: "new" });
+      writeTree(`${dir}/r`, { old: "to delete", f: "to overwrite", ".treesync": {} });
+      if (name === ".treesync" || name.includes("as a file")) {
+        Deno.removeSync(`${dir}/r/.treesync`);
+      }
+      plant(`${dir}/r`, `${dir}/decoy`);
+      const result = await cli(["--keep-deleted", "1s", `${dir}/s`, `${dir}/r`]);
+      assertExit(result, 2);
+      assertMatch(result.stderr, message);
+      assertEquals(result.stderr.trim().split("\n").length, 1, `one line for ${name}`);
+      assertEquals(decoy(), before, `the decoy is untouched (${name})`);
+      assertEquals(readTree(`${dir}/r`), { f: "to overwrite", old: "to delete" }, name);
+    });
+  }
+});
+
+Deno.test("cli reads the record only when it is a regular file, never hanging on a fifo", async () => {
+  // Regression: a fifo at record.json hung the run for good, holding the lock, deaf to SIGTERM;
+  // a record linked to /dev/zero grew the process to 14 GB.
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, { f: "x" });
+    writeTree(`${dir}/r`, { ".treesync": {} });
+    const fifo = new Deno.Command("mkfifo", { args: [`${dir}/r/.treesync/record.json`] });
+    assert((await fifo.output()).success);
+    const child = spawnCli([`${dir}/s`, `${dir}/r`]);
+    const finished = collect(child);
+    let done = false;
+    finished.then(() => done = true);
+    try {
+      await waitFor(() => done);
+    } catch (error) {
+      child.kill("SIGKILL");
+      throw error;
+    }
+    const result = await finished;
+    assertExit(result, 2);
+    assertMatch(result.stderr, /record\.json' is a special file/);
+    Deno.removeSync(`${dir}/r/.treesync/record.json`);
+    Deno.symlinkSync("/dev/zero", `${dir}/r/.treesync/record.json`);
+    const linked = await cli([`${dir}/s`, `${dir}/r`]);
+    assertExit(linked, 2);
+    assertMatch(linked.stderr, /record\.json' is a symlink/);
+  });
+});
+
+Deno.test("cli rebuilds a record larger than the tree can explain, without reading it", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, { f: "x" });
+    writeTree(`${dir}/r`, { ".treesync": {} });
+    // Sparse: 40 MiB that take no disk, past what two entries can need.
+    await makeSparseFile(`${dir}/r/.treesync/record.json`, 40 << 20);
+    const result = await cli([`${dir}/s`, `${dir}/r`]);
+    assertExit(result, 0);
+    assertMatch(result.stderr, /record\.json' is 40\.0 MiB, more than a record of this tree/);
+    assert(Deno.statSync(`${dir}/r/.treesync/record.json`).size < 1000, "rebuilt");
+  });
+});
+
+Deno.test({
+  name: "cli refuses a replica bind-mounted from a folder inside the source, writing nothing",
+  ignore: !CAN_MOUNT,
+  fn: async () => {
+    // Regression: `mount --bind S/sub X; treesync S X` renamed the source's own files (move
+    // detection) and wrote .treesync/ into the source.
+    await withTemp(async (dir) => {
+      writeTree(`${dir}/s`, { f: "x", sub: { inner: "y", deeper: { g: "z" } } });
+      Deno.mkdirSync(`${dir}/view`);
+      const mount = new Deno.Command("mount", { args: ["--bind", `${dir}/s/sub`, `${dir}/view`] });
+      assert((await mount.output()).success);
+      try {
+        const before = snapshot(`${dir}/s`, { skipMeta: false });
+        const result = await cli([`${dir}/s`, `${dir}/view`]);
+        assertExit(result, 2);
+        assertMatch(result.stderr, /the replica is the folder 'sub' of the source/);
+        const restore = await cli(["--restore", `${dir}/s`, `${dir}/view`]);
+        assertExit(restore, 2);
+        assertEquals(snapshot(`${dir}/s`, { skipMeta: false }), before, "nothing was written");
+      } finally {
+        await new Deno.Command("umount", { args: [`${dir}/view`] }).output();
+      }
+    });
+  },
+});
+
+Deno.test("cli never writes through a replica folder swapped for a symlink during the run", async () => {
+  // Regression: `delete z/old` removed a file outside the replica, and the folder-attribute
+  // step chmodded and touched the outside folder.
+  await withTemp(async (dir) => {
+    const decoy = makeDecoy(`${dir}/decoy`);
+    Deno.writeTextFileSync(`${dir}/decoy/old`, "outside, same name");
+    Deno.writeTextFileSync(`${dir}/decoy/new`, "outside, to be overwritten?");
+    Deno.chmodSync(`${dir}/decoy`, 0o700);
+    const before = decoy();
+    await makeSparseFile(`${dir}/s/big`, 1 << 30);
+    writeTree(`${dir}/s`, { z: { new: "new file", sub: {} } });
+    Deno.chmodSync(`${dir}/s/z`, 0o751);
+    writeTree(`${dir}/r`, { z: { old: "to delete", sub: {} } });
+    const child = spawnCli([`${dir}/s`, `${dir}/r`]);
+    // While the big file is copied, the replica's folder z becomes a link to the decoy.
+    await waitFor(() => {
+      try {
+        return [...Deno.readDirSync(`${dir}/r/.treesync/tmp`)].length > 0;
+      } catch {
+        return false;
+      }
+    });
+    Deno.renameSync(`${dir}/r/z`, `${dir}/z-moved-away`);
+    Deno.symlinkSync(`${dir}/decoy`, `${dir}/r/z`);
+    const result = await collect(child);
+    assertEquals(decoy(), before, "nothing outside the replica changed");
+    assertEquals(Deno.lstatSync(`${dir}/decoy`).mode! & 0o777, 0o700);
+    assertExit(result, 1);
+    assertMatch(result.stderr, /was replaced during the run/);
+  });
+});
+
+Deno.test({
+  name: "cli: setup failures exit 2 with one line naming the path",
+  fn: async () => {
+    // Regression: these exited 1 as "Unexpected failure", some without a path.
+    await withTemp(async (dir) => {
+      writeTree(`${dir}/s`, { f: "x" });
+      Deno.writeTextFileSync(`${dir}/file`, "a file");
+      const table: Array<[string[], RegExp]> = [
+        [[`${dir}/s`, `${dir}/file/replica`], /'.*\/file\/replica': a part of the path is not a/],
+        [[`${dir}/s`, "/proc/treesync-replica"], /'\/proc\/treesync-replica'/],
+      ];
+      for (const [args, message] of table) {
+        const result = await cli(args);
+        assertExit(result, 2);
+        assertMatch(result.stderr, message);
+        assertEquals(result.stderr.trim().split("\n").length, 1, result.stderr);
+        assert(!/Unexpected/.test(result.stderr), result.stderr);
+      }
+    });
+  },
+});
+
+Deno.test({
+  name: "cli: a read-only replica, or one whose parent is read-only, exits 2 naming it",
+  ignore: !CAN_MOUNT,
+  fn: async () => {
+    await withTemp(async (dir) => {
+      writeTree(`${dir}/s`, { f: "x" });
+      writeTree(`${dir}/ro`, { r: { old: "y" } });
+      const mounts = [
+        ["--bind", `${dir}/ro`, `${dir}/ro`],
+        ["-o", "remount,ro,bind", `${dir}/ro`],
+      ];
+      for (const args of mounts) {
+        assert((await new Deno.Command("mount", { args }).output()).success);
+      }
+      try {
+        for (const replica of [`${dir}/ro/r`, `${dir}/ro/new/replica`]) {
+          const result = await cli([`${dir}/s`, replica]);
+          assertExit(result, 2);
+          assertMatch(result.stderr, /Read-only file system|read-only/i);
+          assertMatch(result.stderr, new RegExp(`'${dir}/ro/`));
+          assertEquals(result.stderr.trim().split("\n").length, 1, result.stderr);
+        }
+      } finally {
+        await new Deno.Command("umount", { args: [`${dir}/ro`] }).output();
+      }
+    });
+  },
+});
+
+Deno.test({
+  name: "cli: an unreadable source root exits 2 naming it, and nothing is deleted",
+  ignore: !CAN_DROP_ROOT,
+  fn: async () => {
+    // Regression: the message was `error: : Cannot list folder` (no path), exit 1.
+    await withTemp(async (dir) => {
+      writeTree(`${dir}/s`, { f: "x" });
+      writeTree(`${dir}/r`, { f: "x", g: "y" });
+      Deno.chmodSync(`${dir}/s`, 0);
+      try {
+        // In a new user namespace, root's override of file permissions does not apply.
+        const output = await new Deno.Command("unshare", {
+          args: [
+            "-U",
+            Deno.execPath(),
+            "run",
+            "--quiet",
+            ...SYNC_FLAGS,
+            SYNC_MODULE,
+            `${dir}/s`,
+            `${dir}/r`,
+          ],
+          env: { NO_COLOR: "1" },
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        const stderr = new TextDecoder().decode(output.stderr);
+        assertEquals(output.code, 2, stderr);
+        assertMatch(stderr, new RegExp(`Cannot list the source '${dir}/s': permission denied`));
+        assertEquals(readTree(`${dir}/r`), { f: "x", g: "y" });
+      } finally {
+        Deno.chmodSync(`${dir}/s`, 0o755);
+      }
+    });
+  },
+});
+
+Deno.test({
+  name: "cli on a full disk still deletes what the source no longer has",
+  ignore: !CAN_MOUNT,
+  fn: async () => {
+    // Regression: writing the pid into the lock failed on a full disk and stopped the run
+    // before its deletions, so no run could ever free space.
+    await withTemp(async (dir) => {
+      writeTree(`${dir}/s`, { keep: "k" });
+      Deno.mkdirSync(`${dir}/r`);
+      const mount = new Deno.Command("mount", {
+        args: ["-t", "tmpfs", "-o", "size=256k", "tmpfs", `${dir}/r`],
+      });
+      assert((await mount.output()).success);
+      try {
+        assertExit(await cli([`${dir}/s`, `${dir}/r`]), 0);
+        Deno.writeFileSync(`${dir}/r/gone`, new Uint8Array(64 << 10));
+        // Fill the disk to the last block.
+        try {
+          using filler = Deno.openSync(`${dir}/r/zz-filler`, { write: true, createNew: true });
+          for (;;) filler.writeSync(new Uint8Array(4096));
+        } catch {
+          // ENOSPC: full.
+        }
+        Deno.writeTextFileSync(`${dir}/r/.treesync/lock`, "");
+        const result = await cli([`${dir}/s`, `${dir}/r`]);
+        assert(!pathExists(`${dir}/r/gone`), `deleted:\n${result.stderr}`);
+        assert(!pathExists(`${dir}/r/zz-filler`), "deleted");
+        assertEquals(readTree(`${dir}/r`), { keep: "k" });
+      } finally {
+        await new Deno.Command("umount", { args: [`${dir}/r`] }).output();
+      }
+    });
+  },
+});
+
+Deno.test("cli stops at SIGTERM while planning, before any change", async () => {
+  await withTemp(async (dir) => {
+    const files: Tree = {};
+    for (let i = 0; i < 20_000; i++) files[`f${i}`] = "";
+    writeTree(`${dir}/s`, { many: files });
+    assertExit(await cli([`${dir}/s`, `${dir}/r`]), 0);
+    Deno.writeTextFileSync(`${dir}/s/new`, "new");
+    const child = spawnCli(["-vv", `${dir}/s`, `${dir}/r`]);
+    // -vv explains each unchanged entry while the plan is made: once those lines flow, the
+    // run is planning.
+    const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+    let seen = "";
+    while (!/^keep many\/f/m.test(seen)) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      seen += value;
+    }
+    child.kill("SIGTERM");
+    while (!(await reader.read()).done) { /* drain */ }
+    const status = await child.status;
+    assertEquals(status.code, 143);
+    await child.stdout.cancel();
+    assert(!pathExists(`${dir}/r/new`), "nothing was copied after the signal");
+  });
+});
