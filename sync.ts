@@ -23,7 +23,6 @@ import { dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 // LogTape is loaded when logging is set up, so worker threads (which never log) start faster.
 import type { LogRecord, Sink } from "@logtape/logtape";
-import type { getRotatingFileSink } from "@logtape/file";
 
 /** The tool's version, printed by `--version`. */
 export const VERSION = "0.1.0";
@@ -2630,55 +2629,182 @@ function writeStderr(text: string): void {
   for (let done = 0; done < bytes.length;) done += Deno.stderr.writeSync(bytes.subarray(done));
 }
 
+/** Characters of log lines held before one write: 64 KiB, not a write (or fsync) per line. */
+const LOG_BLOCK_CHARS = 64 * 1024;
+/** A held line is written once this much time has passed, when the next line comes. */
+const LOG_HOLD_MS = 1000;
+
 /**
- * A rotating file sink that survives its file or folder being deleted: LogTape's sinks keep
- * the file they opened, so this one checks (one lstat, a few µs) before each record and opens
- * the file afresh, creating its folders, when it is gone.
+ * Opens the log file for appending, creating it and its folders when missing. It never
+ * truncates, and never creates a file through a symlink: a link to an existing file is appended
+ * to, a link to nothing is refused (O_EXCL refuses any name already taken, a dangling link too).
+ */
+function openLogFile(path: string): Deno.FsFile {
+  try {
+    return Deno.openSync(path, { append: true });
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  Deno.mkdirSync(dirname(path), { recursive: true });
+  try {
+    return Deno.openSync(path, { append: true, createNew: true });
+  } catch (error) {
+    if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+  }
+  try {
+    return Deno.openSync(path, { append: true }); // made by someone else meanwhile
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+    throw new Error("it is a symlink to nothing, and no log file is created through a link");
+  }
+}
+
+/** An error in one line, without the path Deno sometimes appends (it is named already). */
+function logErrorText(error: unknown): string {
+  return errorText(error).replace(/: (?:open|mkdir|rename|stat) '.*'$/s, "");
+}
+
+function countNewlines(bytes: Uint8Array): number {
+  let count = 0;
+  for (const byte of bytes) if (byte === 10) count++;
+  return count;
+}
+
+/** Log lines that could not be written, told in the file once it can be written again. */
+interface LostLines {
+  lines: number;
+  since: string;
+  reason: string;
+  /** The last write stopped inside a line: the next one starts on a new line. */
+  midLine: boolean;
+}
+
+function lostNotice(lost: LostLines): string {
+  const line = `${new Date().toISOString()} WARNING ${lost.lines} log lines since ${lost.since} ` +
+    `could not be written: ${lost.reason}\n`;
+  return lost.midLine ? `\n${line}` : line;
+}
+
+/**
+ * The log file sink: lines are held and written in blocks, each through a fresh open of the
+ * path (so a file or folder deleted, or moved away by logrotate, is simply made again), rotated
+ * by size keeping `maxFiles` old files. No error leaves it: a block that cannot be written is
+ * dropped, counted, and costs one warning on stderr per run; once the file can be written again
+ * it says in the file how many lines were lost, and goes on. Everything is synchronous, so
+ * nothing can fail later on a timer or in a promise.
  */
 function recoveringFileSink(
   path: string,
-  options: { maxSize: number; maxFiles: number; makeSink: typeof getRotatingFileSink },
+  options: { maxSize: number; maxFiles: number },
 ): Sink & Disposable {
-  const { maxSize, maxFiles, makeSink } = options;
-  let inner: (Sink & Disposable) | null = null;
-  const open = () => {
-    Deno.mkdirSync(dirname(path), { recursive: true });
-    inner = makeSink(path, {
-      maxSize,
-      maxFiles,
-      formatter: fileFormat,
-      // Buffered, so a 50,000-change run is not an fsync per line; flushed at exit.
-      bufferSize: Math.min(64 * 1024, Math.floor(maxSize / 4)),
-      flushInterval: 1000,
-    });
-  };
-  const sink = (record: LogRecord) => {
+  const { maxSize, maxFiles } = options;
+  // A block is at most a quarter of the file, so rotated files stay near --log-max-size.
+  const blockChars = Math.min(LOG_BLOCK_CHARS, Math.floor(maxSize / 4));
+  // A log that cannot even be opened now is a setup error: the caller exits 2 naming it.
+  openLogFile(path).close();
+
+  let held: string[] = [];
+  let heldChars = 0;
+  let lastWriteAt = Date.now();
+  let lost: LostLines | null = null;
+  // One warning per run: runs are counted by the end-of-run flushes.
+  let run = 0;
+  let warnedInRun = -1;
+
+  const warn = (text: string) => {
+    if (warnedInRun === run) return;
+    warnedInRun = run;
     try {
-      Deno.lstatSync(path);
+      writeStderr(`warning: ${text}\n`);
     } catch {
+      // No stderr either: nothing is left to tell.
+    }
+  };
+
+  // Renames only: a rename moves a symlink itself, never the file it points to.
+  const rotate = () => {
+    for (let i = maxFiles - 1; i >= 1; i--) {
       try {
-        inner?.[Symbol.dispose]();
-      } catch {
-        // Its file is gone; whatever it still held is lost with it.
+        Deno.renameSync(`${path}.${i}`, `${path}.${i + 1}`);
+      } catch (error) {
+        if (!(error instanceof Deno.errors.NotFound)) throw error;
       }
-      inner = null;
     }
+    Deno.renameSync(path, `${path}.1`);
+  };
+
+  const write = (durable: boolean) => {
+    lastWriteAt = Date.now();
+    if (held.length === 0) return;
+    const notice = lost === null ? "" : lostNotice(lost);
+    const bytes = encoder.encode(notice + held.join(""));
+    const noticeBytes = encoder.encode(notice).length;
+    held = [];
+    heldChars = 0;
+    let done = 0;
+    let file: Deno.FsFile | null = null;
     try {
-      if (inner === null) open();
-      inner!(record);
+      file = openLogFile(path);
+      const size = file.statSync().size;
+      if (size > 0 && size + bytes.length > maxSize) {
+        file.close();
+        file = null;
+        try {
+          rotate();
+        } catch (error) {
+          warn(
+            `cannot rotate the log file '${path}': ${logErrorText(error)} (it grows past its size)`,
+          );
+        }
+        file = openLogFile(path);
+      }
+      while (done < bytes.length) done += file.writeSync(bytes.subarray(done));
+      if (durable) file.syncDataSync();
+      lost = null;
     } catch (error) {
-      writeStderr(`warning: cannot write the log file '${path}': ${errorText(error)}\n`);
+      if (done < bytes.length) {
+        const noticeWritten = done >= noticeBytes;
+        lost = {
+          lines: (noticeWritten || lost === null ? 0 : lost.lines) +
+            countNewlines(bytes.subarray(Math.max(done, noticeBytes))),
+          since: noticeWritten || lost === null ? new Date().toISOString() : lost.since,
+          reason: logErrorText(error),
+          midLine: done > 0 ? bytes[done - 1] !== 10 : lost?.midLine ?? false,
+        };
+      }
+      warn(
+        `cannot write the log file '${path}': ${logErrorText(error)} ` +
+          "(the run goes on; logging resumes when the file can be written)",
+      );
+    } finally {
+      try {
+        file?.close();
+      } catch {
+        // Closing can only fail for a file already closed.
+      }
     }
+  };
+
+  const sink = (record: LogRecord) => {
+    const line = fileFormat(record);
+    held.push(line);
+    heldChars += line.length;
+    if (heldChars >= blockChars || record.timestamp - lastWriteAt >= LOG_HOLD_MS) write(false);
   };
   flushLogFile = () => {
-    // Closing flushes; the next record opens the file again.
-    inner?.[Symbol.dispose]();
-    inner = null;
+    write(true);
+    run++;
   };
-  return Object.assign(sink, { [Symbol.dispose]: () => inner?.[Symbol.dispose]() });
+  return Object.assign(sink, {
+    [Symbol.dispose]: () => {
+      // The last lines (quit, loop totals) belong to the last run: no second warning for them.
+      if (run > 0) run--;
+      write(true);
+    },
+  });
 }
 
-/** Writes out what the log file sink holds; called at the end of every run. */
+/** Writes out the log file's held lines; called at the end of every run. Never throws. */
 let flushLogFile = () => {};
 
 /**
@@ -2701,7 +2827,6 @@ export async function setUpLogging(options: Options): Promise<Reporter> {
     const fileSink = recoveringFileSink(options.logPath, {
       maxSize: options.logMaxBytes,
       maxFiles: options.logKeep,
-      makeSink: (await import("@logtape/file")).getRotatingFileSink,
     });
     sinks.file = options.verbosity >= 3
       ? fileSink
@@ -2732,10 +2857,18 @@ export async function setUpLogging(options: Options): Promise<Reporter> {
   };
 }
 
-/** Flushes and closes the log sinks. */
+/** Writes out and closes the log sinks. Never throws: a log problem never decides an exit. */
 export async function closeLogging(): Promise<void> {
-  const { dispose } = await import("@logtape/logtape");
-  await dispose();
+  try {
+    const { dispose } = await import("@logtape/logtape");
+    await dispose();
+  } catch (error) {
+    try {
+      writeStderr(`warning: cannot close the log: ${logErrorText(error)}\n`);
+    } catch {
+      // No stderr either.
+    }
+  }
 }
 
 // ================================================================================================
@@ -3040,7 +3173,7 @@ export async function runOnce(options: Options, deps: RunDependencies): Promise<
       ...recordLoad,
       maxBytes: recordSizeCap(from.entries.size + to.entries.size),
     });
-    if (control.stopRequested) return stoppedSummary(options, started);
+    if (await stopAsked(control)) return stoppedSummary(options, started);
     if (writes) {
       prepared = prepareWrites(options, sides, deps);
       // A replica this run made had no walk: its root is the folder just made.
@@ -3055,9 +3188,9 @@ export async function runOnce(options: Options, deps: RunDependencies): Promise<
       moves: !options.restore && options.deletes,
     };
     await hashWhatMatters(pool, { sides, from, to, hashOptions, options, deps });
-    if (control.stopRequested) return stoppedSummary(options, started);
+    if (await stopAsked(control)) return stoppedSummary(options, started);
     const decided = decide(options, deps, { from, to, hashOptions });
-    if (control.stopRequested) return stoppedSummary(options, started);
+    if (await stopAsked(control)) return stoppedSummary(options, started);
     const summary = options.dryRun
       ? printPlan(decided.plan, options.keepDeletedMs !== null)
       : await execute(decided.plan, {
@@ -3124,6 +3257,17 @@ function fileSize(path: string): number {
   } catch {
     return 0;
   }
+}
+
+/**
+ * Whether a stop was asked. Signal handlers run on the event loop, which the synchronous phases
+ * (loading the record, planning) do not give back: a short wait lets a signal that came meanwhile
+ * in.
+ */
+async function stopAsked(control: RunControl): Promise<boolean> {
+  // A timer of a few ms (not 0) lets the event loop wait for, and deliver, a pending signal.
+  await new Promise((done) => setTimeout(done, 5));
+  return control.stopRequested;
 }
 
 function stoppedSummary(options: Options, started: number): RunSummary {
@@ -3928,7 +4072,9 @@ export async function main(args: string[]): Promise<number> {
   try {
     report = await setUpLogging(options);
   } catch (error) {
-    writeStderr(`treesync: Cannot open the log file '${options.logPath}': ${errorText(error)}\n`);
+    writeStderr(
+      `treesync: Cannot open the log file '${options.logPath}': ${logErrorText(error)}\n`,
+    );
     return ExitCode.Usage;
   }
   try {

@@ -2271,10 +2271,307 @@ Deno.test("cli stops at SIGTERM while planning, before any change", async () => 
       seen += value;
     }
     child.kill("SIGTERM");
-    while (!(await reader.read()).done) { /* drain */ }
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      seen += value;
+    }
     const status = await child.status;
-    assertEquals(status.code, 143);
     await child.stdout.cancel();
-    assert(!pathExists(`${dir}/r/new`), "nothing was copied after the signal");
+    assertEquals(status.code, 143);
+    assert(
+      !pathExists(`${dir}/r/new`),
+      `nothing was copied after the signal:\n${seen.slice(-2000)}`,
+    );
+  });
+});
+
+// ------------------------------------------------------------------------------------------------
+// Safety: a log that cannot be written (issue 8)
+
+/** Lines warning that the log file cannot be written. */
+function logWarnings(stderr: string): number {
+  return stderr.match(/^warning: cannot write the log file '/gm)?.length ?? 0;
+}
+
+/** No uncaught error and no stack trace: the log path never crashes the process. */
+function assertNoCrash(stderr: string): void {
+  assert(!/Uncaught|^\s+at /m.test(stderr), `a crash or stack trace:\n${stderr}`);
+}
+
+/**
+ * The CLI with `--allow-all`: the task's flags refuse `/dev` and `/proc` at open, so only this
+ * reaches a log that opens and then fails on write.
+ */
+function spawnAllowAll(args: string[], stdin: "piped" | "null" = "null"): Deno.ChildProcess {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "--quiet", "--allow-all", SYNC_MODULE, ...args],
+    env: { NO_COLOR: "1" },
+    clearEnv: true,
+    stdin,
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+}
+
+/** Fills the file system holding `folder` until it says no space is left. */
+function fillDisk(folder: string): void {
+  using file = Deno.openSync(`${folder}/filler`, { write: true, createNew: true });
+  const block = new Uint8Array(4096);
+  try {
+    for (;;) file.writeSync(block);
+  } catch (error) {
+    if (!/No space left/.test(String(error))) throw error;
+  }
+}
+
+Deno.test("log: one that cannot be opened at startup is exit 2, one line naming it, nothing changed", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, { a: "a" });
+    Deno.writeTextFileSync(`${dir}/file`, "");
+    Deno.symlinkSync(`${dir}/nowhere`, `${dir}/dangling`);
+    // Under the task's flags Deno refuses /dev and /proc when they are opened.
+    for (
+      const log of ["/dev/full", "/proc/version", `${dir}/file/treesync.log`, `${dir}/dangling`]
+    ) {
+      const result = await cli(["--log", log, `${dir}/s`, `${dir}/r`]);
+      assertExit(result, 2);
+      assertEquals(result.stderr.trim().split("\n").length, 1, result.stderr);
+      assertMatch(result.stderr, new RegExp(`^treesync: Cannot open the log file '${log}': `));
+      assertNoCrash(result.stderr);
+      assert(!pathExists(`${dir}/r`), "nothing was written");
+    }
+    assert(!pathExists(`${dir}/nowhere`), "no file is created through a dangling link");
+  });
+});
+
+Deno.test("log: one that opens but cannot be written costs one warning; the exit code is the run's own", async () => {
+  await withTemp(async (dir) => {
+    const files: Tree = {};
+    for (let i = 0; i < 300; i++) files[`file-${i}`] = `${i}`;
+    writeTree(`${dir}/s`, files);
+    // /dev/full fails each write with ENOSPC, /proc/version with EIO.
+    for (
+      const [log, reason] of [["/dev/full", /No space left/], [
+        "/proc/version",
+        /Input\/output error/,
+      ]] as const
+    ) {
+      if (pathExists(`${dir}/r`)) Deno.removeSync(`${dir}/r`, { recursive: true });
+      // A 16K log is written in 4K blocks: several writes fail, one warning is printed.
+      const args = ["--log", log, "--log-max-size", "16K", `${dir}/s`, `${dir}/r`];
+      const result = await collect(spawnAllowAll(args));
+      assertExit(result, 0);
+      assertEquals(readTree(`${dir}/r`), readTree(`${dir}/s`));
+      assertEquals(logWarnings(result.stderr), 1, result.stderr);
+      assertMatch(
+        result.stderr,
+        new RegExp(`cannot write the log file '${log}': ${reason.source}`),
+      );
+      assertNoCrash(result.stderr);
+    }
+    // A run that deserves exit 3 still gets it.
+    writeTree(`${dir}/r`, { extra: "x" });
+    const limited = await collect(
+      spawnAllowAll(["--log", "/dev/full", "--max-delete", "0", `${dir}/s`, `${dir}/r`]),
+    );
+    assertExit(limited, 3);
+    assertEquals(logWarnings(limited.stderr), 1, limited.stderr);
+    assertNoCrash(limited.stderr);
+  });
+});
+
+/** A looping CLI under `--allow-all`, driven through its stdin, its stderr collected. */
+class AllowAllLoop {
+  stderr = "";
+  readonly #child: Deno.ChildProcess;
+  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
+  readonly #pumps: Promise<unknown>[];
+
+  constructor(args: string[]) {
+    const child = spawnAllowAll(args, "piped");
+    this.#child = child;
+    this.#writer = child.stdin.getWriter();
+    this.#pumps = [this.#pump(child.stderr), child.stdout.cancel()];
+  }
+
+  async #pump(stream: ReadableStream<Uint8Array>): Promise<void> {
+    for await (const text of stream.pipeThrough(new TextDecoderStream())) this.stderr += text;
+  }
+
+  get runs(): number {
+    return this.stderr.match(/^run \d+: /gm)?.length ?? 0;
+  }
+
+  async waitFor(condition: () => boolean, what: string): Promise<void> {
+    try {
+      await waitFor(condition, 30_000);
+    } catch {
+      this.#child.kill("SIGKILL");
+      throw new Error(`timed out waiting for ${what}\nstderr: ${this.stderr}`);
+    }
+  }
+
+  async quit(): Promise<number> {
+    await this.#writer.write(new TextEncoder().encode("quit\n"));
+    const status = await this.#child.status;
+    await Promise.all(this.#pumps);
+    await this.#writer.close().catch(() => {});
+    return status.code;
+  }
+}
+
+Deno.test("log: a loop whose log fails every write (/dev/full) keeps running; quit exits 0", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, { a: "a" });
+    const loop = new AllowAllLoop(["-i", "1", "--log", "/dev/full", `${dir}/s`, `${dir}/r`]);
+    await loop.waitFor(() => loop.runs >= 2, "two runs");
+    writeTree(`${dir}/s`, { b: "b" });
+    await loop.waitFor(() => pathExists(`${dir}/r/b`), "a change mirrored by a later run");
+    assertEquals(await loop.quit(), 0);
+    const warnings = logWarnings(loop.stderr);
+    assert(warnings >= 1 && warnings <= loop.runs, `at most one warning a run:\n${loop.stderr}`);
+    assertMatch(loop.stderr, /^loop totals: /m);
+    assertNoCrash(loop.stderr);
+  });
+});
+
+Deno.test("log: a loop whose log folder became a file warns once a run, and logs again once it can", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, { a: "a" });
+    const logs = `${dir}/logs`;
+    const loop = new LoopProcess([
+      "-i",
+      "1",
+      "--log",
+      `${logs}/treesync.log`,
+      `${dir}/s`,
+      `${dir}/r`,
+    ]);
+    try {
+      await loop.waitFor(() => loop.runs >= 1, "the first run");
+      // The loop may make the folder again at any time: retry until a file stands in its place.
+      for (;;) {
+        try {
+          Deno.removeSync(logs, { recursive: true });
+          Deno.writeTextFileSync(logs, "in the way", { createNew: true });
+          break;
+        } catch {
+          continue;
+        }
+      }
+      const runsBefore = loop.runs;
+      await loop.waitFor(() => loop.runs >= runsBefore + 2, "two runs with no log folder");
+      const seen = loop.stderr;
+      const warnings = logWarnings(seen);
+      assert(warnings >= 1 && warnings <= loop.runs, `at most one warning a run:\n${seen}`);
+      assertMatch(
+        seen,
+        /cannot write the log file '.*treesync\.log': a part of the path is not a folder/,
+      );
+      Deno.removeSync(logs);
+      await loop.waitFor(
+        () =>
+          pathExists(`${logs}/treesync.log`) &&
+          /could not be written: a part of the path is not a folder\n(.*\n)*.* INFO +run \d+: /
+            .test(
+              Deno.readTextFileSync(`${logs}/treesync.log`),
+            ),
+        "the log to be written again, saying how many lines were lost",
+      );
+      await loop.send("quit");
+      assertEquals(await loop.exitCode(), 0);
+      assertNoCrash(loop.stderr);
+    } finally {
+      try {
+        loop.child.kill("SIGKILL");
+        await loop.exitCode();
+      } catch {
+        // It has exited.
+      }
+    }
+  });
+});
+
+Deno.test({
+  name: "log: a full disk costs at most one warning a run; logging resumes when space is freed",
+  ignore: !CAN_MOUNT,
+  fn: async () => {
+    await withTemp(async (dir) => {
+      writeTree(`${dir}/s`, { a: "a" });
+      const disk = `${dir}/disk`;
+      Deno.mkdirSync(disk);
+      const mounted = new Deno.Command("mount", {
+        args: ["-t", "tmpfs", "-o", "size=64k", "tmpfs", disk],
+      }).outputSync();
+      assert(mounted.success, "mount");
+      let loop: LoopProcess | null = null;
+      try {
+        fillDisk(disk);
+        const log = `${disk}/logs/treesync.log`;
+        loop = new LoopProcess(["-i", "1", "--log", `${disk}/logs/`, `${dir}/s`, `${dir}/r`]);
+        const running = loop;
+        await running.waitFor(() => running.runs >= 3, "three runs on a full disk");
+        const seen = running.stderr;
+        const warnings = logWarnings(seen);
+        const runs = seen.match(/^run \d+: /gm)?.length ?? 0;
+        assert(warnings >= 1 && warnings <= runs, `at most one warning a run:\n${seen}`);
+        assertMatch(seen, /cannot write the log file '.*': No space left on device/);
+        assertEquals(Deno.statSync(log).size, 0, "nothing could be written");
+        Deno.removeSync(`${disk}/filler`);
+        await running.waitFor(
+          () => /INFO +run \d+: /.test(Deno.readTextFileSync(log)),
+          "log lines once there is room",
+        );
+        assertMatch(
+          Deno.readTextFileSync(log),
+          /WARNING \d+ log lines since .* could not be written: No space left on device/,
+        );
+        await running.send("quit");
+        assertEquals(await running.exitCode(), 0);
+        assert(
+          logWarnings(running.stderr) <= running.runs,
+          `at most one warning a run:\n${running.stderr}`,
+        );
+        assertNoCrash(running.stderr);
+      } finally {
+        if (loop) {
+          try {
+            loop.child.kill("SIGKILL");
+            await loop.exitCode();
+          } catch {
+            // It has exited.
+          }
+        }
+        new Deno.Command("umount", { args: [disk] }).outputSync();
+      }
+    });
+  },
+});
+
+Deno.test("log: a symlinked log is appended to, never truncated; rotation renames the link itself", async () => {
+  await withTemp(async (dir) => {
+    const files: Tree = {};
+    for (let i = 0; i < 100; i++) files[`file-with-a-longish-name-${i}`] = `${i}`;
+    writeTree(`${dir}/s`, files);
+    Deno.mkdirSync(`${dir}/logs`);
+    Deno.writeTextFileSync(`${dir}/elsewhere`, "precious\n");
+    Deno.symlinkSync(`${dir}/elsewhere`, `${dir}/logs/treesync.log`);
+    const args = ["--log", `${dir}/logs/`, "--log-max-size", "4K", "--log-keep", "5"];
+    assertExit(await cli([...args, `${dir}/s`, `${dir}/r`]), 0);
+    const target = Deno.readTextFileSync(`${dir}/elsewhere`);
+    assert(target.startsWith("precious\n") && /copy file-/.test(target), "appended to");
+    assert(target.length <= 4096, "and rotated away once full");
+    // The link was renamed to treesync.log.N; the live log is a file of its own.
+    const links = [...Deno.readDirSync(`${dir}/logs`)].filter((item) => item.isSymlink);
+    assertEquals(links.length, 1);
+    assertEquals(Deno.readLinkSync(`${dir}/logs/${links[0]!.name}`), `${dir}/elsewhere`);
+    assert(Deno.lstatSync(`${dir}/logs/treesync.log`).isFile, "a new file, not the link");
+    assertEquals([...Deno.readDirSync(dir)].map((item) => item.name).sort(), [
+      "elsewhere",
+      "logs",
+      "r",
+      "s",
+    ]);
   });
 });
