@@ -2640,6 +2640,9 @@ const LOG_HOLD_MS = 1000;
  * to, a link to nothing is refused (O_EXCL refuses any name already taken, a dangling link too).
  */
 function openLogFile(path: string): Deno.FsFile {
+  // A fifo would block the open until someone reads it; a folder or device is no log either.
+  const found = statOrNull(path);
+  if (found !== null && !found.isFile) throw new Error("it is not a regular file");
   try {
     return Deno.openSync(path, { append: true });
   } catch (error) {
@@ -2656,6 +2659,14 @@ function openLogFile(path: string): Deno.FsFile {
   } catch (error) {
     if (!(error instanceof Deno.errors.NotFound)) throw error;
     throw new Error("it is a symlink to nothing, and no log file is created through a link");
+  }
+}
+
+function statOrNull(path: string): Deno.FileInfo | null {
+  try {
+    return Deno.statSync(path);
+  } catch {
+    return null;
   }
 }
 

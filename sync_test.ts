@@ -2575,3 +2575,14 @@ Deno.test("log: a symlinked log is appended to, never truncated; rotation rename
     ]);
   });
 });
+
+Deno.test("log: a fifo as the log path is exit 2 at once, never a run blocked on it", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, { f: "x" });
+    assert((await new Deno.Command("mkfifo", { args: [`${dir}/log`] }).output()).success);
+    const result = await cli([`${dir}/s`, `${dir}/r`, "--log", `${dir}/log`]);
+    assertExit(result, 2);
+    assertMatch(result.stderr, /log file '.*\/log': it is not a regular file/);
+    assert(!pathExists(`${dir}/r`), "nothing was written");
+  });
+});
