@@ -40,7 +40,10 @@ const encoder = new TextEncoder();
 export const ExitCode = {
   /** The replica matches the source (or, with `--verify`, its record). */
   Ok: 0,
-  /** The run finished but some entries failed, or `--verify` found mismatches. */
+  /**
+   * The run finished but some entries failed or were kept (`--no-delete`, `--restore`), or
+   * `--verify` found mismatches or could not check every file.
+   */
   Failed: 1,
   /** Usage or setup error; nothing was changed. */
   Usage: 2,
@@ -74,6 +77,8 @@ export interface Options {
   replica: string;
   dryRun: boolean;
   restore: boolean;
+  /** With `--restore`: also replace source files changed since the last sync. */
+  overwriteNewer: boolean;
   checksum: boolean;
   verify: boolean;
   excludes: string[];
@@ -116,17 +121,21 @@ Paths (flags win over the environment):
 What to do:
   -n, --dry-run           print the itemized plan, change nothing (alias --scan)
       --restore           copy missing and differing files from REPLICA back into SOURCE;
-                          never deletes anything
+                          never deletes anything, never replaces one type with another, and
+                          keeps (and reports, exit 1) source files changed since the last sync
+      --overwrite-newer   with --restore: replace those changed source files too
       --verify            re-hash every replica file against the record; change nothing
   -c, --checksum          decide "changed" by SHA-256 content instead of size and mtime
       --exclude GLOB      leave matching entries alone on both sides (repeatable):
                           'name' any depth, 'a/b' from the root, 'dir/' folders only, '**' any depth
-      --no-delete         never delete anything from the replica
+      --no-delete         never delete anything from the replica (an entry whose type changed
+                          in the source is reported and left: exit 1)
   -I, --interactive       ask on the terminal before deleting anything
       --allow-empty-source  mirror an empty SOURCE over a non-empty replica (deletes everything)
   -i, --interval DURATION run every DURATION (90, 45s, 5m, 1h30m, 2d) and read commands on stdin
       --keep-deleted DURATION  move deleted and overwritten replica files to
-                          REPLICA/.treesync/trash/ instead, and purge them after DURATION
+                          REPLICA/.treesync/trash/ instead (with --restore, replaced source files
+                          to SOURCE/.treesync/trash/), and purge them after DURATION
   -j, --jobs N            files copied or hashed at once (default: the number of cores)
       --max-delete N|P%   if a run would delete more entries than N (or P% of the replica), delete
                           nothing, still copy, and exit 3
@@ -142,8 +151,9 @@ Output:
   -h, --help              show this help
   -V, --version           show the version
 
-Exit codes: 0 replica matches, 1 some entries failed (or --verify mismatches), 2 usage or setup
-error (nothing changed), 3 refused by a safety check (nothing deleted), 130/143 SIGINT/SIGTERM.`;
+Exit codes: 0 replica matches, 1 some entries failed or were kept (or --verify found mismatches
+or unrecorded files), 2 usage or setup error (nothing changed), 3 refused by a safety check
+(nothing deleted), 130/143 SIGINT/SIGTERM.`;
 
 /** Environment variables that give defaults for flags. */
 export type Environment = Partial<
@@ -174,6 +184,7 @@ export function parseCommandLine(args: string[], env: Environment, cwd: string):
         "dry-run": { type: "boolean", short: "n" },
         scan: { type: "boolean" },
         restore: { type: "boolean" },
+        "overwrite-newer": { type: "boolean" },
         checksum: { type: "boolean", short: "c" },
         verify: { type: "boolean" },
         exclude: { type: "string", multiple: true },
@@ -235,6 +246,10 @@ export function parseCommandLine(args: string[], env: Environment, cwd: string):
   const interactive = values.interactive ?? false;
   const modes = [restore && "--restore", verify && "--verify"].filter(Boolean);
   if (modes.length > 1) throw new UsageError(`Choose one of ${modes.join(" and ")}`);
+  const overwriteNewer = values["overwrite-newer"] ?? false;
+  if (overwriteNewer && !restore) {
+    throw new UsageError("--overwrite-newer only applies to --restore");
+  }
   if (values.quiet && values.verbose) throw new UsageError("Choose one of --quiet and --verbose");
   const intervalMs = values.interval === undefined ? null : parseDuration(values.interval);
   if (intervalMs !== null && (interactive || verify)) {
@@ -254,6 +269,7 @@ export function parseCommandLine(args: string[], env: Environment, cwd: string):
       replica: resolve(cwd, replicaArg),
       dryRun,
       restore,
+      overwriteNewer,
       checksum: values.checksum ?? false,
       verify,
       excludes,
@@ -631,7 +647,10 @@ export interface Plan {
 export interface PlanOptions {
   /** Compare content hashes instead of size and mtime. */
   checksum: boolean;
-  /** Delete extraneous entries and replace folders whose type changed. */
+  /**
+   * Delete extraneous entries and replace entries whose type changed. Without it nothing is
+   * removed: a type change is reported and left as it is.
+   */
   deletes: boolean;
   /** Compare owner and group too (when running as root). */
   owners: boolean;
@@ -641,6 +660,14 @@ export interface PlanOptions {
   toHashes?: RecordMap;
   /** Turn a deletion plus a copy of the same content into one rename (files and folders). */
   moves?: boolean;
+  /**
+   * Restoring: `to` is the source and `toHashes` the record's source side. A target entry the
+   * last sync did not see as it is now (see {@linkcode unchangedSinceRecorded}) is kept and
+   * reported, not overwritten, unless `overwriteNewer`. Nothing is deleted either way.
+   */
+  restore?: boolean;
+  /** With `restore`: overwrite target files changed since the last sync too. */
+  overwriteNewer?: boolean;
   /** Called with each unchanged entry and why, for `-vv`. */
   explain?: (path: string, reason: string) => void;
 }
@@ -678,7 +705,8 @@ export function hashLookup(known: RecordMap | undefined): HashLookup {
  * since filling a folder changes its mtime.
  */
 export function planMirror(from: Scan, to: Scan, options: PlanOptions): Plan {
-  const { checksum, deletes, owners, explain } = options;
+  const { checksum, deletes, owners, explain, restore = false } = options;
+  const guardTargets = restore && !options.overwriteNewer;
   const keptPaths = new Set([...from.kept, ...to.kept]);
   const keptAncestors = new Set<string>();
   for (const path of keptPaths) for (const parent of ancestors(path)) keptAncestors.add(parent);
@@ -693,6 +721,7 @@ export function planMirror(from: Scan, to: Scan, options: PlanOptions): Plan {
   const blocked: Problem[] = [];
   const touchedFolders = new Set<string>();
   const replaced = new Set<string>(); // target folders removed to make way for another type
+  const left = new Set<string>(); // type changes left as they are: nothing happens at or below
   let keptExtraneous = 0;
 
   for (const [path, source] of from.entries) {
@@ -706,14 +735,20 @@ export function planMirror(from: Scan, to: Scan, options: PlanOptions): Plan {
       continue;
     }
     if (target && target.kind !== source.kind) {
+      if (!deletes || restore) {
+        // Replacing one type with another removes what was there: never without deletions.
+        left.add(path);
+        blocked.push({
+          path,
+          message: restore
+            ? `Not restored: the source has a ${kindName(target.kind)} here and the replica a ` +
+              `${kindName(source.kind)}; restore never replaces one with the other`
+            : `Not replaced: the replica has a ${kindName(target.kind)} here and the source a ` +
+              `${kindName(source.kind)}, and deletions are off`,
+        });
+        continue;
+      }
       if (target.kind === "dir") {
-        if (!deletes) {
-          blocked.push({
-            path,
-            message: `Not replaced: the replica has a folder here, and deletions are off`,
-          });
-          continue;
-        }
         if (isKept(path)) {
           blocked.push({
             path,
@@ -740,9 +775,11 @@ export function planMirror(from: Scan, to: Scan, options: PlanOptions): Plan {
       continue;
     }
     // Hashes matter only for same-size files that --checksum compares, whose mtimes differ, or
-    // that were hashed because the record saw them change (see hashesNeeded).
+    // that were hashed because the record saw them change or cannot vouch for them (see
+    // hashesNeeded).
     const hashesMatter = source.kind === "file" && source.size === target.size &&
-      (checksum || source.mtimeMs !== target.mtimeMs || source.hash !== undefined);
+      (checksum || source.mtimeMs !== target.mtimeMs || source.hash !== undefined ||
+        target.hash !== undefined);
     const change = compareEntries(source, target, {
       checksum,
       owners,
@@ -755,6 +792,15 @@ export function planMirror(from: Scan, to: Scan, options: PlanOptions): Plan {
     }
     if (change.kind === "dirattrs") {
       touchedFolders.add(path);
+      continue;
+    }
+    if (guardTargets && !unchangedSinceRecorded(options.toHashes?.get(path), target)) {
+      blocked.push({
+        path,
+        message: `Kept: the source's ${kindName(target.kind)} is not as the last sync left ` +
+          `it and differs from the replica's (${change.reason}); pass --overwrite-newer to ` +
+          `replace it`,
+      });
       continue;
     }
     if (change.kind !== "attrs") touchedFolders.add(parentOf(path));
@@ -794,9 +840,14 @@ export function planMirror(from: Scan, to: Scan, options: PlanOptions): Plan {
     }
   }
 
+  if (left.size > 0) {
+    // What would be created below an entry left in place has no folder to go in.
+    kept.creations = kept.creations.filter((a) => !isUnderAny(a.path, left));
+  }
   const folderAttrs: Action[] = [];
   for (const path of touchedFolders) {
     const source = from.entries.get(path);
+    if (left.size > 0 && isUnderAny(path, left, true)) continue;
     if (source?.kind === "dir") {
       folderAttrs.push({ kind: "dirattrs", path, reason: "folder attributes", entry: source });
     }
@@ -982,6 +1033,10 @@ function baseName(path: string): string {
   return path.slice(path.lastIndexOf("/") + 1);
 }
 
+function kindName(kind: EntryKind): string {
+  return kind === "dir" ? "folder" : kind;
+}
+
 /**
  * The plan without its deletions: extraneous entries stay, and so do entries that were to give
  * way to another type, whose replacements (and anything to be created below them) are dropped.
@@ -1061,20 +1116,43 @@ export function compareEntries(
 
 /**
  * Lists the files to hash before planning, those whose SHA-256 would change a decision and is
- * not known yet: with `--checksum`, both sides of every same-size pair; without it, the source
- * side of a same-size pair whose mtime differs when the replica's hash is known (equal content
- * then needs no copy), and both sides of a pair that size and mtime call unchanged but whose
- * source the record saw with another inode or ctime; and for move detection, new source files
- * and extraneous replica files of a size found on both sides. Pure.
+ * not known yet:
+ *
+ * - with `--checksum`, both sides of every same-size pair;
+ * - a same-size pair whose mtime differs, when the target's hash is known (equal content then
+ *   needs no copy): the source side, and the target too if the record has its hash but cannot
+ *   trust it yet (see {@linkcode trustedHash});
+ * - both sides of a pair that size and mtime call unchanged but whose source the record saw
+ *   with another inode or ctime (an edit with the mtime put back);
+ * - both sides of a pair that size and mtime call unchanged but whose target the record does
+ *   not know as it is (an interrupted run, a replica made by another tool, damage with the mtime
+ *   put back), so that after a run every target file has a hash in the record; without
+ *   deletions, also the target files that stay without a source;
+ * - for move detection, new source files and extraneous target files of a size found on both
+ *   sides;
+ * - restoring, a target the plan may overwrite whose recorded hash cannot be trusted yet, to
+ *   tell whether it changed since the last sync.
+ *
+ * Restoring, targets are source files and are never hashed just to complete the record. A
+ * hash the record has for a file as it is now is never read again just because it is not yet
+ * trusted: a no-op run reads nothing. Pure.
  */
 export function hashesNeeded(
   from: Scan,
   to: Scan,
-  options: Pick<PlanOptions, "checksum" | "fromHashes" | "toHashes" | "moves">,
+  options:
+    & Pick<PlanOptions, "checksum" | "fromHashes" | "toHashes" | "moves" | "overwriteNewer">
+    & { deletes?: boolean; restore?: boolean },
 ): { from: string[]; to: string[] } {
   const fromHash = hashLookup(options.fromHashes);
   const toHash = hashLookup(options.toHashes);
+  const restore = options.restore ?? false;
+  const guardTargets = restore && !options.overwriteNewer;
   const wanted = { from: new Set<string>(), to: new Set<string>() };
+  const both = (path: string, source: Entry, target: Entry) => {
+    if (fromHash(path, source) === null) wanted.from.add(path);
+    if (toHash(path, target) === null) wanted.to.add(path);
+  };
   const newBySize = new Map<number, string[]>();
   for (const [path, source] of from.entries) {
     if (source.kind !== "file") continue;
@@ -1086,18 +1164,36 @@ export function hashesNeeded(
       else newBySize.set(source.size, [path]);
       continue;
     }
-    if (target.kind !== "file" || source.size !== target.size) continue;
-    const targetHash = toHash(path, target);
+    if (target.kind !== "file") continue;
+    const knownTarget = options.toHashes?.get(path);
+    if (source.size !== target.size) {
+      if (guardTargets && racilyRecorded(knownTarget, target)) wanted.to.add(path);
+      continue;
+    }
     if (options.checksum) {
-      if (fromHash(path, source) === null) wanted.from.add(path);
-      if (targetHash === null) wanted.to.add(path);
-    } else if (source.mtimeMs !== target.mtimeMs && targetHash !== null) {
-      if (fromHash(path, source) === null) wanted.from.add(path);
+      both(path, source, target);
+    } else if (source.mtimeMs !== target.mtimeMs) {
+      if (toHash(path, target) !== null) {
+        if (fromHash(path, source) === null) wanted.from.add(path);
+      } else if (recordedAsIs(knownTarget, target)) {
+        // Hashed in the second it last changed: reading it again may spare a copy.
+        both(path, source, target);
+      }
     } else if (changedSinceRecorded(options.fromHashes?.get(path), source)) {
       // Size and mtime say unchanged, but the record saw another inode or ctime here: a file
       // swapped in, or edited with its mtime put back. Hash it rather than trust the mtime.
       wanted.from.add(path);
-      if (targetHash === null) wanted.to.add(path);
+      if (toHash(path, target) === null) wanted.to.add(path);
+    } else if (!restore && !recordedAsIs(knownTarget, target)) {
+      // Size and mtime say unchanged, but the record cannot vouch for the replica's content.
+      both(path, source, target);
+    }
+  }
+  if (!restore && options.deletes === false) {
+    // Replica files that stay without a source file get a hash too: --verify can check them.
+    for (const [path, target] of to.entries) {
+      if (target.kind !== "file" || from.entries.get(path)?.kind === "file") continue;
+      if (!recordedAsIs(options.toHashes?.get(path), target)) wanted.to.add(path);
     }
   }
   if (newBySize.size > 0) {
@@ -1121,6 +1217,27 @@ export function hashesNeeded(
 
 function changedSinceRecorded(known: RecordEntry | undefined, entry: Entry): boolean {
   return known !== undefined && (known.ino !== entry.ino || known.ctimeMs !== entry.ctimeMs);
+}
+
+/** Whether the record has a hash for the file as it is now, trusted or not. */
+function recordedAsIs(known: RecordEntry | undefined, entry: Entry): boolean {
+  return known !== undefined && known.hash !== null && sameSignature(known, entry);
+}
+
+/** Whether the record has a hash for the file as it is now that it cannot trust yet. */
+function racilyRecorded(known: RecordEntry | undefined, entry: Entry): boolean {
+  return recordedAsIs(known, entry) && trustedHash(known, entry) === null;
+}
+
+/**
+ * Whether the record saw `entry` exactly as it is now: the same signature, and a hash that is
+ * trusted or that this run's hash confirms. Folders and symlinks are never recorded: never
+ * unchanged. Pure.
+ */
+export function unchangedSinceRecorded(known: RecordEntry | undefined, entry: Entry): boolean {
+  if (entry.kind !== "file" || !recordedAsIs(known, entry)) return false;
+  if (entry.hash !== undefined) return entry.hash === known!.hash;
+  return trustedHash(known, entry) !== null;
 }
 
 /** Paths above `path`, nearest first, ending with the root `""`. */
@@ -1212,7 +1329,18 @@ export interface ApplyContext {
   pool?: WorkerPool | null;
   /** The target tree's folders, checked before every change below them. */
   guard: FolderGuard;
+  /**
+   * Called between actions with what is done so far, so the record can be saved during a long
+   * run: a run killed later leaves less for the next to hash again. Returns the milliseconds
+   * until the next call.
+   */
+  checkpoint?: (done: RecordChanges) => number;
+  /** Milliseconds before the first checkpoint; {@linkcode CHECKPOINT_MS} unless told. */
+  firstCheckpointMs?: number;
 }
+
+/** How long a run goes before the record is first saved at a checkpoint. */
+export const CHECKPOINT_MS = 60_000;
 
 /** What applying a plan did, for the summary and the record. */
 export interface ApplyResult extends RecordChanges {
@@ -1278,10 +1406,14 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
     while (inFlight.size > 0) await Promise.race(inFlight);
   };
 
+  let checkpointAt = performance.now() + (context.firstCheckpointMs ?? CHECKPOINT_MS);
   for (const action of plan.actions) {
     if (context.shouldStop()) {
       result.stopped = true;
       break;
+    }
+    if (context.checkpoint && performance.now() >= checkpointAt) {
+      checkpointAt = performance.now() + context.checkpoint(result);
     }
     await context.pause();
     const overlaps = action.kind === "link" || action.kind === "attrs";
@@ -1425,10 +1557,15 @@ async function copyFile(
       // The folder it goes into must still be the one the walk saw (not a link put there since).
       if (context.parent) expectIdentity(dirname(toPath), context.parent);
       keepOverwritten(toPath, context);
+      const renamedAtMs = Date.now();
       Deno.renameSync(tempPath, toPath);
       keepTemp = true;
       return {
-        replica: { ...result.written, hash: result.hash, hashedAtMs: Date.now() },
+        replica: {
+          ...placedSignature(toPath, result.written),
+          hash: result.hash,
+          hashedAtMs: renamedAtMs,
+        },
         source: { ...signatureOf(result.read), hash: result.hash, hashedAtMs: result.readAtMs },
       };
     } finally {
@@ -1438,12 +1575,32 @@ async function copyFile(
 }
 
 /**
+ * The signature of a file just renamed into place: the rename gave it a new ctime (ext4 does),
+ * which may fall in a later second than the one read before the rename, and the record must
+ * match what the next scan sees, or the next run would hash the file again. Taken from the
+ * path, which holds our file unless something replaced or wrote it meanwhile (then the
+ * signature read before stays, and the next run does hash it again). Either way the hash is
+ * dated before the rename, so the racy rule keeps it untrusted until a later run reads the file
+ * (see {@linkcode trustedHash}).
+ */
+function placedSignature(path: string, before: Signature): Signature {
+  try {
+    const placed = entryFromStat(Deno.lstatSync(path));
+    const same = placed.kind === "file" && placed.ino === before.ino &&
+      placed.size === before.size && placed.mtimeMs === before.mtimeMs;
+    if (same) return signatureOf(placed);
+  } catch {
+    // Gone already: the next scan will not see it either.
+  }
+  return before;
+}
+
+/**
  * Reads a source file once, hashing and writing what it reads, then gives the temporary copy
  * the source's attributes.
  *
- * @returns The hash, the source as read, and the copy's signature (taken before the rename,
- * which can only move ctime forward: the record may then distrust the hash, never trust a
- * wrong one); "changed" if the source changed while read; null if aborted.
+ * @returns The hash, the source as read, and the copy's signature before the rename (see
+ * {@linkcode placedSignature}); "changed" if the source changed while read; null if aborted.
  */
 async function copyThroughHash(
   fromPath: string,
@@ -1726,12 +1883,26 @@ function sameSignature(a: Signature, b: Signature): boolean {
 }
 
 /**
+ * The kernel stamps files from a clock that may lag the wall clock by a tick (up to 10 ms at
+ * 100 Hz): a change made just after a second began can carry the second before. The racy rule
+ * on ctime counts a hash taken this close to a second's start as taken in the second before.
+ */
+export const CLOCK_SLACK_MS = 20;
+
+/**
  * The recorded hash of a file, if it can be trusted without reading: the file's signature (size,
- * mtime, ctime, inode) is what it was when hashed, and it was not racily clean then. Pure.
+ * mtime, ctime, inode) is what it was when hashed, and it was not racily clean then. Racily
+ * clean, as git says, is a file that may have changed again after it was hashed without its
+ * signature showing it: one whose ctime (which Deno reads to the whole second) falls in the
+ * second the hash was taken in, or whose mtime is within {@linkcode RACY_WINDOW_MS} of it. A
+ * freshly copied file is racily clean until a later run reads it again. Pure.
  */
 export function trustedHash(known: RecordEntry | undefined, entry: Entry): string | null {
   if (!known || known.hash === null || entry.kind !== "file") return null;
   if (!sameSignature(known, entry)) return null;
+  if (Math.floor(known.ctimeMs / 1000) >= Math.floor((known.hashedAtMs - CLOCK_SLACK_MS) / 1000)) {
+    return null;
+  }
   return known.hashedAtMs - known.mtimeMs < RACY_WINDOW_MS ? null : known.hash;
 }
 
@@ -2640,9 +2811,11 @@ const LOG_HOLD_MS = 1000;
  * to, a link to nothing is refused (O_EXCL refuses any name already taken, a dangling link too).
  */
 function openLogFile(path: string): Deno.FsFile {
-  // A fifo would block the open until someone reads it; a folder or device is no log either.
+  // A fifo would block the open until someone reads it. (Devices such as /dev/null are fine.)
   const found = statOrNull(path);
-  if (found !== null && !found.isFile) throw new Error("it is not a regular file");
+  if (found?.isFifo || found?.isSocket || found?.isDirectory) {
+    throw new Error("it is a fifo, socket or folder, not a file to log to");
+  }
   try {
     return Deno.openSync(path, { append: true });
   } catch (error) {
@@ -3164,6 +3337,8 @@ export async function runOnce(options: Options, deps: RunDependencies): Promise<
   checkMeta(sides.replicaMeta);
   if (options.restore) checkMeta(sides.targetMeta);
   const writes = !options.dryRun;
+  // Restoring needs a replica to restore from.
+  if (options.restore) checkRestoreFrom(options.replica);
   const pool = new WorkerPool(options.jobs);
   control.pool = pool;
   let prepared: PreparedWrites | null = null;
@@ -3197,6 +3372,9 @@ export async function runOnce(options: Options, deps: RunDependencies): Promise<
       fromHashes: options.restore ? record.replica : record.source,
       toHashes: options.restore ? record.source : record.replica,
       moves: !options.restore && options.deletes,
+      deletes: options.deletes && !options.restore,
+      restore: options.restore,
+      overwriteNewer: options.overwriteNewer,
     };
     await hashWhatMatters(pool, { sides, from, to, hashOptions, options, deps });
     if (await stopAsked(control)) return stoppedSummary(options, started);
@@ -3228,12 +3406,30 @@ export async function runOnce(options: Options, deps: RunDependencies): Promise<
     }
     // Restoring leaves the source as it was found: the folders of ours this run made there
     // go again, if empty. Nothing else there is ever removed.
-    for (const folder of prepared?.madeInTarget.toReversed() ?? []) {
-      try {
-        Deno.removeSync(folder);
-      } catch {
-        // Not empty, or already gone: leave it.
-      }
+    removeEmptyFolders(prepared?.madeInTarget ?? []);
+  }
+}
+
+/** Checks that a restore has a replica to restore from. */
+function checkRestoreFrom(replica: string): void {
+  let isFolder = false;
+  try {
+    isFolder = Deno.statSync(replica).isDirectory;
+  } catch {
+    // Missing or unreadable: nothing to restore from either way.
+  }
+  if (!isFolder) {
+    throw new UsageError(`Replica '${replica}' is not a folder: nothing to restore from`);
+  }
+}
+
+/** Removes folders, innermost (last) first, each only if it is empty. */
+function removeEmptyFolders(folders: string[]): void {
+  for (const folder of [...folders].reverse()) {
+    try {
+      Deno.removeSync(folder); // not recursive: a folder with anything in it stays
+    } catch {
+      // Not empty, or already gone: leave it.
     }
   }
 }
@@ -3459,14 +3655,13 @@ function decide(
   input: {
     from: Scan;
     to: Scan;
-    hashOptions: Pick<PlanOptions, "checksum" | "fromHashes" | "toHashes" | "moves">;
+    hashOptions: Omit<PlanOptions, "owners" | "explain">;
   },
 ): { plan: Plan; heldBack: number; maxDeleteHit: boolean } {
   const { report } = deps;
   const { from, to } = input;
   let plan = planMirror(from, to, {
     ...input.hashOptions,
-    deletes: options.deletes && !options.restore,
     owners: deps.isRoot,
     ...(options.verbosity >= 3
       ? {
@@ -3537,6 +3732,19 @@ async function execute(
   },
 ): Promise<RunSummary> {
   const { sides, from, to, record, prepared, deps: { report, control, isRoot } } = input;
+  let checkpointed = false;
+  const checkpoint = (done: RecordChanges) => {
+    const before = performance.now();
+    try {
+      expectIdentity(sides.replicaMeta.dir, prepared.metaIdentity);
+      saveRecord(sides.replicaMeta, nextRecord(record, { source: from, replica: to }, done));
+      checkpointed = true;
+    } catch (error) {
+      report.warn(`Cannot save the record at a checkpoint: ${errorText(error)}`);
+    }
+    // Checkpoints take at most a twentieth of a run, however large the record.
+    return Math.max(CHECKPOINT_MS, (performance.now() - before) * 20);
+  };
   control.progress = {
     ...idleProgress(),
     phase: "copying",
@@ -3566,10 +3774,11 @@ async function execute(
       report.debug(`  because: ${action.reason}`);
     },
     onFailed: (problem) => report.error(`${displayPath(problem.path)}: ${problem.message}`),
+    ...(input.restore ? {} : { checkpoint }),
   });
   if (!input.restore) {
     const next = nextRecord(record, { source: from, replica: to }, result);
-    if (!sameRecord(record, next)) {
+    if (checkpointed || !sameRecord(record, next)) {
       expectIdentity(sides.replicaMeta.dir, prepared.metaIdentity);
       saveRecord(sides.replicaMeta, next);
     }
@@ -3609,12 +3818,16 @@ export interface VerifyResult {
   bytes: number;
   mismatched: string[];
   missing: string[];
+  /** Files with no hash in the record: not checked. */
   unrecorded: string[];
   failed: Problem[];
+  /** False when the replica has no record at all. */
+  recordFound: boolean;
 }
 
 /**
- * Re-hashes every replica file and compares it with the record. Changes nothing.
+ * Re-hashes every replica file and compares it with the record. Changes nothing. Files the
+ * record has no hash for cannot be checked: they are listed as unrecorded.
  */
 export async function verifyReplica(
   replica: string,
@@ -3629,6 +3842,7 @@ export async function verifyReplica(
     missing: [],
     unrecorded: [],
     failed: [],
+    recordFound: pathExists(meta.record),
   };
   const scan = scanTree(replica, { exclude: options.exclude, skipMetaDir: true });
   const record = loadRecord(meta.record, {
@@ -3993,11 +4207,23 @@ async function runVerify(options: Options, report: Reporter): Promise<number> {
   for (const problem of result.failed) {
     report.error(`${displayPath(problem.path)}: ${problem.message}`);
   }
+  const unrecorded = result.unrecorded.length;
+  if (unrecorded > 0) {
+    // Not checked is not verified: say so, and what makes the record whole.
+    const why = result.recordFound
+      ? `${unrecorded} files have no hash in the record (a run was interrupted, or they were ` +
+        `put there by hand or by another tool)`
+      : `there is no record in '${options.replica}/${META_DIR}': none of its ${unrecorded} ` +
+        `files could be checked`;
+    report.error(
+      `Not verified: ${why}; run 'treesync SOURCE ${options.replica}' once to hash them`,
+    );
+  }
   const seconds = (performance.now() - started) / 1000;
   report.summary(
     `verify: ${result.checked} files checked, ${result.mismatched.length} mismatched, ` +
-      `${result.missing.length} missing, ${result.unrecorded.length} not in the record ` +
-      `(run once with --checksum to hash them), ${result.failed.length} failed; ` +
+      `${result.missing.length} missing, ${unrecorded} not in the record, ` +
+      `${result.failed.length} failed; ` +
       `${formatBytes(result.bytes)} in ${seconds.toFixed(2)} s ` +
       `(${formatBytes(result.bytes / Math.max(seconds, 0.001))}/s)`,
   );
@@ -4016,7 +4242,8 @@ async function runVerify(options: Options, report: Reporter): Promise<number> {
       }\n`,
     );
   }
-  const bad = result.mismatched.length + result.missing.length + result.failed.length;
+  const bad = result.mismatched.length + result.missing.length + result.failed.length +
+    unrecorded;
   return bad > 0 ? ExitCode.Failed : ExitCode.Ok;
 }
 

@@ -7,6 +7,7 @@ import { createHash } from "node:crypto";
 import {
   type Action,
   applyPlan,
+  CLOCK_SLACK_MS,
   compileExcludes,
   type Entry,
   type FileRecord,
@@ -30,6 +31,8 @@ import {
   scanTree,
   signatureOf,
   trashFolderName,
+  trustedHash,
+  unchangedSinceRecorded,
   UsageError,
 } from "./sync.ts";
 
@@ -491,13 +494,14 @@ Deno.test("hashesNeeded() asks only for what would change a decision and is not 
     from: ["a", "b", "touched"],
     to: ["b"],
   });
+  // `b` is not in the record: both sides are hashed, so the record ends with its hash.
   assertEquals(hashesNeeded(from, to, { checksum: false, toHashes }), {
-    from: ["touched"],
-    to: [],
+    from: ["b", "touched"],
+    to: ["b"],
   });
   assertEquals(hashesNeeded(from, to, { checksum: false, toHashes, moves: true }), {
-    from: ["touched", "renamed"],
-    to: ["old"],
+    from: ["b", "touched", "renamed"],
+    to: ["b", "old"],
   });
   // The record saw `b` with another inode: swapped in, so both sides are hashed.
   const fromHashes = new Map([["b", vouch(e("file", { size: 5 }), "b".repeat(64))]]);
@@ -540,8 +544,8 @@ Deno.test("planMirror() without deletions keeps extraneous entries and folders i
   const from = scanOf({ f: e("file"), d: e("dir") });
   const to = scanOf({ f: e("dir"), "f/inner": e("file"), d: e("file"), extra: e("file") });
   const plan = planMirror(from, to, { ...planDefaults, deletes: false });
-  assertEquals(planned(plan.actions), ["delete d", "mkdir d"], "a file in the way is overwritten");
-  assertEquals(plan.blocked.map((p) => p.path), ["f"]);
+  assertEquals(planned(plan.actions), [], "a file in the way is kept too");
+  assertEquals(plan.blocked.map((p) => p.path), ["f", "d"]);
   assertEquals(plan.keptExtraneous, 3, "f, f/inner and extra");
 });
 
@@ -762,8 +766,11 @@ Deno.test("cli without --checksum trusts size and mtime; with it, content decide
     const replica = `${dir}/r`;
     writeTree(source, { f: "aaaa" });
     assertExit(await cli([source, replica]), 0);
-    // Without a record there is nothing but size and mtime to go by, as in rsync.
-    Deno.removeSync(`${replica}/.treesync/record.json`);
+    // When the record knows nothing of the source there is nothing but size and mtime to go
+    // by, as in rsync. (Without any record the replica's files are hashed, and so the source's.)
+    const recordPath = `${replica}/.treesync/record.json`;
+    const record = JSON.parse(Deno.readTextFileSync(recordPath));
+    Deno.writeTextFileSync(recordPath, JSON.stringify({ ...record, source: [] }));
     const mtime = Deno.statSync(`${source}/f`).mtime!.getTime();
     Deno.writeTextFileSync(`${source}/f`, "bbbb"); // same size, mtime put back
     setMtime(`${source}/f`, mtime);
@@ -907,7 +914,8 @@ Deno.test("cli --restore copies missing and differing files back and deletes not
     Deno.removeSync(`${source}/lost`);
     Deno.writeTextFileSync(`${source}/sub/damaged`, "BAD!");
     Deno.writeTextFileSync(`${source}/only-in-source`, "new work");
-    const result = await cli(["--restore", source, replica]);
+    // The damage was made after the last sync: only --overwrite-newer replaces it.
+    const result = await cli(["--restore", "--overwrite-newer", source, replica]);
     assertExit(result, 0);
     assertEquals(readTree(source), {
       keep: "k",
@@ -1771,6 +1779,10 @@ Deno.test("cli renames a folder of many files in one step, reading nothing", asy
       setMtime(`${dir}/s/photos/${name}`, Date.now() - 365 * 86_400_000);
     }
     assertExit(await cli([`${dir}/s`, `${dir}/r`]), 0);
+    // Fresh copies are racily clean (hashed in the second their ctime shows) until read again,
+    // in a later second: a --checksum run does that once.
+    await untilNextSecond();
+    assertExit(await cli(["-c", `${dir}/s`, `${dir}/r`]), 0);
     Deno.renameSync(`${dir}/s/photos`, `${dir}/s/pictures`);
     const result = await cli(["--json", "-vv", `${dir}/s`, `${dir}/r`]);
     assertExit(result, 0);
@@ -1783,18 +1795,21 @@ Deno.test("cli renames a folder of many files in one step, reading nothing", asy
   });
 });
 
-Deno.test("cli --checksum reads nothing on a second run, and rereads racily clean files", async () => {
+Deno.test("cli --checksum rereads racily clean files once, then reads nothing", async () => {
   await withTemp(async (dir) => {
-    writeTree(`${dir}/s`, { settled: "old content", fresh: "just written" });
+    writeTree(`${dir}/s`, { settled: "old content" });
     setMtime(`${dir}/s/settled`, Date.now() - 3_600_000);
+    await untilNextSecond(); // so `settled` last changed in a second before it is hashed
+    writeTree(`${dir}/s`, { fresh: "just written" });
     assertExit(await cli(["-c", `${dir}/s`, `${dir}/r`]), 0);
     // Past the racy window, so this run's hashes of `fresh` will be trusted.
     await new Promise((done) => setTimeout(done, RACY_WINDOW_MS + 100));
     const second = await cli(["-c", "-vv", `${dir}/s`, `${dir}/r`]);
     assertExit(second, 0);
     const hashed = second.stderr.match(/^hash \w+ .*$/gm) ?? [];
-    // `fresh` was modified within a second of being hashed: its hash is not trusted yet.
-    assertEquals(hashed.sort(), ["hash source fresh", "hash target fresh"]);
+    // `fresh` was modified within a second of being hashed, and both copies were hashed in the
+    // second their ctime shows: those hashes are not trusted yet.
+    assertEquals(hashed.sort(), ["hash source fresh", "hash target fresh", "hash target settled"]);
     const third = await cli(["-c", "-vv", `${dir}/s`, `${dir}/r`]);
     assertEquals(third.stderr.match(/^hash /gm), null, "now every hash is trusted");
   });
@@ -2582,7 +2597,550 @@ Deno.test("log: a fifo as the log path is exit 2 at once, never a run blocked on
     assert((await new Deno.Command("mkfifo", { args: [`${dir}/log`] }).output()).success);
     const result = await cli([`${dir}/s`, `${dir}/r`, "--log", `${dir}/log`]);
     assertExit(result, 2);
-    assertMatch(result.stderr, /log file '.*\/log': it is not a regular file/);
+    assertMatch(result.stderr, /log file '.*\/log': it is a fifo/);
     assert(!pathExists(`${dir}/r`), "nothing was written");
+  });
+});
+
+// ------------------------------------------------------------------------------------------------
+// Safety: restore, --no-delete and record integrity (issue 8)
+// ------------------------------------------------------------------------------------------------
+
+/**
+ * Resolves once the clock is in a later second than when called, by enough that the kernel's
+ * file timestamps (a tick behind the wall clock) are too. A wait on a condition, not a sleep.
+ */
+async function untilNextSecond(): Promise<void> {
+  const second = Math.floor(Date.now() / 1000);
+  await waitFor(() => Math.floor((Date.now() - CLOCK_SLACK_MS) / 1000) > second, 5_000);
+}
+
+/** A record's rows by side and path: `[size, mtimeMs, ctimeMs, ino, hash, hashedAtMs]`. */
+function recordRows(replica: string): Record<"replica" | "source", Map<string, unknown[]>> {
+  const data = JSON.parse(Deno.readTextFileSync(`${replica}/.treesync/record.json`));
+  const rows = (side: unknown[][]) =>
+    new Map(side.map(([path, ...rest]) => [path as string, rest]));
+  return { replica: rows(data.replica), source: rows(data.source) };
+}
+
+function hashLines(stderr: string): string[] {
+  return (stderr.match(/^hash \w+ .*$/gm) ?? []).sort();
+}
+
+Deno.test("trustedHash() applies the racy rule to ctime seconds as well as to mtime", () => {
+  const file = e("file", { size: 4, mtimeMs: 1_000, ctimeMs: 5_000 });
+  const hash = "a".repeat(64);
+  const table: Array<[string, Partial<Entry>, number, boolean]> = [
+    ["ctime in a second before the hash's", {}, 6_100, true],
+    ["ctime in the hash's second", {}, 5_900, false],
+    ["ctime in the second just before, within the clock's slack", { ctimeMs: 5_000 }, 6_010, false],
+    ["mtime within the racy window", { mtimeMs: 5_500 }, 6_100, false],
+  ];
+  for (const [name, fields, hashedAtMs, trusted] of table) {
+    const entry = { ...file, ...fields };
+    const known = { ...signatureOf(entry), hash, hashedAtMs };
+    assertEquals(trustedHash(known, entry), trusted ? hash : null, name);
+    assertEquals(unchangedSinceRecorded(known, entry), trusted, name);
+    // A hash taken this run settles it either way.
+    assertEquals(unchangedSinceRecorded(known, { ...entry, hash }), true, `${name}, rehashed`);
+    const other = { ...entry, hash: "b".repeat(64) };
+    assertEquals(unchangedSinceRecorded(known, other), false, `${name}, other content`);
+  }
+});
+
+Deno.test("planMirror() restoring keeps source files the last sync did not see as they are", () => {
+  const hash = "a".repeat(64);
+  const source = (fields: Partial<Entry> = {}) => e("file", { size: 3, ino: 7, ...fields });
+  const seen = vouch(source(), hash); // the last sync's view of the source file
+  // [name, replica's entry, source's entry, record's source entry, plan, with overwriteNewer]
+  const table: Array<
+    [string, Entry, Entry | undefined, RecordEntry | undefined, string[], string[]]
+  > = [
+    ["missing in the source", e("file", { size: 5 }), undefined, undefined, ["copy x"], [
+      "copy x",
+    ]],
+    ["unchanged since the last sync", e("file", { size: 5 }), source(), seen, ["update x"], [
+      "update x",
+    ]],
+    ["edited since", e("file", { size: 5 }), source({ mtimeMs: 9_000 }), seen, [], ["update x"]],
+    [
+      "edited with the mtime put back",
+      e("file", { size: 5 }),
+      source({ ctimeMs: 8_000 }),
+      seen,
+      [],
+      [
+        "update x",
+      ],
+    ],
+    ["swapped in", e("file", { size: 5 }), source({ ino: 8 }), seen, [], ["update x"]],
+    ["never synced", e("file", { size: 5 }), source(), undefined, [], ["update x"]],
+    [
+      "racily clean when synced",
+      e("file", { size: 5 }),
+      source(),
+      { ...seen, hashedAtMs: 1_200 },
+      [],
+      [
+        "update x",
+      ],
+    ],
+    [
+      "racily clean, this run's hash agrees",
+      e("file", { size: 5 }),
+      source({ hash }),
+      {
+        ...seen,
+        hashedAtMs: 1_200,
+      },
+      ["update x"],
+      ["update x"],
+    ],
+    [
+      "racily clean, this run's hash differs",
+      e("file", { size: 5 }),
+      source({
+        hash: "b".repeat(64),
+      }),
+      { ...seen, hashedAtMs: 1_200 },
+      [],
+      ["update x"],
+    ],
+    [
+      "only the mode differs, edited since",
+      e("file", { size: 3, mode: 0o600 }),
+      source({
+        mtimeMs: 1_000,
+        ino: 9,
+      }),
+      seen,
+      [],
+      ["attrs x"],
+    ],
+    [
+      "a symlink the record cannot know",
+      e("symlink", { target: "a" }),
+      e("symlink", {
+        target: "b",
+      }),
+      undefined,
+      [],
+      ["link x"],
+    ],
+  ];
+  for (const [name, replicaEntry, sourceEntry, known, expected, overwriting] of table) {
+    for (const overwriteNewer of [false, true]) {
+      const plan = planMirror(
+        scanOf({ x: replicaEntry }),
+        scanOf(sourceEntry ? { x: sourceEntry } : {}),
+        {
+          ...planDefaults,
+          deletes: false,
+          restore: true,
+          overwriteNewer,
+          ...(known ? { toHashes: new Map([["x", known]]) } : {}),
+        },
+      );
+      const label = `${name}${overwriteNewer ? ", overwriting" : ""}`;
+      assertEquals(planned(plan.actions), overwriteNewer ? overwriting : expected, label);
+      const kept = plan.blocked.map((p) => p.message).join("\n");
+      if (planned(plan.actions).length === 0) assertMatch(kept, /^Kept: .*--overwrite-newer/);
+      else assertEquals(plan.blocked, [], label);
+    }
+  }
+});
+
+Deno.test("planMirror() leaves every type change alone when restoring or without deletions", () => {
+  // [name, `from` entries, `to` entries]: in each, `x` has another type on the two sides.
+  const table: Array<[string, Record<string, Entry>, Record<string, Entry>]> = [
+    ["a folder where the target has a file", { x: e("dir"), "x/in": e("file") }, { x: e("file") }],
+    ["a file where the target has a folder", { x: e("file") }, {
+      x: e("dir"),
+      "x/mine": e("file"),
+    }],
+    ["a symlink where the target has a file", { x: e("symlink", { target: "t" }) }, {
+      x: e("file"),
+    }],
+    ["a file where the target has a symlink", { x: e("file") }, {
+      x: e("symlink", { target: "t" }),
+    }],
+    ["a folder where the target has a symlink", { x: e("dir"), "x/in": e("dir") }, {
+      x: e("symlink", { target: "t" }),
+    }],
+  ];
+  for (const [name, fromEntries, toEntries] of table) {
+    for (const restore of [false, true]) {
+      const plan = planMirror(scanOf(fromEntries), scanOf(toEntries), {
+        ...planDefaults,
+        deletes: false,
+        restore,
+        overwriteNewer: true, // does not apply to type changes
+      });
+      const label = `${name}${restore ? ", restoring" : ""}`;
+      const touched = plan.actions.filter((a) => a.path === "x" || a.path.startsWith("x/"));
+      assertEquals(touched, [], `${label}: nothing at or below x`);
+      assertEquals(plan.blocked.map((p) => p.path), ["x"], label);
+      assertMatch(
+        plan.blocked[0]!.message,
+        restore ? /^Not restored: .*never replaces/ : /^Not replaced: .*deletions are off/,
+      );
+    }
+  }
+});
+
+Deno.test("hashesNeeded() rechecks replica files the record cannot vouch for, and nothing else", () => {
+  const hash = "c".repeat(64);
+  const t = (fields: Partial<Entry> = {}) => e("file", { size: 4, ...fields });
+  const targets = {
+    recorded: t(),
+    unknown: t(),
+    unhashed: t(),
+    damaged: t(),
+    racy: t(),
+    touchedRacy: t(),
+    touchedUnknown: t(),
+    extra: t(),
+    extraRecorded: t(),
+    grown: t(),
+  };
+  const sources: Record<string, Entry> = {};
+  for (const name of Object.keys(targets)) {
+    if (!name.startsWith("extra")) sources[name] = t();
+  }
+  sources.touchedRacy = t({ mtimeMs: 9_000 });
+  sources.touchedUnknown = t({ mtimeMs: 9_000 });
+  sources.grown = t({ size: 5 });
+  const toHashes: RecordMap = new Map([
+    ["recorded", vouch(targets.recorded, hash)],
+    ["unhashed", { ...vouch(targets.unhashed, hash), hash: null }],
+    ["damaged", vouch(targets.damaged, hash, { ctimeMs: 500 })], // changed since it was hashed
+    ["racy", vouch(targets.racy, hash, { hashedAtMs: 1_100 })],
+    ["touchedRacy", vouch(targets.touchedRacy, hash, { hashedAtMs: 1_100 })],
+    ["extraRecorded", vouch(targets.extraRecorded, hash)],
+    ["grown", vouch(targets.grown, hash, { hashedAtMs: 1_100 })],
+  ]);
+  // The source of `damaged` is known to the record: only the replica side needs reading.
+  const fromHashes: RecordMap = new Map([["damaged", vouch(sources.damaged!, hash)]]);
+  const from = scanOf(sources);
+  const to = scanOf(targets);
+  const sorted = (wanted: { from: string[]; to: string[] }) => ({
+    from: wanted.from.sort(),
+    to: wanted.to.sort(),
+  });
+  assertEquals(sorted(hashesNeeded(from, to, { checksum: false, toHashes, fromHashes })), {
+    from: ["touchedRacy", "unhashed", "unknown"],
+    to: ["damaged", "touchedRacy", "unhashed", "unknown"],
+  });
+  // Without deletions, replica files that stay without a source get a hash too.
+  const kept = hashesNeeded(from, to, { checksum: false, toHashes, fromHashes, deletes: false });
+  assertEquals(sorted(kept).to, ["damaged", "extra", "touchedRacy", "unhashed", "unknown"]);
+  // Restoring, targets are source files: never hashed to complete the record, only to tell
+  // whether one about to be overwritten changed since the last sync.
+  const restoring = { checksum: false, toHashes, fromHashes, restore: true };
+  assertEquals(sorted(hashesNeeded(from, to, restoring)), {
+    from: ["touchedRacy"],
+    to: ["grown", "touchedRacy"],
+  });
+  assertEquals(
+    sorted(hashesNeeded(from, to, { ...restoring, overwriteNewer: true })).to,
+    ["touchedRacy"],
+  );
+});
+
+Deno.test("planMirror() repairs a replica file whose hash shows other content, size and mtime alike", () => {
+  const source = e("file", { size: 5 });
+  const plan = planMirror(
+    scanOf({ x: source }),
+    scanOf({ x: e("file", { size: 5, hash: "b".repeat(64) }) }), // hashed this run
+    { ...planDefaults, fromHashes: new Map([["x", vouch(source, "a".repeat(64))]]) },
+  );
+  assertEquals(plan.actions.filter((a) => a.kind !== "dirattrs").map((a) => [a.kind, a.reason]), [
+    ["update", "content differs (SHA-256), size and mtime alike"],
+  ]);
+});
+
+Deno.test("applyPlan() hands what is done so far to checkpoints between actions", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/from`, { a: "1", b: "22", c: "333" });
+    Deno.mkdirSync(`${dir}/to`);
+    Deno.mkdirSync(`${dir}/tmp`);
+    const toScan = scanTree(`${dir}/to`, { exclude: () => false });
+    const plan = planMirror(
+      scanTree(`${dir}/from`, { exclude: () => false }),
+      toScan,
+      planDefaults,
+    );
+    const seen: string[][] = [];
+    await applyPlan(plan, {
+      fromRoot: `${dir}/from`,
+      toRoot: `${dir}/to`,
+      tempDir: `${dir}/tmp`,
+      trashDir: null,
+      owners: false,
+      guard: new FolderGuard(`${dir}/to`, toScan),
+      shouldStop: () => false,
+      mustAbort: () => false,
+      pause: () => Promise.resolve(),
+      onDone: () => {},
+      onFailed: (problem) => {
+        throw new Error(problem.message);
+      },
+      firstCheckpointMs: 0,
+      checkpoint: (done) => {
+        seen.push([...done.written.keys()]);
+        return 0;
+      },
+    });
+    assertEquals(seen.slice(0, 3), [[], ["a"], ["a", "b"]]);
+  });
+});
+
+Deno.test("cli --restore keeps a source file edited since the last sync (exit 1); --overwrite-newer replaces it", async () => {
+  await withTemp(async (dir) => {
+    const [source, replica] = [`${dir}/s`, `${dir}/r`];
+    writeTree(source, { edited: "synced text", lost: "lost", same: "same" });
+    assertExit(await cli([source, replica]), 0);
+    Deno.writeTextFileSync(`${source}/edited`, "work done after the sync");
+    Deno.removeSync(`${source}/lost`);
+    const kept = await cli(["--restore", source, replica]);
+    assertExit(kept, 1);
+    assertMatch(kept.stderr, /^error: edited: Kept: .*--overwrite-newer/m);
+    assertEquals(readTree(source), {
+      edited: "work done after the sync",
+      lost: "lost",
+      same: "same",
+    });
+    assert(!pathExists(`${source}/.treesync`), "nothing of ours is left in the source");
+
+    const replaced = await cli([
+      "--restore",
+      "--overwrite-newer",
+      "--keep-deleted",
+      "1d",
+      source,
+      replica,
+    ]);
+    assertExit(replaced, 0);
+    assertEquals(Deno.readTextFileSync(`${source}/edited`), "synced text");
+    const [run] = [...Deno.readDirSync(`${source}/.treesync/trash`)].map((item) => item.name);
+    assertEquals(
+      Deno.readTextFileSync(`${source}/.treesync/trash/${run}/edited`),
+      "work done after the sync",
+      "what restore replaced is in the source's trash",
+    );
+    assertEquals(readTree(source).edited, "synced text", "the trash is not part of the tree");
+    assertExit(await cli(["--overwrite-newer", source, replica]), 2);
+  });
+});
+
+Deno.test("cli --restore leaves type conflicts alone, both ways, and deletes nothing", async () => {
+  await withTemp(async (dir) => {
+    const [source, replica] = [`${dir}/s`, `${dir}/r`];
+    writeTree(source, { becameFile: { inner: "i" }, becameDir: "f", becameLink: "l" });
+    assertExit(await cli([source, replica]), 0);
+    Deno.removeSync(`${source}/becameFile`, { recursive: true });
+    Deno.writeTextFileSync(`${source}/becameFile`, "new work in a file");
+    Deno.removeSync(`${source}/becameDir`);
+    writeTree(`${source}/becameDir`, { mine: "new work in a folder" });
+    Deno.removeSync(`${source}/becameLink`);
+    Deno.symlinkSync("becameDir/mine", `${source}/becameLink`);
+    const before = snapshot(source);
+    const result = await cli(["--restore", "--overwrite-newer", source, replica]);
+    assertExit(result, 1);
+    for (const name of ["becameFile", "becameDir", "becameLink"]) {
+      assertMatch(result.stderr, new RegExp(`^error: ${name}: Not restored: `, "m"));
+    }
+    assertEquals(snapshot(source), before);
+  });
+});
+
+Deno.test("cli --restore --keep-deleted purges expired trash in the source only, never the replica's", async () => {
+  await withTemp(async (dir) => {
+    const [source, replica] = [`${dir}/s`, `${dir}/r`];
+    writeTree(source, { f: "f" });
+    assertExit(await cli([source, replica]), 0);
+    writeTree(`${source}/.treesync/trash/20000101T000000Z`, { old: "expired, source" });
+    writeTree(`${replica}/.treesync/trash/20000101T000000Z`, { old: "the replica's" });
+    Deno.removeSync(`${source}/f`);
+    assertExit(await cli(["--restore", "--keep-deleted", "1d", source, replica]), 0);
+    assertEquals(readTree(source), { f: "f" });
+    assert(!pathExists(`${source}/.treesync/trash/20000101T000000Z`), "source trash purged");
+    assert(pathExists(`${replica}/.treesync/trash/20000101T000000Z/old`), "replica trash kept");
+  });
+});
+
+Deno.test("cli --restore removes only the temporary files and folders it made in SOURCE/.treesync", async () => {
+  await withTemp(async (dir) => {
+    const [source, replica] = [`${dir}/s`, `${dir}/r`];
+    writeTree(source, { f: "f" });
+    assertExit(await cli([source, replica]), 0);
+    const restore = async (meta: Tree | null) => {
+      if (pathExists(`${source}/.treesync`)) {
+        Deno.removeSync(`${source}/.treesync`, { recursive: true });
+      }
+      if (meta) writeTree(`${source}/.treesync`, meta);
+      Deno.removeSync(`${source}/f`);
+      assertExit(await cli(["--restore", source, replica]), 0);
+      assertEquals(Deno.readTextFileSync(`${source}/f`), "f");
+    };
+    // Someone else's files in tmp/ (the source may be a replica itself) stay as they are.
+    await restore({ tmp: { "123-4": "a run's file in flight" }, record: "theirs" });
+    assertEquals(readTree(`${source}/.treesync`, false), {
+      record: "theirs",
+      tmp: { "123-4": "a run's file in flight" },
+    });
+    // An empty .treesync that was there stays; the tmp/ made in it goes.
+    await restore({});
+    assertEquals(readTree(`${source}/.treesync`, false), {});
+    // None there: none left.
+    await restore(null);
+    assert(!pathExists(`${source}/.treesync`));
+  });
+});
+
+Deno.test("cli --no-delete keeps a replica entry whose type changed in the source, exit 1", async () => {
+  await withTemp(async (dir) => {
+    const [source, replica] = [`${dir}/s`, `${dir}/r`];
+    writeTree(source, { toDir: "file data", toFile: { x: "x" }, toLink: "link me", same: "s" });
+    assertExit(await cli([source, replica]), 0);
+    const before = snapshot(replica);
+    Deno.removeSync(`${source}/toDir`);
+    writeTree(`${source}/toDir`, { inner: "i" });
+    Deno.removeSync(`${source}/toFile`, { recursive: true });
+    Deno.writeTextFileSync(`${source}/toFile`, "now a file");
+    Deno.removeSync(`${source}/toLink`);
+    Deno.symlinkSync("same", `${source}/toLink`);
+    writeTree(source, { added: "new" });
+    const result = await cli(["--no-delete", source, replica]);
+    assertExit(result, 1);
+    for (const name of ["toDir", "toFile", "toLink"]) {
+      assertMatch(
+        result.stderr,
+        new RegExp(`^error: ${name}: Not replaced: .*deletions are off`, "m"),
+      );
+    }
+    const expected = { ...before, added: snapshot(source).added! };
+    assertEquals(Object.entries(snapshot(replica)).sort(), Object.entries(expected).sort());
+  });
+});
+
+Deno.test("cli repairs a damaged replica file whose mtime was put back, keeping its hash in the record", async () => {
+  await withTemp(async (dir) => {
+    const [source, replica] = [`${dir}/s`, `${dir}/r`];
+    writeTree(source, { a: "alpha", sub: { b: "bravo" } });
+    assertExit(await cli([source, replica]), 0);
+    // Damage in a later second than the copy, so its ctime shows it.
+    await untilNextSecond();
+    const mtime = Deno.statSync(`${replica}/sub/b`).mtime!.getTime();
+    Deno.writeTextFileSync(`${replica}/sub/b`, "brave");
+    setMtime(`${replica}/sub/b`, mtime);
+    const found = await cli(["--verify", replica]);
+    assertExit(found, 1);
+    assertEquals(found.stdout, "mismatch sub/b\n");
+    const repair = await cli(["-v", source, replica]);
+    assertExit(repair, 0);
+    assertMatch(repair.stderr, /^update sub\/b/m);
+    assertEquals(Deno.readTextFileSync(`${replica}/sub/b`), "bravo");
+    const verified = await cli(["--verify", replica]);
+    assertExit(verified, 0);
+    assertEquals(verified.stdout, "");
+  });
+});
+
+Deno.test("cli killed with SIGKILL mid-run: the next run hashes what the record missed", async () => {
+  await withTemp(async (dir) => {
+    const [source, replica] = [`${dir}/s`, `${dir}/r`];
+    const files: Tree = {};
+    for (let i = 0; i < 300; i++) files[`f-${String(i).padStart(3, "0")}`] = `file ${i}`;
+    writeTree(source, files);
+    await makeSparseFile(`${source}/zz-big`, 1 << 30); // copied last, keeps the run busy
+    const child = spawnCli([source, replica]);
+    await waitFor(() => pathExists(`${replica}/f-000`));
+    child.kill("SIGKILL");
+    await child.status;
+    assert(!pathExists(`${replica}/.treesync/record.json`), "killed before the record was saved");
+    assertExit(await cli([source, replica]), 0);
+    const verified = await cli(["--verify", replica]);
+    assertExit(verified, 0);
+    assert(!/unrecorded/.test(verified.stdout), `every file has a hash:\n${verified.stdout}`);
+    assertMatch(verified.stderr, /^verify: 301 files checked/m);
+  });
+});
+
+Deno.test("cli --verify exits 1 when it could not check every file: no record, or files without a hash", async () => {
+  await withTemp(async (dir) => {
+    const [source, replica] = [`${dir}/s`, `${dir}/r`];
+    writeTree(replica, { a: "made by another tool" });
+    const bare = await cli(["--verify", replica]);
+    assertExit(bare, 1);
+    assertEquals(bare.stdout, "unrecorded a\n");
+    assertMatch(bare.stderr, /no record in .*none of its 1 files could be checked/);
+    assertMatch(bare.stderr, new RegExp(`run 'treesync SOURCE ${replica}' once to hash them`));
+
+    writeTree(source, { a: "made by another tool" });
+    setMtime(`${source}/a`, Deno.statSync(`${replica}/a`).mtime!.getTime());
+    const adopted = await cli(["-vv", source, replica]);
+    assertExit(adopted, 0);
+    assertEquals(hashLines(adopted.stderr), ["hash source a", "hash target a"]);
+    assertExit(await cli(["--verify", replica]), 0);
+
+    writeTree(replica, { extra: "put there by hand" });
+    const partial = await cli(["--verify", replica]);
+    assertExit(partial, 1);
+    assertMatch(partial.stderr, /1 files have no hash in the record/);
+    assertExit(await cli(["--no-delete", source, replica]), 0);
+    assertExit(await cli(["--verify", replica]), 0);
+  });
+});
+
+Deno.test("cli --checksum catches a same-size edit with the mtime put back in the second of the last run", async () => {
+  await withTemp(async (dir) => {
+    const old = Date.now() - 3_600_000;
+    for (let attempt = 1;; attempt++) {
+      // The race needs the edit in the very second the previous run hashed the file, with the
+      // ctime the record saw; when the second turns meanwhile, try again.
+      assert(attempt <= 30, "never managed to edit within the second of the run");
+      const [source, replica] = [`${dir}/s${attempt}`, `${dir}/r${attempt}`];
+      writeTree(source, { f: "aaaa" });
+      setMtime(`${source}/f`, old);
+      assertExit(await cli(["-c", source, replica]), 0);
+      Deno.writeTextFileSync(`${source}/f`, "bbbb");
+      setMtime(`${source}/f`, old);
+      const ctimeMs = Deno.statSync(`${source}/f`).ctime!.getTime();
+      const [, , recordedCtime, , , hashedAtMs] = recordRows(replica).source.get("f")!;
+      const sameSecond = Math.floor(ctimeMs / 1000) === Math.floor((hashedAtMs as number) / 1000);
+      if (!sameSecond || recordedCtime !== ctimeMs) continue;
+      const result = await cli(["-c", "--json", source, replica]);
+      assertExit(result, 0);
+      assertEquals(jsonLine(result).updated, 1);
+      assertEquals(Deno.readTextFileSync(`${replica}/f`), "bbbb");
+      return;
+    }
+  });
+});
+
+Deno.test("cli: no-op runs after a copy read nothing; --checksum rereads the fresh copies once", async () => {
+  await withTemp(async (dir) => {
+    const [source, replica] = [`${dir}/s`, `${dir}/r`];
+    const files: Tree = {};
+    for (let i = 0; i < 500; i++) files[`f${i}`] = `content ${i}`;
+    writeTree(source, { d: files });
+    for (const name of Object.keys(files)) setMtime(`${source}/d/${name}`, Date.now() - 3_600_000);
+    await untilNextSecond(); // the source files last changed before any run reads them
+    assertExit(await cli([source, replica]), 0);
+    for (const run of [1, 2]) {
+      const noop = await cli(["-vv", source, replica]);
+      assertExit(noop, 0);
+      assertEquals(hashLines(noop.stderr), [], `no-op run ${run}`);
+    }
+    // The copies were hashed in the second their ctime shows: racily clean until read again.
+    await untilNextSecond();
+    const checked = await cli(["-c", "-vv", source, replica]);
+    assertExit(checked, 0);
+    const reread = hashLines(checked.stderr);
+    assertEquals(reread.length, 500, "every fresh copy, once");
+    assertEquals(reread.filter((line) => !line.startsWith("hash target d/f")), []);
+    const again = await cli(["-c", "-vv", source, replica]);
+    assertEquals(hashLines(again.stderr), [], "every hash is trusted now");
   });
 });
