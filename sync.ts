@@ -2675,6 +2675,13 @@ export interface ReplicaLock {
   stillHeld(): boolean;
 }
 
+/**
+ * How to take the lock: `create` the lock file if missing; take an `existing` one only (taking
+ * it writes nothing); or `read`: an existing one opened read-only, for a restore, which must
+ * work from a read-only replica and never writes there.
+ */
+export type LockMode = "create" | "existing" | "read";
+
 /** Another run holds the replica: exit 3. */
 export class LockHeldError extends RefusedError {
   override name = "LockHeldError";
@@ -2690,16 +2697,17 @@ export class LockHeldError extends RefusedError {
  * @throws {LockHeldError} When another live run holds it.
  * @throws {UsageError} When the lock path is not ours.
  */
-export function acquireLock(paths: MetaPaths, create: boolean): ReplicaLock | null {
+export function acquireLock(paths: MetaPaths, mode: LockMode): ReplicaLock | null {
   const path = paths.lock;
   const checked = checkOwn(path, "file");
+  const write = mode !== "read";
   let file: Deno.FsFile;
   if (checked === null) {
-    if (!create) return null;
+    if (mode !== "create") return null;
     // O_EXCL: refuses any name already there, a link included.
     file = Deno.openSync(path, { read: true, write: true, createNew: true, mode: 0o600 });
   } else {
-    file = Deno.openSync(path, { read: true, write: true });
+    file = Deno.openSync(path, { read: true, write });
     const opened = file.statSync();
     if (!opened.isFile || opened.ino !== checked.ino || opened.dev !== checked.dev) {
       file.close();
@@ -2718,6 +2726,7 @@ export function acquireLock(paths: MetaPaths, create: boolean): ReplicaLock | nu
   let held = true;
   return {
     announce: () => {
+      if (!write) return;
       try {
         file.truncateSync(0);
         file.writeSync(encoder.encode(`${Deno.pid}\n`));
@@ -2729,7 +2738,7 @@ export function acquireLock(paths: MetaPaths, create: boolean): ReplicaLock | nu
       if (!held) return;
       held = false;
       try {
-        file.truncateSync(0);
+        if (write) file.truncateSync(0);
       } catch {
         // Cannot empty it (a full or read-only disk): the kernel lock goes anyway.
       } finally {
@@ -3344,7 +3353,7 @@ export async function runOnce(options: Options, deps: RunDependencies): Promise<
   let prepared: PreparedWrites | null = null;
   try {
     // An existing lock file is taken now (taking it writes nothing); a first run makes it later.
-    if (writes) takeLock(control, sides.replicaMeta, false);
+    if (writes) takeLock(control, sides.replicaMeta, options.restore ? "read" : "existing");
     control.progress = { ...idleProgress(), phase: "scanning" };
     const scanning = scanBoth(pool, { from: sides.fromRoot, to: sides.toRoot }, options.excludes);
     const recordLoad = { onCorrupt: (message: string) => report.warn(message) };
@@ -3484,10 +3493,10 @@ function stoppedSummary(options: Options, started: number): RunSummary {
 }
 
 /** Takes the replica lock unless this process still holds it. */
-function takeLock(control: RunControl, meta: MetaPaths, create: boolean): void {
+function takeLock(control: RunControl, meta: MetaPaths, mode: LockMode): void {
   if (control.lock?.stillHeld()) return;
   control.lock?.release();
-  control.lock = acquireLock(meta, create);
+  control.lock = acquireLock(meta, mode);
 }
 
 function reportScans(
@@ -3553,8 +3562,8 @@ function refuseUnsafe(options: Options, scans: { from: Scan; to: Scan }): void {
 interface PreparedWrites {
   tempDir: string;
   trashDir: string | null;
-  /** The replica's metadata folder, checked again before the record is saved. */
-  metaIdentity: Identity;
+  /** The replica's metadata folder, checked again before the record is saved (not restoring). */
+  metaIdentity: Identity | null;
   /** Our folders this run made in the written tree, when restoring (removed if left empty). */
   madeInTarget: string[];
 }
@@ -3572,9 +3581,13 @@ function prepareWrites(options: Options, sides: RunSides, deps: RunDependencies)
       throw new UsageError(`Cannot create the replica '${options.replica}': ${errorText(error)}`);
     }
   }
-  const metaIdentity = makeOwnFolder(replicaMeta.dir);
-  takeLock(deps.control, replicaMeta, true);
-  deps.control.lock!.announce();
+  let metaIdentity: Identity | null = null;
+  if (!options.restore) {
+    // Restoring writes into the source only: the replica, read-only perhaps, is just read.
+    metaIdentity = makeOwnFolder(replicaMeta.dir);
+    takeLock(deps.control, replicaMeta, "create");
+    deps.control.lock!.announce();
+  }
   const madeInTarget: string[] = [];
   for (const folder of options.restore ? [targetMeta.dir, targetMeta.temp] : [targetMeta.temp]) {
     if (makeOwnFolder(folder).made) madeInTarget.push(folder);
@@ -3603,7 +3616,7 @@ function prepareWrites(options: Options, sides: RunSides, deps: RunDependencies)
   return {
     tempDir: targetMeta.temp,
     trashDir,
-    metaIdentity: { dev: metaIdentity.dev, ino: metaIdentity.ino },
+    metaIdentity: metaIdentity && { dev: metaIdentity.dev, ino: metaIdentity.ino },
     madeInTarget,
   };
 }
@@ -3736,7 +3749,7 @@ async function execute(
   const checkpoint = (done: RecordChanges) => {
     const before = performance.now();
     try {
-      expectIdentity(sides.replicaMeta.dir, prepared.metaIdentity);
+      expectIdentity(sides.replicaMeta.dir, prepared.metaIdentity!);
       saveRecord(sides.replicaMeta, nextRecord(record, { source: from, replica: to }, done));
       checkpointed = true;
     } catch (error) {
@@ -3779,7 +3792,7 @@ async function execute(
   if (!input.restore) {
     const next = nextRecord(record, { source: from, replica: to }, result);
     if (checkpointed || !sameRecord(record, next)) {
-      expectIdentity(sides.replicaMeta.dir, prepared.metaIdentity);
+      expectIdentity(sides.replicaMeta.dir, prepared.metaIdentity!);
       saveRecord(sides.replicaMeta, next);
     }
   }
@@ -3983,7 +3996,7 @@ async function runLoop(options: Options, report: Reporter): Promise<number> {
   // new replica the first run makes it.
   control.keepLock = true;
   const holdLock = () => {
-    if (!options.dryRun) takeLock(control, metaPaths(options.replica), false);
+    if (!options.dryRun) takeLock(control, metaPaths(options.replica), "existing");
   };
 
   // Paths that can never be mirrored are a usage error now; a source that is missing may be

@@ -3144,3 +3144,27 @@ Deno.test("cli: no-op runs after a copy read nothing; --checksum rereads the fre
     assertEquals(hashLines(again.stderr), [], "every hash is trusted now");
   });
 });
+
+Deno.test({
+  name: "cli --restore works from a read-only replica, writing nothing there",
+  ignore: !CAN_MOUNT,
+  fn: async () => {
+    await withTemp(async (dir) => {
+      writeTree(`${dir}/s`, { f: "data", sub: { g: "more" } });
+      assertExit(await cli([`${dir}/s`, `${dir}/r`]), 0);
+      Deno.removeSync(`${dir}/s/sub`, { recursive: true });
+      for (
+        const args of [["--bind", `${dir}/r`, `${dir}/r`], ["-o", "remount,ro,bind", `${dir}/r`]]
+      ) {
+        assert((await new Deno.Command("mount", { args }).output()).success);
+      }
+      try {
+        const result = await cli(["--restore", `${dir}/s`, `${dir}/r`]);
+        assertExit(result, 0);
+        assertEquals(readTree(`${dir}/s`), { f: "data", sub: { g: "more" } });
+      } finally {
+        await new Deno.Command("umount", { args: [`${dir}/r`] }).output();
+      }
+    });
+  },
+});
