@@ -3168,3 +3168,22 @@ Deno.test({
     });
   },
 });
+
+Deno.test("cli names what is wrong with a corrupt record in words, not internals", async () => {
+  // Regression: a record without its lists warned `data[side] is not iterable`.
+  const records: Array<[string, RegExp]> = [
+    [`{"format":"treesync-record","version":2}`, /it is not a treesync record of version 2/],
+    [`{"format":"treesync-record","version":2,"replica":[7],"source":[]}`, /a replica row/],
+    ["{not json", /it is not valid JSON/],
+  ];
+  for (const [text, reason] of records) {
+    await withTemp(async (dir) => {
+      writeTree(`${dir}/s`, { f: "x" });
+      writeTree(`${dir}/r`, { ".treesync": { "record.json": text } });
+      const result = await cli([`${dir}/s`, `${dir}/r`]);
+      assertExit(result, 0);
+      assertMatch(result.stderr, reason);
+      assert(!/iterable|undefined|TypeError/.test(result.stderr), result.stderr);
+    });
+  }
+});
