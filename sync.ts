@@ -7,9 +7,12 @@
  * can be verified later.
  *
  * ```sh
- * deno task sync -- /srv/data /backup/data            # one run, exit code says how it went
- * deno task sync -- --interval 5m /srv/data /backup    # a run every five minutes
+ * deno task sync /srv/data /backup/data               # one run, exit code says how it went
+ * deno task sync --interval 5m /srv/data /backup/data # a run every five minutes
  * ```
+ *
+ * Options follow `deno task sync` directly, with no `--`: Deno hands a `--` on, and here it ends
+ * the options, so whatever follows it is a path.
  *
  * The module reads top to bottom in the order the data flows: command line, options, scan,
  * plan, apply, record, verify, run, loop, main.
@@ -41,8 +44,9 @@ export const ExitCode = {
   /** The replica matches the source (or, with `--verify`, its record). */
   Ok: 0,
   /**
-   * The run finished but some entries failed or were kept (`--no-delete`, `--restore`), or
-   * `--verify` found mismatches or could not check every file.
+   * The run finished but the replica does not match the source: entries failed or were kept
+   * (`--no-delete`, `--restore`), or deletions were declined at `-I`; or `--verify` found
+   * mismatches or could not check every file.
    */
   Failed: 1,
   /** Usage or setup error; nothing was changed. */
@@ -128,15 +132,17 @@ What to do:
   -c, --checksum          decide "changed" by SHA-256 content instead of size and mtime
       --exclude GLOB      leave matching entries alone on both sides (repeatable):
                           'name' any depth, 'a/b' from the root, 'dir/' folders only, '**' any depth
-      --no-delete         never delete anything from the replica (an entry whose type changed
-                          in the source is reported and left: exit 1)
+      --no-delete         never delete anything from the replica (the only --no- flag; an
+                          entry whose type changed in the source is reported and left: exit 1)
   -I, --interactive       ask on the terminal before deleting anything
       --allow-empty-source  mirror an empty SOURCE over a non-empty replica (deletes everything)
-  -i, --interval DURATION run every DURATION (90, 45s, 5m, 1h30m, 2d) and read commands on stdin
+  -i, --interval DURATION run every DURATION (90, 45s, 5m, 1h30m, 2d; at most 365d) and read
+                          commands on stdin
       --keep-deleted DURATION  move deleted and overwritten replica files to
                           REPLICA/.treesync/trash/ instead (with --restore, replaced source files
-                          to SOURCE/.treesync/trash/), and purge them after DURATION
-  -j, --jobs N            files copied or hashed at once (default: the number of cores)
+                          to SOURCE/.treesync/trash/), and purge them after DURATION (at most 365d)
+  -j, --jobs N            files copied or hashed at once (default: the number of cores; at
+                          most 64)
       --max-delete N|P%   if a run would delete more entries than N (or P% of the replica), delete
                           nothing, still copy, and exit 3
 
@@ -144,15 +150,18 @@ Output:
   -l, --log PATH          also log to PATH (a folder or PATH/ means PATH/treesync.log; alias
                           --log_file; default $TREESYNC_LOG)
       --log-max-size SIZE rotate the log file past SIZE (default 10M; K, M, G suffixes)
-      --log-keep N        rotated log files to keep (default 5)
+      --log-keep N        rotated log files to keep (default 5, at most 100)
       --json              print one JSON summary line on stdout after each run
   -v, --verbose           print each change; twice (-vv) each entry scanned and each decision
   -q, --quiet             print errors only
   -h, --help              show this help
   -V, --version           show the version
 
-Exit codes: 0 replica matches, 1 some entries failed or were kept (or --verify found mismatches
-or unrecorded files), 2 usage or setup error (nothing changed), 3 refused by a safety check
+An empty path ('', as an unset variable gives) is refused: it would mean the current folder.
+
+Exit codes: 0 replica matches, 1 it does not (entries failed or were kept, deletions declined at
+-I, or --verify found mismatches or unrecorded files), 2 usage or setup error (nothing changed),
+3 refused by a safety check
 (nothing deleted), 130/143 SIGINT/SIGTERM.`;
 
 /** Environment variables that give defaults for flags. */
@@ -176,6 +185,7 @@ export function parseCommandLine(args: string[], env: Environment, cwd: string):
       allowPositionals: true,
       allowNegative: true,
       strict: true,
+      tokens: true,
       options: {
         source: { type: "string", short: "s" },
         src: { type: "string" },
@@ -209,7 +219,8 @@ export function parseCommandLine(args: string[], env: Environment, cwd: string):
   } catch (error) {
     throw new UsageError(describeParseError(error));
   }
-  const { values, positionals } = parsed;
+  const { values, positionals, tokens } = parsed;
+  checkOptionTokens(tokens);
   if (values.help) return { kind: "help" };
   if (values.version) return { kind: "version" };
 
@@ -219,7 +230,9 @@ export function parseCommandLine(args: string[], env: Environment, cwd: string):
   let sourceArg: string | undefined;
   let replicaArg: string | undefined;
   if (positionals.length > 2) {
-    throw new UsageError(`Too many paths: '${positionals.slice(2).join("' '")}'`);
+    const extra = positionals.slice(2);
+    const more = extra.length > 3 ? ` and ${extra.length - 3} more` : "";
+    throw new UsageError(`Too many paths: ${extra.slice(0, 3).map(quoted).join(" ")}${more}`);
   } else if (positionals.length === 2) {
     if (source !== undefined || replica !== undefined) {
       throw new UsageError("Give SOURCE and REPLICA either as two paths or with -s and -r");
@@ -230,10 +243,19 @@ export function parseCommandLine(args: string[], env: Environment, cwd: string):
     // no source at all.
     if (replica === undefined && (source !== undefined || verify)) replicaArg = positionals[0];
     else if (source === undefined && replica !== undefined) sourceArg = positionals[0];
-    else throw new UsageError("Missing REPLICA: give SOURCE and REPLICA");
+    else {
+      pathFromEnv(env, "TREESYNC_REPLICA"); // set but empty: the likelier slip, named first
+      throw new UsageError("Missing REPLICA: give SOURCE and REPLICA");
+    }
   }
-  sourceArg ??= source ?? nonEmpty(env.TREESYNC_SOURCE);
-  replicaArg ??= replica ?? nonEmpty(env.TREESYNC_REPLICA);
+  // An empty path would resolve to the current folder: `treesync "$SRC" "$DEST"` with DEST
+  // unset would mirror over wherever the script happens to run.
+  const position = (index: number) =>
+    positionals.length === 2 ? (index === 0 ? "the first path" : "the second path") : "the path";
+  if (sourceArg === "") throw emptyPath("SOURCE", `${position(0)} is ''`);
+  if (replicaArg === "") throw emptyPath("REPLICA", `${position(1)} is ''`);
+  sourceArg ??= source ?? (verify ? undefined : pathFromEnv(env, "TREESYNC_SOURCE"));
+  replicaArg ??= replica ?? pathFromEnv(env, "TREESYNC_REPLICA");
   if (replicaArg === undefined) {
     throw new UsageError("Missing REPLICA: give SOURCE and REPLICA, or set TREESYNC_REPLICA");
   }
@@ -251,7 +273,9 @@ export function parseCommandLine(args: string[], env: Environment, cwd: string):
     throw new UsageError("--overwrite-newer only applies to --restore");
   }
   if (values.quiet && values.verbose) throw new UsageError("Choose one of --quiet and --verbose");
-  const intervalMs = values.interval === undefined ? null : parseDuration(values.interval);
+  const intervalMs = values.interval === undefined
+    ? null
+    : parseDuration(values.interval, "--interval");
   if (intervalMs !== null && (interactive || verify)) {
     throw new UsageError(
       `--interval cannot be combined with ${interactive ? "--interactive" : "--verify"}`,
@@ -260,7 +284,7 @@ export function parseCommandLine(args: string[], env: Environment, cwd: string):
 
   const excludes = values.exclude ?? [];
   compileExcludes(excludes); // validates every pattern now, before anything runs
-  const logArg = pickOne("log", [values.log, values.log_file]) ?? nonEmpty(env.TREESYNC_LOG);
+  const logArg = pickOne("log", [values.log, values.log_file]) ?? pathFromEnv(env, "TREESYNC_LOG");
 
   return {
     kind: "run",
@@ -278,17 +302,17 @@ export function parseCommandLine(args: string[], env: Environment, cwd: string):
       allowEmptySource: values["allow-empty-source"] ?? false,
       logPath: logArg === undefined ? null : resolveLogPath(cwd, logArg),
       logMaxBytes: parseSize(values["log-max-size"] ?? "10M", "--log-max-size"),
-      logKeep: parseCount(values["log-keep"] ?? "5", "--log-keep"),
+      logKeep: parseCount(values["log-keep"] ?? "5", "--log-keep", MAX_LOG_KEEP),
       json: values.json ?? false,
       verbosity: values.quiet ? 0 : 1 + (values.verbose?.length ?? 0),
       intervalMs,
       keepDeletedMs: values["keep-deleted"] === undefined
         ? null
-        : parseDuration(values["keep-deleted"]),
+        : parseDuration(values["keep-deleted"], "--keep-deleted"),
       maxDelete: values["max-delete"] === undefined ? null : parseDeleteLimit(values["max-delete"]),
       jobs: values.jobs === undefined
-        ? Math.max(1, navigator.hardwareConcurrency || 1)
-        : parseCount(values.jobs, "--jobs"),
+        ? Math.min(MAX_JOBS, Math.max(1, navigator.hardwareConcurrency || 1))
+        : parseCount(values.jobs, "--jobs", MAX_JOBS),
     },
   };
 }
@@ -304,7 +328,7 @@ export function parseDeleteLimit(text: string): DeleteLimit {
   if (percent && Number(percent[1]) <= 100) return { percent: Number(percent[1]) };
   if (/^\d+$/.test(text)) return { count: Number(text) };
   throw new UsageError(
-    `Invalid --max-delete '${text}': use a number of entries (100) or a share (5%)`,
+    `Invalid --max-delete ${quoted(text)}: use a number of entries (100) or a share (5%)`,
   );
 }
 
@@ -312,20 +336,52 @@ function describeParseError(error: unknown): string {
   const message = error instanceof Error ? error.message : String(error);
   // node:util's messages end with advice for programmers ("To specify a positional argument
   // starting with a '-' ..."); the first sentence is the one that helps a user.
-  return message.split(". ")[0]!.replace(/\.$/, "");
+  return shortenQuoted(message.split(". ")[0]!.replace(/\.$/, ""));
 }
 
 function pickOne(name: string, values: Array<string | undefined>): string | undefined {
   const given = values.filter((value) => value !== undefined);
   if (given.length > 1) {
-    throw new UsageError(`--${name} is given twice: '${given.join("' and '")}'`);
+    throw new UsageError(`--${name} is given twice: ${given.map(quoted).join(" and ")}`);
   }
-  if (given[0] === "") throw new UsageError(`--${name} needs a path, not ''`);
   return given[0];
 }
 
-function nonEmpty(value: string | undefined): string | undefined {
-  return value === "" ? undefined : value;
+/** Long options whose `--no-` form means something; every other `--no-X` is refused. */
+const NEGATABLE_OPTIONS = new Set(["--no-delete"]);
+/** Options that take a path: an empty one is refused, never read as the current folder. */
+const PATH_OPTIONS = new Set(["source", "src", "replica", "dest", "log", "log_file"]);
+
+/**
+ * Refuses what `parseArgs` lets through: `--no-X` for flags where "no" means nothing
+ * (`--no-verify` would be a silent no-op), and an empty path after a path option.
+ */
+function checkOptionTokens(
+  tokens: Array<{ kind: string; rawName?: string; name?: string; value?: string | undefined }>,
+): void {
+  for (const token of tokens) {
+    if (token.kind !== "option") continue;
+    const rawName = token.rawName!;
+    if (rawName.startsWith("--no-") && !NEGATABLE_OPTIONS.has(rawName)) {
+      throw new UsageError(`Unknown option ${quoted(rawName)}`);
+    }
+    if (PATH_OPTIONS.has(token.name!) && token.value === "") {
+      throw emptyPath(rawName, `${rawName} is given ''`);
+    }
+  }
+}
+
+function emptyPath(what: string, why: string): UsageError {
+  return new UsageError(`Empty path for ${what} (${why}): is a variable unset?`);
+}
+
+/**
+ * A path from the environment. Set but empty is refused: `TREESYNC_REPLICA="$DEST"` with DEST
+ * unset is a script bug, and an empty path would be the current folder.
+ */
+function pathFromEnv(env: Environment, name: keyof Environment): string | undefined {
+  if (env[name] === "") throw emptyPath(name, `it is set but empty`);
+  return env[name];
 }
 
 function resolveLogPath(cwd: string, logArg: string): string {
@@ -341,23 +397,37 @@ function resolveLogPath(cwd: string, logArg: string): string {
 
 const DURATION_UNITS_MS = { d: 86_400_000, h: 3_600_000, m: 60_000, s: 1_000 } as const;
 
+/** The longest `--interval` and `--keep-deleted`: 365 days. */
+export const MAX_DURATION_MS = 365 * DURATION_UNITS_MS.d;
+/** The most `--jobs`: each job is a worker thread with its own V8 heap (~12 MB at rest). */
+export const MAX_JOBS = 64;
+/** The most `--log-keep`: old log files kept beside the current one. */
+export const MAX_LOG_KEEP = 100;
+
 /**
  * Parses a duration: whole seconds (`90`) or units in the order d, h, m, s (`5m`, `1h30m`,
  * `1d2h3m4s`).
  *
- * @returns The duration in milliseconds, always positive.
+ * @param flag The flag it was given to, for the message when it is too long.
+ * @returns The duration in milliseconds, always positive and at most
+ *   {@linkcode MAX_DURATION_MS}.
  * @throws {UsageError} For anything else, quoting the value.
  */
-export function parseDuration(text: string): number {
+export function parseDuration(text: string, flag = "duration"): number {
   const match = /^(?:(\d+)|(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?)$/.exec(text.trim());
   const [, bare, d, h, m, s] = match ?? [];
   const total = bare !== undefined
     ? Number(bare) * 1000
     : Number(d ?? 0) * DURATION_UNITS_MS.d + Number(h ?? 0) * DURATION_UNITS_MS.h +
       Number(m ?? 0) * DURATION_UNITS_MS.m + Number(s ?? 0) * DURATION_UNITS_MS.s;
-  if (!match || !(total > 0) || !Number.isSafeInteger(total)) {
+  if (!match || !(total > 0)) {
     throw new UsageError(
-      `Invalid duration '${text}': use seconds (90) or units like 45s, 5m, 1h30m, 2d`,
+      `Invalid duration ${quoted(text)}: use seconds (90) or units like 45s, 5m, 1h30m, 2d`,
+    );
+  }
+  if (total > MAX_DURATION_MS) {
+    throw new UsageError(
+      `Invalid ${flag} ${quoted(text)}: the most is ${formatDuration(MAX_DURATION_MS)}`,
     );
   }
   return total;
@@ -367,13 +437,18 @@ function parseSize(text: string, flag: string): number {
   const match = /^(\d+)([KMG]?)i?B?$/i.exec(text.trim());
   const factor = { "": 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[match?.[2]?.toUpperCase() ?? ""];
   const bytes = match && factor ? Number(match[1]) * factor : NaN;
-  if (!(bytes >= 1024)) throw new UsageError(`Invalid ${flag} '${text}': use a size like 10M`);
+  if (!(bytes >= 1024)) {
+    throw new UsageError(`Invalid ${flag} ${quoted(text)}: use a size like 10M`);
+  }
   return bytes;
 }
 
-function parseCount(text: string, flag: string): number {
+function parseCount(text: string, flag: string, max: number): number {
   if (!/^\d+$/.test(text) || Number(text) < 1) {
-    throw new UsageError(`Invalid ${flag} '${text}': use a whole number from 1`);
+    throw new UsageError(`Invalid ${flag} ${quoted(text)}: use a whole number from 1 to ${max}`);
+  }
+  if (Number(text) > max) {
+    throw new UsageError(`Invalid ${flag} ${quoted(text)}: the most is ${max}`);
   }
   return Number(text);
 }
@@ -400,7 +475,9 @@ export function compileExcludes(patterns: string[]): ExcludeMatcher {
     if (dirOnly) body = body.replace(/\/+$/, "");
     const anchored = body.includes("/");
     body = body.replace(/^\/+/, "");
-    if (body === "") throw new UsageError(`Invalid --exclude '${pattern}': the pattern is empty`);
+    if (body === "") {
+      throw new UsageError(`Invalid --exclude ${quoted(pattern)}: the pattern is empty`);
+    }
     return { dirOnly, anchored, regex: new RegExp(`^${globToRegex(body, pattern)}$`, "s") };
   });
   if (rules.length === 0) return () => false;
@@ -425,7 +502,9 @@ function globToRegex(glob: string, pattern: string): string {
       out += "[^/]";
     } else if (char === "[") {
       const close = glob.indexOf("]", i + 2);
-      if (close < 0) throw new UsageError(`Invalid --exclude '${pattern}': '[' is not closed`);
+      if (close < 0) {
+        throw new UsageError(`Invalid --exclude ${quoted(pattern)}: '[' is not closed`);
+      }
       const inside = glob.slice(i + 1, close).replace(/^!/, "^").replace(/\\/g, "\\\\");
       out += `[${inside}]`;
       i = close;
@@ -1474,7 +1553,7 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
           const oldPath = joinRel(toRoot, action.from!);
           guard.checkParent(action.from!);
           // rename() would quietly replace an entry there; the plan says there is none.
-          if (pathExists(toPath)) throw new Error(`'${action.path}' appeared meanwhile`);
+          if (pathExists(toPath)) throw new Error(`${quoted(action.path)} appeared meanwhile`);
           Deno.renameSync(oldPath, toPath);
           if (action.entry!.kind === "dir") {
             guard.moved(action.path, action.from!);
@@ -1729,7 +1808,7 @@ export class FolderGuard {
   /** Remembers a folder this run just made. */
   made(path: string): void {
     const info = Deno.lstatSync(joinRel(this.#root, path));
-    if (!info.isDirectory) throw new Error(`'${path}' is not the folder just made`);
+    if (!info.isDirectory) throw new Error(`${quoted(path)} is not the folder just made`);
     this.#made.set(path, { dev: info.dev, ino: info.ino ?? 0 });
   }
 
@@ -1755,7 +1834,9 @@ export class FolderGuard {
   check(path: string): void {
     const expected = this.expected(path);
     if (expected === null) {
-      throw new Error(`the folder '${path || "."}' is not one the walk saw; nothing was changed`);
+      throw new Error(
+        `the folder ${quoted(path || ".")} is not one the walk saw; nothing was changed`,
+      );
     }
     expectIdentity(joinRel(this.#root, path), expected);
   }
@@ -1937,7 +2018,9 @@ export function loadRecord(
     if (read === null) return emptyRecord();
     if (typeof read === "number") {
       onCorrupt(
-        `The record '${path}' is ${formatBytes(read)}, more than a record of this tree can be ` +
+        `The record ${quoted(path)} is ${
+          formatBytes(read)
+        }, more than a record of this tree can be ` +
           `(${formatBytes(maxBytes)}); rebuilding it`,
       );
       return emptyRecord();
@@ -1945,13 +2028,13 @@ export function loadRecord(
     bytes = read;
   } catch (error) {
     if (error instanceof UsageError) throw error;
-    onCorrupt(`Cannot read the record '${path}' (${errorText(error)}); rebuilding it`);
+    onCorrupt(`Cannot read the record ${quoted(path)} (${errorText(error, true)}); rebuilding it`);
     return emptyRecord();
   }
   try {
     return parseRecord(new TextDecoder().decode(bytes));
   } catch (error) {
-    onCorrupt(`The record '${path}' is corrupt (${errorText(error)}); rebuilding it`);
+    onCorrupt(`The record ${quoted(path)} is corrupt (${errorText(error)}); rebuilding it`);
     return emptyRecord();
   }
 }
@@ -1978,7 +2061,7 @@ function readOwnFile(path: string, maxBytes: number): Uint8Array | number | null
   try {
     const info = fs.fstatSync(fd);
     if (!info.isFile()) {
-      throw new UsageError(`'${path}' is not a regular file: move it away, then run again`);
+      throw new UsageError(`${quoted(path)} is not a regular file: move it away, then run again`);
     }
     if (info.size > maxBytes) return info.size;
     const bytes = new Uint8Array(info.size);
@@ -2578,7 +2661,7 @@ export function checkOwn(path: string, kind: "dir" | "file"): Identity | null {
     info = Deno.lstatSync(path);
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return null;
-    throw new UsageError(`Cannot look at '${path}': ${errorText(error)}`);
+    throw new UsageError(`Cannot look at ${quoted(path)}: ${errorText(error, true)}`);
   }
   const wanted = kind === "dir" ? info.isDirectory : info.isFile;
   if (!wanted) {
@@ -2590,19 +2673,23 @@ export function checkOwn(path: string, kind: "dir" | "file"): Identity | null {
       ? "a file"
       : "a special file";
     throw new UsageError(
-      `'${path}' is ${found}, not treesync's own ${kind === "dir" ? "folder" : "file"}: ` +
+      `${quoted(path)} is ${found}, not treesync's own ${kind === "dir" ? "folder" : "file"}: ` +
         `move it away, then run again (treesync never follows links there)`,
     );
   }
   const uid = runningUid();
   if (uid !== null && info.uid !== null && info.uid !== uid) {
     throw new UsageError(
-      `'${path}' belongs to user ${info.uid}, not to this user (${uid}): check who made it, ` +
+      `${
+        quoted(path)
+      } belongs to user ${info.uid}, not to this user (${uid}): check who made it, ` +
         `move it away, then run again`,
     );
   }
   if (((info.mode ?? 0) & 0o002) !== 0) {
-    throw new UsageError(`'${path}' is writable by every user: run 'chmod o-w' on it, then again`);
+    throw new UsageError(
+      `${quoted(path)} is writable by every user: run 'chmod o-w' on it, then again`,
+    );
   }
   return { dev: info.dev, ino: info.ino ?? 0 };
 }
@@ -2631,12 +2718,12 @@ export function makeOwnFolder(path: string): Identity & { made: boolean } {
     Deno.mkdirSync(path, { mode: 0o700 });
   } catch (error) {
     if (!(error instanceof Deno.errors.AlreadyExists)) {
-      throw new UsageError(`Cannot create '${path}': ${errorText(error)}`);
+      throw new UsageError(`Cannot create ${quoted(path)}: ${errorText(error, true)}`);
     }
     made = false;
   }
   const identity = checkOwn(path, "dir");
-  if (identity === null) throw new UsageError(`'${path}' vanished as it was made: run again`);
+  if (identity === null) throw new UsageError(`${quoted(path)} vanished as it was made: run again`);
   return { ...identity, made };
 }
 
@@ -2661,7 +2748,7 @@ function sameIdentity(a: Identity, b: Identity): boolean {
 export function expectIdentity(path: string, expected: Identity): void {
   const now = identityOf(path);
   if (now === null || !sameIdentity(now, expected)) {
-    throw new Error(`'${path}' was replaced during the run; nothing in it was touched`);
+    throw new Error(`${quoted(path)} was replaced during the run; nothing in it was touched`);
   }
 }
 
@@ -2711,15 +2798,17 @@ export function acquireLock(paths: MetaPaths, mode: LockMode): ReplicaLock | nul
     const opened = file.statSync();
     if (!opened.isFile || opened.ino !== checked.ino || opened.dev !== checked.dev) {
       file.close();
-      throw new UsageError(`'${path}' changed while it was opened: run again`);
+      throw new UsageError(`${quoted(path)} changed while it was opened: run again`);
     }
   }
   if (!file.tryLockSync(true)) {
     const holder = readSmallText(file);
     file.close();
     throw new LockHeldError(
-      `Cannot lock '${dirname(paths.dir)}': another treesync run (pid ${holder || "unknown"}) ` +
-        `holds '${path}'; wait for it, or stop it`,
+      `Cannot lock ${quoted(dirname(paths.dir))}: another treesync run (pid ${
+        holder || "unknown"
+      }) ` +
+        `holds ${quoted(path)}; wait for it, or stop it`,
     );
   }
   const inode = file.statSync().ino;
@@ -2805,8 +2894,25 @@ function writeStderr(text: string): void {
     progressLineShown = false;
     text = `\r\x1b[2K${text}`;
   }
+  writeOut(Deno.stderr, text);
+}
+
+/** Output streams whose reader went away (`treesync -n … | head -1`): written no more. */
+const closedOutputs = new Set<typeof Deno.stdout | typeof Deno.stderr>();
+
+/**
+ * Writes all of `text`. A closed pipe ends that stream's output quietly, and the run goes on
+ * with its usual exit code: the reader left, the work is not wrong.
+ */
+function writeOut(stream: typeof Deno.stdout | typeof Deno.stderr, text: string): void {
+  if (closedOutputs.has(stream)) return;
   const bytes = encoder.encode(text);
-  for (let done = 0; done < bytes.length;) done += Deno.stderr.writeSync(bytes.subarray(done));
+  try {
+    for (let done = 0; done < bytes.length;) done += stream.writeSync(bytes.subarray(done));
+  } catch (error) {
+    if (!(error instanceof Deno.errors.BrokenPipe)) throw error;
+    closedOutputs.add(stream);
+  }
 }
 
 /** Characters of log lines held before one write: 64 KiB, not a write (or fsync) per line. */
@@ -2946,7 +3052,9 @@ function recoveringFileSink(
           rotate();
         } catch (error) {
           warn(
-            `cannot rotate the log file '${path}': ${logErrorText(error)} (it grows past its size)`,
+            `cannot rotate the log file ${quoted(path)}: ${
+              logErrorText(error)
+            } (it grows past its size)`,
           );
         }
         file = openLogFile(path);
@@ -2966,7 +3074,7 @@ function recoveringFileSink(
         };
       }
       warn(
-        `cannot write the log file '${path}': ${logErrorText(error)} ` +
+        `cannot write the log file ${quoted(path)}: ${logErrorText(error)} ` +
           "(the run goes on; logging resumes when the file can be written)",
       );
     } finally {
@@ -3068,24 +3176,60 @@ export async function closeLogging(): Promise<void> {
 // Run
 // ================================================================================================
 
-/** Shows a path on one line: names with control characters are quoted JSON-style. */
+/** Characters kept at each end of a long path or value shown in a message. */
+const SHOWN_END_CHARS = 60;
+
+/**
+ * Cuts the middle out of a long text, keeping its first and last `keep` characters with `…`
+ * between, so a message stays one short line. Whole code points: a surrogate pair is never
+ * split.
+ */
+export function shortenMiddle(text: string, keep = SHOWN_END_CHARS): string {
+  if (text.length <= 2 * keep + 1) return text;
+  const chars = Array.from(text);
+  if (chars.length <= 2 * keep + 1) return text;
+  return `${chars.slice(0, keep).join("")}…${chars.slice(-keep).join("")}`;
+}
+
+/**
+ * Shows a path (or any text a user gave) in a message: names with control characters are
+ * quoted JSON-style, and long ones are cut in the middle ({@linkcode shortenMiddle}).
+ */
 export function displayPath(path: string): string {
+  return shortenMiddle(listedPath(path));
+}
+
+/**
+ * Shows a path in full on one line, for listings where the path is the information: the
+ * `--dry-run` plan, `--verify` results, the change lines of `-v` and the log file.
+ */
+export function listedPath(path: string): string {
   // deno-lint-ignore no-control-regex
   return /[\x00-\x1f\x7f]/.test(path) ? JSON.stringify(path) : path;
 }
 
+/** A path or value in quotes for a message, made safe by {@linkcode displayPath}. */
+function quoted(text: string): string {
+  return `'${displayPath(text)}'`;
+}
+
+/** Shortens each quoted part of a message, as Deno's errors and node:util quote paths. */
+function shortenQuoted(message: string): string {
+  return message.replace(/'([^']*)'/g, (_, inner: string) => quoted(inner));
+}
+
 function describeAction(action: Action): string {
-  const shown = displayPath(action.path === "" ? "." : action.path);
+  const shown = listedPath(action.path === "" ? "." : action.path);
   switch (action.kind) {
     case "mkdir":
       return `mkdir ${shown}/`;
     case "rmdir":
       return `rmdir ${shown}/`;
     case "link":
-      return `link ${shown} -> ${displayPath(action.entry!.target!)}`;
+      return `link ${shown} -> ${listedPath(action.entry!.target!)}`;
     case "move": {
       const slash = action.entry!.kind === "dir" ? "/" : "";
-      return `move ${displayPath(action.from!)}${slash} -> ${shown}${slash}`;
+      return `move ${listedPath(action.from!)}${slash} -> ${shown}${slash}`;
     }
     case "copy":
     case "update":
@@ -3095,9 +3239,10 @@ function describeAction(action: Action): string {
   }
 }
 
-/** Human-readable bytes: `512 B`, `1.5 KiB`, `3.2 GiB`. */
+/** Human-readable bytes: `512 B`, `1.5 KiB`, `3.2 GiB`; a fraction (a rate) is rounded. */
 export function formatBytes(bytes: number): string {
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  bytes = Math.round(bytes);
   let value = bytes;
   let unit = 0;
   while (value >= 1024 && unit < units.length - 1) {
@@ -3278,17 +3423,17 @@ export function checkPaths(source: string, replica: string): void {
   } catch (error) {
     throw new UsageError(
       error instanceof Deno.errors.NotFound
-        ? `Source '${source}' does not exist: check the path, or whether its disk is mounted`
-        : `Cannot read source '${source}': ${errorText(error)}`,
+        ? `Source ${quoted(source)} does not exist: check the path, or whether its disk is mounted`
+        : `Cannot read source ${quoted(source)}: ${errorText(error, true)}`,
     );
   }
-  if (!sourceInfo.isDirectory) throw new UsageError(`Source '${source}' is not a folder`);
+  if (!sourceInfo.isDirectory) throw new UsageError(`Source ${quoted(source)} is not a folder`);
   const realSource = Deno.realPathSync(source);
   let realReplica: string;
   try {
     realReplica = realPathOrNearest(replica);
   } catch (error) {
-    throw new UsageError(`Cannot use the replica '${replica}': ${errorText(error)}`);
+    throw new UsageError(`Cannot use the replica ${quoted(replica)}: ${errorText(error, true)}`);
   }
   // Real paths catch symlinks; device and inode also catch bind mounts, where one folder has
   // two real paths.
@@ -3296,7 +3441,7 @@ export function checkPaths(source: string, replica: string): void {
   const replicaChain = folderIdentities(realReplica);
   const replicaExists = pathExists(replica);
   const refuse = (why: string) => {
-    throw new UsageError(`Cannot mirror '${source}' into '${replica}': ${why}`);
+    throw new UsageError(`Cannot mirror ${quoted(source)} into ${quoted(replica)}: ${why}`);
   };
   if (realSource === realReplica || (replicaExists && sourceChain[0] === replicaChain[0])) {
     refuse("they are the same folder");
@@ -3312,11 +3457,13 @@ export function checkPaths(source: string, replica: string): void {
   }
   try {
     const replicaInfo = Deno.statSync(replica);
-    if (!replicaInfo.isDirectory) throw new UsageError(`Replica '${replica}' is not a folder`);
+    if (!replicaInfo.isDirectory) {
+      throw new UsageError(`Replica ${quoted(replica)} is not a folder`);
+    }
   } catch (error) {
     if (error instanceof UsageError) throw error;
     if (!(error instanceof Deno.errors.NotFound)) {
-      throw new UsageError(`Cannot use the replica '${replica}': ${errorText(error)}`);
+      throw new UsageError(`Cannot use the replica ${quoted(replica)}: ${errorText(error, true)}`);
     }
   }
 }
@@ -3428,7 +3575,7 @@ function checkRestoreFrom(replica: string): void {
     // Missing or unreadable: nothing to restore from either way.
   }
   if (!isFolder) {
-    throw new UsageError(`Replica '${replica}' is not a folder: nothing to restore from`);
+    throw new UsageError(`Replica ${quoted(replica)} is not a folder: nothing to restore from`);
   }
 }
 
@@ -3526,16 +3673,15 @@ function reportScans(
  */
 function refuseUnsafe(options: Options, scans: { from: Scan; to: Scan }): void {
   const [fromName, toName] = options.restore ? ["replica", "source"] : ["source", "replica"];
-  const roots = options.restore
+  const [fromRoot, toRoot] = options.restore
     ? [options.replica, options.source]
     : [options.source, options.replica];
-  for (
-    const [scan, name, root] of [[scans.from, fromName, roots[0]], [scans.to, toName, roots[1]]]
-  ) {
-    const rootProblem = (scan as Scan).problems.find((problem) => problem.path === "");
+  const sides = [[scans.from, fromName, fromRoot], [scans.to, toName, toRoot]] as const;
+  for (const [scan, name, root] of sides) {
+    const rootProblem = scan.problems.find((problem) => problem.path === "");
     if (rootProblem) {
       const why = rootProblem.message.replace(/^Cannot list folder: /, "");
-      throw new UsageError(`Cannot list the ${name} '${root}': ${why}`);
+      throw new UsageError(`Cannot list the ${name} ${quoted(root)}: ${why}`);
     }
   }
   const nested = scans.from.nested ?? scans.to.nested;
@@ -3543,15 +3689,19 @@ function refuseUnsafe(options: Options, scans: { from: Scan; to: Scan }): void {
     const inside = scans.from.nested !== undefined ? `the ${toName} is` : `the ${fromName} is`;
     const host = scans.from.nested !== undefined ? fromName : toName;
     throw new UsageError(
-      `Cannot mirror '${options.source}' into '${options.replica}': ${inside} the folder ` +
-        `'${displayPath(nested)}' of the ${host} (a bind mount shows one folder twice)`,
+      `Cannot mirror ${quoted(options.source)} into ${
+        quoted(options.replica)
+      }: ${inside} the folder ` +
+        `${quoted(nested)} of the ${host} (a bind mount shows one folder twice)`,
     );
   }
   if (!options.restore && options.deletes && !options.allowEmptySource) {
     const { from, to } = scans;
     if (from.entries.size === 1 && from.problems.length === 0 && to.entries.size > 1) {
       throw new RefusedError(
-        `Refusing to empty '${options.replica}': the source '${options.source}' is empty ` +
+        `Refusing to empty ${quoted(options.replica)}: the source ${
+          quoted(options.source)
+        } is empty ` +
           `(an unmounted disk looks like this). Pass --allow-empty-source if it is meant`,
       );
     }
@@ -3578,7 +3728,9 @@ function prepareWrites(options: Options, sides: RunSides, deps: RunDependencies)
     try {
       Deno.mkdirSync(options.replica, { recursive: true });
     } catch (error) {
-      throw new UsageError(`Cannot create the replica '${options.replica}': ${errorText(error)}`);
+      throw new UsageError(
+        `Cannot create the replica ${quoted(options.replica)}: ${errorText(error, true)}`,
+      );
     }
   }
   let metaIdentity: Identity | null = null;
@@ -3816,8 +3968,7 @@ function countPlan(plan: Plan): RunSummary {
 }
 
 function writeStdout(text: string): void {
-  const bytes = encoder.encode(text);
-  for (let done = 0; done < bytes.length;) done += Deno.stdout.writeSync(bytes.subarray(done));
+  writeOut(Deno.stdout, text);
 }
 
 // ================================================================================================
@@ -3906,6 +4057,50 @@ const LOOP_HELP = `Commands (type one and press Enter):
   quit      finish the current file, save the record and exit (also q, exit)
   help      show this list`;
 
+/** What a line typed into the loop asks for; an unknown one comes with its reply. */
+export type LoopCommand =
+  | { kind: "none" | "quit" | "now" | "status" | "help" }
+  | { kind: "unknown"; reply: string };
+
+/** Characters of an unknown command echoed back. */
+const ECHOED_COMMAND_CHARS = 40;
+
+/**
+ * Reads one line typed into the loop. An unknown one is echoed in its reply cut to 40
+ * characters, its control characters escaped: never raw escape sequences back to the terminal.
+ * Pure.
+ */
+export function parseLoopCommand(line: string): LoopCommand {
+  const word = line.trim().toLowerCase();
+  if (word === "") return { kind: "none" };
+  if (word === "quit" || word === "q" || word === "exit") return { kind: "quit" };
+  if (word === "now" || word === "status") return { kind: word };
+  if (word === "help" || word === "?") return { kind: "help" };
+  const chars = Array.from(line.trim());
+  const cut = chars.length > ECHOED_COMMAND_CHARS ? "…" : "";
+  const shown = escapeControls(chars.slice(0, ECHOED_COMMAND_CHARS).join("")) + cut;
+  return { kind: "unknown", reply: `Unknown command '${shown}'; type help for the list` };
+}
+
+/** Control characters (C0, DEL, C1) written as `\xNN`, so shown text cannot drive a terminal. */
+export function escapeControls(text: string): string {
+  // deno-lint-ignore no-control-regex
+  const controls = /[\x00-\x1f\x7f-\x9f]/g;
+  return text.replace(controls, (char) => `\\x${char.charCodeAt(0).toString(16).padStart(2, "0")}`);
+}
+
+/** The longest single timer the loop sets while it waits for the next run. */
+export const WAIT_CHUNK_MS = 3_600_000;
+
+/**
+ * How long the loop sleeps before it looks at the clock again, waiting until `untilMs`: the
+ * time left, but at most `chunkMs` (timers past 2^31-1 ms fire at once); 0 when it is time.
+ * Pure.
+ */
+export function nextWaitMs(untilMs: number, nowMs: number, chunkMs = WAIT_CHUNK_MS): number {
+  return Math.min(Math.max(0, untilMs - nowMs), chunkMs);
+}
+
 /** Totals over every run of a loop, logged when it exits. */
 interface LoopTotals {
   runs: number;
@@ -3941,7 +4136,13 @@ export function formatDuration(ms: number): string {
   return parts.join(" ");
 }
 
-/** Reads lines from stdin as they come and hands each to `onLine`; returns at end of file. */
+/** Characters of a command line kept: the rest of a longer line (a file piped in) is dropped. */
+const MAX_COMMAND_CHARS = 1024;
+
+/**
+ * Reads lines from stdin as they come and hands each to `onLine`, cut to
+ * {@linkcode MAX_COMMAND_CHARS}; returns at end of file.
+ */
 async function readCommandLines(onLine: (line: string) => void): Promise<void> {
   const reader = Deno.stdin.readable.pipeThrough(new TextDecoderStream()).getReader();
   let pending = "";
@@ -3949,10 +4150,13 @@ async function readCommandLines(onLine: (line: string) => void): Promise<void> {
     for (;;) {
       const { value, done } = await reader.read();
       if (done) break;
-      pending += value;
-      for (let end = pending.indexOf("\n"); end >= 0; end = pending.indexOf("\n")) {
-        onLine(pending.slice(0, end));
-        pending = pending.slice(end + 1);
+      const parts = value.split("\n");
+      for (let i = 0; i < parts.length; i++) {
+        pending = (pending + parts[i]).slice(0, MAX_COMMAND_CHARS);
+        if (i < parts.length - 1) {
+          onLine(pending);
+          pending = "";
+        }
       }
     }
     if (pending !== "") onLine(pending);
@@ -4011,23 +4215,22 @@ async function runLoop(options: Options, report: Reporter): Promise<number> {
   holdLock();
 
   const onCommand = (line: string) => {
-    const word = line.trim().toLowerCase();
-    if (word === "") return;
-    if (word === "quit" || word === "q" || word === "exit") {
+    const command = parseLoopCommand(line);
+    if (command.kind === "quit") {
       report.summary(running ? "quit: finishing the current file" : "quit");
       requestStop(control, 1);
       wake();
-    } else if (word === "now") {
+    } else if (command.kind === "now") {
       if (running) {
         runAgain = true;
         writeStdout("A run is in progress; the next starts as soon as it ends\n");
       } else wake();
-    } else if (word === "status") {
+    } else if (command.kind === "status") {
       writeStdout(`${statusText()}\n`);
-    } else if (word === "help" || word === "?") {
+    } else if (command.kind === "help") {
       writeStdout(`${LOOP_HELP}\n`);
-    } else {
-      writeStdout(`Unknown command '${line.trim()}'; type help for the list\n`);
+    } else if (command.kind === "unknown") {
+      writeStdout(`${command.reply}\n`);
     }
   };
   const statusText = () => {
@@ -4110,8 +4313,15 @@ async function runLoop(options: Options, report: Reporter): Promise<number> {
         runAgain = false;
         continue;
       }
+      // Waited in chunks of at most an hour, each recomputed from the clock: a single timer
+      // past 2^31-1 ms (~24.8 days) would fire at once. `now`, `quit` and signals wake it.
       await new Promise<void>((done) => {
-        const timer = setTimeout(done, Math.max(0, waitMs));
+        const tick = () => {
+          const ms = nextWaitMs(nextRunAt, Date.now());
+          if (ms > 0) timer = setTimeout(tick, ms);
+          else done();
+        };
+        let timer = setTimeout(tick, nextWaitMs(nextRunAt, Date.now()));
         wake = () => {
           clearTimeout(timer);
           done();
@@ -4150,17 +4360,22 @@ export function pathExists(path: string): boolean {
 // Main
 // ================================================================================================
 
-function errorText(error: unknown): string {
+/**
+ * An error in a few words for a message.
+ *
+ * @param pathShown The message names the path already: leave out the call and path that
+ *   Deno's messages end with (`File name too long: stat '/a/b'` becomes `File name too long`).
+ */
+function errorText(error: unknown, pathShown = false): string {
   if (error instanceof Deno.errors.PermissionDenied) return "permission denied";
   if (error instanceof Deno.errors.NotFound) return "no such file or folder";
   if (error instanceof Deno.errors.NotADirectory) return "a part of the path is not a folder";
-  if (error instanceof Error) {
-    // Deno appends the call and the path ("... (os error 30): mkdir '/r'"); our messages name
-    // the path themselves.
-    return error.message.replace(/,? (?:os error \d+|\(os error \d+\))/, "")
-      .replace(/: [a-z_]+ '[^]*'$/, "").trim();
-  }
-  return String(error);
+  let text = error instanceof Error
+    ? error.message.replace(/,? (?:os error \d+|\(os error \d+\))/, "").trim()
+    : String(error);
+  if (pathShown) text = text.replace(/: [a-z_]+ '.*'$/s, "");
+  // Deno's messages quote the path they failed on, which may be thousands of characters long.
+  return escapeControls(shortenQuoted(text));
 }
 
 function readAnswer(): string {
@@ -4192,14 +4407,15 @@ function isRunningAsRoot(): boolean {
 
 function exitCodeFor(summary: RunSummary): number {
   if (summary.maxDeleteHit) return ExitCode.Refused;
-  return summary.failed > 0 ? ExitCode.Failed : ExitCode.Ok;
+  // Deletions declined at -I leave a replica that does not match the source.
+  return summary.failed > 0 || summary.deletionsHeldBack > 0 ? ExitCode.Failed : ExitCode.Ok;
 }
 
 async function runVerify(options: Options, report: Reporter): Promise<number> {
   try {
     if (!Deno.statSync(options.replica).isDirectory) throw new Deno.errors.NotFound();
   } catch {
-    throw new UsageError(`Replica '${options.replica}' is not a folder: nothing to verify`);
+    throw new UsageError(`Replica ${quoted(options.replica)} is not a folder: nothing to verify`);
   }
   const started = performance.now();
   const pool = new WorkerPool(options.jobs);
@@ -4213,10 +4429,10 @@ async function runVerify(options: Options, report: Reporter): Promise<number> {
     pool.close();
   }
   for (const path of result.mismatched) {
-    writeStdout(`mismatch ${displayPath(path)}\n`);
+    writeStdout(`mismatch ${listedPath(path)}\n`);
   }
-  for (const path of result.missing) writeStdout(`missing ${displayPath(path)}\n`);
-  for (const path of result.unrecorded) writeStdout(`unrecorded ${displayPath(path)}\n`);
+  for (const path of result.missing) writeStdout(`missing ${listedPath(path)}\n`);
+  for (const path of result.unrecorded) writeStdout(`unrecorded ${listedPath(path)}\n`);
   for (const problem of result.failed) {
     report.error(`${displayPath(problem.path)}: ${problem.message}`);
   }
@@ -4323,9 +4539,8 @@ export async function main(args: string[]): Promise<number> {
   try {
     report = await setUpLogging(options);
   } catch (error) {
-    writeStderr(
-      `treesync: Cannot open the log file '${options.logPath}': ${logErrorText(error)}\n`,
-    );
+    const shown = quoted(String(options.logPath));
+    writeStderr(`treesync: Cannot open the log file ${shown}: ${errorText(error)}\n`);
     return ExitCode.Usage;
   }
   try {

@@ -3187,3 +3187,382 @@ Deno.test("cli names what is wrong with a corrupt record in words, not internals
     });
   }
 });
+
+// ------------------------------------------------------------------------------------------------
+// Safety: command line and output (issue 8)
+// ------------------------------------------------------------------------------------------------
+
+import {
+  displayPath,
+  escapeControls,
+  formatBytes,
+  MAX_DURATION_MS,
+  MAX_JOBS,
+  nextWaitMs,
+  parseLoopCommand,
+  shortenMiddle,
+  WAIT_CHUNK_MS,
+} from "./sync.ts";
+
+Deno.test("safety: an empty path, in any position, flag or variable, is exit 2 naming it; the current folder is untouched", async () => {
+  await withTemp(async (dir) => {
+    const [s, r] = [`${dir}/s`, `${dir}/r`];
+    writeTree(s, { f: "source" });
+    // The current folder of every run: an empty path used to mean this folder.
+    const decoy = `${dir}/decoy`;
+    writeTree(decoy, { keep: "me", sub: { also: "me" } });
+    const table: Array<[string[], Record<string, string>, RegExp]> = [
+      [[s, ""], {}, /Empty path for REPLICA \(the second path is ''\)/],
+      [["", r], {}, /Empty path for SOURCE \(the first path is ''\)/],
+      [["-s", "", r], {}, /Empty path for -s /],
+      [["--source=", r], {}, /Empty path for --source /],
+      [["--src", "", r], {}, /Empty path for --src /],
+      [["-r", "", s], {}, /Empty path for -r /],
+      [["--replica", "", s], {}, /Empty path for --replica /],
+      [["--dest", "", s], {}, /Empty path for --dest /],
+      [["-s", s, ""], {}, /Empty path for REPLICA \(the path is ''\)/],
+      [["--verify", ""], {}, /Empty path for REPLICA/],
+      [["--log", "", s, r], {}, /Empty path for --log /],
+      [["-l", "", s, r], {}, /Empty path for -l /],
+      [["--log_file=", s, r], {}, /Empty path for --log_file /],
+      [[], { TREESYNC_SOURCE: s, TREESYNC_REPLICA: "" }, /Empty path for TREESYNC_REPLICA/],
+      [[s], { TREESYNC_REPLICA: "" }, /Empty path for TREESYNC_REPLICA/],
+      [["-s", s], { TREESYNC_REPLICA: "" }, /Empty path for TREESYNC_REPLICA/],
+      [["-r", r], { TREESYNC_SOURCE: "" }, /Empty path for TREESYNC_SOURCE/],
+      [[], { TREESYNC_SOURCE: "", TREESYNC_REPLICA: r }, /Empty path for TREESYNC_SOURCE/],
+      [[s, r], { TREESYNC_LOG: "" }, /Empty path for TREESYNC_LOG/],
+    ];
+    for (const [args, env, pattern] of table) {
+      const before = snapshot(dir);
+      const result = await cli(args, { env, cwd: decoy });
+      const what = `${JSON.stringify(args)} ${JSON.stringify(env)}`;
+      if (result.code !== 2) throw new Error(`${what}: exit ${result.code}\n${result.stderr}`);
+      const lines = result.stderr.trim().split("\n");
+      assertMatch(lines[0]!, pattern);
+      assertEquals(lines.length, 2, `${what}: one line, then the hint`);
+      assertEquals(snapshot(dir), before, `${what}: nothing changed`);
+      assert(!pathExists(`${decoy}/.treesync`) && !pathExists(r), `${what}: nothing created`);
+    }
+    // Flags win over the environment: a variable that is not used is not looked at.
+    assertExit(await cli(["-r", r], { env: { TREESYNC_SOURCE: s, TREESYNC_REPLICA: "" } }), 0);
+    assertEquals(readTree(r), { f: "source" });
+  });
+});
+
+Deno.test("safety: --no-X is refused for every flag but --no-delete", async () => {
+  for (const flag of ["--no-verify", "--no-json", "--no-help", "--no-dry-run", "--no-checksum"]) {
+    assertThrows(
+      () => parseCommandLine([flag, "a", "b"], {}, "/w"),
+      UsageError,
+      new RegExp(`^Unknown option '${flag}'$`),
+    );
+  }
+  const command = parseCommandLine(["--no-delete", "a", "b"], {}, "/w");
+  assert(command.kind === "run" && command.options.deletes === false);
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, { f: "x" });
+    // --no-dry-run was read as "not a dry run" and mirrored.
+    const result = await cli(["--no-dry-run", `${dir}/s`, `${dir}/r`]);
+    assertExit(result, 2);
+    assertMatch(result.stderr, /^treesync: Unknown option '--no-dry-run'\n/);
+    assert(!pathExists(`${dir}/r`), "nothing was mirrored");
+  });
+});
+
+Deno.test("safety: --jobs and --log-keep have a ceiling, named with the value", async () => {
+  const options = (args: string[]) => {
+    const command = parseCommandLine([...args, "a", "b"], {}, "/w");
+    assert(command.kind === "run");
+    return command.options;
+  };
+  assertEquals(options(["-j", `${MAX_JOBS}`]).jobs, 64);
+  assert(options([]).jobs >= 1 && options([]).jobs <= MAX_JOBS, "the default is within it");
+  assertEquals(options(["--log-keep", "100"]).logKeep, 100);
+  const table: Array<[string[], RegExp]> = [
+    [["-j", "65"], /^Invalid --jobs '65': the most is 64$/],
+    [["--jobs", "99999999999"], /^Invalid --jobs '99999999999': the most is 64$/],
+    [["-j", "1000"], /'1000'/],
+    [["--log-keep", "101"], /^Invalid --log-keep '101': the most is 100$/],
+  ];
+  for (const [args, pattern] of table) {
+    assertThrows(() => options(args), UsageError, pattern);
+  }
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, { f: "x" });
+    const result = await cli(["--jobs", "99999999999", `${dir}/s`, `${dir}/r`]);
+    assertExit(result, 2);
+    assertMatch(result.stderr, /^treesync: Invalid --jobs '99999999999': the most is 64\n/);
+    assert(!pathExists(`${dir}/r`), "nothing was mirrored");
+  });
+});
+
+Deno.test("safety: --interval and --keep-deleted are at most 365d", () => {
+  assertEquals(MAX_DURATION_MS, 365 * 86_400_000);
+  assertEquals(parseDuration("365d"), MAX_DURATION_MS);
+  assertEquals(parseDuration("30d"), 30 * 86_400_000);
+  const options = (args: string[]) => {
+    const command = parseCommandLine([...args, "a", "b"], {}, "/w");
+    assert(command.kind === "run");
+    return command.options;
+  };
+  assertEquals(options(["-i", "30d"]).intervalMs, 2_592_000_000);
+  assertEquals(options(["--keep-deleted", "365d"]).keepDeletedMs, MAX_DURATION_MS);
+  assertThrows(
+    () => options(["-i", "366d"]),
+    UsageError,
+    /^Invalid --interval '366d': the most is 365d$/,
+  );
+  assertThrows(() => options(["-i", "8760h1s"]), UsageError, /--interval '8760h1s'/);
+  assertThrows(
+    () => options(["--keep-deleted", "99999999999d"]),
+    UsageError,
+    /^Invalid --keep-deleted '99999999999d': the most is 365d$/,
+  );
+});
+
+Deno.test("safety: nextWaitMs() waits in chunks of at most an hour, adding up to the whole wait", () => {
+  const start = 1_700_000_000_000;
+  assertEquals(nextWaitMs(start + 5_000, start), 5_000);
+  assertEquals(nextWaitMs(start + 30 * 86_400_000, start), WAIT_CHUNK_MS);
+  assertEquals(nextWaitMs(start - 1, start), 0, "overdue: no wait");
+  assertEquals(nextWaitMs(start, start), 0);
+  for (const total of [1, 999, WAIT_CHUNK_MS, WAIT_CHUNK_MS + 1, 2 ** 31, MAX_DURATION_MS]) {
+    // The loop's way of waiting, with a clock that runs exactly as long as each timer.
+    let now = start;
+    let timers = 0;
+    for (let ms = nextWaitMs(start + total, now); ms > 0; ms = nextWaitMs(start + total, now)) {
+      assert(ms <= WAIT_CHUNK_MS && ms < 2 ** 31 - 1, `a timer of ${ms} ms`);
+      now += ms;
+      timers++;
+    }
+    assertEquals(now - start, total, `the whole of ${total} ms is waited`);
+    assertEquals(timers, Math.ceil(total / WAIT_CHUNK_MS));
+  }
+  // A timer that fires late (a busy machine, a suspend) leaves less to wait, never more.
+  assertEquals(nextWaitMs(start + 10_000, start + 9_000), 1_000);
+});
+
+Deno.test("safety: loop --interval 30d runs once and then waits 30 days", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, { a: "a" });
+    const loop = new LoopProcess(["--interval", "30d", `${dir}/s`, `${dir}/r`]);
+    await loop.waitFor(() => loop.runs >= 1, "the first run");
+    await loop.send("status");
+    await loop.waitFor(() => /^runs: \d+/m.test(loop.stdout), "the status");
+    assertMatch(loop.stdout, /^next run in (29d 23h 59m \d+s|30d) /m);
+    assertMatch(loop.stdout, /^runs: 1, /m);
+    await loop.send("quit");
+    assertEquals(await loop.exitCode(), 0);
+    assertMatch(loop.stderr, /^loop totals: 1 runs /m);
+    assert(!loop.stderr.includes("TimeoutOverflow"), loop.stderr);
+  });
+});
+
+/**
+ * Runs the CLI under a pseudo-terminal (`script`), types `answer` once `prompt` is shown, and
+ * returns the exit code and what the terminal showed.
+ */
+async function answerOnTerminal(
+  args: string[],
+  prompt: string,
+  answer: string,
+): Promise<{ code: number; shown: string }> {
+  const command = [Deno.execPath(), "run", "--quiet", ...SYNC_FLAGS, SYNC_MODULE, ...args]
+    .map((word) => `'${word}'`).join(" ");
+  const child = new Deno.Command("script", {
+    args: ["-qec", command, "/dev/null"],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  let shown = "";
+  const pump = (async () => {
+    for await (const text of child.stdout.pipeThrough(new TextDecoderStream())) shown += text;
+  })();
+  const writer = child.stdin.getWriter();
+  try {
+    await waitFor(() => shown.includes(prompt));
+  } catch (error) {
+    child.kill("SIGKILL");
+    throw new Error(`${error}; the terminal showed: ${JSON.stringify(shown)}`);
+  }
+  await writer.write(new TextEncoder().encode(answer));
+  await writer.close();
+  const { code } = await child.status;
+  await pump;
+  return { code, shown };
+}
+
+Deno.test("safety: -I answered no exits 1, the replica not matching; answered yes exits 0", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, { f: "new" });
+    writeTree(`${dir}/r`, { extra: "x", f: "old" });
+    setMtime(`${dir}/r/f`, 1_000_000_000_000);
+    const args = ["-I", `${dir}/s`, `${dir}/r`];
+    const no = await answerOnTerminal(args, "Delete them? [y/N]", "n\n");
+    assertMatch(no.shown, /1 entries would be deleted/);
+    assertEquals(no.code, 1, `declined: ${no.shown}`);
+    assertEquals(readTree(`${dir}/r`), { extra: "x", f: "new" }, "kept, and still copied");
+    const yes = await answerOnTerminal(args, "Delete them? [y/N]", "y\n");
+    assertEquals(yes.code, 0, `accepted: ${yes.shown}`);
+    assertEquals(readTree(`${dir}/r`), { f: "new" });
+  });
+});
+
+Deno.test("safety: a closed stdout (treesync -n | head -1) ends the output quietly with the usual exit code", async () => {
+  await withTemp(async (dir) => {
+    // Far more plan than a pipe holds (64 KiB), so the CLI is still writing when the reader goes.
+    const files: Tree = {};
+    for (let i = 0; i < 3000; i++) files[`a-name-long-enough-to-fill-the-pipe-quickly-${i}`] = "x";
+    writeTree(`${dir}/s`, files);
+    const child = spawnCli(["-n", `${dir}/s`, `${dir}/r`]);
+    let stderr = "";
+    const pump = (async () => {
+      for await (const text of child.stderr.pipeThrough(new TextDecoderStream())) stderr += text;
+    })();
+    const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let stdout = "";
+    while (!stdout.includes("\n")) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      stdout += value;
+    }
+    await reader.cancel(); // as `head -1` exits after its line
+    const { code } = await child.status;
+    await pump;
+    assertEquals(stdout.split("\n")[0], "mkdir ./");
+    assert(!/Broken pipe|Unexpected failure/i.test(stderr), `no error: ${stderr}`);
+    assertEquals(code, 0, stderr);
+    assertMatch(stderr, /^dry run: 3000 copied/m);
+    assert(!pathExists(`${dir}/r`), "a dry run still changes nothing");
+  });
+});
+
+Deno.test("safety: shortenMiddle() and displayPath() keep messages one short line", () => {
+  assertEquals(shortenMiddle("short"), "short");
+  const long = `/start/${"x".repeat(5000)}/THE-END`;
+  const shown = shortenMiddle(long);
+  assertEquals(Array.from(shown).length, 121);
+  assert(shown.startsWith("/start/xxx") && shown.endsWith("xxx/THE-END") && shown.includes("…"));
+  assertEquals(shortenMiddle("a".repeat(121)), "a".repeat(121), "121 characters fit");
+  // Whole code points: an emoji (two UTF-16 units) is kept whole or dropped, never halved.
+  const emoji = shortenMiddle("😀".repeat(200));
+  assert(emoji.isWellFormed() && emoji.startsWith("😀") && emoji.endsWith("😀"), "no lone half");
+  assertEquals(displayPath("a\nb"), '"a\\nb"', "control characters are still quoted");
+  assert(displayPath(`${"\n".repeat(3000)}`).length <= 121);
+});
+
+Deno.test("safety: a 5,000-character path gives an error line under 300 characters, with its start and end", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, { f: "x" });
+    const long = `${dir}/${"long-name/".repeat(500)}THE-END`;
+    const cases = [
+      [long, `${dir}/r`],
+      [`${dir}/s`, long],
+      ["--exclude", `${long}[`, `${dir}/s`, `${dir}/r`],
+      [`--${long}`, `${dir}/s`, `${dir}/r`],
+      [`${dir}/s`, `${dir}/r`, long],
+      ["--interval", long, `${dir}/s`, `${dir}/r`],
+    ];
+    for (const args of cases) {
+      const result = await cli(args);
+      assertExit(result, 2);
+      const line = result.stderr.split("\n")[0]!;
+      assert(line.length < 300, `${line.length} characters: ${line.slice(0, 400)}`);
+      assert(line.includes(dir) || line.includes(`--${dir}`), `the start is shown: ${line}`);
+      assertMatch(line, /…[a-z/-]*\/THE-END\[?'/);
+      assert(!pathExists(`${dir}/r`), "nothing was mirrored");
+    }
+  });
+});
+
+Deno.test("safety: numbers are rounded: formatBytes(), progress, the --verify rate", async () => {
+  assertEquals(formatBytes(356.54102099286433), "357 B");
+  assertEquals(formatBytes(0.4), "0 B");
+  assertEquals(formatBytes(1023.7), "1.0 KiB");
+  assertEquals(formatBytes(1536), "1.5 KiB");
+  const progress = progressText({
+    phase: "copying",
+    done: 1,
+    total: 3,
+    bytes: 1000,
+    totalBytes: 3001,
+    current: "f",
+    startedAt: 0,
+  }, 3000);
+  assert(!/\d\.\d{2,}/.test(progress), progress);
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, { f: "x" });
+    assertExit(await cli([`${dir}/s`, `${dir}/r`]), 0);
+    const result = await cli(["--verify", `${dir}/r`]);
+    assertExit(result, 0);
+    assertMatch(result.stderr, /\(\d+(\.\d)? (B|KiB|MiB|GiB)\/s\)/);
+    assert(!/\d\.\d{3,}/.test(result.stderr), `no raw floats: ${result.stderr}`);
+  });
+});
+
+Deno.test("safety: parseLoopCommand() reads commands and echoes unknown ones short, escaped", () => {
+  assertEquals(parseLoopCommand("  STATUS \r"), { kind: "status" });
+  assertEquals(parseLoopCommand("q"), { kind: "quit" });
+  assertEquals(parseLoopCommand("?"), { kind: "help" });
+  assertEquals(parseLoopCommand(""), { kind: "none" });
+  assertEquals(parseLoopCommand("frob"), {
+    kind: "unknown",
+    reply: "Unknown command 'frob'; type help for the list",
+  });
+  const hostile = parseLoopCommand(`${ESC}]0;pwned${String.fromCharCode(7)}${"z".repeat(10_000)}`);
+  assert(hostile.kind === "unknown");
+  // deno-lint-ignore no-control-regex
+  assert(!/[\x00-\x1f\x7f-\x9f]/.test(hostile.reply), JSON.stringify(hostile.reply));
+  assertMatch(hostile.reply, /^Unknown command '\\x1b\]0;pwned\\x07z+…'; type help/);
+  assert(hostile.reply.length < 120, `${hostile.reply.length} characters`);
+  assertEquals(escapeControls(`a${ESC}[2Jb\u009b`), "a\\x1b[2Jb\\x9b");
+});
+
+Deno.test("safety: loop echoes an unknown 1 MB command with escape sequences short and escaped", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, { a: "a" });
+    const loop = new LoopProcess(["-i", "1h", `${dir}/s`, `${dir}/r`]);
+    await loop.waitFor(() => loop.runs === 1, "the first run");
+    await loop.send(`${ESC}[2J${ESC}]0;title${String.fromCharCode(7)}${"y".repeat(1_000_000)}`);
+    await loop.send("status");
+    await loop.waitFor(() => /^runs: /m.test(loop.stdout), "the status after the reply");
+    const reply = loop.stdout.split("\n").find((line) => line.startsWith("Unknown command"));
+    assert(reply !== undefined, loop.stdout);
+    assert(reply.length < 120, `${reply.length} characters`);
+    assertMatch(reply, /^Unknown command '\\x1b\[2J\\x1b\]0;title\\x07y+…'/);
+    assert(!loop.stdout.includes(ESC), "no raw escape sequence echoed");
+    await loop.send("quit");
+    assertEquals(await loop.exitCode(), 0);
+  });
+});
+
+Deno.test("safety: the README's command works: `deno task sync [options] SOURCE REPLICA`, no `--`", async () => {
+  const readme = Deno.readTextFileSync(new URL("./README.md", import.meta.url));
+  const moduleDoc = Deno.readTextFileSync(new URL("./sync.ts", import.meta.url)).split(
+    "@module",
+  )[0]!;
+  for (const [name, text] of [["README.md", readme], ["sync.ts", moduleDoc]] as const) {
+    // A bare `--`; `deno task sync --interval 5m` is fine.
+    assert(!/deno task sync --(?![\w-])/.test(text!), `${name} shows 'deno task sync --'`);
+  }
+  assertMatch(readme, /deno task sync \[options\] SOURCE REPLICA/);
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, { f: "x" });
+    const run = (args: string[]) =>
+      new Deno.Command(Deno.execPath(), {
+        args: ["task", "--quiet", "sync", ...args],
+        cwd: new URL(".", import.meta.url).pathname,
+        env: { NO_COLOR: "1" },
+        clearEnv: true,
+        stdin: "null",
+      }).output();
+    const dry = await run(["-n", `${dir}/s`, `${dir}/r`]);
+    const stdout = new TextDecoder().decode(dry.stdout);
+    assertEquals(dry.code, 0, new TextDecoder().decode(dry.stderr));
+    assertMatch(stdout, /^copy f \(1 B\)$/m);
+    assert(!pathExists(`${dir}/r`), "-n was read as an option");
+    assertEquals((await run([`${dir}/s`, `${dir}/r`])).code, 0);
+    assertEquals(readTree(`${dir}/r`), { f: "x" });
+  });
+});
