@@ -193,6 +193,34 @@ function assertExit(result: CliResult, code: number): void {
   }
 }
 
+/** Whether this process can mount (root on Linux): tests that need it report as ignored. */
+const CAN_MOUNT = (() => {
+  const dir = Deno.makeTempDirSync({ prefix: "treesync-mount-probe-" });
+  try {
+    const mounted = new Deno.Command("mount", {
+      args: ["-t", "tmpfs", "-o", "size=64k", "tmpfs", dir],
+      stdout: "null",
+      stderr: "null",
+    }).outputSync().success;
+    if (mounted) new Deno.Command("umount", { args: [dir] }).outputSync();
+    return mounted;
+  } catch {
+    return false;
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+})();
+
+/** Whether `unshare -U` can run a process without root's override of file permissions. */
+const CAN_DROP_ROOT = (() => {
+  try {
+    return new Deno.Command("unshare", { args: ["-U", "true"], stderr: "null" }).outputSync()
+      .success;
+  } catch {
+    return false;
+  }
+})();
+
 let nextInode = 1000;
 
 /** An entry literal for planner tables; each gets an inode of its own unless told. */
@@ -1829,32 +1857,33 @@ Deno.test("cli without --checksum fixes only the mtime of a touched file whose c
   });
 });
 
-Deno.test("cli --restore works when source and replica are on different file systems", async () => {
-  // The source gets a tmpfs of its own: a restore must write its temporary files on the
-  // source's file system, or the final rename fails with EXDEV.
-  await withTemp(async (dir) => {
-    const mountPoint = `${dir}/tmpfs`;
-    Deno.mkdirSync(mountPoint);
-    const mounted = await new Deno.Command("mount", {
-      args: ["-t", "tmpfs", "-o", "size=16m", "tmpfs", mountPoint],
-      stderr: "null",
-    }).output();
-    if (!mounted.success) {
-      console.log("  SKIPPED: cannot mount a tmpfs here (needs root)");
-      return;
-    }
-    try {
-      const source = `${mountPoint}/s`;
-      writeTree(source, { keep: "k", lost: "lost content" });
-      assertExit(await cli([source, `${dir}/r`]), 0);
-      Deno.removeSync(`${source}/lost`);
-      assertExit(await cli(["--restore", source, `${dir}/r`]), 0);
-      assertEquals(readTree(source), { keep: "k", lost: "lost content" });
-      assert(!pathExists(`${source}/.treesync`), "no metadata folder is left in the source");
-    } finally {
-      await new Deno.Command("umount", { args: [mountPoint] }).output();
-    }
-  });
+Deno.test({
+  name: "cli --restore works when source and replica are on different file systems",
+  ignore: !CAN_MOUNT,
+  fn: async () => {
+    // The source gets a tmpfs of its own: a restore must write its temporary files on the
+    // source's file system, or the final rename fails with EXDEV.
+    await withTemp(async (dir) => {
+      const mountPoint = `${dir}/tmpfs`;
+      Deno.mkdirSync(mountPoint);
+      const mounted = await new Deno.Command("mount", {
+        args: ["-t", "tmpfs", "-o", "size=16m", "tmpfs", mountPoint],
+        stderr: "null",
+      }).output();
+      assert(mounted.success, "mounting works when CAN_MOUNT says so");
+      try {
+        const source = `${mountPoint}/s`;
+        writeTree(source, { keep: "k", lost: "lost content" });
+        assertExit(await cli([source, `${dir}/r`]), 0);
+        Deno.removeSync(`${source}/lost`);
+        assertExit(await cli(["--restore", source, `${dir}/r`]), 0);
+        assertEquals(readTree(source), { keep: "k", lost: "lost content" });
+        assert(!pathExists(`${source}/.treesync`), "no metadata folder is left in the source");
+      } finally {
+        await new Deno.Command("umount", { args: [mountPoint] }).output();
+      }
+    });
+  },
 });
 
 Deno.test("cli --keep-deleted keeps an overwritten dangling symlink in the trash", async () => {
@@ -1935,35 +1964,36 @@ Deno.test("cli mirrors through a symlinked source or replica root, keeping the l
   });
 });
 
-Deno.test("cli refuses a replica inside the source through a bind mount (device and inode)", async () => {
-  await withTemp(async (dir) => {
-    writeTree(`${dir}/src`, { inner: {}, f: "x" });
-    Deno.mkdirSync(`${dir}/view`);
-    const mounted = await new Deno.Command("mount", {
-      args: ["--bind", `${dir}/src`, `${dir}/view`],
-      stderr: "null",
-    }).output();
-    if (!mounted.success) {
-      console.log("  SKIPPED: cannot bind-mount here (needs root)");
-      return;
-    }
-    try {
-      // Real paths differ under a bind mount; only device and inode show it is one folder.
-      const table: Array<[string, string, RegExp]> = [
-        [`${dir}/src`, `${dir}/view`, /they are the same folder/],
-        [`${dir}/src`, `${dir}/view/inner/replica`, /the replica is inside the source/],
-        [`${dir}/view/inner`, `${dir}/src`, /the source is inside the replica/],
-      ];
-      for (const [source, replica, pattern] of table) {
-        const result = await cli([source, replica]);
-        assertExit(result, 2);
-        assertMatch(result.stderr, pattern);
+Deno.test({
+  name: "cli refuses a replica inside the source through a bind mount (device and inode)",
+  ignore: !CAN_MOUNT,
+  fn: async () => {
+    await withTemp(async (dir) => {
+      writeTree(`${dir}/src`, { inner: {}, f: "x" });
+      Deno.mkdirSync(`${dir}/view`);
+      const mounted = await new Deno.Command("mount", {
+        args: ["--bind", `${dir}/src`, `${dir}/view`],
+        stderr: "null",
+      }).output();
+      assert(mounted.success, "mounting works when CAN_MOUNT says so");
+      try {
+        // Real paths differ under a bind mount; only device and inode show it is one folder.
+        const table: Array<[string, string, RegExp]> = [
+          [`${dir}/src`, `${dir}/view`, /they are the same folder/],
+          [`${dir}/src`, `${dir}/view/inner/replica`, /the replica is inside the source/],
+          [`${dir}/view/inner`, `${dir}/src`, /the source is inside the replica/],
+        ];
+        for (const [source, replica, pattern] of table) {
+          const result = await cli([source, replica]);
+          assertExit(result, 2);
+          assertMatch(result.stderr, pattern);
+        }
+        assertEquals(readTree(`${dir}/src`), { f: "x", inner: {} }, "nothing was written");
+      } finally {
+        await new Deno.Command("umount", { args: [`${dir}/view`] }).output();
       }
-      assertEquals(readTree(`${dir}/src`), { f: "x", inner: {} }, "nothing was written");
-    } finally {
-      await new Deno.Command("umount", { args: [`${dir}/view`] }).output();
-    }
-  });
+    });
+  },
 });
 
 // ------------------------------------------------------------------------------------------------
@@ -1976,34 +2006,6 @@ function makeDecoy(path: string): () => Record<string, string> {
   Deno.writeTextFileSync(`${path}/tmp/inside`, "decoy temp");
   return () => snapshot(path, { skipMeta: false });
 }
-
-/** Whether this process can mount (root on Linux): tests that need it report as ignored. */
-const CAN_MOUNT = (() => {
-  const dir = Deno.makeTempDirSync({ prefix: "treesync-mount-probe-" });
-  try {
-    const mounted = new Deno.Command("mount", {
-      args: ["-t", "tmpfs", "-o", "size=64k", "tmpfs", dir],
-      stdout: "null",
-      stderr: "null",
-    }).outputSync().success;
-    if (mounted) new Deno.Command("umount", { args: [dir] }).outputSync();
-    return mounted;
-  } catch {
-    return false;
-  } finally {
-    Deno.removeSync(dir, { recursive: true });
-  }
-})();
-
-/** Whether `unshare -U` can run a process without root's override of file permissions. */
-const CAN_DROP_ROOT = (() => {
-  try {
-    return new Deno.Command("unshare", { args: ["-U", "true"], stderr: "null" }).outputSync()
-      .success;
-  } catch {
-    return false;
-  }
-})();
 
 Deno.test("cli refuses links and strangers among its own files, touching nothing outside (exit 2)", async () => {
   // Regression: links in .treesync were followed: the tmp cleanup emptied the folder a planted
