@@ -14,7 +14,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { pathExists } from "../sync.ts";
+import { pathExists } from "../src/files.ts";
 
 const { values: flags } = parseArgs({
   args: Deno.args,

@@ -1,0 +1,395 @@
+/**
+ * The command line: flags, paths and environment variables to the `Options` of one invocation,
+ * every value checked before anything runs. Pure, but for telling whether a log path is a folder.
+ *
+ * @module
+ */
+
+import { join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { UsageError } from "./errors.ts";
+import { compileExcludes } from "./exclude.ts";
+import { formatDuration, quoted, shortenQuoted } from "./format.ts";
+
+/** Everything one invocation was asked to do, after defaults and validation. */
+export interface Options {
+  /** Absolute path of the folder to mirror. */
+  source: string;
+  /** Absolute path of the mirror. */
+  replica: string;
+  dryRun: boolean;
+  restore: boolean;
+  /** With `--restore`: also replace source files changed since the last sync. */
+  overwriteNewer: boolean;
+  checksum: boolean;
+  verify: boolean;
+  excludes: string[];
+  /** False with `--no-delete`: nothing is ever deleted from the replica. */
+  deletes: boolean;
+  interactive: boolean;
+  allowEmptySource: boolean;
+  /** Absolute path of the log file, or null for the console only. */
+  logPath: string | null;
+  logMaxBytes: number;
+  logKeep: number;
+  json: boolean;
+  /** 0 errors only (`-q`), 1 default, 2 each change (`-v`), 3 each decision (`-vv`). */
+  verbosity: number;
+  /** Milliseconds between run starts, or null for one run. */
+  intervalMs: number | null;
+  /** With `--keep-deleted`: how long deleted and overwritten files stay in the trash. */
+  keepDeletedMs: number | null;
+  /** With `--max-delete`: the most entries one run may delete. */
+  maxDelete: DeleteLimit | null;
+  /** Files copied or hashed at once, each in a worker thread (`--jobs`). */
+  jobs: number;
+}
+
+/** A `--max-delete` limit: a count of entries, or a share of the replica's entries. */
+export type DeleteLimit = { count: number } | { percent: number };
+
+/** What the command line asked for. */
+export type Command = { kind: "help" } | { kind: "version" } | { kind: "run"; options: Options };
+
+export const USAGE = `Usage: treesync [options] SOURCE REPLICA
+
+Mirror SOURCE into REPLICA: copy new and changed files, delete extraneous ones, keep folders,
+symlinks, modes and mtimes. A file record in REPLICA/.treesync/ keeps each file's SHA-256.
+
+Paths (flags win over the environment):
+  -s, --source PATH       folder to mirror (alias --src; default $TREESYNC_SOURCE)
+  -r, --replica PATH      the mirror (alias --dest; default $TREESYNC_REPLICA)
+
+What to do:
+  -n, --dry-run           print the itemized plan, change nothing (alias --scan)
+      --restore           copy missing and differing files from REPLICA back into SOURCE;
+                          never deletes anything, never replaces one type with another, and
+                          keeps (and reports, exit 1) source files changed since the last sync
+      --overwrite-newer   with --restore: replace those changed source files too
+      --verify            re-hash every replica file against the record; change nothing
+  -c, --checksum          decide "changed" by SHA-256 content instead of size and mtime
+      --exclude GLOB      leave matching entries alone on both sides (repeatable):
+                          'name' any depth, 'a/b' from the root, 'dir/' folders only, '**' any depth
+      --no-delete         never delete anything from the replica (the only --no- flag; an
+                          entry whose type changed in the source is reported and left: exit 1)
+  -I, --interactive       ask on the terminal before deleting anything
+      --allow-empty-source  mirror an empty SOURCE over a non-empty replica (deletes everything)
+  -i, --interval DURATION run every DURATION (90, 45s, 5m, 1h30m, 2d; at most 365d) and read
+                          commands on stdin
+      --keep-deleted DURATION  move deleted and overwritten replica files to
+                          REPLICA/.treesync/trash/ instead (with --restore, replaced source files
+                          to SOURCE/.treesync/trash/), and purge them after DURATION (at most 365d)
+  -j, --jobs N            files copied or hashed at once (default: the number of cores; at
+                          most 64)
+      --max-delete N|P%   if a run would delete more entries than N (or P% of the replica), delete
+                          nothing, still copy, and exit 3
+
+Output:
+  -l, --log PATH          also log to PATH (a folder or PATH/ means PATH/treesync.log; alias
+                          --log_file; default $TREESYNC_LOG)
+      --log-max-size SIZE rotate the log file past SIZE (default 10M; K, M, G suffixes)
+      --log-keep N        rotated log files to keep (default 5, at most 100)
+      --json              print one JSON summary line on stdout after each run
+  -v, --verbose           print each change; twice (-vv) each entry scanned and each decision
+  -q, --quiet             print errors only
+  -h, --help              show this help
+  -V, --version           show the version
+
+An empty path ('', as an unset variable gives) is refused: it would mean the current folder.
+
+Exit codes: 0 replica matches, 1 it does not (entries failed or were kept, deletions declined at
+-I, or --verify found mismatches or unrecorded files), 2 usage or setup error (nothing changed),
+3 refused by a safety check
+(nothing deleted), 130/143 SIGINT/SIGTERM.`;
+
+/** Environment variables that give defaults for flags. */
+export type Environment = Partial<
+  Record<"TREESYNC_SOURCE" | "TREESYNC_REPLICA" | "TREESYNC_LOG", string>
+>;
+
+/**
+ * Parses the command line into a {@linkcode Command}.
+ *
+ * @param args The arguments after the program name.
+ * @param env Defaults for the source, replica and log paths.
+ * @param cwd The folder relative paths are resolved against.
+ * @throws {UsageError} On an unknown flag, a bad value, or missing paths.
+ */
+export function parseCommandLine(args: string[], env: Environment, cwd: string): Command {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      allowPositionals: true,
+      allowNegative: true,
+      strict: true,
+      tokens: true,
+      options: {
+        source: { type: "string", short: "s" },
+        src: { type: "string" },
+        replica: { type: "string", short: "r" },
+        dest: { type: "string" },
+        "dry-run": { type: "boolean", short: "n" },
+        scan: { type: "boolean" },
+        restore: { type: "boolean" },
+        "overwrite-newer": { type: "boolean" },
+        checksum: { type: "boolean", short: "c" },
+        verify: { type: "boolean" },
+        exclude: { type: "string", multiple: true },
+        delete: { type: "boolean" },
+        interactive: { type: "boolean", short: "I" },
+        "allow-empty-source": { type: "boolean" },
+        interval: { type: "string", short: "i" },
+        "keep-deleted": { type: "string" },
+        "max-delete": { type: "string" },
+        jobs: { type: "string", short: "j" },
+        log: { type: "string", short: "l" },
+        log_file: { type: "string" },
+        "log-max-size": { type: "string" },
+        "log-keep": { type: "string" },
+        json: { type: "boolean" },
+        verbose: { type: "boolean", short: "v", multiple: true },
+        quiet: { type: "boolean", short: "q" },
+        help: { type: "boolean", short: "h" },
+        version: { type: "boolean", short: "V" },
+      },
+    });
+  } catch (error) {
+    throw new UsageError(describeParseError(error));
+  }
+  const { values, positionals, tokens } = parsed;
+  checkOptionTokens(tokens);
+  if (values.help) return { kind: "help" };
+  if (values.version) return { kind: "version" };
+
+  const verify = values.verify ?? false;
+  const source = pickOne("source", [values.source, values.src]);
+  const replica = pickOne("replica", [values.replica, values.dest]);
+  let sourceArg: string | undefined;
+  let replicaArg: string | undefined;
+  if (positionals.length > 2) {
+    const extra = positionals.slice(2);
+    const more = extra.length > 3 ? ` and ${extra.length - 3} more` : "";
+    throw new UsageError(`Too many paths: ${extra.slice(0, 3).map(quoted).join(" ")}${more}`);
+  } else if (positionals.length === 2) {
+    if (source !== undefined || replica !== undefined) {
+      throw new UsageError("Give SOURCE and REPLICA either as two paths or with -s and -r");
+    }
+    [sourceArg, replicaArg] = positionals;
+  } else if (positionals.length === 1) {
+    // One path fills whichever of the two is not given by a flag; `--verify REPLICA` needs
+    // no source at all.
+    if (replica === undefined && (source !== undefined || verify)) replicaArg = positionals[0];
+    else if (source === undefined && replica !== undefined) sourceArg = positionals[0];
+    else {
+      pathFromEnv(env, "TREESYNC_REPLICA"); // set but empty: the likelier slip, named first
+      throw new UsageError("Missing REPLICA: give SOURCE and REPLICA");
+    }
+  }
+  // An empty path would resolve to the current folder: `treesync "$SRC" "$DEST"` with DEST
+  // unset would mirror over wherever the script happens to run.
+  const position = (index: number) =>
+    positionals.length === 2 ? (index === 0 ? "the first path" : "the second path") : "the path";
+  if (sourceArg === "") throw emptyPath("SOURCE", `${position(0)} is ''`);
+  if (replicaArg === "") throw emptyPath("REPLICA", `${position(1)} is ''`);
+  sourceArg ??= source ?? (verify ? undefined : pathFromEnv(env, "TREESYNC_SOURCE"));
+  replicaArg ??= replica ?? pathFromEnv(env, "TREESYNC_REPLICA");
+  if (replicaArg === undefined) {
+    throw new UsageError("Missing REPLICA: give SOURCE and REPLICA, or set TREESYNC_REPLICA");
+  }
+  if (sourceArg === undefined && !verify) {
+    throw new UsageError("Missing SOURCE: give SOURCE and REPLICA, or set TREESYNC_SOURCE");
+  }
+
+  const dryRun = (values["dry-run"] ?? false) || (values.scan ?? false);
+  const restore = values.restore ?? false;
+  const interactive = values.interactive ?? false;
+  const modes = [restore && "--restore", verify && "--verify"].filter(Boolean);
+  if (modes.length > 1) throw new UsageError(`Choose one of ${modes.join(" and ")}`);
+  const overwriteNewer = values["overwrite-newer"] ?? false;
+  if (overwriteNewer && !restore) {
+    throw new UsageError("--overwrite-newer only applies to --restore");
+  }
+  if (values.quiet && values.verbose) throw new UsageError("Choose one of --quiet and --verbose");
+  const intervalMs = values.interval === undefined
+    ? null
+    : parseDuration(values.interval, "--interval");
+  if (intervalMs !== null && (interactive || verify)) {
+    throw new UsageError(
+      `--interval cannot be combined with ${interactive ? "--interactive" : "--verify"}`,
+    );
+  }
+
+  const excludes = values.exclude ?? [];
+  compileExcludes(excludes); // validates every pattern now, before anything runs
+  const logArg = pickOne("log", [values.log, values.log_file]) ?? pathFromEnv(env, "TREESYNC_LOG");
+
+  return {
+    kind: "run",
+    options: {
+      source: resolve(cwd, sourceArg ?? replicaArg),
+      replica: resolve(cwd, replicaArg),
+      dryRun,
+      restore,
+      overwriteNewer,
+      checksum: values.checksum ?? false,
+      verify,
+      excludes,
+      deletes: values.delete ?? true,
+      interactive,
+      allowEmptySource: values["allow-empty-source"] ?? false,
+      logPath: logArg === undefined ? null : resolveLogPath(cwd, logArg),
+      logMaxBytes: parseSize(values["log-max-size"] ?? "10M", "--log-max-size"),
+      logKeep: parseCount(values["log-keep"] ?? "5", "--log-keep", MAX_LOG_KEEP),
+      json: values.json ?? false,
+      verbosity: values.quiet ? 0 : 1 + (values.verbose?.length ?? 0),
+      intervalMs,
+      keepDeletedMs: values["keep-deleted"] === undefined
+        ? null
+        : parseDuration(values["keep-deleted"], "--keep-deleted"),
+      maxDelete: values["max-delete"] === undefined ? null : parseDeleteLimit(values["max-delete"]),
+      jobs: values.jobs === undefined
+        ? Math.min(MAX_JOBS, Math.max(1, navigator.hardwareConcurrency || 1))
+        : parseCount(values.jobs, "--jobs", MAX_JOBS),
+    },
+  };
+}
+
+/**
+ * Parses `--max-delete`: a whole number of entries (`100`) or a percentage of the replica's
+ * entries (`5%`, `0.5%`).
+ *
+ * @throws {UsageError} For anything else, quoting the value.
+ */
+export function parseDeleteLimit(text: string): DeleteLimit {
+  const percent = /^(\d+(?:\.\d+)?)%$/.exec(text);
+  if (percent && Number(percent[1]) <= 100) return { percent: Number(percent[1]) };
+  if (/^\d+$/.test(text)) return { count: Number(text) };
+  throw new UsageError(
+    `Invalid --max-delete ${quoted(text)}: use a number of entries (100) or a share (5%)`,
+  );
+}
+
+function describeParseError(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  // node:util's messages end with advice for programmers ("To specify a positional argument
+  // starting with a '-' ..."); the first sentence is the one that helps a user.
+  return shortenQuoted(message.split(". ")[0]!.replace(/\.$/, ""));
+}
+
+function pickOne(name: string, values: Array<string | undefined>): string | undefined {
+  const given = values.filter((value) => value !== undefined);
+  if (given.length > 1) {
+    throw new UsageError(`--${name} is given twice: ${given.map(quoted).join(" and ")}`);
+  }
+  return given[0];
+}
+
+/** Long options whose `--no-` form means something; every other `--no-X` is refused. */
+const NEGATABLE_OPTIONS = new Set(["--no-delete"]);
+
+/** Options that take a path: an empty one is refused, never read as the current folder. */
+const PATH_OPTIONS = new Set(["source", "src", "replica", "dest", "log", "log_file"]);
+
+/**
+ * Refuses what `parseArgs` lets through: `--no-X` for flags where "no" means nothing
+ * (`--no-verify` would be a silent no-op), and an empty path after a path option.
+ */
+function checkOptionTokens(
+  tokens: Array<{ kind: string; rawName?: string; name?: string; value?: string | undefined }>,
+): void {
+  for (const token of tokens) {
+    if (token.kind !== "option") continue;
+    const rawName = token.rawName!;
+    if (rawName.startsWith("--no-") && !NEGATABLE_OPTIONS.has(rawName)) {
+      throw new UsageError(`Unknown option ${quoted(rawName)}`);
+    }
+    if (PATH_OPTIONS.has(token.name!) && token.value === "") {
+      throw emptyPath(rawName, `${rawName} is given ''`);
+    }
+  }
+}
+
+function emptyPath(what: string, why: string): UsageError {
+  return new UsageError(`Empty path for ${what} (${why}): is a variable unset?`);
+}
+
+/**
+ * A path from the environment. Set but empty is refused: `TREESYNC_REPLICA="$DEST"` with DEST
+ * unset is a script bug, and an empty path would be the current folder.
+ */
+function pathFromEnv(env: Environment, name: keyof Environment): string | undefined {
+  if (env[name] === "") throw emptyPath(name, `it is set but empty`);
+  return env[name];
+}
+
+function resolveLogPath(cwd: string, logArg: string): string {
+  const path = resolve(cwd, logArg);
+  if (logArg.endsWith("/")) return join(path, "treesync.log");
+  try {
+    if (Deno.statSync(path).isDirectory) return join(path, "treesync.log");
+  } catch {
+    // Not there yet: it names the file, and its folders are created when logging starts.
+  }
+  return path;
+}
+
+const DURATION_UNITS_MS = { d: 86_400_000, h: 3_600_000, m: 60_000, s: 1_000 } as const;
+
+/** The longest `--interval` and `--keep-deleted`: 365 days. */
+export const MAX_DURATION_MS = 365 * DURATION_UNITS_MS.d;
+
+/** The most `--jobs`: each job is a worker thread with its own V8 heap (~12 MB at rest). */
+export const MAX_JOBS = 64;
+
+/** The most `--log-keep`: old log files kept beside the current one. */
+export const MAX_LOG_KEEP = 100;
+
+/**
+ * Parses a duration: whole seconds (`90`) or units in the order d, h, m, s (`5m`, `1h30m`,
+ * `1d2h3m4s`).
+ *
+ * @param flag The flag it was given to, for the message when it is too long.
+ * @returns The duration in milliseconds, always positive and at most
+ *   {@linkcode MAX_DURATION_MS}.
+ * @throws {UsageError} For anything else, quoting the value.
+ */
+export function parseDuration(text: string, flag = "duration"): number {
+  const match = /^(?:(\d+)|(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?)$/.exec(text.trim());
+  const [, bare, d, h, m, s] = match ?? [];
+  const total = bare !== undefined
+    ? Number(bare) * 1000
+    : Number(d ?? 0) * DURATION_UNITS_MS.d + Number(h ?? 0) * DURATION_UNITS_MS.h +
+      Number(m ?? 0) * DURATION_UNITS_MS.m + Number(s ?? 0) * DURATION_UNITS_MS.s;
+  if (!match || !(total > 0)) {
+    throw new UsageError(
+      `Invalid duration ${quoted(text)}: use seconds (90) or units like 45s, 5m, 1h30m, 2d`,
+    );
+  }
+  if (total > MAX_DURATION_MS) {
+    throw new UsageError(
+      `Invalid ${flag} ${quoted(text)}: the most is ${formatDuration(MAX_DURATION_MS)}`,
+    );
+  }
+  return total;
+}
+
+function parseSize(text: string, flag: string): number {
+  const match = /^(\d+)([KMG]?)i?B?$/i.exec(text.trim());
+  const factor = { "": 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[match?.[2]?.toUpperCase() ?? ""];
+  const bytes = match && factor ? Number(match[1]) * factor : NaN;
+  if (!(bytes >= 1024)) {
+    throw new UsageError(`Invalid ${flag} ${quoted(text)}: use a size like 10M`);
+  }
+  return bytes;
+}
+
+function parseCount(text: string, flag: string, max: number): number {
+  if (!/^\d+$/.test(text) || Number(text) < 1) {
+    throw new UsageError(`Invalid ${flag} ${quoted(text)}: use a whole number from 1 to ${max}`);
+  }
+  if (Number(text) > max) {
+    throw new UsageError(`Invalid ${flag} ${quoted(text)}: the most is ${max}`);
+  }
+  return Number(text);
+}

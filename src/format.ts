@@ -1,0 +1,82 @@
+/**
+ * How things are shown to a person: byte counts, durations, and paths kept to one short line
+ * (control characters escaped, long paths cut in the middle). Pure.
+ *
+ * @module
+ */
+
+/** Characters kept at each end of a long path or value shown in a message. */
+const SHOWN_END_CHARS = 60;
+
+/**
+ * Cuts the middle out of a long text, keeping its first and last `keep` characters with `…`
+ * between, so a message stays one short line. Whole code points: a surrogate pair is never
+ * split.
+ */
+export function shortenMiddle(text: string, keep = SHOWN_END_CHARS): string {
+  if (text.length <= 2 * keep + 1) return text;
+  const chars = Array.from(text);
+  if (chars.length <= 2 * keep + 1) return text;
+  return `${chars.slice(0, keep).join("")}…${chars.slice(-keep).join("")}`;
+}
+
+/**
+ * Shows a path (or any text a user gave) in a message: names with control characters are
+ * quoted JSON-style, and long ones are cut in the middle ({@linkcode shortenMiddle}).
+ */
+export function displayPath(path: string): string {
+  return shortenMiddle(listedPath(path));
+}
+
+/**
+ * Shows a path in full on one line, for listings where the path is the information: the
+ * `--dry-run` plan, `--verify` results, the change lines of `-v` and the log file.
+ */
+export function listedPath(path: string): string {
+  // deno-lint-ignore no-control-regex
+  return /[\x00-\x1f\x7f]/.test(path) ? JSON.stringify(path) : path;
+}
+
+/** A path or value in quotes for a message, made safe by {@linkcode displayPath}. */
+export function quoted(text: string): string {
+  return `'${displayPath(text)}'`;
+}
+
+/** Shortens each quoted part of a message, as Deno's errors and node:util quote paths. */
+export function shortenQuoted(message: string): string {
+  return message.replace(/'([^']*)'/g, (_, inner: string) => quoted(inner));
+}
+
+/** Human-readable bytes: `512 B`, `1.5 KiB`, `3.2 GiB`; a fraction (a rate) is rounded. */
+export function formatBytes(bytes: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  bytes = Math.round(bytes);
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
+}
+
+/** Control characters (C0, DEL, C1) written as `\xNN`, so shown text cannot drive a terminal. */
+export function escapeControls(text: string): string {
+  // deno-lint-ignore no-control-regex
+  const controls = /[\x00-\x1f\x7f-\x9f]/g;
+  return text.replace(controls, (char) => `\\x${char.charCodeAt(0).toString(16).padStart(2, "0")}`);
+}
+
+/** `1h 2m 3s` from milliseconds. */
+export function formatDuration(ms: number): string {
+  let seconds = Math.round(ms / 1000);
+  const parts: string[] = [];
+  for (const [unit, size] of [["d", 86_400], ["h", 3_600], ["m", 60]] as const) {
+    if (seconds >= size) {
+      parts.push(`${Math.floor(seconds / size)}${unit}`);
+      seconds %= size;
+    }
+  }
+  if (seconds > 0 || parts.length === 0) parts.push(`${seconds}s`);
+  return parts.join(" ");
+}

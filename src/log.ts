@@ -1,0 +1,424 @@
+/**
+ * Output: LogTape set-up (the console, and a log file that never costs a run), stdout and stderr
+ * that survive a closed pipe, the live progress line and the lines that describe a run.
+ *
+ * @module
+ */
+
+import { dirname } from "node:path";
+import type { LogRecord, Sink } from "@logtape/logtape";
+import { type Options } from "./cli.ts";
+import { errorText } from "./errors.ts";
+import { encoder, statOrNull } from "./files.ts";
+import { displayPath, formatBytes, formatDuration, listedPath, quoted } from "./format.ts";
+import { type Action, type RunSummary } from "./plan.ts";
+
+/** Console (stderr) and optional file logging, set up once per process. */
+export interface Reporter {
+  /** A change made (or planned), one line: to the file always, to the console with `-v`. */
+  change(text: string): void;
+  /** Detail for `-vv`: each entry scanned, each decision. */
+  debug(text: string): void;
+  warn(text: string): void;
+  error(text: string, error?: unknown): void;
+  /** The run summary: shown by default, hidden by `-q`. */
+  summary(text: string): void;
+}
+
+function consoleFormat(record: LogRecord): string {
+  const text = record.message.map(String).join("");
+  const prefix = record.level === "error" || record.level === "fatal"
+    ? "error: "
+    : record.level === "warning"
+    ? "warning: "
+    : "";
+  return `${prefix}${text}\n`;
+}
+
+function fileFormat(record: LogRecord): string {
+  const level = record.level.toUpperCase().padEnd(7);
+  const text = record.message.map(String).join("");
+  return `${new Date(record.timestamp).toISOString()} ${level} ${text}\n`;
+}
+
+/** Whether the live progress line is on screen: console output clears it first. */
+let progressLineShown = false;
+
+export function writeStderr(text: string): void {
+  if (progressLineShown) {
+    progressLineShown = false;
+    text = `\r\x1b[2K${text}`;
+  }
+  writeOut(Deno.stderr, text);
+}
+
+/** Output streams whose reader went away (`treesync -n … | head -1`): written no more. */
+const closedOutputs = new Set<typeof Deno.stdout | typeof Deno.stderr>();
+
+/**
+ * Writes all of `text`. A closed pipe ends that stream's output quietly, and the run goes on
+ * with its usual exit code: the reader left, the work is not wrong.
+ */
+function writeOut(stream: typeof Deno.stdout | typeof Deno.stderr, text: string): void {
+  if (closedOutputs.has(stream)) return;
+  const bytes = encoder.encode(text);
+  try {
+    for (let done = 0; done < bytes.length;) done += stream.writeSync(bytes.subarray(done));
+  } catch (error) {
+    if (!(error instanceof Deno.errors.BrokenPipe)) throw error;
+    closedOutputs.add(stream);
+  }
+}
+
+/** Characters of log lines held before one write: 64 KiB, not a write (or fsync) per line. */
+const LOG_BLOCK_CHARS = 64 * 1024;
+
+/** A held line is written once this much time has passed, when the next line comes. */
+const LOG_HOLD_MS = 1000;
+
+/**
+ * Opens the log file for appending, creating it and its folders when missing. It never
+ * truncates, and never creates a file through a symlink: a link to an existing file is appended
+ * to, a link to nothing is refused (O_EXCL refuses any name already taken, a dangling link too).
+ */
+function openLogFile(path: string): Deno.FsFile {
+  // A fifo would block the open until someone reads it. (Devices such as /dev/null are fine.)
+  const found = statOrNull(path);
+  if (found?.isFifo || found?.isSocket || found?.isDirectory) {
+    throw new Error("it is a fifo, socket or folder, not a file to log to");
+  }
+  try {
+    return Deno.openSync(path, { append: true });
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  Deno.mkdirSync(dirname(path), { recursive: true });
+  try {
+    return Deno.openSync(path, { append: true, createNew: true });
+  } catch (error) {
+    if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+  }
+  try {
+    return Deno.openSync(path, { append: true }); // made by someone else meanwhile
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+    throw new Error("it is a symlink to nothing, and no log file is created through a link");
+  }
+}
+
+/** An error in one line, without the path Deno sometimes appends (it is named already). */
+function logErrorText(error: unknown): string {
+  return errorText(error).replace(/: (?:open|mkdir|rename|stat) '.*'$/s, "");
+}
+
+function countNewlines(bytes: Uint8Array): number {
+  let count = 0;
+  for (const byte of bytes) if (byte === 10) count++;
+  return count;
+}
+
+/** Log lines that could not be written, told in the file once it can be written again. */
+interface LostLines {
+  lines: number;
+  since: string;
+  reason: string;
+  /** The last write stopped inside a line: the next one starts on a new line. */
+  midLine: boolean;
+}
+
+function lostNotice(lost: LostLines): string {
+  const line = `${new Date().toISOString()} WARNING ${lost.lines} log lines since ${lost.since} ` +
+    `could not be written: ${lost.reason}\n`;
+  return lost.midLine ? `\n${line}` : line;
+}
+
+/**
+ * The log file sink: lines are held and written in blocks, each through a fresh open of the
+ * path (so a file or folder deleted, or moved away by logrotate, is simply made again), rotated
+ * by size keeping `maxFiles` old files. No error leaves it: a block that cannot be written is
+ * dropped, counted, and costs one warning on stderr per run; once the file can be written again
+ * it says in the file how many lines were lost, and goes on. Everything is synchronous, so
+ * nothing can fail later on a timer or in a promise.
+ */
+function recoveringFileSink(
+  path: string,
+  options: { maxSize: number; maxFiles: number },
+): Sink & Disposable {
+  const { maxSize, maxFiles } = options;
+  // A block is at most a quarter of the file, so rotated files stay near --log-max-size.
+  const blockChars = Math.min(LOG_BLOCK_CHARS, Math.floor(maxSize / 4));
+  // A log that cannot even be opened now is a setup error: the caller exits 2 naming it.
+  openLogFile(path).close();
+
+  let held: string[] = [];
+  let heldChars = 0;
+  let lastWriteAt = Date.now();
+  let lost: LostLines | null = null;
+  // One warning per run: runs are counted by the end-of-run flushes.
+  let run = 0;
+  let warnedInRun = -1;
+
+  const warn = (text: string) => {
+    if (warnedInRun === run) return;
+    warnedInRun = run;
+    try {
+      writeStderr(`warning: ${text}\n`);
+    } catch {
+      // No stderr either: nothing is left to tell.
+    }
+  };
+
+  // Renames only: a rename moves a symlink itself, never the file it points to.
+  const rotate = () => {
+    for (let i = maxFiles - 1; i >= 1; i--) {
+      try {
+        Deno.renameSync(`${path}.${i}`, `${path}.${i + 1}`);
+      } catch (error) {
+        if (!(error instanceof Deno.errors.NotFound)) throw error;
+      }
+    }
+    Deno.renameSync(path, `${path}.1`);
+  };
+
+  const write = (durable: boolean) => {
+    lastWriteAt = Date.now();
+    if (held.length === 0) return;
+    const notice = lost === null ? "" : lostNotice(lost);
+    const bytes = encoder.encode(notice + held.join(""));
+    const noticeBytes = encoder.encode(notice).length;
+    held = [];
+    heldChars = 0;
+    let done = 0;
+    let file: Deno.FsFile | null = null;
+    try {
+      file = openLogFile(path);
+      const size = file.statSync().size;
+      if (size > 0 && size + bytes.length > maxSize) {
+        file.close();
+        file = null;
+        try {
+          rotate();
+        } catch (error) {
+          warn(
+            `cannot rotate the log file ${quoted(path)}: ${
+              logErrorText(error)
+            } (it grows past its size)`,
+          );
+        }
+        file = openLogFile(path);
+      }
+      while (done < bytes.length) done += file.writeSync(bytes.subarray(done));
+      if (durable) file.syncDataSync();
+      lost = null;
+    } catch (error) {
+      if (done < bytes.length) {
+        const noticeWritten = done >= noticeBytes;
+        lost = {
+          lines: (noticeWritten || lost === null ? 0 : lost.lines) +
+            countNewlines(bytes.subarray(Math.max(done, noticeBytes))),
+          since: noticeWritten || lost === null ? new Date().toISOString() : lost.since,
+          reason: logErrorText(error),
+          midLine: done > 0 ? bytes[done - 1] !== 10 : lost?.midLine ?? false,
+        };
+      }
+      warn(
+        `cannot write the log file ${quoted(path)}: ${logErrorText(error)} ` +
+          "(the run goes on; logging resumes when the file can be written)",
+      );
+    } finally {
+      try {
+        file?.close();
+      } catch {
+        // Closing can only fail for a file already closed.
+      }
+    }
+  };
+
+  const sink = (record: LogRecord) => {
+    const line = fileFormat(record);
+    held.push(line);
+    heldChars += line.length;
+    if (heldChars >= blockChars || record.timestamp - lastWriteAt >= LOG_HOLD_MS) write(false);
+  };
+  flushLogFile = () => {
+    write(true);
+    run++;
+  };
+  return Object.assign(sink, {
+    [Symbol.dispose]: () => {
+      // The last lines (quit, loop totals) belong to the last run: no second warning for them.
+      if (run > 0) run--;
+      write(true);
+    },
+  });
+}
+
+/** Writes out the log file's held lines; called at the end of every run. Never throws. */
+export let flushLogFile = () => {};
+
+/**
+ * Sets up LogTape: the console gets errors (`-q`), warnings and summaries (default), each
+ * change (`-v`) or everything (`-vv`); the log file gets every change with a timestamp.
+ */
+export async function setUpLogging(options: Options): Promise<Reporter> {
+  const { configure, getLogger } = await import("@logtape/logtape");
+  const logger = getLogger(["treesync"]);
+  const consoleLevels = ["error", "warning", "info", "debug"] as const;
+  const consoleLowest = consoleLevels[options.verbosity]!;
+  const consoleSink: Sink = (record) => {
+    const levelOk = consoleLevels.indexOf(record.level as typeof consoleLevels[number]) <=
+      consoleLevels.indexOf(consoleLowest);
+    const isSummary = record.properties.summary === true && options.verbosity > 0;
+    if (levelOk || isSummary) writeStderr(consoleFormat(record));
+  };
+  const sinks: Record<string, Sink> = { console: consoleSink };
+  if (options.logPath !== null) {
+    const fileSink = recoveringFileSink(options.logPath, {
+      maxSize: options.logMaxBytes,
+      maxFiles: options.logKeep,
+    });
+    sinks.file = options.verbosity >= 3
+      ? fileSink
+      : Object.assign((record: LogRecord) => record.level !== "debug" && fileSink(record), {
+        [Symbol.dispose]: () => fileSink[Symbol.dispose](),
+      });
+  }
+  await configure({
+    reset: true,
+    sinks,
+    loggers: [
+      { category: ["treesync"], sinks: Object.keys(sinks), lowestLevel: "debug" },
+      { category: ["logtape", "meta"], sinks: ["console"], lowestLevel: "error" },
+    ],
+  });
+  const debugOn = options.verbosity >= 3;
+  // Changes go nowhere without -v or a log file: skip making their records at all.
+  const changesShown = options.verbosity >= 2 || options.logPath !== null;
+  return {
+    change: (text) => changesShown && logger.info("{text}", { text }),
+    debug: (text) => debugOn && logger.debug("{text}", { text }),
+    warn: (text) => logger.warn("{text}", { text }),
+    error: (text, error) => {
+      logger.error("{text}", { text });
+      if (debugOn && error instanceof Error && error.stack) writeStderr(`${error.stack}\n`);
+    },
+    summary: (text) => logger.info("{text}", { text, summary: true }),
+  };
+}
+
+/** Writes out and closes the log sinks. Never throws: a log problem never decides an exit. */
+export async function closeLogging(): Promise<void> {
+  try {
+    const { dispose } = await import("@logtape/logtape");
+    await dispose();
+  } catch (error) {
+    try {
+      writeStderr(`warning: cannot close the log: ${logErrorText(error)}\n`);
+    } catch {
+      // No stderr either.
+    }
+  }
+}
+
+export function describeAction(action: Action): string {
+  const shown = listedPath(action.path === "" ? "." : action.path);
+  switch (action.kind) {
+    case "mkdir":
+      return `mkdir ${shown}/`;
+    case "rmdir":
+      return `rmdir ${shown}/`;
+    case "link":
+      return `link ${shown} -> ${listedPath(action.entry!.target!)}`;
+    case "move": {
+      const slash = action.entry!.kind === "dir" ? "/" : "";
+      return `move ${listedPath(action.from!)}${slash} -> ${shown}${slash}`;
+    }
+    case "copy":
+    case "update":
+      return `${action.kind} ${shown} (${formatBytes(action.entry!.size)})`;
+    default:
+      return `${action.kind} ${shown}`;
+  }
+}
+
+export function summaryLine(summary: RunSummary, label: string): string {
+  const s = summary;
+  return `${label}: ${s.copied} copied, ${s.updated} updated, ${s.moved} moved, ` +
+    `${s.deleted} deleted, ${s.dirsCreated} folders created, ${s.dirsDeleted} folders deleted, ` +
+    `${s.attrsUpdated} attributes fixed, ${s.failed} failed, ${formatBytes(s.bytesCopied)} ` +
+    `copied in ${(s.durationMs / 1000).toFixed(2)} s`;
+}
+
+/** How far the run under way has come. */
+export interface RunProgress {
+  phase: "idle" | "scanning" | "hashing" | "copying";
+  /** Entries scanned, or changes made. */
+  done: number;
+  /** Changes planned (0 while scanning). */
+  total: number;
+  bytes: number;
+  totalBytes: number;
+  /** The path being copied. */
+  current: string;
+  startedAt: number;
+}
+
+export function idleProgress(): RunProgress {
+  return {
+    phase: "idle",
+    done: 0,
+    total: 0,
+    bytes: 0,
+    totalBytes: 0,
+    current: "",
+    startedAt: performance.now(),
+  };
+}
+
+/** One line of progress: `copying 12/345, 1.2 GiB of 3.4 GiB, 512.0 MiB/s, ETA 5s, a/b`. */
+export function progressText(p: RunProgress, now = performance.now()): string {
+  if (p.phase === "scanning") return `scanning: ${p.done} entries`;
+  if (p.phase === "hashing") return `hashing: ${p.done} files, ${formatBytes(p.bytes)}`;
+  const seconds = Math.max((now - p.startedAt) / 1000, 0.001);
+  const rate = p.bytes / seconds;
+  const left = Math.max(p.totalBytes - p.bytes, 0);
+  const eta = rate > 0 && left > 0 ? `, ETA ${formatDuration((left / rate) * 1000)}` : "";
+  return `${p.phase} ${p.done}/${p.total}, ${formatBytes(p.bytes)} of ` +
+    `${formatBytes(p.totalBytes)}, ${formatBytes(rate)}/s${eta}` +
+    (p.current ? `, ${displayPath(p.current)}` : "");
+}
+
+/**
+ * Draws one live status line on stderr while a run is under way: only on a terminal, never with
+ * `-q`, never in the log file, and only once a run has lasted a second (short runs do not
+ * flicker).
+ *
+ * @returns A function that stops it and clears the line.
+ */
+export function startProgressLine(
+  progress: () => RunProgress,
+  options: Pick<Options, "verbosity">,
+): () => void {
+  if (options.verbosity === 0 || !Deno.stderr.isTerminal()) return () => {};
+  const draw = () => {
+    const p = progress();
+    if (p.phase === "idle" || performance.now() - p.startedAt < 1000) return;
+    let width = 80;
+    try {
+      width = Deno.consoleSize().columns;
+    } catch {
+      // Not a console after all: keep 80.
+    }
+    writeStderr(`\r\x1b[2K${progressText(p).slice(0, width - 1)}`);
+    progressLineShown = true;
+  };
+  const timer = setInterval(draw, 250);
+  return () => {
+    clearInterval(timer);
+    if (progressLineShown) writeStderr("");
+  };
+}
+
+export function writeStdout(text: string): void {
+  writeOut(Deno.stdout, text);
+}

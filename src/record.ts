@@ -1,0 +1,310 @@
+/**
+ * The file record in `REPLICA/.treesync/record.json`: when a recorded hash can be trusted,
+ * loading it safely, the next record after a run, saving it atomically.
+ *
+ * @module
+ */
+
+import * as fs from "node:fs";
+import { errorText, UsageError } from "./errors.ts";
+import { encoder, removeQuietly, writeAll } from "./files.ts";
+import { formatBytes, quoted } from "./format.ts";
+import { checkOwn, type MetaPaths, tempPathIn } from "./meta.ts";
+import { ancestors } from "./paths.ts";
+import { type Entry, sameSignature, type Scan, type Signature, signatureOf } from "./scan.ts";
+
+const RECORD_FORMAT = "treesync-record";
+
+const RECORD_VERSION = 2;
+
+/** What the record knows of one file. */
+export interface RecordEntry extends Signature {
+  /** SHA-256 of the content, or null when it was never hashed. */
+  hash: string | null;
+  /** When the hash was taken, to tell racily clean files (see {@linkcode trustedHash}). */
+  hashedAtMs: number;
+}
+
+/** Relative path to what the record knows of the file there. */
+export type RecordMap = Map<string, RecordEntry>;
+
+/**
+ * The file record kept in the replica: its own files, and a cache of source hashes (the source
+ * is never written to, so its cache lives here too).
+ */
+export interface FileRecord {
+  replica: RecordMap;
+  source: RecordMap;
+}
+
+/**
+ * A file whose mtime is this close to the moment it was hashed may have been written again in
+ * the same timestamp tick (the kernel stamps files from a clock that ticks every few ms, and
+ * Deno reads milliseconds), so its hash is not trusted: it is "racily clean", as git says.
+ */
+export const RACY_WINDOW_MS = 1000;
+
+/** An empty record. */
+export function emptyRecord(): FileRecord {
+  return { replica: new Map(), source: new Map() };
+}
+
+/**
+ * The kernel stamps files from a clock that may lag the wall clock by a tick (up to 10 ms at
+ * 100 Hz): a change made just after a second began can carry the second before. The racy rule
+ * on ctime counts a hash taken this close to a second's start as taken in the second before.
+ */
+export const CLOCK_SLACK_MS = 20;
+
+/**
+ * The recorded hash of a file, if it can be trusted without reading: the file's signature (size,
+ * mtime, ctime, inode) is what it was when hashed, and it was not racily clean then. Racily
+ * clean, as git says, is a file that may have changed again after it was hashed without its
+ * signature showing it: one whose ctime (which Deno reads to the whole second) falls in the
+ * second the hash was taken in, or whose mtime is within {@linkcode RACY_WINDOW_MS} of it. A
+ * freshly copied file is racily clean until a later run reads it again. Pure.
+ */
+export function trustedHash(known: RecordEntry | undefined, entry: Entry): string | null {
+  if (!known || known.hash === null || entry.kind !== "file") return null;
+  if (!sameSignature(known, entry)) return null;
+  if (Math.floor(known.ctimeMs / 1000) >= Math.floor((known.hashedAtMs - CLOCK_SLACK_MS) / 1000)) {
+    return null;
+  }
+  return known.hashedAtMs - known.mtimeMs < RACY_WINDOW_MS ? null : known.hash;
+}
+
+/** Records up to this size are read while the trees are walked; larger ones wait for the count. */
+export const RECORD_EAGER_BYTES = 32 << 20;
+
+/**
+ * The largest record a tree of `entryCount` entries (both sides) can have: a version-2 row takes
+ * about 140 bytes, so 512 a row plus 1 MiB leaves room, while a record linked to an endless
+ * file or grown by a hostile writer is refused before it is read.
+ */
+export function recordSizeCap(entryCount: number): number {
+  return (1 << 20) + 512 * entryCount;
+}
+
+/**
+ * Reads the record: opened without following a link and without blocking on a fifo, and read
+ * only when it is a regular file of at most `maxBytes`. A missing record is an empty one; an
+ * unreadable, oversized or corrupt one is too, reported through `onCorrupt`, since the record
+ * is a cache of what can be rebuilt.
+ *
+ * @throws {UsageError} When the path is not a regular file (a link, a fifo, a folder).
+ */
+export function loadRecord(
+  path: string,
+  options: { maxBytes: number; onCorrupt: (message: string) => void },
+): FileRecord {
+  const { maxBytes, onCorrupt } = options;
+  let bytes: Uint8Array;
+  try {
+    const read = readOwnFile(path, maxBytes);
+    if (read === null) return emptyRecord();
+    if (typeof read === "number") {
+      onCorrupt(
+        `The record ${quoted(path)} is ${
+          formatBytes(read)
+        }, more than a record of this tree can be ` +
+          `(${formatBytes(maxBytes)}); rebuilding it`,
+      );
+      return emptyRecord();
+    }
+    bytes = read;
+  } catch (error) {
+    if (error instanceof UsageError) throw error;
+    onCorrupt(`Cannot read the record ${quoted(path)} (${errorText(error, true)}); rebuilding it`);
+    return emptyRecord();
+  }
+  try {
+    return parseRecord(new TextDecoder().decode(bytes));
+  } catch (error) {
+    onCorrupt(`The record ${quoted(path)} is corrupt (${errorText(error)}); rebuilding it`);
+    return emptyRecord();
+  }
+}
+
+/**
+ * Reads one of our files without following a link or blocking on a fifo.
+ *
+ * @returns Its bytes; its size when over `maxBytes`; null when absent.
+ * @throws {UsageError} When it is not a regular file.
+ */
+function readOwnFile(path: string, maxBytes: number): Uint8Array | number | null {
+  let fd: number;
+  try {
+    fd = fs.openSync(
+      path,
+      fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK,
+    );
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    if (code === "ENOENT") return null;
+    if (code === "ELOOP") checkOwn(path, "file"); // throws, naming the link
+    throw error;
+  }
+  try {
+    const info = fs.fstatSync(fd);
+    if (!info.isFile()) {
+      throw new UsageError(`${quoted(path)} is not a regular file: move it away, then run again`);
+    }
+    if (info.size > maxBytes) return info.size;
+    const bytes = new Uint8Array(info.size);
+    let done = 0;
+    while (done < bytes.length) {
+      const count = fs.readSync(fd, bytes, done, bytes.length - done, null);
+      if (count === 0) break;
+      done += count;
+    }
+    return bytes.subarray(0, done);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Parses a version-2 record, checking every row; throws a short reason when it is not one. */
+function parseRecord(text: string): FileRecord {
+  let data;
+  try {
+    data = JSON.parse(text);
+  } catch {
+    throw new Error("it is not valid JSON");
+  }
+  if (
+    data?.format !== RECORD_FORMAT || data.version !== RECORD_VERSION ||
+    !Array.isArray(data.replica) || !Array.isArray(data.source)
+  ) {
+    throw new Error(`it is not a treesync record of version ${RECORD_VERSION}`);
+  }
+  const record = emptyRecord();
+  for (const side of ["replica", "source"] as const) {
+    const map = record[side];
+    for (const row of data[side] as unknown[]) {
+      // Plain checks, no allocation: this loop runs once per file on every run.
+      if (!Array.isArray(row)) throw new Error(`a ${side} row is not a list`);
+      const [filePath, size, mtimeMs, ctimeMs, ino, hash, hashedAtMs] = row;
+      if (
+        typeof filePath !== "string" || typeof size !== "number" ||
+        typeof mtimeMs !== "number" || typeof ctimeMs !== "number" ||
+        typeof ino !== "number" || typeof hashedAtMs !== "number" ||
+        (hash !== null && (typeof hash !== "string" || hash.length !== 64))
+      ) throw new Error(`a bad ${side} row for '${String(filePath).slice(0, 100)}'`);
+      map.set(filePath, { size, mtimeMs, ctimeMs, ino, hash, hashedAtMs });
+    }
+  }
+  return record;
+}
+
+/** What a run changed, for the record. */
+export interface RecordChanges {
+  /** Files written: the replica's new state, and the source state that was read. */
+  written: Map<string, { replica: RecordEntry; source: RecordEntry }>;
+  deleted: Set<string>;
+  /** Files whose content stayed but whose signature changed (moved, attributes set). */
+  resigned: Map<string, Signature>;
+  /** New path to old, for files and folders moved in the replica. */
+  movedFiles: Map<string, string>;
+  movedFolders: Map<string, string>;
+}
+
+/**
+ * The record after a run. Replica side: every file the scan saw, carried over while its
+ * signature holds, then moved, re-signed, written or dropped as the run did. Source side: the
+ * hashes known of source files still there unchanged (found by path, or by inode when renamed).
+ * Pure.
+ */
+export function nextRecord(
+  previous: FileRecord,
+  scans: { source: Scan; replica: Scan },
+  changes: RecordChanges,
+): FileRecord {
+  const replica: RecordMap = new Map();
+  for (const [path, entry] of scans.replica.entries) {
+    if (entry.kind !== "file" || changes.deleted.has(path)) continue;
+    replica.set(path, carried(previous.replica.get(path), entry) ?? unhashed(entry));
+  }
+  if (changes.movedFolders.size > 0) {
+    // One pass, whatever the number of folders moved: each path looks its folders up.
+    const newByOld = new Map([...changes.movedFolders].map(([newDir, oldDir]) => [oldDir, newDir]));
+    for (const [path, entry] of [...replica]) {
+      const oldDir = ancestors(path).find((folder) => newByOld.has(folder));
+      if (oldDir === undefined) continue;
+      replica.delete(path);
+      replica.set(newByOld.get(oldDir)! + path.slice(oldDir.length), entry);
+    }
+  }
+  for (const [newPath, oldPath] of changes.movedFiles) {
+    const entry = replica.get(oldPath);
+    replica.delete(oldPath);
+    if (entry) replica.set(newPath, entry);
+  }
+  for (const [path, signature] of changes.resigned) {
+    const entry = replica.get(path);
+    if (entry) replica.set(path, { ...entry, ...signature });
+  }
+  for (const [path, written] of changes.written) replica.set(path, written.replica);
+
+  const source: RecordMap = new Map();
+  const byInode = new Map<number, RecordEntry>();
+  for (const entry of previous.source.values()) byInode.set(entry.ino, entry);
+  for (const [path, entry] of scans.source.entries) {
+    if (entry.kind !== "file") continue;
+    const known = carried(previous.source.get(path), entry) ??
+      carried(byInode.get(entry.ino), entry);
+    if (known?.hash) source.set(path, known);
+  }
+  for (const [path, written] of changes.written) source.set(path, written.source);
+  return { replica, source };
+}
+
+function carried(known: RecordEntry | undefined, entry: Entry): RecordEntry | null {
+  if (entry.hash !== undefined) {
+    return { ...signatureOf(entry), hash: entry.hash, hashedAtMs: entry.hashedAtMs ?? 0 };
+  }
+  return known && sameSignature(known, entry) ? known : null;
+}
+
+function unhashed(entry: Entry): RecordEntry {
+  return { ...signatureOf(entry), hash: null, hashedAtMs: 0 };
+}
+
+/** Whether two records say the same. */
+export function sameRecord(a: FileRecord, b: FileRecord): boolean {
+  for (const side of ["replica", "source"] as const) {
+    if (a[side].size !== b[side].size) return false;
+    for (const [path, entry] of a[side]) {
+      const other = b[side].get(path);
+      if (
+        !other || !sameSignature(entry, other) || other.hash !== entry.hash ||
+        other.hashedAtMs !== entry.hashedAtMs
+      ) return false;
+    }
+  }
+  return true;
+}
+
+/**
+ * Writes the record atomically: a new file made exclusively in our `tmp/` folder, fsync, then a
+ * rename over the old record (rename replaces a link there, never follows it).
+ */
+export function saveRecord(paths: MetaPaths, record: FileRecord): void {
+  const rows = (map: RecordMap) =>
+    [...map].map(([path, e]) => [path, e.size, e.mtimeMs, e.ctimeMs, e.ino, e.hash, e.hashedAtMs]);
+  const text = JSON.stringify({
+    format: RECORD_FORMAT,
+    version: RECORD_VERSION,
+    replica: rows(record.replica),
+    source: rows(record.source),
+  });
+  const tempPath = tempPathIn(paths.temp);
+  try {
+    using file = Deno.openSync(tempPath, { write: true, createNew: true, mode: 0o600 });
+    writeAll(file, encoder.encode(text));
+    file.syncSync();
+    Deno.renameSync(tempPath, paths.record);
+  } catch (error) {
+    removeQuietly(tempPath);
+    throw error;
+  }
+}

@@ -1,0 +1,348 @@
+/**
+ * The worker pool: scanning both trees, copying and hashing in worker threads (synchronous file
+ * calls, several times cheaper than async ones, on every core), and what a worker serves.
+ *
+ * @module
+ */
+
+import { resolve } from "node:path";
+import {
+  COPY_BATCH_FILES,
+  copyFile,
+  type CopyOutcome,
+  type CopyPool,
+  type CopyRequest,
+  copySettings,
+} from "./apply.ts";
+import { errorText } from "./errors.ts";
+import { compileExcludes } from "./exclude.ts";
+import { type Identity, identityOf } from "./files.ts";
+import { hashFile, type HashResult } from "./hash.ts";
+import { setTempPrefix } from "./meta.ts";
+import { joinRel } from "./paths.ts";
+import { type Entry, type EntryKind, type Problem, type Scan, scanTree } from "./scan.ts";
+
+// the file-system calls are synchronous (several times cheaper per call than async ones) and
+// two cores do twice the work. A shared flag tells workers to stop between files (1) or to
+// abandon the file they are copying (2).
+
+const IN_WORKER = typeof (globalThis as { WorkerGlobalScope?: unknown }).WorkerGlobalScope !==
+  "undefined";
+
+/** What a worker was asked to do. */
+type WorkerRequest =
+  | { op: "init"; id: number; stopFlag: SharedArrayBuffer }
+  | { op: "scan"; root: string; excludes: string[]; skipMetaDir: boolean; avoid: Identity[] }
+  | { op: "copy" } & CopyRequest
+  | { op: "hash"; root: string; paths: string[] };
+
+/** One hash's outcome; null when the file changed while read. */
+type HashOutcome = { result: HashResult | null } | { error: string };
+
+/** A scan as a worker sends it back, with what the `-vv` and warning output needs. */
+export interface WorkerScan extends Scan {
+  skipped: Problem[];
+}
+
+/** A fixed set of workers taking requests in turn; the main thread's side. */
+export class WorkerPool implements CopyPool {
+  readonly size: number;
+  readonly #stopFlag = new Int32Array(new SharedArrayBuffer(4));
+  readonly #workers: Worker[] = [];
+  readonly #idle: Worker[] = [];
+  readonly #waiting: Array<(worker: Worker) => void> = [];
+
+  /** Starts `size` workers. */
+  constructor(size: number) {
+    this.size = size;
+    for (let id = 0; id < size; id++) {
+      const worker = new Worker(import.meta.url, { type: "module" });
+      const init: WorkerRequest = {
+        op: "init",
+        id,
+        stopFlag: this.#stopFlag.buffer as SharedArrayBuffer,
+      };
+      worker.postMessage(init);
+      this.#workers.push(worker);
+      this.#idle.push(worker);
+    }
+  }
+
+  /** Asks workers to stop after their current file (1) or at once (2). */
+  stop(level: 1 | 2): void {
+    Atomics.store(this.#stopFlag, 0, Math.max(level, Atomics.load(this.#stopFlag, 0)));
+  }
+
+  /** Scans a tree in a worker. */
+  async scan(
+    root: string,
+    options: { excludes: string[]; skipMetaDir: boolean; avoid: Identity[] },
+  ): Promise<WorkerScan> {
+    return unpackScan(await this.#request<PackedScan>({ op: "scan", root, ...options }));
+  }
+
+  /** Copies a batch of files in a worker, which reports bytes copied as it goes. */
+  copy(
+    request: CopyRequest,
+    onBytes?: (bytes: number) => void,
+  ): Promise<CopyOutcome[]> {
+    return this.#request({ op: "copy", ...request }, onBytes);
+  }
+
+  /** Hashes a batch of files in a worker. */
+  hash(root: string, paths: string[]): Promise<HashOutcome[]> {
+    return this.#request({ op: "hash", root, paths });
+  }
+
+  /** Ends every worker. */
+  close(): void {
+    for (const worker of this.#workers) worker.terminate();
+  }
+
+  async #request<T>(request: WorkerRequest, onBytes?: (bytes: number) => void): Promise<T> {
+    const worker = this.#idle.pop() ??
+      await new Promise<Worker>((take) => this.#waiting.push(take));
+    try {
+      return await new Promise<T>((resolve, reject) => {
+        worker.onmessage = (event: MessageEvent) => {
+          const reply = event.data as
+            | { ok: true; value: T }
+            | { ok: false; error: string }
+            | { progress: number };
+          if ("progress" in reply) onBytes?.(reply.progress);
+          else if (reply.ok) resolve(reply.value);
+          else reject(new Error(reply.error));
+        };
+        worker.onerror = (event) => {
+          event.preventDefault();
+          reject(new Error(event.message));
+        };
+        worker.postMessage(request);
+      });
+    } finally {
+      const next = this.#waiting.shift();
+      if (next) next(worker);
+      else this.#idle.push(worker);
+    }
+  }
+}
+
+/** A scan packed into columns: cheap to send between threads (a clone of a Map is not). */
+interface PackedScan {
+  /** Paths joined by NUL, which no name can contain. */
+  paths: string;
+  kinds: Uint8Array;
+  modes: Uint16Array;
+  owners: Uint32Array;
+  /** size, mtimeMs, ctimeMs, ino, dev per entry. */
+  numbers: Float64Array;
+  targets: Array<[number, string]>;
+  problems: Problem[];
+  kept: string[];
+  nested?: string;
+  skipped: Problem[];
+}
+
+const KIND_CODES: EntryKind[] = ["file", "dir", "symlink", "special"];
+
+function packScan(scan: Scan, skipped: Problem[]): PackedScan {
+  const count = scan.entries.size;
+  const packed: PackedScan = {
+    paths: "",
+    kinds: new Uint8Array(count),
+    modes: new Uint16Array(count),
+    owners: new Uint32Array(count * 2),
+    numbers: new Float64Array(count * 5),
+    targets: [],
+    problems: scan.problems,
+    kept: scan.kept,
+    skipped,
+  };
+  if (scan.nested !== undefined) packed.nested = scan.nested;
+  const paths: string[] = [];
+  let i = 0;
+  for (const [path, entry] of scan.entries) {
+    paths.push(path);
+    packed.kinds[i] = KIND_CODES.indexOf(entry.kind);
+    packed.modes[i] = entry.mode;
+    packed.owners.set([entry.uid, entry.gid], i * 2);
+    packed.numbers.set([entry.size, entry.mtimeMs, entry.ctimeMs, entry.ino, entry.dev], i * 5);
+    if (entry.target !== undefined) packed.targets.push([i, entry.target]);
+    i++;
+  }
+  packed.paths = paths.join("\0");
+  return packed;
+}
+
+function unpackScan(packed: PackedScan): WorkerScan {
+  const entries = new Map<string, Entry>();
+  const targets = new Map(packed.targets);
+  const paths = packed.kinds.length === 0 ? [] : packed.paths.split("\0");
+  const { kinds, modes, owners, numbers } = packed;
+  for (let i = 0; i < paths.length; i++) {
+    const entry: Entry = {
+      kind: KIND_CODES[kinds[i]!]!,
+      size: numbers[i * 5]!,
+      mtimeMs: numbers[i * 5 + 1]!,
+      ctimeMs: numbers[i * 5 + 2]!,
+      ino: numbers[i * 5 + 3]!,
+      dev: numbers[i * 5 + 4]!,
+      mode: modes[i]!,
+      uid: owners[i * 2]!,
+      gid: owners[i * 2 + 1]!,
+    };
+    const target = targets.get(i);
+    if (target !== undefined) entry.target = target;
+    entries.set(paths[i]!, entry);
+  }
+  const scan: WorkerScan = {
+    entries,
+    problems: packed.problems,
+    kept: packed.kept,
+    skipped: packed.skipped,
+  };
+  if (packed.nested !== undefined) scan.nested = packed.nested;
+  return scan;
+}
+
+/** Scans both trees at once, two workers side by side. */
+export async function scanBoth(
+  pool: WorkerPool,
+  roots: { from: string; to: string },
+  excludes: string[],
+): Promise<{ from: WorkerScan; to: WorkerScan }> {
+  // Each walk stops at the other tree's root, which a bind mount can put inside it.
+  const fromRoot = identityOf(roots.from)!;
+  const toRoot = identityOf(roots.to);
+  const [from, to] = await Promise.all([
+    pool.scan(roots.from, { excludes, skipMetaDir: true, avoid: toRoot ? [toRoot] : [] }),
+    toRoot
+      ? pool.scan(roots.to, { excludes, skipMetaDir: true, avoid: [fromRoot] })
+      : Promise.resolve({ entries: new Map(), problems: [], kept: [], skipped: [] }),
+  ]);
+  return { from, to };
+}
+
+/**
+ * Hashes files in the pool, in batches of up to 64 files or 64 MiB, so both cores hash.
+ *
+ * @returns Each path's outcome, in the order given.
+ */
+export async function hashInPool(
+  pool: WorkerPool,
+  root: string,
+  paths: Array<{ path: string; size: number }>,
+  onBatch?: (files: number, bytes: number) => void,
+): Promise<Map<string, HashOutcome>> {
+  const outcomes = new Map<string, HashOutcome>();
+  const batches: Array<typeof paths> = [];
+  let current: typeof paths = [];
+  let bytes = 0;
+  for (const item of paths) {
+    current.push(item);
+    bytes += item.size;
+    if (current.length >= COPY_BATCH_FILES || bytes >= 64 << 20) {
+      batches.push(current);
+      [current, bytes] = [[], 0];
+    }
+  }
+  if (current.length > 0) batches.push(current);
+  await Promise.all(batches.map(async (batch) => {
+    const results = await pool.hash(root, batch.map((item) => item.path));
+    results.forEach((outcome, i) => outcomes.set(batch[i]!.path, outcome));
+    onBatch?.(batch.length, batch.reduce((sum, item) => sum + item.size, 0));
+  }));
+  return outcomes;
+}
+
+/** The worker's side: answers one request at a time, never throwing out of the handler. */
+function serveRequests(): void {
+  let stopFlag: Int32Array<ArrayBufferLike> = new Int32Array(1);
+  const scope = globalThis as unknown as {
+    onmessage: ((event: MessageEvent) => void) | null;
+    postMessage(message: unknown, transfer?: Transferable[]): void;
+  };
+  const handle = async (request: WorkerRequest): Promise<unknown> => {
+    switch (request.op) {
+      case "init":
+        stopFlag = new Int32Array(request.stopFlag);
+        setTempPrefix(`${Deno.pid}-w${request.id}`);
+        return null;
+      case "scan": {
+        const skipped: Problem[] = [];
+        const scan = scanTree(request.root, {
+          exclude: compileExcludes(request.excludes),
+          skipMetaDir: request.skipMetaDir,
+          avoid: request.avoid,
+          onSkip: (path, message) => skipped.push({ path, message }),
+        });
+        return packScan(scan, skipped);
+      }
+      case "copy": {
+        let unreported = 0;
+        const context = {
+          ...copySettings(request),
+          toRoot: request.toRoot,
+          mustAbort: () => Atomics.load(stopFlag, 0) === 2,
+          pause: () => Promise.resolve(),
+          onBytes: (bytes: number) => {
+            unreported += bytes;
+            if (unreported < 8 << 20) return;
+            scope.postMessage({ progress: unreported });
+            unreported = 0;
+          },
+        };
+        const outcomes: CopyOutcome[] = [];
+        for (const item of request.items) {
+          if (Atomics.load(stopFlag, 0) > 0) {
+            outcomes.push({ skipped: true });
+            continue;
+          }
+          try {
+            const copied = await copyFile(
+              joinRel(request.fromRoot, item.path),
+              joinRel(request.toRoot, item.path),
+              { ...context, parent: item.parent },
+            );
+            outcomes.push(copied === null ? { skipped: true } : { copied });
+          } catch (error) {
+            outcomes.push({ error: errorText(error) });
+          }
+        }
+        if (unreported > 0) scope.postMessage({ progress: unreported });
+        return outcomes;
+      }
+      case "hash": {
+        const outcomes: HashOutcome[] = [];
+        for (const path of request.paths) {
+          try {
+            outcomes.push({ result: hashFile(joinRel(request.root, path)) });
+          } catch (error) {
+            outcomes.push({ error: errorText(error) });
+          }
+        }
+        return outcomes;
+      }
+    }
+  };
+  scope.onmessage = async (event: MessageEvent) => {
+    const request = event.data as WorkerRequest;
+    try {
+      const value = await handle(request);
+      if (request.op === "init") return;
+      const packed = value as Partial<PackedScan> | null;
+      // A packed scan's columns are moved to the main thread, not copied.
+      const transfer = request.op === "scan" && packed
+        ? [packed.kinds!, packed.modes!, packed.owners!, packed.numbers!].map((column) =>
+          column.buffer as ArrayBuffer
+        )
+        : [];
+      scope.postMessage({ ok: true, value }, transfer);
+    } catch (error) {
+      scope.postMessage({ ok: false, error: errorText(error) });
+    }
+  };
+}
+
+// A worker loads this module only to serve requests.
+if (IN_WORKER) serveRequests();
