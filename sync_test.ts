@@ -3,7 +3,6 @@
  * folders, and the command line as a real subprocess for exit codes, output and signals.
  */
 
-import { createHash } from "node:crypto";
 import { applyPlan, FolderGuard, purgeTrash, trashFolderName } from "./src/apply.ts";
 import {
   MAX_DURATION_MS,
@@ -25,7 +24,6 @@ import {
 import { progressText } from "./src/log.ts";
 import { nextWaitMs, parseLoopCommand, WAIT_CHUNK_MS } from "./src/loop.ts";
 import {
-  type Action,
   hashesNeeded,
   hashLookup,
   holdBackDeletions,
@@ -41,222 +39,41 @@ import {
   type RecordMap,
   trustedHash,
 } from "./src/record.ts";
-import { type Entry, type Scan, scanTree, signatureOf } from "./src/scan.ts";
+import { type Entry, scanTree, signatureOf } from "./src/scan.ts";
+import {
+  assert,
+  assertEquals,
+  assertExit,
+  assertMatch,
+  assertThrows,
+  CAN_DROP_ROOT,
+  CAN_MOUNT,
+  cli,
+  collect,
+  e,
+  f,
+  jsonLine,
+  makeSparseFile,
+  planDefaults,
+  planned,
+  readTree,
+  scanOf,
+  setMtime,
+  sha256,
+  snapshot,
+  spawnCli,
+  SYNC_FLAGS,
+  SYNC_MODULE,
+  type Tree,
+  vouch,
+  waitFor,
+  withTemp,
+  writeTree,
+} from "./src/test_helpers.ts";
 
 // ------------------------------------------------------------------------------------------------
 // Helpers
 // ------------------------------------------------------------------------------------------------
-
-function assert(condition: unknown, message = "assertion failed"): asserts condition {
-  if (!condition) throw new Error(message);
-}
-
-function assertEquals<T>(actual: T, expected: T, message = ""): void {
-  const a = JSON.stringify(actual, replacer);
-  const e = JSON.stringify(expected, replacer);
-  if (a !== e) throw new Error(`${message}\nexpected: ${e}\n  actual: ${a}`);
-}
-
-function replacer(_key: string, value: unknown): unknown {
-  if (value instanceof Map) return Object.fromEntries(value);
-  if (value instanceof Set) return [...value];
-  return value;
-}
-
-function assertMatch(text: string, pattern: RegExp): void {
-  if (!pattern.test(text)) throw new Error(`expected ${pattern} to match:\n${text}`);
-}
-
-function assertThrows(fn: () => unknown, type: new (...args: never[]) => Error, pattern?: RegExp) {
-  try {
-    fn();
-  } catch (error) {
-    if (!(error instanceof type)) throw new Error(`expected ${type.name}, got ${error}`);
-    if (pattern) assertMatch(error.message, pattern);
-    return;
-  }
-  throw new Error(`expected ${type.name} to be thrown`);
-}
-
-/** Runs `fn` with a fresh temporary folder that is always removed. */
-async function withTemp(fn: (dir: string) => Promise<void> | void): Promise<void> {
-  const dir = Deno.makeTempDirSync({ prefix: "treesync-test-" });
-  try {
-    await fn(dir);
-  } finally {
-    Deno.removeSync(dir, { recursive: true });
-  }
-}
-
-/** A tree as a literal: a string is a file, an object a folder, `{ link }` a symlink. */
-type Tree = { [name: string]: string | Tree | { link: string } };
-
-function writeTree(root: string, tree: Tree): void {
-  Deno.mkdirSync(root, { recursive: true });
-  for (const [name, value] of Object.entries(tree)) {
-    const path = `${root}/${name}`;
-    if (typeof value === "string") Deno.writeTextFileSync(path, value);
-    else if (typeof value.link === "string") Deno.symlinkSync(value.link, path);
-    else writeTree(path, value as Tree);
-  }
-}
-
-/** Reads a tree back as a literal, leaving out the replica's `.treesync`. */
-function readTree(root: string, top = true): Tree {
-  const tree: Tree = {};
-  for (const item of [...Deno.readDirSync(root)].sort((a, b) => a.name < b.name ? -1 : 1)) {
-    const path = `${root}/${item.name}`;
-    if (top && item.name === ".treesync") continue;
-    if (item.isSymlink) tree[item.name] = { link: Deno.readLinkSync(path) };
-    else if (item.isDirectory) tree[item.name] = readTree(path, false);
-    else tree[item.name] = Deno.readTextFileSync(path);
-  }
-  return tree;
-}
-
-/** Every entry's type, size, mode, mtime and content hash: equal snapshots mean equal trees. */
-function snapshot(root: string, options: { mtimes?: boolean; skipMeta?: boolean } = {}) {
-  const { mtimes = true, skipMeta = true } = options;
-  const result: Record<string, string> = {};
-  const walk = (dir: string, rel: string) => {
-    for (const item of Deno.readDirSync(dir)) {
-      const path = `${dir}/${item.name}`;
-      const relPath = rel ? `${rel}/${item.name}` : item.name;
-      if (skipMeta && rel === "" && item.name === ".treesync") continue;
-      const stat = Deno.lstatSync(path);
-      const mode = (stat.mode! & 0o7777).toString(8);
-      const time = mtimes && !stat.isSymlink ? ` ${stat.mtime!.getTime()}` : "";
-      if (stat.isSymlink) result[relPath] = `link ${Deno.readLinkSync(path)}`;
-      else if (stat.isDirectory) {
-        result[relPath] = `dir ${mode}${time}`;
-        walk(path, relPath);
-      } else result[relPath] = `file ${mode}${time} ${sha256(Deno.readFileSync(path))}`;
-    }
-  };
-  walk(root, "");
-  return result;
-}
-
-function sha256(bytes: Uint8Array): string {
-  return createHash("sha256").update(bytes).digest("hex");
-}
-
-function setMtime(path: string, ms: number): void {
-  Deno.utimeSync(path, new Date(ms), new Date(ms));
-}
-
-/** The permission flags of the `sync` task: the CLI under test gets exactly these. */
-const SYNC_FLAGS: string[] = (() => {
-  const config = JSON.parse(Deno.readTextFileSync(new URL("./deno.json", import.meta.url)));
-  const words: string[] = config.tasks.sync.split(/\s+/);
-  return words.filter((word) => word.startsWith("--allow-"));
-})();
-const SYNC_MODULE = new URL("./sync.ts", import.meta.url).pathname;
-
-interface CliResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the real CLI as a subprocess with the task's permissions. */
-async function cli(
-  args: string[],
-  options: { env?: Record<string, string>; cwd?: string; stdin?: string } = {},
-): Promise<CliResult> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--quiet", ...SYNC_FLAGS, SYNC_MODULE, ...args],
-    env: { NO_COLOR: "1", ...options.env },
-    clearEnv: true,
-    ...(options.cwd ? { cwd: options.cwd } : {}),
-    stdin: options.stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  if (options.stdin !== undefined) {
-    const writer = child.stdin.getWriter();
-    await writer.write(new TextEncoder().encode(options.stdin));
-    await writer.close();
-  }
-  const output = await child.output();
-  const decoder = new TextDecoder();
-  return {
-    code: output.code,
-    stdout: decoder.decode(output.stdout),
-    stderr: decoder.decode(output.stderr),
-  };
-}
-
-function jsonLine(result: CliResult): Record<string, number | boolean> {
-  const line = result.stdout.trim().split("\n").at(-1)!;
-  return JSON.parse(line);
-}
-
-function assertExit(result: CliResult, code: number): void {
-  if (result.code !== code) {
-    throw new Error(
-      `expected exit ${code}, got ${result.code}\nstdout: ${result.stdout}\nstderr: ${result.stderr}`,
-    );
-  }
-}
-
-/** Whether this process can mount (root on Linux): tests that need it report as ignored. */
-const CAN_MOUNT = (() => {
-  const dir = Deno.makeTempDirSync({ prefix: "treesync-mount-probe-" });
-  try {
-    const mounted = new Deno.Command("mount", {
-      args: ["-t", "tmpfs", "-o", "size=64k", "tmpfs", dir],
-      stdout: "null",
-      stderr: "null",
-    }).outputSync().success;
-    if (mounted) new Deno.Command("umount", { args: [dir] }).outputSync();
-    return mounted;
-  } catch {
-    return false;
-  } finally {
-    Deno.removeSync(dir, { recursive: true });
-  }
-})();
-
-/** Whether `unshare -U` can run a process without root's override of file permissions. */
-const CAN_DROP_ROOT = (() => {
-  try {
-    return new Deno.Command("unshare", { args: ["-U", "true"], stderr: "null" }).outputSync()
-      .success;
-  } catch {
-    return false;
-  }
-})();
-
-let nextInode = 1000;
-
-/** An entry literal for planner tables; each gets an inode of its own unless told. */
-function e(kind: Entry["kind"], fields: Partial<Entry> = {}): Entry {
-  return {
-    kind,
-    size: 0,
-    mtimeMs: 1000,
-    ctimeMs: 1000,
-    ino: nextInode++,
-    dev: 1,
-    mode: kind === "dir" ? 0o755 : 0o644,
-    uid: 0,
-    gid: 0,
-    ...fields,
-  };
-}
-
-function scanOf(entries: Record<string, Entry>, kept: string[] = []): Scan {
-  return { entries: new Map([["", e("dir")], ...Object.entries(entries)]), problems: [], kept };
-}
-
-const planDefaults = { checksum: false, deletes: true, owners: false };
-
-function planned(actions: Action[]): string[] {
-  return actions.filter((a) => a.kind !== "dirattrs").map((a) =>
-    a.kind === "move" ? `move ${a.from} -> ${a.path}` : `${a.kind} ${a.path}`
-  );
-}
 
 // ------------------------------------------------------------------------------------------------
 // Command line and options
@@ -414,11 +231,6 @@ Deno.test("planMirror() compares owners only when asked (root)", () => {
     "attrs x",
   ]);
 });
-
-/** A record entry that vouches for `entry` with `hash`, hashed long after its mtime. */
-function vouch(entry: Entry, hash: string, fields: Partial<RecordEntry> = {}): RecordEntry {
-  return { ...signatureOf(entry), hash, hashedAtMs: entry.mtimeMs + 60_000, ...fields };
-}
 
 Deno.test("planMirror() with checksum decides by hash, the record vouching for the replica", () => {
   const same = "a".repeat(64);
@@ -1232,41 +1044,6 @@ Deno.test("cli --help and --version print and exit 0", async () => {
 // Subprocess helpers
 // ------------------------------------------------------------------------------------------------
 
-async function makeSparseFile(path: string, size: number): Promise<void> {
-  Deno.mkdirSync(path.slice(0, path.lastIndexOf("/")), { recursive: true });
-  using file = Deno.openSync(path, { write: true, create: true });
-  await file.truncate(size);
-}
-
-function spawnCli(args: string[], stdin: "piped" | "null" = "null"): Deno.ChildProcess {
-  return new Deno.Command(Deno.execPath(), {
-    args: ["run", "--quiet", ...SYNC_FLAGS, SYNC_MODULE, ...args],
-    env: { NO_COLOR: "1" },
-    clearEnv: true,
-    stdin,
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-}
-
-async function collect(child: Deno.ChildProcess): Promise<CliResult> {
-  const output = await child.output();
-  const decoder = new TextDecoder();
-  return {
-    code: output.code,
-    stdout: decoder.decode(output.stdout),
-    stderr: decoder.decode(output.stderr),
-  };
-}
-
-async function waitFor(condition: () => boolean, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error("timed out waiting for a condition");
-    await new Promise((done) => setTimeout(done, 10));
-  }
-}
-
 Deno.test("deno.json: the compiled binary gets exactly the permissions the tests run the CLI with", () => {
   const config = JSON.parse(Deno.readTextFileSync(new URL("./deno.json", import.meta.url)));
   const flagsOf = (task: string) => task.split(/\s+/).filter((word) => word.startsWith("--allow-"));
@@ -1696,11 +1473,6 @@ Deno.test("cli rotates its log file by size, keeping --log-keep old files", asyn
 // ------------------------------------------------------------------------------------------------
 // Engine: moves, record-backed hashes
 // ------------------------------------------------------------------------------------------------
-
-/** A file of `size` bytes whose SHA-256 is 64 times `content`. */
-function f(size: number, content: string, fields: Partial<Entry> = {}): Entry {
-  return e("file", { size, hash: content.repeat(64), ...fields });
-}
 
 Deno.test("planMirror() turns a deletion plus a copy of the same content into a move", () => {
   const table: Array<[string, Record<string, Entry>, Record<string, Entry>, string[]]> = [
@@ -2135,7 +1907,9 @@ Deno.test("cli never writes through a replica folder swapped for a symlink durin
     writeTree(`${dir}/s`, { z: { new: "new file", sub: {} } });
     Deno.chmodSync(`${dir}/s/z`, 0o751);
     writeTree(`${dir}/r`, { z: { old: "to delete", sub: {} } });
-    const child = spawnCli([`${dir}/s`, `${dir}/r`]);
+    // One worker: the big file is copied alone, and z/new after it, once z has been swapped
+    // (with two, z/new could be renamed in the instant between its check and the swap).
+    const child = spawnCli(["-j", "1", `${dir}/s`, `${dir}/r`]);
     // While the big file is copied, the replica's folder z becomes a link to the decoy.
     await waitFor(() => {
       try {

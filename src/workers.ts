@@ -5,7 +5,6 @@
  * @module
  */
 
-import { resolve } from "node:path";
 import {
   COPY_BATCH_FILES,
   copyFile,
