@@ -27,6 +27,7 @@ import { runLoop } from "./src/loop.ts";
 import { runOneShot } from "./src/run.ts";
 import { runVerify } from "./src/verify.ts";
 
+
 /** The tool's version, printed by `--version`. */
 export const VERSION = "0.1.0";
 

@@ -2,8 +2,7 @@
  * Tests for treesync: the planner with tables and no disk, the apply step on real temporary
  * folders, and the command line as a real subprocess for exit codes, output and signals.
  */
-
-import { applyPlan, FolderGuard, purgeTrash, trashFolderName } from "./src/apply.ts";
+import { purgeTrash, trashFolderName } from "./src/apply.ts";
 import {
   MAX_DURATION_MS,
   MAX_JOBS,
@@ -479,48 +478,6 @@ Deno.test("scanTree() lists every kind without following symlinks, and skips exc
     assertEquals([...scan.entries.keys()].sort(), ["", "a", "a/f", "dangling", "l"]);
     assertEquals(scan.entries.get("l")!.target, "a");
     assertEquals(scan.kept, ["a/x.tmp"]);
-  });
-});
-
-Deno.test("applyPlan() copies again a file that changes while it is read, and records what was written", async () => {
-  await withTemp(async (dir) => {
-    const from = `${dir}/from`;
-    const to = `${dir}/to`;
-    const tempDir = `${dir}/tmp`; // outside the tree, or the plan would delete it
-    Deno.mkdirSync(to);
-    Deno.mkdirSync(tempDir);
-    writeTree(from, {});
-    Deno.writeFileSync(`${from}/big`, new Uint8Array(3 << 20).fill(1));
-    const fromScan = scanTree(from, { exclude: () => false });
-    const toScan = scanTree(to, { exclude: () => false });
-    const plan = planMirror(fromScan, toScan, planDefaults);
-    let appendsLeft = 1;
-    const result = await applyPlan(plan, {
-      fromRoot: from,
-      toRoot: to,
-      tempDir,
-      trashDir: null,
-      owners: false,
-      guard: new FolderGuard(to, toScan),
-      shouldStop: () => false,
-      mustAbort: () => false,
-      // Runs between chunks of the copy: the writer appends once, mid-read.
-      pause: () => {
-        if (appendsLeft-- === 1) {
-          using file = Deno.openSync(`${from}/big`, { append: true });
-          file.writeSync(new Uint8Array(10).fill(2));
-        }
-        return Promise.resolve();
-      },
-      onDone: () => {},
-      onFailed: (problem) => {
-        throw new Error(problem.message);
-      },
-    });
-    const copied = Deno.readFileSync(`${to}/big`);
-    assertEquals(copied.length, (3 << 20) + 10, "the second read took the whole file");
-    assertEquals(result.written.get("big")!.replica.hash, sha256(copied));
-    assertEquals([...Deno.readDirSync(tempDir)].length, 0, "no temporary file is left");
   });
 });
 
@@ -2639,42 +2596,6 @@ Deno.test("planMirror() repairs a replica file whose hash shows other content, s
   assertEquals(plan.actions.filter((a) => a.kind !== "dirattrs").map((a) => [a.kind, a.reason]), [
     ["update", "content differs (SHA-256), size and mtime alike"],
   ]);
-});
-
-Deno.test("applyPlan() hands what is done so far to checkpoints between actions", async () => {
-  await withTemp(async (dir) => {
-    writeTree(`${dir}/from`, { a: "1", b: "22", c: "333" });
-    Deno.mkdirSync(`${dir}/to`);
-    Deno.mkdirSync(`${dir}/tmp`);
-    const toScan = scanTree(`${dir}/to`, { exclude: () => false });
-    const plan = planMirror(
-      scanTree(`${dir}/from`, { exclude: () => false }),
-      toScan,
-      planDefaults,
-    );
-    const seen: string[][] = [];
-    await applyPlan(plan, {
-      fromRoot: `${dir}/from`,
-      toRoot: `${dir}/to`,
-      tempDir: `${dir}/tmp`,
-      trashDir: null,
-      owners: false,
-      guard: new FolderGuard(`${dir}/to`, toScan),
-      shouldStop: () => false,
-      mustAbort: () => false,
-      pause: () => Promise.resolve(),
-      onDone: () => {},
-      onFailed: (problem) => {
-        throw new Error(problem.message);
-      },
-      firstCheckpointMs: 0,
-      checkpoint: (done) => {
-        seen.push([...done.written.keys()]);
-        return 0;
-      },
-    });
-    assertEquals(seen.slice(0, 3), [[], ["a"], ["a", "b"]]);
-  });
 });
 
 Deno.test("cli --restore keeps a source file edited since the last sync (exit 1); --overwrite-newer replaces it", async () => {

@@ -6,13 +6,12 @@
  * @module
  */
 
-import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import { dirname } from "node:path";
 import { errorText } from "./errors.ts";
 import { expectIdentity, type Identity, pathExists, removeQuietly, writeAll } from "./files.ts";
 import { quoted } from "./format.ts";
-import { COPY_BUFFER } from "./hash.ts";
+import { openRegularFile, readThroughHash } from "./hash.ts";
 import { checkOwn, tempPathIn } from "./meta.ts";
 import { ancestors, joinRel, parentOf } from "./paths.ts";
 import { type Action, emptySummary, type Plan, type RunSummary } from "./plan.ts";
@@ -21,7 +20,6 @@ import {
   type Entry,
   entryFromStat,
   type Problem,
-  sameSignature,
   type Scan,
   type Signature,
   signatureOf,
@@ -67,8 +65,8 @@ export interface ApplyContext {
   onBytes?: (bytes: number) => void;
   /** Called before each action, for the progress line. */
   onStart?: (action: Action) => void;
-  /** Workers to copy files in, or null to copy on this thread. */
-  pool?: CopyPool | null;
+  /** The workers files are copied in. */
+  pool: CopyPool;
   /** The target tree's folders, checked before every change below them. */
   guard: FolderGuard;
   /**
@@ -92,10 +90,8 @@ export interface ApplyResult extends RecordChanges {
 
 /** Runs a plan's actions in order. The only code that writes to a tree. */
 export async function applyPlan(plan: Plan, context: ApplyContext): Promise<ApplyResult> {
-  const { fromRoot, toRoot, onDone, onFailed, pool } = context;
-  const summary = emptySummary(false);
   const result: ApplyResult = {
-    summary,
+    summary: emptySummary(false),
     stopped: false,
     written: new Map(),
     deleted: new Set(),
@@ -103,51 +99,7 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
     movedFiles: new Map(),
     movedFolders: new Map(),
   };
-  const recordCopy = (action: Action, copied: CopiedFile) => {
-    result.written.set(action.path, copied);
-    summary.bytesCopied += copied.replica.size;
-    summary[action.kind === "copy" ? "copied" : "updated"]++;
-    onDone(action, copied.replica.size);
-  };
-
-  // With a pool, file copies go out in batches and run while the main thread goes on with the
-  // actions that may overlap them (links, attributes); anything else waits for them.
-  const inFlight = new Set<Promise<void>>();
-  let batch: Action[] = [];
-  let batchBytes = 0;
-  const dispatch = async () => {
-    if (batch.length === 0 || !pool) return;
-    const actions = batch;
-    batch = [];
-    batchBytes = 0;
-    while (inFlight.size >= pool.size * 2) await Promise.race(inFlight);
-    const items = actions.map((a) => ({
-      path: a.path,
-      parent: context.guard.expected(parentOf(a.path)),
-    }));
-    const done = pool.copy(
-      { fromRoot, toRoot, items, ...copySettings(context) },
-      (bytes) => context.onBytes?.(bytes),
-    ).then(
-      (outcomes) => {
-        outcomes.forEach((outcome, i) => {
-          const action = actions[i]!;
-          if ("copied" in outcome) recordCopy(action, outcome.copied);
-          else if ("error" in outcome) {
-            summary.failed++;
-            onFailed({ path: action.path, message: `Cannot ${action.kind}: ${outcome.error}` });
-          } else result.stopped = true;
-        });
-      },
-    );
-    const tracked = done.finally(() => inFlight.delete(tracked));
-    inFlight.add(tracked);
-  };
-  const drain = async () => {
-    await dispatch();
-    while (inFlight.size > 0) await Promise.race(inFlight);
-  };
-
+  const copies = new CopyBatches(context, result);
   let checkpointAt = performance.now() + (context.firstCheckpointMs ?? CHECKPOINT_MS);
   for (const action of plan.actions) {
     if (context.shouldStop()) {
@@ -158,90 +110,163 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
       checkpointAt = performance.now() + context.checkpoint(result);
     }
     await context.pause();
-    const overlaps = action.kind === "link" || action.kind === "attrs";
-    if (pool && (action.kind === "copy" || action.kind === "update")) {
+    if (action.kind === "copy" || action.kind === "update") {
       context.onStart?.(action);
-      batch.push(action);
-      batchBytes += action.entry!.size;
-      if (batch.length >= COPY_BATCH_FILES || batchBytes >= COPY_BATCH_BYTES) await dispatch();
+      await copies.add(action);
       continue;
     }
-    if (!overlaps) await drain();
+    // Links and attribute fixes may overlap the copies in flight; anything else waits for them.
+    if (action.kind !== "link" && action.kind !== "attrs") await copies.drain();
     if (action.kind !== "dirattrs") context.onStart?.(action);
-    const fromPath = joinRel(fromRoot, action.path);
-    const toPath = joinRel(toRoot, action.path);
     try {
-      if (action.path === "" && action.kind !== "dirattrs") {
-        throw new Error("refusing to touch the root itself: that is never part of a plan");
-      }
-      const { guard } = context;
-      if (action.kind === "dirattrs") guard.check(action.path);
-      else guard.checkParent(action.path);
-      switch (action.kind) {
-        case "rmdir":
-          Deno.removeSync(toPath);
-          summary.dirsDeleted++;
-          break;
-        case "delete":
-          if (context.trashDir) moveToTrash(toPath, action.path, context.trashDir);
-          else Deno.removeSync(toPath);
-          result.deleted.add(action.path);
-          summary.deleted++;
-          break;
-        case "mkdir":
-          makeFolder(toPath);
-          guard.made(action.path);
-          summary.dirsCreated++;
-          break;
-        case "copy":
-        case "update": {
-          const copied = await copyFile(fromPath, toPath, {
-            ...context,
-            parent: guard.expected(parentOf(action.path)),
-          });
-          if (copied === null) result.stopped = true;
-          else recordCopy(action, copied);
-          continue;
-        }
-        case "link":
-          placeSymlink(toPath, action.entry!, context);
-          summary[action.reason === "new" ? "copied" : "updated"]++;
-          break;
-        case "attrs":
-          setAttributes(toPath, action.entry!, context.owners);
-          result.resigned.set(action.path, signatureOf(entryFromStat(Deno.lstatSync(toPath))));
-          summary.attrsUpdated++;
-          break;
-        case "move": {
-          const oldPath = joinRel(toRoot, action.from!);
-          guard.checkParent(action.from!);
-          // rename() would quietly replace an entry there; the plan says there is none.
-          if (pathExists(toPath)) throw new Error(`${quoted(action.path)} appeared meanwhile`);
-          Deno.renameSync(oldPath, toPath);
-          if (action.entry!.kind === "dir") {
-            guard.moved(action.path, action.from!);
-            result.movedFolders.set(action.path, action.from!);
-          } else {
-            setAttributes(toPath, action.entry!, context.owners);
-            result.movedFiles.set(action.path, action.from!);
-            result.resigned.set(action.path, signatureOf(entryFromStat(Deno.lstatSync(toPath))));
-          }
-          summary.moved++;
-          break;
-        }
-        case "dirattrs":
-          setAttributes(toPath, action.entry!, context.owners);
-          break;
-      }
-      onDone(action, 0);
+      applyOne(action, context, result);
+      context.onDone(action, 0);
     } catch (error) {
-      summary.failed++;
-      onFailed({ path: action.path, message: `Cannot ${action.kind}: ${errorText(error)}` });
+      result.summary.failed++;
+      context.onFailed({
+        path: action.path,
+        message: `Cannot ${action.kind}: ${errorText(error)}`,
+      });
     }
-    if (result.stopped) break;
   }
-  await drain();
+  await copies.drain();
   return result;
+}
+
+/**
+ * Sends file copies to the worker pool in batches ({@linkcode BATCH_LIMITS}), keeping at most two batches a worker in flight, and records
+ * each outcome as it comes back.
+ */
+class CopyBatches {
+  readonly #context: ApplyContext;
+  readonly #result: ApplyResult;
+  readonly #inFlight = new Set<Promise<void>>();
+  #batch: Action[] = [];
+  #bytes = 0;
+
+  constructor(context: ApplyContext, result: ApplyResult) {
+    this.#context = context;
+    this.#result = result;
+  }
+
+  /** Adds a copy; sends the batch once it is full. */
+  async add(action: Action): Promise<void> {
+    this.#batch.push(action);
+    this.#bytes += action.entry!.size;
+    if (this.#batch.length >= BATCH_LIMITS.files || this.#bytes >= BATCH_LIMITS.copyBytes) {
+      await this.#send();
+    }
+  }
+
+  /** Sends what is batched and waits for every copy in flight. */
+  async drain(): Promise<void> {
+    await this.#send();
+    while (this.#inFlight.size > 0) await Promise.race(this.#inFlight);
+  }
+
+  async #send(): Promise<void> {
+    if (this.#batch.length === 0) return;
+    const context = this.#context;
+    const actions = this.#batch;
+    this.#batch = [];
+    this.#bytes = 0;
+    while (this.#inFlight.size >= context.pool.size * 2) await Promise.race(this.#inFlight);
+    const items = actions.map((a) => ({
+      path: a.path,
+      parent: context.guard.expected(parentOf(a.path)),
+    }));
+    const request = {
+      fromRoot: context.fromRoot,
+      toRoot: context.toRoot,
+      items,
+      ...copySettings(context),
+    };
+    const done = context.pool.copy(request, (bytes) => context.onBytes?.(bytes))
+      .then((outcomes) => outcomes.forEach((outcome, i) => this.#settle(actions[i]!, outcome)));
+    const tracked = done.finally(() => this.#inFlight.delete(tracked));
+    this.#inFlight.add(tracked);
+  }
+
+  #settle(action: Action, outcome: CopyOutcome): void {
+    const { summary } = this.#result;
+    if ("copied" in outcome) {
+      this.#result.written.set(action.path, outcome.copied);
+      summary.bytesCopied += outcome.copied.replica.size;
+      summary[action.kind === "copy" ? "copied" : "updated"]++;
+      this.#context.onDone(action, outcome.copied.replica.size);
+    } else if ("error" in outcome) {
+      summary.failed++;
+      this.#context.onFailed({
+        path: action.path,
+        message: `Cannot ${action.kind}: ${outcome.error}`,
+      });
+    } else this.#result.stopped = true;
+  }
+}
+
+/** Applies one action that is not a file copy, after checking the folder it happens in. */
+function applyOne(action: Action, context: ApplyContext, result: ApplyResult): void {
+  const { guard, toRoot, owners, trashDir } = context;
+  const { summary } = result;
+  if (action.path === "" && action.kind !== "dirattrs") {
+    throw new Error("refusing to touch the root itself: that is never part of a plan");
+  }
+  if (action.kind === "dirattrs") guard.check(action.path);
+  else guard.checkParent(action.path);
+  const toPath = joinRel(toRoot, action.path);
+  switch (action.kind) {
+    case "rmdir":
+      Deno.removeSync(toPath);
+      summary.dirsDeleted++;
+      break;
+    case "delete":
+      if (trashDir) moveToTrash(toPath, action.path, trashDir);
+      else Deno.removeSync(toPath);
+      result.deleted.add(action.path);
+      summary.deleted++;
+      break;
+    case "mkdir":
+      makeFolder(toPath);
+      guard.made(action.path);
+      summary.dirsCreated++;
+      break;
+    case "link":
+      placeSymlink(toPath, action.entry!, context);
+      summary[action.reason === "new" ? "copied" : "updated"]++;
+      break;
+    case "attrs":
+      setAttributes(toPath, action.entry!, owners);
+      result.resigned.set(action.path, signatureOf(entryFromStat(Deno.lstatSync(toPath))));
+      summary.attrsUpdated++;
+      break;
+    case "move":
+      moveInTree(action, context, result);
+      summary.moved++;
+      break;
+    case "dirattrs":
+      setAttributes(toPath, action.entry!, owners);
+      break;
+    default:
+      throw new Error(`${action.kind} is not applied here`);
+  }
+}
+
+/** Renames a replica file or folder to where its content reappeared in the source. */
+function moveInTree(action: Action, context: ApplyContext, result: ApplyResult): void {
+  const { guard, toRoot } = context;
+  const toPath = joinRel(toRoot, action.path);
+  guard.checkParent(action.from!);
+  // rename() would quietly replace an entry there; the plan says there is none.
+  if (pathExists(toPath)) throw new Error(`${quoted(action.path)} appeared meanwhile`);
+  Deno.renameSync(joinRel(toRoot, action.from!), toPath);
+  if (action.entry!.kind === "dir") {
+    guard.moved(action.path, action.from!);
+    result.movedFolders.set(action.path, action.from!);
+  } else {
+    setAttributes(toPath, action.entry!, context.owners);
+    result.movedFiles.set(action.path, action.from!);
+    result.resigned.set(action.path, signatureOf(entryFromStat(Deno.lstatSync(toPath))));
+  }
 }
 
 function makeFolder(path: string): void {
@@ -263,21 +288,21 @@ export interface CopiedFile {
 /**
  * Copies one file through SHA-256 into a temporary file, sets its attributes and renames it
  * into place, so no reader ever sees a partial file under the final name. A source that
- * changes while it is read is read again (twice at most).
+ * changes while it is read is read again (twice at most). Runs in a worker.
  *
  * @returns The record entries of the bytes written and of the source as read, or null if
  * aborted.
  */
-export async function copyFile(
+export function copyFile(
   fromPath: string,
   toPath: string,
   context: CopyContext,
-): Promise<CopiedFile | null> {
+): CopiedFile | null {
   for (let attempt = 1;; attempt++) {
     const tempPath = tempPathIn(context.tempDir);
     let keepTemp = false;
     try {
-      const result = await copyThroughHash(fromPath, tempPath, context);
+      const result = copyThroughHash(fromPath, tempPath, context);
       if (result === null) return null;
       if (result === "changed") {
         if (attempt < 3) continue;
@@ -310,7 +335,7 @@ export async function copyFile(
  * path, which holds our file unless something replaced or wrote it meanwhile (then the
  * signature read before stays, and the next run does hash it again). Either way the hash is
  * dated before the rename, so the racy rule keeps it untrusted until a later run reads the file
- * (see {@linkcode trustedHash}).
+ * (see `trustedHash`).
  */
 function placedSignature(path: string, before: Signature): Signature {
   try {
@@ -331,49 +356,30 @@ function placedSignature(path: string, before: Signature): Signature {
  * @returns The hash, the source as read, and the copy's signature before the rename (see
  * {@linkcode placedSignature}); "changed" if the source changed while read; null if aborted.
  */
-async function copyThroughHash(
+function copyThroughHash(
   fromPath: string,
   tempPath: string,
   context: CopyContext,
-): Promise<
-  { hash: string; read: Entry; written: Signature; readAtMs: number } | "changed" | null
-> {
+): { hash: string; read: Entry; written: Signature; readAtMs: number } | "changed" | null {
   const readAtMs = Date.now();
-  // Deno cannot open without following a link: look first, then make sure the file opened is
-  // the one looked at.
-  const looked = Deno.lstatSync(fromPath);
-  if (!looked.isFile) throw new Error("it is no longer a regular file");
-  using input = Deno.openSync(fromPath, { read: true });
-  const before = entryFromStat(input.statSync());
-  if (before.kind !== "file" || before.ino !== looked.ino) {
-    throw new Error("it was replaced while it was opened");
-  }
+  using input = openRegularFile(fromPath);
   using output = Deno.openSync(tempPath, { write: true, createNew: true, mode: 0o600 });
-  const hash = createHash("sha256");
-  let total = 0;
-  // Read up to the size fstat gave, not to an extra empty read: growth or shrinking shows in
-  // the fstat after.
-  while (total < before.size) {
-    const count = input.readSync(COPY_BUFFER);
-    if (count === null || count === 0) break;
-    const chunk = COPY_BUFFER.subarray(0, count);
-    hash.update(chunk);
+  const read = readThroughHash(input, (chunk) => {
     writeAll(output, chunk);
-    total += count;
-    context.onBytes?.(count);
-    if (context.mustAbort()) return null;
-    await context.pause();
-  }
-  const after = entryFromStat(input.statSync());
+    context.onBytes?.(chunk.length);
+    return !context.mustAbort();
+  });
+  if (read === null) return null;
   // A file that changed while it was read may be torn; one that changed between the scan and
   // now is fine: the copy and the record take what was read.
-  if (total !== before.size || !sameSignature(before, after)) return "changed";
+  if (read.changed) return "changed";
+  const { after } = read;
   // chown first: it clears setuid and setgid bits, which chmod then puts back.
   if (context.owners) Deno.chownSync(tempPath, after.uid, after.gid);
   Deno.chmodSync(tempPath, after.mode);
   output.utimeSync(new Date(after.mtimeMs), new Date(after.mtimeMs));
   const written = signatureOf(entryFromStat(output.statSync()));
-  return { hash: hash.digest("hex"), read: after, written, readAtMs };
+  return { hash: read.hash, read: after, written, readAtMs };
 }
 
 function placeSymlink(toPath: string, entry: Entry, context: CopyContext): void {
@@ -545,9 +551,11 @@ function setAttributes(path: string, entry: Entry, owners: boolean): void {
   }
 }
 
-export const COPY_BATCH_FILES = 64;
-
-const COPY_BATCH_BYTES = 16 << 20;
+/**
+ * How much work goes to a worker at once: enough that a message per batch costs nothing, little
+ * enough that both workers stay busy to the end. Copies also write, so their batches are smaller.
+ */
+export const BATCH_LIMITS = { files: 64, copyBytes: 16 << 20, hashBytes: 64 << 20 } as const;
 
 /** The parts of an apply context a worker needs to copy files. */
 export interface CopySettings {
@@ -557,16 +565,16 @@ export interface CopySettings {
 }
 
 /** What copying one file needs to know, on the main thread or in a worker. */
-interface CopyContext extends CopySettings {
+export interface CopyContext extends CopySettings {
   toRoot: string;
   /** What the folder the file goes into must be at the final rename; null when unknown. */
   parent?: Identity | null;
   /** Checked inside long copies: true abandons the file at once. */
   mustAbort: () => boolean;
-  pause: () => Promise<void>;
   onBytes?: (bytes: number) => void;
 }
 
+/** The settings of a copy request taken from a context that has more. */
 export function copySettings(context: CopySettings): CopySettings {
   return { tempDir: context.tempDir, trashDir: context.trashDir, owners: context.owners };
 }

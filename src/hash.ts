@@ -1,14 +1,69 @@
 /**
  * Reading a file through SHA-256 with a reused buffer, checking with `fstat` before and after
- * that it did not change while it was read.
+ * that it did not change while it was read. Copies and hashes both read this way.
  *
  * @module
  */
 
 import { createHash } from "node:crypto";
-import { entryFromStat, sameSignature, type Signature, signatureOf } from "./scan.ts";
+import { type Entry, entryFromStat, sameSignature, type Signature, signatureOf } from "./scan.ts";
 
-export const COPY_BUFFER = new Uint8Array(1 << 20);
+/** One buffer a thread reads every file through: memory stays flat for any file size. */
+const READ_BUFFER = new Uint8Array(1 << 20);
+
+/** What one read of a file through SHA-256 saw. */
+export interface ReadThrough {
+  hash: string;
+  /** The file as `fstat` showed it once read. */
+  after: Entry;
+  /** True when it changed while it was read (signature or byte count): the hash may be torn. */
+  changed: boolean;
+}
+
+/**
+ * Opens a regular file for reading without being led elsewhere by a link: Deno cannot open with
+ * O_NOFOLLOW, so the path is looked at first and the file opened must be the one looked at.
+ *
+ * @throws {Error} When it is not a regular file, or was replaced while it was opened.
+ */
+export function openRegularFile(path: string): Deno.FsFile {
+  const looked = Deno.lstatSync(path);
+  if (!looked.isFile) throw new Error("it is no longer a regular file");
+  const file = Deno.openSync(path, { read: true });
+  const opened = file.statSync();
+  if (!opened.isFile || opened.ino !== looked.ino || opened.dev !== looked.dev) {
+    file.close();
+    throw new Error("it was replaced while it was opened");
+  }
+  return file;
+}
+
+/**
+ * Reads an open file once through SHA-256, up to the size `fstat` gives (growth or shrinking
+ * shows in the `fstat` after), handing each chunk to `onChunk`, which returns false to abandon
+ * the read.
+ *
+ * @returns What was read, or null when `onChunk` abandoned it.
+ */
+export function readThroughHash(
+  file: Deno.FsFile,
+  onChunk?: (chunk: Uint8Array) => boolean,
+): ReadThrough | null {
+  const before = entryFromStat(file.statSync());
+  const hash = createHash("sha256");
+  let total = 0;
+  while (total < before.size) {
+    const count = file.readSync(READ_BUFFER);
+    if (count === null || count === 0) break;
+    const chunk = READ_BUFFER.subarray(0, count);
+    hash.update(chunk);
+    total += count;
+    if (onChunk && !onChunk(chunk)) return null;
+  }
+  const after = entryFromStat(file.statSync());
+  const changed = total !== before.size || !sameSignature(before, after);
+  return { hash: hash.digest("hex"), after, changed };
+}
 
 /** A file's SHA-256 and the signature it had while it was read. */
 export interface HashResult {
@@ -18,23 +73,14 @@ export interface HashResult {
 }
 
 /**
- * Streams a file through SHA-256 with a reused buffer: memory stays flat for any size.
+ * Hashes the regular file at `path`.
  *
  * @returns The hash, or null if the file changed while it was read.
  */
 export function hashFile(path: string): HashResult | null {
   const hashedAtMs = Date.now();
-  using file = Deno.openSync(path, { read: true });
-  const before = entryFromStat(file.statSync());
-  const hash = createHash("sha256");
-  let total = 0;
-  for (;;) {
-    const count = file.readSync(COPY_BUFFER);
-    if (count === null || count === 0) break;
-    hash.update(COPY_BUFFER.subarray(0, count));
-    total += count;
-  }
-  const after = entryFromStat(file.statSync());
-  if (!sameSignature(before, after) || total !== before.size) return null;
-  return { hash: hash.digest("hex"), signature: signatureOf(before), hashedAtMs };
+  using file = openRegularFile(path);
+  const read = readThroughHash(file)!;
+  if (read.changed) return null;
+  return { hash: read.hash, signature: signatureOf(read.after), hashedAtMs };
 }

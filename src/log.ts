@@ -9,7 +9,7 @@ import { dirname } from "node:path";
 import type { LogRecord, Sink } from "@logtape/logtape";
 import { type Options } from "./cli.ts";
 import { errorText } from "./errors.ts";
-import { encoder, statOrNull } from "./files.ts";
+import { encoder, statOrNull, writeAll } from "./files.ts";
 import { displayPath, formatBytes, formatDuration, listedPath, quoted } from "./format.ts";
 import { type Action, type RunSummary } from "./plan.ts";
 
@@ -63,7 +63,7 @@ function writeOut(stream: typeof Deno.stdout | typeof Deno.stderr, text: string)
   if (closedOutputs.has(stream)) return;
   const bytes = encoder.encode(text);
   try {
-    for (let done = 0; done < bytes.length;) done += stream.writeSync(bytes.subarray(done));
+    writeAll(stream, bytes);
   } catch (error) {
     if (!(error instanceof Deno.errors.BrokenPipe)) throw error;
     closedOutputs.add(stream);
@@ -144,85 +144,82 @@ function recoveringFileSink(
   path: string,
   options: { maxSize: number; maxFiles: number },
 ): Sink & Disposable {
-  const { maxSize, maxFiles } = options;
-  // A block is at most a quarter of the file, so rotated files stay near --log-max-size.
-  const blockChars = Math.min(LOG_BLOCK_CHARS, Math.floor(maxSize / 4));
-  // A log that cannot even be opened now is a setup error: the caller exits 2 naming it.
-  openLogFile(path).close();
+  const file = new LogFile(path, options);
+  flushLogFile = () => file.endRun();
+  return Object.assign((record: LogRecord) => file.add(record), {
+    [Symbol.dispose]: () => file.close(),
+  });
+}
 
-  let held: string[] = [];
-  let heldChars = 0;
-  let lastWriteAt = Date.now();
-  let lost: LostLines | null = null;
-  // One warning per run: runs are counted by the end-of-run flushes.
-  let run = 0;
-  let warnedInRun = -1;
+/**
+ * The log file: lines held and written in blocks, each block opening the path afresh (so a
+ * deleted file or folder is made again), rotated by renames only (a rename moves a symlink
+ * itself, never what it points to). A block that cannot be written is dropped and counted, with
+ * one warning a run; the next block that can be written says how many lines were lost.
+ */
+class LogFile {
+  readonly #path: string;
+  readonly #maxSize: number;
+  readonly #maxFiles: number;
+  /** A block is at most a quarter of the file, so rotated files stay near --log-max-size. */
+  readonly #blockChars: number;
+  #held: string[] = [];
+  #heldChars = 0;
+  #lastWriteAt = Date.now();
+  #lost: LostLines | null = null;
+  /** Runs are counted by their end-of-run flushes: one warning a run. */
+  #run = 0;
+  #warnedInRun = -1;
 
-  const warn = (text: string) => {
-    if (warnedInRun === run) return;
-    warnedInRun = run;
-    try {
-      writeStderr(`warning: ${text}\n`);
-    } catch {
-      // No stderr either: nothing is left to tell.
-    }
-  };
+  constructor(path: string, options: { maxSize: number; maxFiles: number }) {
+    this.#path = path;
+    this.#maxSize = options.maxSize;
+    this.#maxFiles = options.maxFiles;
+    this.#blockChars = Math.min(LOG_BLOCK_CHARS, Math.floor(options.maxSize / 4));
+    // A log that cannot even be opened now is a setup error: the caller exits 2 naming it.
+    openLogFile(path).close();
+  }
 
-  // Renames only: a rename moves a symlink itself, never the file it points to.
-  const rotate = () => {
-    for (let i = maxFiles - 1; i >= 1; i--) {
-      try {
-        Deno.renameSync(`${path}.${i}`, `${path}.${i + 1}`);
-      } catch (error) {
-        if (!(error instanceof Deno.errors.NotFound)) throw error;
-      }
-    }
-    Deno.renameSync(path, `${path}.1`);
-  };
+  /** Holds one record's line; writes the block once it is full or has waited long enough. */
+  add(record: LogRecord): void {
+    const line = fileFormat(record);
+    this.#held.push(line);
+    this.#heldChars += line.length;
+    const due = record.timestamp - this.#lastWriteAt >= LOG_HOLD_MS;
+    if (this.#heldChars >= this.#blockChars || due) this.#write(false);
+  }
 
-  const write = (durable: boolean) => {
-    lastWriteAt = Date.now();
-    if (held.length === 0) return;
-    const notice = lost === null ? "" : lostNotice(lost);
-    const bytes = encoder.encode(notice + held.join(""));
+  /** Writes what is held, durably, at the end of a run. */
+  endRun(): void {
+    this.#write(true);
+    this.#run++;
+  }
+
+  /** The last lines (quit, loop totals) belong to the last run: no second warning for them. */
+  close(): void {
+    if (this.#run > 0) this.#run--;
+    this.#write(true);
+  }
+
+  #write(durable: boolean): void {
+    this.#lastWriteAt = Date.now();
+    if (this.#held.length === 0) return;
+    const notice = this.#lost === null ? "" : lostNotice(this.#lost);
+    const bytes = encoder.encode(notice + this.#held.join(""));
     const noticeBytes = encoder.encode(notice).length;
-    held = [];
-    heldChars = 0;
+    this.#held = [];
+    this.#heldChars = 0;
     let done = 0;
     let file: Deno.FsFile | null = null;
     try {
-      file = openLogFile(path);
-      const size = file.statSync().size;
-      if (size > 0 && size + bytes.length > maxSize) {
-        file.close();
-        file = null;
-        try {
-          rotate();
-        } catch (error) {
-          warn(
-            `cannot rotate the log file ${quoted(path)}: ${
-              logErrorText(error)
-            } (it grows past its size)`,
-          );
-        }
-        file = openLogFile(path);
-      }
+      file = this.#openWithRoom(bytes.length);
       while (done < bytes.length) done += file.writeSync(bytes.subarray(done));
       if (durable) file.syncDataSync();
-      lost = null;
+      this.#lost = null;
     } catch (error) {
-      if (done < bytes.length) {
-        const noticeWritten = done >= noticeBytes;
-        lost = {
-          lines: (noticeWritten || lost === null ? 0 : lost.lines) +
-            countNewlines(bytes.subarray(Math.max(done, noticeBytes))),
-          since: noticeWritten || lost === null ? new Date().toISOString() : lost.since,
-          reason: logErrorText(error),
-          midLine: done > 0 ? bytes[done - 1] !== 10 : lost?.midLine ?? false,
-        };
-      }
-      warn(
-        `cannot write the log file ${quoted(path)}: ${logErrorText(error)} ` +
+      if (done < bytes.length) this.#countLost(bytes, { done, noticeBytes, error });
+      this.#warn(
+        `cannot write the log file ${quoted(this.#path)}: ${logErrorText(error)} ` +
           "(the run goes on; logging resumes when the file can be written)",
       );
     } finally {
@@ -232,25 +229,61 @@ function recoveringFileSink(
         // Closing can only fail for a file already closed.
       }
     }
-  };
+  }
 
-  const sink = (record: LogRecord) => {
-    const line = fileFormat(record);
-    held.push(line);
-    heldChars += line.length;
-    if (heldChars >= blockChars || record.timestamp - lastWriteAt >= LOG_HOLD_MS) write(false);
-  };
-  flushLogFile = () => {
-    write(true);
-    run++;
-  };
-  return Object.assign(sink, {
-    [Symbol.dispose]: () => {
-      // The last lines (quit, loop totals) belong to the last run: no second warning for them.
-      if (run > 0) run--;
-      write(true);
-    },
-  });
+  /** Opens the log for a block of `bytes`, rotating first when the block would not fit. */
+  #openWithRoom(bytes: number): Deno.FsFile {
+    const file = openLogFile(this.#path);
+    const size = file.statSync().size;
+    if (size === 0 || size + bytes <= this.#maxSize) return file;
+    file.close();
+    try {
+      this.#rotate();
+    } catch (error) {
+      this.#warn(
+        `cannot rotate the log file ${quoted(this.#path)}: ${logErrorText(error)} ` +
+          "(it grows past its size)",
+      );
+    }
+    return openLogFile(this.#path);
+  }
+
+  #rotate(): void {
+    for (let i = this.#maxFiles - 1; i >= 1; i--) {
+      try {
+        Deno.renameSync(`${this.#path}.${i}`, `${this.#path}.${i + 1}`);
+      } catch (error) {
+        if (!(error instanceof Deno.errors.NotFound)) throw error;
+      }
+    }
+    Deno.renameSync(this.#path, `${this.#path}.1`);
+  }
+
+  #countLost(
+    bytes: Uint8Array,
+    write: { done: number; noticeBytes: number; error: unknown },
+  ): void {
+    const { done, noticeBytes, error } = write;
+    const lost = this.#lost;
+    const noticeWritten = done >= noticeBytes;
+    this.#lost = {
+      lines: (noticeWritten || lost === null ? 0 : lost.lines) +
+        countNewlines(bytes.subarray(Math.max(done, noticeBytes))),
+      since: noticeWritten || lost === null ? new Date().toISOString() : lost.since,
+      reason: logErrorText(error),
+      midLine: done > 0 ? bytes[done - 1] !== 10 : lost?.midLine ?? false,
+    };
+  }
+
+  #warn(text: string): void {
+    if (this.#warnedInRun === this.#run) return;
+    this.#warnedInRun = this.#run;
+    try {
+      writeStderr(`warning: ${text}\n`);
+    } catch {
+      // No stderr either: nothing is left to tell.
+    }
+  }
 }
 
 /** Writes out the log file's held lines; called at the end of every run. Never throws. */

@@ -643,7 +643,7 @@ async function execute(
     toRoot: sides.toRoot,
     tempDir: prepared.tempDir,
     trashDir: prepared.trashDir,
-    pool: control.pool,
+    pool: control.pool!,
     guard: new FolderGuard(sides.toRoot, to),
     onStart: (action) => control.progress.current = action.path,
     onBytes: (bytes) => control.progress.bytes += bytes,

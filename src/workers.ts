@@ -6,7 +6,7 @@
  */
 
 import {
-  COPY_BATCH_FILES,
+  BATCH_LIMITS,
   copyFile,
   type CopyOutcome,
   type CopyPool,
@@ -240,7 +240,7 @@ export async function hashInPool(
   for (const item of paths) {
     current.push(item);
     bytes += item.size;
-    if (current.length >= COPY_BATCH_FILES || bytes >= 64 << 20) {
+    if (current.length >= BATCH_LIMITS.files || bytes >= BATCH_LIMITS.hashBytes) {
       batches.push(current);
       [current, bytes] = [[], 0];
     }
@@ -261,7 +261,7 @@ function serveRequests(): void {
     onmessage: ((event: MessageEvent) => void) | null;
     postMessage(message: unknown, transfer?: Transferable[]): void;
   };
-  const handle = async (request: WorkerRequest): Promise<unknown> => {
+  const handle = (request: WorkerRequest): unknown => {
     switch (request.op) {
       case "init":
         stopFlag = new Int32Array(request.stopFlag);
@@ -277,57 +277,16 @@ function serveRequests(): void {
         });
         return packScan(scan, skipped);
       }
-      case "copy": {
-        let unreported = 0;
-        const context = {
-          ...copySettings(request),
-          toRoot: request.toRoot,
-          mustAbort: () => Atomics.load(stopFlag, 0) === 2,
-          pause: () => Promise.resolve(),
-          onBytes: (bytes: number) => {
-            unreported += bytes;
-            if (unreported < 8 << 20) return;
-            scope.postMessage({ progress: unreported });
-            unreported = 0;
-          },
-        };
-        const outcomes: CopyOutcome[] = [];
-        for (const item of request.items) {
-          if (Atomics.load(stopFlag, 0) > 0) {
-            outcomes.push({ skipped: true });
-            continue;
-          }
-          try {
-            const copied = await copyFile(
-              joinRel(request.fromRoot, item.path),
-              joinRel(request.toRoot, item.path),
-              { ...context, parent: item.parent },
-            );
-            outcomes.push(copied === null ? { skipped: true } : { copied });
-          } catch (error) {
-            outcomes.push({ error: errorText(error) });
-          }
-        }
-        if (unreported > 0) scope.postMessage({ progress: unreported });
-        return outcomes;
-      }
-      case "hash": {
-        const outcomes: HashOutcome[] = [];
-        for (const path of request.paths) {
-          try {
-            outcomes.push({ result: hashFile(joinRel(request.root, path)) });
-          } catch (error) {
-            outcomes.push({ error: errorText(error) });
-          }
-        }
-        return outcomes;
-      }
+      case "copy":
+        return copyBatch(request, stopFlag, (bytes) => scope.postMessage({ progress: bytes }));
+      case "hash":
+        return request.paths.map((path) => hashOne(joinRel(request.root, path)));
     }
   };
-  scope.onmessage = async (event: MessageEvent) => {
+  scope.onmessage = (event: MessageEvent) => {
     const request = event.data as WorkerRequest;
     try {
-      const value = await handle(request);
+      const value = handle(request);
       if (request.op === "init") return;
       const packed = value as Partial<PackedScan> | null;
       // A packed scan's columns are moved to the main thread, not copied.
@@ -341,6 +300,56 @@ function serveRequests(): void {
       scope.postMessage({ ok: false, error: errorText(error) });
     }
   };
+}
+
+/**
+ * Copies a batch in this worker, one file after another, reporting progress every 8 MiB; a
+ * stop asked between files (1) skips the rest, an abort (2) abandons the file in flight.
+ */
+function copyBatch(
+  request: CopyRequest,
+  stopFlag: Int32Array<ArrayBufferLike>,
+  report: (bytes: number) => void,
+): CopyOutcome[] {
+  let unreported = 0;
+  const context = {
+    ...copySettings(request),
+    toRoot: request.toRoot,
+    mustAbort: () => Atomics.load(stopFlag, 0) === 2,
+    onBytes: (bytes: number) => {
+      unreported += bytes;
+      if (unreported < 8 << 20) return;
+      report(unreported);
+      unreported = 0;
+    },
+  };
+  const outcomes: CopyOutcome[] = [];
+  for (const item of request.items) {
+    if (Atomics.load(stopFlag, 0) > 0) {
+      outcomes.push({ skipped: true });
+      continue;
+    }
+    try {
+      const copied = copyFile(
+        joinRel(request.fromRoot, item.path),
+        joinRel(request.toRoot, item.path),
+        { ...context, parent: item.parent },
+      );
+      outcomes.push(copied === null ? { skipped: true } : { copied });
+    } catch (error) {
+      outcomes.push({ error: errorText(error) });
+    }
+  }
+  if (unreported > 0) report(unreported);
+  return outcomes;
+}
+
+function hashOne(path: string): HashOutcome {
+  try {
+    return { result: hashFile(path) };
+  } catch (error) {
+    return { error: errorText(error) };
+  }
 }
 
 // A worker loads this module only to serve requests.

@@ -1,0 +1,117 @@
+/**
+ * Tests for applying a plan: through the worker pool production uses, on real temporary
+ * folders.
+ */
+
+import { type ApplyContext, applyPlan, copyFile, FolderGuard } from "./apply.ts";
+import { type Action, planMirror } from "./plan.ts";
+import { scanTree } from "./scan.ts";
+import {
+  assert,
+  assertEquals,
+  planDefaults,
+  readTree,
+  sha256,
+  withTemp,
+  writeTree,
+} from "./test_helpers.ts";
+import { WorkerPool } from "./workers.ts";
+
+/** Plans `from` over `to` and the context to apply it with, copying in `pool`. */
+function setUp(dir: string, pool: WorkerPool) {
+  const [from, to, tempDir] = [`${dir}/from`, `${dir}/to`, `${dir}/tmp`];
+  Deno.mkdirSync(to, { recursive: true });
+  Deno.mkdirSync(tempDir); // outside the tree, or the plan would delete it
+  const toScan = scanTree(to, { exclude: () => false });
+  const plan = planMirror(scanTree(from, { exclude: () => false }), toScan, planDefaults);
+  const context: ApplyContext = {
+    fromRoot: from,
+    toRoot: to,
+    tempDir,
+    trashDir: null,
+    owners: false,
+    pool,
+    guard: new FolderGuard(to, toScan),
+    shouldStop: () => false,
+    mustAbort: () => false,
+    pause: () => Promise.resolve(),
+    onDone: () => {},
+    onFailed: (problem) => {
+      throw new Error(problem.message);
+    },
+  };
+  return { plan, context };
+}
+
+Deno.test("applyPlan() copies through the worker pool and records the hash of what was written", async () => {
+  const pool = new WorkerPool(2);
+  try {
+    await withTemp(async (dir) => {
+      writeTree(`${dir}/from`, { a: "1", sub: { b: "22", link: { link: "a" } } });
+      const { plan, context } = setUp(dir, pool);
+      const result = await applyPlan(plan, context);
+      assertEquals(readTree(`${dir}/to`), readTree(`${dir}/from`));
+      assertEquals(
+        result.written.get("sub/b")!.replica.hash,
+        sha256(new TextEncoder().encode("22")),
+      );
+      assertEquals(result.summary.copied, 3, "two files and a link");
+      assertEquals([...Deno.readDirSync(`${dir}/tmp`)].length, 0, "no temporary file is left");
+    });
+  } finally {
+    pool.close();
+  }
+});
+
+Deno.test("applyPlan() hands what is done so far to checkpoints between actions", async () => {
+  const pool = new WorkerPool(1);
+  try {
+    await withTemp(async (dir) => {
+      writeTree(`${dir}/from`, { a: "1", b: "22", c: "333", x: {} });
+      const { plan, context } = setUp(dir, pool);
+      // Copies run in batches: an action that is not a copy waits for them, so the checkpoint
+      // before the copy after it sees the copies before it.
+      const byPath = (path: string) => plan.actions.find((a) => a.path === path)!;
+      const actions: Action[] = [byPath("a"), byPath("b"), byPath("x"), byPath("c")];
+      const seen: string[][] = [];
+      await applyPlan({ ...plan, actions }, {
+        ...context,
+        firstCheckpointMs: 0,
+        checkpoint: (done) => {
+          seen.push([...done.written.keys()].sort());
+          return 0;
+        },
+      });
+      assertEquals(seen, [[], [], [], ["a", "b"]]);
+    });
+  } finally {
+    pool.close();
+  }
+});
+
+Deno.test("copyFile() reads again a file that changes while it is read, and takes what was read", async () => {
+  await withTemp((dir) => {
+    Deno.mkdirSync(`${dir}/tmp`);
+    Deno.writeFileSync(`${dir}/big`, new Uint8Array(3 << 20).fill(1));
+    let appendsLeft = 1;
+    const copied = copyFile(`${dir}/big`, `${dir}/copy`, {
+      tempDir: `${dir}/tmp`,
+      trashDir: null,
+      owners: false,
+      toRoot: dir,
+      parent: null,
+      mustAbort: () => false,
+      // Runs between chunks of the copy: a writer appends once, mid-read.
+      onBytes: () => {
+        if (appendsLeft-- !== 1) return;
+        using file = Deno.openSync(`${dir}/big`, { append: true });
+        file.writeSync(new Uint8Array(10).fill(2));
+      },
+    });
+    const bytes = Deno.readFileSync(`${dir}/copy`);
+    assertEquals(bytes.length, (3 << 20) + 10, "the second read took the whole file");
+    assert(copied !== null);
+    assertEquals(copied.replica.hash, sha256(bytes));
+    assertEquals([...Deno.readDirSync(`${dir}/tmp`)].length, 0, "no temporary file is left");
+  });
+});
