@@ -24,9 +24,8 @@ import { errorText, ExitCode, RefusedError, UsageError } from "./src/errors.ts";
 import { quoted } from "./src/format.ts";
 import { closeLogging, type Reporter, setUpLogging, writeStderr, writeStdout } from "./src/log.ts";
 import { runLoop } from "./src/loop.ts";
-import { runOneShot } from "./src/run.ts";
+import { checkLogPlace, runOneShot } from "./src/run.ts";
 import { runVerify } from "./src/verify.ts";
-
 
 /** The tool's version, printed by `--version`. */
 export const VERSION = "0.1.0";
@@ -55,6 +54,13 @@ export async function main(args: string[]): Promise<number> {
   const { options } = command;
   if (options.interactive && !Deno.stdin.isTerminal()) {
     writeStderr("treesync: --interactive needs a terminal to ask on; run it by hand, or drop -I\n");
+    return ExitCode.Usage;
+  }
+  try {
+    checkLogPlace(options);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    writeStderr(`treesync: ${error.message}\n`);
     return ExitCode.Usage;
   }
   let report: Reporter;

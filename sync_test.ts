@@ -3257,3 +3257,80 @@ Deno.test("safety: the README's command works: `deno task sync [options] SOURCE 
     assertEquals(readTree(`${dir}/r`), { f: "x" });
   });
 });
+
+// ------------------------------------------------------------------------------------------------
+// Safety: attacks found by a hostile review (issue 8)
+// ------------------------------------------------------------------------------------------------
+
+Deno.test("cli never changes the attributes of a replica file with other hard links: it copies it afresh", async () => {
+  // Regression: a replica file hard-linked to a file outside got that file chmodded and
+  // chowned by an `attrs` fix.
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/decoy`, { passwd: "same content" });
+    Deno.chmodSync(`${dir}/decoy/passwd`, 0o640);
+    setMtime(`${dir}/decoy/passwd`, 1_500_000_000_000);
+    writeTree(`${dir}/s`, {});
+    assertExit(await cli([`${dir}/s`, `${dir}/r`]), 0);
+    Deno.writeTextFileSync(`${dir}/s/f`, "same content");
+    Deno.chmodSync(`${dir}/s/f`, 0o777);
+    setMtime(`${dir}/s/f`, 1_500_000_000_000);
+    Deno.linkSync(`${dir}/decoy/passwd`, `${dir}/r/f`);
+    const before = snapshot(`${dir}/decoy`);
+    const result = await cli([`${dir}/s`, `${dir}/r`]);
+    assertExit(result, 0);
+    assertEquals(snapshot(`${dir}/decoy`), before, "the file outside keeps its attributes");
+    assertEquals(Deno.statSync(`${dir}/r/f`).mode! & 0o777, 0o777);
+    assert(Deno.statSync(`${dir}/r/f`).ino !== Deno.statSync(`${dir}/decoy/passwd`).ino);
+  });
+});
+
+Deno.test("cli refuses a log file inside the source or the replica (exit 2)", async () => {
+  // Regression: `-l R/` logged into the replica, deleted the log every run as extraneous, and a
+  // link planted there led the log's lines into a file outside.
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, { f: "x" });
+    for (const log of [`${dir}/r/`, `${dir}/r/logs/x.log`, `${dir}/s/treesync.log`]) {
+      const result = await cli(["-l", log, `${dir}/s`, `${dir}/r`]);
+      assertExit(result, 2);
+      assertMatch(result.stderr, /The log file '.*' is inside the (source|replica)/);
+    }
+    assert(!pathExists(`${dir}/r`), "nothing was written");
+    assertEquals(readTree(`${dir}/s`), { f: "x" });
+  });
+});
+
+Deno.test("cli refuses a lock file with other hard links (exit 2), writing nothing to it", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/decoy`, { passwd: "outside" });
+    writeTree(`${dir}/s`, { f: "x" });
+    writeTree(`${dir}/r`, { ".treesync": {} });
+    Deno.linkSync(`${dir}/decoy/passwd`, `${dir}/r/.treesync/lock`);
+    const result = await cli([`${dir}/s`, `${dir}/r`]);
+    assertExit(result, 2);
+    assertMatch(result.stderr, /lock' has other hard links/);
+    assertEquals(Deno.readTextFileSync(`${dir}/decoy/passwd`), "outside");
+  });
+});
+
+Deno.test({
+  name: "cli refuses a bind-mounted replica inside the source also when --exclude hides it",
+  ignore: !CAN_MOUNT,
+  fn: async () => {
+    // Regression: excluded folders were never looked at, so the walk did not meet the replica
+    // and the run deleted the source's files under the excluded folder.
+    await withTemp(async (dir) => {
+      writeTree(`${dir}/s`, { a: "a", sub: { data: "precious" } });
+      Deno.mkdirSync(`${dir}/r`);
+      const mount = new Deno.Command("mount", { args: ["--bind", `${dir}/s/sub`, `${dir}/r`] });
+      assert((await mount.output()).success);
+      try {
+        const result = await cli(["--exclude", "sub", `${dir}/s`, `${dir}/r`]);
+        assertExit(result, 2);
+        assertMatch(result.stderr, /the replica is the folder 'sub' of the source/);
+      } finally {
+        await new Deno.Command("umount", { args: [`${dir}/r`] }).output();
+      }
+      assertEquals(readTree(`${dir}/s`), { a: "a", sub: { data: "precious" } });
+    });
+  },
+});

@@ -9,7 +9,14 @@
 import * as fs from "node:fs";
 import { dirname } from "node:path";
 import { errorText } from "./errors.ts";
-import { expectIdentity, type Identity, pathExists, removeQuietly, writeAll } from "./files.ts";
+import {
+  expectIdentity,
+  type Identity,
+  identityOf,
+  pathExists,
+  removeQuietly,
+  sameIdentity,
+} from "./files.ts";
 import { quoted } from "./format.ts";
 import { openRegularFile, readThroughHash } from "./hash.ts";
 import { checkOwn, tempPathIn } from "./meta.ts";
@@ -45,15 +52,9 @@ export interface CopyPool {
 }
 
 /** Where and how {@linkcode applyPlan} writes. */
-export interface ApplyContext {
+export interface ApplyContext extends CopySettings {
   fromRoot: string;
   toRoot: string;
-  /** A folder on the target's file system for files being written. */
-  tempDir: string;
-  /** Where deleted and overwritten files go (`--keep-deleted`), or null to delete them. */
-  trashDir: string | null;
-  /** Set owner and group (root only). */
-  owners: boolean;
   /** Checked between actions: true stops after the current one. */
   shouldStop: () => boolean;
   /** Checked inside long copies: true abandons the file at once. */
@@ -119,7 +120,11 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
     if (action.kind !== "link" && action.kind !== "attrs") await copies.drain();
     if (action.kind !== "dirattrs") context.onStart?.(action);
     try {
-      applyOne(action, context, result);
+      if (applyOne(action, context, result) === "recopy") {
+        // A fresh copy replaces the name; the other hard links keep the old file untouched.
+        await copies.add({ ...action, kind: "update" });
+        continue;
+      }
       context.onDone(action, 0);
     } catch (error) {
       result.summary.failed++;
@@ -204,8 +209,13 @@ class CopyBatches {
   }
 }
 
-/** Applies one action that is not a file copy, after checking the folder it happens in. */
-function applyOne(action: Action, context: ApplyContext, result: ApplyResult): void {
+/**
+ * Applies one action that is not a file copy, after checking the folder it happens in.
+ *
+ * @returns "recopy" when a file with other hard links must be copied afresh instead of having
+ * its attributes changed (the other names, maybe outside the tree, keep theirs).
+ */
+function applyOne(action: Action, context: ApplyContext, result: ApplyResult): "recopy" | void {
   const { guard, toRoot, owners, trashDir } = context;
   const { summary } = result;
   if (action.path === "" && action.kind !== "dirattrs") {
@@ -220,7 +230,7 @@ function applyOne(action: Action, context: ApplyContext, result: ApplyResult): v
       summary.dirsDeleted++;
       break;
     case "delete":
-      if (trashDir) moveToTrash(toPath, action.path, trashDir);
+      if (trashDir) moveToTrash(toPath, action.path, context);
       else Deno.removeSync(toPath);
       result.deleted.add(action.path);
       summary.deleted++;
@@ -235,16 +245,15 @@ function applyOne(action: Action, context: ApplyContext, result: ApplyResult): v
       summary[action.reason === "new" ? "copied" : "updated"]++;
       break;
     case "attrs":
-      setAttributes(toPath, action.entry!, owners);
+      if (!setFileAttributes(toPath, action, context)) return "recopy";
       result.resigned.set(action.path, signatureOf(entryFromStat(Deno.lstatSync(toPath))));
       summary.attrsUpdated++;
       break;
     case "move":
-      moveInTree(action, context, result);
       summary.moved++;
-      break;
+      return moveInTree(action, context, result);
     case "dirattrs":
-      setAttributes(toPath, action.entry!, owners);
+      setAttributes(toPath, action.entry!, { owners, expected: guard.expected(action.path) });
       break;
     default:
       throw new Error(`${action.kind} is not applied here`);
@@ -252,20 +261,34 @@ function applyOne(action: Action, context: ApplyContext, result: ApplyResult): v
 }
 
 /** Renames a replica file or folder to where its content reappeared in the source. */
-function moveInTree(action: Action, context: ApplyContext, result: ApplyResult): void {
+function moveInTree(action: Action, context: ApplyContext, result: ApplyResult): "recopy" | void {
   const { guard, toRoot } = context;
   const toPath = joinRel(toRoot, action.path);
   guard.checkParent(action.from!);
   // rename() would quietly replace an entry there; the plan says there is none.
   if (pathExists(toPath)) throw new Error(`${quoted(action.path)} appeared meanwhile`);
   Deno.renameSync(joinRel(toRoot, action.from!), toPath);
+  guard.moved(action.path, action.from!);
   if (action.entry!.kind === "dir") {
-    guard.moved(action.path, action.from!);
     result.movedFolders.set(action.path, action.from!);
-  } else {
-    setAttributes(toPath, action.entry!, context.owners);
-    result.movedFiles.set(action.path, action.from!);
-    result.resigned.set(action.path, signatureOf(entryFromStat(Deno.lstatSync(toPath))));
+    return;
+  }
+  result.movedFiles.set(action.path, action.from!);
+  if (!setFileAttributes(toPath, action, context)) return "recopy";
+  result.resigned.set(action.path, signatureOf(entryFromStat(Deno.lstatSync(toPath))));
+}
+
+/** Sets a replica file's attributes; false when it has other hard links (left as it is). */
+function setFileAttributes(toPath: string, action: Action, context: ApplyContext): boolean {
+  try {
+    setAttributes(toPath, action.entry!, {
+      owners: context.owners,
+      expected: context.guard.identity(action.path),
+    });
+    return true;
+  } catch (error) {
+    if (error instanceof HardLinkedError) return false;
+    throw error;
   }
 }
 
@@ -286,34 +309,44 @@ export interface CopiedFile {
 }
 
 /**
- * Copies one file through SHA-256 into a temporary file, sets its attributes and renames it
- * into place, so no reader ever sees a partial file under the final name. A source that
- * changes while it is read is read again (twice at most). Runs in a worker.
+ * Copies one file through SHA-256 into a temporary file, sets its attributes through the open
+ * descriptor and renames it into place, so no reader ever sees a partial file under the final
+ * name. A source that changes while it is read is read again (twice at most). Runs in a worker.
  *
  * @returns The record entries of the bytes written and of the source as read, or null if
  * aborted.
+ * @throws {Error} When the folder it goes into is not one this run knows (its mkdir failed:
+ * something else is there), or was replaced: nothing is written through it.
  */
 export function copyFile(
   fromPath: string,
   toPath: string,
   context: CopyContext,
 ): CopiedFile | null {
+  if (!context.parent) {
+    throw new Error("its folder is not one this run made or saw; nothing was written there");
+  }
   for (let attempt = 1;; attempt++) {
     const tempPath = tempPathIn(context.tempDir);
-    let keepTemp = false;
+    // O_EXCL and O_NOFOLLOW: a name already there, a link included, is never reused.
+    const fd = fs.openSync(tempPath, TEMP_FLAGS, 0o600);
+    let placed = false;
     try {
-      const result = copyThroughHash(fromPath, tempPath, context);
+      const result = copyThroughHash(fromPath, fd, context);
       if (result === null) return null;
       if (result === "changed") {
         if (attempt < 3) continue;
         throw new Error("the file kept changing while it was copied; try again later");
       }
-      // The folder it goes into must still be the one the walk saw (not a link put there since).
-      if (context.parent) expectIdentity(dirname(toPath), context.parent);
+      result.written = signatureOf(entryFromStat(Deno.lstatSync(tempPath)));
+      // Our tmp folder and the folder it goes into must still be the ones checked: never a
+      // link put there since.
+      expectIdentity(context.tempDir, context.tempIdentity);
+      expectIdentity(dirname(toPath), context.parent);
       keepOverwritten(toPath, context);
       const renamedAtMs = Date.now();
       Deno.renameSync(tempPath, toPath);
-      keepTemp = true;
+      placed = true;
       return {
         replica: {
           ...placedSignature(toPath, result.written),
@@ -323,10 +356,17 @@ export function copyFile(
         source: { ...signatureOf(result.read), hash: result.hash, hashedAtMs: result.readAtMs },
       };
     } finally {
-      if (!keepTemp) removeQuietly(tempPath);
+      fs.closeSync(fd);
+      // Only our own file, in our own folder, is removed.
+      if (!placed && sameIdentity(identityOf(context.tempDir), context.tempIdentity)) {
+        removeQuietly(tempPath);
+      }
     }
   }
 }
+
+const TEMP_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL |
+  fs.constants.O_NOFOLLOW;
 
 /**
  * The signature of a file just renamed into place: the rename gave it a new ctime (ext4 does),
@@ -350,22 +390,21 @@ function placedSignature(path: string, before: Signature): Signature {
 }
 
 /**
- * Reads a source file once, hashing and writing what it reads, then gives the temporary copy
- * the source's attributes.
+ * Reads a source file once, hashing it and writing what it reads to the temporary file `fd`,
+ * then gives that file the source's owner, mode and mtime through the descriptor.
  *
- * @returns The hash, the source as read, and the copy's signature before the rename (see
- * {@linkcode placedSignature}); "changed" if the source changed while read; null if aborted.
+ * @returns The hash and the source as read; "changed" if the source changed while read; null
+ * if aborted.
  */
 function copyThroughHash(
   fromPath: string,
-  tempPath: string,
+  fd: number,
   context: CopyContext,
 ): { hash: string; read: Entry; written: Signature; readAtMs: number } | "changed" | null {
   const readAtMs = Date.now();
   using input = openRegularFile(fromPath);
-  using output = Deno.openSync(tempPath, { write: true, createNew: true, mode: 0o600 });
   const read = readThroughHash(input, (chunk) => {
-    writeAll(output, chunk);
+    for (let done = 0; done < chunk.length;) done += fs.writeSync(fd, chunk, done);
     context.onBytes?.(chunk.length);
     return !context.mustAbort();
   });
@@ -375,38 +414,44 @@ function copyThroughHash(
   if (read.changed) return "changed";
   const { after } = read;
   // chown first: it clears setuid and setgid bits, which chmod then puts back.
-  if (context.owners) Deno.chownSync(tempPath, after.uid, after.gid);
-  Deno.chmodSync(tempPath, after.mode);
-  output.utimeSync(new Date(after.mtimeMs), new Date(after.mtimeMs));
-  const written = signatureOf(entryFromStat(output.statSync()));
-  return { hash: read.hash, read: after, written, readAtMs };
+  if (context.owners) fs.fchownSync(fd, after.uid, after.gid);
+  fs.fchmodSync(fd, after.mode);
+  const seconds = (after.mtimeMs + 0.0005) / 1000; // see setAttributes
+  fs.futimesSync(fd, seconds, seconds);
+  return { hash: read.hash, read: after, written: signatureOf(after), readAtMs };
 }
 
 function placeSymlink(toPath: string, entry: Entry, context: CopyContext): void {
   const tempPath = tempPathIn(context.tempDir);
+  // Fails if the name is taken: a link is only ever made new, in our own folder.
+  Deno.symlinkSync(entry.target!, tempPath);
   try {
-    Deno.symlinkSync(entry.target!, tempPath);
-    if (context.owners) fs.lchownSync(tempPath, entry.uid, entry.gid); // Deno.chownSync follows links
+    // The l- calls act on the link itself (Deno.chownSync would follow it).
+    if (context.owners) fs.lchownSync(tempPath, entry.uid, entry.gid);
     const mtime = new Date(entry.mtimeMs);
     fs.lutimesSync(tempPath, mtime, mtime);
+    expectIdentity(context.tempDir, context.tempIdentity);
     keepOverwritten(toPath, context);
     Deno.renameSync(tempPath, toPath);
   } catch (error) {
-    removeQuietly(tempPath);
+    if (sameIdentity(identityOf(context.tempDir), context.tempIdentity)) removeQuietly(tempPath);
     throw error;
   }
 }
 
 /** With a trash, moves what is about to be overwritten there first. */
-function keepOverwritten(toPath: string, context: CopyContext): void {
+function keepOverwritten(toPath: string, context: CopySettings & { toRoot: string }): void {
   if (context.trashDir === null || !pathExists(toPath)) return; // nothing there to keep
-  moveToTrash(toPath, toPath.slice(context.toRoot.length + 1), context.trashDir);
+  moveToTrash(toPath, toPath.slice(context.toRoot.length + 1), context);
 }
 
 /** Moves a replica entry to `trashDir/<its relative path>`, keeping an earlier one there. */
-function moveToTrash(path: string, relative: string, trashDir: string): void {
+function moveToTrash(path: string, relative: string, trash: CopySettings): void {
+  const trashDir = trash.trashDir!;
+  // The run's trash folder must still be the one made: never a link put there since.
+  expectIdentity(trashDir, trash.trashIdentity!);
   let target = `${trashDir}/${relative}`;
-  Deno.mkdirSync(dirname(target), { recursive: true });
+  Deno.mkdirSync(dirname(target), { recursive: true, mode: 0o700 });
   for (let n = 1; pathExists(target); n++) target = `${trashDir}/${relative}.${n}`;
   Deno.renameSync(path, target);
 }
@@ -446,19 +491,17 @@ export function purgeTrash(trashRoot: string, keepMs: number, now: Date): string
  */
 export class FolderGuard {
   readonly #root: string;
-  /** Folders as the walk saw them. */
-  readonly #seen = new Map<string, Identity>();
+  /** The tree as the walk saw it. */
+  readonly #seen: Map<string, Entry>;
   /** Folders this run made. */
   readonly #made = new Map<string, Identity>();
-  /** Folders this run moved: new path to the path the walk saw them at. */
+  /** Entries this run moved: new path to the path the walk saw them at. */
   readonly #movedFrom = new Map<string, string>();
 
-  /** Takes the folders of `scan`, the walk of the tree at `root`. */
+  /** Takes `scan`, the walk of the tree at `root`. */
   constructor(root: string, scan: Scan) {
     this.#root = root;
-    for (const [path, entry] of scan.entries) {
-      if (entry.kind === "dir") this.#seen.set(path, { dev: entry.dev, ino: entry.ino });
-    }
+    this.#seen = scan.entries;
   }
 
   /** Remembers a folder this run just made. */
@@ -468,22 +511,23 @@ export class FolderGuard {
     this.#made.set(path, { dev: info.dev, ino: info.ino ?? 0 });
   }
 
-  /** Remembers a folder this run moved from `oldPath` to `newPath`. */
+  /** Remembers an entry this run moved from `oldPath` to `newPath`. */
   moved(newPath: string, oldPath: string): void {
     this.#movedFrom.set(newPath, oldPath);
   }
 
   /** What the folder at `path` must be, or null when this run knows no folder there. */
   expected(path: string): Identity | null {
-    const known = this.#made.get(path) ?? this.#seen.get(path);
-    if (known !== undefined || this.#movedFrom.size === 0) return known ?? null;
-    for (const folder of [path, ...ancestors(path)]) {
-      const oldPath = this.#movedFrom.get(folder);
-      if (oldPath !== undefined) {
-        return this.#seen.get(oldPath + path.slice(folder.length)) ?? null;
-      }
-    }
-    return null;
+    const made = this.#made.get(path);
+    if (made !== undefined) return made;
+    const seen = this.#seenAt(path);
+    return seen?.kind === "dir" ? { dev: seen.dev, ino: seen.ino } : null;
+  }
+
+  /** What the entry at `path` must be (the one the walk saw, followed through moves). */
+  identity(path: string): Identity | null {
+    const seen = this.#seenAt(path);
+    return this.#made.get(path) ?? (seen ? { dev: seen.dev, ino: seen.ino } : null);
   }
 
   /** Throws unless the folder `path` (relative) still is the one this run knows. */
@@ -501,6 +545,22 @@ export class FolderGuard {
   checkParent(path: string): void {
     this.check(parentOf(path));
   }
+
+  /** The walk's entry now at `path`: at the same path, or where a move took it from. */
+  #seenAt(path: string): Entry | undefined {
+    if (this.#movedFrom.size > 0) {
+      for (const moved of [path, ...ancestors(path)]) {
+        const oldPath = this.#movedFrom.get(moved);
+        if (oldPath !== undefined) return this.#seen.get(oldPath + path.slice(moved.length));
+      }
+    }
+    return this.#seen.get(path);
+  }
+}
+
+/** A file with other hard links: changing its attributes would change them all. */
+class HardLinkedError extends Error {
+  override name = "HardLinkedError";
 }
 
 const NO_FOLLOW = fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK;
@@ -510,7 +570,12 @@ const NO_FOLLOW = fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK;
  * opened with O_NOFOLLOW and changed through that descriptor. Only an entry the owner cannot
  * open (mode 000 when not root) falls back to the path, after an `lstat`.
  */
-function setAttributes(path: string, entry: Entry, owners: boolean): void {
+function setAttributes(
+  path: string,
+  entry: Entry,
+  options: { owners: boolean; expected: Identity | null },
+): void {
+  const { owners, expected } = options;
   const isDir = entry.kind === "dir";
   let fd: number | null = null;
   try {
@@ -529,6 +594,8 @@ function setAttributes(path: string, entry: Entry, owners: boolean): void {
   if (fd === null) {
     const info = Deno.lstatSync(path);
     if (isDir ? !info.isDirectory : !info.isFile) throw new Error("it changed type; left alone");
+    const found = { dev: info.dev, ino: info.ino ?? 0, nlink: info.nlink ?? 1 };
+    checkAttributeTarget(found, { expected, isDir });
     // chown first: it clears setuid and setgid bits, which chmod then puts back.
     if (owners) Deno.chownSync(path, entry.uid, entry.gid);
     Deno.chmodSync(path, entry.mode);
@@ -540,6 +607,7 @@ function setAttributes(path: string, entry: Entry, owners: boolean): void {
     if (isDir ? !info.isDirectory() : !info.isFile()) {
       throw new Error("it changed type; left alone");
     }
+    checkAttributeTarget({ dev: info.dev, ino: info.ino, nlink: info.nlink }, { expected, isDir });
     if (owners) fs.fchownSync(fd, entry.uid, entry.gid);
     fs.fchmodSync(fd, entry.mode);
     // Seconds as a double land a hair below the millisecond (…352.9999): half a microsecond
@@ -552,6 +620,23 @@ function setAttributes(path: string, entry: Entry, owners: boolean): void {
 }
 
 /**
+ * What was opened for an attribute change must be the entry the walk saw (a swap of any folder
+ * above it shows here), and a file must have no other hard link: one outside the tree would
+ * change with it.
+ */
+function checkAttributeTarget(
+  found: Identity & { nlink: number },
+  options: { expected: Identity | null; isDir: boolean },
+): void {
+  const { expected } = options;
+  if (expected !== null && (found.dev !== expected.dev || found.ino !== expected.ino)) {
+    throw new Error("it was replaced during the run; left alone");
+  }
+  // A folder's link count counts its subfolders; only a file's means other names.
+  if (!options.isDir && found.nlink > 1) throw new HardLinkedError("it has other hard links");
+}
+
+/**
  * How much work goes to a worker at once: enough that a message per batch costs nothing, little
  * enough that both workers stay busy to the end. Copies also write, so their batches are smaller.
  */
@@ -559,8 +644,15 @@ export const BATCH_LIMITS = { files: 64, copyBytes: 16 << 20, hashBytes: 64 << 2
 
 /** The parts of an apply context a worker needs to copy files. */
 export interface CopySettings {
+  /** A folder of ours on the written tree's file system, for files being written. */
   tempDir: string;
+  /** What `tempDir` must be whenever it is used. */
+  tempIdentity: Identity;
+  /** Where deleted and overwritten files go (`--keep-deleted`), or null to delete them. */
   trashDir: string | null;
+  /** What `trashDir` must be whenever it is used. */
+  trashIdentity: Identity | null;
+  /** Set owner and group (root only). */
   owners: boolean;
 }
 
@@ -576,5 +668,6 @@ export interface CopyContext extends CopySettings {
 
 /** The settings of a copy request taken from a context that has more. */
 export function copySettings(context: CopySettings): CopySettings {
-  return { tempDir: context.tempDir, trashDir: context.trashDir, owners: context.owners };
+  const { tempDir, tempIdentity, trashDir, trashIdentity, owners } = context;
+  return { tempDir, tempIdentity, trashDir, trashIdentity, owners };
 }

@@ -4,6 +4,7 @@
  */
 
 import { type ApplyContext, applyPlan, copyFile, FolderGuard } from "./apply.ts";
+import { identityOf } from "./files.ts";
 import { type Action, planMirror } from "./plan.ts";
 import { scanTree } from "./scan.ts";
 import {
@@ -28,7 +29,9 @@ function setUp(dir: string, pool: WorkerPool) {
     fromRoot: from,
     toRoot: to,
     tempDir,
+    tempIdentity: identityOf(tempDir)!,
     trashDir: null,
+    trashIdentity: null,
     owners: false,
     pool,
     guard: new FolderGuard(to, toScan),
@@ -96,10 +99,12 @@ Deno.test("copyFile() reads again a file that changes while it is read, and take
     let appendsLeft = 1;
     const copied = copyFile(`${dir}/big`, `${dir}/copy`, {
       tempDir: `${dir}/tmp`,
+      tempIdentity: identityOf(`${dir}/tmp`)!,
       trashDir: null,
+      trashIdentity: null,
       owners: false,
       toRoot: dir,
-      parent: null,
+      parent: identityOf(dir),
       mustAbort: () => false,
       // Runs between chunks of the copy: a writer appends once, mid-read.
       onBytes: () => {
@@ -114,4 +119,28 @@ Deno.test("copyFile() reads again a file that changes while it is read, and take
     assertEquals(copied.replica.hash, sha256(bytes));
     assertEquals([...Deno.readDirSync(`${dir}/tmp`)].length, 0, "no temporary file is left");
   });
+});
+
+Deno.test("applyPlan() never writes a new folder's files where its mkdir found a link", async () => {
+  // Regression: the mkdir of `nd` failed on a link planted after the walk, and the copy of
+  // `nd/passwd` was renamed through it, overwriting the file outside.
+  const pool = new WorkerPool(1);
+  try {
+    await withTemp(async (dir) => {
+      writeTree(`${dir}/decoy`, { passwd: "outside" });
+      writeTree(`${dir}/from`, { nd: { passwd: "attacker content" } });
+      const { plan, context } = setUp(dir, pool);
+      Deno.symlinkSync(`${dir}/decoy`, `${dir}/to/nd`);
+      const failed: string[] = [];
+      await applyPlan(plan, { ...context, onFailed: (problem) => failed.push(problem.path) });
+      assertEquals(Deno.readTextFileSync(`${dir}/decoy/passwd`), "outside");
+      assertEquals(
+        [...new Set(failed)].sort(),
+        ["nd", "nd/passwd"],
+        "mkdir, its copy, its attributes",
+      );
+    });
+  } finally {
+    pool.close();
+  }
 });

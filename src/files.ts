@@ -38,8 +38,8 @@ export function identityOf(path: string): Identity | null {
   }
 }
 
-export function sameIdentity(a: Identity, b: Identity): boolean {
-  return a.dev === b.dev && a.ino === b.ino;
+export function sameIdentity(a: Identity | null, b: Identity | null): boolean {
+  return a !== null && b !== null && a.dev === b.dev && a.ino === b.ino;
 }
 
 /**

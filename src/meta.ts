@@ -103,6 +103,12 @@ export function checkOwn(path: string, kind: "dir" | "file"): Identity | null {
         `move it away, then run again`,
     );
   }
+  if (kind === "file" && (info.nlink ?? 1) > 1) {
+    throw new UsageError(
+      `${quoted(path)} has other hard links, so writing it would write them too: move it away, ` +
+        `then run again`,
+    );
+  }
   if (((info.mode ?? 0) & 0o002) !== 0) {
     throw new UsageError(
       `${quoted(path)} is writable by every user: run 'chmod o-w' on it, then again`,

@@ -12,9 +12,10 @@ import { errorText, ExitCode, RefusedError, UsageError } from "./errors.ts";
 import {
   expectIdentity,
   type Identity,
+  identityOf,
   pathExists,
-  removeEmptyFolders,
   removeQuietly,
+  sameIdentity,
 } from "./files.ts";
 import { displayPath, formatDuration, quoted } from "./format.ts";
 import {
@@ -138,6 +139,36 @@ function folderIdentities(realPath: string): string[] {
 
 function isInside(inner: string, outer: string): boolean {
   return inner === outer || inner.startsWith(outer.endsWith("/") ? outer : `${outer}/`);
+}
+
+/**
+ * Refuses a log file inside SOURCE or REPLICA: there it would be mirrored, or deleted as
+ * extraneous (and a link planted in its place would lead the log's lines elsewhere).
+ *
+ * @throws {UsageError} Naming the log and the tree.
+ */
+export function checkLogPlace(options: Pick<Options, "logPath" | "source" | "replica">): void {
+  if (options.logPath === null) return;
+  let log: string;
+  try {
+    log = realPathOrNearest(options.logPath);
+  } catch {
+    return; // a log that cannot be resolved fails when it is opened, with its own message
+  }
+  for (const [name, root] of [["source", options.source], ["replica", options.replica]]) {
+    let realRoot: string;
+    try {
+      realRoot = realPathOrNearest(root!);
+    } catch {
+      continue;
+    }
+    if (isInside(log, realRoot)) {
+      throw new UsageError(
+        `The log file ${quoted(options.logPath)} is inside the ${name} ${quoted(root!)}, where ` +
+          `it would be mirrored or deleted: put it outside`,
+      );
+    }
+  }
 }
 
 /**
@@ -266,6 +297,7 @@ export async function runOnce(options: Options, deps: RunDependencies): Promise<
     if (await stopAsked(control)) return stoppedSummary(options, started);
     const decided = decide(options, deps, { from, to, hashOptions });
     if (await stopAsked(control)) return stoppedSummary(options, started);
+    if (writes) purgeExpiredTrash(options, sides, report);
     const summary = options.dryRun
       ? printPlan(decided.plan, options.keepDeletedMs !== null)
       : await execute(decided.plan, {
@@ -292,7 +324,7 @@ export async function runOnce(options: Options, deps: RunDependencies): Promise<
     }
     // Restoring leaves the source as it was found: the folders of ours this run made there
     // go again, if empty. Nothing else there is ever removed.
-    removeEmptyFolders(prepared?.madeInTarget ?? []);
+    removeMadeFolders(prepared?.madeHere ?? []);
   }
 }
 
@@ -430,16 +462,21 @@ function refuseUnsafe(options: Options, scans: { from: Scan; to: Scan }): void {
 /** What a writing run set up: where files are written and kept, and what it made. */
 interface PreparedWrites {
   tempDir: string;
+  tempIdentity: Identity;
   trashDir: string | null;
+  trashIdentity: Identity | null;
   /** The replica's metadata folder, checked again before the record is saved (not restoring). */
   metaIdentity: Identity | null;
-  /** Our folders this run made in the written tree, when restoring (removed if left empty). */
-  madeInTarget: string[];
+  /**
+   * Our folders this run made that go again at its end if left empty: in the source when
+   * restoring, and the run's trash folder.
+   */
+  madeHere: Array<{ path: string } & Identity>;
 }
 
 /**
  * The first writes of a run, once every check has passed: the replica and our folders, the
- * lock, leftovers of a killed run, expired trash.
+ * lock, leftovers of a killed run.
  */
 function prepareWrites(options: Options, sides: RunSides, deps: RunDependencies): PreparedWrites {
   const { replicaMeta, targetMeta } = sides;
@@ -459,10 +496,14 @@ function prepareWrites(options: Options, sides: RunSides, deps: RunDependencies)
     takeLock(deps.control, replicaMeta, "create");
     deps.control.lock!.announce();
   }
-  const madeInTarget: string[] = [];
-  for (const folder of options.restore ? [targetMeta.dir, targetMeta.temp] : [targetMeta.temp]) {
-    if (makeOwnFolder(folder).made) madeInTarget.push(folder);
-  }
+  const madeHere: PreparedWrites["madeHere"] = [];
+  const make = (path: string, removeIfEmpty: boolean) => {
+    const { dev, ino, made } = makeOwnFolder(path);
+    if (made && removeIfEmpty) madeHere.push({ path, dev, ino });
+    return { dev, ino };
+  };
+  if (options.restore) make(targetMeta.dir, true);
+  const tempIdentity = make(targetMeta.temp, options.restore);
   if (!options.restore) {
     // Files left by a run that was killed mid-copy; the lock says no run is using them. In the
     // source (restoring) nothing is removed but what this run made.
@@ -471,25 +512,40 @@ function prepareWrites(options: Options, sides: RunSides, deps: RunDependencies)
     }
   }
   let trashDir: string | null = null;
+  let trashIdentity: Identity | null = null;
   if (options.keepDeletedMs !== null) {
-    for (const name of purgeTrash(targetMeta.trash, options.keepDeletedMs, new Date())) {
-      deps.report.change(
-        `purge trash ${name}/ (older than ${formatDuration(options.keepDeletedMs)})`,
-      );
-    }
-    if (makeOwnFolder(targetMeta.trash).made && options.restore) {
-      madeInTarget.push(targetMeta.trash);
-    }
+    make(targetMeta.trash, options.restore);
     trashDir = `${targetMeta.trash}/${trashFolderName(new Date())}`;
-    makeOwnFolder(trashDir);
-    madeInTarget.push(trashDir); // removed at the end if nothing went in
+    trashIdentity = make(trashDir, true);
   }
   return {
     tempDir: targetMeta.temp,
+    tempIdentity,
     trashDir,
-    metaIdentity: metaIdentity && { dev: metaIdentity.dev, ino: metaIdentity.ino },
-    madeInTarget,
+    trashIdentity,
+    metaIdentity,
+    madeHere,
   };
+}
+
+/** Removes the trash folders older than `--keep-deleted`, once the run is decided. */
+function purgeExpiredTrash(options: Options, sides: RunSides, report: Reporter): void {
+  if (options.keepDeletedMs === null) return;
+  for (const name of purgeTrash(sides.targetMeta.trash, options.keepDeletedMs, new Date())) {
+    report.change(`purge trash ${name}/ (older than ${formatDuration(options.keepDeletedMs)})`);
+  }
+}
+
+/** Removes folders this run made, innermost first, each only if empty and still the one made. */
+function removeMadeFolders(folders: PreparedWrites["madeHere"]): void {
+  for (const folder of folders.toReversed()) {
+    if (!sameIdentity(identityOf(folder.path), folder)) continue;
+    try {
+      Deno.removeSync(folder.path); // not recursive: a folder with anything in it stays
+    } catch {
+      // Not empty, or already gone: leave it.
+    }
+  }
 }
 
 /** Hashes the files whose SHA-256 would change a decision and is not known yet. */
@@ -642,7 +698,9 @@ async function execute(
     fromRoot: sides.fromRoot,
     toRoot: sides.toRoot,
     tempDir: prepared.tempDir,
+    tempIdentity: prepared.tempIdentity,
     trashDir: prepared.trashDir,
+    trashIdentity: prepared.trashIdentity,
     pool: control.pool!,
     guard: new FolderGuard(sides.toRoot, to),
     onStart: (action) => control.progress.current = action.path,

@@ -99,9 +99,13 @@ export function scanTree(root: string, options: ScanOptions): Scan {
     }
     for (const item of listing) {
       const path = folder === "" ? item.name : `${folder}/${item.name}`;
-      if (folder === "" && skipMetaDir && item.name === META_DIR) continue;
-      if (exclude(path, item.isDirectory)) {
-        kept.push(path);
+      const skipped = folder === "" && skipMetaDir && item.name === META_DIR;
+      if (skipped || exclude(path, item.isDirectory)) {
+        // Not walked, but a folder left out must still not be the other tree's root.
+        if (item.isDirectory && avoid.length > 0 && isAvoided(`${root}/${path}`, avoid)) {
+          return { entries, problems, kept, nested: path };
+        }
+        if (!skipped) kept.push(path);
         continue;
       }
       let stat: Deno.FileInfo;
@@ -186,4 +190,13 @@ export function signatureOf(entry: Signature): Signature {
 export function sameSignature(a: Signature, b: Signature): boolean {
   return a.size === b.size && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs &&
     a.ino === b.ino;
+}
+
+function isAvoided(path: string, avoid: Identity[]): boolean {
+  try {
+    const info = Deno.lstatSync(path);
+    return avoid.some((id) => id.dev === info.dev && id.ino === info.ino);
+  } catch {
+    return false;
+  }
 }
