@@ -34,7 +34,9 @@ import {
 
 /** A batch of files to copy from one tree into the other, with the settings of the run. */
 export interface CopyRequest extends CopySettings {
+  /** The tree read. */
   fromRoot: string;
+  /** The tree written. */
   toRoot: string;
   /** Each file, and what the folder it goes into must be at the final rename. */
   items: Array<{ path: string; parent: Identity | null }>;
@@ -53,14 +55,19 @@ export interface CopyPool {
 
 /** Where and how {@linkcode applyPlan} writes. */
 export interface ApplyContext extends CopySettings {
+  /** The tree read. */
   fromRoot: string;
+  /** The tree written. */
   toRoot: string;
   /** Checked between actions: true stops after the current one. */
   shouldStop: () => boolean;
   /** Checked inside long copies: true abandons the file at once. */
   mustAbort: () => boolean;
+  /** Lets the event loop turn between actions (signals, stdin). */
   pause: () => Promise<void>;
+  /** Called with each action done and the bytes it wrote. */
   onDone: (action: Action, bytes: number) => void;
+  /** Called with each action that failed; the run goes on. */
   onFailed: (problem: Problem) => void;
   /** Called as a file is copied, with the bytes just written. */
   onBytes?: (bytes: number) => void;
@@ -85,7 +92,9 @@ export const CHECKPOINT_MS = 60_000;
 
 /** What applying a plan did, for the summary and the record. */
 export interface ApplyResult extends RecordChanges {
+  /** The counts for the summary. */
   summary: RunSummary;
+  /** True when a stop was asked before the end. */
   stopped: boolean;
 }
 
@@ -304,7 +313,9 @@ function makeFolder(path: string): void {
 
 /** A copied file: the replica's new state, and the source's as it was read. */
 export interface CopiedFile {
+  /** The replica's new state: what was written. */
   replica: RecordEntry;
+  /** The source as it was read. */
   source: RecordEntry;
 }
 
@@ -658,11 +669,13 @@ export interface CopySettings {
 
 /** What copying one file needs to know, on the main thread or in a worker. */
 export interface CopyContext extends CopySettings {
+  /** The tree written. */
   toRoot: string;
   /** What the folder the file goes into must be at the final rename; null when unknown. */
   parent?: Identity | null;
   /** Checked inside long copies: true abandons the file at once. */
   mustAbort: () => boolean;
+  /** Called as a file is copied, with the bytes just written. */
   onBytes?: (bytes: number) => void;
 }
 

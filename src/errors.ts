@@ -29,11 +29,13 @@ export const ExitCode = {
 
 /** A bad flag, value or path: exit 2, nothing changed. */
 export class UsageError extends Error {
+  /** The error's name, for messages and logs. */
   override name = "UsageError";
 }
 
 /** A safety check said no: exit 3, nothing deleted. */
 export class RefusedError extends Error {
+  /** The error's name, for messages and logs. */
   override name = "RefusedError";
 }
 

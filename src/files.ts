@@ -7,11 +7,14 @@
 
 import { quoted } from "./format.ts";
 
+/** One encoder for every text written. */
 export const encoder = new TextEncoder();
 
 /** A device and inode: what a path resolved to when it was looked at. */
 export interface Identity {
+  /** The device. */
   dev: number;
+  /** The inode on that device. */
   ino: number;
 }
 
@@ -20,6 +23,7 @@ export function writeAll(file: { writeSync(bytes: Uint8Array): number }, bytes: 
   for (let done = 0; done < bytes.length;) done += file.writeSync(bytes.subarray(done));
 }
 
+/** Removes a path (a folder with what is in it) if it is there; never throws. */
 export function removeQuietly(path: string): void {
   try {
     Deno.removeSync(path, { recursive: true });
@@ -38,6 +42,7 @@ export function identityOf(path: string): Identity | null {
   }
 }
 
+/** Whether two identities are the same entry (false when either is unknown). */
 export function sameIdentity(a: Identity | null, b: Identity | null): boolean {
   return a !== null && b !== null && a.dev === b.dev && a.ino === b.ino;
 }
@@ -53,6 +58,7 @@ export function expectIdentity(path: string, expected: Identity): void {
   }
 }
 
+/** The `stat` of a path, or null when it cannot be had. */
 export function statOrNull(path: string): Deno.FileInfo | null {
   try {
     return Deno.statSync(path);

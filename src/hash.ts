@@ -13,6 +13,7 @@ const READ_BUFFER = new Uint8Array(1 << 20);
 
 /** What one read of a file through SHA-256 saw. */
 export interface ReadThrough {
+  /** SHA-256 of the bytes read, in hex. */
   hash: string;
   /** The file as `fstat` showed it once read. */
   after: Entry;
@@ -67,8 +68,11 @@ export function readThroughHash(
 
 /** A file's SHA-256 and the signature it had while it was read. */
 export interface HashResult {
+  /** SHA-256 in hex. */
   hash: string;
+  /** The file's signature while it was read. */
   signature: Signature;
+  /** When the read began, for the racy rule. */
   hashedAtMs: number;
 }
 

@@ -19,7 +19,9 @@ export interface Reporter {
   change(text: string): void;
   /** Detail for `-vv`: each entry scanned, each decision. */
   debug(text: string): void;
+  /** A warning: shown unless `-q`, and in the log file. */
   warn(text: string): void;
+  /** An error: always shown; its stack with `-vv`. */
   error(text: string, error?: unknown): void;
   /** The run summary: shown by default, hidden by `-q`. */
   summary(text: string): void;
@@ -44,6 +46,7 @@ function fileFormat(record: LogRecord): string {
 /** Whether the live progress line is on screen: console output clears it first. */
 let progressLineShown = false;
 
+/** Writes to stderr, clearing the progress line first; a closed stderr ends its output quietly. */
 export function writeStderr(text: string): void {
   if (progressLineShown) {
     progressLineShown = false;
@@ -353,6 +356,7 @@ export async function closeLogging(): Promise<void> {
   }
 }
 
+/** One line for an action, as `-v`, the log and the dry run show it. */
 export function describeAction(action: Action): string {
   const shown = listedPath(action.path === "" ? "." : action.path);
   switch (action.kind) {
@@ -374,6 +378,7 @@ export function describeAction(action: Action): string {
   }
 }
 
+/** The summary line of a run, after `label` (`sync`, `run 3`, `dry run`). */
 export function summaryLine(summary: RunSummary, label: string): string {
   const s = summary;
   return `${label}: ${s.copied} copied, ${s.updated} updated, ${s.moved} moved, ` +
@@ -384,18 +389,23 @@ export function summaryLine(summary: RunSummary, label: string): string {
 
 /** How far the run under way has come. */
 export interface RunProgress {
+  /** What the run is doing. */
   phase: "idle" | "scanning" | "hashing" | "copying";
   /** Entries scanned, or changes made. */
   done: number;
   /** Changes planned (0 while scanning). */
   total: number;
+  /** Bytes hashed or copied so far. */
   bytes: number;
+  /** Bytes to copy in all, once the plan is known. */
   totalBytes: number;
   /** The path being copied. */
   current: string;
+  /** When the phase began (`performance.now()`). */
   startedAt: number;
 }
 
+/** The progress of no run. */
 export function idleProgress(): RunProgress {
   return {
     phase: "idle",
@@ -452,6 +462,7 @@ export function startProgressLine(
   };
 }
 
+/** Writes to stdout; a closed stdout (`| head`) ends its output quietly. */
 export function writeStdout(text: string): void {
   writeOut(Deno.stdout, text);
 }

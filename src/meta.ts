@@ -40,7 +40,9 @@ export interface MetaPaths {
   temp: string;
   /** `--keep-deleted` folders, one per run. */
   trash: string;
+  /** The lock file. */
   lock: string;
+  /** The record file. */
   record: string;
 }
 
@@ -169,6 +171,7 @@ export type LockMode = "create" | "existing" | "read";
 
 /** Another run holds the replica: exit 3. */
 export class LockHeldError extends RefusedError {
+  /** The error's name, for messages and logs. */
   override name = "LockHeldError";
 }
 

@@ -231,10 +231,13 @@ export function checkPaths(source: string, replica: string): void {
 
 /** What one run needs besides its options. */
 export interface RunDependencies {
+  /** Where the run's messages go. */
   report: Reporter;
+  /** The stop flags, lock, progress and workers shared with the caller. */
   control: RunControl;
   /** Answers the `--interactive` question; true deletes. */
   confirmDeletes: (count: number, sample: string[]) => boolean;
+  /** Running as root: owners are compared and kept. */
   isRoot: boolean;
 }
 
@@ -748,6 +751,7 @@ function confirmOnTerminal(count: number, sample: string[]): boolean {
   return /^y(es)?$/i.test(readAnswer());
 }
 
+/** Whether this process runs as root (owners are kept only then). */
 export function isRunningAsRoot(): boolean {
   try {
     return Deno.uid() === 0;
@@ -762,6 +766,7 @@ function exitCodeFor(summary: RunSummary): number {
   return summary.failed > 0 || summary.deletionsHeldBack > 0 ? ExitCode.Failed : ExitCode.Ok;
 }
 
+/** Runs once, with signals and the progress line, and returns the exit code. */
 export async function runOneShot(options: Options, report: Reporter): Promise<number> {
   const control = newRunControl();
   let interrupted: number | null = null;

@@ -17,13 +17,17 @@ import { hashInPool, WorkerPool } from "./workers.ts";
 
 /** What `--verify` found. */
 export interface VerifyResult {
+  /** Files read and compared. */
   checked: number;
   /** Bytes read and hashed. */
   bytes: number;
+  /** Files whose content differs from the record. */
   mismatched: string[];
+  /** Files the record has that the replica does not. */
   missing: string[];
   /** Files with no hash in the record: not checked. */
   unrecorded: string[];
+  /** Files that could not be read, and record problems. */
   failed: Problem[];
   /** False when the replica has no record at all. */
   recordFound: boolean;
@@ -83,6 +87,7 @@ export async function verifyReplica(
   return result;
 }
 
+/** Runs `--verify` on the replica and returns the exit code. */
 export async function runVerify(options: Options, report: Reporter): Promise<number> {
   try {
     if (!Deno.statSync(options.replica).isDirectory) throw new Deno.errors.NotFound();

@@ -36,10 +36,11 @@ type WorkerRequest =
   | { op: "hash"; root: string; paths: string[] };
 
 /** One hash's outcome; null when the file changed while read. */
-type HashOutcome = { result: HashResult | null } | { error: string };
+export type HashOutcome = { result: HashResult | null } | { error: string };
 
 /** A scan as a worker sends it back, with what the `-vv` and warning output needs. */
 export interface WorkerScan extends Scan {
+  /** Special files the walk skipped, for the warnings. */
   skipped: Problem[];
 }
 
