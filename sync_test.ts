@@ -956,9 +956,18 @@ Deno.test("cli: two concurrent runs on one replica, the second exits 3", async (
   await withTemp(async (dir) => {
     await makeSparseFile(`${dir}/s/big`, 1 << 30);
     const first = spawnCli([`${dir}/s`, `${dir}/r`]);
-    await waitFor(() => pathExists(`${dir}/r/.treesync/lock`));
+    // The lock file alone does not say the lock is taken; a copy under way does (a run locks
+    // before it writes anything else).
+    await waitFor(() => {
+      try {
+        return [...Deno.readDirSync(`${dir}/r/.treesync/tmp`)].length > 0;
+      } catch {
+        return false;
+      }
+    });
     const second = await cli([`${dir}/s`, `${dir}/r`]);
     assertExit(second, 3);
+    assertMatch(second.stderr, /another treesync run \(pid \d+\) holds/);
     assertExit(await collect(first), 0);
   });
 });
