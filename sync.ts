@@ -24,7 +24,8 @@ import { errorText, ExitCode, RefusedError, UsageError } from "./src/errors.ts";
 import { quoted } from "./src/format.ts";
 import { closeLogging, type Reporter, setUpLogging, writeStderr, writeStdout } from "./src/log.ts";
 import { runLoop } from "./src/loop.ts";
-import { checkLogPlace, runOneShot } from "./src/run.ts";
+import { checkLogPlace } from "./src/places.ts";
+import { runOneShot } from "./src/run.ts";
 import { runVerify } from "./src/verify.ts";
 
 /** The tool's version, printed by `--version`. */

@@ -2,7 +2,6 @@
  * Tests for applying a plan: through the worker pool production uses, on real temporary
  * folders.
  */
-
 import { type ApplyContext, applyPlan, copyFile, FolderGuard } from "./apply.ts";
 import { identityOf } from "./files.ts";
 import { type Action, planMirror } from "./plan.ts";

@@ -18,15 +18,9 @@ import {
   writeStdout,
 } from "./log.ts";
 import { LockHeldError, metaPaths } from "./meta.ts";
+import { checkPaths } from "./places.ts";
 import { emptySummary, type RunSummary } from "./plan.ts";
-import {
-  checkPaths,
-  isRunningAsRoot,
-  newRunControl,
-  requestStop,
-  runOnce,
-  takeLock,
-} from "./run.ts";
+import { isRunningAsRoot, newRunControl, requestStop, runOnce, takeLock } from "./run.ts";
 
 const LOOP_HELP = `Commands (type one and press Enter):
   now       start a run at once
