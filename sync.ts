@@ -24,7 +24,7 @@ import { errorText, ExitCode, RefusedError, UsageError } from "./src/errors.ts";
 import { quoted } from "./src/format.ts";
 import { closeLogging, type Reporter, setUpLogging, writeStderr, writeStdout } from "./src/log.ts";
 import { runLoop } from "./src/loop.ts";
-import { runOneShot } from "./src/run.ts";
+import { runOneShot } from "./src/oneshot.ts";
 import { runVerify } from "./src/verify.ts";
 
 /** The tool's version, printed by `--version`. */

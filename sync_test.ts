@@ -1186,17 +1186,39 @@ Deno.test("loop: quit in the middle of a long copy finishes that file and stops"
   });
 });
 
-Deno.test("loop: a second SIGINT stops at once, leaving no partial file under a final name", async () => {
+/**
+ * Two SIGINTs while a large file is copied, the second once the first was seen: the file in
+ * flight is abandoned, the files copied before it stay recorded, and the exit code is 130.
+ */
+async function interruptTwiceMidCopy(loopArgs: string[]): Promise<void> {
   await withTemp(async (dir) => {
-    await makeSparseFile(`${dir}/s/big`, 4 * 2 ** 30);
-    const loop = new LoopProcess(["-i", "1h", `${dir}/s`, `${dir}/r`]);
-    await loop.waitFor(() => tempFileCount(`${dir}/r`) > 0, "the copy to start");
-    loop.child.kill("SIGINT");
-    await loop.waitFor(() => /SIGINT: finishing/.test(loop.stderr), "the first SIGINT to be seen");
-    loop.child.kill("SIGINT");
-    assertEquals(await loop.exitCode(), 130);
-    assert(!pathExists(`${dir}/r/big`), "no partial file under the final name");
+    writeTree(`${dir}/s`, { a1: "first", a2: "second" });
+    await makeSparseFile(`${dir}/s/z-big`, 4 * 2 ** 30);
+    // One job: the small files are copied before the large one starts.
+    const run = new LoopProcess([...loopArgs, "--jobs", "1", `${dir}/s`, `${dir}/r`], "null");
+    await run.waitFor(
+      () => pathExists(`${dir}/r/a2`) && tempFileCount(`${dir}/r`) > 0,
+      "the large copy to start",
+    );
+    run.child.kill("SIGINT");
+    await run.waitFor(() => /SIGINT: finishing/.test(run.stderr), "the first SIGINT to be seen");
+    run.child.kill("SIGINT");
+    assertEquals(await run.exitCode(), 130, run.stderr);
+    assertMatch(run.stderr, /^warning: SIGINT again: abandoning the current file/m);
+    assert(!pathExists(`${dir}/r/z-big`), "no partial file under the final name");
+    const recorded = recordRows(`${dir}/r`).replica;
+    assert(recorded.has("a1") && recorded.has("a2"), `the record: ${[...recorded.keys()]}`);
+    assert(!recorded.has("z-big"), "the abandoned file is not recorded");
   });
+}
+
+// A second SIGINT used to exit at once without saving the record.
+Deno.test("loop: a second SIGINT abandons the file in flight, saves the record and exits 130", async () => {
+  await interruptTwiceMidCopy(["-i", "1h"]);
+});
+
+Deno.test("cli: a second SIGINT abandons the file in flight, saves the record and exits 130", async () => {
+  await interruptTwiceMidCopy([]);
 });
 
 Deno.test("loop: a run longer than the interval is followed at once, with a warning", async () => {

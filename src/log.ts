@@ -341,10 +341,18 @@ export function describeAction(action: Action): string {
   }
 }
 
+/** The files changed, as every summary words them: `2 copied, 0 updated, 1 moved, 0 deleted`. */
+export function changeCounts(
+  counts: Pick<RunSummary, "copied" | "updated" | "moved" | "deleted">,
+): string {
+  const c = counts;
+  return `${c.copied} copied, ${c.updated} updated, ${c.moved} moved, ${c.deleted} deleted`;
+}
+
 export function summaryLine(summary: RunSummary, label: string): string {
   const s = summary;
-  return `${label}: ${s.copied} copied, ${s.updated} updated, ${s.moved} moved, ` +
-    `${s.deleted} deleted, ${s.dirsCreated} folders created, ${s.dirsDeleted} folders deleted, ` +
+  return `${label}: ${changeCounts(s)}, ` +
+    `${s.dirsCreated} folders created, ${s.dirsDeleted} folders deleted, ` +
     `${s.attrsUpdated} attributes fixed, ${s.failed} failed, ${formatBytes(s.bytesCopied)} ` +
     `copied in ${(s.durationMs / 1000).toFixed(2)} s`;
 }
