@@ -27,6 +27,9 @@ import { runLoop } from "./src/loop.ts";
 import { runOneShot } from "./src/oneshot.ts";
 import { runVerify } from "./src/verify.ts";
 
+/** What every mode reports through: the console and the log file, set up by `main`. */
+export type { Reporter } from "./src/log.ts";
+
 /** The tool's version, printed by `--version`. */
 export const VERSION = "0.1.0";
 

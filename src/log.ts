@@ -19,7 +19,9 @@ export interface Reporter {
   change(text: string): void;
   /** Detail for `-vv`: each entry scanned, each decision. */
   debug(text: string): void;
+  /** Something the user should know; the run goes on. */
   warn(text: string): void;
+  /** Something that failed; with `-vv`, the error's stack too. */
   error(text: string, error?: unknown): void;
   /** The run summary: shown by default, hidden by `-q`. */
   summary(text: string): void;

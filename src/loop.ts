@@ -75,13 +75,19 @@ export function nextWaitMs(untilMs: number, nowMs: number, chunkMs = WAIT_CHUNK_
 
 /** Totals over every run of a loop, logged when it exits. */
 export interface LoopTotals {
+  /** Runs started. */
   runs: number;
   /** Runs that failed, or that `--max-delete` held back. */
   failedRuns: number;
+  /** New files copied, over every run. */
   copied: number;
+  /** Changed files copied again. */
   updated: number;
+  /** Files and folders renamed in the replica instead of copied. */
   moved: number;
+  /** Entries deleted from the replica. */
   deleted: number;
+  /** Bytes copied. */
   bytesCopied: number;
   /** Entries that failed, over every run. */
   failed: number;
@@ -89,16 +95,18 @@ export interface LoopTotals {
 
 /** What a loop knows during and between runs: what `status` shows and commands change. */
 export interface LoopState {
-  /** The controls of the run under way, shared with signals and commands. */
-  control: RunControl;
   /** When the loop started, in `Date.now()` milliseconds. */
   startedAt: number;
+  /** Totals over the runs so far. */
   totals: LoopTotals;
-  /** The last finished run's summary; null before the first ends. */
-  lastSummary: RunSummary | null;
+  /** The last finished run's summary line, labelled for `status`; null before the first. */
+  lastRun: string | null;
+  /** Whether the last finished run failed: the exit code after `quit`. */
   lastRunFailed: boolean;
   /** Whether a run is under way. */
   running: boolean;
+  /** The run under way's progress, as the progress line shows it. */
+  progress: () => string;
   /** A `now` came during a run: the next run starts as soon as it ends. */
   runAgain: boolean;
   /** When the next run starts, in `Date.now()` milliseconds. */
@@ -108,9 +116,8 @@ export interface LoopState {
 }
 
 /** The state of a loop starting at `nowMs`, before its first run. */
-export function newLoopState(nowMs: number): LoopState {
+export function newLoopState(nowMs: number, progress: () => string): LoopState {
   return {
-    control: newRunControl(),
     startedAt: nowMs,
     totals: {
       runs: 0,
@@ -122,9 +129,10 @@ export function newLoopState(nowMs: number): LoopState {
       bytesCopied: 0,
       failed: 0,
     },
-    lastSummary: null,
+    lastRun: null,
     lastRunFailed: false,
     running: false,
+    progress,
     runAgain: false,
     nextRunAt: nowMs,
     exitCode: null,
@@ -133,12 +141,10 @@ export function newLoopState(nowMs: number): LoopState {
 
 /** The reply to `status`: the last run, the run under way or the next one, runs and uptime. */
 export function statusText(state: LoopState, nowMs: number = Date.now()): string {
-  const { lastSummary, nextRunAt } = state;
-  const last = lastSummary
-    ? summaryLine(lastSummary, state.lastRunFailed ? "last run (failed)" : "last run")
-    : "last run: none yet";
+  const { nextRunAt } = state;
+  const last = state.lastRun ?? "last run: none yet";
   const now = state.running
-    ? `run in progress: ${progressText(state.control.progress)}`
+    ? `run in progress: ${state.progress()}`
     : `next run in ${formatDuration(Math.max(0, nextRunAt - nowMs))} ` +
       `(${new Date(nextRunAt).toISOString()})`;
   const runs = `runs: ${state.totals.runs}, uptime ${formatDuration(nowMs - state.startedAt)}`;
@@ -188,8 +194,8 @@ export function answerCommand(
  */
 export async function runLoop(options: Options, report: Reporter): Promise<number> {
   const intervalMs = options.intervalMs!;
-  const state = newLoopState(Date.now());
-  const { control } = state;
+  const control = newRunControl();
+  const state = newLoopState(Date.now(), () => progressText(control.progress));
   const sleep = new Sleep();
   checkPathsAtStart(options, report);
   // The lock is held for the loop's life (each run takes it again if the replica was deleted
@@ -197,7 +203,7 @@ export async function runLoop(options: Options, report: Reporter): Promise<numbe
   // new replica the first run makes it.
   control.keepLock = true;
   holdLock(options, control);
-  const stopCommands = listenForCommands((line) => obey(line, state, { report, sleep }));
+  const stopCommands = listenForCommands((line) => obey(line, state, { control, report, sleep }));
   const stopProgress = startProgressLine(() => control.progress, options);
   const stopSignals = listenForStops(control, report, (exitCode) => {
     state.exitCode = exitCode;
@@ -206,7 +212,7 @@ export async function runLoop(options: Options, report: Reporter): Promise<numbe
   try {
     while (!control.stopRequested) {
       const runStartedAt = Date.now();
-      const summary = await loopRun(options, report, state);
+      const summary = await loopRun(options, { report, control }, state);
       finishRun(options, report, state, summary);
       if (control.stopRequested) break;
       scheduleNext(report, state, { runStartedAt, intervalMs, summary });
@@ -244,11 +250,15 @@ function holdLock(options: Options, control: RunControl): void {
 }
 
 /** Carries out one line typed into the loop. */
-function obey(line: string, state: LoopState, loop: { report: Reporter; sleep: Sleep }): void {
+function obey(
+  line: string,
+  state: LoopState,
+  loop: { control: RunControl; report: Reporter; sleep: Sleep },
+): void {
   const answer = answerCommand(parseLoopCommand(line), state);
   if (answer.logged !== undefined) loop.report.summary(answer.logged);
   if (answer.reply !== undefined) writeStdout(`${answer.reply}\n`);
-  if (answer.next === "quit") requestStop(state.control, 1);
+  if (answer.next === "quit") requestStop(loop.control, 1);
   if (answer.next === "run-again") state.runAgain = true;
   if (answer.next === "quit" || answer.next === "wake") loop.sleep.wake();
 }
@@ -257,15 +267,19 @@ function obey(line: string, state: LoopState, loop: { report: Reporter; sleep: S
  * One run of the loop. A failed run is a summary with one failure, and the loop goes on; only
  * a lock held by another process ends it.
  */
-async function loopRun(options: Options, report: Reporter, state: LoopState): Promise<RunSummary> {
+async function loopRun(
+  options: Options,
+  { report, control }: { report: Reporter; control: RunControl },
+  state: LoopState,
+): Promise<RunSummary> {
   const startedAt = Date.now();
   state.running = true;
   state.totals.runs++;
   try {
-    holdLock(options, state.control);
+    holdLock(options, control);
     return await runOnce(options, {
       report,
-      control: state.control,
+      control,
       isRoot: isRunningAsRoot(),
       confirmDeletes: () => false,
     });
@@ -287,8 +301,8 @@ function finishRun(
   summary: RunSummary,
 ): void {
   const { totals } = state;
-  state.lastSummary = summary;
   state.lastRunFailed = summary.failed > 0 || summary.maxDeleteHit;
+  state.lastRun = summaryLine(summary, state.lastRunFailed ? "last run (failed)" : "last run");
   if (state.lastRunFailed) totals.failedRuns++;
   totals.copied += summary.copied;
   totals.updated += summary.updated;
