@@ -708,30 +708,12 @@ Deno.test("cli --interactive asks on a terminal; declining keeps entries and sti
     writeTree(`${dir}/s`, { f: "new" });
     writeTree(`${dir}/r`, { extra: "x", f: "old" });
     setMtime(`${dir}/r/f`, 1_000_000_000_000);
-    const command = [
-      Deno.execPath(),
-      "run",
-      "--quiet",
-      ...SYNC_FLAGS,
-      SYNC_MODULE,
-      "-I",
-      `${dir}/s`,
-      `${dir}/r`,
-    ]
-      .map((word) => `'${word}'`).join(" ");
-    // `script` gives the CLI a pseudo-terminal; the answer is typed into it.
-    const child = new Deno.Command("script", {
-      args: ["-qec", command, "/dev/null"],
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const writer = child.stdin.getWriter();
-    await new Promise((done) => setTimeout(done, 1500));
-    await writer.write(new TextEncoder().encode("n\n"));
-    await writer.close();
-    const output = await child.output();
-    const shown = new TextDecoder().decode(output.stdout);
+    // The answer is typed once the question is on the pseudo-terminal.
+    const { shown } = await answerOnTerminal(
+      ["-I", `${dir}/s`, `${dir}/r`],
+      "Delete them? [y/N]",
+      "n\n",
+    );
     assertMatch(shown, /1 entries would be deleted/);
     assertMatch(shown, /extra/);
     assertEquals(readTree(`${dir}/r`), { extra: "x", f: "new" });
@@ -974,7 +956,7 @@ class LoopProcess {
   }
 }
 
-Deno.test("loop: a change appears within the interval; quit exits 0 with totals", async () => {
+Deno.test("loop: a change in the source is mirrored by a later run; quit exits 0 with totals", async () => {
   await withTemp(async (dir) => {
     writeTree(`${dir}/s`, { first: "1" });
     const loop = new LoopProcess(["--interval", "1", `${dir}/s`, `${dir}/r`]);
@@ -983,11 +965,15 @@ Deno.test("loop: a change appears within the interval; quit exits 0 with totals"
     await loop.waitFor(() => pathExists(`${dir}/r/second`), "the change to be mirrored");
     await loop.send("quit");
     assertEquals(await loop.exitCode(), 0);
-    assertMatch(loop.stderr, /^loop totals: \d+ runs \(0 failed\), 2 copied, .* uptime /m);
+    // The same words as each run's summary, and the same as before the summaries shared them.
+    assertMatch(
+      loop.stderr,
+      /^loop totals: \d+ runs \(0 failed\), 2 copied, 0 updated, 0 moved, 0 deleted, 2 B, 0 failures, uptime \d+s$/m,
+    );
   });
 });
 
-Deno.test("loop: runs start at once, then at the interval; `now` starts one at once", async () => {
+Deno.test("loop: the first run starts without waiting for the interval; `now` starts another", async () => {
   await withTemp(async (dir) => {
     writeTree(`${dir}/s`, { a: "a" });
     const loop = new LoopProcess(["--interval", "1h", `${dir}/s`, `${dir}/r`]);
@@ -1085,7 +1071,7 @@ Deno.test("cli: a second SIGINT abandons the file in flight, saves the record an
   await interruptTwiceMidCopy([]);
 });
 
-Deno.test("loop: a run longer than the interval is followed at once, with a warning", async () => {
+Deno.test("loop: a run longer than the interval warns, and the next run follows", async () => {
   await withTemp(async (dir) => {
     await makeSparseFile(`${dir}/s/big`, 2 * 2 ** 30);
     const loop = new LoopProcess(["-i", "1", `${dir}/s`, `${dir}/r`]);
@@ -1927,7 +1913,7 @@ Deno.test({
   },
 });
 
-Deno.test("cli honours SIGTERM that comes while it plans: it stops soon after, exit 143", async () => {
+Deno.test("cli honours SIGTERM that comes while it plans: it stops before copying everything, exit 143", async () => {
   await withTemp(async (dir) => {
     const files: Tree = {};
     for (let i = 0; i < 20_000; i++) files[`f${i}`] = "";
@@ -2249,7 +2235,7 @@ Deno.test("log: a symlinked log is appended to, never truncated; rotation rename
   });
 });
 
-Deno.test("log: a fifo as the log path is exit 2 at once, never a run blocked on it", async () => {
+Deno.test("log: a fifo as the log path is exit 2 before any run, never a run blocked on it", async () => {
   await withTemp(async (dir) => {
     writeTree(`${dir}/s`, { f: "x" });
     assert((await new Deno.Command("mkfifo", { args: [`${dir}/log`] }).output()).success);
@@ -2918,7 +2904,7 @@ Deno.test("safety: --jobs past its ceiling is exit 2 naming the value, nothing m
   });
 });
 
-Deno.test("safety: loop --interval 30d runs once and then waits 30 days", async () => {
+Deno.test("safety: loop --interval 30d runs once and schedules the next run 30 days on", async () => {
   await withTemp(async (dir) => {
     writeTree(`${dir}/s`, { a: "a" });
     const loop = new LoopProcess(["--interval", "30d", `${dir}/s`, `${dir}/r`]);
