@@ -24,9 +24,12 @@ import { errorText, ExitCode, RefusedError, UsageError } from "./src/errors.ts";
 import { quoted } from "./src/format.ts";
 import { closeLogging, type Reporter, setUpLogging, writeStderr, writeStdout } from "./src/log.ts";
 import { runLoop } from "./src/loop.ts";
+import { runOneShot } from "./src/oneshot.ts";
 import { checkLogPlace } from "./src/places.ts";
-import { runOneShot } from "./src/run.ts";
 import { runVerify } from "./src/verify.ts";
+
+/** What every mode reports through: the console and the log file, set up by `main`. */
+export type { Reporter } from "./src/log.ts";
 
 /** The tool's version, printed by `--version`. */
 export const VERSION = "0.1.0";

@@ -17,21 +17,31 @@ export interface Options {
   source: string;
   /** Absolute path of the mirror. */
   replica: string;
+  /** `--dry-run`: print the plan, change nothing. */
   dryRun: boolean;
+  /** `--restore`: copy from the replica back into the source, deleting nothing. */
   restore: boolean;
   /** With `--restore`: also replace source files changed since the last sync. */
   overwriteNewer: boolean;
+  /** `--checksum`: decide "changed" by content, not size and mtime. */
   checksum: boolean;
+  /** `--verify`: re-hash the replica against its record, change nothing. */
   verify: boolean;
+  /** `--exclude` globs, each already checked by {@linkcode compileExcludes}. */
   excludes: string[];
   /** False with `--no-delete`: nothing is ever deleted from the replica. */
   deletes: boolean;
+  /** `--interactive`: ask on the terminal before deleting anything. */
   interactive: boolean;
+  /** `--allow-empty-source`: mirror an empty source over a non-empty replica. */
   allowEmptySource: boolean;
   /** Absolute path of the log file, or null for the console only. */
   logPath: string | null;
+  /** The log file is rotated past this size (`--log-max-size`). */
   logMaxBytes: number;
+  /** Rotated log files kept (`--log-keep`). */
   logKeep: number;
+  /** `--json`: one JSON summary line on stdout after each run. */
   json: boolean;
   /** 0 errors only (`-q`), 1 default, 2 each change (`-v`), 3 each decision (`-vv`). */
   verbosity: number;
@@ -51,6 +61,7 @@ export type DeleteLimit = { count: number } | { percent: number };
 /** What the command line asked for. */
 export type Command = { kind: "help" } | { kind: "version" } | { kind: "run"; options: Options };
 
+/** The `--help` text: every flag, the paths and the exit codes. */
 export const USAGE = `Usage: treesync [options] SOURCE REPLICA
 
 Mirror SOURCE into REPLICA: copy new and changed files, delete extraneous ones, keep folders,
@@ -107,6 +118,46 @@ export type Environment = Partial<
   Record<"TREESYNC_SOURCE" | "TREESYNC_REPLICA" | "TREESYNC_LOG", string>
 >;
 
+/** The flags `parseArgs` reads; their meaning is in {@linkcode USAGE}. */
+const FLAGS = {
+  source: { type: "string", short: "s" },
+  src: { type: "string" },
+  replica: { type: "string", short: "r" },
+  dest: { type: "string" },
+  "dry-run": { type: "boolean", short: "n" },
+  scan: { type: "boolean" },
+  restore: { type: "boolean" },
+  "overwrite-newer": { type: "boolean" },
+  checksum: { type: "boolean", short: "c" },
+  verify: { type: "boolean" },
+  exclude: { type: "string", multiple: true },
+  delete: { type: "boolean" },
+  interactive: { type: "boolean", short: "I" },
+  "allow-empty-source": { type: "boolean" },
+  interval: { type: "string", short: "i" },
+  "keep-deleted": { type: "string" },
+  "max-delete": { type: "string" },
+  jobs: { type: "string", short: "j" },
+  log: { type: "string", short: "l" },
+  log_file: { type: "string" },
+  "log-max-size": { type: "string" },
+  "log-keep": { type: "string" },
+  json: { type: "boolean" },
+  verbose: { type: "boolean", short: "v", multiple: true },
+  quiet: { type: "boolean", short: "q" },
+  help: { type: "boolean", short: "h" },
+  version: { type: "boolean", short: "V" },
+} as const;
+
+/** The flags as given, before defaults and checks. */
+type FlagValues = ReturnType<typeof readFlags>["values"];
+
+/** SOURCE and REPLICA as given (relative ones not yet resolved); no source for `--verify`. */
+interface GivenPaths {
+  source: string | undefined;
+  replica: string;
+}
+
 /**
  * Parses the command line into a {@linkcode Command}.
  *
@@ -116,52 +167,34 @@ export type Environment = Partial<
  * @throws {UsageError} On an unknown flag, a bad value, or missing paths.
  */
 export function parseCommandLine(args: string[], env: Environment, cwd: string): Command {
-  let parsed;
+  const { values, positionals, tokens } = readFlags(args);
+  checkOptionTokens(tokens);
+  if (values.help) return { kind: "help" };
+  if (values.version) return { kind: "version" };
+  const paths = pickPaths(values, positionals, env);
+  return { kind: "run", options: optionsFrom(values, paths, env, cwd) };
+}
+
+function readFlags(args: string[]) {
   try {
-    parsed = parseArgs({
+    return parseArgs({
       args,
       allowPositionals: true,
       allowNegative: true,
       strict: true,
       tokens: true,
-      options: {
-        source: { type: "string", short: "s" },
-        src: { type: "string" },
-        replica: { type: "string", short: "r" },
-        dest: { type: "string" },
-        "dry-run": { type: "boolean", short: "n" },
-        scan: { type: "boolean" },
-        restore: { type: "boolean" },
-        "overwrite-newer": { type: "boolean" },
-        checksum: { type: "boolean", short: "c" },
-        verify: { type: "boolean" },
-        exclude: { type: "string", multiple: true },
-        delete: { type: "boolean" },
-        interactive: { type: "boolean", short: "I" },
-        "allow-empty-source": { type: "boolean" },
-        interval: { type: "string", short: "i" },
-        "keep-deleted": { type: "string" },
-        "max-delete": { type: "string" },
-        jobs: { type: "string", short: "j" },
-        log: { type: "string", short: "l" },
-        log_file: { type: "string" },
-        "log-max-size": { type: "string" },
-        "log-keep": { type: "string" },
-        json: { type: "boolean" },
-        verbose: { type: "boolean", short: "v", multiple: true },
-        quiet: { type: "boolean", short: "q" },
-        help: { type: "boolean", short: "h" },
-        version: { type: "boolean", short: "V" },
-      },
+      options: FLAGS,
     });
   } catch (error) {
     throw new UsageError(describeParseError(error));
   }
-  const { values, positionals, tokens } = parsed;
-  checkOptionTokens(tokens);
-  if (values.help) return { kind: "help" };
-  if (values.version) return { kind: "version" };
+}
 
+/**
+ * SOURCE and REPLICA from the two positionals, `-s` and `-r` (or their aliases), or the
+ * environment, in that order; an empty one is refused, never read as the current folder.
+ */
+function pickPaths(values: FlagValues, positionals: string[], env: Environment): GivenPaths {
   const verify = values.verify ?? false;
   const source = pickOne("source", [values.source, values.src]);
   const replica = pickOne("replica", [values.replica, values.dest]);
@@ -200,17 +233,17 @@ export function parseCommandLine(args: string[], env: Environment, cwd: string):
   if (sourceArg === undefined && !verify) {
     throw new UsageError("Missing SOURCE: give SOURCE and REPLICA, or set TREESYNC_SOURCE");
   }
+  return { source: sourceArg, replica: replicaArg };
+}
 
-  const dryRun = (values["dry-run"] ?? false) || (values.scan ?? false);
-  const restore = values.restore ?? false;
-  const interactive = values.interactive ?? false;
-  const modes = [restore && "--restore", verify && "--verify"].filter(Boolean);
-  if (modes.length > 1) throw new UsageError(`Choose one of ${modes.join(" and ")}`);
-  const overwriteNewer = values["overwrite-newer"] ?? false;
-  if (overwriteNewer && !restore) {
-    throw new UsageError("--overwrite-newer only applies to --restore");
-  }
-  if (values.quiet && values.verbose) throw new UsageError("Choose one of --quiet and --verbose");
+/** Every other flag, checked in the order of the usage text, with its default. */
+function optionsFrom(
+  values: FlagValues,
+  paths: GivenPaths,
+  env: Environment,
+  cwd: string,
+): Options {
+  const { restore, verify, interactive } = checkModes(values);
   const intervalMs = values.interval === undefined
     ? null
     : parseDuration(values.interval, "--interval");
@@ -219,40 +252,50 @@ export function parseCommandLine(args: string[], env: Environment, cwd: string):
       `--interval cannot be combined with ${interactive ? "--interactive" : "--verify"}`,
     );
   }
-
   const excludes = values.exclude ?? [];
   compileExcludes(excludes); // validates every pattern now, before anything runs
   const logArg = pickOne("log", [values.log, values.log_file]) ?? pathFromEnv(env, "TREESYNC_LOG");
-
   return {
-    kind: "run",
-    options: {
-      source: resolve(cwd, sourceArg ?? replicaArg),
-      replica: resolve(cwd, replicaArg),
-      dryRun,
-      restore,
-      overwriteNewer,
-      checksum: values.checksum ?? false,
-      verify,
-      excludes,
-      deletes: values.delete ?? true,
-      interactive,
-      allowEmptySource: values["allow-empty-source"] ?? false,
-      logPath: logArg === undefined ? null : resolveLogPath(cwd, logArg),
-      logMaxBytes: parseSize(values["log-max-size"] ?? "10M", "--log-max-size"),
-      logKeep: parseCount(values["log-keep"] ?? "5", "--log-keep", MAX_LOG_KEEP),
-      json: values.json ?? false,
-      verbosity: values.quiet ? 0 : 1 + (values.verbose?.length ?? 0),
-      intervalMs,
-      keepDeletedMs: values["keep-deleted"] === undefined
-        ? null
-        : parseDuration(values["keep-deleted"], "--keep-deleted"),
-      maxDelete: values["max-delete"] === undefined ? null : parseDeleteLimit(values["max-delete"]),
-      jobs: values.jobs === undefined
-        ? Math.min(MAX_JOBS, Math.max(1, navigator.hardwareConcurrency || 1))
-        : parseCount(values.jobs, "--jobs", MAX_JOBS),
-    },
+    source: resolve(cwd, paths.source ?? paths.replica),
+    replica: resolve(cwd, paths.replica),
+    dryRun: (values["dry-run"] ?? false) || (values.scan ?? false),
+    restore,
+    overwriteNewer: values["overwrite-newer"] ?? false,
+    checksum: values.checksum ?? false,
+    verify,
+    excludes,
+    deletes: values.delete ?? true,
+    interactive,
+    allowEmptySource: values["allow-empty-source"] ?? false,
+    logPath: logArg === undefined ? null : resolveLogPath(cwd, logArg),
+    logMaxBytes: parseSize(values["log-max-size"] ?? "10M", "--log-max-size"),
+    logKeep: parseCount(values["log-keep"] ?? "5", "--log-keep", MAX_LOG_KEEP),
+    json: values.json ?? false,
+    verbosity: values.quiet ? 0 : 1 + (values.verbose?.length ?? 0),
+    intervalMs,
+    keepDeletedMs: values["keep-deleted"] === undefined
+      ? null
+      : parseDuration(values["keep-deleted"], "--keep-deleted"),
+    maxDelete: values["max-delete"] === undefined ? null : parseDeleteLimit(values["max-delete"]),
+    jobs: values.jobs === undefined
+      ? Math.min(MAX_JOBS, Math.max(1, navigator.hardwareConcurrency || 1))
+      : parseCount(values.jobs, "--jobs", MAX_JOBS),
   };
+}
+
+/** Refuses flags that contradict each other: two modes, a flag of a mode not chosen. */
+function checkModes(
+  values: FlagValues,
+): { restore: boolean; verify: boolean; interactive: boolean } {
+  const restore = values.restore ?? false;
+  const verify = values.verify ?? false;
+  const modes = [restore && "--restore", verify && "--verify"].filter(Boolean);
+  if (modes.length > 1) throw new UsageError(`Choose one of ${modes.join(" and ")}`);
+  if (values["overwrite-newer"] && !restore) {
+    throw new UsageError("--overwrite-newer only applies to --restore");
+  }
+  if (values.quiet && values.verbose) throw new UsageError("Choose one of --quiet and --verbose");
+  return { restore, verify, interactive: values.interactive ?? false };
 }
 
 /**
@@ -261,7 +304,7 @@ export function parseCommandLine(args: string[], env: Environment, cwd: string):
  *
  * @throws {UsageError} For anything else, quoting the value.
  */
-export function parseDeleteLimit(text: string): DeleteLimit {
+function parseDeleteLimit(text: string): DeleteLimit {
   const percent = /^(\d+(?:\.\d+)?)%$/.exec(text);
   if (percent && Number(percent[1]) <= 100) return { percent: Number(percent[1]) };
   if (/^\d+$/.test(text)) return { count: Number(text) };
@@ -337,13 +380,13 @@ function resolveLogPath(cwd: string, logArg: string): string {
 const DURATION_UNITS_MS = { d: 86_400_000, h: 3_600_000, m: 60_000, s: 1_000 } as const;
 
 /** The longest `--interval` and `--keep-deleted`: 365 days. */
-export const MAX_DURATION_MS = 365 * DURATION_UNITS_MS.d;
+const MAX_DURATION_MS = 365 * DURATION_UNITS_MS.d;
 
 /** The most `--jobs`: each job is a worker thread with its own V8 heap (~12 MB at rest). */
-export const MAX_JOBS = 64;
+const MAX_JOBS = 64;
 
 /** The most `--log-keep`: old log files kept beside the current one. */
-export const MAX_LOG_KEEP = 100;
+const MAX_LOG_KEEP = 100;
 
 /**
  * Parses a duration: whole seconds (`90`) or units in the order d, h, m, s (`5m`, `1h30m`,
@@ -354,7 +397,7 @@ export const MAX_LOG_KEEP = 100;
  *   {@linkcode MAX_DURATION_MS}.
  * @throws {UsageError} For anything else, quoting the value.
  */
-export function parseDuration(text: string, flag = "duration"): number {
+function parseDuration(text: string, flag = "duration"): number {
   const match = /^(?:(\d+)|(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?)$/.exec(text.trim());
   const [, bare, d, h, m, s] = match ?? [];
   const total = bare !== undefined

@@ -66,6 +66,7 @@ function globToRegex(glob: string, pattern: string): string {
   return out;
 }
 
+/** Whether a recorded file, or any folder above it, is excluded (folders flagged as such). */
 export function isExcludedRecordPath(path: string, exclude: ExcludeMatcher): boolean {
   return [path, ...ancestors(path).filter((p) => p !== "")].some((p, i) => exclude(p, i > 0));
 }

@@ -19,9 +19,9 @@ export interface Reporter {
   change(text: string): void;
   /** Detail for `-vv`: each entry scanned, each decision. */
   debug(text: string): void;
-  /** A warning: shown unless `-q`, and in the log file. */
+  /** Something the user should know; the run goes on. */
   warn(text: string): void;
-  /** An error: always shown; its stack with `-vv`. */
+  /** Something that failed; with `-vv`, the error's stack too. */
   error(text: string, error?: unknown): void;
   /** The run summary: shown by default, hidden by `-q`. */
   summary(text: string): void;
@@ -378,11 +378,19 @@ export function describeAction(action: Action): string {
   }
 }
 
+/** The files changed, as every summary words them: `2 copied, 0 updated, 1 moved, 0 deleted`. */
+export function changeCounts(
+  counts: Pick<RunSummary, "copied" | "updated" | "moved" | "deleted">,
+): string {
+  const c = counts;
+  return `${c.copied} copied, ${c.updated} updated, ${c.moved} moved, ${c.deleted} deleted`;
+}
+
 /** The summary line of a run, after `label` (`sync`, `run 3`, `dry run`). */
 export function summaryLine(summary: RunSummary, label: string): string {
   const s = summary;
-  return `${label}: ${s.copied} copied, ${s.updated} updated, ${s.moved} moved, ` +
-    `${s.deleted} deleted, ${s.dirsCreated} folders created, ${s.dirsDeleted} folders deleted, ` +
+  return `${label}: ${changeCounts(s)}, ` +
+    `${s.dirsCreated} folders created, ${s.dirsDeleted} folders deleted, ` +
     `${s.attrsUpdated} attributes fixed, ${s.failed} failed, ${formatBytes(s.bytesCopied)} ` +
     `copied in ${(s.durationMs / 1000).toFixed(2)} s`;
 }

@@ -9,7 +9,7 @@ import { errorText, ExitCode, UsageError } from "./errors.ts";
 import { pathExists } from "./files.ts";
 import { escapeControls, formatBytes, formatDuration } from "./format.ts";
 import {
-  closeLogging,
+  changeCounts,
   flushLogFile,
   progressText,
   type Reporter,
@@ -20,7 +20,15 @@ import {
 import { LockHeldError, metaPaths } from "./meta.ts";
 import { checkPaths } from "./places.ts";
 import { emptySummary, type RunSummary } from "./plan.ts";
-import { isRunningAsRoot, newRunControl, requestStop, runOnce, takeLock } from "./run.ts";
+import {
+  isRunningAsRoot,
+  newRunControl,
+  requestStop,
+  type RunControl,
+  runOnce,
+  takeLock,
+} from "./run.ts";
+import { listenForStops } from "./signals.ts";
 
 const LOOP_HELP = `Commands (type one and press Enter):
   now       start a run at once
@@ -66,24 +74,300 @@ export function nextWaitMs(untilMs: number, nowMs: number, chunkMs = WAIT_CHUNK_
 }
 
 /** Totals over every run of a loop, logged when it exits. */
-interface LoopTotals {
+export interface LoopTotals {
+  /** Runs started. */
   runs: number;
+  /** Runs that failed, or that `--max-delete` held back. */
   failedRuns: number;
+  /** New files copied, over every run. */
   copied: number;
+  /** Changed files copied again. */
   updated: number;
+  /** Files and folders renamed in the replica instead of copied. */
   moved: number;
+  /** Entries deleted from the replica. */
   deleted: number;
+  /** Bytes copied. */
   bytesCopied: number;
+  /** Entries that failed, over every run. */
   failed: number;
 }
 
-function addToTotals(totals: LoopTotals, summary: RunSummary): void {
+/** What a loop knows during and between runs: what `status` shows and commands change. */
+export interface LoopState {
+  /** When the loop started, in `Date.now()` milliseconds. */
+  startedAt: number;
+  /** Totals over the runs so far. */
+  totals: LoopTotals;
+  /** The last finished run's summary line, labelled for `status`; null before the first. */
+  lastRun: string | null;
+  /** Whether the last finished run failed: the exit code after `quit`. */
+  lastRunFailed: boolean;
+  /** Whether a run is under way. */
+  running: boolean;
+  /** The run under way's progress, as the progress line shows it. */
+  progress: () => string;
+  /** A `now` came during a run: the next run starts as soon as it ends. */
+  runAgain: boolean;
+  /** When the next run starts, in `Date.now()` milliseconds. */
+  nextRunAt: number;
+  /** 130 or 143 once a signal came; null until then. */
+  exitCode: number | null;
+}
+
+/** The state of a loop starting at `nowMs`, before its first run. */
+export function newLoopState(nowMs: number, progress: () => string): LoopState {
+  return {
+    startedAt: nowMs,
+    totals: {
+      runs: 0,
+      failedRuns: 0,
+      copied: 0,
+      updated: 0,
+      moved: 0,
+      deleted: 0,
+      bytesCopied: 0,
+      failed: 0,
+    },
+    lastRun: null,
+    lastRunFailed: false,
+    running: false,
+    progress,
+    runAgain: false,
+    nextRunAt: nowMs,
+    exitCode: null,
+  };
+}
+
+/** The reply to `status`: the last run, the run under way or the next one, runs and uptime. */
+export function statusText(state: LoopState, nowMs: number = Date.now()): string {
+  const { nextRunAt } = state;
+  const last = state.lastRun ?? "last run: none yet";
+  const now = state.running
+    ? `run in progress: ${state.progress()}`
+    : `next run in ${formatDuration(Math.max(0, nextRunAt - nowMs))} ` +
+      `(${new Date(nextRunAt).toISOString()})`;
+  const runs = `runs: ${state.totals.runs}, uptime ${formatDuration(nowMs - state.startedAt)}`;
+  return [last, now, runs].join("\n");
+}
+
+/** What the loop does about one command: a reply on stdout, a line logged, what comes next. */
+export interface CommandAnswer {
+  /** Printed on stdout. */
+  reply?: string;
+  /** Logged as a summary line (shown unless `-q`, and in the log file). */
+  logged?: string;
+  /** Stop after the file in flight, start a run now, or start one when the current ends. */
+  next?: "quit" | "wake" | "run-again";
+}
+
+/** The loop's answer to a command, given its state. Pure. */
+export function answerCommand(
+  command: LoopCommand,
+  state: LoopState,
+  nowMs: number = Date.now(),
+): CommandAnswer {
+  switch (command.kind) {
+    case "none":
+      return {};
+    case "quit":
+      return { logged: state.running ? "quit: finishing the current file" : "quit", next: "quit" };
+    case "now":
+      return state.running
+        ? { reply: "A run is in progress; the next starts as soon as it ends", next: "run-again" }
+        : { next: "wake" };
+    case "status":
+      return { reply: statusText(state, nowMs) };
+    case "help":
+      return { reply: LOOP_HELP };
+    case "unknown":
+      return { reply: command.reply };
+  }
+}
+
+/**
+ * Runs a mirror every `options.intervalMs`, start to start, until `quit` or a signal. Stdin
+ * takes commands; its end is not a quit (cron and systemd give none). The lock is held for the
+ * loop's whole life.
+ *
+ * @returns 0 if the last run succeeded, 1 if it failed, 130 or 143 after a signal.
+ */
+export async function runLoop(options: Options, report: Reporter): Promise<number> {
+  const intervalMs = options.intervalMs!;
+  const control = newRunControl();
+  const state = newLoopState(Date.now(), () => progressText(control.progress));
+  const sleep = new Sleep();
+  checkPathsAtStart(options, report);
+  // The lock is held for the loop's life (each run takes it again if the replica was deleted
+  // with it). A second loop on the same replica is refused now, if the lock file exists; on a
+  // new replica the first run makes it.
+  control.keepLock = true;
+  holdLock(options, control);
+  const stopCommands = listenForCommands((line) => obey(line, state, { control, report, sleep }));
+  const stopProgress = startProgressLine(() => control.progress, options);
+  const stopSignals = listenForStops(control, report, (exitCode) => {
+    state.exitCode = exitCode;
+    sleep.wake();
+  });
+  try {
+    while (!control.stopRequested) {
+      const runStartedAt = Date.now();
+      const summary = await loopRun(options, { report, control }, state);
+      finishRun(options, report, state, summary);
+      if (control.stopRequested) break;
+      scheduleNext(report, state, { runStartedAt, intervalMs, summary });
+      if (state.runAgain) state.runAgain = false;
+      else await sleep.until(state.nextRunAt);
+    }
+  } finally {
+    stopProgress();
+    stopSignals();
+    stopCommands();
+    control.lock?.release();
+    control.lock = null;
+    report.summary(totalsLine(state.totals, Date.now() - state.startedAt));
+  }
+  return state.exitCode ?? (state.lastRunFailed ? ExitCode.Failed : ExitCode.Ok);
+}
+
+/**
+ * Paths that can never be mirrored are a usage error now; a source that is missing may be a
+ * disk not yet mounted, so the loop starts and each run says so until it appears.
+ */
+function checkPathsAtStart(options: Options, report: Reporter): void {
+  try {
+    checkPaths(options.source, options.replica);
+  } catch (error) {
+    const sourceMissing = !pathExists(options.source);
+    if (!(error instanceof UsageError) || !sourceMissing) throw error;
+    report.warn(`${error.message}; runs fail until it appears`);
+  }
+}
+
+/** Takes the replica lock unless this loop holds it still (a dry run takes none). */
+function holdLock(options: Options, control: RunControl): void {
+  if (!options.dryRun) takeLock(control, metaPaths(options.replica), "existing");
+}
+
+/** Carries out one line typed into the loop. */
+function obey(
+  line: string,
+  state: LoopState,
+  loop: { control: RunControl; report: Reporter; sleep: Sleep },
+): void {
+  const answer = answerCommand(parseLoopCommand(line), state);
+  if (answer.logged !== undefined) loop.report.summary(answer.logged);
+  if (answer.reply !== undefined) writeStdout(`${answer.reply}\n`);
+  if (answer.next === "quit") requestStop(loop.control, 1);
+  if (answer.next === "run-again") state.runAgain = true;
+  if (answer.next === "quit" || answer.next === "wake") loop.sleep.wake();
+}
+
+/**
+ * One run of the loop. A failed run is a summary with one failure, and the loop goes on; only
+ * a lock held by another process ends it.
+ */
+async function loopRun(
+  options: Options,
+  { report, control }: { report: Reporter; control: RunControl },
+  state: LoopState,
+): Promise<RunSummary> {
+  const startedAt = Date.now();
+  state.running = true;
+  state.totals.runs++;
+  try {
+    holdLock(options, control);
+    return await runOnce(options, {
+      report,
+      control,
+      isRoot: isRunningAsRoot(),
+      confirmDeletes: () => false,
+    });
+  } catch (error) {
+    // Another process holds the replica: two loops must not take turns on one replica.
+    if (error instanceof LockHeldError) throw error;
+    report.error(`Run ${state.totals.runs} failed: ${errorText(error)}`, error);
+    return { ...emptySummary(options.dryRun), failed: 1, durationMs: Date.now() - startedAt };
+  } finally {
+    state.running = false;
+  }
+}
+
+/** Adds a finished run to the state and totals, and reports it. */
+function finishRun(
+  options: Options,
+  report: Reporter,
+  state: LoopState,
+  summary: RunSummary,
+): void {
+  const { totals } = state;
+  state.lastRunFailed = summary.failed > 0 || summary.maxDeleteHit;
+  state.lastRun = summaryLine(summary, state.lastRunFailed ? "last run (failed)" : "last run");
+  if (state.lastRunFailed) totals.failedRuns++;
   totals.copied += summary.copied;
   totals.updated += summary.updated;
   totals.moved += summary.moved;
   totals.deleted += summary.deleted;
   totals.bytesCopied += summary.bytesCopied;
   totals.failed += summary.failed;
+  report.summary(summaryLine(summary, `run ${totals.runs}`));
+  flushLogFile(); // a loop may idle for hours: its log should not
+  if (options.json) writeStdout(`${JSON.stringify(summary)}\n`);
+}
+
+/** Sets when the next run starts: an interval after the last began, or now if that is past. */
+function scheduleNext(
+  report: Reporter,
+  state: LoopState,
+  run: { runStartedAt: number; intervalMs: number; summary: RunSummary },
+): void {
+  state.nextRunAt = run.runStartedAt + run.intervalMs;
+  if (state.nextRunAt - Date.now() <= 0) {
+    report.warn(
+      `Run ${state.totals.runs} took ${formatDuration(run.summary.durationMs)}, longer than the ` +
+        `interval of ${formatDuration(run.intervalMs)}; starting the next one now`,
+    );
+    state.nextRunAt = Date.now();
+  }
+}
+
+/** The line logged when a loop exits; its counts are worded as each run's summary words them. */
+function totalsLine(totals: LoopTotals, uptimeMs: number): string {
+  return `loop totals: ${totals.runs} runs (${totals.failedRuns} failed), ` +
+    `${changeCounts(totals)}, ${formatBytes(totals.bytesCopied)}, ${totals.failed} failures, ` +
+    `uptime ${formatDuration(uptimeMs)}`;
+}
+
+/**
+ * The wait between runs, which `now`, `quit` and signals end early. It waits in chunks of at
+ * most {@linkcode WAIT_CHUNK_MS}, each recomputed from the clock: a single timer past 2^31-1 ms
+ * (~24.8 days) would fire at once.
+ */
+class Sleep {
+  #wake = () => {};
+
+  /** Resolves once the clock reaches `untilMs`, or at the next {@linkcode Sleep.wake}. */
+  until(untilMs: number): Promise<void> {
+    return new Promise<void>((done) => {
+      const tick = () => {
+        const ms = nextWaitMs(untilMs, Date.now());
+        if (ms > 0) timer = setTimeout(tick, ms);
+        else finish();
+      };
+      const finish = () => {
+        clearTimeout(timer);
+        this.#wake = () => {};
+        done();
+      };
+      let timer = setTimeout(tick, nextWaitMs(untilMs, Date.now()));
+      this.#wake = finish;
+    });
+  }
+
+  /** Ends the wait under way; does nothing between waits. */
+  wake(): void {
+    this.#wake();
+  }
 }
 
 /** Characters of a command line kept: the rest of a longer line (a file piped in) is dropped. */
@@ -91,10 +375,19 @@ const MAX_COMMAND_CHARS = 1024;
 
 /**
  * Reads lines from stdin as they come and hands each to `onLine`, cut to
- * {@linkcode MAX_COMMAND_CHARS}; returns at end of file.
+ * {@linkcode MAX_COMMAND_CHARS}, until stdin ends or the returned function is called.
  */
-async function readCommandLines(onLine: (line: string) => void): Promise<void> {
+function listenForCommands(onLine: (line: string) => void): () => void {
   const reader = Deno.stdin.readable.pipeThrough(new TextDecoderStream()).getReader();
+  void readLines(reader, onLine);
+  // A pending read would keep the process alive.
+  return () => void reader.cancel().catch(() => {});
+}
+
+async function readLines(
+  reader: ReadableStreamDefaultReader<string>,
+  onLine: (line: string) => void,
+): Promise<void> {
   let pending = "";
   try {
     for (;;) {
@@ -113,185 +406,4 @@ async function readCommandLines(onLine: (line: string) => void): Promise<void> {
   } catch {
     // A closed or broken stdin is the same as its end: the loop goes on without commands.
   }
-}
-
-/**
- * Runs a mirror every `options.intervalMs`, start to start, until `quit` or a signal. Stdin
- * takes commands; its end is not a quit (cron and systemd give none). The lock is held for the
- * loop's whole life.
- *
- * @returns 0 if the last run succeeded, 1 if it failed, 130 or 143 after a signal.
- */
-export async function runLoop(options: Options, report: Reporter): Promise<number> {
-  const intervalMs = options.intervalMs!;
-  const control = newRunControl();
-  const startedAt = Date.now();
-  const totals: LoopTotals = {
-    runs: 0,
-    failedRuns: 0,
-    copied: 0,
-    updated: 0,
-    moved: 0,
-    deleted: 0,
-    bytesCopied: 0,
-    failed: 0,
-  };
-  // Assigned inside closures, which TypeScript's narrowing does not follow.
-  let lastSummary: RunSummary | null = null;
-  let lastRunFailed = false;
-  let running = false;
-  let runAgain = false;
-  let nextRunAt = startedAt;
-  let exitCode: number | null = null;
-  let wake = () => {};
-
-  // The lock is held for the loop's life (each run takes it again if the replica was deleted
-  // with it). A second loop on the same replica is refused now, if the lock file exists; on a
-  // new replica the first run makes it.
-  control.keepLock = true;
-  const holdLock = () => {
-    if (!options.dryRun) takeLock(control, metaPaths(options.replica), "existing");
-  };
-
-  // Paths that can never be mirrored are a usage error now; a source that is missing may be
-  // a disk not yet mounted, so the loop starts and each run says so until it appears.
-  try {
-    checkPaths(options.source, options.replica);
-  } catch (error) {
-    const sourceMissing = !pathExists(options.source);
-    if (!(error instanceof UsageError) || !sourceMissing) throw error;
-    report.warn(`${error.message}; runs fail until it appears`);
-  }
-  holdLock();
-
-  const onCommand = (line: string) => {
-    const command = parseLoopCommand(line);
-    if (command.kind === "quit") {
-      report.summary(running ? "quit: finishing the current file" : "quit");
-      requestStop(control, 1);
-      wake();
-    } else if (command.kind === "now") {
-      if (running) {
-        runAgain = true;
-        writeStdout("A run is in progress; the next starts as soon as it ends\n");
-      } else wake();
-    } else if (command.kind === "status") {
-      writeStdout(`${statusText()}\n`);
-    } else if (command.kind === "help") {
-      writeStdout(`${LOOP_HELP}\n`);
-    } else if (command.kind === "unknown") {
-      writeStdout(`${command.reply}\n`);
-    }
-  };
-  const statusText = () => {
-    const lines = [
-      lastSummary
-        ? summaryLine(lastSummary, lastRunFailed ? "last run (failed)" : "last run")
-        : "last run: none yet",
-    ];
-    lines.push(
-      running
-        ? `run in progress: ${progressText(control.progress)}`
-        : `next run in ${formatDuration(Math.max(0, nextRunAt - Date.now()))} ` +
-          `(${new Date(nextRunAt).toISOString()})`,
-    );
-    lines.push(`runs: ${totals.runs}, uptime ${formatDuration(Date.now() - startedAt)}`);
-    return lines.join("\n");
-  };
-  void readCommandLines(onCommand);
-  const stopProgress = startProgressLine(() => control.progress, options);
-
-  const onSignal = (signal: "SIGINT" | "SIGTERM") => () => {
-    if (signal === "SIGINT" && exitCode === ExitCode.Interrupted) {
-      // A second Ctrl-C: stop now. Whatever was being copied stays in the temporary folder,
-      // never under its final name, and the next run clears it.
-      control.lock?.release();
-      void closeLogging().finally(() => Deno.exit(ExitCode.Interrupted));
-      return;
-    }
-    exitCode = signal === "SIGINT" ? ExitCode.Interrupted : ExitCode.Terminated;
-    report.warn(`${signal}: finishing the current file, then exiting`);
-    requestStop(control, 1);
-    wake();
-  };
-  const handlers = { SIGINT: onSignal("SIGINT"), SIGTERM: onSignal("SIGTERM") } as const;
-  for (const [signal, handler] of Object.entries(handlers)) {
-    Deno.addSignalListener(signal as Deno.Signal, handler);
-  }
-
-  try {
-    while (!control.stopRequested) {
-      const runStartedAt = Date.now();
-      running = true;
-      totals.runs++;
-      let summary: RunSummary;
-      try {
-        holdLock();
-        summary = await runOnce(options, {
-          report,
-          control,
-          isRoot: isRunningAsRoot(),
-          confirmDeletes: () => false,
-        });
-      } catch (error) {
-        // Another process holds the replica: two loops must not take turns on one replica.
-        if (error instanceof LockHeldError) throw error;
-        report.error(`Run ${totals.runs} failed: ${errorText(error)}`, error);
-        summary = { ...emptySummary(options.dryRun), failed: 1 };
-        summary.durationMs = Date.now() - runStartedAt;
-      }
-      running = false;
-      lastSummary = summary;
-      lastRunFailed = summary.failed > 0 || summary.maxDeleteHit;
-      if (lastRunFailed) totals.failedRuns++;
-      addToTotals(totals, summary);
-      report.summary(summaryLine(summary, `run ${totals.runs}`));
-      flushLogFile(); // a loop may idle for hours: its log should not
-      if (options.json) writeStdout(`${JSON.stringify(summary)}\n`);
-      if (control.stopRequested) break;
-
-      nextRunAt = runStartedAt + intervalMs;
-      const waitMs = nextRunAt - Date.now();
-      if (waitMs <= 0) {
-        report.warn(
-          `Run ${totals.runs} took ${formatDuration(summary.durationMs)}, longer than the ` +
-            `interval of ${formatDuration(intervalMs)}; starting the next one now`,
-        );
-        nextRunAt = Date.now();
-      }
-      if (runAgain) {
-        runAgain = false;
-        continue;
-      }
-      // Waited in chunks of at most an hour, each recomputed from the clock: a single timer
-      // past 2^31-1 ms (~24.8 days) would fire at once. `now`, `quit` and signals wake it.
-      await new Promise<void>((done) => {
-        const tick = () => {
-          const ms = nextWaitMs(nextRunAt, Date.now());
-          if (ms > 0) timer = setTimeout(tick, ms);
-          else done();
-        };
-        let timer = setTimeout(tick, nextWaitMs(nextRunAt, Date.now()));
-        wake = () => {
-          clearTimeout(timer);
-          done();
-        };
-      });
-      wake = () => {};
-    }
-  } finally {
-    stopProgress();
-    for (const [signal, handler] of Object.entries(handlers)) {
-      Deno.removeSignalListener(signal as Deno.Signal, handler);
-    }
-    control.lock?.release();
-    control.lock = null;
-    report.summary(
-      `loop totals: ${totals.runs} runs (${totals.failedRuns} failed), ${totals.copied} copied, ` +
-        `${totals.updated} updated, ${totals.moved} moved, ${totals.deleted} deleted, ` +
-        `${formatBytes(totals.bytesCopied)}, ${totals.failed} failures, ` +
-        `uptime ${formatDuration(Date.now() - startedAt)}`,
-    );
-  }
-  return exitCode ?? (lastRunFailed ? ExitCode.Failed : ExitCode.Ok);
 }

@@ -7,7 +7,7 @@
 
 import { applyPlan, CHECKPOINT_MS, FolderGuard, purgeTrash, trashFolderName } from "./apply.ts";
 import { type Options } from "./cli.ts";
-import { errorText, ExitCode, RefusedError, UsageError } from "./errors.ts";
+import { errorText, RefusedError, UsageError } from "./errors.ts";
 import {
   expectIdentity,
   type Identity,
@@ -22,9 +22,6 @@ import {
   idleProgress,
   type Reporter,
   type RunProgress,
-  startProgressLine,
-  summaryLine,
-  writeStderr,
   writeStdout,
 } from "./log.ts";
 import {
@@ -613,72 +610,11 @@ async function execute(
   return result.summary;
 }
 
-function readAnswer(): string {
-  const buffer = new Uint8Array(1);
-  const bytes: number[] = [];
-  while (true) {
-    const count = Deno.stdin.readSync(buffer);
-    if (count === null || count === 0 || buffer[0] === 10) break;
-    bytes.push(buffer[0]!);
-  }
-  return new TextDecoder().decode(new Uint8Array(bytes)).trim();
-}
-
-function confirmOnTerminal(count: number, sample: string[]): boolean {
-  writeStderr(`${count} entries would be deleted from the replica, among them:\n`);
-  for (const path of sample) writeStderr(`  ${path}\n`);
-  if (count > sample.length) writeStderr(`  ... and ${count - sample.length} more\n`);
-  writeStderr("Delete them? [y/N] ");
-  return /^y(es)?$/i.test(readAnswer());
-}
-
 /** Whether this process runs as root (owners are kept only then). */
 export function isRunningAsRoot(): boolean {
   try {
     return Deno.uid() === 0;
   } catch {
     return false;
-  }
-}
-
-function exitCodeFor(summary: RunSummary): number {
-  if (summary.maxDeleteHit) return ExitCode.Refused;
-  // Deletions declined at -I leave a replica that does not match the source.
-  return summary.failed > 0 || summary.deletionsHeldBack > 0 ? ExitCode.Failed : ExitCode.Ok;
-}
-
-/** Runs once, with signals and the progress line, and returns the exit code. */
-export async function runOneShot(options: Options, report: Reporter): Promise<number> {
-  const control = newRunControl();
-  let interrupted: number | null = null;
-  const onSignal = (signal: "SIGINT" | "SIGTERM") => () => {
-    requestStop(control, control.stopRequested && signal === "SIGINT" ? 2 : 1);
-    interrupted = signal === "SIGINT" ? ExitCode.Interrupted : ExitCode.Terminated;
-  };
-  const handlers = { SIGINT: onSignal("SIGINT"), SIGTERM: onSignal("SIGTERM") } as const;
-  for (const [signal, handler] of Object.entries(handlers)) {
-    Deno.addSignalListener(signal as Deno.Signal, handler);
-  }
-  const stopProgress = options.interactive
-    ? () => {}
-    : startProgressLine(() => control.progress, options);
-  try {
-    const summary = await runOnce(options, {
-      report,
-      control,
-      isRoot: isRunningAsRoot(),
-      confirmDeletes: confirmOnTerminal,
-    });
-    stopProgress();
-    report.summary(
-      summaryLine(summary, options.dryRun ? "dry run" : options.restore ? "restore" : "sync"),
-    );
-    if (options.json) writeStdout(`${JSON.stringify(summary)}\n`);
-    return interrupted ?? exitCodeFor(summary);
-  } finally {
-    stopProgress();
-    for (const [signal, handler] of Object.entries(handlers)) {
-      Deno.removeSignalListener(signal as Deno.Signal, handler);
-    }
   }
 }

@@ -1,0 +1,157 @@
+/**
+ * The command line, read without running anything: tables of arguments and what they give.
+ *
+ * @module
+ */
+
+import { type Options, parseCommandLine } from "./cli.ts";
+import { UsageError } from "./errors.ts";
+import { formatDuration } from "./format.ts";
+import { assert, assertEquals, assertThrows } from "./test_helpers.ts";
+
+/** The options of `treesync ARGS a b`, run from `/work`. */
+function options(args: string[], env = {}): Options {
+  const command = parseCommandLine(args, env, "/work");
+  assert(command.kind === "run", `not a run: ${command.kind}`);
+  return command.options;
+}
+
+const DAY_MS = 86_400_000;
+
+Deno.test("parseCommandLine() reads --interval as seconds or d/h/m/s units", () => {
+  const table: Array<[string, number]> = [
+    ["90", 90_000],
+    ["45s", 45_000],
+    ["5m", 300_000],
+    ["1h30m", 5_400_000],
+    ["2d", 172_800_000],
+    ["1d2h3m4s", 93_784_000],
+    ["30d", 30 * DAY_MS],
+    ["365d", 365 * DAY_MS],
+  ];
+  for (const [text, ms] of table) {
+    assertEquals(options(["-i", text, "a", "b"]).intervalMs, ms, text);
+  }
+});
+
+Deno.test("parseCommandLine() rejects any other duration, quoting the value", () => {
+  for (const text of ["5x", "0", "-3", "1.5.2m", "", "0s", "m", "5m1h", "1.5m"]) {
+    const quotedValue = new RegExp(`^Invalid duration '${text.replace(".", "\\.")}': `);
+    assertThrows(() => options([`--interval=${text}`, "a", "b"]), UsageError, quotedValue);
+  }
+});
+
+Deno.test("parseCommandLine() allows --interval and --keep-deleted up to 365d", () => {
+  assertEquals(options(["--keep-deleted", "365d", "a", "b"]).keepDeletedMs, 365 * DAY_MS);
+  const table: Array<[string[], RegExp]> = [
+    [["-i", "366d"], /^Invalid --interval '366d': the most is 365d$/],
+    [["-i", "8760h1s"], /^Invalid --interval '8760h1s': the most is 365d$/],
+    [
+      ["--keep-deleted", "99999999999d"],
+      /^Invalid --keep-deleted '99999999999d': the most is 365d$/,
+    ],
+  ];
+  for (const [args, pattern] of table) {
+    assertThrows(() => options([...args, "a", "b"]), UsageError, pattern);
+  }
+});
+
+Deno.test("parseCommandLine() takes paths from positionals, flags, aliases and environment", () => {
+  assertEquals([options(["a", "b"]).source, options(["a", "b"]).replica], ["/work/a", "/work/b"]);
+  const flagged = options(["-s", "/x", "-r", "y"]);
+  assertEquals([flagged.source, flagged.replica], ["/x", "/work/y"]);
+  const aliased = options(["--src", "/x", "--dest", "/y", "--log_file", "logs/"]);
+  assertEquals([aliased.source, aliased.replica, aliased.logPath], [
+    "/x",
+    "/y",
+    "/work/logs/treesync.log",
+  ]);
+  const fromEnv = options([], {
+    TREESYNC_SOURCE: "/e/s",
+    TREESYNC_REPLICA: "/e/r",
+    TREESYNC_LOG: "/e/l",
+  });
+  assertEquals([fromEnv.source, fromEnv.replica, fromEnv.logPath], ["/e/s", "/e/r", "/e/l"]);
+  const flagsWin = options(["-s", "/f"], { TREESYNC_SOURCE: "/e/s", TREESYNC_REPLICA: "/e/r" });
+  assertEquals([flagsWin.source, flagsWin.replica], ["/f", "/e/r"]);
+  assertEquals(options(["--scan", "a", "b"]).dryRun, true);
+  assertEquals(options(["--no-delete", "a", "b"]).deletes, false);
+  assertEquals(options(["-vv", "a", "b"]).verbosity, 3);
+  assertEquals(options(["-q", "a", "b"]).verbosity, 0);
+  assertEquals(options(["--exclude", "*.tmp", "--exclude", "cache/", "a", "b"]).excludes, [
+    "*.tmp",
+    "cache/",
+  ]);
+  assertEquals(options(["--verify", "r"]).replica, "/work/r");
+});
+
+Deno.test("parseCommandLine() rejects bad input with a message naming it", () => {
+  const table: Array<[string[], RegExp]> = [
+    [["--bogus", "a", "b"], /--bogus/],
+    [["a"], /Missing REPLICA/],
+    [[], /Missing REPLICA/],
+    [["a", "b", "c"], /Too many paths: 'c'/],
+    [["-s", "x", "a", "b"], /either as two paths/],
+    [["--src", "x", "--source", "y", "r"], /--source is given twice/],
+    [["--interval", "5x", "a", "b"], /'5x'/],
+    [["--restore", "--verify", "a", "b"], /--restore and --verify/],
+    [["--exclude", "/", "a", "b"], /the pattern is empty/],
+    [["--exclude", "[ab", "a", "b"], /'\[' is not closed/],
+    [["-q", "-v", "a", "b"], /--quiet and --verbose/],
+    [["--log-keep", "0", "a", "b"], /--log-keep '0'/],
+  ];
+  for (const [args, pattern] of table) {
+    assertThrows(() => parseCommandLine(args, {}, "/w"), UsageError, pattern);
+  }
+});
+
+Deno.test("parseCommandLine() reads --max-delete as a count or a percentage", () => {
+  const table: Array<[string, Options["maxDelete"]]> = [
+    ["100", { count: 100 }],
+    ["0", { count: 0 }],
+    ["5%", { percent: 5 }],
+    ["0.5%", { percent: 0.5 }],
+  ];
+  for (const [text, limit] of table) {
+    assertEquals(options(["--max-delete", text, "a", "b"]).maxDelete, limit, text);
+  }
+  for (const bad of ["-1", "5 %", "101%", "x", "", "1e3"]) {
+    assertThrows(() => options([`--max-delete=${bad}`, "a", "b"]), UsageError, /--max-delete/);
+  }
+});
+
+Deno.test("parseCommandLine() refuses --no-X for every flag but --no-delete", () => {
+  for (const flag of ["--no-verify", "--no-json", "--no-help", "--no-dry-run", "--no-checksum"]) {
+    assertThrows(
+      () => options([flag, "a", "b"]),
+      UsageError,
+      new RegExp(`^Unknown option '${flag}'$`),
+    );
+  }
+  assertEquals(options(["--no-delete", "a", "b"]).deletes, false);
+});
+
+Deno.test("parseCommandLine() caps --jobs and --log-keep, naming the value", () => {
+  assertEquals(options(["-j", "64", "a", "b"]).jobs, 64);
+  const defaultJobs = options(["a", "b"]).jobs;
+  assert(defaultJobs >= 1 && defaultJobs <= 64, `the default is within it: ${defaultJobs}`);
+  assertEquals(options(["--log-keep", "100", "a", "b"]).logKeep, 100);
+  const table: Array<[string[], RegExp]> = [
+    [["-j", "65"], /^Invalid --jobs '65': the most is 64$/],
+    [["--jobs", "99999999999"], /^Invalid --jobs '99999999999': the most is 64$/],
+    [["-j", "1000"], /'1000'/],
+    [["--log-keep", "101"], /^Invalid --log-keep '101': the most is 100$/],
+  ];
+  for (const [args, pattern] of table) {
+    assertThrows(() => options([...args, "a", "b"]), UsageError, pattern);
+  }
+});
+
+Deno.test("formatDuration() prints the largest units", () => {
+  const table: Array<[number, string]> = [
+    [0, "0s"],
+    [93_784_000, "1d 2h 3m 4s"],
+    [3_600_000, "1h"],
+  ];
+  for (const [ms, text] of table) assertEquals(formatDuration(ms), text, `${ms} ms`);
+});

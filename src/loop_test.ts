@@ -1,0 +1,122 @@
+/**
+ * The loop's commands, replies and waits, without stdin, timers or disk.
+ *
+ * @module
+ */
+
+import { escapeControls } from "./format.ts";
+import {
+  answerCommand,
+  type LoopState,
+  newLoopState,
+  nextWaitMs,
+  parseLoopCommand,
+  statusText,
+  WAIT_CHUNK_MS,
+} from "./loop.ts";
+import { assert, assertEquals, assertMatch } from "./test_helpers.ts";
+
+const ESC = String.fromCharCode(27);
+const START = Date.UTC(2030, 0, 1, 12);
+const DAY_MS = 86_400_000;
+
+/** A loop started at {@linkcode START}, changed by `fields`. */
+function loopState(fields: Partial<LoopState> = {}): LoopState {
+  return { ...newLoopState(START, () => "copying 1/2, 3 B of 6 B, 1 B/s, big"), ...fields };
+}
+
+Deno.test("parseLoopCommand() reads commands and echoes unknown ones short, escaped", () => {
+  assertEquals(parseLoopCommand("  STATUS \r"), { kind: "status" });
+  assertEquals(parseLoopCommand("q"), { kind: "quit" });
+  assertEquals(parseLoopCommand("?"), { kind: "help" });
+  assertEquals(parseLoopCommand(""), { kind: "none" });
+  assertEquals(parseLoopCommand("frob"), {
+    kind: "unknown",
+    reply: "Unknown command 'frob'; type help for the list",
+  });
+  const hostile = parseLoopCommand(`${ESC}]0;pwned${String.fromCharCode(7)}${"z".repeat(10_000)}`);
+  assert(hostile.kind === "unknown");
+  // deno-lint-ignore no-control-regex
+  assert(!/[\x00-\x1f\x7f-\x9f]/.test(hostile.reply), JSON.stringify(hostile.reply));
+  assertMatch(hostile.reply, /^Unknown command '\\x1b\]0;pwned\\x07z+…'; type help/);
+  assert(hostile.reply.length < 120, `${hostile.reply.length} characters`);
+  assertEquals(escapeControls(`a${ESC}[2Jb\u009b`), "a\\x1b[2Jb\\x9b");
+});
+
+Deno.test("answerCommand() replies to each command, and says what the loop does next", () => {
+  const idle = loopState();
+  const running = loopState({ running: true });
+  const table: Array<[string, LoopState, ReturnType<typeof answerCommand>]> = [
+    ["", idle, {}],
+    ["quit", idle, { logged: "quit", next: "quit" }],
+    ["exit", running, { logged: "quit: finishing the current file", next: "quit" }],
+    ["now", idle, { next: "wake" }],
+    ["now", running, {
+      reply: "A run is in progress; the next starts as soon as it ends",
+      next: "run-again",
+    }],
+    ["frob", idle, { reply: "Unknown command 'frob'; type help for the list" }],
+  ];
+  for (const [line, state, answer] of table) {
+    assertEquals(answerCommand(parseLoopCommand(line), state), answer, `'${line}'`);
+  }
+  const help = answerCommand(parseLoopCommand("help"), idle);
+  assertMatch(help.reply!, /^Commands \(type one and press Enter\):\n {2}now /);
+  assertEquals(answerCommand(parseLoopCommand("status"), idle, START), {
+    reply: statusText(idle, START),
+  });
+});
+
+Deno.test("statusText() shows the last run, the run under way or the next, runs and uptime", () => {
+  const hourLater = START + 3_600_000;
+  const table: Array<[LoopState, number, string]> = [
+    [
+      loopState(),
+      START,
+      "last run: none yet\nnext run in 0s (2030-01-01T12:00:00.000Z)\nruns: 0, uptime 0s",
+    ],
+    [
+      loopState({ running: true, totals: { ...loopState().totals, runs: 1 } }),
+      START + 5_000,
+      "last run: none yet\nrun in progress: copying 1/2, 3 B of 6 B, 1 B/s, big\nruns: 1, uptime 5s",
+    ],
+    [
+      loopState({
+        lastRun: "last run (failed): 0 copied",
+        lastRunFailed: true,
+        nextRunAt: hourLater + 30 * DAY_MS,
+        totals: { ...loopState().totals, runs: 2 },
+      }),
+      hourLater,
+      "last run (failed): 0 copied\nnext run in 30d (2030-01-31T13:00:00.000Z)\nruns: 2, uptime 1h",
+    ],
+    [
+      loopState({ nextRunAt: START - 1_000 }),
+      START,
+      "last run: none yet\nnext run in 0s (2030-01-01T11:59:59.000Z)\nruns: 0, uptime 0s",
+    ],
+  ];
+  for (const [state, now, text] of table) assertEquals(statusText(state, now), text);
+});
+
+Deno.test("nextWaitMs() waits in chunks of at most an hour, adding up to the whole wait", () => {
+  const start = 1_700_000_000_000;
+  assertEquals(nextWaitMs(start + 5_000, start), 5_000);
+  assertEquals(nextWaitMs(start + 30 * DAY_MS, start), WAIT_CHUNK_MS);
+  assertEquals(nextWaitMs(start - 1, start), 0, "overdue: no wait");
+  assertEquals(nextWaitMs(start, start), 0);
+  for (const total of [1, 999, WAIT_CHUNK_MS, WAIT_CHUNK_MS + 1, 2 ** 31, 365 * DAY_MS]) {
+    // The loop's way of waiting, with a clock that runs exactly as long as each timer.
+    let now = start;
+    let timers = 0;
+    for (let ms = nextWaitMs(start + total, now); ms > 0; ms = nextWaitMs(start + total, now)) {
+      assert(ms <= WAIT_CHUNK_MS && ms < 2 ** 31 - 1, `a timer of ${ms} ms`);
+      now += ms;
+      timers++;
+    }
+    assertEquals(now - start, total, `the whole of ${total} ms is waited`);
+    assertEquals(timers, Math.ceil(total / WAIT_CHUNK_MS));
+  }
+  // A timer that fires late (a busy machine, a suspend) leaves less to wait, never more.
+  assertEquals(nextWaitMs(start + 10_000, start + 9_000), 1_000);
+});
