@@ -875,8 +875,9 @@ class LoopProcess {
   readonly #writer: WritableStreamDefaultWriter<Uint8Array> | null;
   readonly #pumps: Promise<void>[];
 
-  constructor(args: string[], stdin: "piped" | "null" = "piped") {
-    this.child = spawnCli(args, stdin);
+  constructor(args: string[], options: { stdin?: "piped" | "null"; allowAll?: boolean } = {}) {
+    const stdin = options.stdin ?? "piped";
+    this.child = spawnCli(args, { stdin, allowAll: options.allowAll ?? false });
     this.#writer = stdin === "piped" ? this.child.stdin.getWriter() : null;
     this.#pumps = [
       this.#pump(this.child.stdout, (text) => this.stdout += text),
@@ -975,7 +976,7 @@ Deno.test("loop: status, help and unknown words are answered on stdout", async (
 Deno.test("loop: stdin at end of file is not a quit; SIGTERM exits 143 with the record saved", async () => {
   await withTemp(async (dir) => {
     writeTree(`${dir}/s`, { a: "a" });
-    const loop = new LoopProcess(["-i", "1", `${dir}/s`, `${dir}/r`], "null");
+    const loop = new LoopProcess(["-i", "1", `${dir}/s`, `${dir}/r`], { stdin: "null" });
     await loop.waitFor(() => loop.runs >= 2, "a second run after stdin ended");
     writeTree(`${dir}/s`, { b: "b" });
     await loop.waitFor(() => pathExists(`${dir}/r/b`), "the change");
@@ -1011,7 +1012,9 @@ async function interruptTwiceMidCopy(loopArgs: string[]): Promise<void> {
     writeTree(`${dir}/s`, { a1: "first", a2: "second" });
     await makeSparseFile(`${dir}/s/z-big`, 4 * 2 ** 30);
     // One job: the small files are copied before the large one starts.
-    const run = new LoopProcess([...loopArgs, "--jobs", "1", `${dir}/s`, `${dir}/r`], "null");
+    const run = new LoopProcess([...loopArgs, "--jobs", "1", `${dir}/s`, `${dir}/r`], {
+      stdin: "null",
+    });
     await run.waitFor(
       () => pathExists(`${dir}/r/a2`) && tempFileCount(`${dir}/r`) > 0,
       "the large copy to start",
@@ -1924,21 +1927,6 @@ function assertNoCrash(stderr: string): void {
   assert(!/Uncaught|^\s+at /m.test(stderr), `a crash or stack trace:\n${stderr}`);
 }
 
-/**
- * The CLI with `--allow-all`: the task's flags refuse `/dev` and `/proc` at open, so only this
- * reaches a log that opens and then fails on write.
- */
-function spawnAllowAll(args: string[], stdin: "piped" | "null" = "null"): Deno.ChildProcess {
-  return new Deno.Command(Deno.execPath(), {
-    args: ["run", "--quiet", "--allow-all", SYNC_MODULE, ...args],
-    env: { NO_COLOR: "1" },
-    clearEnv: true,
-    stdin,
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-}
-
 /** Fills the file system holding `folder` until it says no space is left. */
 function fillDisk(folder: string): void {
   using file = Deno.openSync(`${folder}/filler`, { write: true, createNew: true });
@@ -1985,7 +1973,7 @@ Deno.test("log: one that opens but cannot be written costs one warning; the exit
       if (pathExists(`${dir}/r`)) Deno.removeSync(`${dir}/r`, { recursive: true });
       // A 16K log is written in 4K blocks: several writes fail, one warning is printed.
       const args = ["--log", log, "--log-max-size", "16K", `${dir}/s`, `${dir}/r`];
-      const result = await collect(spawnAllowAll(args));
+      const result = await collect(spawnCli(args, { allowAll: true }));
       assertExit(result, 0);
       assertEquals(readTree(`${dir}/r`), readTree(`${dir}/s`));
       assertEquals(logWarnings(result.stderr), 1, result.stderr);
@@ -1998,7 +1986,9 @@ Deno.test("log: one that opens but cannot be written costs one warning; the exit
     // A run that deserves exit 3 still gets it.
     writeTree(`${dir}/r`, { extra: "x" });
     const limited = await collect(
-      spawnAllowAll(["--log", "/dev/full", "--max-delete", "0", `${dir}/s`, `${dir}/r`]),
+      spawnCli(["--log", "/dev/full", "--max-delete", "0", `${dir}/s`, `${dir}/r`], {
+        allowAll: true,
+      }),
     );
     assertExit(limited, 3);
     assertEquals(logWarnings(limited.stderr), 1, limited.stderr);
@@ -2006,54 +1996,17 @@ Deno.test("log: one that opens but cannot be written costs one warning; the exit
   });
 });
 
-/** A looping CLI under `--allow-all`, driven through its stdin, its stderr collected. */
-class AllowAllLoop {
-  stderr = "";
-  readonly #child: Deno.ChildProcess;
-  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
-  readonly #pumps: Promise<unknown>[];
-
-  constructor(args: string[]) {
-    const child = spawnAllowAll(args, "piped");
-    this.#child = child;
-    this.#writer = child.stdin.getWriter();
-    this.#pumps = [this.#pump(child.stderr), child.stdout.cancel()];
-  }
-
-  async #pump(stream: ReadableStream<Uint8Array>): Promise<void> {
-    for await (const text of stream.pipeThrough(new TextDecoderStream())) this.stderr += text;
-  }
-
-  get runs(): number {
-    return this.stderr.match(/^run \d+: /gm)?.length ?? 0;
-  }
-
-  async waitFor(condition: () => boolean, what: string): Promise<void> {
-    try {
-      await waitFor(condition, 30_000);
-    } catch {
-      this.#child.kill("SIGKILL");
-      throw new Error(`timed out waiting for ${what}\nstderr: ${this.stderr}`);
-    }
-  }
-
-  async quit(): Promise<number> {
-    await this.#writer.write(new TextEncoder().encode("quit\n"));
-    const status = await this.#child.status;
-    await Promise.all(this.#pumps);
-    await this.#writer.close().catch(() => {});
-    return status.code;
-  }
-}
-
 Deno.test("log: a loop whose log fails every write (/dev/full) keeps running; quit exits 0", async () => {
   await withTemp(async (dir) => {
     writeTree(`${dir}/s`, { a: "a" });
-    const loop = new AllowAllLoop(["-i", "1", "--log", "/dev/full", `${dir}/s`, `${dir}/r`]);
+    const loop = new LoopProcess(["-i", "1", "--log", "/dev/full", `${dir}/s`, `${dir}/r`], {
+      allowAll: true,
+    });
     await loop.waitFor(() => loop.runs >= 2, "two runs");
     writeTree(`${dir}/s`, { b: "b" });
     await loop.waitFor(() => pathExists(`${dir}/r/b`), "a change mirrored by a later run");
-    assertEquals(await loop.quit(), 0);
+    await loop.send("quit");
+    assertEquals(await loop.exitCode(), 0);
     const warnings = logWarnings(loop.stderr);
     assert(warnings >= 1 && warnings <= loop.runs, `at most one warning a run:\n${loop.stderr}`);
     assertMatch(loop.stderr, /^loop totals: /m);

@@ -128,32 +128,47 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs the real CLI as a subprocess with the task's permissions. */
-export async function cli(
+/** How to start the CLI under test. */
+export interface CliOptions {
+  env?: Record<string, string>;
+  cwd?: string;
+  /** `--allow-all` instead of the task's flags: only it reaches `/dev` and `/proc`. */
+  allowAll?: boolean;
+}
+
+/**
+ * Starts the real CLI as a subprocess, with exactly the `sync` task's permission flags (unless
+ * `allowAll`) and a clean environment.
+ */
+export function spawnCli(
   args: string[],
-  options: { env?: Record<string, string>; cwd?: string; stdin?: string } = {},
-): Promise<CliResult> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--quiet", ...SYNC_FLAGS, SYNC_MODULE, ...args],
+  options: CliOptions & { stdin?: "piped" | "null" } = {},
+): Deno.ChildProcess {
+  const flags = options.allowAll ? ["--allow-all"] : SYNC_FLAGS;
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "--quiet", ...flags, SYNC_MODULE, ...args],
     env: { NO_COLOR: "1", ...options.env },
     clearEnv: true,
     ...(options.cwd ? { cwd: options.cwd } : {}),
-    stdin: options.stdin === undefined ? "null" : "piped",
+    stdin: options.stdin ?? "null",
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  if (options.stdin !== undefined) {
+}
+
+/** Runs the real CLI to its end, feeding `stdin` if given. */
+export async function cli(
+  args: string[],
+  options: CliOptions & { stdin?: string } = {},
+): Promise<CliResult> {
+  const { stdin, ...rest } = options;
+  const child = spawnCli(args, { ...rest, stdin: stdin === undefined ? "null" : "piped" });
+  if (stdin !== undefined) {
     const writer = child.stdin.getWriter();
-    await writer.write(new TextEncoder().encode(options.stdin));
+    await writer.write(new TextEncoder().encode(stdin));
     await writer.close();
   }
-  const output = await child.output();
-  const decoder = new TextDecoder();
-  return {
-    code: output.code,
-    stdout: decoder.decode(output.stdout),
-    stderr: decoder.decode(output.stderr),
-  };
+  return await collect(child);
 }
 
 export function jsonLine(result: CliResult): Record<string, number | boolean> {
@@ -236,17 +251,6 @@ export async function makeSparseFile(path: string, size: number): Promise<void> 
   Deno.mkdirSync(path.slice(0, path.lastIndexOf("/")), { recursive: true });
   using file = Deno.openSync(path, { write: true, create: true });
   await file.truncate(size);
-}
-
-export function spawnCli(args: string[], stdin: "piped" | "null" = "null"): Deno.ChildProcess {
-  return new Deno.Command(Deno.execPath(), {
-    args: ["run", "--quiet", ...SYNC_FLAGS, SYNC_MODULE, ...args],
-    env: { NO_COLOR: "1" },
-    clearEnv: true,
-    stdin,
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
 }
 
 export async function collect(child: Deno.ChildProcess): Promise<CliResult> {
