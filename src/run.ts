@@ -129,34 +129,15 @@ export interface RunDependencies {
 export async function runOnce(options: Options, deps: RunDependencies): Promise<RunSummary> {
   const started = performance.now();
   const { report, control } = deps;
-  // Every check that can refuse the run comes before its first write.
-  checkPaths(options.source, options.replica);
-  const sides = runSides(options);
-  checkMeta(sides.replicaMeta);
-  if (options.restore) checkMeta(sides.targetMeta);
+  const sides = checkBeforeRun(options);
   const writes = !options.dryRun;
-  // Restoring needs a replica to restore from.
-  if (options.restore) checkRestoreFrom(options.replica);
   const pool = new WorkerPool(options.jobs);
   control.pool = pool;
   let prepared: PreparedWrites | null = null;
   try {
     // An existing lock file is taken now (taking it writes nothing); a first run makes it later.
     if (writes) takeLock(control, sides.replicaMeta, options.restore ? "read" : "existing");
-    control.progress = { ...idleProgress(), phase: "scanning" };
-    const scanning = scanBoth(pool, { from: sides.fromRoot, to: sides.toRoot }, options.excludes);
-    const recordLoad = { onCorrupt: (message: string) => report.warn(message) };
-    // A record small enough to be harmless is read while the workers walk.
-    const early = fileSize(sides.replicaMeta.record) <= RECORD_EAGER_BYTES
-      ? loadRecord(sides.replicaMeta.record, { ...recordLoad, maxBytes: RECORD_EAGER_BYTES })
-      : null;
-    const { from, to } = await scanning;
-    reportScans(report, options, { from, to });
-    refuseUnsafe(options, { from, to });
-    const record = early ?? loadRecord(sides.replicaMeta.record, {
-      ...recordLoad,
-      maxBytes: recordSizeCap(from.entries.size + to.entries.size),
-    });
+    const { from, to, record } = await scanAndLoad(pool, sides, { options, deps });
     if (await stopAsked(control)) return stoppedSummary(options, started);
     if (writes) {
       prepared = prepareWrites(options, sides, deps);
@@ -164,16 +145,7 @@ export async function runOnce(options: Options, deps: RunDependencies): Promise<
       if (!to.entries.has("")) to.entries.set("", entryFromStat(Deno.statSync(sides.toRoot)));
     }
 
-    const hashOptions = {
-      checksum: options.checksum,
-      // What the record knows of each side; restoring reads the replica and writes the source.
-      fromHashes: options.restore ? record.replica : record.source,
-      toHashes: options.restore ? record.source : record.replica,
-      moves: !options.restore && options.deletes,
-      deletes: options.deletes && !options.restore,
-      restore: options.restore,
-      overwriteNewer: options.overwriteNewer,
-    };
+    const hashOptions = planOptionsFor(options, record);
     await hashWhatMatters(pool, { sides, from, to, hashOptions, options, deps });
     if (await stopAsked(control)) return stoppedSummary(options, started);
     const decided = decide(options, deps, { from, to, hashOptions });
@@ -220,6 +192,60 @@ function checkRestoreFrom(replica: string): void {
   if (!isFolder) {
     throw new UsageError(`Replica ${quoted(replica)} is not a folder: nothing to restore from`);
   }
+}
+
+/** The checks that need no walk: paths, our own files, a replica to restore from. */
+function checkBeforeRun(options: Options): RunSides {
+  checkPaths(options.source, options.replica);
+  const sides = runSides(options);
+  checkMeta(sides.replicaMeta);
+  if (options.restore) {
+    checkMeta(sides.targetMeta);
+    checkRestoreFrom(options.replica);
+  }
+  return sides;
+}
+
+/**
+ * Walks both trees in the workers while this thread reads the record (when it is small enough
+ * to be harmless; a larger one waits for the walk to say how large it may be), then refuses
+ * what the walk shows cannot be mirrored.
+ */
+async function scanAndLoad(
+  pool: WorkerPool,
+  sides: RunSides,
+  run: { options: Options; deps: RunDependencies },
+): Promise<{ from: WorkerScan; to: WorkerScan; record: FileRecord }> {
+  const { options, deps: { report, control } } = run;
+  control.progress = { ...idleProgress(), phase: "scanning" };
+  const scanning = scanBoth(pool, { from: sides.fromRoot, to: sides.toRoot }, options.excludes);
+  const recordPath = sides.replicaMeta.record;
+  const onCorrupt = (message: string) => report.warn(message);
+  const early = fileSize(recordPath) <= RECORD_EAGER_BYTES
+    ? loadRecord(recordPath, { onCorrupt, maxBytes: RECORD_EAGER_BYTES })
+    : null;
+  const { from, to } = await scanning;
+  reportScans(report, options, { from, to });
+  refuseUnsafe(options, { from, to });
+  const maxBytes = recordSizeCap(from.entries.size + to.entries.size);
+  return { from, to, record: early ?? loadRecord(recordPath, { onCorrupt, maxBytes }) };
+}
+
+/** How the plan decides, from the options and what the record knows of each side. */
+function planOptionsFor(
+  options: Options,
+  record: FileRecord,
+): Omit<PlanOptions, "owners" | "explain"> {
+  return {
+    checksum: options.checksum,
+    // Restoring reads the replica and writes the source.
+    fromHashes: options.restore ? record.replica : record.source,
+    toHashes: options.restore ? record.source : record.replica,
+    moves: !options.restore && options.deletes,
+    deletes: options.deletes && !options.restore,
+    restore: options.restore,
+    overwriteNewer: options.overwriteNewer,
+  };
 }
 
 /** The two trees of a run and where each keeps our own files. */
