@@ -109,11 +109,6 @@ function openLogFile(path: string): Deno.FsFile {
   }
 }
 
-/** An error in one line, without the path Deno sometimes appends (it is named already). */
-function logErrorText(error: unknown): string {
-  return errorText(error).replace(/: (?:open|mkdir|rename|stat) '.*'$/s, "");
-}
-
 function countNewlines(bytes: Uint8Array): number {
   let count = 0;
   for (const byte of bytes) if (byte === 10) count++;
@@ -222,7 +217,7 @@ class LogFile {
     } catch (error) {
       if (done < bytes.length) this.#countLost(bytes, { done, noticeBytes, error });
       this.#warn(
-        `cannot write the log file ${quoted(this.#path)}: ${logErrorText(error)} ` +
+        `cannot write the log file ${quoted(this.#path)}: ${errorText(error, true)} ` +
           "(the run goes on; logging resumes when the file can be written)",
       );
     } finally {
@@ -244,7 +239,7 @@ class LogFile {
       this.#rotate();
     } catch (error) {
       this.#warn(
-        `cannot rotate the log file ${quoted(this.#path)}: ${logErrorText(error)} ` +
+        `cannot rotate the log file ${quoted(this.#path)}: ${errorText(error, true)} ` +
           "(it grows past its size)",
       );
     }
@@ -273,7 +268,7 @@ class LogFile {
       lines: (noticeWritten || lost === null ? 0 : lost.lines) +
         countNewlines(bytes.subarray(Math.max(done, noticeBytes))),
       since: noticeWritten || lost === null ? new Date().toISOString() : lost.since,
-      reason: logErrorText(error),
+      reason: errorText(error, true),
       midLine: done > 0 ? bytes[done - 1] !== 10 : lost?.midLine ?? false,
     };
   }
@@ -349,7 +344,7 @@ export async function closeLogging(): Promise<void> {
     await dispose();
   } catch (error) {
     try {
-      writeStderr(`warning: cannot close the log: ${logErrorText(error)}\n`);
+      writeStderr(`warning: cannot close the log: ${errorText(error, true)}\n`);
     } catch {
       // No stderr either.
     }
