@@ -39,6 +39,7 @@ export function folderIdentities(realPath: string): string[] {
   }
 }
 
+/** Whether `inner` is `outer` or below it (real paths). */
 export function isInside(inner: string, outer: string): boolean {
   return inner === outer || inner.startsWith(outer.endsWith("/") ? outer : `${outer}/`);
 }
