@@ -14,8 +14,8 @@ import { expectIdentity, type Identity, pathExists, removeQuietly, writeAll } fr
 import { quoted } from "./format.ts";
 import { COPY_BUFFER } from "./hash.ts";
 import { checkOwn, tempPathIn } from "./meta.ts";
-import { ancestors, joinRel, parentOf } from "./paths.ts";
-import { type Action, emptySummary, type Plan, type RunSummary } from "./plan.ts";
+import { enclosingFolder, joinRel, parentOf } from "./paths.ts";
+import { type Action, countAction, emptySummary, type Plan, type RunSummary } from "./plan.ts";
 import { type RecordChanges, type RecordEntry } from "./record.ts";
 import {
   type Entry,
@@ -205,7 +205,7 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
         }
         case "link":
           placeSymlink(toPath, action.entry!, context);
-          summary[action.reason === "new" ? "copied" : "updated"]++;
+          countAction(summary, action, 0);
           break;
         case "attrs":
           setAttributes(toPath, action.entry!, context.owners);
@@ -471,13 +471,9 @@ export class FolderGuard {
   expected(path: string): Identity | null {
     const known = this.#made.get(path) ?? this.#seen.get(path);
     if (known !== undefined || this.#movedFrom.size === 0) return known ?? null;
-    for (const folder of [path, ...ancestors(path)]) {
-      const oldPath = this.#movedFrom.get(folder);
-      if (oldPath !== undefined) {
-        return this.#seen.get(oldPath + path.slice(folder.length)) ?? null;
-      }
-    }
-    return null;
+    const folder = enclosingFolder(path, this.#movedFrom);
+    if (folder === undefined) return null;
+    return this.#seen.get(this.#movedFrom.get(folder)! + path.slice(folder.length)) ?? null;
   }
 
   /** Throws unless the folder `path` (relative) still is the one this run knows. */

@@ -11,7 +11,9 @@ export const encoder = new TextEncoder();
 
 /** A device and inode: what a path resolved to when it was looked at. */
 export interface Identity {
+  /** Device. */
   dev: number;
+  /** Inode. */
   ino: number;
 }
 

@@ -40,7 +40,9 @@ export interface MetaPaths {
   temp: string;
   /** `--keep-deleted` folders, one per run. */
   trash: string;
+  /** The replica lock. */
   lock: string;
+  /** The file record. */
   record: string;
 }
 
