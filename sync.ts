@@ -28,7 +28,6 @@ import { runOneShot } from "./src/oneshot.ts";
 import { checkLogPlace } from "./src/places.ts";
 import { runVerify } from "./src/verify.ts";
 
-
 /** What every mode reports through: the console and the log file, set up by `main`. */
 export type { Reporter } from "./src/log.ts";
 

@@ -21,7 +21,7 @@ import { quoted } from "./format.ts";
 import { openRegularFile, readThroughHash } from "./hash.ts";
 import { checkOwn, tempPathIn } from "./meta.ts";
 import { ancestors, joinRel, parentOf } from "./paths.ts";
-import { type Action, emptySummary, type Plan, type RunSummary } from "./plan.ts";
+import { type Action, countAction, emptySummary, type Plan, type RunSummary } from "./plan.ts";
 import { type RecordChanges, type RecordEntry } from "./record.ts";
 import {
   type Entry,
@@ -205,8 +205,7 @@ class CopyBatches {
     const { summary } = this.#result;
     if ("copied" in outcome) {
       this.#result.written.set(action.path, outcome.copied);
-      summary.bytesCopied += outcome.copied.replica.size;
-      summary[action.kind === "copy" ? "copied" : "updated"]++;
+      countAction(summary, action, outcome.copied.replica.size);
       this.#context.onDone(action, outcome.copied.replica.size);
     } else if ("error" in outcome) {
       summary.failed++;
@@ -226,7 +225,6 @@ class CopyBatches {
  */
 function applyOne(action: Action, context: ApplyContext, result: ApplyResult): "recopy" | void {
   const { guard, toRoot, owners, trashDir } = context;
-  const { summary } = result;
   if (action.path === "" && action.kind !== "dirattrs") {
     throw new Error("refusing to touch the root itself: that is never part of a plan");
   }
@@ -236,37 +234,35 @@ function applyOne(action: Action, context: ApplyContext, result: ApplyResult): "
   switch (action.kind) {
     case "rmdir":
       Deno.removeSync(toPath);
-      summary.dirsDeleted++;
       break;
     case "delete":
       if (trashDir) moveToTrash(toPath, action.path, context);
       else Deno.removeSync(toPath);
       result.deleted.add(action.path);
-      summary.deleted++;
       break;
     case "mkdir":
       makeFolder(toPath);
       guard.made(action.path);
-      summary.dirsCreated++;
       break;
     case "link":
       placeSymlink(toPath, action.entry!, context);
-      summary[action.reason === "new" ? "copied" : "updated"]++;
       break;
     case "attrs":
       if (!setFileAttributes(toPath, action, context)) return "recopy";
       result.resigned.set(action.path, signatureOf(entryFromStat(Deno.lstatSync(toPath))));
-      summary.attrsUpdated++;
       break;
-    case "move":
-      summary.moved++;
-      return moveInTree(action, context, result);
+    case "move": {
+      const outcome = moveInTree(action, context, result);
+      countAction(result.summary, action, 0);
+      return outcome;
+    }
     case "dirattrs":
       setAttributes(toPath, action.entry!, { owners, expected: guard.expected(action.path) });
       break;
     default:
       throw new Error(`${action.kind} is not applied here`);
   }
+  countAction(result.summary, action, 0);
 }
 
 /** Renames a replica file or folder to where its content reappeared in the source. */

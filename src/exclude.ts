@@ -6,7 +6,7 @@
 
 import { UsageError } from "./errors.ts";
 import { quoted } from "./format.ts";
-import { ancestors } from "./paths.ts";
+import { isWithin } from "./paths.ts";
 
 /** Says whether a relative path (folders flagged) is excluded from the mirror. */
 export type ExcludeMatcher = (path: string, isDir: boolean) => boolean;
@@ -68,5 +68,6 @@ function globToRegex(glob: string, pattern: string): string {
 
 /** Whether a recorded file, or any folder above it, is excluded (folders flagged as such). */
 export function isExcludedRecordPath(path: string, exclude: ExcludeMatcher): boolean {
-  return [path, ...ancestors(path).filter((p) => p !== "")].some((p, i) => exclude(p, i > 0));
+  const excludedFolder = { has: (folder: string) => folder !== "" && exclude(folder, true) };
+  return exclude(path, false) || isWithin(path, excludedFolder, { below: true });
 }

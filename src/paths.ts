@@ -1,6 +1,6 @@
 /**
  * Relative paths inside a tree (`a/b/c`; the root is `""`): parents, ancestors, names, sorted
- * ranges. Pure.
+ * ranges, and whether a path is at or below one of a set of folders. Pure.
  *
  * @module
  */
@@ -22,17 +22,42 @@ export function subtree(sortedPaths: string[], folder: string): string[] {
   return result;
 }
 
-/** Whether `path` is below (or, with `orAt`, at) one of the folders. */
-export function isUnderAny(
-  path: string,
-  folders: Map<string, string> | Set<string>,
-  orAt = false,
-): boolean {
-  if (folders.size === 0) return false;
-  if (orAt && folders.has(path)) return true;
-  return ancestors(path).some((parent) => folders.has(parent));
+/** Folders to look paths up in: a `Set` of them, or a `Map` keyed by them. */
+export interface Folders {
+  /** Whether `folder` is one of them. */
+  has(folder: string): boolean;
+  /** How many there are, where known: with none, no path is looked up. */
+  readonly size?: number;
 }
 
+/**
+ * The nearest of `folders` that holds `path`: `path` itself (unless `below`), else the nearest
+ * folder above it, the root `""` last; undefined when none does.
+ */
+export function enclosingFolder(
+  path: string,
+  folders: Folders,
+  options: { below?: boolean } = {},
+): string | undefined {
+  if (folders.size === 0) return undefined;
+  if (!options.below && folders.has(path)) return path;
+  for (let rest = path; rest !== "";) {
+    rest = parentOf(rest);
+    if (folders.has(rest)) return rest;
+  }
+  return undefined;
+}
+
+/** Whether `path` is at or below one of `folders` (strictly below, with `below`). */
+export function isWithin(
+  path: string,
+  folders: Folders,
+  options: { below?: boolean } = {},
+): boolean {
+  return enclosingFolder(path, folders, options) !== undefined;
+}
+
+/** The last name of a path. */
 export function baseName(path: string): string {
   return path.slice(path.lastIndexOf("/") + 1);
 }
@@ -47,11 +72,13 @@ export function ancestors(path: string): string[] {
   return result;
 }
 
+/** The folder holding `path`; the root's own parent is the root. */
 export function parentOf(path: string): string {
   const cut = path.lastIndexOf("/");
   return cut < 0 ? "" : path.slice(0, cut);
 }
 
+/** An absolute path from a tree's root and a relative path in it. */
 export function joinRel(root: string, path: string): string {
   return path === "" ? root : `${root}/${path}`;
 }

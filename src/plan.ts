@@ -1,14 +1,16 @@
 /**
- * Deciding what to change: from the two walks and the record to a list of actions, renamed files
- * and folders turned into moves, and the summary counts of a plan. Pure: no `Deno.*`, no I/O.
+ * Deciding what to change: from the two walks and the record to a list of actions, each with a
+ * typed reason, renamed files and folders turned into moves, and the summary counts of a plan. Pure: no `Deno.*`, no I/O.
  *
  * @module
  */
 
 import { type DeleteLimit } from "./cli.ts";
-import { ancestors, baseName, isUnderAny, parentOf, subtree } from "./paths.ts";
-import { type RecordEntry, type RecordMap, trustedHash } from "./record.ts";
+import { ancestors, baseName, isWithin, parentOf, subtree } from "./paths.ts";
+import { type RecordEntry, recordLookup, type RecordMap, trustedHash } from "./record.ts";
 import { type Entry, type EntryKind, type Problem, sameSignature, type Scan } from "./scan.ts";
+
+export type { DeleteLimit } from "./cli.ts";
 
 /**
  * One change to the target tree. Kinds: `mkdir` a folder, `copy` a new file, `update` a changed
@@ -17,6 +19,7 @@ import { type Entry, type EntryKind, type Problem, sameSignature, type Scan } fr
  * `rmdir` an emptied folder, `dirattrs` set a folder's mode/owner/mtime after it is filled.
  */
 export interface Action {
+  /** What to do. */
   kind:
     | "mkdir"
     | "copy"
@@ -27,13 +30,74 @@ export interface Action {
     | "delete"
     | "rmdir"
     | "dirattrs";
+  /** Where, relative to the target's root. */
   path: string;
-  /** Why, in words, for `-vv` and the log. */
-  reason: string;
+  /** Why; {@linkcode reasonText} puts it in words for `-vv` and the log. */
+  reason: Reason;
   /** The entry to reproduce (every kind but `delete` and `rmdir`). */
   entry?: Entry;
   /** For `move`: the path it comes from, in the same tree. */
   from?: string;
+}
+
+/**
+ * Why an action is planned: a code that code may test, with what its words need. Only
+ * {@linkcode reasonText} turns it into text, so rewording a line changes no decision.
+ */
+export type Reason =
+  | { code: "new" }
+  | { code: "type-changed" }
+  | { code: "replaced"; by: EntryKind }
+  | { code: "inside-replaced" }
+  | { code: "not-in-source" }
+  | { code: "link-target-differs" }
+  | { code: "folder-attrs-differ" }
+  | { code: "size-differs"; fromSize: number; toSize: number }
+  | { code: "content-differs" }
+  | { code: "hash-differs" }
+  | { code: "mtime-differs-same-hash" }
+  | { code: "mtime-differs" }
+  | { code: "mode-or-owner-differs" }
+  | { code: "folder-filled" }
+  | { code: "same-folder-tree" }
+  | { code: "same-content" };
+
+/** A reason in words, as `-vv` and the log show it. */
+export function reasonText(reason: Reason): string {
+  switch (reason.code) {
+    case "new":
+      return "new";
+    case "type-changed":
+      return "type changed";
+    case "replaced":
+      return `replaced by a ${reason.by}`;
+    case "inside-replaced":
+      return "inside a folder replaced by another type";
+    case "not-in-source":
+      return "not in source";
+    case "link-target-differs":
+      return "symlink target differs";
+    case "folder-attrs-differ":
+      return "folder attributes differ";
+    case "size-differs":
+      return `size differs (${reason.toSize} -> ${reason.fromSize})`;
+    case "content-differs":
+      return "content differs";
+    case "hash-differs":
+      return "content differs (SHA-256), size and mtime alike";
+    case "mtime-differs-same-hash":
+      return "mtime differs, same SHA-256";
+    case "mtime-differs":
+      return "mtime differs";
+    case "mode-or-owner-differs":
+      return "mode or owner differs";
+    case "folder-filled":
+      return "folder attributes";
+    case "same-folder-tree":
+      return "same folder tree";
+    case "same-content":
+      return "same size and SHA-256";
+  }
 }
 
 /** What {@linkcode planMirror} decided. */
@@ -42,8 +106,8 @@ export interface Plan {
   actions: Action[];
   /** Changes the options forbade or that cannot be made safely: each makes the run fail. */
   blocked: Problem[];
-  /** Entries left in the target because deletions are off. */
-  keptExtraneous: number;
+  /** Extraneous entries left in the target because deletions are off. */
+  extraneousLeft: number;
 }
 
 /** How {@linkcode planMirror} decides. */
@@ -76,25 +140,17 @@ export interface PlanOptions {
 }
 
 /** Finds a file's SHA-256 without reading it, or says it is not known. */
-export type HashLookup = (path: string, entry: Entry) => string | null;
+type HashLookup = (path: string, entry: Entry) => string | null;
 
 /**
  * A file's hash as far as it is known without reading: computed this run, or kept in the record
  * under its path, or under another path with the same inode and signature (a renamed file).
- * Pure.
  */
-export function hashLookup(known: RecordMap | undefined): HashLookup {
-  let byInode: Map<number, RecordEntry> | null = null;
+function hashLookup(known: RecordMap | undefined): HashLookup {
+  const recorded = recordLookup(known, trustedHash);
   return (path, entry) => {
     if (entry.kind !== "file") return null;
-    if (entry.hash !== undefined) return entry.hash;
-    const direct = trustedHash(known?.get(path), entry);
-    if (direct !== null || !known || known.size === 0) return direct;
-    if (byInode === null) {
-      byInode = new Map();
-      for (const recorded of known.values()) byInode.set(recorded.ino, recorded);
-    }
-    return trustedHash(byInode.get(entry.ino), entry);
+    return entry.hash ?? recorded(path, entry);
   };
 }
 
@@ -108,161 +164,234 @@ export function hashLookup(known: RecordMap | undefined): HashLookup {
  * since filling a folder changes its mtime.
  */
 export function planMirror(from: Scan, to: Scan, options: PlanOptions): Plan {
-  const { checksum, deletes, owners, explain, restore = false } = options;
-  const guardTargets = restore && !options.overwriteNewer;
-  const keptPaths = new Set([...from.kept, ...to.kept]);
-  const keptAncestors = new Set<string>();
-  for (const path of keptPaths) for (const parent of ancestors(path)) keptAncestors.add(parent);
-  const isKept = (path: string) =>
-    keptAncestors.has(path) || [path, ...ancestors(path)].some((p) => keptPaths.has(p));
-  const fromHash = hashLookup(options.fromHashes);
-  const toHash = hashLookup(options.toHashes);
-
-  const removals: Action[] = []; // type changes, run first
-  const creations: Action[] = [];
-  const deletions: Action[] = []; // extraneous, run after copies
-  const blocked: Problem[] = [];
-  const touchedFolders = new Set<string>();
-  const replaced = new Set<string>(); // target folders removed to make way for another type
-  const left = new Set<string>(); // type changes left as they are: nothing happens at or below
-  let keptExtraneous = 0;
-
-  for (const [path, source] of from.entries) {
-    const target = to.entries.get(path);
-    if (path === "" && (source.kind !== "dir" || (target && target.kind !== "dir"))) {
-      // Never plan to replace a root: whatever made it look like this, it is not a change.
-      blocked.push({
-        path: ".",
-        message: "Not mirrored: the source or replica root is not a folder",
-      });
-      continue;
-    }
-    if (target && target.kind !== source.kind) {
-      if (!deletes || restore) {
-        // Replacing one type with another removes what was there: never without deletions.
-        left.add(path);
-        blocked.push({
-          path,
-          message: restore
-            ? `Not restored: the source has a ${kindName(target.kind)} here and the replica a ` +
-              `${kindName(source.kind)}; restore never replaces one with the other`
-            : `Not replaced: the replica has a ${kindName(target.kind)} here and the source a ` +
-              `${kindName(source.kind)}, and deletions are off`,
-        });
-        continue;
-      }
-      if (target.kind === "dir") {
-        if (isKept(path)) {
-          blocked.push({
-            path,
-            message:
-              `Not replaced: the replica's folder holds entries that are excluded or unreadable`,
-          });
-          continue;
-        }
-        replaced.add(path);
-        removals.push({ kind: "rmdir", path, reason: `replaced by a ${source.kind}` });
-      } else {
-        // A file or symlink giving way is an overwrite, as rsync does without --delete.
-        removals.push({ kind: "delete", path, reason: `replaced by a ${source.kind}` });
-      }
-      touchedFolders.add(parentOf(path));
-      if (source.kind === "dir") touchedFolders.add(path);
-      creations.push(creationFor(path, source, "type changed"));
-      continue;
-    }
-    if (!target) {
-      touchedFolders.add(parentOf(path));
-      if (source.kind === "dir") touchedFolders.add(path); // mkdir gives it today's mtime
-      creations.push(creationFor(path, source, "new"));
-      continue;
-    }
-    // Hashes matter only for same-size files that --checksum compares, whose mtimes differ, or
-    // that were hashed because the record saw them change or cannot vouch for them (see
-    // hashesNeeded).
-    const hashesMatter = source.kind === "file" && source.size === target.size &&
-      (checksum || source.mtimeMs !== target.mtimeMs || source.hash !== undefined ||
-        target.hash !== undefined);
-    const change = compareEntries(source, target, {
-      checksum,
-      owners,
-      fromHash: hashesMatter ? fromHash(path, source) : null,
-      toHash: hashesMatter ? toHash(path, target) : null,
-    });
-    if (change === null) {
-      explain?.(path, "unchanged");
-      continue;
-    }
-    if (change.kind === "dirattrs") {
-      touchedFolders.add(path);
-      continue;
-    }
-    if (guardTargets && !unchangedSinceRecorded(options.toHashes?.get(path), target)) {
-      blocked.push({
-        path,
-        message: `Kept: the source's ${kindName(target.kind)} is not as the last sync left ` +
-          `it and differs from the replica's (${change.reason}); pass --overwrite-newer to ` +
-          `replace it`,
-      });
-      continue;
-    }
-    if (change.kind !== "attrs") touchedFolders.add(parentOf(path));
-    creations.push({ kind: change.kind, path, reason: change.reason, entry: source });
-  }
-
-  for (const [path, target] of to.entries) {
-    const source = from.entries.get(path);
-    if (path === "" || (source && source.kind === target.kind)) continue;
-    if (source && !replaced.has(path) && target.kind !== "dir") continue; // overwritten above
-    const underReplaced = ancestors(path).some((parent) => replaced.has(parent));
-    if (replaced.has(path)) continue; // already planned as a removal
-    if (isKept(path)) continue;
-    if (!deletes) {
-      keptExtraneous++;
-      continue;
-    }
-    const action: Action = {
-      kind: target.kind === "dir" ? "rmdir" : "delete",
-      path,
-      reason: underReplaced ? "inside a folder replaced by another type" : "not in source",
-    };
-    (underReplaced ? removals : deletions).push(action);
-    touchedFolders.add(parentOf(path));
-  }
-
-  byPath(removals, "deepest");
-  byPath(creations, "shallowest");
-  byPath(deletions, "deepest");
-  let moves: Action[] = [];
-  let kept = { creations, deletions };
-  if (options.moves && deletions.length > 0) {
-    ({ moves, kept } = planMoves({ from, to, creations, deletions, fromHash, toHash, owners }));
-    for (const move of moves) {
-      touchedFolders.add(parentOf(move.path)).add(parentOf(move.from!));
-      if (move.entry!.kind === "dir") touchedFolders.add(move.path);
-    }
-  }
-
-  if (left.size > 0) {
-    // What would be created below an entry left in place has no folder to go in.
-    kept.creations = kept.creations.filter((a) => !isUnderAny(a.path, left));
-  }
-  const folderAttrs: Action[] = [];
-  for (const path of touchedFolders) {
-    const source = from.entries.get(path);
-    if (left.size > 0 && isUnderAny(path, left, true)) continue;
-    if (source?.kind === "dir") {
-      folderAttrs.push({ kind: "dirattrs", path, reason: "folder attributes", entry: source });
-    }
-  }
-  byPath(folderAttrs, "deepest");
-  const mkdirs = kept.creations.filter((a) => a.kind === "mkdir");
-  const transfers = kept.creations.filter((a) => a.kind !== "mkdir");
-  return {
-    actions: [...removals, ...mkdirs, ...moves, ...transfers, ...kept.deletions, ...folderAttrs],
-    blocked,
-    keptExtraneous,
+  const walk: Walk = {
+    from,
+    to,
+    options,
+    isProtected: protection(from, to),
+    fromHash: hashLookup(options.fromHashes),
+    toHash: hashLookup(options.toHashes),
   };
+  const draft: Draft = {
+    removals: [],
+    creations: [],
+    deletions: [],
+    blocked: [],
+    touchedFolders: new Set(),
+    replaced: new Set(),
+    left: new Set(),
+    extraneousLeft: 0,
+  };
+  for (const [path, source] of from.entries) planSourceEntry(path, source, walk, draft);
+  for (const [path, target] of to.entries) planTargetEntry(path, target, walk, draft);
+  byPath(draft.removals, "deepest");
+  byPath(draft.creations, "shallowest");
+  byPath(draft.deletions, "deepest");
+
+  let moves: Action[] = [];
+  let remaining = { creations: draft.creations, deletions: draft.deletions };
+  if (options.moves && draft.deletions.length > 0) {
+    ({ moves, remaining } = planMoves({ ...walk, ...remaining, owners: options.owners }));
+    for (const move of moves) {
+      draft.touchedFolders.add(parentOf(move.path)).add(parentOf(move.from!));
+      if (move.entry!.kind === "dir") draft.touchedFolders.add(move.path);
+    }
+  }
+  // What would be created below an entry left in place has no folder to go in.
+  const creations = remaining.creations.filter((a) => !isWithin(a.path, draft.left, BELOW));
+  const folderAttrs = folderAttributes(from, draft);
+  return {
+    actions: [
+      ...draft.removals,
+      ...creations.filter((a) => a.kind === "mkdir"),
+      ...moves,
+      ...creations.filter((a) => a.kind !== "mkdir"),
+      ...remaining.deletions,
+      ...folderAttrs,
+    ],
+    blocked: draft.blocked,
+    extraneousLeft: draft.extraneousLeft,
+  };
+}
+
+const BELOW = { below: true };
+
+/** What {@linkcode planMirror} looks at while it walks the two scans. */
+interface Walk {
+  from: Scan;
+  to: Scan;
+  options: PlanOptions;
+  /** Whether deleting or replacing the target's entry at a path could cost data a scan kept. */
+  isProtected: (path: string) => boolean;
+  fromHash: HashLookup;
+  toHash: HashLookup;
+}
+
+/** What {@linkcode planMirror} gathers while it walks the two scans. */
+interface Draft {
+  /** Type changes: run first. */
+  removals: Action[];
+  creations: Action[];
+  /** Extraneous entries: run after the copies. */
+  deletions: Action[];
+  blocked: Problem[];
+  /** Folders whose mtime the run changes: their attributes are set last. */
+  touchedFolders: Set<string>;
+  /** Target folders removed to make way for another type. */
+  replaced: Set<string>;
+  /** Type changes left as they are: nothing happens at or below them. */
+  left: Set<string>;
+  extraneousLeft: number;
+}
+
+/**
+ * Paths whose target entry must never be deleted or replaced: at or below a path either scan
+ * protects, or a folder above one.
+ */
+function protection(from: Scan, to: Scan): (path: string) => boolean {
+  const protectedPaths = new Set([...from.protectedPaths, ...to.protectedPaths]);
+  const above = new Set<string>();
+  for (const path of protectedPaths) for (const folder of ancestors(path)) above.add(folder);
+  return (path) => above.has(path) || isWithin(path, protectedPaths);
+}
+
+/** Plans what the source's entry at `path` needs in the target. */
+function planSourceEntry(path: string, source: Entry, walk: Walk, draft: Draft): void {
+  const target = walk.to.entries.get(path);
+  if (path === "" && (source.kind !== "dir" || (target && target.kind !== "dir"))) {
+    // Never plan to replace a root: whatever made it look like this, it is not a change.
+    draft.blocked.push({
+      path: ".",
+      message: "Not mirrored: the source or replica root is not a folder",
+    });
+  } else if (target && target.kind !== source.kind) {
+    planTypeChange(path, source, target, walk, draft);
+  } else if (!target) {
+    draft.touchedFolders.add(parentOf(path));
+    if (source.kind === "dir") draft.touchedFolders.add(path); // mkdir gives it today's mtime
+    draft.creations.push(creationFor(path, source, { code: "new" }));
+  } else {
+    planDifference(path, source, target, walk, draft);
+  }
+}
+
+/** Plans replacing the target's entry with the source's one of another type, where allowed. */
+function planTypeChange(
+  path: string,
+  source: Entry,
+  target: Entry,
+  walk: Walk,
+  draft: Draft,
+): void {
+  const { deletes, restore } = walk.options;
+  if (!deletes || restore) {
+    // Replacing one type with another removes what was there: never without deletions.
+    draft.left.add(path);
+    draft.blocked.push({
+      path,
+      message: restore
+        ? `Not restored: the source has a ${kindName(target.kind)} here and the replica a ` +
+          `${kindName(source.kind)}; restore never replaces one with the other`
+        : `Not replaced: the replica has a ${kindName(target.kind)} here and the source a ` +
+          `${kindName(source.kind)}, and deletions are off`,
+    });
+    return;
+  }
+  const reason: Reason = { code: "replaced", by: source.kind };
+  if (target.kind === "dir") {
+    if (walk.isProtected(path)) {
+      draft.blocked.push({
+        path,
+        message: `Not replaced: the replica's folder holds entries that are excluded or unreadable`,
+      });
+      return;
+    }
+    draft.replaced.add(path);
+    draft.removals.push({ kind: "rmdir", path, reason });
+  } else {
+    // A file or symlink giving way is an overwrite, as rsync does without --delete.
+    draft.removals.push({ kind: "delete", path, reason });
+  }
+  draft.touchedFolders.add(parentOf(path));
+  if (source.kind === "dir") draft.touchedFolders.add(path);
+  draft.creations.push(creationFor(path, source, { code: "type-changed" }));
+}
+
+/** Plans what an entry of the same type on both sides needs, if anything. */
+function planDifference(
+  path: string,
+  source: Entry,
+  target: Entry,
+  walk: Walk,
+  draft: Draft,
+): void {
+  const { checksum, owners, explain, restore, overwriteNewer, toHashes } = walk.options;
+  // Hashes matter only for same-size files that --checksum compares, whose mtimes differ, or
+  // that were hashed because the record saw them change or cannot vouch for them (see
+  // hashesNeeded).
+  const hashesMatter = source.kind === "file" && source.size === target.size &&
+    (checksum || source.mtimeMs !== target.mtimeMs || source.hash !== undefined ||
+      target.hash !== undefined);
+  const change = compareEntries(source, target, {
+    checksum,
+    owners,
+    fromHash: hashesMatter ? walk.fromHash(path, source) : null,
+    toHash: hashesMatter ? walk.toHash(path, target) : null,
+  });
+  if (change === null) {
+    explain?.(path, "unchanged");
+    return;
+  }
+  if (change.kind === "dirattrs") {
+    draft.touchedFolders.add(path);
+    return;
+  }
+  if (restore && !overwriteNewer && !unchangedSinceRecorded(toHashes?.get(path), target)) {
+    draft.blocked.push({
+      path,
+      message: `Kept: the source's ${kindName(target.kind)} is not as the last sync left ` +
+        `it and differs from the replica's (${reasonText(change.reason)}); pass ` +
+        `--overwrite-newer to replace it`,
+    });
+    return;
+  }
+  if (change.kind !== "attrs") draft.touchedFolders.add(parentOf(path));
+  draft.creations.push({ kind: change.kind, path, reason: change.reason, entry: source });
+}
+
+/** Plans the deletion of the target's entry at `path` when the source has none like it. */
+function planTargetEntry(path: string, target: Entry, walk: Walk, draft: Draft): void {
+  const source = walk.from.entries.get(path);
+  if (path === "" || (source && source.kind === target.kind)) return;
+  if (source && !draft.replaced.has(path) && target.kind !== "dir") return; // overwritten
+  if (draft.replaced.has(path)) return; // already planned as a removal
+  if (walk.isProtected(path)) return;
+  if (!walk.options.deletes) {
+    draft.extraneousLeft++;
+    return;
+  }
+  const underReplaced = isWithin(path, draft.replaced, BELOW);
+  const action: Action = {
+    kind: target.kind === "dir" ? "rmdir" : "delete",
+    path,
+    reason: { code: underReplaced ? "inside-replaced" : "not-in-source" },
+  };
+  (underReplaced ? draft.removals : draft.deletions).push(action);
+  draft.touchedFolders.add(parentOf(path));
+}
+
+/** Attributes for every source folder the plan fills or empties, deepest first. */
+function folderAttributes(from: Scan, draft: Draft): Action[] {
+  const actions: Action[] = [];
+  for (const path of draft.touchedFolders) {
+    const source = from.entries.get(path);
+    if (isWithin(path, draft.left)) continue;
+    if (source?.kind === "dir") {
+      actions.push({ kind: "dirattrs", path, reason: { code: "folder-filled" }, entry: source });
+    }
+  }
+  byPath(actions, "deepest");
+  return actions;
 }
 
 interface MoveInput {
@@ -277,37 +406,78 @@ interface MoveInput {
   owners: boolean;
 }
 
+/** What is left of the creations and deletions once moves took their part. */
+interface Remaining {
+  creations: Action[];
+  deletions: Action[];
+}
+
 /**
  * Turns "delete a replica file, copy a source file with the same size and SHA-256" into one
  * rename, and a new source folder whose whole tree matches a deleted replica folder into one
  * rename of the folder. Candidates are paired by size first, so only same-size files ever need
  * a hash. Among equal candidates, one with the same name wins (a folder was renamed). Pure.
  *
- * @returns The moves (attribute fixes for a moved folder's contents included) and what is left
+ * @returns The moves (attribute fixes for a moved folder's contents included) and what remains
  * of the creations and deletions.
  */
-function planMoves(input: MoveInput): {
-  moves: Action[];
-  kept: { creations: Action[]; deletions: Action[] };
-} {
-  const { from, to, creations, deletions, fromHash, toHash, owners } = input;
-  const unchanged = { moves: [], kept: { creations, deletions } };
+function planMoves(input: MoveInput): { moves: Action[]; remaining: Remaining } {
+  const { from, creations, deletions } = input;
+  const fileMoves = pairFileMoves(input);
+  if (fileMoves.size === 0) return { moves: [], remaining: { creations, deletions } };
+  const { folderMoves, attrFixes } = matchFolderMoves(fileMoves, input);
+  const movedOld = new Set(folderMoves.values());
+
+  const moves: Action[] = [];
+  for (const [newDir, oldDir] of folderMoves) {
+    const entry = from.entries.get(newDir)!;
+    moves.push({ kind: "move", path: newDir, from: oldDir, reason: SAME_TREE, entry });
+  }
+  const movedFiles = new Set<string>();
+  for (const [newPath, oldPath] of fileMoves) {
+    if (isWithin(newPath, folderMoves, BELOW)) continue;
+    movedFiles.add(newPath).add(oldPath);
+    const entry = from.entries.get(newPath)!;
+    moves.push({ kind: "move", path: newPath, from: oldPath, reason: SAME_CONTENT, entry });
+  }
+  const creationsLeft = creations.filter((a) =>
+    !(a.kind === "copy" && movedFiles.has(a.path)) && !isWithin(a.path, folderMoves)
+  );
+  const deletionsLeft = deletions.filter((a) =>
+    !(a.kind === "delete" && movedFiles.has(a.path)) && !isWithin(a.path, movedOld)
+  );
+  return {
+    moves,
+    remaining: { creations: [...creationsLeft, ...attrFixes], deletions: deletionsLeft },
+  };
+}
+
+const SAME_TREE: Reason = { code: "same-folder-tree" };
+
+const SAME_CONTENT: Reason = { code: "same-content" };
+
+/**
+ * Pairs each new source file with a deleted replica file of the same size and SHA-256, one with
+ * the same name first.
+ *
+ * @returns New path to the replica path it can be moved from.
+ */
+function pairFileMoves(input: MoveInput): Map<string, string> {
+  const { to, creations, deletions, fromHash, toHash } = input;
   const goneByContent = new Map<string, string[]>();
   for (const action of deletions) {
     const entry = to.entries.get(action.path)!;
     const hash = action.kind === "delete" ? toHash(action.path, entry) : null;
-    if (hash !== null) {
-      const key = `${entry.size}:${hash}`;
-      const group = goneByContent.get(key);
-      if (group) group.push(action.path);
-      else goneByContent.set(key, [action.path]);
-    }
+    if (hash === null) continue;
+    const key = `${entry.size}:${hash}`;
+    const group = goneByContent.get(key);
+    if (group) group.push(action.path);
+    else goneByContent.set(key, [action.path]);
   }
-  if (goneByContent.size === 0) return unchanged;
-
-  const fileMoves = new Map<string, string>(); // new path -> replica path it comes from
+  const fileMoves = new Map<string, string>();
+  if (goneByContent.size === 0) return fileMoves;
   for (const action of creations) {
-    if (action.kind !== "copy" || action.reason !== "new") continue;
+    if (action.kind !== "copy" || action.reason.code !== "new") continue;
     const hash = fromHash(action.path, action.entry!);
     const candidates = hash === null
       ? undefined
@@ -317,9 +487,45 @@ function planMoves(input: MoveInput): {
     const sameName = candidates.findIndex((path) => baseName(path) === name);
     fileMoves.set(action.path, candidates.splice(Math.max(sameName, 0), 1)[0]!);
   }
-  if (fileMoves.size === 0) return unchanged;
+  return fileMoves;
+}
 
-  // Folder candidates: walk up a moved file's old and new paths while the names agree.
+/**
+ * Finds the new source folders whose whole tree is a deleted replica folder's, shallowest
+ * first: a folder inside one already moved moves with it.
+ *
+ * @returns New folder to the replica folder it can be moved from, and the attribute fixes
+ * for the files inside that differ only in mode, owner or mtime.
+ */
+function matchFolderMoves(
+  fileMoves: Map<string, string>,
+  input: MoveInput,
+): { folderMoves: Map<string, string>; attrFixes: Action[] } {
+  const { creations, deletions } = input;
+  const creationPaths = creations.map((a) => a.path); // sorted ascending
+  const deletionPaths = deletions.map((a) => a.path).reverse(); // sorted ascending
+  const folderMoves = new Map<string, string>();
+  const movedOld = new Set<string>();
+  const attrFixes: Action[] = [];
+  for (const [newDir, oldDir] of folderCandidates(fileMoves, input)) {
+    if (isWithin(newDir, folderMoves, BELOW) || isWithin(oldDir, movedOld, BELOW)) continue;
+    const newInside = subtree(creationPaths, newDir);
+    const oldInside = subtree(deletionPaths, oldDir);
+    if (newInside.length !== oldInside.length) continue;
+    const fixes = sameTreeFixes(newDir, oldDir, newInside, fileMoves, input);
+    if (fixes === null) continue;
+    folderMoves.set(newDir, oldDir);
+    movedOld.add(oldDir);
+    attrFixes.push(...fixes.filter((fix) => fix.kind === "attrs"));
+  }
+  return { folderMoves, attrFixes };
+}
+
+/**
+ * Folder pairs worth comparing: walking up a moved file's old and new paths while the names
+ * agree, where the new folder is created and the old one deleted. Sorted shallowest first.
+ */
+function folderCandidates(fileMoves: Map<string, string>, input: MoveInput): [string, string][] {
   const folderPairs = new Map<string, string>();
   for (const [newPath, oldPath] of fileMoves) {
     let [n, o] = [newPath, oldPath];
@@ -329,79 +535,47 @@ function planMoves(input: MoveInput): {
     }
   }
   const newDirs = new Set(
-    creations.filter((a) => a.kind === "mkdir" && a.reason === "new").map((a) => a.path),
+    input.creations.filter((a) => a.kind === "mkdir" && a.reason.code === "new").map((a) => a.path),
   );
-  const goneDirs = new Set(deletions.filter((a) => a.kind === "rmdir").map((a) => a.path));
-  const creationPaths = creations.map((a) => a.path); // sorted ascending
-  const deletionPaths = deletions.map((a) => a.path).reverse(); // sorted ascending
-  const folderMoves = new Map<string, string>();
-  const movedOld = new Set<string>();
-  const attrFixes: Action[] = [];
-  const candidates = [...folderPairs].filter(([n, o]) => newDirs.has(n) && goneDirs.has(o))
+  const goneDirs = new Set(input.deletions.filter((a) => a.kind === "rmdir").map((a) => a.path));
+  return [...folderPairs].filter(([n, o]) => newDirs.has(n) && goneDirs.has(o))
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  for (const [newDir, oldDir] of candidates) {
-    if (isUnderAny(newDir, folderMoves) || isUnderAny(oldDir, movedOld)) continue;
-    const newInside = subtree(creationPaths, newDir);
-    const oldInside = subtree(deletionPaths, oldDir);
-    if (newInside.length !== oldInside.length) continue;
-    const fixes: Action[] = [];
-    const matches = newInside.every((newPath) => {
-      const oldPath = oldDir + newPath.slice(newDir.length);
-      const source = from.entries.get(newPath)!;
-      const target = to.entries.get(oldPath);
-      if (!target || target.kind !== source.kind) return false;
-      if (source.kind === "file" && fileMoves.get(newPath) !== oldPath) return false;
-      if (source.kind === "symlink" && source.target !== target.target) return false;
-      const hash = source.kind === "file" ? fromHash(newPath, source) : null;
-      const change = compareEntries(source, target, {
-        checksum: true,
-        owners,
-        fromHash: hash,
-        toHash: hash,
-      });
-      if (change?.kind === "attrs" || change?.kind === "dirattrs") {
-        fixes.push({ kind: change.kind, path: newPath, reason: change.reason, entry: source });
-      }
-      return true;
-    });
-    if (!matches) continue;
-    folderMoves.set(newDir, oldDir);
-    movedOld.add(oldDir);
-    attrFixes.push(...fixes.filter((fix) => fix.kind === "attrs"));
-  }
+}
 
-  const moves: Action[] = [];
-  for (const [newDir, oldDir] of folderMoves) {
-    moves.push({
-      kind: "move",
-      path: newDir,
-      from: oldDir,
-      reason: "same folder tree",
-      entry: from.entries.get(newDir)!,
+/**
+ * Whether everything below the new folder `newDir` is what is below the replica's `oldDir`:
+ * the same kinds, files paired as moves, the same link targets.
+ *
+ * @returns The attribute fixes the entries inside need, or null when the trees differ.
+ */
+function sameTreeFixes(
+  newDir: string,
+  oldDir: string,
+  newInside: string[],
+  fileMoves: Map<string, string>,
+  input: MoveInput,
+): Action[] | null {
+  const { from, to, fromHash, owners } = input;
+  const fixes: Action[] = [];
+  for (const newPath of newInside) {
+    const oldPath = oldDir + newPath.slice(newDir.length);
+    const source = from.entries.get(newPath)!;
+    const target = to.entries.get(oldPath);
+    if (!target || target.kind !== source.kind) return null;
+    if (source.kind === "file" && fileMoves.get(newPath) !== oldPath) return null;
+    if (source.kind === "symlink" && source.target !== target.target) return null;
+    const hash = source.kind === "file" ? fromHash(newPath, source) : null;
+    const change = compareEntries(source, target, {
+      checksum: true,
+      owners,
+      fromHash: hash,
+      toHash: hash,
     });
+    if (change?.kind === "attrs" || change?.kind === "dirattrs") {
+      fixes.push({ kind: change.kind, path: newPath, reason: change.reason, entry: source });
+    }
   }
-  const movedFiles = new Set<string>();
-  for (const [newPath, oldPath] of fileMoves) {
-    if (isUnderAny(newPath, folderMoves)) continue;
-    movedFiles.add(newPath).add(oldPath);
-    moves.push({
-      kind: "move",
-      path: newPath,
-      from: oldPath,
-      reason: "same size and SHA-256",
-      entry: from.entries.get(newPath)!,
-    });
-  }
-  const keptCreations = creations.filter((a) =>
-    !(a.kind === "copy" && movedFiles.has(a.path)) && !isUnderAny(a.path, folderMoves, true)
-  );
-  const keptDeletions = deletions.filter((a) =>
-    !(a.kind === "delete" && movedFiles.has(a.path)) && !isUnderAny(a.path, movedOld, true)
-  );
-  return {
-    moves,
-    kept: { creations: [...keptCreations, ...attrFixes], deletions: keptDeletions },
-  };
+  return fixes;
 }
 
 function kindName(kind: EntryKind): string {
@@ -416,14 +590,21 @@ function kindName(kind: EntryKind): string {
  * @returns The new plan and how many deletions it held back.
  */
 export function holdBackDeletions(plan: Plan): { plan: Plan; heldBack: number } {
-  const removesData = (a: Action) => a.kind === "delete" || a.kind === "rmdir";
-  const heldPaths = new Set(plan.actions.filter(removesData).map((a) => a.path));
-  const underHeld = (path: string) =>
-    heldPaths.has(path) || ancestors(path).some((parent) => heldPaths.has(parent));
+  const isDeletion = (a: Action) => a.kind === "delete" || a.kind === "rmdir";
+  const held = new Set(plan.actions.filter(isDeletion).map((a) => a.path));
   const actions = plan.actions.filter((a) =>
-    !removesData(a) && (a.kind === "dirattrs" || a.kind === "attrs" || !underHeld(a.path))
+    !isDeletion(a) && (a.kind === "dirattrs" || a.kind === "attrs" || !isWithin(a.path, held))
   );
-  return { plan: { ...plan, actions }, heldBack: heldPaths.size };
+  return { plan: { ...plan, actions }, heldBack: held.size };
+}
+
+/**
+ * Whether an action removes or replaces what is in the target (a deletion, an update, a link
+ * over an existing entry): what `--keep-deleted` keeps in the trash.
+ */
+export function replacesData(action: Action): boolean {
+  return action.kind === "delete" || action.kind === "update" ||
+    (action.kind === "link" && action.reason.code !== "new");
 }
 
 /** The number of entries a `--max-delete` limit allows in a replica of `entryCount` entries. */
@@ -431,7 +612,7 @@ export function deleteAllowance(limit: DeleteLimit, entryCount: number): number 
   return "count" in limit ? limit.count : Math.floor((limit.percent / 100) * entryCount);
 }
 
-function creationFor(path: string, entry: Entry, reason: string): Action {
+function creationFor(path: string, entry: Entry, reason: Reason): Action {
   const kind = entry.kind === "dir" ? "mkdir" : entry.kind === "symlink" ? "link" : "copy";
   return { kind, path, reason, entry };
 }
@@ -450,38 +631,41 @@ interface CompareOptions {
  *
  * @returns The change to make, or null when the entry is unchanged.
  */
-export function compareEntries(
+function compareEntries(
   from: Entry,
   to: Entry,
   options: CompareOptions,
-): { kind: "update" | "link" | "attrs" | "dirattrs"; reason: string } | null {
+): { kind: "update" | "link" | "attrs" | "dirattrs"; reason: Reason } | null {
   const { checksum, owners, fromHash, toHash } = options;
   const attrsDiffer = from.mode !== to.mode ||
     (owners && (from.uid !== to.uid || from.gid !== to.gid));
   if (from.kind === "symlink") {
-    if (from.target !== to.target) return { kind: "link", reason: "symlink target differs" };
+    if (from.target !== to.target) return { kind: "link", reason: { code: "link-target-differs" } };
     return null; // a link's own mode means nothing on Linux; its mtime is set when made
   }
   if (from.kind === "dir") {
     if (attrsDiffer || from.mtimeMs !== to.mtimeMs) {
-      return { kind: "dirattrs", reason: "folder attributes differ" };
+      return { kind: "dirattrs", reason: { code: "folder-attrs-differ" } };
     }
     return null;
   }
   if (from.size !== to.size) {
-    return { kind: "update", reason: `size differs (${to.size} -> ${from.size})` };
+    return {
+      kind: "update",
+      reason: { code: "size-differs", fromSize: from.size, toSize: to.size },
+    };
   }
   const sameContent = fromHash !== null && fromHash === toHash;
-  if (checksum && !sameContent) return { kind: "update", reason: "content differs" };
+  if (checksum && !sameContent) return { kind: "update", reason: { code: "content-differs" } };
   if (fromHash !== null && toHash !== null && !sameContent) {
-    return { kind: "update", reason: "content differs (SHA-256), size and mtime alike" };
+    return { kind: "update", reason: { code: "hash-differs" } };
   }
   if (from.mtimeMs !== to.mtimeMs) {
     return sameContent
-      ? { kind: "attrs", reason: "mtime differs, same SHA-256" }
-      : { kind: "update", reason: "mtime differs" };
+      ? { kind: "attrs", reason: { code: "mtime-differs-same-hash" } }
+      : { kind: "update", reason: { code: "mtime-differs" } };
   }
-  if (attrsDiffer) return { kind: "attrs", reason: "mode or owner differs" };
+  if (attrsDiffer) return { kind: "attrs", reason: { code: "mode-or-owner-differs" } };
   return null;
 }
 
@@ -511,79 +695,106 @@ export function compareEntries(
 export function hashesNeeded(
   from: Scan,
   to: Scan,
-  options:
-    & Pick<PlanOptions, "checksum" | "fromHashes" | "toHashes" | "moves" | "overwriteNewer">
-    & { deletes?: boolean; restore?: boolean },
+  options: HashNeedOptions,
 ): { from: string[]; to: string[] } {
-  const fromHash = hashLookup(options.fromHashes);
-  const toHash = hashLookup(options.toHashes);
-  const restore = options.restore ?? false;
-  const guardTargets = restore && !options.overwriteNewer;
-  const wanted = { from: new Set<string>(), to: new Set<string>() };
-  const both = (path: string, source: Entry, target: Entry) => {
-    if (fromHash(path, source) === null) wanted.from.add(path);
-    if (toHash(path, target) === null) wanted.to.add(path);
+  const need: HashNeed = {
+    from,
+    to,
+    options,
+    fromHash: hashLookup(options.fromHashes),
+    toHash: hashLookup(options.toHashes),
+    wanted: { from: new Set(), to: new Set() },
   };
   const newBySize = new Map<number, string[]>();
   for (const [path, source] of from.entries) {
     if (source.kind !== "file") continue;
     const target = to.entries.get(path);
-    if (!target) {
-      if (!options.moves) continue;
+    if (target?.kind === "file") hashesForPair(path, source, target, need);
+    else if (!target && options.moves) {
       const group = newBySize.get(source.size);
       if (group) group.push(path);
       else newBySize.set(source.size, [path]);
+    }
+  }
+  if (!options.restore && options.deletes === false) hashesForLeftFiles(need);
+  if (newBySize.size > 0) hashesForMoves(newBySize, need);
+  return { from: [...need.wanted.from], to: [...need.wanted.to] };
+}
+
+/** How {@linkcode hashesNeeded} decides: as {@linkcode planMirror} will. */
+export type HashNeedOptions =
+  & Pick<PlanOptions, "checksum" | "fromHashes" | "toHashes" | "moves" | "overwriteNewer">
+  & { deletes?: boolean; restore?: boolean };
+
+/** What {@linkcode hashesNeeded} looks at, and the paths it wants hashed. */
+interface HashNeed {
+  from: Scan;
+  to: Scan;
+  options: HashNeedOptions;
+  fromHash: HashLookup;
+  toHash: HashLookup;
+  wanted: { from: Set<string>; to: Set<string> };
+}
+
+/** Wants the hashes that decide whether the file at `path` needs a copy (see the list above). */
+function hashesForPair(path: string, source: Entry, target: Entry, need: HashNeed): void {
+  const { options, fromHash, toHash, wanted } = need;
+  const restore = options.restore ?? false;
+  const knownTarget = options.toHashes?.get(path);
+  const both = () => {
+    if (fromHash(path, source) === null) wanted.from.add(path);
+    if (toHash(path, target) === null) wanted.to.add(path);
+  };
+  if (source.size !== target.size) {
+    const guardTargets = restore && !options.overwriteNewer;
+    if (guardTargets && racilyRecorded(knownTarget, target)) wanted.to.add(path);
+  } else if (options.checksum) {
+    both();
+  } else if (source.mtimeMs !== target.mtimeMs) {
+    if (toHash(path, target) !== null) {
+      if (fromHash(path, source) === null) wanted.from.add(path);
+    } else if (recordedAsIs(knownTarget, target)) {
+      // Hashed in the second it last changed: reading it again may spare a copy.
+      both();
+    }
+  } else if (changedSinceRecorded(options.fromHashes?.get(path), source)) {
+    // Size and mtime say unchanged, but the record saw another inode or ctime here: a file
+    // swapped in, or edited with its mtime put back. Hash it rather than trust the mtime.
+    wanted.from.add(path);
+    if (toHash(path, target) === null) wanted.to.add(path);
+  } else if (!restore && !recordedAsIs(knownTarget, target)) {
+    // Size and mtime say unchanged, but the record cannot vouch for the replica's content.
+    both();
+  }
+}
+
+/** Replica files that stay without a source file get a hash too: `--verify` can check them. */
+function hashesForLeftFiles(need: HashNeed): void {
+  for (const [path, target] of need.to.entries) {
+    if (target.kind !== "file" || need.from.entries.get(path)?.kind === "file") continue;
+    if (!recordedAsIs(need.options.toHashes?.get(path), target)) need.wanted.to.add(path);
+  }
+}
+
+/**
+ * For move detection: extraneous replica files of a size some new source file has, and those
+ * new files. Linear in the tree: each size found on both sides adds its new files once.
+ */
+function hashesForMoves(newBySize: Map<number, string[]>, need: HashNeed): void {
+  const { from, to, fromHash, toHash, wanted } = need;
+  const pairedSizes = new Set<number>();
+  for (const [path, target] of to.entries) {
+    if (target.kind !== "file" || from.entries.has(path) || !newBySize.has(target.size)) {
       continue;
     }
-    if (target.kind !== "file") continue;
-    const knownTarget = options.toHashes?.get(path);
-    if (source.size !== target.size) {
-      if (guardTargets && racilyRecorded(knownTarget, target)) wanted.to.add(path);
-      continue;
-    }
-    if (options.checksum) {
-      both(path, source, target);
-    } else if (source.mtimeMs !== target.mtimeMs) {
-      if (toHash(path, target) !== null) {
-        if (fromHash(path, source) === null) wanted.from.add(path);
-      } else if (recordedAsIs(knownTarget, target)) {
-        // Hashed in the second it last changed: reading it again may spare a copy.
-        both(path, source, target);
-      }
-    } else if (changedSinceRecorded(options.fromHashes?.get(path), source)) {
-      // Size and mtime say unchanged, but the record saw another inode or ctime here: a file
-      // swapped in, or edited with its mtime put back. Hash it rather than trust the mtime.
-      wanted.from.add(path);
-      if (toHash(path, target) === null) wanted.to.add(path);
-    } else if (!restore && !recordedAsIs(knownTarget, target)) {
-      // Size and mtime say unchanged, but the record cannot vouch for the replica's content.
-      both(path, source, target);
+    pairedSizes.add(target.size);
+    if (toHash(path, target) === null) wanted.to.add(path);
+  }
+  for (const size of pairedSizes) {
+    for (const newPath of newBySize.get(size)!) {
+      if (fromHash(newPath, from.entries.get(newPath)!) === null) wanted.from.add(newPath);
     }
   }
-  if (!restore && options.deletes === false) {
-    // Replica files that stay without a source file get a hash too: --verify can check them.
-    for (const [path, target] of to.entries) {
-      if (target.kind !== "file" || from.entries.get(path)?.kind === "file") continue;
-      if (!recordedAsIs(options.toHashes?.get(path), target)) wanted.to.add(path);
-    }
-  }
-  if (newBySize.size > 0) {
-    // Linear in the tree: each size found on both sides adds its new files once.
-    const pairedSizes = new Set<number>();
-    for (const [path, target] of to.entries) {
-      if (target.kind !== "file" || from.entries.has(path) || !newBySize.has(target.size)) {
-        continue;
-      }
-      pairedSizes.add(target.size);
-      if (toHash(path, target) === null) wanted.to.add(path);
-    }
-    for (const size of pairedSizes) {
-      for (const newPath of newBySize.get(size)!) {
-        if (fromHash(newPath, from.entries.get(newPath)!) === null) wanted.from.add(newPath);
-      }
-    }
-  }
-  return { from: [...wanted.from], to: [...wanted.to] };
 }
 
 function changedSinceRecorded(known: RecordEntry | undefined, entry: Entry): boolean {
@@ -603,9 +814,9 @@ function racilyRecorded(known: RecordEntry | undefined, entry: Entry): boolean {
 /**
  * Whether the record saw `entry` exactly as it is now: the same signature, and a hash that is
  * trusted or that this run's hash confirms. Folders and symlinks are never recorded: never
- * unchanged. Pure.
+ * unchanged.
  */
-export function unchangedSinceRecorded(known: RecordEntry | undefined, entry: Entry): boolean {
+function unchangedSinceRecorded(known: RecordEntry | undefined, entry: Entry): boolean {
   if (entry.kind !== "file" || !recordedAsIs(known, entry)) return false;
   if (entry.hash !== undefined) return entry.hash === known!.hash;
   return trustedHash(known, entry) !== null;
@@ -620,16 +831,27 @@ function byPath(actions: Action[], order: "deepest" | "shallowest"): void {
 
 /** Counts for one run; printed as the summary and, with `--json`, as a JSON line. */
 export interface RunSummary {
+  /** Files and symlinks created. */
   copied: number;
+  /** Files rewritten and symlinks replaced. */
   updated: number;
+  /** Files and symlinks deleted. */
   deleted: number;
+  /** Files and folders renamed in place of a copy and a deletion. */
   moved: number;
+  /** Folders created. */
   dirsCreated: number;
+  /** Folders removed. */
   dirsDeleted: number;
+  /** Files whose mode, owner or mtime alone were fixed. */
   attrsUpdated: number;
+  /** Actions that failed. */
   failed: number;
+  /** Bytes written by copies and updates. */
   bytesCopied: number;
+  /** How long the run took. */
   durationMs: number;
+  /** Whether nothing was written (`--dry-run`): the counts are the plan's. */
   dryRun: boolean;
   /** Deletions not made: `--max-delete` was exceeded, or `--interactive` was declined. */
   deletionsHeldBack: number;
@@ -656,17 +878,44 @@ export function emptySummary(dryRun: boolean): RunSummary {
   };
 }
 
+/**
+ * Adds one action, done or planned, to the counts it belongs to: a new symlink counts as
+ * copied, a replaced one as updated; `bytes` (what a copy or update wrote) go to `bytesCopied`
+ * and are ignored for other kinds. `dirattrs` counts nowhere.
+ */
+export function countAction(summary: RunSummary, action: Action, bytes: number): void {
+  switch (action.kind) {
+    case "copy":
+    case "update":
+      summary[action.kind === "copy" ? "copied" : "updated"]++;
+      summary.bytesCopied += bytes;
+      break;
+    case "link":
+      summary[action.reason.code === "new" ? "copied" : "updated"]++;
+      break;
+    case "delete":
+      summary.deleted++;
+      break;
+    case "mkdir":
+      summary.dirsCreated++;
+      break;
+    case "rmdir":
+      summary.dirsDeleted++;
+      break;
+    case "attrs":
+      summary.attrsUpdated++;
+      break;
+    case "move":
+      summary.moved++;
+      break;
+    case "dirattrs":
+      break;
+  }
+}
+
+/** The counts a plan would make if every action succeeded, for a dry run. */
 export function countPlan(plan: Plan): RunSummary {
   const summary = emptySummary(true);
-  for (const action of plan.actions) {
-    if (action.kind === "copy") summary.copied++, summary.bytesCopied += action.entry!.size;
-    else if (action.kind === "update") summary.updated++, summary.bytesCopied += action.entry!.size;
-    else if (action.kind === "link") summary[action.reason === "new" ? "copied" : "updated"]++;
-    else if (action.kind === "delete") summary.deleted++;
-    else if (action.kind === "mkdir") summary.dirsCreated++;
-    else if (action.kind === "rmdir") summary.dirsDeleted++;
-    else if (action.kind === "attrs") summary.attrsUpdated++;
-    else if (action.kind === "move") summary.moved++;
-  }
+  for (const action of plan.actions) countAction(summary, action, action.entry?.size ?? 0);
   return summary;
 }

@@ -10,8 +10,10 @@ import { errorText, UsageError } from "./errors.ts";
 import { encoder, removeQuietly, writeAll } from "./files.ts";
 import { formatBytes, quoted } from "./format.ts";
 import { checkOwn, type MetaPaths, tempPathIn } from "./meta.ts";
-import { ancestors } from "./paths.ts";
+import { enclosingFolder } from "./paths.ts";
 import { type Entry, sameSignature, type Scan, type Signature, signatureOf } from "./scan.ts";
+
+export type { MetaPaths } from "./meta.ts";
 
 const RECORD_FORMAT = "treesync-record";
 
@@ -33,7 +35,9 @@ export type RecordMap = Map<string, RecordEntry>;
  * is never written to, so its cache lives here too).
  */
 export interface FileRecord {
+  /** The replica's files. */
   replica: RecordMap;
+  /** The source's files, as the last runs read them. */
   source: RecordMap;
 }
 
@@ -196,15 +200,41 @@ function parseRecord(text: string): FileRecord {
   return record;
 }
 
+/**
+ * Looks files up in one side of a record: by path, else by inode (a renamed file keeps its
+ * inode), taking the first recorded entry that `accept` turns into a value. The inode index is
+ * built on first need. Pure.
+ */
+export function recordLookup<T>(
+  known: RecordMap | undefined,
+  accept: (recorded: RecordEntry, entry: Entry) => T | null,
+): (path: string, entry: Entry) => T | null {
+  let byInode: Map<number, RecordEntry> | null = null;
+  return (path, entry) => {
+    if (!known || known.size === 0) return null;
+    const atPath = known.get(path);
+    const found = atPath === undefined ? null : accept(atPath, entry);
+    if (found !== null) return found;
+    if (byInode === null) {
+      byInode = new Map();
+      for (const recorded of known.values()) byInode.set(recorded.ino, recorded);
+    }
+    const renamed = byInode.get(entry.ino);
+    return renamed === undefined ? null : accept(renamed, entry);
+  };
+}
+
 /** What a run changed, for the record. */
 export interface RecordChanges {
   /** Files written: the replica's new state, and the source state that was read. */
   written: Map<string, { replica: RecordEntry; source: RecordEntry }>;
+  /** Replica files deleted. */
   deleted: Set<string>;
   /** Files whose content stayed but whose signature changed (moved, attributes set). */
   resigned: Map<string, Signature>;
-  /** New path to old, for files and folders moved in the replica. */
+  /** New path to old, for files moved in the replica. */
   movedFiles: Map<string, string>;
+  /** New path to old, for folders moved in the replica. */
   movedFolders: Map<string, string>;
 }
 
@@ -219,16 +249,26 @@ export function nextRecord(
   scans: { source: Scan; replica: Scan },
   changes: RecordChanges,
 ): FileRecord {
+  return {
+    replica: nextReplicaSide(previous.replica, scans.replica, changes),
+    source: nextSourceSide(previous.source, scans.source, changes),
+  };
+}
+
+function nextReplicaSide(previous: RecordMap, scan: Scan, changes: RecordChanges): RecordMap {
   const replica: RecordMap = new Map();
-  for (const [path, entry] of scans.replica.entries) {
+  for (const [path, entry] of scan.entries) {
     if (entry.kind !== "file" || changes.deleted.has(path)) continue;
-    replica.set(path, carried(previous.replica.get(path), entry) ?? unhashed(entry));
+    replica.set(
+      path,
+      hashedNow(entry) ?? sameAsRecorded(previous.get(path), entry) ?? unhashed(entry),
+    );
   }
   if (changes.movedFolders.size > 0) {
     // One pass, whatever the number of folders moved: each path looks its folders up.
     const newByOld = new Map([...changes.movedFolders].map(([newDir, oldDir]) => [oldDir, newDir]));
     for (const [path, entry] of [...replica]) {
-      const oldDir = ancestors(path).find((folder) => newByOld.has(folder));
+      const oldDir = enclosingFolder(path, newByOld, { below: true });
       if (oldDir === undefined) continue;
       replica.delete(path);
       replica.set(newByOld.get(oldDir)! + path.slice(oldDir.length), entry);
@@ -244,24 +284,29 @@ export function nextRecord(
     if (entry) replica.set(path, { ...entry, ...signature });
   }
   for (const [path, written] of changes.written) replica.set(path, written.replica);
+  return replica;
+}
 
+function nextSourceSide(previous: RecordMap, scan: Scan, changes: RecordChanges): RecordMap {
   const source: RecordMap = new Map();
-  const byInode = new Map<number, RecordEntry>();
-  for (const entry of previous.source.values()) byInode.set(entry.ino, entry);
-  for (const [path, entry] of scans.source.entries) {
+  const recorded = recordLookup(previous, sameAsRecorded);
+  for (const [path, entry] of scan.entries) {
     if (entry.kind !== "file") continue;
-    const known = carried(previous.source.get(path), entry) ??
-      carried(byInode.get(entry.ino), entry);
+    const known = hashedNow(entry) ?? recorded(path, entry);
     if (known?.hash) source.set(path, known);
   }
   for (const [path, written] of changes.written) source.set(path, written.source);
-  return { replica, source };
+  return source;
 }
 
-function carried(known: RecordEntry | undefined, entry: Entry): RecordEntry | null {
-  if (entry.hash !== undefined) {
-    return { ...signatureOf(entry), hash: entry.hash, hashedAtMs: entry.hashedAtMs ?? 0 };
-  }
+/** The record of a file hashed this run, or null when it was not. */
+function hashedNow(entry: Entry): RecordEntry | null {
+  if (entry.hash === undefined) return null;
+  return { ...signatureOf(entry), hash: entry.hash, hashedAtMs: entry.hashedAtMs ?? 0 };
+}
+
+/** What the record knows of a file, while the file is still as it was then. */
+function sameAsRecorded(known: RecordEntry | undefined, entry: Entry): RecordEntry | null {
   return known && sameSignature(known, entry) ? known : null;
 }
 

@@ -43,6 +43,8 @@ import {
   type Plan,
   planMirror,
   type PlanOptions,
+  reasonText,
+  replacesData,
   type RunSummary,
 } from "./plan.ts";
 import {
@@ -520,8 +522,8 @@ function decide(
   for (const problem of plan.blocked) {
     report.error(`${displayPath(problem.path)}: ${problem.message}`);
   }
-  if (plan.keptExtraneous > 0) {
-    report.debug(`${plan.keptExtraneous} extraneous entries kept: deletions are off`);
+  if (plan.extraneousLeft > 0) {
+    report.debug(`${plan.extraneousLeft} extraneous entries kept: deletions are off`);
   }
   let heldBack = 0;
   let maxDeleteHit = false;
@@ -557,9 +559,7 @@ function decide(
 function printPlan(plan: Plan, trash: boolean): RunSummary {
   for (const action of plan.actions) {
     if (action.kind === "dirattrs") continue;
-    const toTrash = trash &&
-      (action.kind === "delete" || action.kind === "update" ||
-        (action.kind === "link" && action.reason !== "new"));
+    const toTrash = trash && replacesData(action);
     writeStdout(`${describeAction(action)}${toTrash ? " (to trash)" : ""}\n`);
   }
   return countPlan(plan);
@@ -620,7 +620,7 @@ async function execute(
       if (action.kind !== "dirattrs") control.progress.done++;
       if (action.kind === "dirattrs") report.debug(describeAction(action));
       else report.change(describeAction(action));
-      report.debug(`  because: ${action.reason}`);
+      report.debug(`  because: ${reasonText(action.reason)}`);
     },
     onFailed: (problem) => report.error(`${displayPath(problem.path)}: ${problem.message}`),
     ...(input.restore ? {} : { checkpoint }),

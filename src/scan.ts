@@ -9,6 +9,9 @@ import { errorText } from "./errors.ts";
 import { type ExcludeMatcher } from "./exclude.ts";
 import { type Identity, sameIdentity } from "./files.ts";
 
+export type { ExcludeMatcher } from "./exclude.ts";
+export type { Identity } from "./files.ts";
+
 /** Name of the metadata folder at the top of every replica; never mirrored, never deleted. */
 export const META_DIR = ".treesync";
 
@@ -17,12 +20,15 @@ export type EntryKind = "file" | "dir" | "symlink" | "special";
 
 /** One entry of a scanned tree, keyed elsewhere by its path relative to the root. */
 export interface Entry extends Signature {
+  /** What it is. */
   kind: EntryKind;
   /** Device, with `ino` the entry's identity: a folder swapped during a run shows here. */
   dev: number;
   /** Permission bits (`0o7777`). */
   mode: number;
+  /** Owner. */
   uid: number;
+  /** Group. */
   gid: number;
   /** Symlink target, for symlinks. */
   target?: string;
@@ -34,12 +40,15 @@ export interface Entry extends Signature {
 
 /** Something that went wrong with one path; the run goes on and exits 1. */
 export interface Problem {
+  /** The path it concerns, relative to the tree's root. */
   path: string;
+  /** What went wrong, one line. */
   message: string;
 }
 
 /** A tree as one scan saw it. Paths are relative, `/`-separated; the root itself is `""`. */
 export interface Scan {
+  /** Every entry seen, by relative path, the root `""` included. */
   entries: Map<string, Entry>;
   /** Entries that could not be read: each makes the run fail. */
   problems: Problem[];
@@ -48,7 +57,7 @@ export interface Scan {
    * excluded ones, skipped specials. Nothing at or below them, nor any folder above them, is
    * ever deleted.
    */
-  kept: string[];
+  protectedPaths: string[];
   /** A folder met during the walk that is the other tree's root (a bind mount), if any. */
   nested?: string;
 }
@@ -78,7 +87,7 @@ export function scanTree(root: string, options: ScanOptions): Scan {
   // to mirror, never an entry to replace. Everything below it is not followed.
   const entries = new Map<string, Entry>([["", entryFromStat(Deno.statSync(root))]]);
   const problems: Problem[] = [];
-  const kept: string[] = [];
+  const protectedPaths: string[] = [];
   const pending = [""];
   while (pending.length > 0) {
     const folder = pending.pop()!;
@@ -88,7 +97,7 @@ export function scanTree(root: string, options: ScanOptions): Scan {
       listing = [...Deno.readDirSync(folderPath)];
     } catch (error) {
       problems.push({ path: folder, message: `Cannot list folder: ${errorText(error)}` });
-      kept.push(folder);
+      protectedPaths.push(folder);
       entries.delete(folder);
       continue;
     }
@@ -103,9 +112,9 @@ export function scanTree(root: string, options: ScanOptions): Scan {
       if (skipped || exclude(path, item.isDirectory)) {
         // Not walked, but a folder left out must still not be the other tree's root.
         if (item.isDirectory && avoid.length > 0 && isAvoided(`${root}/${path}`, avoid)) {
-          return { entries, problems, kept, nested: path };
+          return { entries, problems, protectedPaths, nested: path };
         }
-        if (!skipped) kept.push(path);
+        if (!skipped) protectedPaths.push(path);
         continue;
       }
       let stat: Deno.FileInfo;
@@ -123,13 +132,13 @@ export function scanTree(root: string, options: ScanOptions): Scan {
             ? "Skipped: it vanished during the scan"
             : `Skipped: ${errorText(error)}`,
         });
-        kept.push(path);
+        protectedPaths.push(path);
         continue;
       }
       const entry = entryFromStat(stat);
       if (entry.kind === "special") {
         onSkip?.(path, "Skipped: fifos, sockets and devices are not mirrored");
-        kept.push(path);
+        protectedPaths.push(path);
         continue;
       }
       if (entry.kind === "symlink") {
@@ -137,21 +146,22 @@ export function scanTree(root: string, options: ScanOptions): Scan {
           entry.target = Deno.readLinkSync(`${root}/${path}`);
         } catch (error) {
           problems.push({ path, message: `Cannot read symlink: ${errorText(error)}` });
-          kept.push(path);
+          protectedPaths.push(path);
           continue;
         }
       }
       if (entry.kind === "dir" && avoid.some((id) => sameIdentity(id, entry))) {
         // A bind mount shows one folder under two real paths: only its inode tells.
-        return { entries, problems, kept, nested: path };
+        return { entries, problems, protectedPaths, nested: path };
       }
       entries.set(path, entry);
       if (entry.kind === "dir") pending.push(path);
     }
   }
-  return { entries, problems, kept };
+  return { entries, problems, protectedPaths };
 }
 
+/** An entry from what `lstat` (or `stat`, for a root) said. */
 export function entryFromStat(stat: Deno.FileInfo): Entry {
   const kind: EntryKind = stat.isFile
     ? "file"
@@ -175,10 +185,13 @@ export function entryFromStat(stat: Deno.FileInfo): Entry {
 
 /** What identifies one state of a file: if any of it changes, the content may have. */
 export interface Signature {
+  /** Bytes (0 for all but files). */
   size: number;
+  /** Modification time. */
   mtimeMs: number;
   /** Change time; Deno reads it to the whole second. */
   ctimeMs: number;
+  /** Inode. */
   ino: number;
 }
 
@@ -187,6 +200,7 @@ export function signatureOf(entry: Signature): Signature {
   return { size: entry.size, mtimeMs: entry.mtimeMs, ctimeMs: entry.ctimeMs, ino: entry.ino };
 }
 
+/** Whether two signatures are the same: the file has not changed, as far as it shows. */
 export function sameSignature(a: Signature, b: Signature): boolean {
   return a.size === b.size && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs &&
     a.ino === b.ino;

@@ -230,8 +230,12 @@ export function e(kind: Entry["kind"], fields: Partial<Entry> = {}): Entry {
   };
 }
 
-export function scanOf(entries: Record<string, Entry>, kept: string[] = []): Scan {
-  return { entries: new Map([["", e("dir")], ...Object.entries(entries)]), problems: [], kept };
+export function scanOf(entries: Record<string, Entry>, protectedPaths: string[] = []): Scan {
+  return {
+    entries: new Map([["", e("dir")], ...Object.entries(entries)]),
+    problems: [],
+    protectedPaths,
+  };
 }
 
 export const planDefaults = { checksum: false, deletes: true, owners: false };
@@ -239,6 +243,13 @@ export const planDefaults = { checksum: false, deletes: true, owners: false };
 export function planned(actions: Action[]): string[] {
   return actions.filter((a) => a.kind !== "dirattrs").map((a) =>
     a.kind === "move" ? `move ${a.from} -> ${a.path}` : `${a.kind} ${a.path}`
+  );
+}
+
+/** Each action but `dirattrs` as `kind path: reason code`, to check why the planner chose it. */
+export function because(actions: Action[]): string[] {
+  return actions.filter((a) => a.kind !== "dirattrs").map((a) =>
+    `${a.kind} ${a.path}: ${a.reason.code}`
   );
 }
 

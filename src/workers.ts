@@ -138,7 +138,7 @@ interface PackedScan {
   numbers: Float64Array;
   targets: Array<[number, string]>;
   problems: Problem[];
-  kept: string[];
+  protectedPaths: string[];
   nested?: string;
   skipped: Problem[];
 }
@@ -155,7 +155,7 @@ function packScan(scan: Scan, skipped: Problem[]): PackedScan {
     numbers: new Float64Array(count * 5),
     targets: [],
     problems: scan.problems,
-    kept: scan.kept,
+    protectedPaths: scan.protectedPaths,
     skipped,
   };
   if (scan.nested !== undefined) packed.nested = scan.nested;
@@ -198,7 +198,7 @@ function unpackScan(packed: PackedScan): WorkerScan {
   const scan: WorkerScan = {
     entries,
     problems: packed.problems,
-    kept: packed.kept,
+    protectedPaths: packed.protectedPaths,
     skipped: packed.skipped,
   };
   if (packed.nested !== undefined) scan.nested = packed.nested;
@@ -218,7 +218,7 @@ export async function scanBoth(
     pool.scan(roots.from, { excludes, skipMetaDir: true, avoid: toRoot ? [toRoot] : [] }),
     toRoot
       ? pool.scan(roots.to, { excludes, skipMetaDir: true, avoid: [fromRoot] })
-      : Promise.resolve({ entries: new Map(), problems: [], kept: [], skipped: [] }),
+      : Promise.resolve({ entries: new Map(), problems: [], protectedPaths: [], skipped: [] }),
   ]);
   return { from, to };
 }

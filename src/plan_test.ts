@@ -1,0 +1,778 @@
+/**
+ * Tests for the planner: tables of small scans, no disk.
+ */
+
+import {
+  type Action,
+  countAction,
+  countPlan,
+  emptySummary,
+  hashesNeeded,
+  holdBackDeletions,
+  type Plan,
+  planMirror,
+  type Reason,
+  reasonText,
+  replacesData,
+} from "./plan.ts";
+import { type RecordEntry, type RecordMap } from "./record.ts";
+import { type Entry, signatureOf } from "./scan.ts";
+import {
+  assert,
+  assertEquals,
+  assertMatch,
+  because,
+  e,
+  f,
+  planDefaults,
+  planned,
+  scanOf,
+  vouch,
+} from "./test_helpers.ts";
+
+// ------------------------------------------------------------------------------------------------
+// Reasons
+// ------------------------------------------------------------------------------------------------
+
+Deno.test("reasonText() words every reason as -vv and the log show it", () => {
+  const table: Array<[Reason, string]> = [
+    [{ code: "new" }, "new"],
+    [{ code: "type-changed" }, "type changed"],
+    [{ code: "replaced", by: "dir" }, "replaced by a dir"],
+    [{ code: "replaced", by: "symlink" }, "replaced by a symlink"],
+    [{ code: "inside-replaced" }, "inside a folder replaced by another type"],
+    [{ code: "not-in-source" }, "not in source"],
+    [{ code: "link-target-differs" }, "symlink target differs"],
+    [{ code: "folder-attrs-differ" }, "folder attributes differ"],
+    [{ code: "size-differs", fromSize: 7, toSize: 3 }, "size differs (3 -> 7)"],
+    [{ code: "content-differs" }, "content differs"],
+    [{ code: "hash-differs" }, "content differs (SHA-256), size and mtime alike"],
+    [{ code: "mtime-differs-same-hash" }, "mtime differs, same SHA-256"],
+    [{ code: "mtime-differs" }, "mtime differs"],
+    [{ code: "mode-or-owner-differs" }, "mode or owner differs"],
+    [{ code: "folder-filled" }, "folder attributes"],
+    [{ code: "same-folder-tree" }, "same folder tree"],
+    [{ code: "same-content" }, "same size and SHA-256"],
+  ];
+  for (const [reason, text] of table) assertEquals(reasonText(reason), text, reason.code);
+});
+
+Deno.test("planMirror() gives every action a reason code", () => {
+  const table: Array<[string, Entry | undefined, Entry | undefined, string[]]> = [
+    ["new file", e("file"), undefined, ["copy x: new"]],
+    ["extraneous file", undefined, e("file"), ["delete x: not-in-source"]],
+    ["size", f(7, "a"), f(3, "a"), ["update x: size-differs"]],
+    ["mtime", e("file", { mtimeMs: 2 }), e("file"), ["update x: mtime-differs"]],
+    ["mode", e("file", { mode: 0o600 }), e("file"), ["attrs x: mode-or-owner-differs"]],
+    ["link", e("symlink", { target: "a" }), e("symlink"), ["link x: link-target-differs"]],
+    ["file to link", e("symlink", { target: "a" }), e("file"), [
+      "delete x: replaced",
+      "link x: type-changed",
+    ]],
+  ];
+  for (const [name, from, to, expected] of table) {
+    const plan = planMirror(
+      scanOf(from ? { x: from } : {}),
+      scanOf(to ? { x: to } : {}),
+      planDefaults,
+    );
+    assertEquals(because(plan.actions), expected, name);
+  }
+  const sizes = planMirror(scanOf({ x: f(7, "a") }), scanOf({ x: f(3, "a") }), planDefaults);
+  assertEquals(sizes.actions[0]!.reason, { code: "size-differs", fromSize: 7, toSize: 3 });
+  const replaced = planMirror(
+    scanOf({ x: e("file") }),
+    scanOf({ x: e("dir"), "x/in": e("file") }),
+    planDefaults,
+  );
+  assertEquals(because(replaced.actions), [
+    "delete x/in: inside-replaced",
+    "rmdir x: replaced",
+    "copy x: type-changed",
+  ]);
+  assertEquals(replaced.actions[1]!.reason, { code: "replaced", by: "file" });
+});
+
+// ------------------------------------------------------------------------------------------------
+// Decisions
+// ------------------------------------------------------------------------------------------------
+
+Deno.test("planMirror() decides each entry by type, size, mtime and mode", () => {
+  const table: Array<[string, Entry | undefined, Entry | undefined, string[]]> = [
+    ["new file", e("file", { size: 3 }), undefined, ["copy x"]],
+    ["new folder", e("dir"), undefined, ["mkdir x"]],
+    ["new symlink", e("symlink", { target: "t" }), undefined, ["link x"]],
+    ["unchanged file", e("file", { size: 3 }), e("file", { size: 3 }), []],
+    ["size differs", e("file", { size: 3 }), e("file", { size: 4 }), ["update x"]],
+    ["mtime differs", e("file", { mtimeMs: 2 }), e("file", { mtimeMs: 1 }), ["update x"]],
+    ["mode differs", e("file", { mode: 0o600 }), e("file"), ["attrs x"]],
+    ["target differs", e("symlink", { target: "a" }), e("symlink", { target: "b" }), ["link x"]],
+    ["same target", e("symlink", { target: "a" }), e("symlink", { target: "a" }), []],
+    ["extraneous file", undefined, e("file"), ["delete x"]],
+    ["extraneous folder", undefined, e("dir"), ["rmdir x"]],
+    ["file to folder", e("dir"), e("file"), ["delete x", "mkdir x"]],
+    ["folder to file", e("file"), e("dir"), ["rmdir x", "copy x"]],
+    ["file to symlink", e("symlink", { target: "t" }), e("file"), ["delete x", "link x"]],
+    ["symlink to file", e("file"), e("symlink", { target: "t" }), ["delete x", "copy x"]],
+  ];
+  for (const [name, from, to, expected] of table) {
+    const plan = planMirror(
+      scanOf(from ? { x: from } : {}),
+      scanOf(to ? { x: to } : {}),
+      planDefaults,
+    );
+    assertEquals(planned(plan.actions), expected, name);
+  }
+});
+
+Deno.test("planMirror() compares owners only when asked (root)", () => {
+  const from = scanOf({ x: e("file", { uid: 1000 }) });
+  const to = scanOf({ x: e("file") });
+  assertEquals(planned(planMirror(from, to, planDefaults).actions), []);
+  assertEquals(planned(planMirror(from, to, { ...planDefaults, owners: true }).actions), [
+    "attrs x",
+  ]);
+});
+
+Deno.test("planMirror() never plans to replace or delete a root", () => {
+  // A root that is not a folder can only come from a scan gone wrong; it must not become a plan.
+  const from = {
+    entries: new Map([["", e("symlink", { target: "x" })], ["f", e("file")]]),
+    problems: [],
+    protectedPaths: [],
+  };
+  const plan = planMirror(from, scanOf({ old: e("file") }), planDefaults);
+  assert(
+    !plan.actions.some((a) => a.path === "" && a.kind !== "dirattrs"),
+    "the root is left alone",
+  );
+  assertEquals(plan.blocked.map((p) => p.path), ["."]);
+});
+
+Deno.test("planMirror() with checksum decides by hash, the record vouching for the replica", () => {
+  const same = "a".repeat(64);
+  const other = "b".repeat(64);
+  const replicaFile = e("file", { size: 5 });
+  const table: Array<[string, Entry, Entry, RecordEntry | undefined, string[]]> = [
+    [
+      "same size and mtime, other content",
+      e("file", { size: 5, hash: same }),
+      e("file", { size: 5, hash: other }),
+      undefined,
+      ["update x"],
+    ],
+    [
+      "same content, other mtime",
+      e("file", { size: 5, mtimeMs: 9, hash: same }),
+      e("file", { size: 5, hash: same }),
+      undefined,
+      ["attrs x"],
+    ],
+    [
+      "record gives the replica's hash",
+      e("file", { size: 5, hash: same }),
+      replicaFile,
+      vouch(replicaFile, same),
+      [],
+    ],
+    [
+      "a record with another mtime is stale",
+      e("file", { size: 5, hash: same }),
+      replicaFile,
+      vouch(replicaFile, same, { mtimeMs: 999 }),
+      ["update x"],
+    ],
+    [
+      "a record with another ctime is stale",
+      e("file", { size: 5, hash: same }),
+      replicaFile,
+      vouch(replicaFile, same, { ctimeMs: 2000 }),
+      ["update x"],
+    ],
+    [
+      "a record with another inode is stale",
+      e("file", { size: 5, hash: same }),
+      replicaFile,
+      vouch(replicaFile, same, { ino: 1 }),
+      ["update x"],
+    ],
+    [
+      "a racily clean record is not trusted",
+      e("file", { size: 5, hash: same }),
+      replicaFile,
+      vouch(replicaFile, same, { hashedAtMs: 1500 }),
+      ["update x"],
+    ],
+  ];
+  for (const [name, from, to, known, expected] of table) {
+    const plan = planMirror(scanOf({ x: from }), scanOf({ x: to }), {
+      ...planDefaults,
+      checksum: true,
+      ...(known ? { toHashes: new Map([["x", known]]) } : {}),
+    });
+    assertEquals(planned(plan.actions), expected, name);
+  }
+});
+
+Deno.test("planMirror() without checksum spares the copy when known hashes say the content is equal", () => {
+  const hash = "d".repeat(64);
+  const target = e("file", { size: 5, mtimeMs: 1000 });
+  const plan = planMirror(
+    scanOf({ x: e("file", { size: 5, mtimeMs: 2000, hash }) }),
+    scanOf({ x: target }),
+    {
+      ...planDefaults,
+      toHashes: new Map([["x", vouch(target, hash)]]),
+    },
+  );
+  assertEquals(because(plan.actions), ["attrs x: mtime-differs-same-hash"]);
+});
+
+Deno.test("planMirror() repairs a replica file whose hash shows other content, size and mtime alike", () => {
+  const source = e("file", { size: 5 });
+  const plan = planMirror(
+    scanOf({ x: source }),
+    scanOf({ x: e("file", { size: 5, hash: "b".repeat(64) }) }), // hashed this run
+    { ...planDefaults, fromHashes: new Map([["x", vouch(source, "a".repeat(64))]]) },
+  );
+  assertEquals(because(plan.actions), ["update x: hash-differs"]);
+});
+
+Deno.test("planMirror() orders actions so every step has what it needs", () => {
+  const from = scanOf({ a: e("dir"), "a/b": e("dir"), "a/b/f": e("file"), x: e("file") });
+  const to = scanOf({
+    x: e("dir"),
+    "x/y": e("dir"),
+    "x/y/z": e("file"),
+    old: e("dir"),
+    "old/o": e("file"),
+  });
+  const plan = planMirror(from, to, planDefaults);
+  assertEquals(planned(plan.actions), [
+    // the folder in the way goes first, deepest first
+    "delete x/y/z",
+    "rmdir x/y",
+    "rmdir x",
+    // then creations, parents first
+    "mkdir a",
+    "mkdir a/b",
+    "copy a/b/f",
+    "copy x",
+    // then extraneous entries, deepest first
+    "delete old/o",
+    "rmdir old",
+  ]);
+  const attrs = plan.actions.filter((a) => a.kind === "dirattrs").map((a) => a.path);
+  assertEquals(attrs, ["a/b", "a", ""], "new and touched folders get their attributes last");
+  assertEquals(plan.actions.at(-1)!.kind, "dirattrs");
+});
+
+Deno.test("planMirror() without deletions keeps extraneous entries and folders in the way", () => {
+  const from = scanOf({ f: e("file"), d: e("dir") });
+  const to = scanOf({ f: e("dir"), "f/inner": e("file"), d: e("file"), extra: e("file") });
+  const plan = planMirror(from, to, { ...planDefaults, deletes: false });
+  assertEquals(planned(plan.actions), [], "a file in the way is left too");
+  assertEquals(plan.blocked.map((p) => p.path), ["f", "d"]);
+  assertEquals(plan.extraneousLeft, 3, "f, f/inner and extra");
+});
+
+Deno.test("planMirror() never deletes what a scan protects, nor the folders above it", () => {
+  // `gone/keep.tmp` is excluded in the replica; `src-bad` could not be read in the source.
+  const from = scanOf({}, ["src-bad"]);
+  const to = scanOf(
+    {
+      gone: e("dir"),
+      "gone/f": e("file"),
+      "src-bad": e("dir"),
+      "src-bad/f": e("file"),
+      other: e("file"),
+    },
+    ["gone/keep.tmp"],
+  );
+  assertEquals(planned(planMirror(from, to, planDefaults).actions), [
+    "delete other",
+    "delete gone/f",
+  ]);
+});
+
+Deno.test("planMirror() does not replace a folder holding protected entries", () => {
+  const from = scanOf({ d: e("file") });
+  const to = scanOf({ d: e("dir") }, ["d/excluded.tmp"]);
+  const plan = planMirror(from, to, planDefaults);
+  assertEquals(planned(plan.actions), []);
+  assertEquals(plan.blocked.map((p) => p.path), ["d"]);
+});
+
+Deno.test("planMirror() leaves every type change alone when restoring or without deletions", () => {
+  // [name, `from` entries, `to` entries]: in each, `x` has another type on the two sides.
+  const table: Array<[string, Record<string, Entry>, Record<string, Entry>]> = [
+    ["a folder where the target has a file", { x: e("dir"), "x/in": e("file") }, { x: e("file") }],
+    ["a file where the target has a folder", { x: e("file") }, {
+      x: e("dir"),
+      "x/mine": e("file"),
+    }],
+    ["a symlink where the target has a file", { x: e("symlink", { target: "t" }) }, {
+      x: e("file"),
+    }],
+    ["a file where the target has a symlink", { x: e("file") }, {
+      x: e("symlink", { target: "t" }),
+    }],
+    ["a folder where the target has a symlink", { x: e("dir"), "x/in": e("dir") }, {
+      x: e("symlink", { target: "t" }),
+    }],
+  ];
+  for (const [name, fromEntries, toEntries] of table) {
+    for (const restore of [false, true]) {
+      const plan = planMirror(scanOf(fromEntries), scanOf(toEntries), {
+        ...planDefaults,
+        deletes: false,
+        restore,
+        overwriteNewer: true, // does not apply to type changes
+      });
+      const label = `${name}${restore ? ", restoring" : ""}`;
+      const touched = plan.actions.filter((a) => a.path === "x" || a.path.startsWith("x/"));
+      assertEquals(touched, [], `${label}: nothing at or below x`);
+      assertEquals(plan.blocked.map((p) => p.path), ["x"], label);
+      assertMatch(
+        plan.blocked[0]!.message,
+        restore ? /^Not restored: .*never replaces/ : /^Not replaced: .*deletions are off/,
+      );
+    }
+  }
+});
+
+// ------------------------------------------------------------------------------------------------
+// Moves
+// ------------------------------------------------------------------------------------------------
+
+Deno.test("planMirror() turns a deletion plus a copy of the same content into a move", () => {
+  const table: Array<[string, Record<string, Entry>, Record<string, Entry>, string[]]> = [
+    ["a renamed file", { b: f(5, "a") }, { a: f(5, "a") }, ["move a -> b"]],
+    ["a move across folders", { d1: e("dir"), d2: e("dir"), "d2/x": f(5, "a") }, {
+      d1: e("dir"),
+      "d1/x": f(5, "a"),
+    }, ["mkdir d2", "move d1/x -> d2/x"]],
+    ["a swap of two names", { a: f(5, "b", { mtimeMs: 2 }), b: f(5, "a", { mtimeMs: 2 }) }, {
+      a: f(5, "a"),
+      b: f(5, "b"),
+    }, ["update a", "update b"]],
+    ["two identical files, one renamed", { a: f(5, "a"), c: f(5, "a") }, {
+      a: f(5, "a"),
+      b: f(5, "a"),
+    }, ["move b -> c"]],
+    ["a rename plus an edit", { b: f(6, "b") }, { a: f(5, "a") }, ["copy b", "delete a"]],
+    ["same size, other content", { b: f(5, "b") }, { a: f(5, "a") }, ["copy b", "delete a"]],
+    ["the same name wins among equal candidates", { "n/x": f(5, "a"), n: e("dir") }, {
+      "o/w": f(5, "a"),
+      "o/x": f(5, "a"),
+      o: e("dir"),
+    }, ["mkdir n", "move o/x -> n/x", "delete o/w", "rmdir o"]],
+    [
+      "a renamed folder is one move",
+      {
+        new: e("dir"),
+        "new/x": f(1, "x"),
+        "new/sub": e("dir"),
+        "new/sub/y": f(2, "y"),
+        "new/l": e("symlink", { target: "x" }),
+      },
+      {
+        old: e("dir"),
+        "old/x": f(1, "x"),
+        "old/sub": e("dir"),
+        "old/sub/y": f(2, "y"),
+        "old/l": e("symlink", { target: "x" }),
+      },
+      ["move old -> new"],
+    ],
+    [
+      "a renamed folder with a file added moves file by file",
+      { new: e("dir"), "new/x": f(1, "x"), "new/added": f(3, "z") },
+      { old: e("dir"), "old/x": f(1, "x") },
+      ["mkdir new", "move old/x -> new/x", "copy new/added", "rmdir old"],
+    ],
+    [
+      "a folder moved deeper",
+      { a: e("dir"), "a/b": e("dir"), "a/b/photos": e("dir"), "a/b/photos/1": f(4, "p") },
+      { photos: e("dir"), "photos/1": f(4, "p") },
+      ["mkdir a", "mkdir a/b", "move photos -> a/b/photos"],
+    ],
+  ];
+  for (const [name, fromEntries, toEntries, expected] of table) {
+    const plan = planMirror(scanOf(fromEntries), scanOf(toEntries), {
+      ...planDefaults,
+      moves: true,
+    });
+    assertEquals(planned(plan.actions), expected, name);
+  }
+});
+
+Deno.test("planMirror() fixes the attributes of a moved folder's contents", () => {
+  const from = scanOf({ new: e("dir", { mtimeMs: 5 }), "new/x": f(1, "x", { mode: 0o600 }) });
+  const to = scanOf({ old: e("dir"), "old/x": f(1, "x") });
+  const plan = planMirror(from, to, { ...planDefaults, moves: true });
+  assertEquals(planned(plan.actions), ["move old -> new", "attrs new/x"]);
+  assert(
+    plan.actions.some((a) => a.kind === "dirattrs" && a.path === "new"),
+    "the folder's own mtime",
+  );
+});
+
+// ------------------------------------------------------------------------------------------------
+// Restoring
+// ------------------------------------------------------------------------------------------------
+
+Deno.test("planMirror() restoring keeps source files the last sync did not see as they are", () => {
+  const hash = "a".repeat(64);
+  const source = (fields: Partial<Entry> = {}) => e("file", { size: 3, ino: 7, ...fields });
+  const seen = vouch(source(), hash); // the last sync's view of the source file
+  // [name, replica's entry, source's entry, record's source entry, plan, with overwriteNewer]
+  const table: Array<
+    [string, Entry, Entry | undefined, RecordEntry | undefined, string[], string[]]
+  > = [
+    ["missing in the source", e("file", { size: 5 }), undefined, undefined, ["copy x"], [
+      "copy x",
+    ]],
+    ["unchanged since the last sync", e("file", { size: 5 }), source(), seen, ["update x"], [
+      "update x",
+    ]],
+    ["edited since", e("file", { size: 5 }), source({ mtimeMs: 9_000 }), seen, [], ["update x"]],
+    [
+      "edited with the mtime put back",
+      e("file", { size: 5 }),
+      source({ ctimeMs: 8_000 }),
+      seen,
+      [],
+      [
+        "update x",
+      ],
+    ],
+    ["swapped in", e("file", { size: 5 }), source({ ino: 8 }), seen, [], ["update x"]],
+    ["never synced", e("file", { size: 5 }), source(), undefined, [], ["update x"]],
+    [
+      "racily clean when synced",
+      e("file", { size: 5 }),
+      source(),
+      { ...seen, hashedAtMs: 1_200 },
+      [],
+      [
+        "update x",
+      ],
+    ],
+    [
+      "racily clean, this run's hash agrees",
+      e("file", { size: 5 }),
+      source({ hash }),
+      {
+        ...seen,
+        hashedAtMs: 1_200,
+      },
+      ["update x"],
+      ["update x"],
+    ],
+    [
+      "racily clean, this run's hash differs",
+      e("file", { size: 5 }),
+      source({
+        hash: "b".repeat(64),
+      }),
+      { ...seen, hashedAtMs: 1_200 },
+      [],
+      ["update x"],
+    ],
+    [
+      "only the mode differs, edited since",
+      e("file", { size: 3, mode: 0o600 }),
+      source({
+        mtimeMs: 1_000,
+        ino: 9,
+      }),
+      seen,
+      [],
+      ["attrs x"],
+    ],
+    [
+      "a symlink the record cannot know",
+      e("symlink", { target: "a" }),
+      e("symlink", {
+        target: "b",
+      }),
+      undefined,
+      [],
+      ["link x"],
+    ],
+  ];
+  for (const [name, replicaEntry, sourceEntry, known, expected, overwriting] of table) {
+    for (const overwriteNewer of [false, true]) {
+      const plan = planMirror(
+        scanOf({ x: replicaEntry }),
+        scanOf(sourceEntry ? { x: sourceEntry } : {}),
+        {
+          ...planDefaults,
+          deletes: false,
+          restore: true,
+          overwriteNewer,
+          ...(known ? { toHashes: new Map([["x", known]]) } : {}),
+        },
+      );
+      const label = `${name}${overwriteNewer ? ", overwriting" : ""}`;
+      assertEquals(planned(plan.actions), overwriteNewer ? overwriting : expected, label);
+      const kept = plan.blocked.map((p) => p.message).join("\n");
+      if (planned(plan.actions).length === 0) assertMatch(kept, /^Kept: .*--overwrite-newer/);
+      else assertEquals(plan.blocked, [], label);
+    }
+  }
+});
+
+Deno.test("planMirror() restoring overwrites a source file only when the record can vouch for it", () => {
+  // The rule of trustedHash(), ctime seconds included, decides whether the source file is as the
+  // last sync left it; a hash taken this run settles it either way.
+  const file = e("file", { size: 4, mtimeMs: 1_000, ctimeMs: 5_000 });
+  const hash = "a".repeat(64);
+  const table: Array<[string, Partial<Entry>, number, boolean]> = [
+    ["ctime in a second before the hash's", {}, 6_100, true],
+    ["ctime in the hash's second", {}, 5_900, false],
+    ["ctime in the second just before, within the clock's slack", { ctimeMs: 5_000 }, 6_010, false],
+    ["mtime within the racy window", { mtimeMs: 5_500 }, 6_100, false],
+  ];
+  const restoring = (source: Entry, known: RecordEntry) =>
+    planned(
+      planMirror(scanOf({ x: e("file", { size: 5 }) }), scanOf({ x: source }), {
+        ...planDefaults,
+        deletes: false,
+        restore: true,
+        toHashes: new Map([["x", known]]),
+      }).actions,
+    ).length > 0;
+  for (const [name, fields, hashedAtMs, trusted] of table) {
+    const entry = { ...file, ...fields };
+    const known = { ...signatureOf(entry), hash, hashedAtMs };
+    assertEquals(restoring(entry, known), trusted, name);
+    assertEquals(restoring({ ...entry, hash }, known), true, `${name}, rehashed`);
+    const other = { ...entry, hash: "b".repeat(64) };
+    assertEquals(restoring(other, known), false, `${name}, other content`);
+  }
+});
+
+// ------------------------------------------------------------------------------------------------
+// Hashes to read before planning
+// ------------------------------------------------------------------------------------------------
+
+Deno.test("hashesNeeded() asks only for what would change a decision and is not known", () => {
+  const from = scanOf({
+    a: e("file", { size: 5 }),
+    b: e("file", { size: 5 }),
+    c: e("file", { size: 1 }),
+    touched: e("file", { size: 3, mtimeMs: 5000 }),
+    renamed: e("file", { size: 7 }),
+    lonely: e("file", { size: 8 }),
+  });
+  const replicaA = e("file", { size: 5 });
+  const replicaTouched = e("file", { size: 3 });
+  const to = scanOf({
+    a: replicaA,
+    b: e("file", { size: 5 }),
+    c: e("file", { size: 2 }),
+    touched: replicaTouched,
+    old: e("file", { size: 7 }),
+    other: e("file", { size: 9 }),
+  });
+  const toHashes = new Map([["a", vouch(replicaA, "f".repeat(64))], [
+    "touched",
+    vouch(replicaTouched, "e".repeat(64)),
+  ]]);
+  assertEquals(hashesNeeded(from, to, { checksum: true, toHashes }), {
+    from: ["a", "b", "touched"],
+    to: ["b"],
+  });
+  // `b` is not in the record: both sides are hashed, so the record ends with its hash.
+  assertEquals(hashesNeeded(from, to, { checksum: false, toHashes }), {
+    from: ["b", "touched"],
+    to: ["b"],
+  });
+  assertEquals(hashesNeeded(from, to, { checksum: false, toHashes, moves: true }), {
+    from: ["b", "touched", "renamed"],
+    to: ["b", "old"],
+  });
+  // The record saw `b` with another inode: swapped in, so both sides are hashed.
+  const fromHashes = new Map([["b", vouch(e("file", { size: 5 }), "b".repeat(64))]]);
+  assertEquals(hashesNeeded(from, to, { checksum: false, toHashes, fromHashes }), {
+    from: ["b", "touched"],
+    to: ["b"],
+  });
+});
+
+Deno.test("hashesNeeded() rechecks replica files the record cannot vouch for, and nothing else", () => {
+  const hash = "c".repeat(64);
+  const t = (fields: Partial<Entry> = {}) => e("file", { size: 4, ...fields });
+  const targets = {
+    recorded: t(),
+    unknown: t(),
+    unhashed: t(),
+    damaged: t(),
+    racy: t(),
+    touchedRacy: t(),
+    touchedUnknown: t(),
+    extra: t(),
+    extraRecorded: t(),
+    grown: t(),
+  };
+  const sources: Record<string, Entry> = {};
+  for (const name of Object.keys(targets)) {
+    if (!name.startsWith("extra")) sources[name] = t();
+  }
+  sources.touchedRacy = t({ mtimeMs: 9_000 });
+  sources.touchedUnknown = t({ mtimeMs: 9_000 });
+  sources.grown = t({ size: 5 });
+  const toHashes: RecordMap = new Map([
+    ["recorded", vouch(targets.recorded, hash)],
+    ["unhashed", { ...vouch(targets.unhashed, hash), hash: null }],
+    ["damaged", vouch(targets.damaged, hash, { ctimeMs: 500 })], // changed since it was hashed
+    ["racy", vouch(targets.racy, hash, { hashedAtMs: 1_100 })],
+    ["touchedRacy", vouch(targets.touchedRacy, hash, { hashedAtMs: 1_100 })],
+    ["extraRecorded", vouch(targets.extraRecorded, hash)],
+    ["grown", vouch(targets.grown, hash, { hashedAtMs: 1_100 })],
+  ]);
+  // The source of `damaged` is known to the record: only the replica side needs reading.
+  const fromHashes: RecordMap = new Map([["damaged", vouch(sources.damaged!, hash)]]);
+  const from = scanOf(sources);
+  const to = scanOf(targets);
+  const sorted = (wanted: { from: string[]; to: string[] }) => ({
+    from: wanted.from.sort(),
+    to: wanted.to.sort(),
+  });
+  assertEquals(sorted(hashesNeeded(from, to, { checksum: false, toHashes, fromHashes })), {
+    from: ["touchedRacy", "unhashed", "unknown"],
+    to: ["damaged", "touchedRacy", "unhashed", "unknown"],
+  });
+  // Without deletions, replica files that stay without a source get a hash too.
+  const noDeletes = { checksum: false, toHashes, fromHashes, deletes: false };
+  assertEquals(sorted(hashesNeeded(from, to, noDeletes)).to, [
+    "damaged",
+    "extra",
+    "touchedRacy",
+    "unhashed",
+    "unknown",
+  ]);
+  // Restoring, targets are source files: never hashed to complete the record, only to tell
+  // whether one about to be overwritten changed since the last sync.
+  const restoring = { checksum: false, toHashes, fromHashes, restore: true };
+  assertEquals(sorted(hashesNeeded(from, to, restoring)), {
+    from: ["touchedRacy"],
+    to: ["grown", "touchedRacy"],
+  });
+  assertEquals(
+    sorted(hashesNeeded(from, to, { ...restoring, overwriteNewer: true })).to,
+    ["touchedRacy"],
+  );
+});
+
+Deno.test("hashesNeeded() knows a renamed file's hash from the record by its inode and signature", () => {
+  const file = e("file", { size: 9, ino: 4242 });
+  const replica = e("file", { size: 9 });
+  const toHashes: RecordMap = new Map([["old/name", vouch(replica, "8".repeat(64))]]);
+  const options = { checksum: false, moves: true, toHashes };
+  const fromHashes = (entry: Entry): RecordMap =>
+    new Map([["old/name", vouch(entry, "9".repeat(64))]]);
+  const from = scanOf({ new: e("dir"), "new/name": file });
+  const to = scanOf({ old: e("dir"), "old/name": replica });
+  assertEquals(hashesNeeded(from, to, { ...options, fromHashes: fromHashes(file) }), {
+    from: [],
+    to: [],
+  });
+  assertEquals(
+    hashesNeeded(from, to, { ...options, fromHashes: fromHashes({ ...file, ctimeMs: 5000 }) }),
+    { from: ["new/name"], to: [] },
+    "changed since",
+  );
+});
+
+// ------------------------------------------------------------------------------------------------
+// Deletions held back
+// ------------------------------------------------------------------------------------------------
+
+Deno.test("holdBackDeletions() drops deletions and whatever was to replace them", () => {
+  const from = scanOf({ d: e("dir"), "d/child": e("file"), f: e("file"), keep: e("file") });
+  const to = scanOf({
+    d: e("file"),
+    f: e("dir"),
+    "f/x": e("file"),
+    extra: e("file"),
+    keep: e("file", { mode: 0o600 }),
+  });
+  const { plan, heldBack } = holdBackDeletions(planMirror(from, to, planDefaults));
+  assertEquals(
+    planned(plan.actions),
+    ["attrs keep"],
+    "nothing is created where a deletion was held",
+  );
+  assertEquals(heldBack, 4, "d, f/x, f, extra");
+});
+
+// ------------------------------------------------------------------------------------------------
+// Dry run and counts
+// ------------------------------------------------------------------------------------------------
+
+Deno.test("replacesData() marks what --keep-deleted sends to the trash", () => {
+  const file = e("file");
+  const link = e("symlink", { target: "t" });
+  const table: Array<[Action, boolean]> = [
+    [{ kind: "delete", path: "x", reason: { code: "not-in-source" } }, true],
+    [{ kind: "delete", path: "x", reason: { code: "replaced", by: "dir" } }, true],
+    [{ kind: "update", path: "x", reason: { code: "mtime-differs" }, entry: file }, true],
+    [{ kind: "link", path: "x", reason: { code: "link-target-differs" }, entry: link }, true],
+    [{ kind: "link", path: "x", reason: { code: "type-changed" }, entry: link }, true],
+    [{ kind: "link", path: "x", reason: { code: "new" }, entry: link }, false],
+    [{ kind: "copy", path: "x", reason: { code: "new" }, entry: file }, false],
+    [{ kind: "rmdir", path: "x", reason: { code: "not-in-source" } }, false],
+    [{ kind: "attrs", path: "x", reason: { code: "mode-or-owner-differs" }, entry: file }, false],
+    [{ kind: "move", path: "x", from: "y", reason: { code: "same-content" }, entry: file }, false],
+  ];
+  for (const [action, expected] of table) {
+    assertEquals(replacesData(action), expected, `${action.kind} ${action.reason.code}`);
+  }
+});
+
+Deno.test("countAction() puts each action in its counter; countPlan() adds up a plan", () => {
+  const file = e("file", { size: 10 });
+  const link = e("symlink", { target: "t" });
+  const table: Array<[Action, Partial<ReturnType<typeof emptySummary>>]> = [
+    [{ kind: "copy", path: "x", reason: { code: "new" }, entry: file }, {
+      copied: 1,
+      bytesCopied: 10,
+    }],
+    [{ kind: "update", path: "x", reason: { code: "mtime-differs" }, entry: file }, {
+      updated: 1,
+      bytesCopied: 10,
+    }],
+    [{ kind: "link", path: "x", reason: { code: "new" }, entry: link }, { copied: 1 }],
+    [{ kind: "link", path: "x", reason: { code: "type-changed" }, entry: link }, { updated: 1 }],
+    [{ kind: "delete", path: "x", reason: { code: "not-in-source" } }, { deleted: 1 }],
+    [{ kind: "mkdir", path: "x", reason: { code: "new" }, entry: e("dir") }, { dirsCreated: 1 }],
+    [{ kind: "rmdir", path: "x", reason: { code: "not-in-source" } }, { dirsDeleted: 1 }],
+    [{ kind: "attrs", path: "x", reason: { code: "mode-or-owner-differs" }, entry: file }, {
+      attrsUpdated: 1,
+    }],
+    [{ kind: "move", path: "x", from: "y", reason: { code: "same-content" }, entry: file }, {
+      moved: 1,
+    }],
+    [{ kind: "dirattrs", path: "x", reason: { code: "folder-filled" }, entry: e("dir") }, {}],
+  ];
+  for (const [action, counts] of table) {
+    const summary = emptySummary(false);
+    countAction(summary, action, action.entry?.size ?? 0);
+    assertEquals(summary, { ...emptySummary(false), ...counts }, action.kind);
+  }
+  const plan: Plan = { actions: table.map(([action]) => action), blocked: [], extraneousLeft: 0 };
+  assertEquals(countPlan(plan), {
+    ...emptySummary(true),
+    copied: 2,
+    updated: 2,
+    deleted: 1,
+    moved: 1,
+    dirsCreated: 1,
+    dirsDeleted: 1,
+    attrsUpdated: 1,
+    bytesCopied: 20,
+  });
+});
