@@ -1,12 +1,13 @@
 /**
- * Tests for treesync: the planner with tables and no disk, the apply step on real temporary
- * folders, and the command line as a real subprocess for exit codes, output and signals.
+ * Tests of treesync as a user meets it: the real command line run as a subprocess, for exit
+ * codes, output, stdin, signals, kills and the attacks of the threat model. The modules' own
+ * tests sit beside them in `src/`.
  */
+
 import { purgeTrash, trashFolderName } from "./src/apply.ts";
 import { pathExists } from "./src/files.ts";
 import { displayPath, formatBytes, shortenMiddle } from "./src/format.ts";
 import { progressText } from "./src/log.ts";
-import { planMirror } from "./src/plan.ts";
 import { CLOCK_SLACK_MS, RACY_WINDOW_MS } from "./src/record.ts";
 import {
   assert,
@@ -17,13 +18,9 @@ import {
   CAN_MOUNT,
   cli,
   collect,
-  e,
   jsonLine,
   makeSparseFile,
-  planDefaults,
-  planned,
   readTree,
-  scanOf,
   setMtime,
   sha256,
   snapshot,
@@ -35,37 +32,6 @@ import {
   withTemp,
   writeTree,
 } from "./src/test_helpers.ts";
-
-// ------------------------------------------------------------------------------------------------
-// Helpers
-// ------------------------------------------------------------------------------------------------
-
-Deno.test("planMirror() never deletes what a scan kept, nor the folders above it", () => {
-  // `gone/keep.tmp` is excluded in the replica; `src-bad` could not be read in the source.
-  const from = scanOf({}, ["src-bad"]);
-  const to = scanOf(
-    {
-      gone: e("dir"),
-      "gone/f": e("file"),
-      "src-bad": e("dir"),
-      "src-bad/f": e("file"),
-      other: e("file"),
-    },
-    ["gone/keep.tmp"],
-  );
-  assertEquals(planned(planMirror(from, to, planDefaults).actions), [
-    "delete other",
-    "delete gone/f",
-  ]);
-});
-
-Deno.test("planMirror() does not replace a folder holding kept entries", () => {
-  const from = scanOf({ d: e("file") });
-  const to = scanOf({ d: e("dir") }, ["d/excluded.tmp"]);
-  const plan = planMirror(from, to, planDefaults);
-  assertEquals(planned(plan.actions), []);
-  assertEquals(plan.blocked.map((p) => p.path), ["d"]);
-});
 
 // ------------------------------------------------------------------------------------------------
 // The command line as a subprocess

@@ -21,7 +21,7 @@ import { quoted } from "./format.ts";
 import { openRegularFile, readThroughHash } from "./hash.ts";
 import { checkOwn, tempPathIn } from "./meta.ts";
 import { ancestors, joinRel, parentOf } from "./paths.ts";
-import { type Action, countAction, emptySummary, type Plan, type RunSummary } from "./plan.ts";
+import { type Action, type Plan } from "./plan.ts";
 import { type RecordChanges, type RecordEntry } from "./record.ts";
 import {
   type Entry,
@@ -31,6 +31,7 @@ import {
   type Signature,
   signatureOf,
 } from "./scan.ts";
+import { countAction, emptySummary, type RunSummary } from "./summary.ts";
 
 /** A batch of files to copy from one tree into the other, with the settings of the run. */
 export interface CopyRequest extends CopySettings {

@@ -11,7 +11,8 @@ import { type Options } from "./cli.ts";
 import { errorText } from "./errors.ts";
 import { encoder, statOrNull, writeAll } from "./files.ts";
 import { displayPath, formatBytes, formatDuration, listedPath, quoted } from "./format.ts";
-import { type Action, type RunSummary } from "./plan.ts";
+import { type Action } from "./plan.ts";
+import { type RunSummary } from "./summary.ts";
 
 /** Console (stderr) and optional file logging, set up once per process. */
 export interface Reporter {

@@ -19,7 +19,6 @@ import {
 } from "./log.ts";
 import { LockHeldError, metaPaths } from "./meta.ts";
 import { checkPaths } from "./places.ts";
-import { emptySummary, type RunSummary } from "./plan.ts";
 import {
   isRunningAsRoot,
   newRunControl,
@@ -29,6 +28,7 @@ import {
   takeLock,
 } from "./run.ts";
 import { listenForStops } from "./signals.ts";
+import { emptySummary, type RunSummary } from "./summary.ts";
 
 const LOOP_HELP = `Commands (type one and press Enter):
   now       start a run at once

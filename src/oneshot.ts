@@ -8,9 +8,9 @@
 import { type Options } from "./cli.ts";
 import { ExitCode } from "./errors.ts";
 import { type Reporter, startProgressLine, summaryLine, writeStderr, writeStdout } from "./log.ts";
-import { type RunSummary } from "./plan.ts";
 import { isRunningAsRoot, newRunControl, runOnce } from "./run.ts";
 import { listenForStops } from "./signals.ts";
+import { type RunSummary } from "./summary.ts";
 
 /**
  * Runs one mirror (or dry run, or restore) and prints its summary.

@@ -4,10 +4,6 @@
 
 import {
   type Action,
-  countAction,
-  countPlan,
-  emptySummary,
-  hashesNeeded,
   holdBackDeletions,
   type Plan,
   planMirror,
@@ -15,6 +11,8 @@ import {
   reasonText,
   replacesData,
 } from "./plan.ts";
+import { countAction, countPlan, emptySummary } from "./summary.ts";
+import { hashesNeeded } from "./needs.ts";
 import { type RecordEntry, type RecordMap } from "./record.ts";
 import { type Entry, signatureOf } from "./scan.ts";
 import {

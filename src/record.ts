@@ -353,3 +353,44 @@ export function saveRecord(paths: MetaPaths, record: FileRecord): void {
     throw error;
   }
 }
+
+/** Finds a file's SHA-256 without reading it, or says it is not known. */
+export type HashLookup = (path: string, entry: Entry) => string | null;
+
+/**
+ * A file's hash as far as it is known without reading: computed this run, or kept in the record
+ * under its path, or under another path with the same inode and signature (a renamed file).
+ */
+export function hashLookup(known: RecordMap | undefined): HashLookup {
+  const recorded = recordLookup(known, trustedHash);
+  return (path, entry) => {
+    if (entry.kind !== "file") return null;
+    return entry.hash ?? recorded(path, entry);
+  };
+}
+
+/** Whether the record saw this path with another inode or ctime: swapped in, or edited. */
+export function changedSinceRecorded(known: RecordEntry | undefined, entry: Entry): boolean {
+  return known !== undefined && (known.ino !== entry.ino || known.ctimeMs !== entry.ctimeMs);
+}
+
+/** Whether the record has a hash for the file as it is now, trusted or not. */
+export function recordedAsIs(known: RecordEntry | undefined, entry: Entry): boolean {
+  return known !== undefined && known.hash !== null && sameSignature(known, entry);
+}
+
+/** Whether the record has a hash for the file as it is now that it cannot trust yet. */
+export function racilyRecorded(known: RecordEntry | undefined, entry: Entry): boolean {
+  return recordedAsIs(known, entry) && trustedHash(known, entry) === null;
+}
+
+/**
+ * Whether the record saw `entry` exactly as it is now: the same signature, and a hash that is
+ * trusted or that this run's hash confirms. Folders and symlinks are never recorded: never
+ * unchanged.
+ */
+export function unchangedSinceRecorded(known: RecordEntry | undefined, entry: Entry): boolean {
+  if (entry.kind !== "file" || !recordedAsIs(known, entry)) return false;
+  if (entry.hash !== undefined) return entry.hash === known!.hash;
+  return trustedHash(known, entry) !== null;
+}

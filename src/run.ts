@@ -33,19 +33,16 @@ import {
   metaPaths,
   type ReplicaLock,
 } from "./meta.ts";
+import { hashesNeeded } from "./needs.ts";
 import { checkPaths } from "./places.ts";
 import {
-  countPlan,
   deleteAllowance,
-  emptySummary,
-  hashesNeeded,
   holdBackDeletions,
   type Plan,
   planMirror,
   type PlanOptions,
   reasonText,
   replacesData,
-  type RunSummary,
 } from "./plan.ts";
 import {
   type FileRecord,
@@ -58,6 +55,7 @@ import {
   saveRecord,
 } from "./record.ts";
 import { entryFromStat, sameSignature, type Scan } from "./scan.ts";
+import { countPlan, emptySummary, type RunSummary } from "./summary.ts";
 import { hashInPool, scanBoth, WorkerPool, type WorkerScan } from "./workers.ts";
 
 /** Controls shared by a run and whoever started it (the loop, signals, stdin). */

@@ -1,0 +1,144 @@
+/**
+ * Which files must be hashed before the plan is made: those whose SHA-256 would change a
+ * decision and is not known yet, and no others, so a no-op run reads nothing. Pure.
+ *
+ * @module
+ */
+
+import { type PlanOptions } from "./plan.ts";
+import {
+  changedSinceRecorded,
+  type HashLookup,
+  hashLookup,
+  racilyRecorded,
+  recordedAsIs,
+} from "./record.ts";
+import { type Entry, type Scan } from "./scan.ts";
+
+/**
+ * Lists the files to hash before planning, those whose SHA-256 would change a decision and is
+ * not known yet:
+ *
+ * - with `--checksum`, both sides of every same-size pair;
+ * - a same-size pair whose mtime differs, when the target's hash is known (equal content then
+ *   needs no copy): the source side, and the target too if the record has its hash but cannot
+ *   trust it yet (see {@linkcode trustedHash});
+ * - both sides of a pair that size and mtime call unchanged but whose source the record saw
+ *   with another inode or ctime (an edit with the mtime put back);
+ * - both sides of a pair that size and mtime call unchanged but whose target the record does
+ *   not know as it is (an interrupted run, a replica made by another tool, damage with the mtime
+ *   put back), so that after a run every target file has a hash in the record; without
+ *   deletions, also the target files that stay without a source;
+ * - for move detection, new source files and extraneous target files of a size found on both
+ *   sides;
+ * - restoring, a target the plan may overwrite whose recorded hash cannot be trusted yet, to
+ *   tell whether it changed since the last sync.
+ *
+ * Restoring, targets are source files and are never hashed just to complete the record. A
+ * hash the record has for a file as it is now is never read again just because it is not yet
+ * trusted: a no-op run reads nothing. Pure.
+ */
+export function hashesNeeded(
+  from: Scan,
+  to: Scan,
+  options: HashNeedOptions,
+): { from: string[]; to: string[] } {
+  const need: HashNeed = {
+    from,
+    to,
+    options,
+    fromHash: hashLookup(options.fromHashes),
+    toHash: hashLookup(options.toHashes),
+    wanted: { from: new Set(), to: new Set() },
+  };
+  const newBySize = new Map<number, string[]>();
+  for (const [path, source] of from.entries) {
+    if (source.kind !== "file") continue;
+    const target = to.entries.get(path);
+    if (target?.kind === "file") hashesForPair(path, source, target, need);
+    else if (!target && options.moves) {
+      const group = newBySize.get(source.size);
+      if (group) group.push(path);
+      else newBySize.set(source.size, [path]);
+    }
+  }
+  if (!options.restore && options.deletes === false) hashesForLeftFiles(need);
+  if (newBySize.size > 0) hashesForMoves(newBySize, need);
+  return { from: [...need.wanted.from], to: [...need.wanted.to] };
+}
+
+/** How {@linkcode hashesNeeded} decides: as {@linkcode planMirror} will. */
+export type HashNeedOptions =
+  & Pick<PlanOptions, "checksum" | "fromHashes" | "toHashes" | "moves" | "overwriteNewer">
+  & { deletes?: boolean; restore?: boolean };
+
+/** What {@linkcode hashesNeeded} looks at, and the paths it wants hashed. */
+interface HashNeed {
+  from: Scan;
+  to: Scan;
+  options: HashNeedOptions;
+  fromHash: HashLookup;
+  toHash: HashLookup;
+  wanted: { from: Set<string>; to: Set<string> };
+}
+
+/** Wants the hashes that decide whether the file at `path` needs a copy (see the list above). */
+function hashesForPair(path: string, source: Entry, target: Entry, need: HashNeed): void {
+  const { options, fromHash, toHash, wanted } = need;
+  const restore = options.restore ?? false;
+  const knownTarget = options.toHashes?.get(path);
+  const both = () => {
+    if (fromHash(path, source) === null) wanted.from.add(path);
+    if (toHash(path, target) === null) wanted.to.add(path);
+  };
+  if (source.size !== target.size) {
+    const guardTargets = restore && !options.overwriteNewer;
+    if (guardTargets && racilyRecorded(knownTarget, target)) wanted.to.add(path);
+  } else if (options.checksum) {
+    both();
+  } else if (source.mtimeMs !== target.mtimeMs) {
+    if (toHash(path, target) !== null) {
+      if (fromHash(path, source) === null) wanted.from.add(path);
+    } else if (recordedAsIs(knownTarget, target)) {
+      // Hashed in the second it last changed: reading it again may spare a copy.
+      both();
+    }
+  } else if (changedSinceRecorded(options.fromHashes?.get(path), source)) {
+    // Size and mtime say unchanged, but the record saw another inode or ctime here: a file
+    // swapped in, or edited with its mtime put back. Hash it rather than trust the mtime.
+    wanted.from.add(path);
+    if (toHash(path, target) === null) wanted.to.add(path);
+  } else if (!restore && !recordedAsIs(knownTarget, target)) {
+    // Size and mtime say unchanged, but the record cannot vouch for the replica's content.
+    both();
+  }
+}
+
+/** Replica files that stay without a source file get a hash too: `--verify` can check them. */
+function hashesForLeftFiles(need: HashNeed): void {
+  for (const [path, target] of need.to.entries) {
+    if (target.kind !== "file" || need.from.entries.get(path)?.kind === "file") continue;
+    if (!recordedAsIs(need.options.toHashes?.get(path), target)) need.wanted.to.add(path);
+  }
+}
+
+/**
+ * For move detection: extraneous replica files of a size some new source file has, and those
+ * new files. Linear in the tree: each size found on both sides adds its new files once.
+ */
+function hashesForMoves(newBySize: Map<number, string[]>, need: HashNeed): void {
+  const { from, to, fromHash, toHash, wanted } = need;
+  const pairedSizes = new Set<number>();
+  for (const [path, target] of to.entries) {
+    if (target.kind !== "file" || from.entries.has(path) || !newBySize.has(target.size)) {
+      continue;
+    }
+    pairedSizes.add(target.size);
+    if (toHash(path, target) === null) wanted.to.add(path);
+  }
+  for (const size of pairedSizes) {
+    for (const newPath of newBySize.get(size)!) {
+      if (fromHash(newPath, from.entries.get(newPath)!) === null) wanted.from.add(newPath);
+    }
+  }
+}
