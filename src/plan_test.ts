@@ -24,6 +24,7 @@ import {
   f,
   planDefaults,
   planned,
+  RACY_CASES,
   scanOf,
   vouch,
 } from "./test_helpers.ts";
@@ -527,12 +528,7 @@ Deno.test("planMirror() restoring overwrites a source file only when the record 
   // last sync left it; a hash taken this run settles it either way.
   const file = e("file", { size: 4, mtimeMs: 1_000, ctimeMs: 5_000 });
   const hash = "a".repeat(64);
-  const table: Array<[string, Partial<Entry>, number, boolean]> = [
-    ["ctime in a second before the hash's", {}, 6_100, true],
-    ["ctime in the hash's second", {}, 5_900, false],
-    ["ctime in the second just before, within the clock's slack", { ctimeMs: 5_000 }, 6_010, false],
-    ["mtime within the racy window", { mtimeMs: 5_500 }, 6_100, false],
-  ];
+  const table = RACY_CASES;
   const restoring = (source: Entry, known: RecordEntry) =>
     planned(
       planMirror(scanOf({ x: e("file", { size: 5 }) }), scanOf({ x: source }), {

@@ -10,17 +10,12 @@ import {
   trustedHash,
 } from "./record.ts";
 import { type Entry, signatureOf } from "./scan.ts";
-import { assertEquals, e, scanOf, vouch } from "./test_helpers.ts";
+import { assertEquals, e, RACY_CASES, scanOf, vouch } from "./test_helpers.ts";
 
 Deno.test("trustedHash() applies the racy rule to ctime seconds as well as to mtime", () => {
   const file = e("file", { size: 4, mtimeMs: 1_000, ctimeMs: 5_000 });
   const hash = "a".repeat(64);
-  const table: Array<[string, Partial<Entry>, number, boolean]> = [
-    ["ctime in a second before the hash's", {}, 6_100, true],
-    ["ctime in the hash's second", {}, 5_900, false],
-    ["ctime in the second just before, within the clock's slack", { ctimeMs: 5_000 }, 6_010, false],
-    ["mtime within the racy window", { mtimeMs: 5_500 }, 6_100, false],
-  ];
+  const table = RACY_CASES;
   for (const [name, fields, hashedAtMs, trusted] of table) {
     const entry = { ...file, ...fields };
     const known = { ...signatureOf(entry), hash, hashedAtMs };

@@ -286,3 +286,14 @@ export async function waitFor(condition: () => boolean, timeoutMs = 20_000): Pro
 export function f(size: number, content: string, fields: Partial<Entry> = {}): Entry {
   return e("file", { size, hash: content.repeat(64), ...fields });
 }
+
+/**
+ * When a recorded hash may be trusted, for a file of mtime 1,000 and ctime 5,000 (ms): the label,
+ * the file's fields that differ, when the hash was taken, and whether it is trusted.
+ */
+export const RACY_CASES: Array<[string, Partial<Entry>, number, boolean]> = [
+  ["ctime in a second before the hash's", {}, 6_100, true],
+  ["ctime in the hash's second", {}, 5_900, false],
+  ["ctime in the second just before, within the clock's slack", { ctimeMs: 5_000 }, 6_010, false],
+  ["mtime within the racy window", { mtimeMs: 5_500 }, 6_100, false],
+];
