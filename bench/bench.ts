@@ -6,8 +6,8 @@
  *
  * ```sh
  * deno task bench                                  # every tree, 3 runs each
- * deno task bench -- --trees usr-share,small --runs 5 --dir /var/tmp/bench
- * deno task bench -- --trees small --scenarios initial,noop
+ * deno task bench --trees usr-share,small --runs 5 --dir /var/tmp/bench
+ * deno task bench --trees small --scenarios initial,noop
  * ```
  *
  * @module
