@@ -2413,3 +2413,31 @@ Deno.test({
     });
   },
 });
+
+Deno.test("cli never writes through .treesync swapped for a link during the run", async () => {
+  // Regression: with .treesync replaced mid-run by a link to a folder outside, the copy's
+  // temporary file was chowned and chmodded by path there, names there were removed, and an
+  // outside link was renamed into the replica.
+  await withTemp(async (dir) => {
+    const decoy = makeDecoy(`${dir}/decoy`);
+    Deno.mkdirSync(`${dir}/decoy/trash`);
+    const before = decoy();
+    await makeSparseFile(`${dir}/s/big`, 1 << 30);
+    writeTree(`${dir}/s`, { small: "small" });
+    writeTree(`${dir}/r`, { old: "to delete" });
+    const child = spawnCli(["-j", "1", "--keep-deleted", "1d", `${dir}/s`, `${dir}/r`]);
+    await waitFor(() => {
+      try {
+        return [...Deno.readDirSync(`${dir}/r/.treesync/tmp`)].length > 0;
+      } catch {
+        return false;
+      }
+    });
+    Deno.renameSync(`${dir}/r/.treesync`, `${dir}/r/.moved-away`);
+    Deno.symlinkSync(`${dir}/decoy`, `${dir}/r/.treesync`);
+    const result = await collect(child);
+    assertEquals(decoy(), before, "nothing outside the replica changed");
+    assert(result.code !== 0, `the run reports it:\n${result.stderr}`);
+    assertMatch(result.stderr, /was replaced during the run/);
+  });
+});

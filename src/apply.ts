@@ -336,7 +336,9 @@ export function copyFile(
   }
   for (let attempt = 1;; attempt++) {
     const tempPath = tempPathIn(context.tempDir);
-    // O_EXCL and O_NOFOLLOW: a name already there, a link included, is never reused.
+    // Our tmp folder must still be ours before anything is made in it. O_EXCL and O_NOFOLLOW:
+    // a name already there, a link included, is never reused.
+    expectIdentity(context.tempDir, context.tempIdentity);
     const fd = fs.openSync(tempPath, TEMP_FLAGS, 0o600);
     let placed = false;
     try {
@@ -432,6 +434,7 @@ function copyThroughHash(
 function placeSymlink(toPath: string, entry: Entry, context: CopyContext): void {
   const tempPath = tempPathIn(context.tempDir);
   // Fails if the name is taken: a link is only ever made new, in our own folder.
+  expectIdentity(context.tempDir, context.tempIdentity);
   Deno.symlinkSync(entry.target!, tempPath);
   try {
     // The l- calls act on the link itself (Deno.chownSync would follow it).
