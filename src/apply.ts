@@ -348,7 +348,6 @@ export function copyFile(
         if (attempt < 3) continue;
         throw new Error("the file kept changing while it was copied; try again later");
       }
-      result.written = signatureOf(entryFromStat(Deno.lstatSync(tempPath)));
       // Our tmp folder and the folder it goes into must still be the ones checked: never a
       // link put there since.
       expectIdentity(context.tempDir, context.tempIdentity);
@@ -428,7 +427,15 @@ function copyThroughHash(
   fs.fchmodSync(fd, after.mode);
   const seconds = (after.mtimeMs + 0.0005) / 1000; // see setAttributes
   fs.futimesSync(fd, seconds, seconds);
-  return { hash: read.hash, read: after, written: signatureOf(after), readAtMs };
+  // What placedSignature compares the placed file with; its ctime comes from the path after
+  // the rename, read the way the next scan reads it.
+  const written = {
+    size: after.size,
+    mtimeMs: after.mtimeMs,
+    ctimeMs: 0,
+    ino: fs.fstatSync(fd).ino,
+  };
+  return { hash: read.hash, read: after, written, readAtMs };
 }
 
 function placeSymlink(toPath: string, entry: Entry, context: CopyContext): void {

@@ -67,17 +67,6 @@ export function statOrNull(path: string): Deno.FileInfo | null {
   }
 }
 
-/** Removes folders, innermost (last) first, each only if it is empty. */
-export function removeEmptyFolders(folders: string[]): void {
-  for (const folder of [...folders].reverse()) {
-    try {
-      Deno.removeSync(folder); // not recursive: a folder with anything in it stays
-    } catch {
-      // Not empty, or already gone: leave it.
-    }
-  }
-}
-
 /** Whether anything is at `path`, a dangling symlink included. */
 export function pathExists(path: string): boolean {
   try {

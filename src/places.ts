@@ -13,7 +13,7 @@ import { pathExists } from "./files.ts";
 import { quoted } from "./format.ts";
 
 /** Real path of `path`, or of its nearest existing ancestor with the rest appended. */
-export function realPathOrNearest(path: string): string {
+function realPathOrNearest(path: string): string {
   const missing: string[] = [];
   for (let current = path;; current = dirname(current)) {
     try {
@@ -26,7 +26,7 @@ export function realPathOrNearest(path: string): string {
 }
 
 /** `device:inode` of an existing path and of each folder above it, nearest first. */
-export function folderIdentities(realPath: string): string[] {
+function folderIdentities(realPath: string): string[] {
   const identities: string[] = [];
   for (let path = realPath;; path = dirname(path)) {
     try {
@@ -40,7 +40,7 @@ export function folderIdentities(realPath: string): string[] {
 }
 
 /** Whether `inner` is `outer` or below it (real paths). */
-export function isInside(inner: string, outer: string): boolean {
+function isInside(inner: string, outer: string): boolean {
   return inner === outer || inner.startsWith(outer.endsWith("/") ? outer : `${outer}/`);
 }
 
