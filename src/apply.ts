@@ -84,6 +84,11 @@ export interface ApplyContext extends CopySettings {
    * until the next call.
    */
   checkpoint?: (done: RecordChanges) => number;
+  /**
+   * Called with each copy's outcome as it comes back; when given, copies are not kept in the
+   * result's `written` (a streamed run records them as it goes).
+   */
+  onSettled?: (action: Action, outcome: CopyOutcome) => void;
   /** Milliseconds before the first checkpoint; {@linkcode CHECKPOINT_MS} unless told. */
   firstCheckpointMs?: number;
 }
@@ -101,7 +106,21 @@ export interface ApplyResult extends RecordChanges {
 
 /** Runs a plan's actions in order. The only code that writes to a tree. */
 export async function applyPlan(plan: Plan, context: ApplyContext): Promise<ApplyResult> {
-  const result: ApplyResult = {
+  const applier = new Applier(context);
+  for (const action of plan.actions) {
+    if (!await applier.apply(action)) break;
+  }
+  await applier.drain();
+  return applier.result;
+}
+
+/**
+ * Applies actions one at a time as they are decided: copies go to the workers in batches and
+ * finish later (see {@linkcode Applier.drain}); every other action is done at once.
+ */
+export class Applier {
+  /** What was done so far. */
+  readonly result: ApplyResult = {
     summary: emptySummary(false),
     stopped: false,
     written: new Map(),
@@ -110,30 +129,46 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
     movedFiles: new Map(),
     movedFolders: new Map(),
   };
-  const copies = new CopyBatches(context, result);
-  let checkpointAt = performance.now() + (context.firstCheckpointMs ?? CHECKPOINT_MS);
-  for (const action of plan.actions) {
+  readonly #context: ApplyContext;
+  readonly #copies: CopyBatches;
+  #checkpointAt: number;
+
+  /** Applies in `context`. */
+  constructor(context: ApplyContext) {
+    this.#context = context;
+    this.#copies = new CopyBatches(context, this.result);
+    this.#checkpointAt = performance.now() + (context.firstCheckpointMs ?? CHECKPOINT_MS);
+  }
+
+  /**
+   * Applies one action (a copy may still be in flight when this returns).
+   *
+   * @returns False once a stop was asked: the action was not applied.
+   */
+  async apply(action: Action): Promise<boolean> {
+    const { context, result } = { context: this.#context, result: this.result };
     if (context.shouldStop()) {
       result.stopped = true;
-      break;
+      return false;
     }
-    if (context.checkpoint && performance.now() >= checkpointAt) {
-      checkpointAt = performance.now() + context.checkpoint(result);
+    if (context.checkpoint && performance.now() >= this.#checkpointAt) {
+      this.#checkpointAt = performance.now() + context.checkpoint(result);
     }
     await context.pause();
     if (action.kind === "copy" || action.kind === "update") {
       context.onStart?.(action);
-      await copies.add(action);
-      continue;
+      await this.#copies.add(action);
+      return true;
     }
-    // Links and attribute fixes may overlap the copies in flight; anything else waits for them.
-    if (action.kind !== "link" && action.kind !== "attrs") await copies.drain();
+    // Links, new folders and attribute fixes may overlap the copies in flight (none of them
+    // touches a file being copied); deletions, moves and folder attributes wait for them.
+    if (!OVERLAPPING.has(action.kind)) await this.#copies.drain();
     if (action.kind !== "dirattrs") context.onStart?.(action);
     try {
       if (applyOne(action, context, result) === "recopy") {
         // A fresh copy replaces the name; the other hard links keep the old file untouched.
-        await copies.add({ ...action, kind: "update" });
-        continue;
+        await this.#copies.add({ ...action, kind: "update" });
+        return true;
       }
       context.onDone(action, 0);
     } catch (error) {
@@ -143,10 +178,16 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
         message: `Cannot ${action.kind}: ${errorText(error)}`,
       });
     }
+    return true;
   }
-  await copies.drain();
-  return result;
+
+  /** Waits for every copy in flight. */
+  drain(): Promise<void> {
+    return this.#copies.drain();
+  }
 }
+
+const OVERLAPPING = new Set<Action["kind"]>(["link", "attrs", "mkdir"]);
 
 /**
  * Sends file copies to the worker pool in batches ({@linkcode BATCH_LIMITS}), keeping at most two batches a worker in flight, and records
@@ -204,8 +245,9 @@ class CopyBatches {
 
   #settle(action: Action, outcome: CopyOutcome): void {
     const { summary } = this.#result;
+    this.#context.onSettled?.(action, outcome);
     if ("copied" in outcome) {
-      this.#result.written.set(action.path, outcome.copied);
+      if (!this.#context.onSettled) this.#result.written.set(action.path, outcome.copied);
       countAction(summary, action, outcome.copied.replica.size);
       this.#context.onDone(action, outcome.copied.replica.size);
     } else if ("error" in outcome) {

@@ -71,10 +71,12 @@ Deno.test("applyPlan() hands what is done so far to checkpoints between actions"
     await withTemp(async (dir) => {
       writeTree(`${dir}/from`, { a: "1", b: "22", c: "333", x: {} });
       const { plan, context } = setUp(dir, pool);
-      // Copies run in batches: an action that is not a copy waits for them, so the checkpoint
-      // before the copy after it sees the copies before it.
-      const byPath = (path: string) => plan.actions.find((a) => a.path === path)!;
-      const actions: Action[] = [byPath("a"), byPath("b"), byPath("x"), byPath("c")];
+      // Copies run in batches: folder attributes wait for them, so the checkpoint before the
+      // copy after them sees the copies before.
+      const byPath = (path: string, kind = "copy") =>
+        plan.actions.find((a) => a.path === path && a.kind === kind)!;
+      const actions: Action[] = [byPath("a"), byPath("b"), byPath("x", "mkdir")];
+      actions.push(byPath("x", "dirattrs"), byPath("c"));
       const seen: string[][] = [];
       await applyPlan({ ...plan, actions }, {
         ...context,
@@ -84,7 +86,7 @@ Deno.test("applyPlan() hands what is done so far to checkpoints between actions"
           return 0;
         },
       });
-      assertEquals(seen, [[], [], [], ["a", "b"]]);
+      assertEquals(seen, [[], [], [], [], ["a", "b"]]);
     });
   } finally {
     pool.close();

@@ -8,6 +8,7 @@
 import { errorText } from "./errors.ts";
 import { type ExcludeMatcher } from "./exclude.ts";
 import { type Identity, sameIdentity } from "./files.ts";
+import { compareNames } from "./order.ts";
 
 export type { ExcludeMatcher } from "./exclude.ts";
 export type { Identity } from "./files.ts";
@@ -30,6 +31,8 @@ export interface Entry extends Signature {
   uid: number;
   /** Group. */
   gid: number;
+  /** Hard links to it (names it has). */
+  nlink?: number;
   /** Symlink target, for symlinks. */
   target?: string;
   /** SHA-256 in hex, where it has been computed this run. */
@@ -76,13 +79,12 @@ export interface ScanOptions {
 
 /**
  * Lists a tree without following symlinks, using Deno's synchronous calls (several times
- * faster per call than the async ones). Runs in a worker during a mirror, so it need not
- * yield.
+ * faster per call than the async ones), folder by folder in walk order. Used where a whole tree
+ * is wanted at once (tests, small tools); a mirror streams {@linkcode listFolder} instead.
  *
  * @param root An existing folder.
  */
 export function scanTree(root: string, options: ScanOptions): Scan {
-  const { exclude, skipMetaDir = false, onSkip, avoid = [] } = options;
   // The root is followed if it is a symlink (/srv/data -> /mnt/disk1/data): it is the folder
   // to mirror, never an entry to replace. Everything below it is not followed.
   const entries = new Map<string, Entry>([["", entryFromStat(Deno.statSync(root))]]);
@@ -91,74 +93,117 @@ export function scanTree(root: string, options: ScanOptions): Scan {
   const pending = [""];
   while (pending.length > 0) {
     const folder = pending.pop()!;
-    const folderPath = folder === "" ? root : `${root}/${folder}`;
-    let listing: Deno.DirEntry[];
-    try {
-      listing = [...Deno.readDirSync(folderPath)];
-    } catch (error) {
-      problems.push({ path: folder, message: `Cannot list folder: ${errorText(error)}` });
-      protectedPaths.push(folder);
-      entries.delete(folder);
-      continue;
-    }
-    // Names that are not UTF-8 come back with U+FFFD, and two of them can then look the same.
-    const nameCounts = new Map<string, number>();
-    if (listing.some((item) => item.name.includes("\uFFFD"))) {
-      for (const item of listing) nameCounts.set(item.name, (nameCounts.get(item.name) ?? 0) + 1);
-    }
-    for (const item of listing) {
-      const path = folder === "" ? item.name : `${folder}/${item.name}`;
-      const skipped = folder === "" && skipMetaDir && item.name === META_DIR;
-      if (skipped || exclude(path, item.isDirectory)) {
-        // Not walked, but a folder left out must still not be the other tree's root.
-        if (item.isDirectory && avoid.length > 0 && isAvoided(`${root}/${path}`, avoid)) {
-          return { entries, problems, protectedPaths, nested: path };
-        }
-        if (!skipped) protectedPaths.push(path);
-        continue;
-      }
-      let stat: Deno.FileInfo;
-      try {
-        // Two names that listed the same had bytes that are not UTF-8: neither can be reached.
-        if ((nameCounts.get(item.name) ?? 0) > 1) throw new Deno.errors.NotFound();
-        stat = Deno.lstatSync(`${root}/${path}`);
-      } catch (error) {
-        const lossy = item.name.includes("\uFFFD");
-        problems.push({
-          path,
-          message: lossy
-            ? "Skipped: the name is not valid UTF-8, which this tool cannot read or write"
-            : error instanceof Deno.errors.NotFound
-            ? "Skipped: it vanished during the scan"
-            : `Skipped: ${errorText(error)}`,
-        });
-        protectedPaths.push(path);
-        continue;
-      }
-      const entry = entryFromStat(stat);
-      if (entry.kind === "special") {
-        onSkip?.(path, "Skipped: fifos, sockets and devices are not mirrored");
-        protectedPaths.push(path);
-        continue;
-      }
-      if (entry.kind === "symlink") {
-        try {
-          entry.target = Deno.readLinkSync(`${root}/${path}`);
-        } catch (error) {
-          problems.push({ path, message: `Cannot read symlink: ${errorText(error)}` });
-          protectedPaths.push(path);
-          continue;
-        }
-      }
-      if (entry.kind === "dir" && avoid.some((id) => sameIdentity(id, entry))) {
-        // A bind mount shows one folder under two real paths: only its inode tells.
-        return { entries, problems, protectedPaths, nested: path };
-      }
+    const listing = listFolder(root, folder, options);
+    problems.push(...listing.problems);
+    protectedPaths.push(...listing.protectedPaths);
+    if (listing.unlistable) entries.delete(folder);
+    for (const [name, entry] of listing.entries) {
+      const path = folder === "" ? name : `${folder}/${name}`;
       entries.set(path, entry);
       if (entry.kind === "dir") pending.push(path);
     }
+    if (listing.nested !== undefined) {
+      return { entries, problems, protectedPaths, nested: listing.nested };
+    }
   }
   return { entries, problems, protectedPaths };
+}
+
+/** One folder of a tree as {@linkcode listFolder} saw it. */
+export interface FolderListing {
+  /** The folder, relative to the root (`""` for the root). */
+  folder: string;
+  /** Its entries by name, in walk order ({@linkcode compareNames}). */
+  entries: Map<string, Entry>;
+  /** Entries that could not be read; the folder itself when it could not be listed. */
+  problems: Problem[];
+  /** Paths (relative to the root) left out that may hold data: never deleted. */
+  protectedPaths: string[];
+  /** True when the folder itself could not be listed. */
+  unlistable?: boolean;
+  /** An entry that is the other tree's root (a bind mount): the walk must stop. */
+  nested?: string;
+}
+
+/**
+ * Lists one folder of a tree: each entry's `lstat` (symlink targets read), sorted in walk
+ * order; excluded, unreadable and special entries left out and protected.
+ */
+export function listFolder(root: string, folder: string, options: ScanOptions): FolderListing {
+  const { exclude, skipMetaDir = false, onSkip, avoid = [] } = options;
+  const folderPath = folder === "" ? root : `${root}/${folder}`;
+  const result: FolderListing = { folder, entries: new Map(), problems: [], protectedPaths: [] };
+  let listing: Deno.DirEntry[];
+  try {
+    listing = [...Deno.readDirSync(folderPath)];
+  } catch (error) {
+    result.problems.push({ path: folder, message: `Cannot list folder: ${errorText(error)}` });
+    result.protectedPaths.push(folder);
+    result.unlistable = true;
+    return result;
+  }
+  listing.sort((a, b) => compareNames(a.name, b.name));
+  // Names that are not UTF-8 come back with U+FFFD, and two of them can then look the same.
+  const nameCounts = new Map<string, number>();
+  if (listing.some((item) => item.name.includes("\uFFFD"))) {
+    for (const item of listing) nameCounts.set(item.name, (nameCounts.get(item.name) ?? 0) + 1);
+  }
+  for (const item of listing) {
+    const path = folder === "" ? item.name : `${folder}/${item.name}`;
+    const skipped = folder === "" && skipMetaDir && item.name === META_DIR;
+    if (skipped || exclude(path, item.isDirectory)) {
+      // Not walked, but a folder left out must still not be the other tree's root.
+      if (item.isDirectory && avoid.length > 0 && isAvoided(`${root}/${path}`, avoid)) {
+        result.nested = path;
+        return result;
+      }
+      if (!skipped) result.protectedPaths.push(path);
+      continue;
+    }
+    const entry = readEntry(root, path, (nameCounts.get(item.name) ?? 0) > 1, result);
+    if (entry === null) continue;
+    if (entry.kind === "special") {
+      onSkip?.(path, "Skipped: fifos, sockets and devices are not mirrored");
+      result.protectedPaths.push(path);
+      continue;
+    }
+    if (entry.kind === "dir" && avoid.some((id) => sameIdentity(id, entry))) {
+      // A bind mount shows one folder under two real paths: only its inode tells.
+      result.nested = path;
+      return result;
+    }
+    result.entries.set(item.name, entry);
+  }
+  return result;
+}
+
+/** One entry's `lstat` (and link target), or null with a problem noted. */
+function readEntry(
+  root: string,
+  path: string,
+  ambiguous: boolean,
+  result: FolderListing,
+): Entry | null {
+  let entry: Entry;
+  try {
+    // Two names that listed the same had bytes that are not UTF-8: neither can be reached.
+    if (ambiguous) throw new Deno.errors.NotFound();
+    entry = entryFromStat(Deno.lstatSync(`${root}/${path}`));
+    if (entry.kind === "symlink") entry.target = Deno.readLinkSync(`${root}/${path}`);
+  } catch (error) {
+    const lossy = path.slice(path.lastIndexOf("/") + 1).includes("\uFFFD");
+    result.problems.push({
+      path,
+      message: lossy
+        ? "Skipped: the name is not valid UTF-8, which this tool cannot read or write"
+        : error instanceof Deno.errors.NotFound
+        ? "Skipped: it vanished during the scan"
+        : `Skipped: ${errorText(error)}`,
+    });
+    result.protectedPaths.push(path);
+    return null;
+  }
+  return entry;
 }
 
 /** An entry from what `lstat` (or `stat`, for a root) said. */
@@ -180,6 +225,7 @@ export function entryFromStat(stat: Deno.FileInfo): Entry {
     mode: (stat.mode ?? 0) & 0o7777,
     uid: stat.uid ?? 0,
     gid: stat.gid ?? 0,
+    nlink: stat.nlink ?? 1,
   };
 }
 

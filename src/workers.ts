@@ -20,6 +20,7 @@ import { hashFile, type HashResult } from "./hash.ts";
 import { setTempPrefix } from "./meta.ts";
 import { joinRel } from "./paths.ts";
 import { type Entry, type EntryKind, type Problem, type Scan, scanTree } from "./scan.ts";
+import { transferablesOf, walkInWorker, type WalkRequest } from "./walk.ts";
 
 // the file-system calls are synchronous (several times cheaper per call than async ones) and
 // two cores do twice the work. A shared flag tells workers to stop between files (1) or to
@@ -33,7 +34,8 @@ type WorkerRequest =
   | { op: "init"; id: number; stopFlag: SharedArrayBuffer }
   | { op: "scan"; root: string; excludes: string[]; skipMetaDir: boolean; avoid: Identity[] }
   | { op: "copy" } & CopyRequest
-  | { op: "hash"; root: string; paths: string[] };
+  | { op: "hash"; root: string; paths: string[] }
+  | { op: "walk" } & WalkRequest;
 
 /** One hash's outcome; null when the file changed while read. */
 export type HashOutcome = { result: HashResult | null } | { error: string };
@@ -282,6 +284,13 @@ function serveRequests(): void {
         return copyBatch(request, stopFlag, (bytes) => scope.postMessage({ progress: bytes }));
       case "hash":
         return request.paths.map((path) => hashOne(joinRel(request.root, path)));
+      case "walk":
+        walkInWorker(
+          request,
+          (batch) => scope.postMessage({ walked: batch }, transferablesOf(batch)),
+          () => Atomics.load(stopFlag, 0) > 0,
+        );
+        return null;
     }
   };
   scope.onmessage = (event: MessageEvent) => {

@@ -1,0 +1,507 @@
+/**
+ * The streamed mirror: both trees walked folder by folder in lock-step with the record, each
+ * folder decided with the plan's rules and acted on at once. What can only be decided once the
+ * whole tree is seen waits, as compact lists that grow with the change and not with the tree:
+ * deletions (last, after `--max-delete` and `-I`), new entries that may be moves (matched
+ * against the deletions), type changes (after the deletions they need), folder attributes.
+ *
+ * @module
+ */
+
+import { type Applier } from "./apply.ts";
+import { type Options } from "./cli.ts";
+import { displayPath, quoted } from "./format.ts";
+import { type Reporter } from "./log.ts";
+import { hashesNeeded } from "./needs.ts";
+import { type FolderRows, type NextRecord, resignedRow, rowFor } from "./nextrecord.ts";
+import { UsageError } from "./errors.ts";
+import { compareWalkOrder } from "./order.ts";
+import { isWithin, parentOf } from "./paths.ts";
+import { type Action, planMirror, type PlanOptions, type Reason } from "./plan.ts";
+import { type RecordMap } from "./record.ts";
+import { type RecordRow, type RecordSource } from "./recordfile.ts";
+import { type Entry, type FolderListing, type Problem, type Scan } from "./scan.ts";
+import { type FolderStream } from "./walk.ts";
+import { hashInPool, type WorkerPool } from "./workers.ts";
+
+/** An entry the walk found extraneous: deleted at the end, unless it moves or is kept. */
+export interface PendingDeletion {
+  action: Action;
+  /** The replica's entry as walked. */
+  entry: Entry;
+  /** What the record knew of it. */
+  known?: RecordRow;
+  /** For a folder: the record's rows of its subtree, by folder, while few enough to hold. */
+  stash?: Map<string, Map<string, RecordRow>>;
+}
+
+/** A new source entry kept back until the deletions are known: it may be a move. */
+export interface PendingNew {
+  action: Action;
+}
+
+/** What a streamed run does with each decided action: apply it, or print it (dry run). */
+export interface ActionSink {
+  /** Applies or prints one action; false once a stop was asked. */
+  apply(action: Action): Promise<boolean>;
+  /** Waits for copies in flight. */
+  drain(): Promise<void>;
+  /** The applier, when writing. */
+  readonly applier: Applier | null;
+}
+
+/** Everything a streamed run works with. */
+export interface EngineContext {
+  options: Options;
+  /** The planner's options for every folder (moves are the engine's own). */
+  planOptions: Omit<PlanOptions, "fromHashes" | "toHashes" | "moves">;
+  /** Whether moves are looked for (mirroring with deletions). */
+  moves: boolean;
+  roots: { from: string; to: string };
+  pool: WorkerPool;
+  report: Reporter;
+  sink: ActionSink;
+  /** The next record, when this run writes one. */
+  next: NextRecord | null;
+  /** The replica's folders (and the entries being changed) the folder guard checks against. */
+  guardEntries: Map<string, Entry>;
+  /** Folders whose copies are in flight: their rows wait for them. */
+  pendingRows: Map<string, FolderRows>;
+  /** True once a stop was asked. */
+  stopped: () => boolean;
+}
+
+/** What the walk of a pair of trees leaves for the end of the run. */
+export interface WalkLeftovers {
+  deletions: PendingDeletion[];
+  /** Replica folders that must stay: they hold entries left out (excluded, unreadable). */
+  keptFolders: Set<string>;
+  /** New source entries that may be moves, in walk order. */
+  newEntries: PendingNew[];
+  /** Creations that must wait for a deletion (a type change), in walk order. */
+  afterDeletions: Action[];
+  /** Folders whose attributes are set last, by path. */
+  touchedFolders: Map<string, Entry>;
+  /** Replica entries walked (for a `--max-delete` percentage). */
+  replicaEntries: number;
+  /** Problems met: each makes the run fail. */
+  failed: number;
+}
+
+/** A fresh set of leftovers. */
+export function emptyLeftovers(): WalkLeftovers {
+  return {
+    deletions: [],
+    keptFolders: new Set(),
+    newEntries: [],
+    afterDeletions: [],
+    touchedFolders: new Map(),
+    replicaEntries: 0,
+    failed: 0,
+  };
+}
+
+/** Rows of folders being deleted kept at most, for moves (a few hundred bytes each). */
+const STASH_ROWS = 200_000;
+
+/** One pair of walks merged in lock-step, from a start folder down. */
+export interface WalkPair {
+  from: FolderStream;
+  to: FolderStream;
+  record: RecordSource;
+  /** The start folder's entries on each side (a missing side: the other's stands in). */
+  start: { folder: string; from: Entry | null; to: Entry | null };
+  /** New entries wait for the end (they may be moves); false once the end has come. */
+  deferNew: boolean;
+  /** Folder rows go into the draft (the main walk) or are patched in (the end's walks). */
+  rows: "draft" | "patch";
+}
+
+/**
+ * Walks a pair of trees in lock-step and decides and acts folder by folder, leaving what must
+ * wait in `left`.
+ */
+export async function walkPair(
+  pair: WalkPair,
+  context: EngineContext,
+  left: WalkLeftovers,
+): Promise<void> {
+  const walk = new MirrorWalk(pair, context, left);
+  let from = await pair.from.next();
+  let to = await pair.to.next();
+  while ((from || to) && !context.stopped()) {
+    const order = !from ? 1 : !to ? -1 : compareWalkOrder(from.folder, to.folder);
+    const fromHere = order <= 0 ? from : null;
+    const toHere = order >= 0 ? to : null;
+    await walk.visit(fromHere, toHere);
+    if (order <= 0) from = await pair.from.next();
+    if (order >= 0) to = await pair.to.next();
+  }
+}
+
+/** The lock-step walk's state: folder entries seen by their parent, folders not to enter. */
+class MirrorWalk {
+  readonly #pair: WalkPair;
+  readonly #context: EngineContext;
+  readonly #left: WalkLeftovers;
+  /** Folders listed by their parent and not visited yet: their own entries. */
+  readonly #folders = new Map<string, { from?: Entry; to?: Entry }>();
+  /** Source folders not entered now: kept back (new, may move), or left as they are. */
+  readonly #skipFrom = new Set<string>();
+  /** Replica folders not entered: a type change left as it is. */
+  readonly #skipTo = new Set<string>();
+  /** Replica folders removed for another type: what is inside goes as "inside-replaced". */
+  readonly #replaced = new Set<string>();
+  /** Replica folders to be deleted, by path. */
+  readonly #deletedFolders = new Map<string, PendingDeletion>();
+  /** Record rows stashed with deletions so far. */
+  #stashed = 0;
+
+  constructor(pair: WalkPair, context: EngineContext, left: WalkLeftovers) {
+    this.#pair = pair;
+    this.#context = context;
+    this.#left = left;
+    const { folder, from, to } = pair.start;
+    this.#folders.set(folder, {
+      ...(from ? { from } : {}),
+      ...(to ? { to } : {}),
+    });
+  }
+
+  /** Decides and acts on one folder: its listing on either side, or both. */
+  async visit(from: FolderListing | null, to: FolderListing | null): Promise<void> {
+    const folder = (from ?? to)!.folder;
+    const self = this.#folders.get(folder);
+    this.#folders.delete(folder);
+    if (from && (isWithin(folder, this.#skipFrom) || !self?.from)) from = null;
+    if (to && (isWithin(folder, this.#skipTo) || !self?.to)) to = null;
+    if (!from && !to) return;
+    const nested = from?.nested ?? to?.nested;
+    if (nested !== undefined) {
+      throw new UsageError(
+        `Stopped: ${quoted(nested)} is the other tree's root (a bind mount shows one folder ` +
+          `twice); nothing more is changed`,
+      );
+    }
+    if (to) this.#left.replicaEntries += to.entries.size;
+    this.#noteProblems(from, to);
+    const known = this.#pair.record.rowsOf(folder);
+    if (!from && to) this.#stash(folder, known);
+    const scans = this.#scans(folder, { from, to, self: self! });
+    const hashes = this.#recordMaps(folder, known);
+    await this.#hashWhatMatters(scans, hashes);
+    const { planOptions, report } = this.#context;
+    const plan = planMirror(scans.from, scans.to, {
+      ...planOptions,
+      ...hashes,
+      moves: false,
+    });
+    for (const problem of plan.blocked) {
+      report.error(`${displayPath(problem.path)}: ${problem.message}`);
+      this.#left.failed++;
+    }
+    const rows = this.#rows(folder, scans, known);
+    for (const [name, entry] of from?.entries ?? []) {
+      if (entry.kind === "dir") this.#seeFolder(joinPath(folder, name), "from", entry);
+    }
+    const { guardEntries } = this.#context;
+    for (const [name, entry] of to?.entries ?? []) {
+      const path = joinPath(folder, name);
+      // The guard checks each change against what the walk saw: folders for as long as the
+      // run lasts, this folder's files while it is decided.
+      guardEntries.set(path, entry);
+      if (entry.kind === "dir") this.#seeFolder(path, "to", entry);
+    }
+    await this.#route(plan.actions, { folder, scans, rows, known });
+    for (const [name, entry] of to?.entries ?? []) {
+      if (entry.kind !== "dir") guardEntries.delete(joinPath(folder, name));
+    }
+  }
+
+  /**
+   * Keeps the record's rows of a folder being deleted with the deletion of its topmost folder:
+   * should that folder turn out moved, its files need no reading. Held up to a limit.
+   */
+  #stash(folder: string, known: Map<string, RecordRow>): void {
+    if (known.size === 0 || this.#stashed + known.size > STASH_ROWS) return;
+    let top: PendingDeletion | undefined;
+    for (let path = folder;; path = parentOf(path)) {
+      top = this.#deletedFolders.get(path) ?? top;
+      if (path === "") break;
+    }
+    if (!top) return;
+    top.stash ??= new Map();
+    top.stash.set(folder, known);
+    this.#stashed += known.size;
+  }
+
+  #seeFolder(path: string, side: "from" | "to", entry: Entry): void {
+    const seen = this.#folders.get(path);
+    if (seen) seen[side] = entry;
+    else this.#folders.set(path, { [side]: entry });
+  }
+
+  /** Reports what the listings could not read; excluded replica entries keep their folders. */
+  #noteProblems(from: FolderListing | null, to: FolderListing | null): void {
+    const { report } = this.#context;
+    for (const listing of [from, to]) {
+      for (const problem of listing?.problems ?? []) {
+        if (problem.path === "") continue; // a root that cannot be listed refused the run
+        report.error(`${displayPath(problem.path)}: ${problem.message}`);
+        this.#left.failed++;
+      }
+    }
+    if (to && to.protectedPaths.length > 0) {
+      // Deleting or replacing a folder above what is left out would cost that data.
+      for (let path = to.folder;; path = parentOf(path)) {
+        this.#left.keptFolders.add(path);
+        if (path === "") break;
+      }
+    }
+  }
+
+  /** The folder and its entries on both sides as two small scans the planner reads. */
+  #scans(
+    folder: string,
+    sides: { from: FolderListing | null; to: FolderListing | null; self: { from?: Entry; to?: Entry } },
+  ): { from: Scan; to: Scan } {
+    const { from, to, self } = sides;
+    // A side without this folder gets the other's entry: the folder itself is the parent's
+    // business, and planned there.
+    const scan = (listing: FolderListing | null, own: Entry): Scan => {
+      const entries = new Map<string, Entry>([[folder, { ...own }]]);
+      for (const [name, entry] of listing?.entries ?? []) entries.set(joinPath(folder, name), entry);
+      return {
+        entries,
+        problems: listing?.problems ?? [],
+        protectedPaths: listing?.protectedPaths ?? [],
+      };
+    };
+    const fromSelf = self.from ?? self.to!;
+    const toSelf = self.to ?? self.from!;
+    return { from: scan(from, fromSelf), to: scan(to, toSelf) };
+  }
+
+  /** What the record knows of this folder's files, by path, on the side each tree is. */
+  #recordMaps(
+    folder: string,
+    known: Map<string, RecordRow>,
+  ): { fromHashes: RecordMap; toHashes: RecordMap } {
+    const source: RecordMap = new Map();
+    const replica: RecordMap = new Map();
+    for (const [name, row] of known) {
+      if (row.kind !== "file") continue;
+      const path = joinPath(folder, name);
+      if (row.source) source.set(path, row.source);
+      if (row.replica) replica.set(path, row.replica);
+    }
+    // Restoring reads the replica and writes the source.
+    return this.#context.planOptions.restore
+      ? { fromHashes: replica, toHashes: source }
+      : { fromHashes: source, toHashes: replica };
+  }
+
+  /** Hashes the files of this folder whose SHA-256 would change a decision. */
+  async #hashWhatMatters(
+    scans: { from: Scan; to: Scan },
+    hashes: { fromHashes: RecordMap; toHashes: RecordMap },
+  ): Promise<void> {
+    const { planOptions, pool, roots, report, options } = this.#context;
+    const wanted = hashesNeeded(scans.from, scans.to, {
+      ...hashes,
+      checksum: planOptions.checksum,
+      moves: false,
+      overwriteNewer: planOptions.overwriteNewer ?? false,
+      deletes: planOptions.deletes,
+      restore: planOptions.restore ?? false,
+    });
+    for (const side of ["from", "to"] as const) {
+      if (wanted[side].length === 0) continue;
+      await hashFiles(wanted[side], {
+        scan: scans[side],
+        root: roots[side],
+        pool,
+        report,
+        label: side === "from" ? "source" : "target",
+        debug: options.verbosity >= 3,
+      });
+    }
+  }
+
+  /** This folder's record rows as the walk found them; actions update them as they finish. */
+  #rows(
+    folder: string,
+    scans: { from: Scan; to: Scan },
+    known: Map<string, RecordRow>,
+  ): Map<string, RecordRow> | null {
+    if (this.#context.next === null) return null;
+    const rows = new Map<string, RecordRow>();
+    const names = new Set<string>();
+    for (const scan of [scans.from, scans.to]) {
+      for (const path of scan.entries.keys()) if (path !== folder) names.add(baseOf(path));
+    }
+    for (const name of names) {
+      const path = joinPath(folder, name);
+      const row = rowFor(name, {
+        source: scans.from.entries.get(path),
+        replica: scans.to.entries.get(path),
+        known: known.get(name),
+      });
+      if (row) rows.set(name, row);
+    }
+    return rows;
+  }
+
+  /** Sends each action where it belongs: done now, or kept for the end of the run. */
+  async #route(
+    actions: Action[],
+    state: {
+      folder: string;
+      scans: { from: Scan; to: Scan };
+      rows: Map<string, RecordRow> | null;
+      known: Map<string, RecordRow>;
+    },
+  ): Promise<void> {
+    const { folder, scans, rows, known } = state;
+    const { sink, next, pendingRows } = this.#context;
+    const copies: FolderRows = { folder, rows: rows ?? new Map(), pending: 0 };
+    if (rows) pendingRows.set(folder, copies);
+    for (const action of actions) {
+      if (action.path === folder && action.kind !== "dirattrs") continue;
+      const route = routeOf(action, this.#pair.deferNew && this.#context.moves);
+      if (route !== "now") {
+        this.#keep(route, action, { scans, known });
+        continue;
+      }
+      if (action.kind === "copy" || action.kind === "update") copies.pending++;
+      if (!await sink.apply(action)) break;
+      if (action.kind === "attrs" && rows) this.#resigned(action.path, rows);
+    }
+    this.#skipLeftTypeChanges(scans);
+    if (!next || !rows) return;
+    if (copies.pending === 0) pendingRows.delete(folder);
+    if (this.#pair.rows === "patch") next.setFolder(folder, copies.rows);
+    else next.add(copies);
+  }
+
+  /** Keeps an action for the end of the run, in the list it belongs to. */
+  #keep(
+    route: "delete" | "later" | "new" | "touch",
+    action: Action,
+    state: { scans: { from: Scan; to: Scan }; known: Map<string, RecordRow> },
+  ): void {
+    const left = this.#left;
+    switch (route) {
+      case "touch":
+        left.touchedFolders.set(action.path, action.entry!);
+        return;
+      case "delete": {
+        const entry = state.scans.to.entries.get(action.path)!;
+        const reason: Reason = isWithin(action.path, this.#replaced, { below: true })
+          ? { code: "inside-replaced" }
+          : action.reason;
+        const deletion: PendingDeletion = { action: { ...action, reason }, entry };
+        const known = state.known.get(baseOf(action.path));
+        if (known) deletion.known = known;
+        left.deletions.push(deletion);
+        if (action.kind === "rmdir") this.#deletedFolders.set(action.path, deletion);
+        if (action.reason.code === "replaced" && action.kind === "rmdir") {
+          this.#replaced.add(action.path);
+        }
+        return;
+      }
+      case "later":
+        left.afterDeletions.push(action);
+        if (action.kind === "mkdir") this.#skipFrom.add(action.path);
+        return;
+      case "new":
+        left.newEntries.push({ action });
+        if (action.kind === "mkdir") this.#skipFrom.add(action.path);
+    }
+  }
+
+  /** A file's row after its attributes were set: the replica's new signature. */
+  #resigned(path: string, rows: Map<string, RecordRow>): void {
+    const applier = this.#context.sink.applier;
+    const signature = applier?.result.resigned.get(path);
+    if (!signature) return;
+    applier!.result.resigned.delete(path);
+    const name = baseOf(path);
+    const row = rows.get(name);
+    if (row) rows.set(name, resignedRow(row, signature));
+  }
+
+  /** A type change left as it is: neither side of it is entered. */
+  #skipLeftTypeChanges(scans: { from: Scan; to: Scan }): void {
+    for (const [path, entry] of scans.from.entries) {
+      const other = scans.to.entries.get(path);
+      if (!other || other.kind === entry.kind) continue;
+      if (entry.kind === "dir") this.#skipFrom.add(path);
+      if (other.kind === "dir" && !this.#replaced.has(path)) this.#skipTo.add(path);
+    }
+  }
+}
+
+/** Where an action goes: now, at the end (and which list), or the folder attributes. */
+function routeOf(action: Action, deferNew: boolean): "now" | "delete" | "later" | "new" | "touch" {
+  switch (action.kind) {
+    case "dirattrs":
+      return "touch";
+    case "delete":
+    case "rmdir":
+      return "delete";
+    case "mkdir":
+    case "copy":
+    case "link":
+      if (action.reason.code === "type-changed") return "later";
+      if (action.reason.code === "new" && deferNew && action.kind !== "link") return "new";
+      return "now";
+    default:
+      return "now";
+  }
+}
+
+/** Hashes files of one side in the pool, putting each hash on its entry. */
+export async function hashFiles(
+  paths: string[],
+  input: {
+    scan: Scan;
+    root: string;
+    pool: WorkerPool;
+    report: Reporter;
+    label: string;
+    debug: boolean;
+  },
+): Promise<void> {
+  const { scan, root, pool, report, label, debug } = input;
+  const files = paths.map((path) => ({ path, size: scan.entries.get(path)!.size }));
+  const outcomes = await hashInPool(pool, root, files);
+  for (const [path, outcome] of outcomes) {
+    const entry = scan.entries.get(path)!;
+    if (debug) report.debug(`hash ${label} ${displayPath(path)}`);
+    if ("error" in outcome) {
+      report.error(`${displayPath(path)}: Cannot hash: ${outcome.error}`);
+    } else if (outcome.result && sameSig(outcome.result.signature, entry)) {
+      // A file that changed since the walk stays unhashed: the plan then copies it.
+      entry.hash = outcome.result.hash;
+      entry.hashedAtMs = outcome.result.hashedAtMs;
+    }
+  }
+}
+
+function sameSig(a: Entry | { size: number; mtimeMs: number; ctimeMs: number; ino: number }, b: Entry): boolean {
+  return a.size === b.size && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs && a.ino === b.ino;
+}
+
+function joinPath(folder: string, name: string): string {
+  return folder === "" ? name : `${folder}/${name}`;
+}
+
+function baseOf(path: string): string {
+  return path.slice(path.lastIndexOf("/") + 1);
+}
+
+/** Problems a listing holds, for the run's count. */
+export function listingProblems(listing: FolderListing): Problem[] {
+  return listing.problems;
+}

@@ -1,0 +1,423 @@
+/**
+ * A streamed mirror from start to end: the main lock-step walk, then what waited for it, in
+ * order: moves (new entries matched with the deletions), the new entries left, the deletions
+ * (after `--max-delete` and `-I`), the type changes that needed them, folder attributes.
+ *
+ * @module
+ */
+
+import { type Applier } from "./apply.ts";
+import {
+  type ActionSink,
+  type EngineContext,
+  hashFiles,
+  type PendingDeletion,
+  walkPair,
+  type WalkLeftovers,
+} from "./engine.ts";
+import { displayPath } from "./format.ts";
+import { type Identity } from "./files.ts";
+import { resignedRow } from "./nextrecord.ts";
+import { compareWalkOrder } from "./order.ts";
+import { baseName, isWithin, parentOf } from "./paths.ts";
+import { type Action, deleteAllowance } from "./plan.ts";
+import { trustedHash } from "./record.ts";
+import { emptyRecordSource, type RecordRow, type RecordSource } from "./recordfile.ts";
+import { type Entry, type Scan } from "./scan.ts";
+import { FolderStream, type WalkRequest } from "./walk.ts";
+
+/** How the end of a run may ask about deletions. */
+export interface DeletionGate {
+  /** `--max-delete`, if any. */
+  maxDelete: Options["maxDelete"];
+  /** Ask before deleting (`-I`): true deletes. */
+  confirm: ((count: number, sample: string[]) => boolean) | null;
+}
+
+type Options = EngineContext["options"];
+
+/** What the end of the run did with the deletions. */
+export interface DeletionOutcome {
+  heldBack: number;
+  maxDeleteHit: boolean;
+}
+
+/** What a walk of one subtree needs to start: the walk settings of the run. */
+export interface WalkSettings {
+  excludes: string[];
+  /** Each tree's walk stops at the other's root. */
+  avoid: { from: Identity[]; to: Identity[] };
+}
+
+/** Runs what waited for the main walk, in order. */
+export async function finishRun(
+  left: WalkLeftovers,
+  context: EngineContext,
+  input: { gate: DeletionGate; walk: WalkSettings; guardEntries: Map<string, Entry> },
+): Promise<DeletionOutcome> {
+  const { sink } = context;
+  await sink.drain();
+  if (context.stopped()) return { heldBack: 0, maxDeleteHit: false };
+  const movedAway = new Set<string>();
+  const movedHere = context.moves && left.deletions.length > 0 && left.newEntries.length > 0
+    ? await placeMoves(left, context, { movedAway, ...input })
+    : new Set<string>();
+  for (const pending of left.newEntries) {
+    if (context.stopped()) break;
+    if (movedHere.has(pending.action.path)) continue;
+    await createWithSubtree(pending.action, context, { left, walk: input.walk });
+  }
+  await sink.drain();
+  const outcome = await deleteExtraneous(left, context, { gate: input.gate, movedAway });
+  if (!outcome.maxDeleteHit && outcome.heldBack === 0) {
+    for (const action of left.afterDeletions) {
+      if (context.stopped()) break;
+      if (left.keptFolders.has(action.path)) {
+        context.report.error(
+          `${
+            displayPath(action.path)
+          }: Not replaced: the replica's folder holds entries that are excluded or unreadable`,
+        );
+        left.failed++;
+        continue;
+      }
+      await createWithSubtree(action, context, { left, walk: input.walk });
+    }
+  }
+  await sink.drain();
+  const folders = [...left.touchedFolders].sort(([a], [b]) => compareWalkOrder(b, a));
+  for (const [path, entry] of folders) {
+    if (context.stopped()) break;
+    await sink.apply({ kind: "dirattrs", path, reason: { code: "folder-filled" }, entry });
+  }
+  await sink.drain();
+  return outcome;
+}
+
+/** Creates a new entry; a new folder is then walked and filled. */
+async function createWithSubtree(
+  action: Action,
+  context: EngineContext,
+  input: { left: WalkLeftovers; walk: WalkSettings },
+): Promise<void> {
+  if (!await context.sink.apply(action)) return;
+  if (action.kind !== "mkdir") return;
+  await walkSubtree(action.path, context, {
+    ...input,
+    fromEntry: action.entry!,
+    toEntry: null,
+    record: emptyRecordSource(),
+  });
+}
+
+/** Walks one subtree of the source (and of the replica, after a move) at the end of a run. */
+async function walkSubtree(
+  folder: string,
+  context: EngineContext,
+  input: {
+    left: WalkLeftovers;
+    walk: WalkSettings;
+    fromEntry: Entry;
+    toEntry: Entry | null;
+    record: RecordSource;
+  },
+): Promise<void> {
+  const { walk, left } = input;
+  const request = (root: string, avoid: Identity[]): Omit<WalkRequest, "taken"> => ({
+    root,
+    start: folder,
+    excludes: walk.excludes,
+    skipMetaDir: true,
+    avoid,
+  });
+  const from = new FolderStream(request(context.roots.from, walk.avoid.from));
+  const to = input.toEntry
+    ? new FolderStream(request(context.roots.to, walk.avoid.to))
+    : new FolderStream(null);
+  try {
+    await walkPair({
+      from,
+      to,
+      record: input.record,
+      start: { folder, from: input.fromEntry, to: input.toEntry },
+      deferNew: false,
+      rows: "patch",
+    }, context, left);
+    await context.sink.drain();
+  } finally {
+    from.close();
+    to.close();
+  }
+}
+
+/**
+ * Turns new entries into moves of extraneous replica entries: a folder whose source inode the
+ * record remembers at the replica folder being deleted, a file with the same size and SHA-256.
+ *
+ * @returns The new paths placed by a move.
+ */
+async function placeMoves(
+  left: WalkLeftovers,
+  context: EngineContext,
+  input: { movedAway: Set<string>; walk: WalkSettings; guardEntries: Map<string, Entry> },
+): Promise<Set<string>> {
+  const { movedAway, guardEntries } = input;
+  const movedHere = new Set<string>();
+  const goneFolders = new Map<number, PendingDeletion>();
+  const goneFiles = new Map<number, PendingDeletion[]>();
+  for (const deletion of left.deletions) {
+    const { action, entry, known } = deletion;
+    if (action.reason.code !== "not-in-source") continue;
+    if (action.kind === "rmdir" && known?.source && !left.keptFolders.has(action.path)) {
+      goneFolders.set(known.source.ino, deletion);
+    } else if (action.kind === "delete" && entry.kind === "file") {
+      const group = goneFiles.get(entry.size);
+      if (group) group.push(deletion);
+      else goneFiles.set(entry.size, [deletion]);
+    }
+  }
+  const newFiles: Action[] = [];
+  for (const { action } of left.newEntries) {
+    const entry = action.entry!;
+    if (action.kind === "mkdir") {
+      const gone = goneFolders.get(entry.ino);
+      if (!gone || isWithin(gone.action.path, movedAway)) continue;
+      if (!await moveFolder(action, gone, context, { ...input, left })) continue;
+      movedAway.add(gone.action.path);
+      movedHere.add(action.path);
+    } else if (action.kind === "copy" && goneFiles.has(entry.size)) {
+      newFiles.push(action);
+    }
+  }
+  if (newFiles.length === 0) return movedHere;
+  await hashForMoves(newFiles, goneFiles, context);
+  for (const action of newFiles) {
+    const entry = action.entry!;
+    if (entry.hash === undefined) continue;
+    const candidates = (goneFiles.get(entry.size) ?? []).filter((gone) =>
+      !isWithin(gone.action.path, movedAway) && gone.entry.hash === entry.hash
+    );
+    if (candidates.length === 0) continue;
+    const sameName = candidates.find((gone) => baseName(gone.action.path) === baseName(action.path));
+    const gone = sameName ?? candidates[0]!;
+    guardEntries.set(gone.action.path, gone.entry);
+    const move: Action = {
+      kind: "move",
+      path: action.path,
+      from: gone.action.path,
+      reason: { code: "same-content" },
+      entry,
+    };
+    if (!await context.sink.apply(move)) break;
+    movedAway.add(gone.action.path);
+    movedHere.add(action.path);
+    recordMove(context, { move, gone });
+  }
+  return movedHere;
+}
+
+/** The record after a file move: the old row goes, the new one keeps the replica's hash. */
+function recordMove(
+  context: EngineContext,
+  input: { move: Action; gone: PendingDeletion },
+): void {
+  const { next, sink } = context;
+  if (!next) return;
+  const { move, gone } = input;
+  const entry = move.entry!;
+  const applier: Applier | null = sink.applier;
+  const signature = applier?.result.resigned.get(move.path);
+  applier?.result.resigned.delete(move.path);
+  next.setRow(gone.action.path, null);
+  const replica = {
+    size: gone.entry.size,
+    mtimeMs: gone.entry.mtimeMs,
+    ctimeMs: gone.entry.ctimeMs,
+    ino: gone.entry.ino,
+    hash: gone.entry.hash ?? null,
+    hashedAtMs: gone.entry.hashedAtMs ?? 0,
+  };
+  const row: RecordRow = {
+    name: baseName(move.path),
+    kind: "file",
+    source: {
+      size: entry.size,
+      mtimeMs: entry.mtimeMs,
+      ctimeMs: entry.ctimeMs,
+      ino: entry.ino,
+      hash: entry.hash ?? null,
+      hashedAtMs: entry.hashedAtMs ?? 0,
+    },
+    replica,
+  };
+  next.setRow(move.path, signature ? resignedRow(row, signature) : row);
+}
+
+/** Hashes the new files and the extraneous replica files of the same sizes. */
+async function hashForMoves(
+  newFiles: Action[],
+  goneFiles: Map<number, PendingDeletion[]>,
+  context: EngineContext,
+): Promise<void> {
+  const { pool, roots, report, options } = context;
+  const debug = options.verbosity >= 3;
+  const fromScan: Scan = { entries: new Map(), problems: [], protectedPaths: [] };
+  const toScan: Scan = { entries: new Map(), problems: [], protectedPaths: [] };
+  const sizes = new Set<number>();
+  for (const action of newFiles) {
+    fromScan.entries.set(action.path, action.entry!);
+    sizes.add(action.entry!.size);
+  }
+  for (const size of sizes) {
+    for (const gone of goneFiles.get(size) ?? []) {
+      const known = gone.known?.replica;
+      const trusted = known ? trustedHash(known, gone.entry) : null;
+      if (trusted !== null) gone.entry.hash = trusted;
+      else toScan.entries.set(gone.action.path, gone.entry);
+    }
+  }
+  const common = { pool, report, debug };
+  await hashFiles([...fromScan.entries.keys()], {
+    ...common,
+    scan: fromScan,
+    root: roots.from,
+    label: "source",
+  });
+  await hashFiles([...toScan.entries.keys()], {
+    ...common,
+    scan: toScan,
+    root: roots.to,
+    label: "target",
+  });
+}
+
+/**
+ * Moves a replica folder to where the source's folder of the same inode now is, then walks
+ * the moved folder against the source to fix what differs inside.
+ */
+async function moveFolder(
+  action: Action,
+  gone: PendingDeletion,
+  context: EngineContext,
+  input: { left: WalkLeftovers; walk: WalkSettings; guardEntries: Map<string, Entry> },
+): Promise<boolean> {
+  const move: Action = {
+    kind: "move",
+    path: action.path,
+    from: gone.action.path,
+    reason: { code: "same-folder-tree" },
+    entry: action.entry!,
+  };
+  const failedBefore = context.summary.failed;
+  if (!await context.sink.apply(move)) return false;
+  if (context.sink.applier && context.sink.applier.result.summary.failed > failedBefore) {
+    return false;
+  }
+  if (context.sink.applier && !context.sink.applier.result.movedFolders.has(action.path)) {
+    return false;
+  }
+  context.next?.dropFolder(gone.action.path);
+  await walkSubtree(action.path, context, {
+    left: input.left,
+    walk: input.walk,
+    fromEntry: action.entry!,
+    toEntry: gone.entry,
+    record: movedRows(gone, action.path),
+  });
+  return true;
+}
+
+/** The record rows of a moved folder's subtree, under its new path. */
+function movedRows(gone: PendingDeletion, newPath: string): RecordSource {
+  const stash = gone.stash;
+  if (!stash) return emptyRecordSource();
+  const oldPath = gone.action.path;
+  const blocks = new Map<string, Map<string, RecordRow>>();
+  for (const [folder, rows] of stash) {
+    blocks.set(newPath + folder.slice(oldPath.length), rows);
+  }
+  return mapRecordSource(blocks);
+}
+
+/** A record source over rows held in memory, by folder. */
+export function mapRecordSource(blocks: Map<string, Map<string, RecordRow>>): RecordSource {
+  const source: RecordSource = {
+    corrupt: false,
+    rowsOf: (folder) => blocks.get(folder) ?? new Map(),
+    *blocks() {
+      const folders = [...blocks.keys()].sort(compareWalkOrder);
+      for (const folder of folders) yield { folder, rows: [...blocks.get(folder)!.values()] };
+    },
+    close: () => {},
+  };
+  return source;
+}
+
+/**
+ * Deletes what the source no longer has, deepest first, unless `--max-delete` or the `-I`
+ * answer holds the deletions back; folders that hold entries left out stay.
+ */
+async function deleteExtraneous(
+  left: WalkLeftovers,
+  context: EngineContext,
+  input: { gate: DeletionGate; movedAway: Set<string> },
+): Promise<DeletionOutcome> {
+  const { gate, movedAway } = input;
+  const { report, options } = context;
+  const keptReplaced = new Set(
+    left.deletions.filter((d) => d.action.reason.code === "replaced" && left.keptFolders.has(d.action.path))
+      .map((d) => d.action.path),
+  );
+  const deletions = left.deletions.filter(({ action }) =>
+    !isWithin(action.path, movedAway) &&
+    !(action.kind === "rmdir" && left.keptFolders.has(action.path)) &&
+    !isWithin(action.path, keptReplaced)
+  );
+  if (deletions.length === 0) return { heldBack: 0, maxDeleteHit: false };
+  if (gate.maxDelete) {
+    const allowed = deleteAllowance(gate.maxDelete, left.replicaEntries);
+    if (deletions.length > allowed) {
+      const limit = "count" in gate.maxDelete
+        ? `${gate.maxDelete.count}`
+        : `${gate.maxDelete.percent}% = ${allowed} of ${left.replicaEntries} entries`;
+      report.error(
+        `Deleting nothing: this run would delete ${deletions.length} entries, more than ` +
+          `--max-delete ${limit}; copying the rest. Check the source, then raise the limit ` +
+          `or run once without it`,
+      );
+      return { heldBack: deletions.length, maxDeleteHit: true };
+    }
+  }
+  if (gate.confirm && !options.dryRun) {
+    const sample = deletions.slice(0, 10).map((d) => displayPath(d.action.path));
+    if (!gate.confirm(deletions.length, sample)) {
+      report.warn(
+        `Kept ${deletions.length} entries that would have been deleted; copying the rest`,
+      );
+      return { heldBack: deletions.length, maxDeleteHit: false };
+    }
+  }
+  for (let i = deletions.length - 1; i >= 0; i--) {
+    if (context.stopped()) break;
+    const { action } = deletions[i]!;
+    if (!await context.sink.apply(action)) break;
+    if (context.next && context.sink.applier?.result.deleted.has(action.path)) {
+      context.next.setRow(action.path, null);
+    } else if (context.next && action.kind === "rmdir") {
+      context.next.dropFolder(action.path);
+    }
+  }
+  return { heldBack: 0, maxDeleteHit: false };
+}
+
+/** The parent folder of a path (re-exported for the run). */
+export const folderOf = parentOf;
+
+/** The sink of a writing run: actions go to the applier. */
+export function applySink(applier: Applier): ActionSink {
+  return {
+    applier,
+    apply: (action) => applier.apply(action),
+    drain: () => applier.drain(),
+  };
+}

@@ -1,0 +1,263 @@
+/**
+ * The next record, written while the walk goes on: each folder's rows once its copies are
+ * back, in walk order, into a draft; what the end of the run changes (moves, deferred copies,
+ * deletions) kept as patches and merged into the draft as it is put in place.
+ *
+ * @module
+ */
+
+import { Buffer } from "node:buffer";
+import * as fs from "node:fs";
+import { type CopiedFile } from "./apply.ts";
+import { removeQuietly } from "./files.ts";
+import { type MetaPaths, tempPathIn } from "./meta.ts";
+import { compareNames, compareWalkOrder } from "./order.ts";
+import { isWithin, parentOf } from "./paths.ts";
+import { type RecordEntry } from "./record.ts";
+import { openRecord, type RecordRow, RecordWriter } from "./recordfile.ts";
+import { type Entry, sameSignature, type Signature, signatureOf } from "./scan.ts";
+
+/** The rows of one folder, waiting for its copies before they are written. */
+export interface FolderRows {
+  /** The folder, relative to the root. */
+  folder: string;
+  /** Rows by name. */
+  rows: Map<string, RecordRow>;
+  /** Copies still in flight in this folder. */
+  pending: number;
+}
+
+/**
+ * The record row of an entry seen on either side: what the record knew while it still holds,
+ * what this run hashed, the replica's signature otherwise (folders: their inodes, for moves).
+ * Pure.
+ */
+export function rowFor(
+  name: string,
+  sides: { source?: Entry; replica?: Entry; known?: RecordRow },
+): RecordRow | null {
+  const { source, replica, known } = sides;
+  if (source?.kind === "dir" || replica?.kind === "dir") {
+    const row: RecordRow = { name, kind: "dir" };
+    if (source?.kind === "dir") row.source = folderSide(source);
+    if (replica?.kind === "dir") row.replica = folderSide(replica);
+    return row;
+  }
+  const row: RecordRow = { name, kind: "file" };
+  if (source?.kind === "file") {
+    const side = hashedNow(source) ?? sameAsRecorded(known?.source, source);
+    if (side) row.source = side;
+  }
+  if (replica?.kind === "file") {
+    row.replica = hashedNow(replica) ?? sameAsRecorded(known?.replica, replica) ??
+      { ...signatureOf(replica), hash: null, hashedAtMs: 0 };
+  }
+  return row.source || row.replica ? row : null;
+}
+
+function folderSide(entry: Entry): RecordEntry {
+  return { size: 0, mtimeMs: 0, ctimeMs: 0, ino: entry.ino, hash: null, hashedAtMs: 0 };
+}
+
+function hashedNow(entry: Entry): RecordEntry | null {
+  if (entry.hash === undefined) return null;
+  return { ...signatureOf(entry), hash: entry.hash, hashedAtMs: entry.hashedAtMs ?? 0 };
+}
+
+function sameAsRecorded(known: RecordEntry | undefined, entry: Entry): RecordEntry | null {
+  return known && sameSignature(known, entry) ? known : null;
+}
+
+/** The row of a file just copied. */
+export function copiedRow(name: string, copied: CopiedFile): RecordRow {
+  return { name, kind: "file", source: copied.source, replica: copied.replica };
+}
+
+/** A row with the replica's new signature (attributes set, or moved). */
+export function resignedRow(row: RecordRow, signature: Signature): RecordRow {
+  return row.replica ? { ...row, replica: { ...row.replica, ...signature } } : row;
+}
+
+/**
+ * The next record while the run goes on: folders' rows written in walk order as their copies
+ * come back, then patched at the end.
+ */
+export class NextRecord {
+  readonly #paths: MetaPaths;
+  readonly #draftPath: string;
+  readonly #fd: number;
+  readonly #draft: RecordWriter;
+  readonly #queue: FolderRows[] = [];
+  /** Whole folders written at the end (moved or new subtrees), by folder. */
+  readonly #blocks = new Map<string, Map<string, RecordRow>>();
+  /** Rows changed at the end in folders already written: null removes. */
+  readonly #rows = new Map<string, Map<string, RecordRow | null>>();
+  /** Folders gone at the end, with everything below them. */
+  readonly #goneFolders = new Set<string>();
+  #closed = false;
+  #mergedPath: string | null = null;
+
+  /** Starts a draft in our `tmp/` folder. */
+  constructor(paths: MetaPaths) {
+    this.#paths = paths;
+    this.#draftPath = tempPathIn(paths.temp);
+    this.#fd = fs.openSync(
+      this.#draftPath,
+      fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW,
+      0o600,
+    );
+    this.#draft = new RecordWriter(this.#fd);
+  }
+
+  /** Queues a folder's rows; they are written once no copy of it is in flight. */
+  add(folder: FolderRows): void {
+    this.#queue.push(folder);
+    this.flush();
+  }
+
+  /** Writes the folders at the head of the queue whose copies are all back. */
+  flush(): void {
+    while (this.#queue.length > 0 && this.#queue[0]!.pending === 0) {
+      const { folder, rows } = this.#queue.shift()!;
+      this.#draft.writeFolder(folder, sortedRows(rows));
+    }
+  }
+
+  /** The rows of a whole folder walked at the end of the run. */
+  setFolder(folder: string, rows: Map<string, RecordRow>): void {
+    this.#blocks.set(folder, rows);
+  }
+
+  /** Changes one row of a folder written during the walk (null removes it). */
+  setRow(path: string, row: RecordRow | null): void {
+    const folder = parentOf(path);
+    let rows = this.#rows.get(folder);
+    if (!rows) this.#rows.set(folder, rows = new Map());
+    rows.set(path.slice(path.lastIndexOf("/") + 1), row);
+  }
+
+  /** Drops a folder and everything below it (deleted, or moved away). */
+  dropFolder(folder: string): void {
+    this.#goneFolders.add(folder);
+    this.setRow(folder, null);
+  }
+
+  /**
+   * Finishes the record and puts it in place, unless it says exactly what `current` holds.
+   * Rows of folders never walked (a stop) come from `rest`, the old record from where the walk
+   * stopped reading it.
+   *
+   * @returns Whether a new record was saved.
+   */
+  save(rest: Iterable<{ folder: string; rows: RecordRow[] }>): boolean {
+    for (const block of this.#queue.splice(0)) this.#draft.writeFolder(block.folder, sortedRows(block.rows));
+    for (const block of rest) this.#draft.writeFolder(block.folder, block.rows);
+    this.#draft.finish();
+    let finalPath = this.#draftPath;
+    if (this.#blocks.size + this.#rows.size > 0) finalPath = this.#mergedPath = this.#merged();
+    if (sameBytes(finalPath, this.#paths.record)) return false;
+    const fd = fs.openSync(finalPath, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+    try {
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    Deno.renameSync(finalPath, this.#paths.record);
+    return true;
+  }
+
+  /** The draft with the end's patches merged in, as a new file in `tmp/`. */
+  #merged(): string {
+    const mergedPath = tempPathIn(this.#paths.temp);
+    const fd = fs.openSync(
+      mergedPath,
+      fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW,
+      0o600,
+    );
+    try {
+      const writer = new RecordWriter(fd);
+      const patched = [...new Set([...this.#blocks.keys(), ...this.#rows.keys()])]
+        .sort(compareWalkOrder);
+      let next = 0;
+      const write = (folder: string, rows: Map<string, RecordRow>) => {
+        if (isWithin(folder, this.#goneFolders)) return;
+        for (const [name, row] of this.#rows.get(folder) ?? []) {
+          if (row === null) rows.delete(name);
+          else rows.set(name, row);
+        }
+        writer.writeFolder(folder, sortedRows(rows));
+      };
+      const draft = openRecord(this.#draftPath, {
+        maxBytes: Number.MAX_SAFE_INTEGER,
+        onCorrupt: (message) => {
+          throw new Error(message);
+        },
+      });
+      for (const block of draft?.blocks() ?? []) {
+        while (next < patched.length && compareWalkOrder(patched[next]!, block.folder) < 0) {
+          const folder = patched[next++]!;
+          write(folder, new Map(this.#blocks.get(folder) ?? []));
+        }
+        const rows = new Map(block.rows.map((row) => [row.name, row]));
+        if (next < patched.length && patched[next] === block.folder) {
+          for (const [name, row] of this.#blocks.get(block.folder) ?? []) rows.set(name, row);
+          next++;
+        }
+        write(block.folder, rows);
+      }
+      draft?.close();
+      for (; next < patched.length; next++) {
+        write(patched[next]!, new Map(this.#blocks.get(patched[next]!) ?? []));
+      }
+      writer.finish();
+    } finally {
+      fs.closeSync(fd);
+    }
+    removeQuietly(this.#draftPath);
+    return mergedPath;
+  }
+
+  /** Removes the draft (after a save it is gone already). */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    fs.closeSync(this.#fd);
+    removeQuietly(this.#draftPath);
+    if (this.#mergedPath !== null) removeQuietly(this.#mergedPath);
+  }
+}
+
+function sortedRows(rows: Map<string, RecordRow>): RecordRow[] {
+  return [...rows.values()].sort((a, b) => compareNames(a.name, b.name));
+}
+
+/** Whether two files hold the same bytes; read a MiB at a time. */
+function sameBytes(a: string, b: string): boolean {
+  let fdA: number | null = null;
+  let fdB: number | null = null;
+  try {
+    fdA = fs.openSync(a, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+    fdB = fs.openSync(b, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
+    if (fs.fstatSync(fdA).size !== fs.fstatSync(fdB).size) return false;
+    const bufA = new Uint8Array(1 << 20);
+    const bufB = new Uint8Array(1 << 20);
+    for (;;) {
+      const readA = fs.readSync(fdA, bufA, 0, bufA.length, null);
+      let readB = 0;
+      while (readB < readA) {
+        const count = fs.readSync(fdB, bufB, readB, readA - readB, null);
+        if (count === 0) return false;
+        readB += count;
+      }
+      if (readA === 0) return true;
+      const viewA = bufA.subarray(0, readA);
+      const viewB = bufB.subarray(0, readA);
+      if (Buffer.compare(viewA, viewB) !== 0) return false;
+    }
+  } catch {
+    return false;
+  } finally {
+    if (fdA !== null) fs.closeSync(fdA);
+    if (fdB !== null) fs.closeSync(fdB);
+  }
+}

@@ -1,0 +1,329 @@
+/**
+ * The streamed walk of one tree: a worker lists it folder by folder in walk order (depth first,
+ * names by {@linkcode compareNames}) and hands the listings over in packed batches through a
+ * bounded queue, so a fast walker waits instead of filling memory; the main thread reads them
+ * back one folder at a time.
+ *
+ * @module
+ */
+
+import { type Identity } from "./files.ts";
+import { compileExcludes } from "./exclude.ts";
+import { joinRel } from "./paths.ts";
+import {
+  type Entry,
+  entryFromStat,
+  type EntryKind,
+  type FolderListing,
+  listFolder,
+  type Problem,
+} from "./scan.ts";
+
+/** What a walker worker is asked to walk. */
+export interface WalkRequest {
+  /** The tree's root. */
+  root: string;
+  /** The folder to start at, relative to the root (`""` for the whole tree). */
+  start: string;
+  /** `--exclude` patterns. */
+  excludes: string[];
+  /** Leave the root's `.treesync` out. */
+  skipMetaDir: boolean;
+  /** Folders never entered: the other tree's root. */
+  avoid: Identity[];
+  /** Batches taken by the reader so far: the walker stays at most {@linkcode WALK_AHEAD} ahead. */
+  taken: SharedArrayBuffer;
+}
+
+/** How many batches a walker may run ahead of its reader. */
+export const WALK_AHEAD = 8;
+
+/** A batch stops growing at this many entries (or {@linkcode BATCH_FOLDERS} folders). */
+const BATCH_ENTRIES = 4096;
+
+const BATCH_FOLDERS = 256;
+
+/** Folder listings packed into columns: cheap to move between threads. */
+export interface PackedListings {
+  /** Each folder's path, its entry count, and whether it could not be listed. */
+  folders: Array<[string, number, boolean]>;
+  /** The entry names, joined by NUL (no name holds one). */
+  names: string;
+  kinds: Uint8Array;
+  modes: Uint16Array;
+  /** uid, gid per entry. */
+  owners: Uint32Array;
+  /** size, mtimeMs, ctimeMs, ino, dev, nlink per entry. */
+  numbers: Float64Array;
+  /** Symlink targets by entry index. */
+  targets: Array<[number, string]>;
+  problems: Problem[];
+  protectedPaths: string[];
+  /** Special files skipped, for the warnings. */
+  skipped: Problem[];
+  /** The start folder's own entry (its `stat`, following a link), in the first batch. */
+  start?: Entry;
+  /** Set when the walk met the other tree's root, and stopped. */
+  nested?: string;
+}
+
+const KIND_CODES: EntryKind[] = ["file", "dir", "symlink", "special"];
+
+const NUMBERS = 6;
+
+/**
+ * Walks a tree in a worker, depth first in walk order, handing each full batch to `post`; waits
+ * while the reader is {@linkcode WALK_AHEAD} batches behind. Returns when the tree is walked or
+ * `stopped()` says so.
+ */
+export function walkInWorker(
+  request: WalkRequest,
+  post: (batch: PackedListings) => void,
+  stopped: () => boolean,
+): void {
+  const taken = new Int32Array(request.taken);
+  const options = {
+    exclude: compileExcludes(request.excludes),
+    skipMetaDir: request.skipMetaDir,
+    avoid: request.avoid,
+  };
+  let sent = 0;
+  let batch = new BatchBuilder();
+  const send = () => {
+    while (sent - Atomics.load(taken, 0) >= WALK_AHEAD && !stopped()) {
+      Atomics.wait(taken, 0, Atomics.load(taken, 0), 100);
+    }
+    post(batch.pack());
+    sent++;
+    batch = new BatchBuilder();
+  };
+  try {
+    // The root is followed if it is a symlink; a folder below it never is (the reader checks
+    // that it is the folder its parent's listing showed).
+    const startPath = joinRel(request.root, request.start);
+    batch.start = entryFromStat(
+      request.start === "" ? Deno.statSync(startPath) : Deno.lstatSync(startPath),
+    );
+  } catch {
+    // Gone or unreadable: the listing below says why.
+  }
+  const pending = [request.start];
+  while (pending.length > 0 && !stopped()) {
+    const listing = listFolder(request.root, pending.pop()!, {
+      ...options,
+      onSkip: (path, message) => batch.skipped.push({ path, message }),
+    });
+    batch.add(listing);
+    if (listing.nested !== undefined) break;
+    const folders: string[] = [];
+    for (const [name, entry] of listing.entries) {
+      if (entry.kind === "dir") folders.push(listing.folder === "" ? name : `${listing.folder}/${name}`);
+    }
+    for (let i = folders.length - 1; i >= 0; i--) pending.push(folders[i]!);
+    if (batch.full()) send();
+  }
+  send();
+}
+
+/** Collects listings until a batch is full, then packs them. */
+class BatchBuilder {
+  folders: Array<[string, number, boolean]> = [];
+  names: string[] = [];
+  entries: Entry[] = [];
+  problems: Problem[] = [];
+  protectedPaths: string[] = [];
+  skipped: Problem[] = [];
+  start?: Entry;
+  nested?: string;
+
+  add(listing: FolderListing): void {
+    this.folders.push([listing.folder, listing.entries.size, listing.unlistable ?? false]);
+    for (const [name, entry] of listing.entries) {
+      this.names.push(name);
+      this.entries.push(entry);
+    }
+    this.problems.push(...listing.problems);
+    this.protectedPaths.push(...listing.protectedPaths);
+    if (listing.nested !== undefined) this.nested = listing.nested;
+  }
+
+  full(): boolean {
+    return this.entries.length >= BATCH_ENTRIES || this.folders.length >= BATCH_FOLDERS;
+  }
+
+  pack(): PackedListings {
+    const count = this.entries.length;
+    const packed: PackedListings = {
+      folders: this.folders,
+      names: this.names.join("\0"),
+      kinds: new Uint8Array(count),
+      modes: new Uint16Array(count),
+      owners: new Uint32Array(count * 2),
+      numbers: new Float64Array(count * NUMBERS),
+      targets: [],
+      problems: this.problems,
+      protectedPaths: this.protectedPaths,
+      skipped: this.skipped,
+    };
+    if (this.start) packed.start = this.start;
+    if (this.nested !== undefined) packed.nested = this.nested;
+    const { kinds, modes, owners, numbers } = packed;
+    for (let i = 0; i < count; i++) {
+      const entry = this.entries[i]!;
+      kinds[i] = KIND_CODES.indexOf(entry.kind);
+      modes[i] = entry.mode;
+      owners[i * 2] = entry.uid;
+      owners[i * 2 + 1] = entry.gid;
+      const at = i * NUMBERS;
+      numbers[at] = entry.size;
+      numbers[at + 1] = entry.mtimeMs;
+      numbers[at + 2] = entry.ctimeMs;
+      numbers[at + 3] = entry.ino;
+      numbers[at + 4] = entry.dev;
+      numbers[at + 5] = entry.nlink ?? 1;
+      if (entry.target !== undefined) packed.targets.push([i, entry.target]);
+    }
+    return packed;
+  }
+}
+
+/** The columns of a packed batch that move between threads rather than being copied. */
+export function transferablesOf(batch: PackedListings): ArrayBuffer[] {
+  return [batch.kinds, batch.modes, batch.owners, batch.numbers].map((column) =>
+    column.buffer as ArrayBuffer
+  );
+}
+
+/** Unpacks a batch into one listing per folder, in walk order. */
+export function unpackListings(batch: PackedListings): FolderListing[] {
+  const names = batch.names === "" && batch.kinds.length === 0 ? [] : batch.names.split("\0");
+  const targets = new Map(batch.targets);
+  const { kinds, modes, owners, numbers } = batch;
+  const listings: FolderListing[] = [];
+  let i = 0;
+  for (const [folder, count, unlistable] of batch.folders) {
+    const listing: FolderListing = { folder, entries: new Map(), problems: [], protectedPaths: [] };
+    if (unlistable) listing.unlistable = true;
+    for (const end = i + count; i < end; i++) {
+      const at = i * NUMBERS;
+      const entry: Entry = {
+        kind: KIND_CODES[kinds[i]!]!,
+        size: numbers[at]!,
+        mtimeMs: numbers[at + 1]!,
+        ctimeMs: numbers[at + 2]!,
+        ino: numbers[at + 3]!,
+        dev: numbers[at + 4]!,
+        nlink: numbers[at + 5]!,
+        mode: modes[i]!,
+        uid: owners[i * 2]!,
+        gid: owners[i * 2 + 1]!,
+      };
+      const target = targets.get(i);
+      if (target !== undefined) entry.target = target;
+      listing.entries.set(names[i]!, entry);
+    }
+    listings.push(listing);
+  }
+  // Problems and protected paths go with the folder they are in.
+  const byFolder = new Map(listings.map((listing) => [listing.folder, listing]));
+  const home = (path: string) => {
+    const cut = path.lastIndexOf("/");
+    return byFolder.get(cut < 0 ? "" : path.slice(0, cut));
+  };
+  for (const problem of batch.problems) {
+    (byFolder.get(problem.path) ?? home(problem.path) ?? listings[0])?.problems.push(problem);
+  }
+  for (const path of batch.protectedPaths) {
+    const listing = byFolder.get(path)?.unlistable ? byFolder.get(path) : home(path);
+    (listing ?? listings[0])?.protectedPaths.push(path);
+  }
+  if (batch.nested !== undefined && listings.length > 0) {
+    listings[listings.length - 1]!.nested = batch.nested;
+  }
+  return listings;
+}
+
+/** One tree's walk as the main thread reads it: a folder at a time, in walk order. */
+export class FolderStream {
+  /** The start folder's own entry, once the first batch came (null: it could not be read). */
+  start: Entry | null = null;
+  /** Special files skipped so far, for the warnings. */
+  readonly skipped: Problem[] = [];
+  readonly #worker: Worker | null;
+  readonly #taken = new Int32Array(new SharedArrayBuffer(4));
+  readonly #ready: FolderListing[] = [];
+  #readyAt = 0;
+  readonly #batches: PackedListings[] = [];
+  #done = false;
+  #error: Error | null = null;
+  #wake: (() => void) | null = null;
+  #first = true;
+
+  /** Starts a walker worker on `request` (no request: an empty stream, for a missing tree). */
+  constructor(request: Omit<WalkRequest, "taken"> | null) {
+    if (request === null) {
+      this.#worker = null;
+      this.#done = true;
+      return;
+    }
+    this.#worker = new Worker(new URL("./workers.ts", import.meta.url), { type: "module" });
+    this.#worker.onmessage = (event: MessageEvent) => this.#receive(event.data);
+    this.#worker.onerror = (event) => {
+      event.preventDefault();
+      this.#error = new Error(event.message);
+      this.#wakeUp();
+    };
+    this.#worker.postMessage({
+      op: "walk",
+      ...request,
+      taken: this.#taken.buffer as SharedArrayBuffer,
+    });
+  }
+
+  #receive(reply: { walked: PackedListings } | { ok: boolean; error?: string }): void {
+    if ("walked" in reply) this.#batches.push(reply.walked);
+    else if (reply.ok) this.#done = true;
+    else this.#error = new Error(reply.error ?? "the walk failed");
+    this.#wakeUp();
+  }
+
+  #wakeUp(): void {
+    const wake = this.#wake;
+    this.#wake = null;
+    wake?.();
+  }
+
+  /** The next folder in walk order, or null at the end of the tree. */
+  async next(): Promise<FolderListing | null> {
+    while (this.#readyAt >= this.#ready.length) {
+      const batch = this.#batches.shift();
+      if (batch !== undefined) {
+        Atomics.add(this.#taken, 0, 1);
+        Atomics.notify(this.#taken, 0);
+        if (this.#first && batch.start) this.start = batch.start;
+        this.#first = false;
+        this.skipped.push(...batch.skipped);
+        this.#ready.length = 0;
+        this.#readyAt = 0;
+        this.#ready.push(...unpackListings(batch));
+        continue;
+      }
+      if (this.#error) throw this.#error;
+      if (this.#done) return null;
+      await new Promise<void>((wake) => this.#wake = wake);
+    }
+    return this.#ready[this.#readyAt++]!;
+  }
+
+  /** The next folder without taking it. */
+  async peek(): Promise<FolderListing | null> {
+    const next = await this.next();
+    if (next !== null) this.#readyAt--;
+    return next;
+  }
+
+  /** Ends the walker. */
+  close(): void {
+    this.#worker?.terminate();
+  }
+}
