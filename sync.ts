@@ -19,7 +19,14 @@
  * @module
  */
 
-import { type Command, type Environment, parseCommandLine, USAGE } from "./src/cli.ts";
+import {
+  type Command,
+  type Environment,
+  type Options,
+  parseCommandLine,
+  readExcludeFiles,
+  USAGE,
+} from "./src/cli.ts";
 import { errorText, ExitCode, RefusedError, UsageError } from "./src/errors.ts";
 import { quoted } from "./src/format.ts";
 import { closeLogging, type Reporter, setUpLogging, writeStderr, writeStdout } from "./src/log.ts";
@@ -55,7 +62,15 @@ export async function main(args: string[]): Promise<number> {
     writeStdout(`treesync ${VERSION} (deno ${Deno.version.deno}, ${Deno.build.target})\n`);
     return ExitCode.Ok;
   }
-  const { options } = command;
+  let options: Options;
+  try {
+    // Once, before anything is written: the loop keeps the rules read now.
+    options = readExcludeFiles(command.options);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    writeStderr(`treesync: ${error.message}\n`);
+    return ExitCode.Usage;
+  }
   if (options.interactive && !Deno.stdin.isTerminal()) {
     writeStderr("treesync: --interactive needs a terminal to ask on; run it by hand, or drop -I\n");
     return ExitCode.Usage;

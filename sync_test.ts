@@ -329,6 +329,65 @@ Deno.test("cli --exclude neither copies nor deletes matching entries", async () 
   });
 });
 
+Deno.test("cli --exclude-from and --include mirror what the first matching rule keeps", async () => {
+  await withTemp(async (dir) => {
+    const source = `${dir}/s`;
+    const replica = `${dir}/r`;
+    writeTree(source, {
+      "main.c": "m",
+      "main.o": "o",
+      "notes.txt": "n",
+      "keep.log": "k",
+      "debug.log": "d",
+      lib: { "util.c": "u", "util.h": "h", deep: { "x.c": "x" } },
+      docs: { "a.c": "a" },
+    });
+    writeTree(replica, { "old.h": "replica's own", "stale.c": "gone from the source" });
+    Deno.writeTextFileSync(
+      `${dir}/rules.txt`,
+      "# never mirrored\r\ndocs/\r\n+ keep.log\r\n*.log\r\n",
+    );
+    const result = await cli([
+      "--exclude-from",
+      "rules.txt",
+      "--include",
+      "*/",
+      "--include",
+      "*.c",
+      "--exclude",
+      "*",
+      source,
+      replica,
+    ], { cwd: dir });
+    assertExit(result, 0);
+    // `docs/` comes before `*/`, `+ keep.log` before `*.log`; `*` takes the rest but for
+    // folders and .c files. An included file the source lacks goes; an excluded one stays.
+    assertEquals(readTree(replica), {
+      "keep.log": "k",
+      lib: { deep: { "x.c": "x" }, "util.c": "u" },
+      "main.c": "m",
+      "old.h": "replica's own",
+    });
+  });
+});
+
+Deno.test("cli refuses a missing --exclude-from file with one line and exit 2, writing nothing", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, { f: "x" });
+    for (const mode of [[], ["--interval", "1h"], ["--dry-run"]]) {
+      const args = [...mode, "--log", "logs/", "--exclude-from", "missing.txt", "s", "r"];
+      const before = snapshot(dir);
+      const result = await cli(args, { cwd: dir });
+      assertExit(result, 2);
+      assertEquals(
+        result.stderr,
+        "treesync: Cannot read --exclude-from 'missing.txt': no such file or folder\n",
+      );
+      assertEquals(snapshot(dir), before, `nothing written for ${args.join(" ")}`);
+    }
+  });
+});
+
 Deno.test("cli --no-delete copies and updates but deletes nothing", async () => {
   await withTemp(async (dir) => {
     writeTree(`${dir}/s`, { f: "new" });
@@ -638,6 +697,29 @@ Deno.test("loop: the first run starts without waiting for the interval; `now` st
     await loop.waitFor(() => pathExists(`${dir}/r/b`), "the run that `now` asked for");
     await loop.send("quit");
     assertEquals(await loop.exitCode(), 0);
+  });
+});
+
+Deno.test("loop: --exclude-from is read once, at the start", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, { a: "a", "a.tmp": "t" });
+    Deno.writeTextFileSync(`${dir}/rules.txt`, "*.tmp\n");
+    const loop = new LoopProcess([
+      "-i",
+      "1h",
+      "--exclude-from",
+      `${dir}/rules.txt`,
+      `${dir}/s`,
+      `${dir}/r`,
+    ]);
+    await loop.waitFor(() => loop.runs === 1, "the first run");
+    Deno.removeSync(`${dir}/rules.txt`);
+    writeTree(`${dir}/s`, { b: "b", "b.tmp": "t" });
+    await loop.send("now");
+    await loop.waitFor(() => pathExists(`${dir}/r/b`), "the run that `now` asked for");
+    await loop.send("quit");
+    assertEquals(await loop.exitCode(), 0);
+    assertEquals(readTree(`${dir}/r`), { a: "a", b: "b" });
   });
 });
 

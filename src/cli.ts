@@ -1,14 +1,16 @@
 /**
  * The command line: flags, paths and environment variables to the `Options` of one invocation,
- * every value checked before anything runs. Pure, but for telling whether a log path is a folder.
+ * every value checked before anything runs. Parsing is pure, but for telling whether a log path
+ * is a folder; the `--exclude-from` files are read in one step after it, {@linkcode
+ * readExcludeFiles}.
  *
  * @module
  */
 
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { UsageError } from "./errors.ts";
-import { compileExcludes } from "./exclude.ts";
+import { errorText, UsageError } from "./errors.ts";
+import { compileFilters, type FilterRule, parseExcludeFile } from "./exclude.ts";
 import { formatDuration, quoted, shortenQuoted } from "./format.ts";
 
 /** Everything one invocation was asked to do, after defaults and validation. */
@@ -27,8 +29,11 @@ export interface Options {
   checksum: boolean;
   /** `--verify`: re-hash the replica against its record, change nothing. */
   verify: boolean;
-  /** `--exclude` globs, each already checked by {@linkcode compileExcludes}. */
-  excludes: string[];
+  /**
+   * `--include` and `--exclude` rules in command-line order, each `--exclude-from` file's rules
+   * at its place; the first that matches a path decides ({@linkcode compileFilters}).
+   */
+  filters: FilterRule[];
   /** False with `--no-delete`: nothing is ever deleted from the replica. */
   deletes: boolean;
   /** `--interactive`: ask on the terminal before deleting anything. */
@@ -58,8 +63,23 @@ export interface Options {
 /** A `--max-delete` limit: a count of entries, or a share of the replica's entries. */
 export type DeleteLimit = { count: number } | { percent: number };
 
+/** A `--exclude-from` file named on the command line, not read yet. */
+export interface ExcludeFile {
+  kind: "exclude-from";
+  /** Absolute path. */
+  path: string;
+  /** The path as given, for messages. */
+  given: string;
+}
+
+/** A run's options as the command line gives them: `--exclude-from` files named, not read. */
+export type ParsedOptions = Omit<Options, "filters"> & { filters: Array<FilterRule | ExcludeFile> };
+
 /** What the command line asked for. */
-export type Command = { kind: "help" } | { kind: "version" } | { kind: "run"; options: Options };
+export type Command = { kind: "help" } | { kind: "version" } | {
+  kind: "run";
+  options: ParsedOptions;
+};
 
 /** The `--help` text: every flag, the paths and the exit codes. */
 export const USAGE = `Usage: treesync [options] SOURCE REPLICA
@@ -81,6 +101,11 @@ What to do:
   -c, --checksum          decide "changed" by SHA-256 content instead of size and mtime
       --exclude GLOB      leave matching entries alone on both sides (repeatable):
                           'name' any depth, 'a/b' from the root, 'dir/' folders only, '**' any depth
+      --include GLOB      keep what a later --exclude would leave out (repeatable). As in rsync,
+                          the first --include or --exclude that matches decides, in command-line
+                          order, and a folder left out is not walked: --include '*/' keeps them
+      --exclude-from FILE --exclude each line of FILE, at this place in the order (repeatable);
+                          skips blank lines and '#' comments; '+ GLOB' includes, '- GLOB' excludes
       --no-delete         never delete anything from the replica (the only --no- flag; an
                           entry whose type changed in the source is reported and left: exit 1)
   -I, --interactive       ask on the terminal before deleting anything
@@ -131,6 +156,8 @@ const FLAGS = {
   checksum: { type: "boolean", short: "c" },
   verify: { type: "boolean" },
   exclude: { type: "string", multiple: true },
+  include: { type: "string", multiple: true },
+  "exclude-from": { type: "string", multiple: true },
   delete: { type: "boolean" },
   interactive: { type: "boolean", short: "I" },
   "allow-empty-source": { type: "boolean" },
@@ -152,6 +179,9 @@ const FLAGS = {
 /** The flags as given, before defaults and checks. */
 type FlagValues = ReturnType<typeof readFlags>["values"];
 
+/** The command line as `parseArgs` splits it, in order. */
+type FlagToken = { kind: string; rawName?: string; name?: string; value?: string | undefined };
+
 /** SOURCE and REPLICA as given (relative ones not yet resolved); no source for `--verify`. */
 interface GivenPaths {
   source: string | undefined;
@@ -172,7 +202,43 @@ export function parseCommandLine(args: string[], env: Environment, cwd: string):
   if (values.help) return { kind: "help" };
   if (values.version) return { kind: "version" };
   const paths = pickPaths(values, positionals, env);
-  return { kind: "run", options: optionsFrom(values, paths, env, cwd) };
+  return { kind: "run", options: optionsFrom(values, paths, env, { cwd, tokens }) };
+}
+
+/**
+ * Reads each `--exclude-from` file into its rules, at its place among the others: the one step
+ * after {@linkcode parseCommandLine} that reads files. Called once per invocation, before
+ * anything is written; the `--interval` loop keeps the rules read at its start.
+ *
+ * @throws {UsageError} For a file that is missing, unreadable, a folder or not UTF-8, or holds
+ *   a bad pattern, naming the file.
+ */
+export function readExcludeFiles(options: ParsedOptions): Options {
+  const filters = options.filters.flatMap((filter) =>
+    filter.kind === "exclude-from" ? readExcludeFile(filter) : [filter]
+  );
+  return { ...options, filters };
+}
+
+/** One `--exclude-from` file's rules, in the file's order. */
+function readExcludeFile(file: ExcludeFile): FilterRule[] {
+  const source = `--exclude-from ${quoted(file.given)}`;
+  let bytes: Uint8Array;
+  try {
+    bytes = Deno.readFileSync(file.path);
+  } catch (error) {
+    const why = error instanceof Deno.errors.IsADirectory
+      ? "it is a folder"
+      : errorText(error, true);
+    throw new UsageError(`Cannot read ${source}: ${why}`);
+  }
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    throw new UsageError(`Cannot read ${source}: it is not UTF-8 text`);
+  }
+  return parseExcludeFile(text, source);
 }
 
 function readFlags(args: string[]) {
@@ -241,8 +307,8 @@ function optionsFrom(
   values: FlagValues,
   paths: GivenPaths,
   env: Environment,
-  cwd: string,
-): Options {
+  { cwd, tokens }: { cwd: string; tokens: FlagToken[] },
+): ParsedOptions {
   const { restore, verify, interactive } = checkModes(values);
   const intervalMs = values.interval === undefined
     ? null
@@ -252,8 +318,7 @@ function optionsFrom(
       `--interval cannot be combined with ${interactive ? "--interactive" : "--verify"}`,
     );
   }
-  const excludes = values.exclude ?? [];
-  compileExcludes(excludes); // validates every pattern now, before anything runs
+  const filters = filtersFrom(tokens, cwd);
   const logArg = pickOne("log", [values.log, values.log_file]) ?? pathFromEnv(env, "TREESYNC_LOG");
   return {
     source: resolve(cwd, paths.source ?? paths.replica),
@@ -263,7 +328,7 @@ function optionsFrom(
     overwriteNewer: values["overwrite-newer"] ?? false,
     checksum: values.checksum ?? false,
     verify,
-    excludes,
+    filters,
     deletes: values.delete ?? true,
     interactive,
     allowEmptySource: values["allow-empty-source"] ?? false,
@@ -281,6 +346,27 @@ function optionsFrom(
       ? Math.min(MAX_JOBS, Math.max(1, navigator.hardwareConcurrency || 1))
       : parseCount(values.jobs, "--jobs", MAX_JOBS),
   };
+}
+
+/**
+ * `--include`, `--exclude` and `--exclude-from` in the order given, which `parseArgs` keeps only
+ * in its tokens; every pattern is checked now, before anything runs.
+ */
+function filtersFrom(tokens: FlagToken[], cwd: string): Array<FilterRule | ExcludeFile> {
+  const filters: Array<FilterRule | ExcludeFile> = [];
+  for (const token of tokens) {
+    if (token.kind !== "option" || token.value === undefined) continue;
+    if (token.name === "include" || token.name === "exclude") {
+      filters.push({ kind: token.name, pattern: token.value });
+    } else if (token.name === "exclude-from") {
+      if (token.value === "-") {
+        throw new UsageError("Cannot read --exclude-from '-': standard input is not supported");
+      }
+      filters.push({ kind: "exclude-from", path: resolve(cwd, token.value), given: token.value });
+    }
+  }
+  compileFilters(filters.filter((filter) => filter.kind !== "exclude-from"));
+  return filters;
 }
 
 /** Refuses flags that contradict each other: two modes, a flag of a mode not chosen. */
@@ -332,15 +418,21 @@ function pickOne(name: string, values: Array<string | undefined>): string | unde
 const NEGATABLE_OPTIONS = new Set(["--no-delete"]);
 
 /** Options that take a path: an empty one is refused, never read as the current folder. */
-const PATH_OPTIONS = new Set(["source", "src", "replica", "dest", "log", "log_file"]);
+const PATH_OPTIONS = new Set([
+  "source",
+  "src",
+  "replica",
+  "dest",
+  "log",
+  "log_file",
+  "exclude-from",
+]);
 
 /**
  * Refuses what `parseArgs` lets through: `--no-X` for flags where "no" means nothing
  * (`--no-verify` would be a silent no-op), and an empty path after a path option.
  */
-function checkOptionTokens(
-  tokens: Array<{ kind: string; rawName?: string; name?: string; value?: string | undefined }>,
-): void {
+function checkOptionTokens(tokens: FlagToken[]): void {
   for (const token of tokens) {
     if (token.kind !== "option") continue;
     const rawName = token.rawName!;

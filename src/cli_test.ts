@@ -4,14 +4,14 @@
  * @module
  */
 
-import { type Options, parseCommandLine } from "./cli.ts";
+import { type Options, parseCommandLine, type ParsedOptions, readExcludeFiles } from "./cli.ts";
 import { UsageError } from "./errors.ts";
 import { formatDuration } from "./format.ts";
-import { assert, assertEquals, assertThrows } from "./test_helpers.ts";
+import { assert, assertEquals, assertThrows, withTemp, writeTree } from "./test_helpers.ts";
 
-/** The options of `treesync ARGS a b`, run from `/work`. */
-function options(args: string[], env = {}): Options {
-  const command = parseCommandLine(args, env, "/work");
+/** The options of `treesync ARGS a b`, run from `cwd`, before any file is read. */
+function options(args: string[], env = {}, cwd = "/work"): ParsedOptions {
+  const command = parseCommandLine(args, env, cwd);
   assert(command.kind === "run", `not a run: ${command.kind}`);
   return command.options;
 }
@@ -78,9 +78,9 @@ Deno.test("parseCommandLine() takes paths from positionals, flags, aliases and e
   assertEquals(options(["--no-delete", "a", "b"]).deletes, false);
   assertEquals(options(["-vv", "a", "b"]).verbosity, 3);
   assertEquals(options(["-q", "a", "b"]).verbosity, 0);
-  assertEquals(options(["--exclude", "*.tmp", "--exclude", "cache/", "a", "b"]).excludes, [
-    "*.tmp",
-    "cache/",
+  assertEquals(options(["--exclude", "*.tmp", "--exclude", "cache/", "a", "b"]).filters, [
+    { kind: "exclude", pattern: "*.tmp" },
+    { kind: "exclude", pattern: "cache/" },
   ]);
   assertEquals(options(["--verify", "r"]).replica, "/work/r");
 });
@@ -103,6 +103,83 @@ Deno.test("parseCommandLine() rejects bad input with a message naming it", () =>
   for (const [args, pattern] of table) {
     assertThrows(() => parseCommandLine(args, {}, "/w"), UsageError, pattern);
   }
+});
+
+Deno.test("parseCommandLine() keeps --include, --exclude and --exclude-from in command-line order", () => {
+  const args = ["--include", "*.c", "--exclude-from", "a.txt", "-n", "--exclude=*", "a", "b"];
+  const more = ["--include=*/", "--exclude-from=/etc/b.txt", "--include", "*.h"];
+  assertEquals(options([...args, ...more]).filters, [
+    { kind: "include", pattern: "*.c" },
+    { kind: "exclude-from", path: "/work/a.txt", given: "a.txt" },
+    { kind: "exclude", pattern: "*" },
+    { kind: "include", pattern: "*/" },
+    { kind: "exclude-from", path: "/etc/b.txt", given: "/etc/b.txt" },
+    { kind: "include", pattern: "*.h" },
+  ]);
+  assertEquals(options(["a", "b"]).filters, []);
+});
+
+Deno.test("parseCommandLine() refuses a bad --include or --exclude-from before reading any file", () => {
+  const table: Array<[string[], RegExp]> = [
+    [["--include", "[ab"], /^Invalid --include '\[ab': '\[' is not closed$/],
+    [["--exclude-from", "missing.txt", "--include", "/"], /^Invalid --include '\/'/],
+    [["--exclude-from", ""], /^Empty path for --exclude-from/],
+    [["--exclude-from", "-"], /^Cannot read --exclude-from '-': standard input is not supported$/],
+  ];
+  for (const [args, pattern] of table) {
+    assertThrows(() => options([...args, "a", "b"]), UsageError, pattern);
+  }
+});
+
+Deno.test("readExcludeFiles() puts each file's rules, in the file's order, at the file's place", async () => {
+  await withTemp((dir) => {
+    writeTree(dir, {
+      "first.txt": "# build output\n*.o\n+ keep.tmp\r\n*.tmp\n",
+      lists: { "second.txt": "cache/\n" },
+    });
+    const args = ["--exclude-from", "first.txt", "--include", "*/", "--exclude-from"];
+    const more = [`${dir}/lists/second.txt`, "--exclude", "*", "--exclude-from", "first.txt"];
+    const read: Options = readExcludeFiles(options([...args, ...more, "a", "b"], {}, dir));
+    assertEquals(read.filters, [
+      { kind: "exclude", pattern: "*.o" },
+      { kind: "include", pattern: "keep.tmp" },
+      { kind: "exclude", pattern: "*.tmp" },
+      { kind: "include", pattern: "*/" },
+      { kind: "exclude", pattern: "cache/" },
+      { kind: "exclude", pattern: "*" },
+      { kind: "exclude", pattern: "*.o" },
+      { kind: "include", pattern: "keep.tmp" },
+      { kind: "exclude", pattern: "*.tmp" },
+    ]);
+    assertEquals(read.replica, `${dir}/b`);
+  });
+});
+
+Deno.test("readExcludeFiles() refuses a file it cannot read, a folder or a bad line, naming the file", async () => {
+  await withTemp((dir) => {
+    writeTree(dir, { folder: {}, "bad.txt": "ok\n[ab\n", "ok.txt": "*.o" });
+    Deno.writeFileSync(`${dir}/binary.txt`, new Uint8Array([0x2a, 0xff, 0x0a]));
+    const table: Array<[string, RegExp]> = [
+      ["missing.txt", /^Cannot read --exclude-from 'missing.txt': no such file or folder$/],
+      ["folder", /^Cannot read --exclude-from 'folder': it is a folder$/],
+      ["binary.txt", /^Cannot read --exclude-from 'binary.txt': it is not UTF-8 text$/],
+      ["bad.txt", /^Invalid pattern '\[ab' on line 2 of --exclude-from 'bad.txt': /],
+    ];
+    if (Deno.uid() !== 0) {
+      // Root reads it anyway.
+      Deno.writeTextFileSync(`${dir}/locked.txt`, "*.o");
+      Deno.chmodSync(`${dir}/locked.txt`, 0o000);
+      table.push(["locked.txt", /^Cannot read --exclude-from 'locked.txt': permission denied$/]);
+    }
+    for (const [file, pattern] of table) {
+      const parsed = options(
+        ["--exclude-from", "ok.txt", "--exclude-from", file, "a", "b"],
+        {},
+        dir,
+      );
+      assertThrows(() => readExcludeFiles(parsed), UsageError, pattern);
+    }
+  });
 });
 
 Deno.test("parseCommandLine() reads --max-delete as a count or a percentage", () => {

@@ -1,13 +1,28 @@
 /**
- * `--exclude` globs: tables of patterns and paths, no disk.
+ * `--include` and `--exclude` rules and `--exclude-from` lines: tables of patterns and paths, no
+ * disk.
  *
  * @module
  */
 
-import { compileExcludes, isExcludedRecordPath } from "./exclude.ts";
-import { assertEquals } from "./test_helpers.ts";
+import { UsageError } from "./errors.ts";
+import {
+  compileFilters,
+  type FilterRule,
+  isExcludedRecordPath,
+  parseExcludeFile,
+} from "./exclude.ts";
+import { assertEquals, assertThrows } from "./test_helpers.ts";
 
-Deno.test("compileExcludes() reads globs like rsync and .gitignore", () => {
+/** Rules written as rsync writes them in a file: `+ *.c`, `- *`. */
+function rules(...lines: string[]): FilterRule[] {
+  return lines.map((line) => ({
+    kind: line.startsWith("+ ") ? "include" : "exclude",
+    pattern: line.slice(2),
+  }));
+}
+
+Deno.test("compileFilters() reads globs like rsync and .gitignore", () => {
   const table: Array<[string, string, boolean, boolean]> = [
     // pattern, path, isDir, excluded
     ["*.tmp", "a.tmp", false, true],
@@ -32,7 +47,8 @@ Deno.test("compileExcludes() reads globs like rsync and .gitignore", () => {
     ["a.b", "axb", false, false],
   ];
   for (const [pattern, path, isDir, excluded] of table) {
-    assertEquals(compileExcludes([pattern])(path, isDir), excluded, `${pattern} ~ ${path}`);
+    const matcher = compileFilters(rules(`- ${pattern}`));
+    assertEquals(matcher(path, isDir), excluded, `${pattern} ~ ${path}`);
   }
 });
 
@@ -47,7 +63,110 @@ Deno.test("isExcludedRecordPath() excludes a recorded file below an excluded fol
     ["*.tmp", "a/b", false],
   ];
   for (const [pattern, path, excluded] of table) {
-    const matcher = compileExcludes([pattern]);
+    const matcher = compileFilters(rules(`- ${pattern}`));
     assertEquals(isExcludedRecordPath(path, matcher), excluded, `${pattern} ~ ${path}`);
+  }
+});
+
+Deno.test("compileFilters() lets the first matching rule decide, as rsync does", () => {
+  const table: Array<[string[], string, boolean, boolean]> = [
+    // rules in order, path, isDir, excluded
+    // An include before a broader exclude keeps what it matches; the exclude takes the rest.
+    [["+ *.c", "- *"], "main.c", false, false],
+    [["+ *.c", "- *"], "main.h", false, true],
+    // ... and `*` matches folders too, so `src` is left out (and never walked).
+    [["+ *.c", "- *"], "src", true, true],
+    // An exclude first wins: the include after it never gets a say.
+    [["- *.c", "+ keep.c"], "keep.c", false, true],
+    [["- *.c", "+ keep.c"], "keep.h", false, false],
+    // `+ */` keeps every folder, so the walk reaches the .c files below.
+    [["+ */", "+ *.c", "- *"], "src", true, false],
+    [["+ */", "+ *.c", "- *"], "src/deep/main.c", false, false],
+    [["+ */", "+ *.c", "- *"], "src/deep/main.h", false, true],
+    [["+ */", "+ *.c", "- *"], "src", false, true],
+    // Anchored: only at the root.
+    [["+ /docs/", "+ /docs/*.md", "- *"], "docs", true, false],
+    [["+ /docs/", "+ /docs/*.md", "- *"], "docs/a.md", false, false],
+    [["+ /docs/", "+ /docs/*.md", "- *"], "docs/a.txt", false, true],
+    [["+ /docs/", "+ /docs/*.md", "- *"], "sub/docs", true, true],
+    [["+ /top", "- top"], "top", false, false],
+    [["+ /top", "- top"], "x/top", false, true],
+    // Folders only: a file of the same name goes on to the next rule.
+    [["+ build/", "- build*"], "build", true, false],
+    [["+ build/", "- build*"], "build", false, true],
+    [["+ build/", "- build*"], "build.log", false, true],
+    // No rule matches: kept. Includes alone leave nothing out.
+    [["+ *.c", "- *.o"], "notes.txt", false, false],
+    [["+ *.c"], "notes.txt", false, false],
+  ];
+  for (const [lines, path, isDir, excluded] of table) {
+    const matcher = compileFilters(rules(...lines));
+    assertEquals(matcher(path, isDir), excluded, `${lines.join(", ")} ~ ${path}`);
+  }
+});
+
+Deno.test("isExcludedRecordPath() leaves out a file below a folder no include kept", () => {
+  const table: Array<[string[], string, boolean]> = [
+    // rules in order, recorded file, excluded
+    [["+ *.c", "- *"], "main.c", false],
+    [["+ *.c", "- *"], "src/main.c", true],
+    [["+ */", "+ *.c", "- *"], "src/main.c", false],
+    [["+ */", "+ *.c", "- *"], "src/main.h", true],
+    [["+ src/", "+ src/*.c", "- *"], "src/main.c", false],
+    [["+ src/", "+ src/*.c", "- *"], "src/deep/main.c", true],
+  ];
+  for (const [lines, path, excluded] of table) {
+    const matcher = compileFilters(rules(...lines));
+    assertEquals(isExcludedRecordPath(path, matcher), excluded, `${lines.join(", ")} ~ ${path}`);
+  }
+});
+
+Deno.test("compileFilters() names the flag of a bad pattern", () => {
+  assertThrows(
+    () => compileFilters(rules("- *.tmp", "+ [ab")),
+    UsageError,
+    /^Invalid --include '\[ab': '\[' is not closed$/,
+  );
+  assertThrows(() => compileFilters(rules("- /")), UsageError, /^Invalid --exclude '\/': /);
+});
+
+Deno.test("parseExcludeFile() reads a pattern a line; skips blanks and # comments; + and - choose", () => {
+  const text = [
+    "# build output",
+    "*.o",
+    "",
+    "   ",
+    "  # an indented comment",
+    "*.log\r",
+    "+ keep.tmp",
+    "- cache/",
+    " spaced name ",
+    "a#b",
+    "-not-a-prefix",
+    "",
+  ].join("\n");
+  assertEquals(parseExcludeFile(text, "--exclude-from 'f'"), [
+    { kind: "exclude", pattern: "*.o" },
+    { kind: "exclude", pattern: "*.log" },
+    { kind: "include", pattern: "keep.tmp" },
+    { kind: "exclude", pattern: "cache/" },
+    { kind: "exclude", pattern: " spaced name " },
+    { kind: "exclude", pattern: "a#b" },
+    { kind: "exclude", pattern: "-not-a-prefix" },
+  ]);
+  assertEquals(parseExcludeFile("", "--exclude-from 'f'"), []);
+});
+
+Deno.test("parseExcludeFile() refuses a bad line, naming the file and the line", () => {
+  const table: Array<[string, RegExp]> = [
+    ["ok\n[ab", /^Invalid pattern '\[ab' on line 2 of --exclude-from 'f': '\[' is not closed$/],
+    [
+      "# c\r\n+ \r\n",
+      /^Invalid pattern '\+ ' on line 2 of --exclude-from 'f': the pattern is empty$/,
+    ],
+    ["!", /^Cannot use line 1 of --exclude-from 'f': '!' \(clear the rules so far\)/],
+  ];
+  for (const [text, pattern] of table) {
+    assertThrows(() => parseExcludeFile(text, "--exclude-from 'f'"), UsageError, pattern);
   }
 });

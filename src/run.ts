@@ -218,7 +218,7 @@ async function scanAndLoad(
 ): Promise<{ from: WorkerScan; to: WorkerScan; record: FileRecord }> {
   const { options, deps: { report, control } } = run;
   control.progress = { ...idleProgress(), phase: "scanning" };
-  const scanning = scanBoth(pool, { from: sides.fromRoot, to: sides.toRoot }, options.excludes);
+  const scanning = scanBoth(pool, { from: sides.fromRoot, to: sides.toRoot }, options.filters);
   const recordPath = sides.replicaMeta.record;
   const onCorrupt = (message: string) => report.warn(message);
   const early = fileSize(recordPath) <= RECORD_EAGER_BYTES

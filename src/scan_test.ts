@@ -2,7 +2,7 @@
  * Tests for the walk of a tree, on real temporary folders.
  */
 
-import { compileExcludes } from "./exclude.ts";
+import { compileFilters } from "./exclude.ts";
 import { scanTree } from "./scan.ts";
 import { assertEquals, withTemp, writeTree } from "./test_helpers.ts";
 
@@ -13,7 +13,9 @@ Deno.test("scanTree() lists every kind without following symlinks, and skips exc
       l: { link: "a" },
       dangling: { link: "nowhere" },
     });
-    const scan = scanTree(dir, { exclude: compileExcludes(["*.tmp"]) });
+    const scan = scanTree(dir, {
+      exclude: compileFilters([{ kind: "exclude", pattern: "*.tmp" }]),
+    });
     assertEquals([...scan.entries.keys()].sort(), ["", "a", "a/f", "dangling", "l"]);
     assertEquals(scan.entries.get("l")!.target, "a");
     assertEquals(scan.protectedPaths, ["a/x.tmp"]);

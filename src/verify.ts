@@ -6,7 +6,7 @@
 
 import { type Options } from "./cli.ts";
 import { ExitCode, UsageError } from "./errors.ts";
-import { compileExcludes, type ExcludeMatcher, isExcludedRecordPath } from "./exclude.ts";
+import { compileFilters, type ExcludeMatcher, isExcludedRecordPath } from "./exclude.ts";
 import { pathExists } from "./files.ts";
 import { displayPath, formatBytes, listedPath, quoted } from "./format.ts";
 import { type Reporter, writeStdout } from "./log.ts";
@@ -99,7 +99,7 @@ export async function runVerify(options: Options, report: Reporter): Promise<num
   let result: VerifyResult;
   try {
     result = await verifyReplica(options.replica, {
-      exclude: compileExcludes(options.excludes),
+      exclude: compileFilters(options.filters),
       pool,
     });
   } finally {

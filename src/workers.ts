@@ -14,7 +14,7 @@ import {
   copySettings,
 } from "./apply.ts";
 import { errorText } from "./errors.ts";
-import { compileExcludes } from "./exclude.ts";
+import { compileFilters, type FilterRule } from "./exclude.ts";
 import { type Identity, identityOf } from "./files.ts";
 import { hashFile, type HashResult } from "./hash.ts";
 import { setTempPrefix } from "./meta.ts";
@@ -32,7 +32,7 @@ const IN_WORKER = typeof (globalThis as { WorkerGlobalScope?: unknown }).WorkerG
 /** What a worker was asked to do. */
 type WorkerRequest =
   | { op: "init"; id: number; stopFlag: SharedArrayBuffer }
-  | { op: "scan"; root: string; excludes: string[]; skipMetaDir: boolean; avoid: Identity[] }
+  | { op: "scan"; root: string; filters: FilterRule[]; skipMetaDir: boolean; avoid: Identity[] }
   | { op: "copy" } & CopyRequest
   | { op: "hash"; root: string; paths: string[] }
   | { op: "walk" } & WalkRequest;
@@ -78,7 +78,7 @@ export class WorkerPool implements CopyPool {
   /** Scans a tree in a worker. */
   async scan(
     root: string,
-    options: { excludes: string[]; skipMetaDir: boolean; avoid: Identity[] },
+    options: { filters: FilterRule[]; skipMetaDir: boolean; avoid: Identity[] },
   ): Promise<WorkerScan> {
     return unpackScan(await this.#request<PackedScan>({ op: "scan", root, ...options }));
   }
@@ -211,15 +211,15 @@ function unpackScan(packed: PackedScan): WorkerScan {
 export async function scanBoth(
   pool: WorkerPool,
   roots: { from: string; to: string },
-  excludes: string[],
+  filters: FilterRule[],
 ): Promise<{ from: WorkerScan; to: WorkerScan }> {
   // Each walk stops at the other tree's root, which a bind mount can put inside it.
   const fromRoot = identityOf(roots.from)!;
   const toRoot = identityOf(roots.to);
   const [from, to] = await Promise.all([
-    pool.scan(roots.from, { excludes, skipMetaDir: true, avoid: toRoot ? [toRoot] : [] }),
+    pool.scan(roots.from, { filters, skipMetaDir: true, avoid: toRoot ? [toRoot] : [] }),
     toRoot
-      ? pool.scan(roots.to, { excludes, skipMetaDir: true, avoid: [fromRoot] })
+      ? pool.scan(roots.to, { filters, skipMetaDir: true, avoid: [fromRoot] })
       : Promise.resolve({ entries: new Map(), problems: [], protectedPaths: [], skipped: [] }),
   ]);
   return { from, to };
@@ -273,7 +273,7 @@ function serveRequests(): void {
       case "scan": {
         const skipped: Problem[] = [];
         const scan = scanTree(request.root, {
-          exclude: compileExcludes(request.excludes),
+          exclude: compileFilters(request.filters),
           skipMetaDir: request.skipMetaDir,
           avoid: request.avoid,
           onSkip: (path, message) => skipped.push({ path, message }),
