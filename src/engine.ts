@@ -212,7 +212,9 @@ class MirrorWalk {
       guardEntries.set(path, entry);
       if (entry.kind === "dir") this.#seeFolder(path, "to", entry);
     }
-    await this.#route(plan.actions, { folder, scans, rows, known });
+    // A folder the source does not have gets no attributes: it is going.
+    const actions = from ? plan.actions : plan.actions.filter((a) => a.kind !== "dirattrs");
+    await this.#route(actions, { folder, scans, rows, known });
     for (const [name, entry] of to?.entries ?? []) {
       if (entry.kind !== "dir") guardEntries.delete(joinPath(folder, name));
     }

@@ -11,7 +11,10 @@ import { encoder, type Identity } from "./files.ts";
 import { quoted } from "./format.ts";
 import { META_DIR } from "./scan.ts";
 
-const RECORD_NAME = "record.json";
+const RECORD_NAME = "record";
+
+/** The version-2 record, read once and converted. */
+const LEGACY_RECORD_NAME = "record.json";
 
 const LOCK_NAME = "lock";
 
@@ -42,8 +45,10 @@ export interface MetaPaths {
   trash: string;
   /** The lock file. */
   lock: string;
-  /** The record file. */
+  /** The record file (format 3). */
   record: string;
+  /** A version-2 record (JSON), read once to convert it. */
+  legacyRecord: string;
 }
 
 /** The paths of the metadata folder at the top of `treeRoot`. */
@@ -55,6 +60,7 @@ export function metaPaths(treeRoot: string): MetaPaths {
     trash: `${dir}/trash`,
     lock: `${dir}/${LOCK_NAME}`,
     record: `${dir}/${RECORD_NAME}`,
+    legacyRecord: `${dir}/${LEGACY_RECORD_NAME}`,
   };
 }
 
@@ -130,6 +136,7 @@ export function checkMeta(paths: MetaPaths): void {
   checkOwn(paths.trash, "dir");
   checkOwn(paths.lock, "file");
   checkOwn(paths.record, "file");
+  checkOwn(paths.legacyRecord, "file");
 }
 
 /**

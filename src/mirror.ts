@@ -16,6 +16,7 @@ import {
   type WalkLeftovers,
 } from "./engine.ts";
 import { displayPath } from "./format.ts";
+import { type FilterRule } from "./exclude.ts";
 import { type Identity } from "./files.ts";
 import { resignedRow } from "./nextrecord.ts";
 import { compareWalkOrder } from "./order.ts";
@@ -44,7 +45,7 @@ export interface DeletionOutcome {
 
 /** What a walk of one subtree needs to start: the walk settings of the run. */
 export interface WalkSettings {
-  excludes: string[];
+  filters: FilterRule[];
   /** Each tree's walk stops at the other's root. */
   avoid: { from: Identity[]; to: Identity[] };
 }
@@ -126,7 +127,7 @@ async function walkSubtree(
   const request = (root: string, avoid: Identity[]): Omit<WalkRequest, "taken"> => ({
     root,
     start: folder,
-    excludes: walk.excludes,
+    filters: walk.filters,
     skipMetaDir: true,
     avoid,
   });
@@ -308,14 +309,11 @@ async function moveFolder(
     reason: { code: "same-folder-tree" },
     entry: action.entry!,
   };
-  const failedBefore = context.summary.failed;
+  const applier = context.sink.applier;
   if (!await context.sink.apply(move)) return false;
-  if (context.sink.applier && context.sink.applier.result.summary.failed > failedBefore) {
-    return false;
-  }
-  if (context.sink.applier && !context.sink.applier.result.movedFolders.has(action.path)) {
-    return false;
-  }
+  // A dry run only says it would move; a failed move leaves the new folder to be copied.
+  if (applier === null) return true;
+  if (!applier.result.movedFolders.has(action.path)) return false;
   context.next?.dropFolder(gone.action.path);
   await walkSubtree(action.path, context, {
     left: input.left,

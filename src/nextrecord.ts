@@ -34,7 +34,7 @@ export interface FolderRows {
  */
 export function rowFor(
   name: string,
-  sides: { source?: Entry; replica?: Entry; known?: RecordRow },
+  sides: { source: Entry | undefined; replica: Entry | undefined; known: RecordRow | undefined },
 ): RecordRow | null {
   const { source, replica, known } = sides;
   if (source?.kind === "dir" || replica?.kind === "dir") {

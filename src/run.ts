@@ -5,9 +5,18 @@
  * @module
  */
 
-import { applyPlan, CHECKPOINT_MS, FolderGuard, purgeTrash, trashFolderName } from "./apply.ts";
+import {
+  Applier,
+  type ApplyContext,
+  type CopyOutcome,
+  FolderGuard,
+  purgeTrash,
+  trashFolderName,
+} from "./apply.ts";
 import { type Options } from "./cli.ts";
+import { type ActionSink, type EngineContext, emptyLeftovers, walkPair } from "./engine.ts";
 import { errorText, RefusedError, UsageError } from "./errors.ts";
+import { compileFilters } from "./exclude.ts";
 import {
   expectIdentity,
   type Identity,
@@ -27,36 +36,29 @@ import {
 import {
   acquireLock,
   checkMeta,
+  checkOwn,
   type LockMode,
   makeOwnFolder,
   type MetaPaths,
   metaPaths,
   type ReplicaLock,
 } from "./meta.ts";
-import { hashesNeeded } from "./needs.ts";
+import { applySink, finishRun, type WalkSettings } from "./mirror.ts";
+import { copiedRow, type FolderRows, NextRecord } from "./nextrecord.ts";
 import { checkPaths } from "./places.ts";
+import { baseName, parentOf } from "./paths.ts";
+import { type Action, reasonText, replacesData } from "./plan.ts";
+import { loadRecord } from "./record.ts";
 import {
-  deleteAllowance,
-  holdBackDeletions,
-  type Plan,
-  planMirror,
-  type PlanOptions,
-  reasonText,
-  replacesData,
-} from "./plan.ts";
-import {
-  type FileRecord,
-  loadRecord,
-  nextRecord,
-  RECORD_EAGER_BYTES,
-  type RecordChanges,
-  recordSizeCap,
-  sameRecord,
-  saveRecord,
-} from "./record.ts";
-import { entryFromStat, sameSignature, type Scan } from "./scan.ts";
-import { countPlan, emptySummary, type RunSummary } from "./summary.ts";
-import { hashInPool, scanBoth, WorkerPool, type WorkerScan } from "./workers.ts";
+  emptyRecordSource,
+  openRecord,
+  type RecordSource,
+  recordSourceFromV2,
+} from "./recordfile.ts";
+import { type Entry, entryFromStat, type FolderListing, scanTree } from "./scan.ts";
+import { countAction, emptySummary, type RunSummary } from "./summary.ts";
+import { FolderStream, type WalkRequest } from "./walk.ts";
+import { WorkerPool } from "./workers.ts";
 
 /** Controls shared by a run and whoever started it (the loop, signals, stdin). */
 export interface RunControl {
@@ -120,7 +122,8 @@ export interface RunDependencies {
 }
 
 /**
- * One pass: check, lock, scan both trees, plan, apply, save the record.
+ * One pass: check, lock, walk both trees in lock-step with the record, deciding and acting
+ * folder by folder, then what waited for the walk, then save the record.
  *
  * @returns The summary; `failed` counts entries that could not be mirrored.
  * @throws {UsageError} For paths that cannot be mirrored (nothing changed).
@@ -128,48 +131,68 @@ export interface RunDependencies {
  */
 export async function runOnce(options: Options, deps: RunDependencies): Promise<RunSummary> {
   const started = performance.now();
-  const { report, control } = deps;
+  const { control } = deps;
   const sides = checkBeforeRun(options);
   const writes = !options.dryRun;
   const pool = new WorkerPool(options.jobs);
   control.pool = pool;
-  let prepared: PreparedWrites | null = null;
+  const held: Held = { streams: [], record: null, next: null, prepared: null };
   try {
     // An existing lock file is taken now (taking it writes nothing); a first run makes it later.
     if (writes) takeLock(control, sides.replicaMeta, options.restore ? "read" : "existing");
-    const { from, to, record } = await scanAndLoad(pool, sides, { options, deps });
+    const walk = walkSettings(options, sides);
+    const from = new FolderStream(walkRequest(sides.fromRoot, walk.filters, walk.avoid.from));
+    const to = walk.toExists
+      ? new FolderStream(walkRequest(sides.toRoot, walk.filters, walk.avoid.to))
+      : new FolderStream(null);
+    held.streams.push(from, to);
+    control.progress = { ...idleProgress(), phase: "scanning" };
+    const roots = { from: await from.peek(), to: await to.peek() };
+    refuseUnsafe(options, roots);
     if (await stopAsked(control)) return stoppedSummary(options, started);
-    if (writes) {
-      prepared = prepareWrites(options, sides, deps);
-      // A replica this run made had no walk: its root is the folder just made.
-      if (!to.entries.has("")) to.entries.set("", entryFromStat(Deno.statSync(sides.toRoot)));
+    held.record = openRecordSource(sides.replicaMeta, deps.report);
+    if (writes) held.prepared = prepareWrites(options, sides, deps);
+    const toRootEntry = to.start ??
+      (writes ? entryFromStat(Deno.statSync(sides.toRoot)) : null);
+    const run = startRun(options, { sides, deps, held, toRootEntry });
+    const left = emptyLeftovers();
+    const deferNew = run.context.moves && (roots.to?.entries.size ?? 0) > 0;
+    await walkPair({
+      from,
+      to,
+      record: held.record,
+      start: { folder: "", from: from.start, to: toRootEntry },
+      deferNew,
+      rows: "draft",
+    }, run.context, left);
+    reportSkipped(deps.report, [from, to]);
+    const outcome = await finishRun(left, run.context, {
+      gate: {
+        maxDelete: options.maxDelete,
+        confirm: options.interactive ? deps.confirmDeletes : null,
+      },
+      walk,
+      guardEntries: run.context.guardEntries,
+    });
+    if (writes && !outcome.maxDeleteHit && outcome.heldBack === 0) {
+      purgeExpiredTrash(options, sides, deps.report);
     }
-
-    const hashOptions = planOptionsFor(options, record);
-    await hashWhatMatters(pool, { sides, from, to, hashOptions, options, deps });
-    if (await stopAsked(control)) return stoppedSummary(options, started);
-    const decided = decide(options, deps, { from, to, hashOptions });
-    if (await stopAsked(control)) return stoppedSummary(options, started);
-    if (writes) purgeExpiredTrash(options, sides, report);
-    const summary = options.dryRun
-      ? printPlan(decided.plan, options.keepDeletedMs !== null)
-      : await execute(decided.plan, {
-        sides,
-        from,
-        to,
-        record,
-        prepared: prepared!,
-        restore: options.restore,
-        deps,
-      });
-    summary.failed += from.problems.length + to.problems.length + decided.plan.blocked.length;
+    const summary = run.summary();
+    if (held.next) saveNextRecord(held, { sides, stopped: control.stopRequested, report: deps.report });
+    if (control.stopRequested && writes) {
+      deps.report.warn("Stopped before the end of the run; the record is saved");
+    }
+    summary.failed += left.failed;
     summary.durationMs = Math.round(performance.now() - started);
-    summary.deletionsHeldBack = decided.heldBack;
-    summary.maxDeleteHit = decided.maxDeleteHit;
+    summary.deletionsHeldBack = outcome.heldBack;
+    summary.maxDeleteHit = outcome.maxDeleteHit;
     return summary;
   } finally {
     control.progress = idleProgress();
     control.pool = null;
+    for (const stream of held.streams) stream.close();
+    held.next?.close();
+    held.record?.close();
     pool.close();
     if (!control.keepLock) {
       control.lock?.release();
@@ -177,7 +200,221 @@ export async function runOnce(options: Options, deps: RunDependencies): Promise<
     }
     // Restoring leaves the source as it was found: the folders of ours this run made there
     // go again, if empty. Nothing else there is ever removed.
-    removeMadeFolders(prepared?.madeHere ?? []);
+    removeMadeFolders(held.prepared?.madeHere ?? []);
+  }
+}
+
+/** What a run holds open, released at its end whatever happens. */
+interface Held {
+  streams: FolderStream[];
+  record: RecordSource | null;
+  next: NextRecord | null;
+  prepared: PreparedWrites | null;
+}
+
+/** How each tree is walked: the rules, and the other tree's root to stop at. */
+function walkSettings(options: Options, sides: RunSides): WalkSettings & { toExists: boolean } {
+  const fromRoot = identityOf(sides.fromRoot)!;
+  const toRoot = identityOf(sides.toRoot);
+  checkNoBindMount(options, { sides, fromRoot, toRoot });
+  return {
+    filters: options.filters,
+    avoid: { from: toRoot ? [toRoot] : [], to: [fromRoot] },
+    toExists: toRoot !== null,
+  };
+}
+
+function walkRequest(
+  root: string,
+  filters: Options["filters"],
+  avoid: Identity[],
+): Omit<WalkRequest, "taken"> {
+  return { root, start: "", filters, skipMetaDir: true, avoid };
+}
+
+/** The record to read: format 3, else a version-2 record to convert, else none. */
+function openRecordSource(meta: MetaPaths, report: Reporter): RecordSource {
+  const onCorrupt = (message: string) => report.warn(message);
+  const current = openRecord(meta.record, { maxBytes: RECORD_MAX_BYTES, onCorrupt });
+  if (current !== null) return current;
+  if (!pathExists(meta.legacyRecord)) return emptyRecordSource();
+  return recordSourceFromV2(
+    loadRecord(meta.legacyRecord, { maxBytes: LEGACY_RECORD_MAX_BYTES, onCorrupt }),
+  );
+}
+
+/** No record of ours is ever this large: 100 bytes a file for 100 million files and more. */
+const RECORD_MAX_BYTES = 16 * 2 ** 30;
+
+/** A version-2 record is parsed whole: one this large is refused, not read. */
+const LEGACY_RECORD_MAX_BYTES = 1 << 30;
+
+/** The applier or the printer, the engine's context, and the summary they keep. */
+function startRun(
+  options: Options,
+  input: { sides: RunSides; deps: RunDependencies; held: Held; toRootEntry: Entry | null },
+): { context: EngineContext; summary: () => RunSummary } {
+  const { sides, deps, held, toRootEntry } = input;
+  const { report, control, isRoot } = deps;
+  const guardEntries = new Map<string, Entry>();
+  if (toRootEntry) guardEntries.set("", toRootEntry);
+  const pendingRows = new Map<string, FolderRows>();
+  if (held.prepared && !options.restore) {
+    expectIdentity(sides.replicaMeta.dir, held.prepared.metaIdentity!);
+    held.next = new NextRecord(sides.replicaMeta);
+  }
+  control.progress = { ...idleProgress(), phase: "copying" };
+  let sink: ActionSink;
+  let summary: () => RunSummary;
+  if (held.prepared) {
+    const applier = new Applier(applyContext(options, {
+      sides,
+      deps,
+      prepared: held.prepared,
+      guardEntries,
+      onSettled: (action, outcome) => settleRows(action, outcome, { pendingRows, next: held.next }),
+    }));
+    sink = applySink(applier);
+    summary = () => applier.result.summary;
+  } else {
+    const counts = emptySummary(true);
+    sink = printSink(counts, { trash: options.keepDeletedMs !== null, control });
+    summary = () => counts;
+  }
+  const context: EngineContext = {
+    options,
+    planOptions: {
+      checksum: options.checksum,
+      deletes: options.deletes && !options.restore,
+      owners: isRoot,
+      restore: options.restore,
+      overwriteNewer: options.overwriteNewer,
+      ...(options.verbosity >= 3
+        ? {
+          explain: (path: string, why: string) =>
+            report.debug(`keep ${displayPath(path || ".")}: ${why}`),
+        }
+        : {}),
+    },
+    moves: !options.restore && options.deletes,
+    roots: { from: sides.fromRoot, to: sides.toRoot },
+    pool: control.pool!,
+    report,
+    sink,
+    next: held.next,
+    guardEntries,
+    pendingRows,
+    stopped: () => control.stopRequested,
+  };
+  return { context, summary };
+}
+
+/** A copy came back: its row goes with its folder's, or straight into the next record. */
+function settleRows(
+  action: Action,
+  outcome: CopyOutcome,
+  input: { pendingRows: Map<string, FolderRows>; next: NextRecord | null },
+): void {
+  const { pendingRows, next } = input;
+  if (!next) return;
+  const folder = pendingRows.get(parentOf(action.path));
+  const name = baseName(action.path);
+  if ("copied" in outcome) {
+    const row = copiedRow(name, outcome.copied);
+    if (folder) folder.rows.set(name, row);
+    else next.setRow(action.path, row);
+  }
+  if (!folder) return;
+  folder.pending = Math.max(0, folder.pending - 1);
+  if (folder.pending === 0) {
+    pendingRows.delete(folder.folder);
+    next.flush();
+  }
+}
+
+/** Where and how the applier writes, and what it reports. */
+function applyContext(
+  options: Options,
+  input: {
+    sides: RunSides;
+    deps: RunDependencies;
+    prepared: PreparedWrites;
+    guardEntries: Map<string, Entry>;
+    onSettled: ApplyContext["onSettled"];
+  },
+): ApplyContext {
+  const { sides, deps: { report, control, isRoot }, prepared, guardEntries } = input;
+  return {
+    fromRoot: sides.fromRoot,
+    toRoot: sides.toRoot,
+    tempDir: prepared.tempDir,
+    tempIdentity: prepared.tempIdentity,
+    trashDir: prepared.trashDir,
+    trashIdentity: prepared.trashIdentity,
+    pool: control.pool!,
+    guard: new FolderGuard(sides.toRoot, { entries: guardEntries, problems: [], protectedPaths: [] }),
+    onStart: (action) => control.progress.current = action.path,
+    onBytes: (bytes) => control.progress.bytes += bytes,
+    owners: isRoot,
+    shouldStop: () => control.stopRequested,
+    mustAbort: () => control.abortNow,
+    pause: makePause(),
+    onDone: (action) => {
+      if (action.kind !== "dirattrs") control.progress.done++;
+      if (action.kind === "dirattrs") report.debug(describeAction(action));
+      else report.change(describeAction(action));
+      report.debug(`  because: ${reasonText(action.reason)}`);
+    },
+    onFailed: (problem) => report.error(`${displayPath(problem.path)}: ${problem.message}`),
+    ...(input.onSettled ? { onSettled: input.onSettled } : {}),
+  };
+}
+
+/** A dry run's sink: each action printed on stdout and counted. */
+function printSink(
+  counts: RunSummary,
+  input: { trash: boolean; control: RunControl },
+): ActionSink {
+  return {
+    applier: null,
+    drain: () => Promise.resolve(),
+    apply: (action) => {
+      if (input.control.stopRequested) return Promise.resolve(false);
+      if (action.kind !== "dirattrs") {
+        const toTrash = input.trash && replacesData(action);
+        writeStdout(`${describeAction(action)}${toTrash ? " (to trash)" : ""}\n`);
+      }
+      countAction(counts, action, action.entry?.size ?? 0);
+      return Promise.resolve(true);
+    },
+  };
+}
+
+/** Saves the next record (after a stop, the old record's rows the walk did not reach too). */
+function saveNextRecord(
+  held: Held,
+  input: { sides: RunSides; stopped: boolean; report: Reporter },
+): void {
+  const { sides, stopped } = input;
+  try {
+    expectIdentity(sides.replicaMeta.dir, held.prepared!.metaIdentity!);
+    held.next!.save(stopped ? held.record!.blocks() : []);
+    if (pathExists(sides.replicaMeta.legacyRecord)) {
+      // Converted: the version-2 record has served. Ours, checked before the run.
+      checkOwn(sides.replicaMeta.legacyRecord, "file");
+      Deno.removeSync(sides.replicaMeta.legacyRecord);
+    }
+  } catch (error) {
+    input.report.warn(`Cannot save the record: ${errorText(error)}`);
+  }
+}
+
+/** Warns of the special files the walks skipped. */
+function reportSkipped(report: Reporter, streams: FolderStream[]): void {
+  for (const stream of streams) {
+    for (const problem of stream.skipped) {
+      report.warn(`${displayPath(problem.path)}: ${problem.message}`);
+    }
   }
 }
 
@@ -206,48 +443,6 @@ function checkBeforeRun(options: Options): RunSides {
   return sides;
 }
 
-/**
- * Walks both trees in the workers while this thread reads the record (when it is small enough
- * to be harmless; a larger one waits for the walk to say how large it may be), then refuses
- * what the walk shows cannot be mirrored.
- */
-async function scanAndLoad(
-  pool: WorkerPool,
-  sides: RunSides,
-  run: { options: Options; deps: RunDependencies },
-): Promise<{ from: WorkerScan; to: WorkerScan; record: FileRecord }> {
-  const { options, deps: { report, control } } = run;
-  control.progress = { ...idleProgress(), phase: "scanning" };
-  const scanning = scanBoth(pool, { from: sides.fromRoot, to: sides.toRoot }, options.filters);
-  const recordPath = sides.replicaMeta.record;
-  const onCorrupt = (message: string) => report.warn(message);
-  const early = fileSize(recordPath) <= RECORD_EAGER_BYTES
-    ? loadRecord(recordPath, { onCorrupt, maxBytes: RECORD_EAGER_BYTES })
-    : null;
-  const { from, to } = await scanning;
-  reportScans(report, options, { from, to });
-  refuseUnsafe(options, { from, to });
-  const maxBytes = recordSizeCap(from.entries.size + to.entries.size);
-  return { from, to, record: early ?? loadRecord(recordPath, { onCorrupt, maxBytes }) };
-}
-
-/** How the plan decides, from the options and what the record knows of each side. */
-function planOptionsFor(
-  options: Options,
-  record: FileRecord,
-): Omit<PlanOptions, "owners" | "explain"> {
-  return {
-    checksum: options.checksum,
-    // Restoring reads the replica and writes the source.
-    fromHashes: options.restore ? record.replica : record.source,
-    toHashes: options.restore ? record.source : record.replica,
-    moves: !options.restore && options.deletes,
-    deletes: options.deletes && !options.restore,
-    restore: options.restore,
-    overwriteNewer: options.overwriteNewer,
-  };
-}
-
 /** The two trees of a run and where each keeps our own files. */
 interface RunSides {
   fromRoot: string;
@@ -270,14 +465,6 @@ function runSides(options: Options): RunSides {
     replicaMeta: metaPaths(options.replica),
     targetMeta: metaPaths(toRoot),
   };
-}
-
-function fileSize(path: string): number {
-  try {
-    return Deno.lstatSync(path).size;
-  } catch {
-    return 0;
-  }
 }
 
 /**
@@ -304,58 +491,31 @@ export function takeLock(control: RunControl, meta: MetaPaths, mode: LockMode): 
   control.lock = acquireLock(meta, mode);
 }
 
-function reportScans(
-  report: Reporter,
-  options: Options,
-  scans: { from: WorkerScan; to: WorkerScan },
-): void {
-  const debugScan = options.verbosity >= 3;
-  for (const [side, scan] of [["source", scans.from], ["target", scans.to]] as const) {
-    for (const problem of scan.skipped) {
-      report.warn(`${displayPath(problem.path)}: ${problem.message}`);
-    }
-    if (debugScan) {
-      for (const [path, entry] of scan.entries) {
-        report.debug(`scan ${side} ${entry.kind} ${displayPath(path || ".")}`);
-      }
-    }
-  }
-  for (const problem of [...scans.from.problems, ...scans.to.problems]) {
-    if (problem.path !== "") report.error(`${displayPath(problem.path)}: ${problem.message}`);
-  }
-}
-
 /**
- * The checks that need the walk, before anything is written: a tree that is the other's root
- * through a bind mount, a root that cannot be listed, an empty source over a full replica.
+ * The checks that need the first listings, before anything is written: a root that cannot be
+ * listed, an empty source over a full replica.
  */
-function refuseUnsafe(options: Options, scans: { from: Scan; to: Scan }): void {
+function refuseUnsafe(
+  options: Options,
+  roots: { from: FolderListing | null; to: FolderListing | null },
+): void {
   const [fromName, toName] = options.restore ? ["replica", "source"] : ["source", "replica"];
   const [fromRoot, toRoot] = options.restore
     ? [options.replica, options.source]
     : [options.source, options.replica];
-  const sides = [[scans.from, fromName, fromRoot], [scans.to, toName, toRoot]] as const;
-  for (const [scan, name, root] of sides) {
-    const rootProblem = scan.problems.find((problem) => problem.path === "");
+  const sides = [[roots.from, fromName, fromRoot], [roots.to, toName, toRoot]] as const;
+  for (const [listing, name, root] of sides) {
+    const rootProblem = listing?.problems.find((problem) => problem.path === "");
     if (rootProblem) {
       const why = rootProblem.message.replace(/^Cannot list folder: /, "");
       throw new UsageError(`Cannot list the ${name} ${quoted(root)}: ${why}`);
     }
-  }
-  const nested = scans.from.nested ?? scans.to.nested;
-  if (nested !== undefined) {
-    const inside = scans.from.nested !== undefined ? `the ${toName} is` : `the ${fromName} is`;
-    const host = scans.from.nested !== undefined ? fromName : toName;
-    throw new UsageError(
-      `Cannot mirror ${quoted(options.source)} into ${
-        quoted(options.replica)
-      }: ${inside} the folder ` +
-        `${quoted(nested)} of the ${host} (a bind mount shows one folder twice)`,
-    );
+    if (listing?.nested !== undefined) refuseNested(options, { nestedIn: name, path: listing.nested });
   }
   if (!options.restore && options.deletes && !options.allowEmptySource) {
-    const { from, to } = scans;
-    if (from.entries.size === 1 && from.problems.length === 0 && to.entries.size > 1) {
+    const { from, to } = roots;
+    const fromEmpty = from !== null && from.entries.size === 0 && from.problems.length === 0;
+    if (fromEmpty && (to?.entries.size ?? 0) > 0) {
       throw new RefusedError(
         `Refusing to empty ${quoted(options.replica)}: the source ${
           quoted(options.source)
@@ -364,6 +524,65 @@ function refuseUnsafe(options: Options, scans: { from: Scan; to: Scan }): void {
       );
     }
   }
+}
+
+/** Refuses a tree that holds the other's root (a bind mount). */
+function refuseNested(options: Options, found: { nestedIn: string; path: string }): never {
+  const other = found.nestedIn === "source" ? "replica" : "source";
+  throw new UsageError(
+    `Cannot mirror ${quoted(options.source)} into ${quoted(options.replica)}: the ${other} is ` +
+      `the folder ${quoted(found.path)} of the ${found.nestedIn} (a bind mount shows one ` +
+      `folder twice)`,
+  );
+}
+
+/**
+ * Before anything is written: where the trees' file systems are mounted more than once (a bind
+ * mount), each tree is walked once to make sure the other's root is not inside it. A streamed
+ * walk meets such a folder only after writes began; a file system mounted once cannot show a
+ * folder twice, so most runs skip this walk.
+ */
+function checkNoBindMount(
+  options: Options,
+  input: { sides: RunSides; fromRoot: Identity; toRoot: Identity | null },
+): void {
+  const { sides, fromRoot, toRoot } = input;
+  if (toRoot === null || !mountedMoreThanOnce([fromRoot.dev, toRoot.dev])) return;
+  const exclude = compileFilters(options.filters);
+  const [fromName, toName] = options.restore ? ["replica", "source"] : ["source", "replica"];
+  const walks = [[sides.fromRoot, toRoot, fromName], [sides.toRoot, fromRoot, toName]] as const;
+  for (const [root, avoid, name] of walks) {
+    const nested = scanTree(root, { exclude, skipMetaDir: true, avoid: [avoid] }).nested;
+    if (nested !== undefined) refuseNested(options, { nestedIn: name, path: nested });
+  }
+}
+
+/** Whether any of the devices is mounted more than once; true when that cannot be read. */
+function mountedMoreThanOnce(devices: number[]): boolean {
+  let table: string;
+  try {
+    table = Deno.readTextFileSync("/proc/self/mountinfo");
+  } catch {
+    return true;
+  }
+  const wanted = new Set(devices.map((dev) => `${deviceMajor(dev)}:${deviceMinor(dev)}`));
+  const seen = new Map<string, number>();
+  for (const line of table.split("\n")) {
+    const device = line.split(" ")[2];
+    if (device === undefined || !wanted.has(device)) continue;
+    seen.set(device, (seen.get(device) ?? 0) + 1);
+  }
+  return [...wanted].some((device) => (seen.get(device) ?? 0) !== 1);
+}
+
+/** Linux's `major()` of a `dev_t` (glibc's encoding). */
+function deviceMajor(dev: number): number {
+  return Number(((BigInt(dev) >> 8n) & 0xfffn) | ((BigInt(dev) >> 32n) & ~0xfffn));
+}
+
+/** Linux's `minor()` of a `dev_t`. */
+function deviceMinor(dev: number): number {
+  return Number((BigInt(dev) & 0xffn) | ((BigInt(dev) >> 12n) & ~0xffn));
 }
 
 /** What a writing run set up: where files are written and kept, and what it made. */
@@ -453,185 +672,6 @@ function removeMadeFolders(folders: PreparedWrites["madeHere"]): void {
       // Not empty, or already gone: leave it.
     }
   }
-}
-
-/** Hashes the files whose SHA-256 would change a decision and is not known yet. */
-async function hashWhatMatters(
-  pool: WorkerPool,
-  input: {
-    sides: RunSides;
-    from: Scan;
-    to: Scan;
-    hashOptions: Pick<PlanOptions, "checksum" | "fromHashes" | "toHashes" | "moves">;
-    options: Options;
-    deps: RunDependencies;
-  },
-): Promise<void> {
-  const { sides, from, to, options, deps: { report, control } } = input;
-  const wanted = hashesNeeded(from, to, input.hashOptions);
-  if (wanted.from.length + wanted.to.length === 0) return;
-  control.progress = { ...idleProgress(), phase: "hashing" };
-  const debugScan = options.verbosity >= 3;
-  const sideList = [["from", from, sides.fromRoot], ["to", to, sides.toRoot]] as const;
-  for (const [side, scan, root] of sideList) {
-    const files = wanted[side].map((path) => ({ path, size: scan.entries.get(path)!.size }));
-    const outcomes = await hashInPool(pool, root, files, (count, bytes) => {
-      control.progress.done += count;
-      control.progress.bytes += bytes;
-    });
-    for (const [path, outcome] of outcomes) {
-      const entry = scan.entries.get(path)!;
-      if (debugScan) {
-        report.debug(`hash ${side === "from" ? "source" : "target"} ${displayPath(path)}`);
-      }
-      if ("error" in outcome) {
-        report.error(`${displayPath(path)}: Cannot hash: ${outcome.error}`);
-      } else if (outcome.result && sameSignature(outcome.result.signature, entry)) {
-        // A file that changed since the scan stays unhashed: the plan then copies it.
-        entry.hash = outcome.result.hash;
-        entry.hashedAtMs = outcome.result.hashedAtMs;
-      }
-    }
-  }
-}
-
-/** Plans the run, then applies `--max-delete` and the `--interactive` answer to the plan. */
-function decide(
-  options: Options,
-  deps: RunDependencies,
-  input: {
-    from: Scan;
-    to: Scan;
-    hashOptions: Omit<PlanOptions, "owners" | "explain">;
-  },
-): { plan: Plan; heldBack: number; maxDeleteHit: boolean } {
-  const { report } = deps;
-  const { from, to } = input;
-  let plan = planMirror(from, to, {
-    ...input.hashOptions,
-    owners: deps.isRoot,
-    ...(options.verbosity >= 3
-      ? {
-        explain: (path: string, why: string) =>
-          report.debug(`keep ${displayPath(path || ".")}: ${why}`),
-      }
-      : {}),
-  });
-  for (const problem of plan.blocked) {
-    report.error(`${displayPath(problem.path)}: ${problem.message}`);
-  }
-  if (plan.extraneousLeft > 0) {
-    report.debug(`${plan.extraneousLeft} extraneous entries kept: deletions are off`);
-  }
-  let heldBack = 0;
-  let maxDeleteHit = false;
-  const deletions = plan.actions.filter((a) => a.kind === "delete" || a.kind === "rmdir");
-  if (options.maxDelete && deletions.length > 0) {
-    const allowed = deleteAllowance(options.maxDelete, to.entries.size - 1);
-    if (deletions.length > allowed) {
-      const limit = "count" in options.maxDelete
-        ? `${options.maxDelete.count}`
-        : `${options.maxDelete.percent}% = ${allowed} of ${to.entries.size - 1} entries`;
-      report.error(
-        `Deleting nothing: this run would delete ${deletions.length} entries, more than ` +
-          `--max-delete ${limit}; copying the rest. Check the source, then raise the limit ` +
-          `or run once without it`,
-      );
-      ({ plan, heldBack } = holdBackDeletions(plan));
-      maxDeleteHit = true;
-    }
-  }
-  if (options.interactive && deletions.length > 0 && !options.dryRun && !maxDeleteHit) {
-    const sample = deletions.slice(0, 10).map((a) => displayPath(a.path));
-    if (!deps.confirmDeletes(deletions.length, sample)) {
-      report.warn(
-        `Kept ${deletions.length} entries that would have been deleted; copying the rest`,
-      );
-      ({ plan, heldBack } = holdBackDeletions(plan));
-    }
-  }
-  return { plan, heldBack, maxDeleteHit };
-}
-
-/** A dry run: prints the plan on stdout and counts it. */
-function printPlan(plan: Plan, trash: boolean): RunSummary {
-  for (const action of plan.actions) {
-    if (action.kind === "dirattrs") continue;
-    const toTrash = trash && replacesData(action);
-    writeStdout(`${describeAction(action)}${toTrash ? " (to trash)" : ""}\n`);
-  }
-  return countPlan(plan);
-}
-
-/** Applies the plan with the run's workers, then saves the record. */
-async function execute(
-  plan: Plan,
-  input: {
-    sides: RunSides;
-    from: Scan;
-    to: Scan;
-    record: FileRecord;
-    prepared: PreparedWrites;
-    restore: boolean;
-    deps: RunDependencies;
-  },
-): Promise<RunSummary> {
-  const { sides, from, to, record, prepared, deps: { report, control, isRoot } } = input;
-  let checkpointed = false;
-  const checkpoint = (done: RecordChanges) => {
-    const before = performance.now();
-    try {
-      expectIdentity(sides.replicaMeta.dir, prepared.metaIdentity!);
-      saveRecord(sides.replicaMeta, nextRecord(record, { source: from, replica: to }, done));
-      checkpointed = true;
-    } catch (error) {
-      report.warn(`Cannot save the record at a checkpoint: ${errorText(error)}`);
-    }
-    // Checkpoints take at most a twentieth of a run, however large the record.
-    return Math.max(CHECKPOINT_MS, (performance.now() - before) * 20);
-  };
-  control.progress = {
-    ...idleProgress(),
-    phase: "copying",
-    total: plan.actions.filter((a) => a.kind !== "dirattrs").length,
-    totalBytes: plan.actions.reduce(
-      (sum, a) => sum + (a.kind === "copy" || a.kind === "update" ? a.entry!.size : 0),
-      0,
-    ),
-  };
-  const result = await applyPlan(plan, {
-    fromRoot: sides.fromRoot,
-    toRoot: sides.toRoot,
-    tempDir: prepared.tempDir,
-    tempIdentity: prepared.tempIdentity,
-    trashDir: prepared.trashDir,
-    trashIdentity: prepared.trashIdentity,
-    pool: control.pool!,
-    guard: new FolderGuard(sides.toRoot, to),
-    onStart: (action) => control.progress.current = action.path,
-    onBytes: (bytes) => control.progress.bytes += bytes,
-    owners: isRoot,
-    shouldStop: () => control.stopRequested,
-    mustAbort: () => control.abortNow,
-    pause: makePause(),
-    onDone: (action) => {
-      if (action.kind !== "dirattrs") control.progress.done++;
-      if (action.kind === "dirattrs") report.debug(describeAction(action));
-      else report.change(describeAction(action));
-      report.debug(`  because: ${reasonText(action.reason)}`);
-    },
-    onFailed: (problem) => report.error(`${displayPath(problem.path)}: ${problem.message}`),
-    ...(input.restore ? {} : { checkpoint }),
-  });
-  if (!input.restore) {
-    const next = nextRecord(record, { source: from, replica: to }, result);
-    if (checkpointed || !sameRecord(record, next)) {
-      expectIdentity(sides.replicaMeta.dir, prepared.metaIdentity!);
-      saveRecord(sides.replicaMeta, next);
-    }
-  }
-  if (result.stopped) report.warn("Stopped before the end of the run; the record is saved");
-  return result.summary;
 }
 
 /** Whether this process runs as root (owners are kept only then). */

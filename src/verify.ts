@@ -11,8 +11,16 @@ import { pathExists } from "./files.ts";
 import { displayPath, formatBytes, listedPath, quoted } from "./format.ts";
 import { type Reporter, writeStdout } from "./log.ts";
 import { checkMeta, metaPaths } from "./meta.ts";
-import { loadRecord, recordSizeCap } from "./record.ts";
-import { META_DIR, type Problem, scanTree } from "./scan.ts";
+import { compareWalkOrder } from "./order.ts";
+import { loadRecord } from "./record.ts";
+import {
+  emptyRecordSource,
+  openRecord,
+  type RecordRow,
+  recordSourceFromV2,
+} from "./recordfile.ts";
+import { type FolderListing, META_DIR, type Problem } from "./scan.ts";
+import { FolderStream } from "./walk.ts";
 import { hashInPool, WorkerPool } from "./workers.ts";
 
 /** What `--verify` found. */
@@ -34,12 +42,13 @@ export interface VerifyResult {
 }
 
 /**
- * Re-hashes every replica file and compares it with the record. Changes nothing. Files the
- * record has no hash for cannot be checked: they are listed as unrecorded.
+ * Re-hashes every replica file and compares it with the record, walking the replica and the
+ * record side by side, folder by folder. Changes nothing. Files the record has no hash for
+ * cannot be checked: they are listed as unrecorded.
  */
 export async function verifyReplica(
   replica: string,
-  options: { exclude: ExcludeMatcher; pool: WorkerPool },
+  options: { exclude: ExcludeMatcher; filters: FilterRule[]; pool: WorkerPool },
 ): Promise<VerifyResult> {
   const meta = metaPaths(replica);
   checkMeta(meta);
@@ -50,41 +59,121 @@ export async function verifyReplica(
     missing: [],
     unrecorded: [],
     failed: [],
-    recordFound: pathExists(meta.record),
+    recordFound: pathExists(meta.record) || pathExists(meta.legacyRecord),
   };
-  const scan = scanTree(replica, { exclude: options.exclude, skipMetaDir: true });
-  const record = loadRecord(meta.record, {
-    // The record holds both sides: allow for a source as large as the replica.
-    maxBytes: recordSizeCap(2 * scan.entries.size),
-    onCorrupt: (message) => result.failed.push({ path: META_DIR, message }),
+  const onCorrupt = (message: string) => result.failed.push({ path: META_DIR, message });
+  const record = openRecord(meta.record, { maxBytes: Number.MAX_SAFE_INTEGER, onCorrupt }) ??
+    (pathExists(meta.legacyRecord)
+      ? recordSourceFromV2(loadRecord(meta.legacyRecord, { maxBytes: 1 << 30, onCorrupt }))
+      : emptyRecordSource());
+  const stream = new FolderStream({
+    root: replica,
+    start: "",
+    filters: options.filters,
+    skipMetaDir: true,
+    avoid: [],
   });
-  result.failed.push(...scan.problems);
-  const toCheck: Array<{ path: string; size: number }> = [];
-  for (const [path, entry] of scan.entries) {
-    if (entry.kind !== "file") continue;
-    const known = record.replica.get(path);
-    if (!known || known.hash === null) result.unrecorded.push(path);
-    else toCheck.push({ path, size: entry.size });
-  }
-  // Every core hashes: verification runs at the machine's hashing speed, not one core's.
-  const outcomes = await hashInPool(options.pool, replica, toCheck);
-  for (const { path, size } of toCheck) {
-    const outcome = outcomes.get(path)!;
-    if ("error" in outcome || outcome.result === null) {
-      const message = "error" in outcome ? outcome.error : "it changed while it was read";
-      result.failed.push({ path, message: `Cannot read: ${message}` });
-      continue;
+  const checks = new CheckBatch(replica, options.pool, result);
+  try {
+    const blocks = record.blocks();
+    let block = blocks.next();
+    let listing = await stream.next();
+    while (listing !== null || !block.done) {
+      const order = listing === null
+        ? 1
+        : block.done
+        ? -1
+        : compareWalkOrder(listing.folder, block.value.folder);
+      const rows = order >= 0 && !block.done ? block.value.rows : [];
+      const folder = order <= 0 ? listing!.folder : block.value!.folder;
+      await checkFolder(order <= 0 ? listing : null, { folder, rows, checks, result, options });
+      if (order <= 0) listing = await stream.next();
+      if (order >= 0) block = blocks.next();
     }
-    result.checked++;
-    result.bytes += size;
-    if (outcome.result.hash !== record.replica.get(path)!.hash) result.mismatched.push(path);
-  }
-  for (const path of record.replica.keys()) {
-    if (scan.entries.get(path)?.kind !== "file" && !isExcludedRecordPath(path, options.exclude)) {
-      result.missing.push(path);
-    }
+    await checks.flush();
+  } finally {
+    stream.close();
+    record.close();
   }
   return result;
+}
+
+/** Compares one folder: its files against the record's rows of it. */
+async function checkFolder(
+  listing: FolderListing | null,
+  input: {
+    folder: string;
+    rows: RecordRow[];
+    checks: CheckBatch;
+    result: VerifyResult;
+    options: { exclude: ExcludeMatcher };
+  },
+): Promise<void> {
+  const { folder, rows, checks, result, options } = input;
+  const known = new Map(rows.map((row) => [row.name, row]));
+  const join = (name: string) => (folder === "" ? name : `${folder}/${name}`);
+  result.failed.push(...listing?.problems ?? []);
+  for (const [name, entry] of listing?.entries ?? []) {
+    if (entry.kind !== "file") continue;
+    const hash = known.get(name)?.replica?.hash ?? null;
+    if (hash === null) result.unrecorded.push(join(name));
+    else await checks.add({ path: join(name), size: entry.size, hash });
+  }
+  for (const row of rows) {
+    if (row.kind !== "file" || !row.replica) continue;
+    const path = join(row.name);
+    if (listing?.entries.get(row.name)?.kind === "file") continue;
+    if (listing === null && isProtectedFolder(folder, result)) continue;
+    if (!isExcludedRecordPath(path, options.exclude)) result.missing.push(path);
+  }
+}
+
+/** A folder that could not be listed: what the record has inside is not missing. */
+function isProtectedFolder(folder: string, result: VerifyResult): boolean {
+  return result.failed.some((problem) =>
+    problem.path !== META_DIR && (folder === problem.path || folder.startsWith(`${problem.path}/`))
+  );
+}
+
+/** Files to hash, sent to the pool in batches so every core hashes. */
+class CheckBatch {
+  readonly #root: string;
+  readonly #pool: WorkerPool;
+  readonly #result: VerifyResult;
+  #files: Array<{ path: string; size: number; hash: string }> = [];
+  #bytes = 0;
+
+  constructor(root: string, pool: WorkerPool, result: VerifyResult) {
+    this.#root = root;
+    this.#pool = pool;
+    this.#result = result;
+  }
+
+  async add(file: { path: string; size: number; hash: string }): Promise<void> {
+    this.#files.push(file);
+    this.#bytes += file.size;
+    if (this.#files.length >= 1024 || this.#bytes >= 256 << 20) await this.flush();
+  }
+
+  async flush(): Promise<void> {
+    const files = this.#files;
+    this.#files = [];
+    this.#bytes = 0;
+    if (files.length === 0) return;
+    const outcomes = await hashInPool(this.#pool, this.#root, files);
+    const result = this.#result;
+    for (const { path, size, hash } of files) {
+      const outcome = outcomes.get(path)!;
+      if ("error" in outcome || outcome.result === null) {
+        const message = "error" in outcome ? outcome.error : "it changed while it was read";
+        result.failed.push({ path, message: `Cannot read: ${message}` });
+        continue;
+      }
+      result.checked++;
+      result.bytes += size;
+      if (outcome.result.hash !== hash) result.mismatched.push(path);
+    }
+  }
 }
 
 /** Runs `--verify` on the replica and returns the exit code. */

@@ -8,7 +8,7 @@
  */
 
 import { type Identity } from "./files.ts";
-import { compileExcludes } from "./exclude.ts";
+import { compileFilters, type FilterRule } from "./exclude.ts";
 import { joinRel } from "./paths.ts";
 import {
   type Entry,
@@ -25,8 +25,8 @@ export interface WalkRequest {
   root: string;
   /** The folder to start at, relative to the root (`""` for the whole tree). */
   start: string;
-  /** `--exclude` patterns. */
-  excludes: string[];
+  /** `--include`/`--exclude` rules, in order. */
+  filters: FilterRule[];
   /** Leave the root's `.treesync` out. */
   skipMetaDir: boolean;
   /** Folders never entered: the other tree's root. */
@@ -83,7 +83,7 @@ export function walkInWorker(
 ): void {
   const taken = new Int32Array(request.taken);
   const options = {
-    exclude: compileExcludes(request.excludes),
+    exclude: compileFilters(request.filters),
     skipMetaDir: request.skipMetaDir,
     avoid: request.avoid,
   };
