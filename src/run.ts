@@ -160,6 +160,7 @@ export async function runOnce(options: Options, deps: RunDependencies): Promise<
         record,
         prepared: prepared!,
         restore: options.restore,
+        sparse: options.sparse,
         deps,
       });
     summary.failed += from.problems.length + to.problems.length + decided.plan.blocked.length;
@@ -573,6 +574,7 @@ async function execute(
     record: FileRecord;
     prepared: PreparedWrites;
     restore: boolean;
+    sparse: boolean;
     deps: RunDependencies;
   },
 ): Promise<RunSummary> {
@@ -611,6 +613,7 @@ async function execute(
     onStart: (action) => control.progress.current = action.path,
     onBytes: (bytes) => control.progress.bytes += bytes,
     owners: isRoot,
+    sparse: input.sparse,
     shouldStop: () => control.stopRequested,
     mustAbort: () => control.abortNow,
     pause: makePause(),
