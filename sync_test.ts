@@ -10,11 +10,13 @@ import { displayPath, formatBytes, shortenMiddle } from "./src/format.ts";
 import { progressText } from "./src/log.ts";
 import { CLOCK_SLACK_MS, RACY_WINDOW_MS } from "./src/record.ts";
 import {
+  allocatedBytes,
   assert,
   assertEquals,
   assertExit,
   assertMatch,
   CAN_DROP_ROOT,
+  CAN_MAKE_HOLES,
   CAN_MOUNT,
   cli,
   collect,
@@ -30,6 +32,7 @@ import {
   type Tree,
   waitFor,
   withTemp,
+  writeIslands,
   writeTree,
 } from "./src/test_helpers.ts";
 
@@ -296,6 +299,46 @@ Deno.test("cli --verify passes a clean replica and names a flipped byte with the
     assertExit(result, 1);
     assertEquals(result.stdout, "mismatch sub/b\n");
   });
+});
+
+Deno.test({
+  name: "cli -S copies sparse files with their holes: same bytes and size, about the same space",
+  ignore: !CAN_MAKE_HOLES,
+  fn: async () => {
+    await withTemp(async (dir) => {
+      const source = `${dir}/s`;
+      Deno.mkdirSync(source);
+      // 64 MiB with a few islands of data, the last ending 20 MiB before the end of the file;
+      // and a file whose size goes past its data by whole blocks and part of one.
+      writeIslands(`${source}/disk.img`, 64 << 20, [
+        [0, 4096],
+        [1_000_000, 70_000],
+        [(40 << 20) + 17, 300_000],
+      ]);
+      writeIslands(`${source}/tail`, (3 << 20) + 5, [[10, 10]]);
+      assertExit(await cli(["-S", source, `${dir}/sparse`]), 0);
+      assertExit(await cli([source, `${dir}/full`]), 0);
+      for (const name of ["disk.img", "tail"]) {
+        const bytes = Deno.readFileSync(`${source}/${name}`);
+        for (const replica of ["sparse", "full"]) {
+          const path = `${dir}/${replica}/${name}`;
+          assertEquals(Deno.statSync(path).size, bytes.length, `${replica}/${name}: size`);
+          assertEquals(sha256(Deno.readFileSync(path)), sha256(bytes), `${replica}/${name}`);
+        }
+        const taken = allocatedBytes(`${dir}/sparse/${name}`);
+        assert(
+          taken <= allocatedBytes(`${source}/${name}`) + (1 << 20),
+          `-S: ${name} takes ${taken} bytes`,
+        );
+        assert(allocatedBytes(`${dir}/full/${name}`) >= bytes.length, `${name} is fully written`);
+      }
+      // The record has the hash of every byte, zeros included, and the holes read back as such.
+      const verified = await cli(["--verify", "--json", `${dir}/sparse`]);
+      assertExit(verified, 0);
+      assertEquals(jsonLine(verified).checked, 2);
+      assertEquals(jsonLine(await cli(["-S", "--json", source, `${dir}/sparse`])).copied, 0);
+    });
+  },
 });
 
 Deno.test("cli --exclude neither copies nor deletes matching entries", async () => {

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { Buffer } from "node:buffer";
 import * as fs from "node:fs";
 import { dirname } from "node:path";
 import { errorText } from "./errors.ts";
@@ -441,8 +442,9 @@ function placedSignature(path: string, before: Signature): Signature {
 }
 
 /**
- * Reads a source file once, hashing it and writing what it reads to the temporary file `fd`,
- * then gives that file the source's owner, mode and mtime through the descriptor.
+ * Reads a source file once, hashing it and writing what it reads to the temporary file `fd`
+ * (with holes for its blocks of zeros under `--sparse`; the hash is of every byte), then gives
+ * that file the source's owner, mode and mtime through the descriptor.
  *
  * @returns The hash and the source as read; "changed" if the source changed while read; null
  * if aborted.
@@ -454,8 +456,10 @@ function copyThroughHash(
 ): { hash: string; read: Entry; written: Signature; readAtMs: number } | "changed" | null {
   const readAtMs = Date.now();
   using input = openRegularFile(fromPath);
+  const sparse = context.sparse ? new SparseWriter(fd) : null;
   const read = readThroughHash(input, (chunk) => {
-    for (let done = 0; done < chunk.length;) done += fs.writeSync(fd, chunk, done);
+    if (sparse) sparse.write(chunk);
+    else for (let done = 0; done < chunk.length;) done += fs.writeSync(fd, chunk, done);
     context.onBytes?.(chunk.length);
     return !context.mustAbort();
   });
@@ -463,6 +467,7 @@ function copyThroughHash(
   // A file that changed while it was read may be torn; one that changed between the scan and
   // now is fine: the copy and the record take what was read.
   if (read.changed) return "changed";
+  sparse?.finish();
   const { after } = read;
   // chown first: it clears setuid and setgid bits, which chmod then puts back.
   if (context.owners) fs.fchownSync(fd, after.uid, after.gid);
@@ -478,6 +483,68 @@ function copyThroughHash(
     ino: fs.fstatSync(fd).ino,
   };
   return { hash: read.hash, read: after, written, readAtMs };
+}
+
+/**
+ * Writes a file read in order into `fd` with holes (`--sparse`): each whole file-system block of
+ * zeros is skipped instead of written, the data between goes in positioned writes, and the size
+ * is set at the end, which a file ending in a hole needs. Blocks are counted from the start of
+ * the file, so a hole is only ever made where the file system can leave one.
+ */
+class SparseWriter {
+  readonly #fd: number;
+  readonly #block: number;
+  /** A block of zeros to compare with (`compare` is a native memcmp: ~50 GiB/s here). */
+  readonly #zeros: Buffer;
+  /** Where the next chunk goes in the file. */
+  #position = 0;
+
+  constructor(fd: number) {
+    this.#fd = fd;
+    this.#block = holeBlockSize(fs.fstatSync(fd).blksize);
+    this.#zeros = Buffer.alloc(this.#block);
+  }
+
+  /** Writes the next chunk read, leaving out its whole blocks of zeros. */
+  write(chunk: Uint8Array): void {
+    const block = this.#block;
+    const view = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length);
+    let pending = 0; // the start of the bytes in `chunk` not yet written
+    // The first block boundary inside the chunk: a short read can leave one mid-block.
+    for (let at = (block - (this.#position % block)) % block; at + block <= chunk.length;) {
+      if (view.compare(this.#zeros, 0, block, at, at + block) === 0) {
+        this.#put(chunk, pending, at);
+        pending = at + block;
+      }
+      at += block;
+    }
+    this.#put(chunk, pending, chunk.length);
+    this.#position += chunk.length;
+  }
+
+  /** Sets the size: the holes at the end were never written. */
+  finish(): void {
+    fs.ftruncateSync(this.#fd, this.#position);
+  }
+
+  #put(chunk: Uint8Array, start: number, end: number): void {
+    for (let done = start; done < end;) {
+      done += fs.writeSync(this.#fd, chunk, done, end - done, this.#position + done);
+    }
+  }
+}
+
+/** The largest unit of holes: one read (1 MiB) must hold whole blocks. */
+const MAX_HOLE_BLOCK = 1 << 20;
+
+/**
+ * The unit of holes on the written file system: its `blksize` (4 KiB on ext4, XFS, btrfs and
+ * tmpfs) when a power of two from 4 KiB to 1 MiB, else 4 KiB. A run of zeros shorter than a
+ * block would still take the block.
+ */
+function holeBlockSize(blksize: number): number {
+  const power = blksize > 0 && (blksize & (blksize - 1)) === 0;
+  return power && blksize >= 4096 && blksize <= MAX_HOLE_BLOCK ? blksize : 4096;
 }
 
 function placeSymlink(toPath: string, entry: Entry, context: CopyContext): void {
@@ -714,6 +781,8 @@ export interface CopySettings {
   trashIdentity: Identity | null;
   /** Set owner and group (root only). */
   owners: boolean;
+  /** `--sparse`: leave a hole for each whole block of zeros instead of writing it. */
+  sparse: boolean;
 }
 
 /** What copying one file needs to know, on the main thread or in a worker. */
@@ -730,6 +799,6 @@ export interface CopyContext extends CopySettings {
 
 /** The settings of a copy request taken from a context that has more. */
 export function copySettings(context: CopySettings): CopySettings {
-  const { tempDir, tempIdentity, trashDir, trashIdentity, owners } = context;
-  return { tempDir, tempIdentity, trashDir, trashIdentity, owners };
+  const { tempDir, tempIdentity, trashDir, trashIdentity, owners, sparse } = context;
+  return { tempDir, tempIdentity, trashDir, trashIdentity, owners, sparse };
 }

@@ -2,17 +2,20 @@
  * Tests for applying a plan: through the worker pool production uses, on real temporary
  * folders.
  */
-import { type ApplyContext, applyPlan, copyFile, FolderGuard } from "./apply.ts";
+import { type ApplyContext, applyPlan, type CopyContext, copyFile, FolderGuard } from "./apply.ts";
 import { identityOf } from "./files.ts";
 import { type Action, planMirror } from "./plan.ts";
 import { scanTree } from "./scan.ts";
 import {
+  allocatedBytes,
   assert,
   assertEquals,
+  CAN_MAKE_HOLES,
   planDefaults,
   readTree,
   sha256,
   withTemp,
+  writeIslands,
   writeTree,
 } from "./test_helpers.ts";
 import { WorkerPool } from "./workers.ts";
@@ -32,6 +35,7 @@ function setUp(dir: string, pool: WorkerPool) {
     trashDir: null,
     trashIdentity: null,
     owners: false,
+    sparse: false,
     pool,
     guard: new FolderGuard(to, toScan),
     shouldStop: () => false,
@@ -93,20 +97,29 @@ Deno.test("applyPlan() hands what is done so far to checkpoints between actions"
   }
 });
 
+/** What copyFile() needs to copy into `dir`, with its temporary files in `dir/tmp`. */
+function copyContextIn(dir: string, fields: Partial<CopyContext> = {}): CopyContext {
+  Deno.mkdirSync(`${dir}/tmp`, { recursive: true });
+  return {
+    tempDir: `${dir}/tmp`,
+    tempIdentity: identityOf(`${dir}/tmp`)!,
+    trashDir: null,
+    trashIdentity: null,
+    owners: false,
+    sparse: false,
+    toRoot: dir,
+    parent: identityOf(dir),
+    mustAbort: () => false,
+    ...fields,
+  };
+}
+
 Deno.test("copyFile() reads again a file that changes while it is read, and takes what was read", async () => {
   await withTemp((dir) => {
-    Deno.mkdirSync(`${dir}/tmp`);
     Deno.writeFileSync(`${dir}/big`, new Uint8Array(3 << 20).fill(1));
     let appendsLeft = 1;
     const copied = copyFile(`${dir}/big`, `${dir}/copy`, {
-      tempDir: `${dir}/tmp`,
-      tempIdentity: identityOf(`${dir}/tmp`)!,
-      trashDir: null,
-      trashIdentity: null,
-      owners: false,
-      toRoot: dir,
-      parent: identityOf(dir),
-      mustAbort: () => false,
+      ...copyContextIn(dir),
       // Runs between chunks of the copy: a writer appends once, mid-read.
       onBytes: () => {
         if (appendsLeft-- !== 1) return;
@@ -144,4 +157,62 @@ Deno.test("applyPlan() never writes a new folder's files where its mkdir found a
   } finally {
     pool.close();
   }
+});
+
+Deno.test({
+  name: "copyFile() with sparse leaves a hole for each whole block of zeros and hashes every byte",
+  ignore: !CAN_MAKE_HOLES,
+  fn: async () => {
+    // Islands inside a block, across block edges, across the 1 MiB read chunks, one exact
+    // block; each file ends in a hole: whole blocks (only the final truncate sets the size),
+    // then a part of a block.
+    const islands: Array<[number, number]> = [
+      [0, 100],
+      [3 * 4096 + 10, 5000],
+      [(1 << 20) - 1, 2],
+      [5 << 20, 4096],
+    ];
+    for (const size of [8 << 20, (8 << 20) + 123]) {
+      await withTemp((dir) => {
+        writeIslands(`${dir}/source`, size, islands);
+        const bytes = Deno.readFileSync(`${dir}/source`);
+        const sparse = copyFile(
+          `${dir}/source`,
+          `${dir}/sparse`,
+          copyContextIn(dir, { sparse: true }),
+        );
+        const full = copyFile(`${dir}/source`, `${dir}/full`, copyContextIn(dir));
+        for (const [name, copied] of [["sparse", sparse], ["full", full]] as const) {
+          assert(copied !== null);
+          assertEquals(copied.replica.hash, sha256(bytes), `${name}: the hash is of every byte`);
+          assertEquals(Deno.statSync(`${dir}/${name}`).size, size, `${name}: the size is exact`);
+          assert(sha256(Deno.readFileSync(`${dir}/${name}`)) === sha256(bytes), `${name}: bytes`);
+        }
+        // Six blocks hold data (0, 3-4, 255-256, 1280), and the part-block at the end.
+        assert(
+          allocatedBytes(`${dir}/sparse`) <= allocatedBytes(`${dir}/source`) + (16 << 10),
+          `a sparse copy of ${size} bytes takes ${allocatedBytes(`${dir}/sparse`)} bytes`,
+        );
+        assert(allocatedBytes(`${dir}/full`) >= size, "a copy without sparse writes every block");
+      });
+    }
+  },
+});
+
+Deno.test({
+  name: "copyFile() with sparse also makes holes in a fully allocated file, as rsync -S does",
+  ignore: !CAN_MAKE_HOLES,
+  fn: async () => {
+    await withTemp((dir) => {
+      const bytes = new Uint8Array(2 << 20);
+      bytes.fill(9, 0, 10);
+      bytes.fill(9, bytes.length - 10);
+      Deno.writeFileSync(`${dir}/image`, bytes); // every block written, zeros too
+      assert(allocatedBytes(`${dir}/image`) >= bytes.length, "the source is fully allocated");
+      const copied = copyFile(`${dir}/image`, `${dir}/copy`, copyContextIn(dir, { sparse: true }));
+      assertEquals(copied?.replica.hash, sha256(bytes));
+      assertEquals(sha256(Deno.readFileSync(`${dir}/copy`)), sha256(bytes));
+      assert(allocatedBytes(`${dir}/copy`) <= 64 << 10, "only the first and last blocks");
+    });
+  },
 });

@@ -58,6 +58,8 @@ export interface Options {
   maxDelete: DeleteLimit | null;
   /** Files copied or hashed at once, each in a worker thread (`--jobs`). */
   jobs: number;
+  /** `--sparse`: copies leave holes where a whole block is zeros. */
+  sparse: boolean;
 }
 
 /** A `--max-delete` limit: a count of entries, or a share of the replica's entries. */
@@ -117,6 +119,8 @@ What to do:
                           to SOURCE/.treesync/trash/), and purge them after DURATION (at most 365d)
   -j, --jobs N            files copied or hashed at once (default: the number of cores; at
                           most 64)
+  -S, --sparse            leave a hole for each whole block of zeros in a copied file (any
+                          file, as rsync -S), so sparse files stay sparse in the replica
       --max-delete N|P%   if a run would delete more entries than N (or P% of the replica), delete
                           nothing, still copy, and exit 3
 
@@ -165,6 +169,7 @@ const FLAGS = {
   "keep-deleted": { type: "string" },
   "max-delete": { type: "string" },
   jobs: { type: "string", short: "j" },
+  sparse: { type: "boolean", short: "S" },
   log: { type: "string", short: "l" },
   log_file: { type: "string" },
   "log-max-size": { type: "string" },
@@ -345,6 +350,7 @@ function optionsFrom(
     jobs: values.jobs === undefined
       ? Math.min(MAX_JOBS, Math.max(1, navigator.hardwareConcurrency || 1))
       : parseCount(values.jobs, "--jobs", MAX_JOBS),
+    sparse: values.sparse ?? false,
   };
 }
 

@@ -224,6 +224,13 @@ Deno.test("parseCommandLine() caps --jobs and --log-keep, naming the value", () 
   }
 });
 
+Deno.test("parseCommandLine() reads -S and --sparse, off by default as in rsync", () => {
+  assertEquals(options(["a", "b"]).sparse, false);
+  assertEquals(options(["-S", "a", "b"]).sparse, true);
+  assertEquals(options(["--sparse", "--restore", "a", "b"]).sparse, true);
+  assertThrows(() => options(["--no-sparse", "a", "b"]), UsageError, /^Unknown option/);
+});
+
 Deno.test("formatDuration() prints the largest units", () => {
   const table: Array<[number, string]> = [
     [0, "0s"],

@@ -356,6 +356,7 @@ function applyContext(
     onStart: (action) => control.progress.current = action.path,
     onBytes: (bytes) => control.progress.bytes += bytes,
     owners: isRoot,
+    sparse: options.sparse,
     shouldStop: () => control.stopRequested,
     mustAbort: () => control.abortNow,
     pause: makePause(),

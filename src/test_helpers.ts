@@ -264,6 +264,38 @@ export async function makeSparseFile(path: string, size: number): Promise<void> 
   await file.truncate(size);
 }
 
+/**
+ * A file of `size` bytes that holds data only at the `[offset, length]` islands given (bytes
+ * that are never zero and differ with the offset, so a misplaced write shows), holes elsewhere.
+ */
+export function writeIslands(path: string, size: number, islands: Array<[number, number]>): void {
+  using file = Deno.openSync(path, { write: true, create: true, truncate: true });
+  for (const [offset, length] of islands) {
+    const bytes = new Uint8Array(length).map((_, i) => 1 + (offset + i) % 251);
+    file.seekSync(offset, Deno.SeekMode.Start);
+    for (let done = 0; done < length;) done += file.writeSync(bytes.subarray(done));
+  }
+  file.truncateSync(size);
+}
+
+/** The bytes a file takes on disk. */
+export function allocatedBytes(path: string): number {
+  return Deno.statSync(path).blocks! * 512;
+}
+
+/** Whether the temporary folder's file system keeps holes: a sparse file made there says. */
+export const CAN_MAKE_HOLES = (() => {
+  const dir = Deno.makeTempDirSync({ prefix: "treesync-holes-probe-" });
+  try {
+    writeIslands(`${dir}/probe`, 8 << 20, [[0, 1]]);
+    return allocatedBytes(`${dir}/probe`) < 1 << 20;
+  } catch {
+    return false;
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+})();
+
 export async function collect(child: Deno.ChildProcess): Promise<CliResult> {
   const output = await child.output();
   const decoder = new TextDecoder();

@@ -6,7 +6,12 @@
 
 import { type Options } from "./cli.ts";
 import { ExitCode, UsageError } from "./errors.ts";
-import { compileFilters, type ExcludeMatcher, isExcludedRecordPath } from "./exclude.ts";
+import {
+  compileFilters,
+  type ExcludeMatcher,
+  type FilterRule,
+  isExcludedRecordPath,
+} from "./exclude.ts";
 import { pathExists } from "./files.ts";
 import { displayPath, formatBytes, listedPath, quoted } from "./format.ts";
 import { type Reporter, writeStdout } from "./log.ts";
@@ -189,6 +194,7 @@ export async function runVerify(options: Options, report: Reporter): Promise<num
   try {
     result = await verifyReplica(options.replica, {
       exclude: compileFilters(options.filters),
+      filters: options.filters,
       pool,
     });
   } finally {
