@@ -11,11 +11,11 @@
 import { type Applier } from "./apply.ts";
 import { type Options } from "./cli.ts";
 import { displayPath, quoted } from "./format.ts";
-import { type Reporter } from "./log.ts";
+import { idleProgress, type Reporter, type RunProgress } from "./log.ts";
 import { hashesNeeded } from "./needs.ts";
 import { type FolderRows, type NextRecord, resignedRow, rowFor } from "./nextrecord.ts";
 import { UsageError } from "./errors.ts";
-import { compareWalkOrder } from "./order.ts";
+import { lockStep } from "./order.ts";
 import { isWithin, parentOf } from "./paths.ts";
 import { type Action, planMirror, type PlanOptions, type Reason } from "./plan.ts";
 import { type RecordMap } from "./record.ts";
@@ -67,6 +67,8 @@ export interface EngineContext {
   guardEntries: Map<string, Entry>;
   /** Folders whose copies are in flight: their rows wait for them. */
   pendingRows: Map<string, FolderRows>;
+  /** Where the progress line reads how far the run has come. */
+  control: { progress: RunProgress };
   /** True once a stop was asked. */
   stopped: () => boolean;
 }
@@ -127,15 +129,13 @@ export async function walkPair(
   left: WalkLeftovers,
 ): Promise<void> {
   const walk = new MirrorWalk(pair, context, left);
-  let from = await pair.from.next();
-  let to = await pair.to.next();
-  while ((from || to) && !context.stopped()) {
-    const order = !from ? 1 : !to ? -1 : compareWalkOrder(from.folder, to.folder);
-    const fromHere = order <= 0 ? from : null;
-    const toHere = order >= 0 ? to : null;
-    await walk.visit(fromHere, toHere);
-    if (order <= 0) from = await pair.from.next();
-    if (order >= 0) to = await pair.to.next();
+  const folders = lockStep(
+    { left: () => pair.from.next(), right: () => pair.to.next() },
+    { left: (listing) => listing.folder, right: (listing) => listing.folder },
+  );
+  for await (const { left: from, right: to } of folders) {
+    if (context.stopped()) break;
+    await walk.visit(from, to);
   }
 }
 
@@ -156,11 +156,18 @@ class MirrorWalk {
   readonly #deletedFolders = new Map<string, PendingDeletion>();
   /** Record rows stashed with deletions so far. */
   #stashed = 0;
+  /** Whether a folder whose entries all match may skip the planner (see `folderUnchanged`). */
+  readonly #fastPath: boolean;
+  readonly #owners: boolean;
 
   constructor(pair: WalkPair, context: EngineContext, left: WalkLeftovers) {
     this.#pair = pair;
     this.#context = context;
     this.#left = left;
+    const { planOptions } = context;
+    // Checksums, restores and -vv explanations go through the planner for every entry.
+    this.#fastPath = !planOptions.checksum && !planOptions.restore && !planOptions.explain;
+    this.#owners = planOptions.owners;
     const { folder, from, to } = pair.start;
     this.#folders.set(folder, {
       ...(from ? { from } : {}),
@@ -186,6 +193,10 @@ class MirrorWalk {
     if (to) this.#left.replicaEntries += to.entries.size;
     this.#noteProblems(from, to);
     const known = this.#pair.record.rowsOf(folder);
+    if (from && to && this.#fastPath && folderUnchanged(from, to, { known, owners: this.#owners })) {
+      this.#passUnchanged(folder, { from, to, known });
+      return;
+    }
     if (!from && to) this.#stash(folder, known);
     const scans = this.#scans(folder, { from, to, self: self! });
     const hashes = this.#recordMaps(folder, known);
@@ -217,6 +228,32 @@ class MirrorWalk {
     await this.#route(actions, { folder, scans, rows, known });
     for (const [name, entry] of to?.entries ?? []) {
       if (entry.kind !== "dir") guardEntries.delete(joinPath(folder, name));
+    }
+  }
+
+  /**
+   * A folder that needs nothing: its subfolders are noted for their visits and the guard, its
+   * rows carried over as the record had them.
+   */
+  #passUnchanged(
+    folder: string,
+    input: { from: FolderListing; to: FolderListing; known: Map<string, RecordRow> },
+  ): void {
+    const { from, to, known } = input;
+    for (const [name, entry] of from.entries) {
+      if (entry.kind === "dir") this.#seeFolder(joinPath(folder, name), "from", entry);
+    }
+    for (const [name, entry] of to.entries) {
+      if (entry.kind !== "dir") continue;
+      const path = joinPath(folder, name);
+      this.#context.guardEntries.set(path, entry);
+      this.#seeFolder(path, "to", entry);
+    }
+    const next = this.#context.next;
+    if (next && known.size > 0) {
+      const rows = { folder, rows: known, pending: 0 };
+      if (this.#pair.rows === "patch") next.setFolder(folder, known);
+      else next.add(rows);
     }
   }
 
@@ -317,16 +354,29 @@ class MirrorWalk {
       deletes: planOptions.deletes,
       restore: planOptions.restore ?? false,
     });
-    for (const side of ["from", "to"] as const) {
-      if (wanted[side].length === 0) continue;
-      await hashFiles(wanted[side], {
-        scan: scans[side],
-        root: roots[side],
-        pool,
-        report,
-        label: side === "from" ? "source" : "target",
-        debug: options.verbosity >= 3,
-      });
+    if (wanted.from.length + wanted.to.length === 0) return;
+    const { control } = this.#context;
+    const copying = control.progress;
+    const hashing = { ...idleProgress(), phase: "hashing" as const };
+    control.progress = hashing;
+    try {
+      for (const side of ["from", "to"] as const) {
+        if (wanted[side].length === 0) continue;
+        await hashFiles(wanted[side], {
+          scan: scans[side],
+          root: roots[side],
+          pool,
+          report,
+          label: side === "from" ? "source" : "target",
+          debug: options.verbosity >= 3,
+          onBatch: (files, bytes) => {
+            hashing.done += files;
+            hashing.bytes += bytes;
+          },
+        });
+      }
+    } finally {
+      control.progress = copying;
     }
   }
 
@@ -444,6 +494,48 @@ class MirrorWalk {
   }
 }
 
+/**
+ * Whether a folder needs nothing at all, so that the planner may be skipped: the same names on
+ * both sides, each the same kind, size, mtime, mode (and owner, when kept) or link target, and
+ * a record that vouches for every file on both sides as it is now and holds exactly these
+ * entries, so its rows carry over unchanged. Anything else goes through the planner. Pure.
+ */
+export function folderUnchanged(
+  from: FolderListing,
+  to: FolderListing,
+  input: { known: Map<string, RecordRow>; owners: boolean },
+): boolean {
+  const { known, owners } = input;
+  if (from.entries.size !== to.entries.size || from.problems.length + to.problems.length > 0) {
+    return false;
+  }
+  let recorded = 0;
+  for (const [name, source] of from.entries) {
+    const target = to.entries.get(name);
+    if (!target || target.kind !== source.kind || target.mode !== source.mode) return false;
+    if (owners && (target.uid !== source.uid || target.gid !== source.gid)) return false;
+    const row = known.get(name);
+    if (source.kind === "symlink") {
+      if (source.target !== target.target) return false;
+      continue;
+    }
+    if (source.mtimeMs !== target.mtimeMs || !row) return false;
+    recorded++;
+    if (source.kind === "dir") {
+      if (row.kind !== "dir" || row.source?.ino !== source.ino || row.replica?.ino !== target.ino) {
+        return false;
+      }
+      continue;
+    }
+    if (row.kind !== "file" || !row.source || !row.replica || row.replica.hash === null) {
+      return false;
+    }
+    if (!sameSig(row.source, source) || !sameSig(row.replica, target)) return false;
+    if (source.size !== target.size) return false;
+  }
+  return recorded === known.size;
+}
+
 /** Where an action goes: now, at the end (and which list), or the folder attributes. */
 function routeOf(action: Action, deferNew: boolean): "now" | "delete" | "later" | "new" | "touch" {
   switch (action.kind) {
@@ -473,11 +565,12 @@ export async function hashFiles(
     report: Reporter;
     label: string;
     debug: boolean;
+    onBatch?: (files: number, bytes: number) => void;
   },
 ): Promise<void> {
   const { scan, root, pool, report, label, debug } = input;
   const files = paths.map((path) => ({ path, size: scan.entries.get(path)!.size }));
-  const outcomes = await hashInPool(pool, root, files);
+  const outcomes = await hashInPool(pool, root, files, input.onBatch);
   for (const [path, outcome] of outcomes) {
     const entry = scan.entries.get(path)!;
     if (debug) report.debug(`hash ${label} ${displayPath(path)}`);
@@ -491,7 +584,10 @@ export async function hashFiles(
   }
 }
 
-function sameSig(a: Entry | { size: number; mtimeMs: number; ctimeMs: number; ino: number }, b: Entry): boolean {
+function sameSig(
+  a: { size: number; mtimeMs: number; ctimeMs: number; ino: number },
+  b: Entry,
+): boolean {
   return a.size === b.size && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs && a.ino === b.ino;
 }
 

@@ -407,6 +407,8 @@ export interface RunProgress {
   current: string;
   /** When the phase began (`performance.now()`). */
   startedAt: number;
+  /** True while the walk goes on: the totals are only what it decided so far. */
+  walking?: boolean;
 }
 
 /** The progress of no run. */
@@ -429,9 +431,15 @@ export function progressText(p: RunProgress, now = performance.now()): string {
   const seconds = Math.max((now - p.startedAt) / 1000, 0.001);
   const rate = p.bytes / seconds;
   const left = Math.max(p.totalBytes - p.bytes, 0);
-  const eta = rate > 0 && left > 0 ? `, ETA ${formatDuration((left / rate) * 1000)}` : "";
-  return `${p.phase} ${p.done}/${p.total}, ${formatBytes(p.bytes)} of ` +
-    `${formatBytes(p.totalBytes)}, ${formatBytes(rate)}/s${eta}` +
+  // While the walk goes on, the totals grow with it: no ETA until they are known.
+  const more = p.walking ? "+" : "";
+  const eta = p.walking
+    ? ", walking"
+    : rate > 0 && left > 0
+    ? `, ETA ${formatDuration((left / rate) * 1000)}`
+    : "";
+  return `${p.phase} ${p.done}/${p.total}${more}, ${formatBytes(p.bytes)} of ` +
+    `${formatBytes(p.totalBytes)}${more}, ${formatBytes(rate)}/s${eta}` +
     (p.current ? `, ${displayPath(p.current)}` : "");
 }
 

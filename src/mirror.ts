@@ -16,6 +16,7 @@ import {
   type WalkLeftovers,
 } from "./engine.ts";
 import { displayPath } from "./format.ts";
+import { type RunProgress } from "./log.ts";
 import { type FilterRule } from "./exclude.ts";
 import { type Identity } from "./files.ts";
 import { resignedRow } from "./nextrecord.ts";
@@ -411,11 +412,17 @@ async function deleteExtraneous(
 /** The parent folder of a path (re-exported for the run). */
 export const folderOf = parentOf;
 
-/** The sink of a writing run: actions go to the applier. */
-export function applySink(applier: Applier): ActionSink {
+/** The sink of a writing run: actions go to the applier, and count in the progress totals. */
+export function applySink(applier: Applier, control: { progress: RunProgress }): ActionSink {
   return {
     applier,
-    apply: (action) => applier.apply(action),
+    apply: (action) => {
+      if (action.kind !== "dirattrs") control.progress.total++;
+      if (action.kind === "copy" || action.kind === "update") {
+        control.progress.totalBytes += action.entry!.size;
+      }
+      return applier.apply(action);
+    },
     drain: () => applier.drain(),
   };
 }

@@ -48,3 +48,33 @@ export function compareWalkOrder(a: string, b: string): number {
   const bDone = j >= b.length;
   return aDone === bDone ? 0 : aDone ? -1 : 1;
 }
+
+/** One step of a lock-step merge: the item of either side at the same key, or of one side. */
+export interface Paired<A, B> {
+  /** The left side's item here, if it has one. */
+  left: A | null;
+  /** The right side's item here, if it has one. */
+  right: B | null;
+}
+
+/**
+ * Merges two sequences sorted by `keyOf` in walk order into pairs, one per key, in that order:
+ * what rclone's `march` does with two listings. Pure.
+ */
+export async function* lockStep<A, B>(
+  next: { left: () => Promise<A | null>; right: () => Promise<B | null> },
+  keyOf: { left: (item: A) => string; right: (item: B) => string },
+): AsyncGenerator<Paired<A, B>> {
+  let left = await next.left();
+  let right = await next.right();
+  while (left !== null || right !== null) {
+    const order = left === null
+      ? 1
+      : right === null
+      ? -1
+      : compareWalkOrder(keyOf.left(left), keyOf.right(right));
+    yield { left: order <= 0 ? left : null, right: order >= 0 ? right : null };
+    if (order <= 0) left = await next.left();
+    if (order >= 0) right = await next.right();
+  }
+}

@@ -157,6 +157,7 @@ export async function runOnce(options: Options, deps: RunDependencies): Promise<
     const run = startRun(options, { sides, deps, held, toRootEntry });
     const left = emptyLeftovers();
     const deferNew = run.context.moves && (roots.to?.entries.size ?? 0) > 0;
+    control.progress.walking = true;
     await walkPair({
       from,
       to,
@@ -165,6 +166,7 @@ export async function runOnce(options: Options, deps: RunDependencies): Promise<
       deferNew,
       rows: "draft",
     }, run.context, left);
+    control.progress.walking = false;
     reportSkipped(deps.report, [from, to]);
     const outcome = await finishRun(left, run.context, {
       gate: {
@@ -182,6 +184,7 @@ export async function runOnce(options: Options, deps: RunDependencies): Promise<
     if (control.stopRequested && writes) {
       deps.report.warn("Stopped before the end of the run; the record is saved");
     }
+    if (Deno.env.get("TREESYNC_MEM")) { (globalThis as any).gc?.(); console.error(Deno.memoryUsage()); }
     summary.failed += left.failed;
     summary.durationMs = Math.round(performance.now() - started);
     summary.deletionsHeldBack = outcome.heldBack;
@@ -274,7 +277,7 @@ function startRun(
       guardEntries,
       onSettled: (action, outcome) => settleRows(action, outcome, { pendingRows, next: held.next }),
     }));
-    sink = applySink(applier);
+    sink = applySink(applier, control);
     summary = () => applier.result.summary;
   } else {
     const counts = emptySummary(true);
@@ -304,6 +307,7 @@ function startRun(
     next: held.next,
     guardEntries,
     pendingRows,
+    control,
     stopped: () => control.stopRequested,
   };
   return { context, summary };

@@ -16,7 +16,7 @@ import { pathExists } from "./files.ts";
 import { displayPath, formatBytes, listedPath, quoted } from "./format.ts";
 import { type Reporter, writeStdout } from "./log.ts";
 import { checkMeta, metaPaths } from "./meta.ts";
-import { compareWalkOrder } from "./order.ts";
+import { lockStep } from "./order.ts";
 import { loadRecord } from "./record.ts";
 import {
   emptyRecordSource,
@@ -81,19 +81,16 @@ export async function verifyReplica(
   const checks = new CheckBatch(replica, options.pool, result);
   try {
     const blocks = record.blocks();
-    let block = blocks.next();
-    let listing = await stream.next();
-    while (listing !== null || !block.done) {
-      const order = listing === null
-        ? 1
-        : block.done
-        ? -1
-        : compareWalkOrder(listing.folder, block.value.folder);
-      const rows = order >= 0 && !block.done ? block.value.rows : [];
-      const folder = order <= 0 ? listing!.folder : block.value!.folder;
-      await checkFolder(order <= 0 ? listing : null, { folder, rows, checks, result, options });
-      if (order <= 0) listing = await stream.next();
-      if (order >= 0) block = blocks.next();
+    const folders = lockStep({
+      left: () => stream.next(),
+      right: () => {
+        const block = blocks.next();
+        return Promise.resolve(block.done ? null : block.value);
+      },
+    }, { left: (listing) => listing.folder, right: (block) => block.folder });
+    for await (const { left: listing, right: block } of folders) {
+      const folder = listing?.folder ?? block!.folder;
+      await checkFolder(listing, { folder, rows: block?.rows ?? [], checks, result, options });
     }
     await checks.flush();
   } finally {

@@ -54,20 +54,24 @@ export class WorkerPool implements CopyPool {
   readonly #idle: Worker[] = [];
   readonly #waiting: Array<(worker: Worker) => void> = [];
 
-  /** Starts `size` workers. */
+  /**
+   * A pool of up to `size` workers, each started on first need: a run with nothing to copy or
+   * hash starts none.
+   */
   constructor(size: number) {
     this.size = size;
-    for (let id = 0; id < size; id++) {
-      const worker = new Worker(import.meta.url, { type: "module" });
-      const init: WorkerRequest = {
-        op: "init",
-        id,
-        stopFlag: this.#stopFlag.buffer as SharedArrayBuffer,
-      };
-      worker.postMessage(init);
-      this.#workers.push(worker);
-      this.#idle.push(worker);
-    }
+  }
+
+  #start(): Worker {
+    const worker = new Worker(import.meta.url, { type: "module" });
+    const init: WorkerRequest = {
+      op: "init",
+      id: this.#workers.length,
+      stopFlag: this.#stopFlag.buffer as SharedArrayBuffer,
+    };
+    worker.postMessage(init);
+    this.#workers.push(worker);
+    return worker;
   }
 
   /** Asks workers to stop after their current file (1) or at once (2). */
@@ -103,6 +107,7 @@ export class WorkerPool implements CopyPool {
 
   async #request<T>(request: WorkerRequest, onBytes?: (bytes: number) => void): Promise<T> {
     const worker = this.#idle.pop() ??
+      (this.#workers.length < this.size ? this.#start() : null) ??
       await new Promise<Worker>((take) => this.#waiting.push(take));
     try {
       return await new Promise<T>((resolve, reject) => {

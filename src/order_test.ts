@@ -1,0 +1,81 @@
+import { compareNames, compareWalkOrder, lockStep } from "./order.ts";
+import { assertEquals } from "./test_helpers.ts";
+
+Deno.test("compareNames() orders by code point, as UTF-8 bytes do, not by UTF-16 code unit", () => {
+  // [a, b, expected sign]; the UTF-16 order of the last rows is the other way round.
+  const table: Array<[string, string, number]> = [
+    ["a", "b", -1],
+    ["a", "a", 0],
+    ["a", "ab", -1],
+    ["Z", "a", -1],
+    ["a-", "a/", -1],
+    ["z", "é", -1],
+    ["é", "\u00e9\u0301", -1],
+    ["\uFFFD", "😀", -1],
+    ["\uE000", "𝄞", -1],
+    ["😀", "😁", -1],
+  ];
+  for (const [a, b, expected] of table) {
+    assertEquals([a, b, Math.sign(compareNames(a, b))], [a, b, expected]);
+    assertEquals([b, a, Math.sign(compareNames(b, a))], [b, a, -expected]);
+  }
+  const bytes = (s: string) => [...new TextEncoder().encode(s)];
+  const names = ["😀", "\uFFFD", "é", "z", "a-", "a", "A", "\uE000", "a b"];
+  const byBytes = [...names].sort((a, b) => {
+    const [x, y] = [bytes(a), bytes(b)];
+    for (let i = 0; i < Math.min(x.length, y.length); i++) if (x[i] !== y[i]) return x[i]! - y[i]!;
+    return x.length - y.length;
+  });
+  assertEquals([...names].sort(compareNames), byBytes);
+});
+
+Deno.test("compareWalkOrder() puts a folder's subtree right after it, before its next sibling", () => {
+  const paths = ["a-", "a/z", "", "a", "é", "z", "a/b/c", "a/b", "a.txt", "😀/x", "😀", "\uFFFD"];
+  assertEquals([...paths].sort(compareWalkOrder), [
+    "",
+    "a",
+    "a/b",
+    "a/b/c",
+    "a/z",
+    "a-",
+    "a.txt",
+    "z",
+    "é",
+    "\uFFFD",
+    "😀",
+    "😀/x",
+  ]);
+  // As plain strings, "a-" and "a.txt" would come between "a" and "a/b".
+  assertEquals(["a/b", "a-", "a"].sort(), ["a", "a-", "a/b"]);
+});
+
+Deno.test("lockStep() pairs folders found on one side, on both, in walk order", async () => {
+  const table: Array<{ left: string[]; right: string[]; pairs: string[] }> = [
+    { left: [], right: [], pairs: [] },
+    { left: [""], right: [], pairs: ["<"] },
+    { left: [], right: [""], pairs: [">"] },
+    { left: ["", "a", "a/b"], right: ["", "a"], pairs: ["=", "=", "<"] },
+    // Only in the source ("a/x"), only in the replica ("a-"), names UTF-16 sorts otherwise.
+    {
+      left: ["", "a", "a/x", "é", "😀"],
+      right: ["", "a", "a-", "z", "\uFFFD", "😀"],
+      pairs: ["=", "=", "<", ">", ">", "<", ">", "="],
+    },
+  ];
+  for (const { left, right, pairs } of table) {
+    const sorted = (list: string[]) => [...list].sort(compareWalkOrder);
+    assertEquals(sorted(left), left, "the table's sides are in walk order");
+    assertEquals(sorted(right), right, "the table's sides are in walk order");
+    const [l, r] = [[...left], [...right]];
+    const seen: string[] = [];
+    for await (
+      const pair of lockStep<string, string>({
+        left: () => Promise.resolve(l.shift() ?? null),
+        right: () => Promise.resolve(r.shift() ?? null),
+      }, { left: (x) => x, right: (x) => x })
+    ) {
+      seen.push(pair.left !== null && pair.right !== null ? "=" : pair.left !== null ? "<" : ">");
+    }
+    assertEquals(seen, pairs);
+  }
+});
