@@ -37,10 +37,12 @@
  * - A hash is 32 raw bytes.
  * - `mtime`, `ctime`, `ino` and `hashedAt` are stored "near": as a signed difference from the
  *   same field of the same side in the previous row of the block (0 for the first row), since
- *   files of one folder tend to be written, hashed and numbered together. A signed number is a
- *   varint whose lowest bit is the sign and whose other bits are the magnitude. The single
- *   byte 0x01 (negative zero, never written otherwise) says an absolute value follows instead:
- *   used when the difference is not a safe integer, so every safe integer is stored exactly.
+ *   files of one folder tend to be written, hashed and numbered together. A signed number is
+ *   the varint of 2 × magnitude + sign (made so that no step needs more than 53 bits). The
+ *   single byte 0x01 (negative zero, never written otherwise) says an absolute value follows
+ *   instead: used when the difference is not a safe integer, so every safe integer is stored
+ *   exactly. The writer refuses numbers that are not safe integers, and negative sizes and
+ *   inodes, rather than store them wrong.
  *
  * ## What a reader checks
  *
@@ -301,8 +303,8 @@ export class RecordWriter {
   #writeBlock(folder: string, rows: readonly RecordRow[]): void {
     let rowName = "";
     try {
-      // Room for the body's length, written once the body is known.
-      // The length, the shared count, the text's length and the row count: varints all.
+      // Varints (the body's length, the shared count, the text's length, the row count) and the
+      // path. The body's length is written once the body is known: room is kept for it.
       this.#ensureRoom(4 * MAX_VARINT_BYTES + 3 * folder.length);
       this.#pos += MAX_VARINT_BYTES;
       const shared = sharedPrefixLength(this.#lastWrittenFolder, folder);
@@ -597,7 +599,9 @@ interface BlockCursor {
 class WalkOrderSource implements RecordSource {
   #cursor: BlockCursor;
   #lastFolder: string | null = null;
-  #lastRows: Map<string, RecordRow> = new Map();
+  /** The rows of the last folder; as a map once asked for (blocks() hands out lists). */
+  #lastRows: RecordRow[] = [];
+  #lastMap: Map<string, RecordRow> | null = null;
 
   constructor(cursor: BlockCursor) {
     this.#cursor = cursor;
@@ -611,7 +615,7 @@ class WalkOrderSource implements RecordSource {
     const last = this.#lastFolder;
     if (last !== null) {
       const order = compareWalkOrder(folder, last);
-      if (order === 0) return this.#lastRows;
+      if (order === 0) return this.#lastMap ??= rowMap(this.#lastRows);
       if (order < 0) {
         throw new Error(
           `Cannot read the record's folder ${quoted(folder)} after ${quoted(last)}: ` +
@@ -629,9 +633,8 @@ class WalkOrderSource implements RecordSource {
       }
       this.#cursor.skip();
     }
-    this.#lastFolder = folder;
-    this.#lastRows = rowMap(rows);
-    return this.#lastRows;
+    this.#remember(folder, rows);
+    return this.#lastMap = rowMap(rows);
   }
 
   *blocks(): Generator<RecordBlock> {
@@ -639,14 +642,19 @@ class WalkOrderSource implements RecordSource {
       const rows = this.#cursor.takeRows();
       // A damaged block is not handed out: the record ends where it is.
       if (this.#cursor.corrupt) return;
-      this.#lastFolder = next;
-      this.#lastRows = rowMap(rows);
+      this.#remember(next, rows);
       yield { folder: next, rows };
     }
   }
 
   close(): void {
     this.#cursor.close();
+  }
+
+  #remember(folder: string, rows: RecordRow[]): void {
+    this.#lastFolder = folder;
+    this.#lastRows = rows;
+    this.#lastMap = null;
   }
 }
 
@@ -718,49 +726,34 @@ export function recordSourceFromV2(record: FileRecord): RecordSource {
 }
 
 /**
- * Opens a format-3 record for reading folder by folder. It is opened without following a link
- * and without blocking on a fifo, and read in pieces of 1 MiB, never whole. A record that is
- * not one (bad header or trailer, cut short, a checksum or order that fails, more rows or fewer
- * than its trailer says), is larger than `maxBytes`, or cannot be read is reported once
- * through `onCorrupt` (one line naming the path and ending "; rebuilding it"), and from then on
- * reads as empty: the record is a cache of what can be rebuilt.
+ * Opens a format-3 record for reading folder by folder, in pieces of 1 MiB, never whole. The
+ * path is looked at with `lstat` first, then opened without following a link or blocking on a
+ * fifo, and the file opened must be the inode looked at: with scoped permissions Deno resolves
+ * a link itself before it opens a path, so O_NOFOLLOW alone does not refuse one. A record that
+ * is not one (bad header or trailer, cut short, a checksum or order that fails, more rows or
+ * fewer than its trailer says), is larger than `maxBytes`, or cannot be read is reported once
+ * through `onCorrupt` (one line naming the path and ending "; rebuilding it"), and from then
+ * on reads as empty: the record is a cache of what can be rebuilt.
  *
  * @returns The source, or null when there is no record.
- * @throws {UsageError} When the path is not a regular file (a link, a fifo, a folder).
+ * @throws {UsageError} When the path is not a regular file (a link, a fifo, a folder), or was
+ *   replaced while it was opened.
  */
 export function openRecord(
   path: string,
   options: { maxBytes: number; onCorrupt: (message: string) => void },
 ): RecordSource | null {
   const { maxBytes, onCorrupt } = options;
-  const cannotRead = (error: unknown) => {
+  let opened: { fd: number; size: number } | null;
+  try {
+    opened = openOwnFile(path);
+  } catch (error) {
+    if (error instanceof UsageError) throw error;
     onCorrupt(`Cannot read the record ${quoted(path)} (${errorText(error, true)}); rebuilding it`);
     return new WalkOrderSource(new ArrayCursor([], true));
-  };
-  let fd: number;
-  try {
-    fd = fs.openSync(
-      path,
-      fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK,
-    );
-  } catch (error) {
-    const code = (error as { code?: string }).code;
-    if (code === "ENOENT") return null;
-    if (code === "ELOOP") checkOwn(path, "file"); // throws, naming the link
-    return cannotRead(error);
   }
-  let size: number;
-  try {
-    const info = fs.fstatSync(fd);
-    if (!info.isFile()) {
-      throw new UsageError(`${quoted(path)} is not a regular file: move it away, then run again`);
-    }
-    size = info.size;
-  } catch (error) {
-    fs.closeSync(fd);
-    if (error instanceof UsageError) throw error;
-    return cannotRead(error);
-  }
+  if (opened === null) return null;
+  const { fd, size } = opened;
   if (size > maxBytes) {
     fs.closeSync(fd);
     onCorrupt(
@@ -770,6 +763,49 @@ export function openRecord(
     return new WalkOrderSource(new ArrayCursor([], true));
   }
   return new WalkOrderSource(new FileCursor({ fd, path, size, onCorrupt }));
+}
+
+/**
+ * Opens one of our files for reading, only if it is a regular file, and the one `lstat` saw.
+ *
+ * @returns Its descriptor and size, or null when it is absent.
+ * @throws {UsageError} When it is not a regular file, or was replaced while it was opened.
+ */
+function openOwnFile(path: string): { fd: number; size: number } | null {
+  let looked: Deno.FileInfo;
+  try {
+    looked = Deno.lstatSync(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return null;
+    throw error;
+  }
+  const notRegular = () =>
+    new UsageError(`${quoted(path)} is not a regular file: move it away, then run again`);
+  if (looked.isSymlink) checkOwn(path, "file"); // throws, naming the link
+  if (!looked.isFile) throw notRegular();
+  let fd: number;
+  try {
+    fd = fs.openSync(
+      path,
+      fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK,
+    );
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    if (code === "ENOENT") return null;
+    if (code === "ELOOP") checkOwn(path, "file");
+    throw error;
+  }
+  try {
+    const info = fs.fstatSync(fd);
+    if (!info.isFile()) throw notRegular();
+    if (info.ino !== looked.ino || info.dev !== looked.dev) {
+      throw new UsageError(`${quoted(path)} changed while it was opened: run again`);
+    }
+    return { fd, size: info.size };
+  } catch (error) {
+    fs.closeSync(fd);
+    throw error;
+  }
 }
 
 /** A block whose frame is checked and whose folder is known, its rows not yet decoded. */
