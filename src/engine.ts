@@ -193,7 +193,9 @@ class MirrorWalk {
     if (to) this.#left.replicaEntries += to.entries.size;
     this.#noteProblems(from, to);
     const known = this.#pair.record.rowsOf(folder);
-    if (from && to && this.#fastPath && folderUnchanged(from, to, { known, owners: this.#owners })) {
+    if (
+      from && to && this.#fastPath && folderUnchanged(from, to, { known, owners: this.#owners })
+    ) {
       this.#passUnchanged(folder, { from, to, known });
       return;
     }
@@ -302,14 +304,20 @@ class MirrorWalk {
   /** The folder and its entries on both sides as two small scans the planner reads. */
   #scans(
     folder: string,
-    sides: { from: FolderListing | null; to: FolderListing | null; self: { from?: Entry; to?: Entry } },
+    sides: {
+      from: FolderListing | null;
+      to: FolderListing | null;
+      self: { from?: Entry; to?: Entry };
+    },
   ): { from: Scan; to: Scan } {
     const { from, to, self } = sides;
     // A side without this folder gets the other's entry: the folder itself is the parent's
     // business, and planned there.
     const scan = (listing: FolderListing | null, own: Entry): Scan => {
       const entries = new Map<string, Entry>([[folder, { ...own }]]);
-      for (const [name, entry] of listing?.entries ?? []) entries.set(joinPath(folder, name), entry);
+      for (const [name, entry] of listing?.entries ?? []) {
+        entries.set(joinPath(folder, name), entry);
+      }
       return {
         entries,
         problems: listing?.problems ?? [],

@@ -12,8 +12,8 @@ import {
   type EngineContext,
   hashFiles,
   type PendingDeletion,
-  walkPair,
   type WalkLeftovers,
+  walkPair,
 } from "./engine.ts";
 import { displayPath } from "./format.ts";
 import { type RunProgress } from "./log.ts";
@@ -137,14 +137,18 @@ async function walkSubtree(
     ? new FolderStream(request(context.roots.to, walk.avoid.to))
     : new FolderStream(null);
   try {
-    await walkPair({
-      from,
-      to,
-      record: input.record,
-      start: { folder, from: input.fromEntry, to: input.toEntry },
-      deferNew: false,
-      rows: "patch",
-    }, context, left);
+    await walkPair(
+      {
+        from,
+        to,
+        record: input.record,
+        start: { folder, from: input.fromEntry, to: input.toEntry },
+        deferNew: false,
+        rows: "patch",
+      },
+      context,
+      left,
+    );
     await context.sink.drain();
   } finally {
     from.close();
@@ -200,7 +204,9 @@ async function placeMoves(
       !isWithin(gone.action.path, movedAway) && gone.entry.hash === entry.hash
     );
     if (candidates.length === 0) continue;
-    const sameName = candidates.find((gone) => baseName(gone.action.path) === baseName(action.path));
+    const sameName = candidates.find((gone) =>
+      baseName(gone.action.path) === baseName(action.path)
+    );
     const gone = sameName ?? candidates[0]!;
     guardEntries.set(gone.action.path, gone.entry);
     const move: Action = {
@@ -364,7 +370,9 @@ async function deleteExtraneous(
   const { gate, movedAway } = input;
   const { report, options } = context;
   const keptReplaced = new Set(
-    left.deletions.filter((d) => d.action.reason.code === "replaced" && left.keptFolders.has(d.action.path))
+    left.deletions.filter((d) =>
+      d.action.reason.code === "replaced" && left.keptFolders.has(d.action.path)
+    )
       .map((d) => d.action.path),
   );
   const deletions = left.deletions.filter(({ action }) =>

@@ -85,8 +85,11 @@ export function resignedRow(row: RecordRow, signature: Signature): RecordRow {
 export class NextRecord {
   readonly #paths: MetaPaths;
   readonly #draftPath: string;
-  readonly #fd: number;
-  readonly #draft: RecordWriter;
+  readonly #fd: number | null = null;
+  readonly #draft: RecordWriter | null = null;
+  readonly #onFailure: (error: unknown) => void;
+  /** Set once a write failed (a full disk): the record is then not saved this run. */
+  #failed = false;
   readonly #queue: FolderRows[] = [];
   /** Whole folders written at the end (moved or new subtrees), by folder. */
   readonly #blocks = new Map<string, Map<string, RecordRow>>();
@@ -97,16 +100,42 @@ export class NextRecord {
   #closed = false;
   #mergedPath: string | null = null;
 
-  /** Starts a draft in our `tmp/` folder. */
-  constructor(paths: MetaPaths) {
+  /**
+   * Starts a draft in our `tmp/` folder. A write that fails (a full disk) is reported once
+   * through `onFailure` and ends the draft: the run goes on, and the old record stays.
+   */
+  constructor(paths: MetaPaths, options: { onFailure: (error: unknown) => void }) {
     this.#paths = paths;
+    this.#onFailure = options.onFailure;
     this.#draftPath = tempPathIn(paths.temp);
-    this.#fd = fs.openSync(
-      this.#draftPath,
-      fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW,
-      0o600,
-    );
-    this.#draft = new RecordWriter(this.#fd);
+    try {
+      this.#fd = fs.openSync(
+        this.#draftPath,
+        fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL |
+          fs.constants.O_NOFOLLOW,
+        0o600,
+      );
+      this.#draft = new RecordWriter(this.#fd);
+    } catch (error) {
+      this.#fail(error);
+    }
+  }
+
+  #fail(error: unknown): void {
+    if (this.#failed) return;
+    this.#failed = true;
+    this.#queue.length = 0;
+    this.#onFailure(error);
+  }
+
+  /** Writes one folder to the draft unless a write failed before. */
+  #write(folder: string, rows: RecordRow[]): void {
+    if (this.#failed) return;
+    try {
+      this.#draft!.writeFolder(folder, rows);
+    } catch (error) {
+      this.#fail(error);
+    }
   }
 
   /** Queues a folder's rows; they are written once no copy of it is in flight. */
@@ -119,7 +148,7 @@ export class NextRecord {
   flush(): void {
     while (this.#queue.length > 0 && this.#queue[0]!.pending === 0) {
       const { folder, rows } = this.#queue.shift()!;
-      this.#draft.writeFolder(folder, sortedRows(rows));
+      this.#write(folder, sortedRows(rows));
     }
   }
 
@@ -150,9 +179,10 @@ export class NextRecord {
    * @returns Whether a new record was saved.
    */
   save(rest: Iterable<{ folder: string; rows: RecordRow[] }>): boolean {
-    for (const block of this.#queue.splice(0)) this.#draft.writeFolder(block.folder, sortedRows(block.rows));
-    for (const block of rest) this.#draft.writeFolder(block.folder, block.rows);
-    this.#draft.finish();
+    for (const block of this.#queue.splice(0)) this.#write(block.folder, sortedRows(block.rows));
+    for (const block of rest) this.#write(block.folder, block.rows);
+    if (this.#failed) return false;
+    this.#draft!.finish();
     let finalPath = this.#draftPath;
     if (this.#blocks.size + this.#rows.size > 0) finalPath = this.#mergedPath = this.#merged();
     if (sameBytes(finalPath, this.#paths.record)) return false;
@@ -221,7 +251,7 @@ export class NextRecord {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    fs.closeSync(this.#fd);
+    if (this.#fd !== null) fs.closeSync(this.#fd);
     removeQuietly(this.#draftPath);
     if (this.#mergedPath !== null) removeQuietly(this.#mergedPath);
   }

@@ -14,7 +14,7 @@ import {
   trashFolderName,
 } from "./apply.ts";
 import { type Options } from "./cli.ts";
-import { type ActionSink, type EngineContext, emptyLeftovers, walkPair } from "./engine.ts";
+import { type ActionSink, emptyLeftovers, type EngineContext, walkPair } from "./engine.ts";
 import { errorText, RefusedError, UsageError } from "./errors.ts";
 import { compileFilters } from "./exclude.ts";
 import {
@@ -158,14 +158,27 @@ export async function runOnce(options: Options, deps: RunDependencies): Promise<
     const left = emptyLeftovers();
     const deferNew = run.context.moves && (roots.to?.entries.size ?? 0) > 0;
     control.progress.walking = true;
-    await walkPair({
-      from,
-      to,
-      record: held.record,
-      start: { folder: "", from: from.start, to: toRootEntry },
-      deferNew,
-      rows: "draft",
-    }, run.context, left);
+    if (toRootEntry === null && from.start) {
+      // A dry run into a replica that does not exist yet: its root would be made first.
+      await run.context.sink.apply({
+        kind: "mkdir",
+        path: "",
+        reason: { code: "new" },
+        entry: from.start,
+      });
+    }
+    await walkPair(
+      {
+        from,
+        to,
+        record: held.record,
+        start: { folder: "", from: from.start, to: toRootEntry },
+        deferNew,
+        rows: "draft",
+      },
+      run.context,
+      left,
+    );
     control.progress.walking = false;
     reportSkipped(deps.report, [from, to]);
     const outcome = await finishRun(left, run.context, {
@@ -180,11 +193,12 @@ export async function runOnce(options: Options, deps: RunDependencies): Promise<
       purgeExpiredTrash(options, sides, deps.report);
     }
     const summary = run.summary();
-    if (held.next) saveNextRecord(held, { sides, stopped: control.stopRequested, report: deps.report });
+    if (held.next) {
+      saveNextRecord(held, { sides, stopped: control.stopRequested, report: deps.report });
+    }
     if (control.stopRequested && writes) {
       deps.report.warn("Stopped before the end of the run; the record is saved");
     }
-    if (Deno.env.get("TREESYNC_MEM")) { (globalThis as any).gc?.(); console.error(Deno.memoryUsage()); }
     summary.failed += left.failed;
     summary.durationMs = Math.round(performance.now() - started);
     summary.deletionsHeldBack = outcome.heldBack;
@@ -264,7 +278,12 @@ function startRun(
   const pendingRows = new Map<string, FolderRows>();
   if (held.prepared && !options.restore) {
     expectIdentity(sides.replicaMeta.dir, held.prepared.metaIdentity!);
-    held.next = new NextRecord(sides.replicaMeta);
+    held.next = new NextRecord(sides.replicaMeta, {
+      onFailure: (error) =>
+        report.warn(
+          `Cannot write the record: ${errorText(error)}; the next run rebuilds what it misses`,
+        ),
+    });
   }
   control.progress = { ...idleProgress(), phase: "copying" };
   let sink: ActionSink;
@@ -356,7 +375,11 @@ function applyContext(
     trashDir: prepared.trashDir,
     trashIdentity: prepared.trashIdentity,
     pool: control.pool!,
-    guard: new FolderGuard(sides.toRoot, { entries: guardEntries, problems: [], protectedPaths: [] }),
+    guard: new FolderGuard(sides.toRoot, {
+      entries: guardEntries,
+      problems: [],
+      protectedPaths: [],
+    }),
     onStart: (action) => control.progress.current = action.path,
     onBytes: (bytes) => control.progress.bytes += bytes,
     owners: isRoot,
@@ -515,7 +538,9 @@ function refuseUnsafe(
       const why = rootProblem.message.replace(/^Cannot list folder: /, "");
       throw new UsageError(`Cannot list the ${name} ${quoted(root)}: ${why}`);
     }
-    if (listing?.nested !== undefined) refuseNested(options, { nestedIn: name, path: listing.nested });
+    if (listing?.nested !== undefined) {
+      refuseNested(options, { nestedIn: name, path: listing.nested });
+    }
   }
   if (!options.restore && options.deletes && !options.allowEmptySource) {
     const { from, to } = roots;

@@ -18,12 +18,7 @@ import { type Reporter, writeStdout } from "./log.ts";
 import { checkMeta, metaPaths } from "./meta.ts";
 import { lockStep } from "./order.ts";
 import { loadRecord } from "./record.ts";
-import {
-  emptyRecordSource,
-  openRecord,
-  type RecordRow,
-  recordSourceFromV2,
-} from "./recordfile.ts";
+import { emptyRecordSource, openRecord, type RecordRow, recordSourceFromV2 } from "./recordfile.ts";
 import { type FolderListing, META_DIR, type Problem } from "./scan.ts";
 import { FolderStream } from "./walk.ts";
 import { hashInPool, WorkerPool } from "./workers.ts";

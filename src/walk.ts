@@ -117,7 +117,9 @@ export function walkInWorker(
     if (listing.nested !== undefined) break;
     const folders: string[] = [];
     for (const [name, entry] of listing.entries) {
-      if (entry.kind === "dir") folders.push(listing.folder === "" ? name : `${listing.folder}/${name}`);
+      if (entry.kind === "dir") {
+        folders.push(listing.folder === "" ? name : `${listing.folder}/${name}`);
+      }
     }
     for (let i = folders.length - 1; i >= 0; i--) pending.push(folders[i]!);
     if (batch.full()) send();
