@@ -31,7 +31,9 @@ const BENCH_DIR = flags.dir!;
 const SYNC_MODULE = new URL("../sync.ts", import.meta.url).pathname;
 const SYNC_FLAGS: string[] = JSON.parse(
   Deno.readTextFileSync(new URL("../deno.json", import.meta.url)),
-).tasks.sync.split(/\s+/).filter((word: string) => word.startsWith("--allow-"));
+).tasks.sync.split(/\s+/).filter((word: string) =>
+  word.startsWith("--allow-") || word.startsWith("--v8-flags")
+);
 
 /** One timed command: wall seconds and the peak RSS of its largest process, in MiB. */
 interface Timing {

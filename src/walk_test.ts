@@ -1,0 +1,108 @@
+import { compareWalkOrder } from "./order.ts";
+import { assert, assertEquals, withTemp, writeTree } from "./test_helpers.ts";
+import { FolderStream } from "./walk.ts";
+
+async function walkAll(root: string, start = ""): Promise<Array<[string, string[]]>> {
+  const stream = new FolderStream({ root, start, filters: [], skipMetaDir: true, avoid: [] });
+  try {
+    const folders: Array<[string, string[]]> = [];
+    for (let listing = await stream.next(); listing; listing = await stream.next()) {
+      folders.push([listing.folder, [...listing.entries.keys()]]);
+    }
+    return folders;
+  } finally {
+    stream.close();
+  }
+}
+
+Deno.test("FolderStream walks folder by folder in walk order, names by code point", async () => {
+  await withTemp(async (dir) => {
+    // Names UTF-16 order and byte order sort differently, and a folder next to "a-".
+    writeTree(`${dir}/t`, {
+      "a": { "z": "1", "b": { "c": "2" } },
+      "a-": { "x": "3" },
+      "a.txt": "4",
+      "é": {},
+      "z": "5",
+      "\uFFFD": { "q": "6" },
+      "😀": { "r": "7" },
+      ".treesync": { "record": "ours" },
+    });
+    const folders = await walkAll(`${dir}/t`);
+    assertEquals(folders, [
+      ["", ["a", "a-", "a.txt", "z", "é", "\uFFFD", "😀"]],
+      ["a", ["b", "z"]],
+      ["a/b", ["c"]],
+      ["a-", ["x"]],
+      ["é", []],
+      ["\uFFFD", ["q"]],
+      ["😀", ["r"]],
+    ]);
+    const paths = folders.map(([folder]) => folder);
+    assertEquals([...paths].sort(compareWalkOrder), paths);
+    assertEquals(await walkAll(`${dir}/t`, "a"), [["a", ["b", "z"]], ["a/b", ["c"]]]);
+  });
+});
+
+Deno.test("FolderStream hands a large tree over in bounded batches, every entry once", async () => {
+  await withTemp(async (dir) => {
+    for (let d = 0; d < 30; d++) {
+      const files: Record<string, string> = {};
+      for (let i = 0; i < 400; i++) files[`f${i}`] = "";
+      writeTree(`${dir}/t/d${d}`, files);
+    }
+    const folders = await walkAll(`${dir}/t`);
+    assertEquals(folders.length, 31);
+    const total = folders.reduce((sum, [, names]) => sum + names.length, 0);
+    assertEquals(total, 30 + 30 * 400, "more than one batch of 4,096 entries, none lost");
+  });
+});
+
+Deno.test({
+  name: "FolderStream says which folder could not be listed, and walks on",
+  // Root lists any folder: there is nothing to refuse.
+  ignore: Deno.uid() === 0,
+  fn: () =>
+    withTemp(async (dir) => {
+      writeTree(`${dir}/t`, { closed: { f: "x" }, open: { g: "y" } });
+      Deno.chmodSync(`${dir}/t/closed`, 0);
+      try {
+        const stream = new FolderStream({
+          root: `${dir}/t`,
+          start: "",
+          filters: [],
+          skipMetaDir: true,
+          avoid: [],
+        });
+        const seen: string[] = [];
+        for (let listing = await stream.next(); listing; listing = await stream.next()) {
+          seen.push(`${listing.folder}${listing.unlistable ? " (unlistable)" : ""}`);
+        }
+        stream.close();
+        assertEquals(seen, ["", "closed (unlistable)", "open"]);
+      } finally {
+        Deno.chmodSync(`${dir}/t/closed`, 0o755);
+      }
+    }),
+});
+
+Deno.test("FolderStream stops at the other tree's root", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/t`, { a: { inner: {} }, b: {} });
+    const info = Deno.statSync(`${dir}/t/a/inner`);
+    const stream = new FolderStream({
+      root: `${dir}/t`,
+      start: "",
+      filters: [],
+      skipMetaDir: true,
+      avoid: [{ dev: info.dev, ino: info.ino! }],
+    });
+    let nested: string | undefined;
+    for (let listing = await stream.next(); listing; listing = await stream.next()) {
+      nested ??= listing.nested;
+      assert(listing.folder !== "b", "the walk ends where it met the other root");
+    }
+    stream.close();
+    assertEquals(nested, "a/inner");
+  });
+});
