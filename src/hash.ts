@@ -27,7 +27,7 @@ export interface ReadThrough {
  *
  * @throws {Error} When it is not a regular file, or was replaced while it was opened.
  */
-export function openRegularFile(path: string): Deno.FsFile {
+export function openRegularFile(path: string): OpenedFile {
   const looked = Deno.lstatSync(path);
   if (!looked.isFile) throw new Error("it is no longer a regular file");
   const file = Deno.openSync(path, { read: true });
@@ -36,21 +36,29 @@ export function openRegularFile(path: string): Deno.FsFile {
     file.close();
     throw new Error("it was replaced while it was opened");
   }
-  return file;
+  return { file, opened: entryFromStat(opened), [Symbol.dispose]: () => file.close() };
+}
+
+/** A file opened by {@linkcode openRegularFile}, with what `fstat` said once it was open. */
+export interface OpenedFile extends Disposable {
+  /** The open file. */
+  file: Deno.FsFile;
+  /** Its `fstat` right after it was opened: where {@linkcode readThroughHash} starts from. */
+  opened: Entry;
 }
 
 /**
- * Reads an open file once through SHA-256, up to the size `fstat` gives (growth or shrinking
+ * Reads an open file once through SHA-256, up to the size `fstat` gave when it was opened (growth or shrinking
  * shows in the `fstat` after), handing each chunk to `onChunk`, which returns false to abandon
  * the read.
  *
  * @returns What was read, or null when `onChunk` abandoned it.
  */
 export function readThroughHash(
-  file: Deno.FsFile,
+  input: OpenedFile,
   onChunk?: (chunk: Uint8Array) => boolean,
 ): ReadThrough | null {
-  const before = entryFromStat(file.statSync());
+  const { file, opened: before } = input;
   const hash = createHash("sha256");
   let total = 0;
   while (total < before.size) {
@@ -83,8 +91,8 @@ export interface HashResult {
  */
 export function hashFile(path: string): HashResult | null {
   const hashedAtMs = Date.now();
-  using file = openRegularFile(path);
-  const read = readThroughHash(file)!;
+  using input = openRegularFile(path);
+  const read = readThroughHash(input)!;
   if (read.changed) return null;
   return { hash: read.hash, signature: signatureOf(read.after), hashedAtMs };
 }

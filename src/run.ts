@@ -46,12 +46,14 @@ import {
 import { applySink, finishRun, type WalkSettings } from "./mirror.ts";
 import { copiedRow, type FolderRows, NextRecord } from "./nextrecord.ts";
 import { checkPaths } from "./places.ts";
-import { baseName, parentOf } from "./paths.ts";
+import { compareWalkOrder } from "./order.ts";
+import { baseName, isWithin, parentOf } from "./paths.ts";
 import { type Action, reasonText, replacesData } from "./plan.ts";
 import { loadRecord } from "./record.ts";
 import {
   emptyRecordSource,
   openRecord,
+  type RecordRow,
   type RecordSource,
   recordSourceFromV2,
 } from "./recordfile.ts";
@@ -129,7 +131,12 @@ export interface RunDependencies {
  * @throws {UsageError} For paths that cannot be mirrored (nothing changed).
  * @throws {RefusedError} When a safety check refuses (nothing deleted).
  */
-export async function runOnce(options: Options, deps: RunDependencies): Promise<RunSummary> {
+export async function runOnce(
+  options: Options,
+  deps: RunDependencies,
+  scope?: string[],
+): Promise<RunSummary> {
+  if (scope !== undefined) return await runInScope(options, deps, scope);
   const started = performance.now();
   const { control } = deps;
   const sides = checkBeforeRun(options);
@@ -194,7 +201,8 @@ export async function runOnce(options: Options, deps: RunDependencies): Promise<
     }
     const summary = run.summary();
     if (held.next) {
-      saveNextRecord(held, { sides, stopped: control.stopRequested, report: deps.report });
+      const rest = control.stopRequested ? held.record!.blocks() : [];
+      saveNextRecord(held, { sides, rest, report: deps.report });
     }
     if (control.stopRequested && writes) {
       deps.report.warn("Stopped before the end of the run; the record is saved");
@@ -219,6 +227,120 @@ export async function runOnce(options: Options, deps: RunDependencies): Promise<
     // go again, if empty. Nothing else there is ever removed.
     removeMadeFolders(held.prepared?.madeHere ?? []);
   }
+}
+
+/**
+ * A run over part of the source: each folder of `scope` (relative paths; `--watch` saw them
+ * change) walked with everything below it, against the replica's same folder and the record;
+ * the rest of the record carried over. A folder gone from either tree is taken from its
+ * nearest folder that both still have.
+ */
+async function runInScope(
+  options: Options,
+  deps: RunDependencies,
+  scope: string[],
+): Promise<RunSummary> {
+  const started = performance.now();
+  const { control } = deps;
+  const sides = checkBeforeRun(options);
+  const writes = !options.dryRun;
+  const pool = new WorkerPool(options.jobs);
+  control.pool = pool;
+  const held: Held = { streams: [], record: null, next: null, prepared: null };
+  let rest: RecordSource | null = null;
+  try {
+    if (writes) takeLock(control, sides.replicaMeta, options.restore ? "read" : "existing");
+    const walk = walkSettings(options, sides);
+    held.record = openRecordSource(sides.replicaMeta, deps.report);
+    rest = openRecordSource(sides.replicaMeta, { ...deps.report, warn: () => {} });
+    if (writes) held.prepared = prepareWrites(options, sides, deps);
+    const run = startRun(options, { sides, deps, held, toRootEntry: null });
+    const left = emptyLeftovers();
+    for (const folder of scopeFolders(scope, sides)) {
+      if (control.stopRequested) break;
+      const request = (root: string, avoid: Identity[]) => ({
+        ...walkRequest(root, walk.filters, avoid),
+        start: folder,
+      });
+      const from = new FolderStream(request(sides.fromRoot, walk.avoid.from));
+      const to = new FolderStream(request(sides.toRoot, walk.avoid.to));
+      held.streams.push(from, to);
+      const toEntry = entryFromStat(
+        folder === "" ? Deno.statSync(sides.toRoot) : Deno.lstatSync(`${sides.toRoot}/${folder}`),
+      );
+      run.context.guardEntries.set(folder, toEntry);
+      const fromEntry = entryFromStat(
+        folder === ""
+          ? Deno.statSync(sides.fromRoot)
+          : Deno.lstatSync(`${sides.fromRoot}/${folder}`),
+      );
+      await walkPair(
+        {
+          from,
+          to,
+          record: held.record,
+          start: { folder, from: fromEntry, to: toEntry },
+          deferNew: run.context.moves,
+          rows: "patch",
+        },
+        run.context,
+        left,
+      );
+    }
+    const outcome = await finishRun(left, run.context, {
+      gate: {
+        maxDelete: options.maxDelete,
+        confirm: options.interactive ? deps.confirmDeletes : null,
+      },
+      walk,
+      guardEntries: run.context.guardEntries,
+    });
+    const summary = run.summary();
+    if (held.next) saveNextRecord(held, { sides, rest: rest.blocks(), report: deps.report });
+    summary.failed += left.failed;
+    summary.durationMs = Math.round(performance.now() - started);
+    summary.deletionsHeldBack = outcome.heldBack;
+    summary.maxDeleteHit = outcome.maxDeleteHit;
+    return summary;
+  } finally {
+    control.progress = idleProgress();
+    control.pool = null;
+    for (const stream of held.streams) stream.close();
+    held.next?.close();
+    held.record?.close();
+    rest?.close();
+    pool.close();
+    if (!control.keepLock) {
+      control.lock?.release();
+      control.lock = null;
+    }
+    removeMadeFolders(held.prepared?.madeHere ?? []);
+  }
+}
+
+/**
+ * The folders of a scope to walk, in walk order: each taken up to the nearest folder that is a
+ * folder in both trees, and none inside another.
+ */
+function scopeFolders(scope: string[], sides: RunSides): string[] {
+  const isFolder = (root: string, folder: string) => {
+    try {
+      return Deno.lstatSync(`${root}/${folder}`).isDirectory;
+    } catch {
+      return false;
+    }
+  };
+  const folders = new Set<string>();
+  for (let folder of scope) {
+    while (folder !== "" && !(isFolder(sides.fromRoot, folder) && isFolder(sides.toRoot, folder))) {
+      folder = parentOf(folder);
+    }
+    folders.add(folder);
+  }
+  const sorted = [...folders].sort(compareWalkOrder);
+  return sorted.filter((folder) =>
+    !isWithin(folder, new Set(sorted.filter((other) => other !== folder)))
+  );
 }
 
 /** What a run holds open, released at its end whatever happens. */
@@ -421,12 +543,16 @@ function printSink(
 /** Saves the next record (after a stop, the old record's rows the walk did not reach too). */
 function saveNextRecord(
   held: Held,
-  input: { sides: RunSides; stopped: boolean; report: Reporter },
+  input: {
+    sides: RunSides;
+    rest: Iterable<{ folder: string; rows: RecordRow[] }>;
+    report: Reporter;
+  },
 ): void {
-  const { sides, stopped } = input;
+  const { sides, rest } = input;
   try {
     expectIdentity(sides.replicaMeta.dir, held.prepared!.metaIdentity!);
-    held.next!.save(stopped ? held.record!.blocks() : []);
+    held.next!.save(rest);
     if (pathExists(sides.replicaMeta.legacyRecord)) {
       // Converted: the version-2 record has served. Ours, checked before the run.
       checkOwn(sides.replicaMeta.legacyRecord, "file");
