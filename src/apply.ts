@@ -303,6 +303,10 @@ function applyOne(action: Action, context: ApplyContext, result: ApplyResult): "
     case "dirattrs":
       setAttributes(toPath, action.entry!, { owners, expected: guard.expected(action.path) });
       break;
+    case "hardlink":
+      guard.checkParent(action.from!);
+      placeHardLink(joinRel(toRoot, action.from!), toPath, context);
+      break;
     default:
       throw new Error(`${action.kind} is not applied here`);
   }
@@ -545,6 +549,25 @@ const MAX_HOLE_BLOCK = 1 << 20;
 function holeBlockSize(blksize: number): number {
   const power = blksize > 0 && (blksize & (blksize - 1)) === 0;
   return power && blksize >= 4096 && blksize <= MAX_HOLE_BLOCK ? blksize : 4096;
+}
+
+/**
+ * Makes `toPath` another name of the replica file at `fromPath`: a link made in our `tmp/`
+ * folder, then renamed over whatever is there (kept in the trash first, with one).
+ */
+function placeHardLink(fromPath: string, toPath: string, context: ApplyContext): void {
+  if (!Deno.lstatSync(fromPath).isFile) throw new Error("the file to link to is not a file");
+  const tempPath = tempPathIn(context.tempDir);
+  expectIdentity(context.tempDir, context.tempIdentity);
+  Deno.linkSync(fromPath, tempPath);
+  try {
+    expectIdentity(context.tempDir, context.tempIdentity);
+    keepOverwritten(toPath, context);
+    Deno.renameSync(tempPath, toPath);
+  } catch (error) {
+    if (sameIdentity(identityOf(context.tempDir), context.tempIdentity)) removeQuietly(tempPath);
+    throw error;
+  }
 }
 
 function placeSymlink(toPath: string, entry: Entry, context: CopyContext): void {

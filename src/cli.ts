@@ -60,6 +60,8 @@ export interface Options {
   jobs: number;
   /** `--sparse`: copies leave holes where a whole block is zeros. */
   sparse: boolean;
+  /** `--hard-links`: source files sharing an inode share one in the replica. */
+  hardLinks: boolean;
 }
 
 /** A `--max-delete` limit: a count of entries, or a share of the replica's entries. */
@@ -119,6 +121,8 @@ What to do:
                           to SOURCE/.treesync/trash/), and purge them after DURATION (at most 365d)
   -j, --jobs N            files copied or hashed at once (default: the number of cores; at
                           most 64)
+  -H, --hard-links        keep hard links: names of one source file become names of one
+                          replica file (copied once, then linked), as rsync -H
   -S, --sparse            leave a hole for each whole block of zeros in a copied file (any
                           file, as rsync -S), so sparse files stay sparse in the replica
       --max-delete N|P%   if a run would delete more entries than N (or P% of the replica), delete
@@ -170,6 +174,7 @@ const FLAGS = {
   "max-delete": { type: "string" },
   jobs: { type: "string", short: "j" },
   sparse: { type: "boolean", short: "S" },
+  "hard-links": { type: "boolean", short: "H" },
   log: { type: "string", short: "l" },
   log_file: { type: "string" },
   "log-max-size": { type: "string" },
@@ -351,6 +356,7 @@ function optionsFrom(
       ? Math.min(MAX_JOBS, Math.max(1, navigator.hardwareConcurrency || 1))
       : parseCount(values.jobs, "--jobs", MAX_JOBS),
     sparse: values.sparse ?? false,
+    hardLinks: values["hard-links"] ?? false,
   };
 }
 

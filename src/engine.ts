@@ -67,10 +67,22 @@ export interface EngineContext {
   guardEntries: Map<string, Entry>;
   /** Folders whose copies are in flight: their rows wait for them. */
   pendingRows: Map<string, FolderRows>;
+  /** With `--hard-links`: the first name of each source file with several, by inode. */
+  linkGroups: Map<string, LinkGroup> | null;
   /** Where the progress line reads how far the run has come. */
   control: { progress: RunProgress };
   /** True once a stop was asked. */
   stopped: () => boolean;
+}
+
+/** The first name this run met of a source file with several names (`--hard-links`). */
+export interface LinkGroup {
+  /** Its path. */
+  path: string;
+  /** The replica file's inode there, unless this run copies it afresh. */
+  replicaIno: number | null;
+  /** Its folder's record rows (its row is final once its copy is back). */
+  rows: Map<string, RecordRow> | null;
 }
 
 /** What the walk of a pair of trees leaves for the end of the run. */
@@ -82,6 +94,8 @@ export interface WalkLeftovers {
   newEntries: PendingNew[];
   /** Creations that must wait for a deletion (a type change), in walk order. */
   afterDeletions: Action[];
+  /** Names to make hard links of their first name, once every copy is done. */
+  hardLinks: Action[];
   /** Folders whose attributes are set last, by path. */
   touchedFolders: Map<string, Entry>;
   /** Replica entries walked (for a `--max-delete` percentage). */
@@ -97,6 +111,7 @@ export function emptyLeftovers(): WalkLeftovers {
     keptFolders: new Set(),
     newEntries: [],
     afterDeletions: [],
+    hardLinks: [],
     touchedFolders: new Map(),
     replicaEntries: 0,
     failed: 0,
@@ -226,7 +241,8 @@ class MirrorWalk {
       if (entry.kind === "dir") this.#seeFolder(path, "to", entry);
     }
     // A folder the source does not have gets no attributes: it is going.
-    const actions = from ? plan.actions : plan.actions.filter((a) => a.kind !== "dirattrs");
+    let actions = from ? plan.actions : plan.actions.filter((a) => a.kind !== "dirattrs");
+    if (this.#context.linkGroups && from) actions = this.#linkNames(actions, { scans, rows });
     await this.#route(actions, { folder, scans, rows, known });
     for (const [name, entry] of to?.entries ?? []) {
       if (entry.kind !== "dir") guardEntries.delete(joinPath(folder, name));
@@ -280,6 +296,45 @@ class MirrorWalk {
     const seen = this.#folders.get(path);
     if (seen) seen[side] = entry;
     else this.#folders.set(path, { [side]: entry });
+  }
+
+  /**
+   * With `--hard-links`: the first name met of each source file with several names is mirrored
+   * as planned; every later name becomes a hard link to it, unless it already is one.
+   *
+   * @returns The actions left for this folder.
+   */
+  #linkNames(
+    actions: Action[],
+    input: { scans: { from: Scan; to: Scan }; rows: Map<string, RecordRow> | null },
+  ): Action[] {
+    const { scans, rows } = input;
+    const groups = this.#context.linkGroups!;
+    const linked = new Set<string>();
+    for (const [path, source] of scans.from.entries) {
+      if (source.kind !== "file" || (source.nlink ?? 1) < 2) continue;
+      const key = `${source.dev}:${source.ino}`;
+      const target = scans.to.entries.get(path);
+      const group = groups.get(key);
+      if (!group) {
+        const copied = actions.some((a) =>
+          a.path === path && (a.kind === "copy" || a.kind === "update")
+        );
+        groups.set(key, { path, replicaIno: copied ? null : target?.ino ?? null, rows });
+        continue;
+      }
+      if (target && target.kind !== "file") continue; // a type change: mirrored as planned
+      linked.add(path);
+      if (group.replicaIno !== null && target?.ino === group.replicaIno) continue;
+      this.#left.hardLinks.push({
+        kind: "hardlink",
+        path,
+        from: group.path,
+        reason: { code: "hard-linked" },
+        entry: source,
+      });
+    }
+    return linked.size === 0 ? actions : actions.filter((a) => !linked.has(a.path));
   }
 
   /** Reports what the listings could not read; excluded replica entries keep their folders. */
@@ -542,6 +597,14 @@ export function folderUnchanged(
     if (source.size !== target.size) return false;
   }
   return recorded === known.size;
+}
+
+/** Whether a listing has files with several names (their group is decided name by name). */
+function hasLinkedFiles(listing: FolderListing | null): boolean {
+  for (const entry of listing?.entries.values() ?? []) {
+    if (entry.kind === "file" && (entry.nlink ?? 1) > 1) return true;
+  }
+  return false;
 }
 
 /** Where an action goes: now, at the end (and which list), or the folder attributes. */

@@ -369,6 +369,8 @@ export function describeAction(action: Action): string {
     case "copy":
     case "update":
       return `${action.kind} ${shown} (${formatBytes(action.entry!.size)})`;
+    case "hardlink":
+      return `hardlink ${shown} => ${listedPath(action.from!)}`;
     default:
       return `${action.kind} ${shown}`;
   }

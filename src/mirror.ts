@@ -25,7 +25,7 @@ import { baseName, isWithin, parentOf } from "./paths.ts";
 import { type Action, deleteAllowance } from "./plan.ts";
 import { trustedHash } from "./record.ts";
 import { emptyRecordSource, type RecordRow, type RecordSource } from "./recordfile.ts";
-import { type Entry, type Scan } from "./scan.ts";
+import { type Entry, type Scan, type Signature } from "./scan.ts";
 import { FolderStream, type WalkRequest } from "./walk.ts";
 
 /** How the end of a run may ask about deletions. */
@@ -70,6 +70,7 @@ export async function finishRun(
     await createWithSubtree(pending.action, context, { left, walk: input.walk });
   }
   await sink.drain();
+  await linkNames(left, context);
   const outcome = await deleteExtraneous(left, context, { gate: input.gate, movedAway });
   if (!outcome.maxDeleteHit && outcome.heldBack === 0) {
     for (const action of left.afterDeletions) {
@@ -94,6 +95,49 @@ export async function finishRun(
   }
   await sink.drain();
   return outcome;
+}
+
+/**
+ * Makes the later names of hard-linked source files hard links of their first name, now that
+ * every copy is done, and records each name's file as it now is (a link changes the ctime).
+ */
+async function linkNames(left: WalkLeftovers, context: EngineContext): Promise<void> {
+  const groups = context.linkGroups;
+  if (!groups || left.hardLinks.length === 0) return;
+  const firstNames = new Set<string>();
+  for (const action of left.hardLinks) {
+    if (context.stopped()) break;
+    if (!await context.sink.apply(action)) break;
+    firstNames.add(action.from!);
+    recordLinked(action.path, action.from!, context);
+  }
+  for (const path of firstNames) recordLinked(path, path, context);
+}
+
+/** The record row of a name of a replica file, from its first name's row and a fresh `lstat`. */
+function recordLinked(path: string, firstPath: string, context: EngineContext): void {
+  if (!context.next) return;
+  const group = [...context.linkGroups!.values()].find((g) => g.path === firstPath);
+  const first = group?.rows?.get(baseName(firstPath));
+  if (!first?.replica) return;
+  let signature: Signature;
+  try {
+    const info = Deno.lstatSync(`${context.roots.to}/${path}`);
+    signature = {
+      size: info.size,
+      mtimeMs: info.mtime?.getTime() ?? 0,
+      ctimeMs: info.ctime?.getTime() ?? 0,
+      ino: info.ino ?? 0,
+    };
+  } catch {
+    return;
+  }
+  const row: RecordRow = {
+    ...first,
+    name: baseName(path),
+    replica: { ...first.replica, ...signature },
+  };
+  context.next.setRow(path, row);
 }
 
 /** Creates a new entry; a new folder is then walked and filled. */

@@ -16,7 +16,8 @@ export type { DeleteLimit } from "./cli.ts";
  * One change to the target tree. Kinds: `mkdir` a folder, `copy` a new file, `update` a changed
  * file, `link` (re)create a symlink, `attrs` fix mode/owner/mtime only, `move` rename a replica
  * file or folder whose content reappeared elsewhere in the source, `delete` a file or symlink,
- * `rmdir` an emptied folder, `dirattrs` set a folder's mode/owner/mtime after it is filled.
+ * `rmdir` an emptied folder, `dirattrs` set a folder's mode/owner/mtime after it is filled,
+ * `hardlink` make a file another name of a replica file (`--hard-links`).
  */
 export interface Action {
   /** What to do. */
@@ -29,14 +30,15 @@ export interface Action {
     | "move"
     | "delete"
     | "rmdir"
-    | "dirattrs";
+    | "dirattrs"
+    | "hardlink";
   /** Where, relative to the target's root. */
   path: string;
   /** Why; {@linkcode reasonText} puts it in words for `-vv` and the log. */
   reason: Reason;
   /** The entry to reproduce (every kind but `delete` and `rmdir`). */
   entry?: Entry;
-  /** For `move`: the path it comes from, in the same tree. */
+  /** For `move`: the path it comes from; for `hardlink`: the name it links to; same tree. */
   from?: string;
 }
 
@@ -60,7 +62,8 @@ export type Reason =
   | { code: "mode-or-owner-differs" }
   | { code: "folder-filled" }
   | { code: "same-folder-tree" }
-  | { code: "same-content" };
+  | { code: "same-content" }
+  | { code: "hard-linked" };
 
 /** A reason in words, as `-vv` and the log show it. */
 export function reasonText(reason: Reason): string {
@@ -97,6 +100,8 @@ export function reasonText(reason: Reason): string {
       return "same folder tree";
     case "same-content":
       return "same size and SHA-256";
+    case "hard-linked":
+      return "another name of the same source file";
   }
 }
 

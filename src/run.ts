@@ -448,6 +448,7 @@ function startRun(
     next: held.next,
     guardEntries,
     pendingRows,
+    linkGroups: options.hardLinks ? new Map() : null,
     control,
     stopped: () => control.stopRequested,
   };

@@ -17,6 +17,8 @@ export interface RunSummary {
   deleted: number;
   /** Files and folders renamed in place of a copy and a deletion. */
   moved: number;
+  /** Names made hard links of a file already in the replica (`--hard-links`). */
+  linked: number;
   /** Folders created. */
   dirsCreated: number;
   /** Folders removed. */
@@ -44,6 +46,7 @@ export function emptySummary(dryRun: boolean): RunSummary {
     updated: 0,
     deleted: 0,
     moved: 0,
+    linked: 0,
     dirsCreated: 0,
     dirsDeleted: 0,
     attrsUpdated: 0,
@@ -85,6 +88,9 @@ export function countAction(summary: RunSummary, action: Action, bytes: number):
       break;
     case "move":
       summary.moved++;
+      break;
+    case "hardlink":
+      summary.linked++;
       break;
     case "dirattrs":
       break;

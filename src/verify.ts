@@ -19,7 +19,7 @@ import { checkMeta, metaPaths } from "./meta.ts";
 import { lockStep } from "./order.ts";
 import { loadRecord } from "./record.ts";
 import { emptyRecordSource, openRecord, type RecordRow, recordSourceFromV2 } from "./recordfile.ts";
-import { type FolderListing, META_DIR, type Problem } from "./scan.ts";
+import { type Entry, type FolderListing, META_DIR, type Problem } from "./scan.ts";
 import { FolderStream } from "./walk.ts";
 import { hashInPool, WorkerPool } from "./workers.ts";
 
@@ -88,6 +88,7 @@ export async function verifyReplica(
       await checkFolder(listing, { folder, rows: block?.rows ?? [], checks, result, options });
     }
     await checks.flush();
+    checks.mismatchLinked();
   } finally {
     stream.close();
     record.close();
@@ -114,7 +115,9 @@ async function checkFolder(
     if (entry.kind !== "file") continue;
     const hash = known.get(name)?.replica?.hash ?? null;
     if (hash === null) result.unrecorded.push(join(name));
-    else await checks.add({ path: join(name), size: entry.size, hash });
+    else if ((entry.nlink ?? 1) > 1 && checks.sameFile(entry, { hash, path: join(name) })) {
+      result.checked++;
+    } else await checks.add({ path: join(name), size: entry.size, hash });
   }
   for (const row of rows) {
     if (row.kind !== "file" || !row.replica) continue;
@@ -139,11 +142,37 @@ class CheckBatch {
   readonly #result: VerifyResult;
   #files: Array<{ path: string; size: number; hash: string }> = [];
   #bytes = 0;
+  /** Files with several names, by inode: the first name met, its recorded hash, the others. */
+  readonly #linked = new Map<string, { path: string; hash: string; others: string[] }>();
 
   constructor(root: string, pool: WorkerPool, result: VerifyResult) {
     this.#root = root;
     this.#pool = pool;
     this.#result = result;
+  }
+
+  /**
+   * Whether `entry` is another name of a file already checked with the same recorded hash:
+   * one file is read once, however many names it has.
+   */
+  sameFile(entry: Entry, name: { hash: string; path: string }): boolean {
+    const key = `${entry.dev}:${entry.ino}`;
+    const first = this.#linked.get(key);
+    if (first === undefined) {
+      this.#linked.set(key, { ...name, others: [] });
+      return false;
+    }
+    if (first.hash !== name.hash) return false;
+    first.others.push(name.path);
+    return true;
+  }
+
+  /** The other names of each mismatched file are mismatched too. */
+  mismatchLinked(): void {
+    const mismatched = new Set(this.#result.mismatched);
+    for (const { path, others } of this.#linked.values()) {
+      if (mismatched.has(path)) this.#result.mismatched.push(...others);
+    }
   }
 
   async add(file: { path: string; size: number; hash: string }): Promise<void> {
