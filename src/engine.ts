@@ -208,8 +208,9 @@ class MirrorWalk {
     if (to) this.#left.replicaEntries += to.entries.size;
     this.#noteProblems(from, to);
     const known = this.#pair.record.rowsOf(folder);
+    const fastPath = this.#fastPath && !(this.#context.linkGroups && hasLinkedFiles(from));
     if (
-      from && to && this.#fastPath && folderUnchanged(from, to, { known, owners: this.#owners })
+      from && to && fastPath && folderUnchanged(from, to, { known, owners: this.#owners })
     ) {
       this.#passUnchanged(folder, { from, to, known });
       return;

@@ -1,0 +1,276 @@
+/**
+ * Before a run writes: the checks that can refuse it (paths, our own files, a root that
+ * cannot be listed, an empty source, a bind mount), the lock, and the first writes (the
+ * replica, our folders, leftovers of a killed run); and what is undone at its end.
+ *
+ * @module
+ */
+
+import { purgeTrash, trashFolderName } from "./apply.ts";
+import { type Options } from "./cli.ts";
+import { errorText, RefusedError, UsageError } from "./errors.ts";
+import { compileFilters } from "./exclude.ts";
+import { type Identity, identityOf, pathExists, removeQuietly, sameIdentity } from "./files.ts";
+import { formatDuration, quoted } from "./format.ts";
+import { type Reporter } from "./log.ts";
+import {
+  acquireLock,
+  checkMeta,
+  type LockMode,
+  makeOwnFolder,
+  type MetaPaths,
+  metaPaths,
+  type ReplicaLock,
+} from "./meta.ts";
+import { checkPaths } from "./places.ts";
+import { type FolderListing, scanTree } from "./scan.ts";
+
+/** Checks that a restore has a replica to restore from. */
+function checkRestoreFrom(replica: string): void {
+  let isFolder = false;
+  try {
+    isFolder = Deno.statSync(replica).isDirectory;
+  } catch {
+    // Missing or unreadable: nothing to restore from either way.
+  }
+  if (!isFolder) {
+    throw new UsageError(`Replica ${quoted(replica)} is not a folder: nothing to restore from`);
+  }
+}
+
+/** The checks that need no walk: paths, our own files, a replica to restore from. */
+export function checkBeforeRun(options: Options): RunSides {
+  checkPaths(options.source, options.replica);
+  const sides = runSides(options);
+  checkMeta(sides.replicaMeta);
+  if (options.restore) {
+    checkMeta(sides.targetMeta);
+    checkRestoreFrom(options.replica);
+  }
+  return sides;
+}
+
+/** The two trees of a run and where each keeps our own files. */
+export interface RunSides {
+  fromRoot: string;
+  toRoot: string;
+  /** The replica's: lock and record. */
+  replicaMeta: MetaPaths;
+  /** The written tree's: temporary files and trash (the source's, when restoring). */
+  targetMeta: MetaPaths;
+}
+
+function runSides(options: Options): RunSides {
+  const [fromRoot, toRoot] = options.restore
+    ? [options.replica, options.source]
+    : [options.source, options.replica];
+  // Files are written next to where they go, on the same file system, so the final rename
+  // works: in the written tree's metadata folder (a top-level .treesync is never mirrored).
+  return {
+    fromRoot,
+    toRoot,
+    replicaMeta: metaPaths(options.replica),
+    targetMeta: metaPaths(toRoot),
+  };
+}
+
+/** Takes the replica lock unless this process still holds it. */
+export function takeLock(
+  control: { lock: ReplicaLock | null },
+  meta: MetaPaths,
+  mode: LockMode,
+): void {
+  if (control.lock?.stillHeld()) return;
+  control.lock?.release();
+  control.lock = acquireLock(meta, mode);
+}
+
+/**
+ * The checks that need the first listings, before anything is written: a root that cannot be
+ * listed, an empty source over a full replica.
+ */
+export function refuseUnsafe(
+  options: Options,
+  roots: { from: FolderListing | null; to: FolderListing | null },
+): void {
+  const [fromName, toName] = options.restore ? ["replica", "source"] : ["source", "replica"];
+  const [fromRoot, toRoot] = options.restore
+    ? [options.replica, options.source]
+    : [options.source, options.replica];
+  const sides = [[roots.from, fromName, fromRoot], [roots.to, toName, toRoot]] as const;
+  for (const [listing, name, root] of sides) {
+    const rootProblem = listing?.problems.find((problem) => problem.path === "");
+    if (rootProblem) {
+      const why = rootProblem.message.replace(/^Cannot list folder: /, "");
+      throw new UsageError(`Cannot list the ${name} ${quoted(root)}: ${why}`);
+    }
+    if (listing?.nested !== undefined) {
+      refuseNested(options, { nestedIn: name, path: listing.nested });
+    }
+  }
+  if (!options.restore && options.deletes && !options.allowEmptySource) {
+    const { from, to } = roots;
+    const fromEmpty = from !== null && from.entries.size === 0 && from.problems.length === 0;
+    if (fromEmpty && (to?.entries.size ?? 0) > 0) {
+      throw new RefusedError(
+        `Refusing to empty ${quoted(options.replica)}: the source ${
+          quoted(options.source)
+        } is empty ` +
+          `(an unmounted disk looks like this). Pass --allow-empty-source if it is meant`,
+      );
+    }
+  }
+}
+
+/** Refuses a tree that holds the other's root (a bind mount). */
+function refuseNested(options: Options, found: { nestedIn: string; path: string }): never {
+  const other = found.nestedIn === "source" ? "replica" : "source";
+  throw new UsageError(
+    `Cannot mirror ${quoted(options.source)} into ${quoted(options.replica)}: the ${other} is ` +
+      `the folder ${quoted(found.path)} of the ${found.nestedIn} (a bind mount shows one ` +
+      `folder twice)`,
+  );
+}
+
+/**
+ * Before anything is written: where the trees' file systems are mounted more than once (a bind
+ * mount), each tree is walked once to make sure the other's root is not inside it. A streamed
+ * walk meets such a folder only after writes began; a file system mounted once cannot show a
+ * folder twice, so most runs skip this walk.
+ */
+export function checkNoBindMount(
+  options: Options,
+  input: { sides: RunSides; fromRoot: Identity; toRoot: Identity | null },
+): void {
+  const { sides, fromRoot, toRoot } = input;
+  if (toRoot === null || !mountedMoreThanOnce([fromRoot.dev, toRoot.dev])) return;
+  const exclude = compileFilters(options.filters);
+  const [fromName, toName] = options.restore ? ["replica", "source"] : ["source", "replica"];
+  const walks = [[sides.fromRoot, toRoot, fromName], [sides.toRoot, fromRoot, toName]] as const;
+  for (const [root, avoid, name] of walks) {
+    const nested = scanTree(root, { exclude, skipMetaDir: true, avoid: [avoid] }).nested;
+    if (nested !== undefined) refuseNested(options, { nestedIn: name, path: nested });
+  }
+}
+
+/** Whether any of the devices is mounted more than once; true when that cannot be read. */
+function mountedMoreThanOnce(devices: number[]): boolean {
+  let table: string;
+  try {
+    table = Deno.readTextFileSync("/proc/self/mountinfo");
+  } catch {
+    return true;
+  }
+  const wanted = new Set(devices.map((dev) => `${deviceMajor(dev)}:${deviceMinor(dev)}`));
+  const seen = new Map<string, number>();
+  for (const line of table.split("\n")) {
+    const device = line.split(" ")[2];
+    if (device === undefined || !wanted.has(device)) continue;
+    seen.set(device, (seen.get(device) ?? 0) + 1);
+  }
+  return [...wanted].some((device) => (seen.get(device) ?? 0) !== 1);
+}
+
+/** Linux's `major()` of a `dev_t` (glibc's encoding). */
+function deviceMajor(dev: number): number {
+  return Number(((BigInt(dev) >> 8n) & 0xfffn) | ((BigInt(dev) >> 32n) & ~0xfffn));
+}
+
+/** Linux's `minor()` of a `dev_t`. */
+function deviceMinor(dev: number): number {
+  return Number((BigInt(dev) & 0xffn) | ((BigInt(dev) >> 12n) & ~0xffn));
+}
+
+/** What a writing run set up: where files are written and kept, and what it made. */
+export interface PreparedWrites {
+  tempDir: string;
+  tempIdentity: Identity;
+  trashDir: string | null;
+  trashIdentity: Identity | null;
+  /** The replica's metadata folder, checked again before the record is saved (not restoring). */
+  metaIdentity: Identity | null;
+  /**
+   * Our folders this run made that go again at its end if left empty: in the source when
+   * restoring, and the run's trash folder.
+   */
+  madeHere: Array<{ path: string } & Identity>;
+}
+
+/**
+ * The first writes of a run, once every check has passed: the replica and our folders, the
+ * lock, leftovers of a killed run.
+ */
+export function prepareWrites(
+  options: Options,
+  sides: RunSides,
+  control: { lock: ReplicaLock | null },
+): PreparedWrites {
+  const { replicaMeta, targetMeta } = sides;
+  if (!pathExists(options.replica)) {
+    try {
+      Deno.mkdirSync(options.replica, { recursive: true });
+    } catch (error) {
+      throw new UsageError(
+        `Cannot create the replica ${quoted(options.replica)}: ${errorText(error, true)}`,
+      );
+    }
+  }
+  let metaIdentity: Identity | null = null;
+  if (!options.restore) {
+    // Restoring writes into the source only: the replica, read-only perhaps, is just read.
+    metaIdentity = makeOwnFolder(replicaMeta.dir);
+    takeLock(control, replicaMeta, "create");
+    control.lock!.announce();
+  }
+  const madeHere: PreparedWrites["madeHere"] = [];
+  const make = (path: string, removeIfEmpty: boolean) => {
+    const { dev, ino, made } = makeOwnFolder(path);
+    if (made && removeIfEmpty) madeHere.push({ path, dev, ino });
+    return { dev, ino };
+  };
+  if (options.restore) make(targetMeta.dir, true);
+  const tempIdentity = make(targetMeta.temp, options.restore);
+  if (!options.restore) {
+    // Files left by a run that was killed mid-copy; the lock says no run is using them. In the
+    // source (restoring) nothing is removed but what this run made.
+    for (const leftover of Deno.readDirSync(targetMeta.temp)) {
+      removeQuietly(`${targetMeta.temp}/${leftover.name}`);
+    }
+  }
+  let trashDir: string | null = null;
+  let trashIdentity: Identity | null = null;
+  if (options.keepDeletedMs !== null) {
+    make(targetMeta.trash, options.restore);
+    trashDir = `${targetMeta.trash}/${trashFolderName(new Date())}`;
+    trashIdentity = make(trashDir, true);
+  }
+  return {
+    tempDir: targetMeta.temp,
+    tempIdentity,
+    trashDir,
+    trashIdentity,
+    metaIdentity,
+    madeHere,
+  };
+}
+
+/** Removes the trash folders older than `--keep-deleted`, once the run is decided. */
+export function purgeExpiredTrash(options: Options, sides: RunSides, report: Reporter): void {
+  if (options.keepDeletedMs === null) return;
+  for (const name of purgeTrash(sides.targetMeta.trash, options.keepDeletedMs, new Date())) {
+    report.change(`purge trash ${name}/ (older than ${formatDuration(options.keepDeletedMs)})`);
+  }
+}
+
+/** Removes folders this run made, innermost first, each only if empty and still the one made. */
+export function removeMadeFolders(folders: PreparedWrites["madeHere"]): void {
+  for (const folder of folders.toReversed()) {
+    if (!sameIdentity(identityOf(folder.path), folder)) continue;
+    try {
+      Deno.removeSync(folder.path); // not recursive: a folder with anything in it stays
+    } catch {
+      // Not empty, or already gone: leave it.
+    }
+  }
+}
+
