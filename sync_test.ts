@@ -8,7 +8,7 @@ import { purgeTrash, trashFolderName } from "./src/apply.ts";
 import { pathExists } from "./src/files.ts";
 import { displayPath, formatBytes, shortenMiddle } from "./src/format.ts";
 import { progressText } from "./src/log.ts";
-import { CLOCK_SLACK_MS, RACY_WINDOW_MS } from "./src/record.ts";
+import { CLOCK_SLACK_MS, RACY_WINDOW_MS, type RecordEntry } from "./src/record.ts";
 import {
   allocatedBytes,
   assert,
@@ -20,8 +20,11 @@ import {
   CAN_MOUNT,
   cli,
   collect,
+  copiesInFlight,
   jsonLine,
   makeSparseFile,
+  readRecord,
+  readRecordBlocks,
   readTree,
   setMtime,
   sha256,
@@ -33,6 +36,8 @@ import {
   waitFor,
   withTemp,
   writeIslands,
+  writeLegacyRecord,
+  writeRecord,
   writeTree,
 } from "./src/test_helpers.ts";
 
@@ -127,9 +132,12 @@ Deno.test("cli without --checksum trusts size and mtime; with it, content decide
     assertExit(await cli([source, replica]), 0);
     // When the record knows nothing of the source there is nothing but size and mtime to go
     // by, as in rsync. (Without any record the replica's files are hashed, and so the source's.)
-    const recordPath = `${replica}/.treesync/record.json`;
-    const record = JSON.parse(Deno.readTextFileSync(recordPath));
-    Deno.writeTextFileSync(recordPath, JSON.stringify({ ...record, source: [] }));
+    const replicaOnly = readRecordBlocks(replica).map(({ folder, rows }) => ({
+      folder,
+      rows: rows.filter((row) => row.replica).map(({ source: _, ...row }) => row),
+    }));
+    writeRecord(replica, replicaOnly);
+    assertEquals(readRecord(replica).source.size, 0);
     const mtime = Deno.statSync(`${source}/f`).mtime!.getTime();
     Deno.writeTextFileSync(`${source}/f`, "bbbb"); // same size, mtime put back
     setMtime(`${source}/f`, mtime);
@@ -544,12 +552,19 @@ Deno.test("cli rebuilds a corrupt record with a warning", async () => {
   await withTemp(async (dir) => {
     writeTree(`${dir}/s`, { f: "x" });
     assertExit(await cli([`${dir}/s`, `${dir}/r`]), 0);
-    Deno.writeTextFileSync(`${dir}/r/.treesync/record.json`, "{ not json");
+    // One bit flipped in the last byte of the last block's rows: the byte before the block's
+    // checksum (4 bytes), which the record's end marker (13 bytes) follows.
+    const path = `${dir}/r/.treesync/record`;
+    const bytes = Deno.readFileSync(path);
+    bytes[bytes.length - 13 - 4 - 1]! ^= 1;
+    Deno.writeFileSync(path, bytes);
     const result = await cli([`${dir}/s`, `${dir}/r`]);
     assertExit(result, 0);
-    assertMatch(result.stderr, /warning: The record .* is corrupt .*rebuilding it/);
-    const record = JSON.parse(Deno.readTextFileSync(`${dir}/r/.treesync/record.json`));
-    assertEquals(record.replica[0].slice(0, 2), ["f", 1]);
+    assertMatch(
+      result.stderr,
+      /^warning: The record '.*\/\.treesync\/record' is corrupt \(block 1 fails its checksum\); rebuilding it$/m,
+    );
+    assertEquals(readRecord(`${dir}/r`).replica.get("f")?.size, 1);
   });
 });
 
@@ -557,8 +572,8 @@ Deno.test("cli records the SHA-256 of every copied file", async () => {
   await withTemp(async (dir) => {
     writeTree(`${dir}/s`, { f: "some content", sub: { g: "more" } });
     assertExit(await cli([`${dir}/s`, `${dir}/r`]), 0);
-    const record = JSON.parse(Deno.readTextFileSync(`${dir}/r/.treesync/record.json`));
-    const hashes = Object.fromEntries(record.replica.map((f: unknown[]) => [f[0], f[5]]));
+    const record = readRecord(`${dir}/r`);
+    const hashes = Object.fromEntries([...record.replica].map(([path, e]) => [path, e.hash]));
     assertEquals(hashes, {
       f: sha256(Deno.readFileSync(`${dir}/r/f`)),
       "sub/g": sha256(Deno.readFileSync(`${dir}/r/sub/g`)),
@@ -594,13 +609,7 @@ Deno.test("cli: two concurrent runs on one replica, the second exits 3", async (
     const first = spawnCli([`${dir}/s`, `${dir}/r`]);
     // The lock file alone does not say the lock is taken; a copy under way does (a run locks
     // before it writes anything else).
-    await waitFor(() => {
-      try {
-        return [...Deno.readDirSync(`${dir}/r/.treesync/tmp`)].length > 0;
-      } catch {
-        return false;
-      }
-    });
+    await waitFor(() => copiesInFlight(`${dir}/r`).length > 0);
     const second = await cli([`${dir}/s`, `${dir}/r`]);
     assertExit(second, 3);
     assertMatch(second.stderr, /another treesync run \(pid \d+\) holds/);
@@ -613,20 +622,11 @@ Deno.test("cli killed mid-copy leaves no partial file under the final name; the 
     await makeSparseFile(`${dir}/s/big`, 1 << 30);
     writeTree(`${dir}/r`, {});
     const child = spawnCli([`${dir}/s`, `${dir}/r`]);
-    await waitFor(() => {
-      try {
-        return [...Deno.readDirSync(`${dir}/r/.treesync/tmp`)].length > 0;
-      } catch {
-        return false;
-      }
-    });
+    await waitFor(() => copiesInFlight(`${dir}/r`).length > 0);
     child.kill("SIGKILL");
     await child.status;
     assert(!pathExists(`${dir}/r/big`), "no file under the final name");
-    assert(
-      [...Deno.readDirSync(`${dir}/r/.treesync/tmp`)].length > 0,
-      "the partial copy is in tmp",
-    );
+    assert(copiesInFlight(`${dir}/r`).length > 0, "the partial copy is in tmp");
     assertExit(await cli([`${dir}/s`, `${dir}/r`]), 0);
     assertEquals([...Deno.readDirSync(`${dir}/r/.treesync/tmp`)].length, 0);
     assertEquals(Deno.statSync(`${dir}/r/big`).size, 1 << 30);
@@ -795,8 +795,7 @@ Deno.test("loop: stdin at end of file is not a quit; SIGTERM exits 143 with the 
     await loop.waitFor(() => pathExists(`${dir}/r/b`), "the change");
     loop.child.kill("SIGTERM");
     assertEquals(await loop.exitCode(), 143);
-    const record = Deno.readTextFileSync(`${dir}/r/.treesync/record.json`);
-    assertMatch(record, /"b",1,/);
+    assertEquals(readRecord(`${dir}/r`).replica.get("b")?.size, 1);
     assertMatch(loop.stderr, /^loop totals: /m);
   });
 });
@@ -807,12 +806,12 @@ Deno.test("loop: quit in the middle of a long copy finishes that file and stops"
     await makeSparseFile(`${dir}/s/b-big`, 1 << 30);
     // One job: one file in flight. (With more, each file in flight is finished.)
     const loop = new LoopProcess(["-i", "1h", "--jobs", "1", `${dir}/s`, `${dir}/r`]);
-    await loop.waitFor(() => tempFileCount(`${dir}/r`) > 0, "the first copy to start");
+    await loop.waitFor(() => copiesInFlight(`${dir}/r`).length > 0, "the first copy to start");
     await loop.send("quit");
     assertEquals(await loop.exitCode(), 0);
     assertEquals(Deno.statSync(`${dir}/r/a-big`).size, 1 << 30, "the file in flight completed");
     assert(!pathExists(`${dir}/r/b-big`), "the next file was not started");
-    assertMatch(Deno.readTextFileSync(`${dir}/r/.treesync/record.json`), /"a-big"/);
+    assert(readRecord(`${dir}/r`).replica.has("a-big"), "the finished file is recorded");
   });
 });
 
@@ -829,7 +828,7 @@ async function interruptTwiceMidCopy(loopArgs: string[]): Promise<void> {
       stdin: "null",
     });
     await run.waitFor(
-      () => pathExists(`${dir}/r/a2`) && tempFileCount(`${dir}/r`) > 0,
+      () => pathExists(`${dir}/r/a2`) && copiesInFlight(`${dir}/r`).length > 0,
       "the large copy to start",
     );
     run.child.kill("SIGINT");
@@ -838,7 +837,7 @@ async function interruptTwiceMidCopy(loopArgs: string[]): Promise<void> {
     assertEquals(await run.exitCode(), 130, run.stderr);
     assertMatch(run.stderr, /^warning: SIGINT again: abandoning the current file/m);
     assert(!pathExists(`${dir}/r/z-big`), "no partial file under the final name");
-    const recorded = recordRows(`${dir}/r`).replica;
+    const recorded = readRecord(`${dir}/r`).replica;
     assert(recorded.has("a1") && recorded.has("a2"), `the record: ${[...recorded.keys()]}`);
     assert(!recorded.has("z-big"), "the abandoned file is not recorded");
   });
@@ -927,14 +926,6 @@ Deno.test("loop: bad --interval values exit 2, quoting the value", async () => {
     assertMatch(result.stderr, new RegExp(`Invalid duration '${value.replaceAll(".", "\\.")}'`));
   }
 });
-
-function tempFileCount(replica: string): number {
-  try {
-    return [...Deno.readDirSync(`${replica}/.treesync/tmp`)].length;
-  } catch {
-    return 0;
-  }
-}
 
 // ------------------------------------------------------------------------------------------------
 // Operations: trash, max-delete, progress, bounded logs
@@ -1058,7 +1049,7 @@ Deno.test("cli shows a live progress line on a terminal only, and never with -q"
 
     // Runs that last over a second without writing much: --checksum hashes both sides.
     // The copy recorded both hashes; without the record, --checksum must read both sides again.
-    const forget = () => Deno.removeSync(`${dir}/r/.treesync/record.json`);
+    const forget = () => Deno.removeSync(`${dir}/r/.treesync/record`);
     forget();
     const quiet = await onTerminal(["-q", "-c", `${dir}/s`, `${dir}/r`]);
     assert(!/hashing|copying/.test(quiet), `no progress with -q: ${JSON.stringify(quiet)}`);
@@ -1330,7 +1321,12 @@ Deno.test("cli refuses links and strangers among its own files, touching nothing
       /lock' is a symlink/,
     ],
     [
-      ".treesync/record.json",
+      ".treesync/record",
+      (r, d) => Deno.symlinkSync(`${d}/keep.txt`, `${r}/.treesync/record`),
+      /\.treesync\/record' is a symlink/,
+    ],
+    [
+      ".treesync/record.json (version 2)",
       (r, d) => Deno.symlinkSync(`${d}/keep.txt`, `${r}/.treesync/record.json`),
       /record\.json' is a symlink/,
     ],
@@ -1358,12 +1354,13 @@ Deno.test("cli refuses links and strangers among its own files, touching nothing
 });
 
 Deno.test("cli reads the record only when it is a regular file, never hanging on a fifo", async () => {
-  // Regression: a fifo at record.json hung the run for good, holding the lock, deaf to SIGTERM;
+  // Regression: a fifo at the record hung the run for good, holding the lock, deaf to SIGTERM;
   // a record linked to /dev/zero grew the process to 14 GB.
   await withTemp(async (dir) => {
     writeTree(`${dir}/s`, { f: "x" });
     writeTree(`${dir}/r`, { ".treesync": {} });
-    const fifo = new Deno.Command("mkfifo", { args: [`${dir}/r/.treesync/record.json`] });
+    const record = `${dir}/r/.treesync/record`;
+    const fifo = new Deno.Command("mkfifo", { args: [record] });
     assert((await fifo.output()).success);
     const child = spawnCli([`${dir}/s`, `${dir}/r`]);
     const finished = collect(child);
@@ -1377,25 +1374,31 @@ Deno.test("cli reads the record only when it is a regular file, never hanging on
     }
     const result = await finished;
     assertExit(result, 2);
-    assertMatch(result.stderr, /record\.json' is a special file/);
-    Deno.removeSync(`${dir}/r/.treesync/record.json`);
-    Deno.symlinkSync("/dev/zero", `${dir}/r/.treesync/record.json`);
+    assertMatch(result.stderr, /\.treesync\/record' is a special file/);
+    Deno.removeSync(record);
+    Deno.symlinkSync("/dev/zero", record);
     const linked = await cli([`${dir}/s`, `${dir}/r`]);
     assertExit(linked, 2);
-    assertMatch(linked.stderr, /record\.json' is a symlink/);
+    assertMatch(linked.stderr, /\.treesync\/record' is a symlink/);
   });
 });
 
-Deno.test("cli rebuilds a record larger than the tree can explain, without reading it", async () => {
+Deno.test("cli rebuilds a huge record of zeros with a warning, refused at its header", async () => {
+  // The record is read as a stream, its header and end checked first: 4 GiB of zeros (sparse:
+  // they take no disk) fail at the header, before any block is read, and the run goes on.
   await withTemp(async (dir) => {
     writeTree(`${dir}/s`, { f: "x" });
     writeTree(`${dir}/r`, { ".treesync": {} });
-    // Sparse: 40 MiB that take no disk, past what two entries can need.
-    await makeSparseFile(`${dir}/r/.treesync/record.json`, 40 << 20);
+    await makeSparseFile(`${dir}/r/.treesync/record`, 4 * 2 ** 30);
     const result = await cli([`${dir}/s`, `${dir}/r`]);
     assertExit(result, 0);
-    assertMatch(result.stderr, /record\.json' is 40\.0 MiB, more than a record of this tree/);
-    assert(Deno.statSync(`${dir}/r/.treesync/record.json`).size < 1000, "rebuilt");
+    assertMatch(
+      result.stderr,
+      /^warning: The record '.*\/\.treesync\/record' is corrupt \(it does not start as a treesync record of format 3\); rebuilding it$/m,
+    );
+    assertEquals(readTree(`${dir}/r`), { f: "x" });
+    assert(Deno.statSync(`${dir}/r/.treesync/record`).size < 1000, "rebuilt");
+    assertEquals([...readRecord(`${dir}/r`).replica.keys()], ["f"]);
   });
 });
 
@@ -1442,13 +1445,7 @@ Deno.test("cli never writes through a replica folder swapped for a symlink durin
     // (with two, z/new could be renamed in the instant between its check and the swap).
     const child = spawnCli(["-j", "1", `${dir}/s`, `${dir}/r`]);
     // While the big file is copied, the replica's folder z becomes a link to the decoy.
-    await waitFor(() => {
-      try {
-        return [...Deno.readDirSync(`${dir}/r/.treesync/tmp`)].length > 0;
-      } catch {
-        return false;
-      }
-    });
+    await waitFor(() => copiesInFlight(`${dir}/r`).length > 0);
     Deno.renameSync(`${dir}/r/z`, `${dir}/z-moved-away`);
     Deno.symlinkSync(`${dir}/decoy`, `${dir}/r/z`);
     const result = await collect(child);
@@ -1878,14 +1875,6 @@ async function untilNextSecond(): Promise<void> {
   await waitFor(() => Math.floor((Date.now() - CLOCK_SLACK_MS) / 1000) > second, 5_000);
 }
 
-/** A record's rows by side and path: `[size, mtimeMs, ctimeMs, ino, hash, hashedAtMs]`. */
-function recordRows(replica: string): Record<"replica" | "source", Map<string, unknown[]>> {
-  const data = JSON.parse(Deno.readTextFileSync(`${replica}/.treesync/record.json`));
-  const rows = (side: unknown[][]) =>
-    new Map(side.map(([path, ...rest]) => [path as string, rest]));
-  return { replica: rows(data.replica), source: rows(data.source) };
-}
-
 function hashLines(stderr: string): string[] {
   return (stderr.match(/^hash \w+ .*$/gm) ?? []).sort();
 }
@@ -2053,7 +2042,7 @@ Deno.test("cli killed with SIGKILL mid-run: the next run hashes what the record 
     await waitFor(() => pathExists(`${replica}/f-000`));
     child.kill("SIGKILL");
     await child.status;
-    assert(!pathExists(`${replica}/.treesync/record.json`), "killed before the record was saved");
+    assert(!pathExists(`${replica}/.treesync/record`), "killed before the record was saved");
     assertExit(await cli([source, replica]), 0);
     const verified = await cli(["--verify", replica]);
     assertExit(verified, 0);
@@ -2102,8 +2091,8 @@ Deno.test("cli --checksum catches a same-size edit with the mtime put back in th
       Deno.writeTextFileSync(`${source}/f`, "bbbb");
       setMtime(`${source}/f`, old);
       const ctimeMs = Deno.statSync(`${source}/f`).ctime!.getTime();
-      const [, , recordedCtime, , , hashedAtMs] = recordRows(replica).source.get("f")!;
-      const sameSecond = Math.floor(ctimeMs / 1000) === Math.floor((hashedAtMs as number) / 1000);
+      const { ctimeMs: recordedCtime, hashedAtMs } = readRecord(replica).source.get("f")!;
+      const sameSecond = Math.floor(ctimeMs / 1000) === Math.floor(hashedAtMs / 1000);
       if (!sameSecond || recordedCtime !== ctimeMs) continue;
       const result = await cli(["-c", "--json", source, replica]);
       assertExit(result, 0);
@@ -2165,22 +2154,97 @@ Deno.test({
 });
 
 Deno.test("cli names what is wrong with a corrupt record in words, not internals", async () => {
-  // Regression: a record without its lists warned `data[side] is not iterable`.
-  const records: Array<[string, RegExp]> = [
-    [`{"format":"treesync-record","version":2}`, /it is not a treesync record of version 2/],
-    [`{"format":"treesync-record","version":2,"replica":[7],"source":[]}`, /a replica row/],
-    ["{not json", /it is not valid JSON/],
+  // Regression: a version-2 record without its lists warned `data[side] is not iterable`.
+  // A version-2 record is still read (once, to convert it) when there is no record of format 3.
+  const cutShort = (replica: string) => {
+    const entry = { size: 1, mtimeMs: 1000, ctimeMs: 1000, ino: 7, hash: null, hashedAtMs: 0 };
+    writeRecord(replica, [{ folder: "", rows: [{ name: "f", kind: "file", replica: entry }] }]);
+    const bytes = Deno.readFileSync(`${replica}/.treesync/record`);
+    Deno.writeFileSync(`${replica}/.treesync/record`, bytes.subarray(0, bytes.length - 1));
+  };
+  const plant = (name: string, text: string) => (replica: string) =>
+    Deno.writeTextFileSync(`${replica}/.treesync/${name}`, text);
+  const records: Array<[(replica: string) => void, RegExp]> = [
+    [
+      plant("record.json", `{"format":"treesync-record","version":2}`),
+      /record\.json' is corrupt \(it is not a treesync record of version 2\)/,
+    ],
+    [
+      plant("record.json", `{"format":"treesync-record","version":2,"replica":[7],"source":[]}`),
+      /record\.json' is corrupt \(a replica row is not a list\)/,
+    ],
+    [plant("record.json", "{not json"), /record\.json' is corrupt \(it is not valid JSON\)/],
+    [plant("record", "{not json"), /record' is corrupt \(it is too short to be a record: it was/],
+    [
+      plant("record", `{"format":"treesync-record","version":2,"replica":[],"source":[]}`),
+      /record' is corrupt \(it does not start as a treesync record of format 3\)/,
+    ],
+    [cutShort, /record' is corrupt \(it does not end with its end marker: it was cut short\)/],
   ];
-  for (const [text, reason] of records) {
+  for (const [damage, reason] of records) {
     await withTemp(async (dir) => {
       writeTree(`${dir}/s`, { f: "x" });
-      writeTree(`${dir}/r`, { ".treesync": { "record.json": text } });
+      writeTree(`${dir}/r`, { ".treesync": {} });
+      damage(`${dir}/r`);
       const result = await cli([`${dir}/s`, `${dir}/r`]);
       assertExit(result, 0);
       assertMatch(result.stderr, reason);
-      assert(!/iterable|undefined|TypeError/.test(result.stderr), result.stderr);
+      assertMatch(result.stderr, /; rebuilding it$/m);
+      assert(!/iterable|undefined|TypeError|CorruptRecord/.test(result.stderr), result.stderr);
+      assert(!pathExists(`${dir}/r/.treesync/record.json`), "a version-2 record serves once");
+      assertEquals([...readRecord(`${dir}/r`).replica.keys()], ["f"]);
     });
   }
+});
+
+Deno.test("cli converts a version-2 record.json, keeping its hashes, and removes it", async () => {
+  await withTemp(async (dir) => {
+    const [source, replica] = [`${dir}/s`, `${dir}/r`];
+    const files: Tree = { a: "alpha", sub: { b: "bravo" }, unrecorded: "not in the record" };
+    writeTree(source, files);
+    writeTree(replica, files);
+    const old = Date.now() - 3_600_000;
+    for (const path of ["a", "sub/b", "unrecorded"]) {
+      setMtime(`${source}/${path}`, old);
+      setMtime(`${replica}/${path}`, old);
+    }
+    // As a run of the version-2 code left it: both sides hashed, well after their last change.
+    const entry = (path: string): RecordEntry => {
+      const info = Deno.statSync(path);
+      return {
+        size: info.size,
+        mtimeMs: info.mtime!.getTime(),
+        ctimeMs: info.ctime!.getTime(),
+        ino: info.ino!,
+        hash: sha256(Deno.readFileSync(path)),
+        hashedAtMs: info.ctime!.getTime() + 5_000,
+      };
+    };
+    const v2 = { replica: new Map<string, RecordEntry>(), source: new Map<string, RecordEntry>() };
+    for (const path of ["a", "sub/b"]) {
+      v2.source.set(path, entry(`${source}/${path}`));
+      v2.replica.set(path, entry(`${replica}/${path}`));
+    }
+    writeLegacyRecord(replica, v2);
+    await untilNextSecond(); // the unrecorded file's hashes, taken now, are trusted next run
+
+    const converted = await cli(["-vv", source, replica]);
+    assertExit(converted, 0);
+    // The recorded files are not read again; the one the record lacked is, on both sides.
+    assertEquals(hashLines(converted.stderr), ["hash source unrecorded", "hash target unrecorded"]);
+    assert(!pathExists(`${replica}/.treesync/record.json`), "the version-2 record is removed");
+    assert(pathExists(`${replica}/.treesync/record`), "the record of format 3 is written");
+    const record = readRecord(replica);
+    for (const side of ["source", "replica"] as const) {
+      for (const [path, was] of v2[side]) {
+        assertEquals(record[side].get(path), was, `${side} ${path} carried over`);
+      }
+    }
+    assertEquals(snapshot(replica), snapshot(source));
+    const again = await cli(["-vv", source, replica]);
+    assertExit(again, 0);
+    assertEquals(hashLines(again.stderr), [], "every hash is in the new record");
+  });
 });
 
 // ------------------------------------------------------------------------------------------------
@@ -2551,13 +2615,7 @@ Deno.test("cli never writes through .treesync swapped for a link during the run"
     writeTree(`${dir}/s`, { small: "small" });
     writeTree(`${dir}/r`, { old: "to delete" });
     const child = spawnCli(["-j", "1", "--keep-deleted", "1d", `${dir}/s`, `${dir}/r`]);
-    await waitFor(() => {
-      try {
-        return [...Deno.readDirSync(`${dir}/r/.treesync/tmp`)].length > 0;
-      } catch {
-        return false;
-      }
-    });
+    await waitFor(() => copiesInFlight(`${dir}/r`).length > 0);
     Deno.renameSync(`${dir}/r/.treesync`, `${dir}/r/.moved-away`);
     Deno.symlinkSync(`${dir}/decoy`, `${dir}/r/.treesync`);
     const result = await collect(child);

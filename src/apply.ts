@@ -23,7 +23,7 @@ import { openRegularFile, readThroughHash } from "./hash.ts";
 import { checkOwn, tempPathIn } from "./meta.ts";
 import { ancestors, joinRel, parentOf } from "./paths.ts";
 import { type Action, type Plan } from "./plan.ts";
-import { type RecordChanges, type RecordEntry } from "./record.ts";
+import { type RecordEntry } from "./record.ts";
 import {
   type Entry,
   entryFromStat,
@@ -96,6 +96,20 @@ export interface ApplyContext extends CopySettings {
 
 /** How long a run goes before the record is first saved at a checkpoint. */
 export const CHECKPOINT_MS = 60_000;
+
+/** What a run changed in the replica, for the record. */
+export interface RecordChanges {
+  /** Files written: the replica's new state, and the source state that was read. */
+  written: Map<string, { replica: RecordEntry; source: RecordEntry }>;
+  /** Replica files deleted. */
+  deleted: Set<string>;
+  /** Files whose content stayed but whose signature changed (moved, attributes set). */
+  resigned: Map<string, Signature>;
+  /** New path to old, for files moved in the replica. */
+  movedFiles: Map<string, string>;
+  /** New path to old, for folders moved in the replica. */
+  movedFolders: Map<string, string>;
+}
 
 /** What applying a plan did, for the summary and the record. */
 export interface ApplyResult extends RecordChanges {

@@ -54,7 +54,7 @@ export interface ActionSink {
 export interface EngineContext {
   options: Options;
   /** The planner's options for every folder (moves are the engine's own). */
-  planOptions: Omit<PlanOptions, "fromHashes" | "toHashes" | "moves">;
+  planOptions: Omit<PlanOptions, "fromHashes" | "toHashes">;
   /** Whether moves are looked for (mirroring with deletions). */
   moves: boolean;
   roots: { from: string; to: string };
@@ -223,7 +223,6 @@ class MirrorWalk {
     const plan = planMirror(scans.from, scans.to, {
       ...planOptions,
       ...hashes,
-      moves: false,
     });
     for (const problem of plan.blocked) {
       report.error(`${displayPath(problem.path)}: ${problem.message}`);
@@ -413,7 +412,6 @@ class MirrorWalk {
     const wanted = hashesNeeded(scans.from, scans.to, {
       ...hashes,
       checksum: planOptions.checksum,
-      moves: false,
       overwriteNewer: planOptions.overwriteNewer ?? false,
       deletes: planOptions.deletes,
       restore: planOptions.restore ?? false,

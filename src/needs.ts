@@ -29,8 +29,6 @@ import { type Entry, type Scan } from "./scan.ts";
  *   not know as it is (an interrupted run, a replica made by another tool, damage with the mtime
  *   put back), so that after a run every target file has a hash in the record; without
  *   deletions, also the target files that stay without a source;
- * - for move detection, new source files and extraneous target files of a size found on both
- *   sides;
  * - restoring, a target the plan may overwrite whose recorded hash cannot be trusted yet, to
  *   tell whether it changed since the last sync.
  *
@@ -51,25 +49,18 @@ export function hashesNeeded(
     toHash: hashLookup(options.toHashes),
     wanted: { from: new Set(), to: new Set() },
   };
-  const newBySize = new Map<number, string[]>();
   for (const [path, source] of from.entries) {
     if (source.kind !== "file") continue;
     const target = to.entries.get(path);
     if (target?.kind === "file") hashesForPair(path, source, target, need);
-    else if (!target && options.moves) {
-      const group = newBySize.get(source.size);
-      if (group) group.push(path);
-      else newBySize.set(source.size, [path]);
-    }
   }
   if (!options.restore && options.deletes === false) hashesForLeftFiles(need);
-  if (newBySize.size > 0) hashesForMoves(newBySize, need);
   return { from: [...need.wanted.from], to: [...need.wanted.to] };
 }
 
 /** How {@linkcode hashesNeeded} decides: as {@linkcode planMirror} will. */
 export type HashNeedOptions =
-  & Pick<PlanOptions, "checksum" | "fromHashes" | "toHashes" | "moves" | "overwriteNewer">
+  & Pick<PlanOptions, "checksum" | "fromHashes" | "toHashes" | "overwriteNewer">
   & { deletes?: boolean; restore?: boolean };
 
 /** What {@linkcode hashesNeeded} looks at, and the paths it wants hashed. */
@@ -119,26 +110,5 @@ function hashesForLeftFiles(need: HashNeed): void {
   for (const [path, target] of need.to.entries) {
     if (target.kind !== "file" || need.from.entries.get(path)?.kind === "file") continue;
     if (!recordedAsIs(need.options.toHashes?.get(path), target)) need.wanted.to.add(path);
-  }
-}
-
-/**
- * For move detection: extraneous replica files of a size some new source file has, and those
- * new files. Linear in the tree: each size found on both sides adds its new files once.
- */
-function hashesForMoves(newBySize: Map<number, string[]>, need: HashNeed): void {
-  const { from, to, fromHash, toHash, wanted } = need;
-  const pairedSizes = new Set<number>();
-  for (const [path, target] of to.entries) {
-    if (target.kind !== "file" || from.entries.has(path) || !newBySize.has(target.size)) {
-      continue;
-    }
-    pairedSizes.add(target.size);
-    if (toHash(path, target) === null) wanted.to.add(path);
-  }
-  for (const size of pairedSizes) {
-    for (const newPath of newBySize.get(size)!) {
-      if (fromHash(newPath, from.entries.get(newPath)!) === null) wanted.from.add(newPath);
-    }
   }
 }

@@ -1,12 +1,13 @@
 /**
- * Deciding what to change: from the two walks and the record to a list of actions, each with a
- * typed reason, renamed files and folders turned into moves, and the summary counts of a plan. Pure: no `Deno.*`, no I/O.
+ * Deciding what to change in one folder (or any set of entries): from the two sides and the
+ * record to a list of actions, each with a typed reason. Moves are decided at the end of a run,
+ * among the entries left unmatched (see `mirror.ts`). Pure: no `Deno.*`, no I/O.
  *
  * @module
  */
 
 import { type DeleteLimit } from "./cli.ts";
-import { ancestors, baseName, isWithin, parentOf, subtree } from "./paths.ts";
+import { ancestors, isWithin, parentOf } from "./paths.ts";
 import { type HashLookup, hashLookup, type RecordMap, unchangedSinceRecorded } from "./record.ts";
 import { type Entry, type EntryKind, type Problem, type Scan } from "./scan.ts";
 
@@ -130,8 +131,6 @@ export interface PlanOptions {
   fromHashes?: RecordMap;
   /** What the record knows of `to`'s files. */
   toHashes?: RecordMap;
-  /** Turn a deletion plus a copy of the same content into one rename (files and folders). */
-  moves?: boolean;
   /**
    * Restoring: `to` is the source and `toHashes` the record's source side. A target entry the
    * last sync did not see as it is now (see {@linkcode unchangedSinceRecorded}) is kept and
@@ -178,15 +177,7 @@ export function planMirror(from: Scan, to: Scan, options: PlanOptions): Plan {
   byPath(draft.creations, "shallowest");
   byPath(draft.deletions, "deepest");
 
-  let moves: Action[] = [];
-  let remaining = { creations: draft.creations, deletions: draft.deletions };
-  if (options.moves && draft.deletions.length > 0) {
-    ({ moves, remaining } = planMoves({ ...walk, ...remaining, owners: options.owners }));
-    for (const move of moves) {
-      draft.touchedFolders.add(parentOf(move.path)).add(parentOf(move.from!));
-      if (move.entry!.kind === "dir") draft.touchedFolders.add(move.path);
-    }
-  }
+  const remaining = { creations: draft.creations, deletions: draft.deletions };
   // What would be created below an entry left in place has no folder to go in.
   const creations = remaining.creations.filter((a) => !isWithin(a.path, draft.left, BELOW));
   const folderAttrs = folderAttributes(from, draft);
@@ -194,7 +185,6 @@ export function planMirror(from: Scan, to: Scan, options: PlanOptions): Plan {
     actions: [
       ...draft.removals,
       ...creations.filter((a) => a.kind === "mkdir"),
-      ...moves,
       ...creations.filter((a) => a.kind !== "mkdir"),
       ...remaining.deletions,
       ...folderAttrs,
@@ -382,190 +372,6 @@ function folderAttributes(from: Scan, draft: Draft): Action[] {
   }
   byPath(actions, "deepest");
   return actions;
-}
-
-interface MoveInput {
-  from: Scan;
-  to: Scan;
-  /** Sorted shallowest first. */
-  creations: Action[];
-  /** Sorted deepest first. */
-  deletions: Action[];
-  fromHash: HashLookup;
-  toHash: HashLookup;
-  owners: boolean;
-}
-
-/** What is left of the creations and deletions once moves took their part. */
-interface Remaining {
-  creations: Action[];
-  deletions: Action[];
-}
-
-/**
- * Turns "delete a replica file, copy a source file with the same size and SHA-256" into one
- * rename, and a new source folder whose whole tree matches a deleted replica folder into one
- * rename of the folder. Candidates are paired by size first, so only same-size files ever need
- * a hash. Among equal candidates, one with the same name wins (a folder was renamed). Pure.
- *
- * @returns The moves (attribute fixes for a moved folder's contents included) and what remains
- * of the creations and deletions.
- */
-function planMoves(input: MoveInput): { moves: Action[]; remaining: Remaining } {
-  const { from, creations, deletions } = input;
-  const fileMoves = pairFileMoves(input);
-  if (fileMoves.size === 0) return { moves: [], remaining: { creations, deletions } };
-  const { folderMoves, attrFixes } = matchFolderMoves(fileMoves, input);
-  const movedOld = new Set(folderMoves.values());
-
-  const moves: Action[] = [];
-  for (const [newDir, oldDir] of folderMoves) {
-    const entry = from.entries.get(newDir)!;
-    moves.push({ kind: "move", path: newDir, from: oldDir, reason: SAME_TREE, entry });
-  }
-  const movedFiles = new Set<string>();
-  for (const [newPath, oldPath] of fileMoves) {
-    if (isWithin(newPath, folderMoves, BELOW)) continue;
-    movedFiles.add(newPath).add(oldPath);
-    const entry = from.entries.get(newPath)!;
-    moves.push({ kind: "move", path: newPath, from: oldPath, reason: SAME_CONTENT, entry });
-  }
-  const creationsLeft = creations.filter((a) =>
-    !(a.kind === "copy" && movedFiles.has(a.path)) && !isWithin(a.path, folderMoves)
-  );
-  const deletionsLeft = deletions.filter((a) =>
-    !(a.kind === "delete" && movedFiles.has(a.path)) && !isWithin(a.path, movedOld)
-  );
-  return {
-    moves,
-    remaining: { creations: [...creationsLeft, ...attrFixes], deletions: deletionsLeft },
-  };
-}
-
-const SAME_TREE: Reason = { code: "same-folder-tree" };
-
-const SAME_CONTENT: Reason = { code: "same-content" };
-
-/**
- * Pairs each new source file with a deleted replica file of the same size and SHA-256, one with
- * the same name first.
- *
- * @returns New path to the replica path it can be moved from.
- */
-function pairFileMoves(input: MoveInput): Map<string, string> {
-  const { to, creations, deletions, fromHash, toHash } = input;
-  const goneByContent = new Map<string, string[]>();
-  for (const action of deletions) {
-    const entry = to.entries.get(action.path)!;
-    const hash = action.kind === "delete" ? toHash(action.path, entry) : null;
-    if (hash === null) continue;
-    const key = `${entry.size}:${hash}`;
-    const group = goneByContent.get(key);
-    if (group) group.push(action.path);
-    else goneByContent.set(key, [action.path]);
-  }
-  const fileMoves = new Map<string, string>();
-  if (goneByContent.size === 0) return fileMoves;
-  for (const action of creations) {
-    if (action.kind !== "copy" || action.reason.code !== "new") continue;
-    const hash = fromHash(action.path, action.entry!);
-    const candidates = hash === null
-      ? undefined
-      : goneByContent.get(`${action.entry!.size}:${hash}`);
-    if (!candidates?.length) continue;
-    const name = baseName(action.path);
-    const sameName = candidates.findIndex((path) => baseName(path) === name);
-    fileMoves.set(action.path, candidates.splice(Math.max(sameName, 0), 1)[0]!);
-  }
-  return fileMoves;
-}
-
-/**
- * Finds the new source folders whose whole tree is a deleted replica folder's, shallowest
- * first: a folder inside one already moved moves with it.
- *
- * @returns New folder to the replica folder it can be moved from, and the attribute fixes
- * for the files inside that differ only in mode, owner or mtime.
- */
-function matchFolderMoves(
-  fileMoves: Map<string, string>,
-  input: MoveInput,
-): { folderMoves: Map<string, string>; attrFixes: Action[] } {
-  const { creations, deletions } = input;
-  const creationPaths = creations.map((a) => a.path); // sorted ascending
-  const deletionPaths = deletions.map((a) => a.path).reverse(); // sorted ascending
-  const folderMoves = new Map<string, string>();
-  const movedOld = new Set<string>();
-  const attrFixes: Action[] = [];
-  for (const [newDir, oldDir] of folderCandidates(fileMoves, input)) {
-    if (isWithin(newDir, folderMoves, BELOW) || isWithin(oldDir, movedOld, BELOW)) continue;
-    const newInside = subtree(creationPaths, newDir);
-    const oldInside = subtree(deletionPaths, oldDir);
-    if (newInside.length !== oldInside.length) continue;
-    const fixes = sameTreeFixes(newDir, oldDir, newInside, fileMoves, input);
-    if (fixes === null) continue;
-    folderMoves.set(newDir, oldDir);
-    movedOld.add(oldDir);
-    attrFixes.push(...fixes.filter((fix) => fix.kind === "attrs"));
-  }
-  return { folderMoves, attrFixes };
-}
-
-/**
- * Folder pairs worth comparing: walking up a moved file's old and new paths while the names
- * agree, where the new folder is created and the old one deleted. Sorted shallowest first.
- */
-function folderCandidates(fileMoves: Map<string, string>, input: MoveInput): [string, string][] {
-  const folderPairs = new Map<string, string>();
-  for (const [newPath, oldPath] of fileMoves) {
-    let [n, o] = [newPath, oldPath];
-    while (n.includes("/") && o.includes("/") && baseName(n) === baseName(o)) {
-      [n, o] = [parentOf(n), parentOf(o)];
-      if (!folderPairs.has(n)) folderPairs.set(n, o);
-    }
-  }
-  const newDirs = new Set(
-    input.creations.filter((a) => a.kind === "mkdir" && a.reason.code === "new").map((a) => a.path),
-  );
-  const goneDirs = new Set(input.deletions.filter((a) => a.kind === "rmdir").map((a) => a.path));
-  return [...folderPairs].filter(([n, o]) => newDirs.has(n) && goneDirs.has(o))
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-}
-
-/**
- * Whether everything below the new folder `newDir` is what is below the replica's `oldDir`:
- * the same kinds, files paired as moves, the same link targets.
- *
- * @returns The attribute fixes the entries inside need, or null when the trees differ.
- */
-function sameTreeFixes(
-  newDir: string,
-  oldDir: string,
-  newInside: string[],
-  fileMoves: Map<string, string>,
-  input: MoveInput,
-): Action[] | null {
-  const { from, to, fromHash, owners } = input;
-  const fixes: Action[] = [];
-  for (const newPath of newInside) {
-    const oldPath = oldDir + newPath.slice(newDir.length);
-    const source = from.entries.get(newPath)!;
-    const target = to.entries.get(oldPath);
-    if (!target || target.kind !== source.kind) return null;
-    if (source.kind === "file" && fileMoves.get(newPath) !== oldPath) return null;
-    if (source.kind === "symlink" && source.target !== target.target) return null;
-    const hash = source.kind === "file" ? fromHash(newPath, source) : null;
-    const change = compareEntries(source, target, {
-      checksum: true,
-      owners,
-      fromHash: hash,
-      toHash: hash,
-    });
-    if (change?.kind === "attrs" || change?.kind === "dirattrs") {
-      fixes.push({ kind: change.kind, path: newPath, reason: change.reason, entry: source });
-    }
-  }
-  return fixes;
 }
 
 function kindName(kind: EntryKind): string {

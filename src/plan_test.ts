@@ -341,83 +341,6 @@ Deno.test("planMirror() leaves every type change alone when restoring or without
 });
 
 // ------------------------------------------------------------------------------------------------
-// Moves
-// ------------------------------------------------------------------------------------------------
-
-Deno.test("planMirror() turns a deletion plus a copy of the same content into a move", () => {
-  const table: Array<[string, Record<string, Entry>, Record<string, Entry>, string[]]> = [
-    ["a renamed file", { b: f(5, "a") }, { a: f(5, "a") }, ["move a -> b"]],
-    ["a move across folders", { d1: e("dir"), d2: e("dir"), "d2/x": f(5, "a") }, {
-      d1: e("dir"),
-      "d1/x": f(5, "a"),
-    }, ["mkdir d2", "move d1/x -> d2/x"]],
-    ["a swap of two names", { a: f(5, "b", { mtimeMs: 2 }), b: f(5, "a", { mtimeMs: 2 }) }, {
-      a: f(5, "a"),
-      b: f(5, "b"),
-    }, ["update a", "update b"]],
-    ["two identical files, one renamed", { a: f(5, "a"), c: f(5, "a") }, {
-      a: f(5, "a"),
-      b: f(5, "a"),
-    }, ["move b -> c"]],
-    ["a rename plus an edit", { b: f(6, "b") }, { a: f(5, "a") }, ["copy b", "delete a"]],
-    ["same size, other content", { b: f(5, "b") }, { a: f(5, "a") }, ["copy b", "delete a"]],
-    ["the same name wins among equal candidates", { "n/x": f(5, "a"), n: e("dir") }, {
-      "o/w": f(5, "a"),
-      "o/x": f(5, "a"),
-      o: e("dir"),
-    }, ["mkdir n", "move o/x -> n/x", "delete o/w", "rmdir o"]],
-    [
-      "a renamed folder is one move",
-      {
-        new: e("dir"),
-        "new/x": f(1, "x"),
-        "new/sub": e("dir"),
-        "new/sub/y": f(2, "y"),
-        "new/l": e("symlink", { target: "x" }),
-      },
-      {
-        old: e("dir"),
-        "old/x": f(1, "x"),
-        "old/sub": e("dir"),
-        "old/sub/y": f(2, "y"),
-        "old/l": e("symlink", { target: "x" }),
-      },
-      ["move old -> new"],
-    ],
-    [
-      "a renamed folder with a file added moves file by file",
-      { new: e("dir"), "new/x": f(1, "x"), "new/added": f(3, "z") },
-      { old: e("dir"), "old/x": f(1, "x") },
-      ["mkdir new", "move old/x -> new/x", "copy new/added", "rmdir old"],
-    ],
-    [
-      "a folder moved deeper",
-      { a: e("dir"), "a/b": e("dir"), "a/b/photos": e("dir"), "a/b/photos/1": f(4, "p") },
-      { photos: e("dir"), "photos/1": f(4, "p") },
-      ["mkdir a", "mkdir a/b", "move photos -> a/b/photos"],
-    ],
-  ];
-  for (const [name, fromEntries, toEntries, expected] of table) {
-    const plan = planMirror(scanOf(fromEntries), scanOf(toEntries), {
-      ...planDefaults,
-      moves: true,
-    });
-    assertEquals(planned(plan.actions), expected, name);
-  }
-});
-
-Deno.test("planMirror() fixes the attributes of a moved folder's contents", () => {
-  const from = scanOf({ new: e("dir", { mtimeMs: 5 }), "new/x": f(1, "x", { mode: 0o600 }) });
-  const to = scanOf({ old: e("dir"), "old/x": f(1, "x") });
-  const plan = planMirror(from, to, { ...planDefaults, moves: true });
-  assertEquals(planned(plan.actions), ["move old -> new", "attrs new/x"]);
-  assert(
-    plan.actions.some((a) => a.kind === "dirattrs" && a.path === "new"),
-    "the folder's own mtime",
-  );
-});
-
-// ------------------------------------------------------------------------------------------------
 // Restoring
 // ------------------------------------------------------------------------------------------------
 
@@ -584,10 +507,6 @@ Deno.test("hashesNeeded() asks only for what would change a decision and is not 
     from: ["b", "touched"],
     to: ["b"],
   });
-  assertEquals(hashesNeeded(from, to, { checksum: false, toHashes, moves: true }), {
-    from: ["b", "touched", "renamed"],
-    to: ["b", "old"],
-  });
   // The record saw `b` with another inode: swapped in, so both sides are hashed.
   const fromHashes = new Map([["b", vouch(e("file", { size: 5 }), "b".repeat(64))]]);
   assertEquals(hashesNeeded(from, to, { checksum: false, toHashes, fromHashes }), {
@@ -658,26 +577,6 @@ Deno.test("hashesNeeded() rechecks replica files the record cannot vouch for, an
   assertEquals(
     sorted(hashesNeeded(from, to, { ...restoring, overwriteNewer: true })).to,
     ["touchedRacy"],
-  );
-});
-
-Deno.test("hashesNeeded() knows a renamed file's hash from the record by its inode and signature", () => {
-  const file = e("file", { size: 9, ino: 4242 });
-  const replica = e("file", { size: 9 });
-  const toHashes: RecordMap = new Map([["old/name", vouch(replica, "8".repeat(64))]]);
-  const options = { checksum: false, moves: true, toHashes };
-  const fromHashes = (entry: Entry): RecordMap =>
-    new Map([["old/name", vouch(entry, "9".repeat(64))]]);
-  const from = scanOf({ new: e("dir"), "new/name": file });
-  const to = scanOf({ old: e("dir"), "old/name": replica });
-  assertEquals(hashesNeeded(from, to, { ...options, fromHashes: fromHashes(file) }), {
-    from: [],
-    to: [],
-  });
-  assertEquals(
-    hashesNeeded(from, to, { ...options, fromHashes: fromHashes({ ...file, ctimeMs: 5000 }) }),
-    { from: ["new/name"], to: [] },
-    "changed since",
   );
 });
 

@@ -273,4 +273,3 @@ export function removeMadeFolders(folders: PreparedWrites["madeHere"]): void {
     }
   }
 }
-

@@ -1,19 +1,15 @@
 /**
- * The file record in `REPLICA/.treesync/record.json`: when a recorded hash can be trusted,
- * loading it safely, the next record after a run, saving it atomically.
+ * What the record says of a file: when a recorded hash can be trusted, whether the file is as
+ * the record saw it; and reading a version-2 record (`record.json`, JSON), once, to convert it.
  *
  * @module
  */
 
 import * as fs from "node:fs";
 import { errorText, UsageError } from "./errors.ts";
-import { encoder, removeQuietly, writeAll } from "./files.ts";
 import { formatBytes, quoted } from "./format.ts";
-import { checkOwn, type MetaPaths, tempPathIn } from "./meta.ts";
-import { enclosingFolder } from "./paths.ts";
-import { type Entry, sameSignature, type Scan, type Signature, signatureOf } from "./scan.ts";
-
-export type { MetaPaths } from "./meta.ts";
+import { checkOwn } from "./meta.ts";
+import { type Entry, sameSignature, type Signature } from "./scan.ts";
 
 const RECORD_FORMAT = "treesync-record";
 
@@ -75,18 +71,6 @@ export function trustedHash(known: RecordEntry | undefined, entry: Entry): strin
     return null;
   }
   return known.hashedAtMs - known.mtimeMs < RACY_WINDOW_MS ? null : known.hash;
-}
-
-/** Records up to this size are read while the trees are walked; larger ones wait for the count. */
-export const RECORD_EAGER_BYTES = 32 << 20;
-
-/**
- * The largest record a tree of `entryCount` entries (both sides) can have: a version-2 row takes
- * about 140 bytes, so 512 a row plus 1 MiB leaves room, while a record linked to an endless
- * file or grown by a hostile writer is refused before it is read.
- */
-export function recordSizeCap(entryCount: number): number {
-  return (1 << 20) + 512 * entryCount;
 }
 
 /**
@@ -222,136 +206,6 @@ export function recordLookup<T>(
     const renamed = byInode.get(entry.ino);
     return renamed === undefined ? null : accept(renamed, entry);
   };
-}
-
-/** What a run changed, for the record. */
-export interface RecordChanges {
-  /** Files written: the replica's new state, and the source state that was read. */
-  written: Map<string, { replica: RecordEntry; source: RecordEntry }>;
-  /** Replica files deleted. */
-  deleted: Set<string>;
-  /** Files whose content stayed but whose signature changed (moved, attributes set). */
-  resigned: Map<string, Signature>;
-  /** New path to old, for files moved in the replica. */
-  movedFiles: Map<string, string>;
-  /** New path to old, for folders moved in the replica. */
-  movedFolders: Map<string, string>;
-}
-
-/**
- * The record after a run. Replica side: every file the scan saw, carried over while its
- * signature holds, then moved, re-signed, written or dropped as the run did. Source side: the
- * hashes known of source files still there unchanged (found by path, or by inode when renamed).
- * Pure.
- */
-export function nextRecord(
-  previous: FileRecord,
-  scans: { source: Scan; replica: Scan },
-  changes: RecordChanges,
-): FileRecord {
-  return {
-    replica: nextReplicaSide(previous.replica, scans.replica, changes),
-    source: nextSourceSide(previous.source, scans.source, changes),
-  };
-}
-
-function nextReplicaSide(previous: RecordMap, scan: Scan, changes: RecordChanges): RecordMap {
-  const replica: RecordMap = new Map();
-  for (const [path, entry] of scan.entries) {
-    if (entry.kind !== "file" || changes.deleted.has(path)) continue;
-    replica.set(
-      path,
-      hashedNow(entry) ?? sameAsRecorded(previous.get(path), entry) ?? unhashed(entry),
-    );
-  }
-  if (changes.movedFolders.size > 0) {
-    // One pass, whatever the number of folders moved: each path looks its folders up.
-    const newByOld = new Map([...changes.movedFolders].map(([newDir, oldDir]) => [oldDir, newDir]));
-    for (const [path, entry] of [...replica]) {
-      const oldDir = enclosingFolder(path, newByOld, { below: true });
-      if (oldDir === undefined) continue;
-      replica.delete(path);
-      replica.set(newByOld.get(oldDir)! + path.slice(oldDir.length), entry);
-    }
-  }
-  for (const [newPath, oldPath] of changes.movedFiles) {
-    const entry = replica.get(oldPath);
-    replica.delete(oldPath);
-    if (entry) replica.set(newPath, entry);
-  }
-  for (const [path, signature] of changes.resigned) {
-    const entry = replica.get(path);
-    if (entry) replica.set(path, { ...entry, ...signature });
-  }
-  for (const [path, written] of changes.written) replica.set(path, written.replica);
-  return replica;
-}
-
-function nextSourceSide(previous: RecordMap, scan: Scan, changes: RecordChanges): RecordMap {
-  const source: RecordMap = new Map();
-  const recorded = recordLookup(previous, sameAsRecorded);
-  for (const [path, entry] of scan.entries) {
-    if (entry.kind !== "file") continue;
-    const known = hashedNow(entry) ?? recorded(path, entry);
-    if (known?.hash) source.set(path, known);
-  }
-  for (const [path, written] of changes.written) source.set(path, written.source);
-  return source;
-}
-
-/** The record of a file hashed this run, or null when it was not. */
-function hashedNow(entry: Entry): RecordEntry | null {
-  if (entry.hash === undefined) return null;
-  return { ...signatureOf(entry), hash: entry.hash, hashedAtMs: entry.hashedAtMs ?? 0 };
-}
-
-/** What the record knows of a file, while the file is still as it was then. */
-function sameAsRecorded(known: RecordEntry | undefined, entry: Entry): RecordEntry | null {
-  return known && sameSignature(known, entry) ? known : null;
-}
-
-function unhashed(entry: Entry): RecordEntry {
-  return { ...signatureOf(entry), hash: null, hashedAtMs: 0 };
-}
-
-/** Whether two records say the same. */
-export function sameRecord(a: FileRecord, b: FileRecord): boolean {
-  for (const side of ["replica", "source"] as const) {
-    if (a[side].size !== b[side].size) return false;
-    for (const [path, entry] of a[side]) {
-      const other = b[side].get(path);
-      if (
-        !other || !sameSignature(entry, other) || other.hash !== entry.hash ||
-        other.hashedAtMs !== entry.hashedAtMs
-      ) return false;
-    }
-  }
-  return true;
-}
-
-/**
- * Writes the record atomically: a new file made exclusively in our `tmp/` folder, fsync, then a
- * rename over the old record (rename replaces a link there, never follows it).
- */
-export function saveRecord(paths: MetaPaths, record: FileRecord): void {
-  const rows = (map: RecordMap) =>
-    [...map].map(([path, e]) => [path, e.size, e.mtimeMs, e.ctimeMs, e.ino, e.hash, e.hashedAtMs]);
-  const text = JSON.stringify({
-    format: RECORD_FORMAT,
-    version: RECORD_VERSION,
-    replica: rows(record.replica),
-    source: rows(record.source),
-  });
-  const tempPath = tempPathIn(paths.temp);
-  try {
-    using file = Deno.openSync(tempPath, { write: true, createNew: true, mode: 0o600 });
-    writeAll(file, encoder.encode(text));
-    file.syncSync();
-    Deno.renameSync(tempPath, paths.record);
-  } catch (error) {
-    removeQuietly(tempPath);
-    throw error;
-  }
 }
 
 /** Finds a file's SHA-256 without reading it, or says it is not known. */

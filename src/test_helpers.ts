@@ -1,14 +1,17 @@
 /**
  * What the tests share: assertions, temporary trees written from literals and read back,
- * planner entries, and the real CLI run as a subprocess with exactly the `sync` task's
- * permission flags (read from deno.json, in one place).
+ * planner entries, a replica's record read and written, and the real CLI run as a subprocess
+ * with exactly the `sync` task's permission flags (read from deno.json, in one place).
  *
  * @module
  */
 
 import { createHash } from "node:crypto";
+import * as fs from "node:fs";
+import { metaPaths } from "./meta.ts";
 import { type Action } from "./plan.ts";
 import { type RecordEntry } from "./record.ts";
+import { openRecord, type RecordBlock, type RecordRow, RecordWriter } from "./recordfile.ts";
 import { type Entry, type Scan, signatureOf } from "./scan.ts";
 
 export function assert(condition: unknown, message = "assertion failed"): asserts condition {
@@ -329,3 +332,135 @@ export const RACY_CASES: Array<[string, Partial<Entry>, number, boolean]> = [
   ["ctime in the second just before, within the clock's slack", { ctimeMs: 5_000 }, 6_010, false],
   ["mtime within the racy window", { mtimeMs: 5_500 }, 6_100, false],
 ];
+
+/** What a replica's record says of its files, by side and path relative to the tree. */
+export interface RecordContents {
+  /** The replica's files. */
+  replica: Map<string, RecordEntry>;
+  /** The source's files, as the last runs read them. */
+  source: Map<string, RecordEntry>;
+  /** The folder rows (of which the record keeps only the inodes), by path. */
+  folders: Map<string, RecordRow>;
+}
+
+/**
+ * The blocks of the record in `REPLICA/.treesync/record`, read to the end with every check of
+ * the format.
+ *
+ * @throws {Error} When there is no record, or it is corrupt.
+ */
+export function readRecordBlocks(replica: string): RecordBlock[] {
+  const path = metaPaths(replica).record;
+  const problems: string[] = [];
+  const record = openRecord(path, {
+    maxBytes: Number.MAX_SAFE_INTEGER,
+    onCorrupt: (message) => problems.push(message),
+  });
+  if (record === null) throw new Error(`There is no record at ${path}`);
+  try {
+    const blocks = [...record.blocks()];
+    if (problems.length > 0 || record.corrupt) {
+      throw new Error(problems.join("\n") || `The record ${path} is corrupt`);
+    }
+    return blocks;
+  } finally {
+    record.close();
+  }
+}
+
+/**
+ * The record in `REPLICA/.treesync/record` by side and relative path, files and folders apart.
+ *
+ * @throws {Error} When there is no record, or it is corrupt.
+ */
+export function readRecord(replica: string): RecordContents {
+  const contents: RecordContents = { replica: new Map(), source: new Map(), folders: new Map() };
+  for (const { folder, rows } of readRecordBlocks(replica)) {
+    for (const row of rows) {
+      const path = folder === "" ? row.name : `${folder}/${row.name}`;
+      if (row.kind === "dir") {
+        contents.folders.set(path, row);
+        continue;
+      }
+      if (row.source) contents.source.set(path, row.source);
+      if (row.replica) contents.replica.set(path, row.replica);
+    }
+  }
+  return contents;
+}
+
+/**
+ * Writes `blocks` (in walk order, rows by name) as the record in `REPLICA/.treesync/record`,
+ * replacing what is there; the folder `.treesync` must exist.
+ */
+export function writeRecord(replica: string, blocks: Iterable<RecordBlock>): void {
+  const fd = fs.openSync(
+    metaPaths(replica).record,
+    fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC | fs.constants.O_NOFOLLOW,
+    0o600,
+  );
+  try {
+    const writer = new RecordWriter(fd);
+    for (const { folder, rows } of blocks) writer.writeFolder(folder, rows);
+    writer.finish();
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * Writes a version-2 record (`REPLICA/.treesync/record.json`), as treesync wrote it before
+ * format 3: one row `[path, size, mtimeMs, ctimeMs, ino, hash, hashedAtMs]` a file and side.
+ */
+export function writeLegacyRecord(
+  replica: string,
+  record: { replica: Map<string, RecordEntry>; source: Map<string, RecordEntry> },
+): void {
+  const rows = (side: Map<string, RecordEntry>) =>
+    [...side].map(([path, e]) => [path, e.size, e.mtimeMs, e.ctimeMs, e.ino, e.hash, e.hashedAtMs]);
+  const data = {
+    format: "treesync-record",
+    version: 2,
+    replica: rows(record.replica),
+    source: rows(record.source),
+  };
+  const path = metaPaths(replica).legacyRecord;
+  Deno.mkdirSync(metaPaths(replica).dir, { recursive: true, mode: 0o700 });
+  Deno.writeTextFileSync(path, JSON.stringify(data), { mode: 0o600 });
+}
+
+/** How every record of format 3 starts: a draft of the next one sits in `.treesync/tmp/`. */
+const RECORD_HEADER = "treesync-record 3\n";
+
+/**
+ * The copies under way in a replica: the files in `.treesync/tmp/` that hold data and are not
+ * a draft of the next record (which a run keeps there from its start to its end), by name.
+ */
+export function copiesInFlight(replica: string): string[] {
+  const temp = metaPaths(replica).temp;
+  const copies: string[] = [];
+  let items: Deno.DirEntry[];
+  try {
+    items = [...Deno.readDirSync(temp)];
+  } catch {
+    return copies;
+  }
+  const start = new Uint8Array(RECORD_HEADER.length);
+  for (const item of items) {
+    try {
+      using file = Deno.openSync(`${temp}/${item.name}`);
+      let got = 0;
+      while (got < start.length) {
+        const count = file.readSync(start.subarray(got));
+        if (count === null) break;
+        got += count;
+      }
+      // A draft is a record from the header on; what has no byte yet may be either.
+      const text = new TextDecoder().decode(start.subarray(0, got));
+      if (got > 0 && !RECORD_HEADER.startsWith(text)) copies.push(item.name);
+    } catch {
+      // Renamed into place or removed meanwhile: no longer in flight.
+    }
+  }
+  return copies;
+}
