@@ -309,6 +309,71 @@ Deno.test("cli --verify passes a clean replica and names a flipped byte with the
   });
 });
 
+Deno.test("cli -H keeps hard links: one copy, then links; a change to one name reaches all", async () => {
+  await withTemp(async (dir) => {
+    const source = `${dir}/s`;
+    writeTree(source, { a: { f: "x".repeat(1 << 20) }, b: {}, other: "alone" });
+    Deno.linkSync(`${source}/a/f`, `${source}/b/g`);
+    Deno.linkSync(`${source}/a/f`, `${source}/a/h`);
+    const names = ["a/f", "a/h", "b/g"];
+    const inodes = (root: string) => names.map((name) => Deno.lstatSync(`${root}/${name}`).ino);
+    const kib = async (root: string) => {
+      const du = await new Deno.Command("du", { args: ["-sk", root] }).output();
+      return Number(new TextDecoder().decode(du.stdout).split("\t")[0]);
+    };
+
+    // Without -H (rsync's default too) each name is a file of its own: three copies.
+    assertExit(await cli([source, `${dir}/apart`]), 0);
+    assertEquals(new Set(inodes(`${dir}/apart`)).size, 3);
+
+    const first = await cli(["-H", "--json", "-v", source, `${dir}/r`]);
+    assertExit(first, 0);
+    assertEquals([jsonLine(first).copied, jsonLine(first).linked], [2, 2]);
+    assertMatch(first.stderr, /^hardlink b\/g => a\/f$/m);
+    const [f, h, g] = inodes(`${dir}/r`);
+    assertEquals([h, g], [f, f], "one file, three names");
+    assertEquals(Deno.lstatSync(`${dir}/r/a/f`).nlink, 3);
+    assertEquals(Deno.lstatSync(`${dir}/r/other`).nlink, 1);
+    assert(await kib(`${dir}/r`) < 1.5 * 1024, "the space of one copy, not three");
+    assert(await kib(`${dir}/apart`) > 2.5 * 1024, "three copies take three times the space");
+    assertEquals(snapshot(`${dir}/r`), snapshot(source));
+
+    const again = await cli(["-H", "--json", source, `${dir}/r`]);
+    assertEquals([jsonLine(again).copied, jsonLine(again).linked], [0, 0], "a no-op");
+
+    Deno.writeTextFileSync(`${source}/b/g`, "edited through another name");
+    const edited = await cli(["-H", "--json", source, `${dir}/r`]);
+    assertExit(edited, 0);
+    assertEquals([jsonLine(edited).updated, jsonLine(edited).linked], [1, 2]);
+    for (const name of names) {
+      assertEquals(Deno.readTextFileSync(`${dir}/r/${name}`), "edited through another name");
+    }
+    assertEquals(new Set(inodes(`${dir}/r`)).size, 1, "still one file");
+
+    // A replica made without -H gets its names linked; --verify reads the file once.
+    const linked = await cli(["-H", "--json", source, `${dir}/apart`]);
+    assertEquals(jsonLine(linked).linked, 2);
+    assertEquals(new Set(inodes(`${dir}/apart`)).size, 1);
+    const verify = await cli(["--verify", `${dir}/r`]);
+    assertExit(verify, 0);
+    assertMatch(verify.stderr, /verify: 4 files checked, 0 mismatched/);
+  });
+});
+
+Deno.test("cli --verify names every name of a damaged hard-linked file", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, { f: "content" });
+    Deno.linkSync(`${dir}/s/f`, `${dir}/s/g`);
+    assertExit(await cli(["-H", `${dir}/s`, `${dir}/r`]), 0);
+    const mtime = Deno.lstatSync(`${dir}/r/f`).mtime!;
+    Deno.writeTextFileSync(`${dir}/r/f`, "CONTENT");
+    Deno.utimeSync(`${dir}/r/f`, mtime, mtime);
+    const verify = await cli(["--verify", `${dir}/r`]);
+    assertExit(verify, 1);
+    assertEquals(verify.stdout, "mismatch f\nmismatch g\n");
+  });
+});
+
 Deno.test({
   name: "cli -S copies sparse files with their holes: same bytes and size, about the same space",
   ignore: !CAN_MAKE_HOLES,

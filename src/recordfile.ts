@@ -1,5 +1,5 @@
 /**
- * The file record, format 3 (`REPLICA/.treesync/record3`): what the last runs knew of each
+ * The file record, format 3 (`REPLICA/.treesync/record`): what the last runs knew of each
  * entry of both trees, kept as folder blocks in walk order, so that a run reads it folder by
  * folder as it walks the trees, and writes it the same way, without ever holding it whole. This
  * module owns the format: writing it ({@linkcode RecordWriter}), reading it back with every
@@ -65,8 +65,6 @@ import { checkOwn } from "./meta.ts";
 import { compareNames, compareWalkOrder } from "./order.ts";
 import type { FileRecord, RecordEntry } from "./record.ts";
 
-/** The record's file name inside `.treesync/`. */
-export const RECORD3_NAME = "record3";
 
 /** What the record knows of one entry of a folder. */
 export interface RecordRow {
