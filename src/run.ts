@@ -7,7 +7,13 @@
 
 import { Applier, type ApplyContext, type CopyOutcome, FolderGuard } from "./apply.ts";
 import { type Options } from "./cli.ts";
-import { type ActionSink, emptyLeftovers, type EngineContext, walkPair } from "./engine.ts";
+import {
+  type ActionSink,
+  emptyLeftovers,
+  type EngineContext,
+  type WalkLeftovers,
+  walkPair,
+} from "./engine.ts";
 import { errorText } from "./errors.ts";
 import { expectIdentity, type Identity, identityOf, pathExists } from "./files.ts";
 import { displayPath } from "./format.ts";
@@ -131,7 +137,7 @@ export async function runOnce(
   const writes = !options.dryRun;
   const pool = new WorkerPool(options.jobs);
   control.pool = pool;
-  const held: Held = { streams: [], record: null, next: null, prepared: null };
+  const held: Held = { streams: [], record: null, rest: null, next: null, prepared: null };
   try {
     // An existing lock file is taken now (taking it writes nothing); a first run makes it later.
     if (writes) takeLock(control, sides.replicaMeta, options.restore ? "read" : "existing");
@@ -176,44 +182,9 @@ export async function runOnce(
     );
     control.progress.walking = false;
     reportSkipped(deps.report, [from, to]);
-    const outcome = await finishRun(left, run.context, {
-      gate: {
-        maxDelete: options.maxDelete,
-        confirm: options.interactive ? deps.confirmDeletes : null,
-      },
-      walk,
-      guardEntries: run.context.guardEntries,
-    });
-    if (writes && !outcome.maxDeleteHit && outcome.heldBack === 0) {
-      purgeExpiredTrash(options, sides, deps.report);
-    }
-    const summary = run.summary();
-    if (held.next) {
-      const rest = control.stopRequested ? held.record!.blocks() : [];
-      saveNextRecord(held, { sides, rest, report: deps.report });
-    }
-    if (control.stopRequested && writes) {
-      deps.report.warn("Stopped before the end of the run; the record is saved");
-    }
-    summary.failed += left.failed;
-    summary.durationMs = Math.round(performance.now() - started);
-    summary.deletionsHeldBack = outcome.heldBack;
-    summary.maxDeleteHit = outcome.maxDeleteHit;
-    return summary;
+    return await endRun(left, run, { options, deps, walk, sides, held, started });
   } finally {
-    control.progress = idleProgress();
-    control.pool = null;
-    for (const stream of held.streams) stream.close();
-    held.next?.close();
-    held.record?.close();
-    pool.close();
-    if (!control.keepLock) {
-      control.lock?.release();
-      control.lock = null;
-    }
-    // Restoring leaves the source as it was found: the folders of ours this run made there
-    // go again, if empty. Nothing else there is ever removed.
-    removeMadeFolders(held.prepared?.madeHere ?? []);
+    releaseRun(held, control);
   }
 }
 
@@ -234,13 +205,12 @@ async function runInScope(
   const writes = !options.dryRun;
   const pool = new WorkerPool(options.jobs);
   control.pool = pool;
-  const held: Held = { streams: [], record: null, next: null, prepared: null };
-  let rest: RecordSource | null = null;
+  const held: Held = { streams: [], record: null, rest: null, next: null, prepared: null };
   try {
     if (writes) takeLock(control, sides.replicaMeta, options.restore ? "read" : "existing");
     const walk = walkSettings(options, sides);
     held.record = openRecordSource(sides.replicaMeta, deps.report);
-    rest = openRecordSource(sides.replicaMeta, { ...deps.report, warn: () => {} });
+    held.rest = openRecordSource(sides.replicaMeta, { ...deps.report, warn: () => {} });
     if (writes) held.prepared = prepareWrites(options, sides, control);
     const run = startRun(options, { sides, deps, held, toRootEntry: null });
     const left = emptyLeftovers();
@@ -275,35 +245,73 @@ async function runInScope(
         left,
       );
     }
-    const outcome = await finishRun(left, run.context, {
-      gate: {
-        maxDelete: options.maxDelete,
-        confirm: options.interactive ? deps.confirmDeletes : null,
-      },
-      walk,
-      guardEntries: run.context.guardEntries,
-    });
-    const summary = run.summary();
-    if (held.next) saveNextRecord(held, { sides, rest: rest.blocks(), report: deps.report });
-    summary.failed += left.failed;
-    summary.durationMs = Math.round(performance.now() - started);
-    summary.deletionsHeldBack = outcome.heldBack;
-    summary.maxDeleteHit = outcome.maxDeleteHit;
-    return summary;
+    return await endRun(left, run, { options, deps, walk, sides, held, started });
   } finally {
-    control.progress = idleProgress();
-    control.pool = null;
-    for (const stream of held.streams) stream.close();
-    held.next?.close();
-    held.record?.close();
-    rest?.close();
-    pool.close();
-    if (!control.keepLock) {
-      control.lock?.release();
-      control.lock = null;
-    }
-    removeMadeFolders(held.prepared?.madeHere ?? []);
+    releaseRun(held, control);
   }
+}
+
+/**
+ * What waited for the walk, the trash purge, the record saved, and the run's summary.
+ */
+async function endRun(
+  left: WalkLeftovers,
+  run: { context: EngineContext; summary: () => RunSummary },
+  input: {
+    options: Options;
+    deps: RunDependencies;
+    walk: WalkSettings;
+    sides: RunSides;
+    held: Held;
+    started: number;
+  },
+): Promise<RunSummary> {
+  const { options, deps, walk, sides, held } = input;
+  const { control } = deps;
+  const outcome = await finishRun(left, run.context, {
+    gate: {
+      maxDelete: options.maxDelete,
+      confirm: options.interactive ? deps.confirmDeletes : null,
+    },
+    walk,
+    guardEntries: run.context.guardEntries,
+  });
+  if (held.prepared && !outcome.maxDeleteHit && outcome.heldBack === 0) {
+    purgeExpiredTrash(options, sides, deps.report);
+  }
+  const summary = run.summary();
+  if (held.next) {
+    // A whole run stopped early, or a run over part of the tree: the old record's rows the
+    // walk did not reach are carried over.
+    const rest = held.rest?.blocks() ?? (control.stopRequested ? held.record!.blocks() : []);
+    saveNextRecord(held, { sides, rest, report: deps.report });
+  }
+  if (control.stopRequested && held.prepared) {
+    deps.report.warn("Stopped before the end of the run; the record is saved");
+  }
+  summary.failed += left.failed;
+  summary.durationMs = Math.round(performance.now() - input.started);
+  summary.deletionsHeldBack = outcome.heldBack;
+  summary.maxDeleteHit = outcome.maxDeleteHit;
+  return summary;
+}
+
+/** Lets go of what a run held, whatever happened: streams, record, workers, lock, our folders. */
+function releaseRun(held: Held, control: RunControl): void {
+  control.progress = idleProgress();
+  control.pool?.close();
+  control.pool = null;
+  for (const stream of held.streams) stream.close();
+  held.next?.close();
+  held.record?.close();
+  held.rest?.close();
+  if (!control.keepLock) {
+    control.lock?.release();
+    control.lock = null;
+  }
+  // Restoring leaves the source as it was found: the folders of ours this run made there go
+  // again, if empty. Nothing else there is ever removed.
+  removeMadeFolders(held.prepared?.madeHere ?? []);
 }
 
 /**
@@ -335,6 +343,8 @@ function scopeFolders(scope: string[], sides: RunSides): string[] {
 interface Held {
   streams: FolderStream[];
   record: RecordSource | null;
+  /** A scoped run's second reading of the record: the rows it carries over. */
+  rest: RecordSource | null;
   next: NextRecord | null;
   prepared: PreparedWrites | null;
 }

@@ -1,6 +1,7 @@
 /**
- * The worker pool: scanning both trees, copying and hashing in worker threads (synchronous file
- * calls, several times cheaper than async ones, on every core), and what a worker serves.
+ * The worker pool: copying and hashing in worker threads (synchronous file calls, several times
+ * cheaper than async ones, on every core), and what a worker serves: copies, hashes, and the
+ * walk of one tree (see `walk.ts`).
  *
  * @module
  */
@@ -14,12 +15,9 @@ import {
   copySettings,
 } from "./apply.ts";
 import { errorText } from "./errors.ts";
-import { compileFilters, type FilterRule } from "./exclude.ts";
-import { type Identity, identityOf } from "./files.ts";
 import { hashFile, type HashResult } from "./hash.ts";
 import { setTempPrefix } from "./meta.ts";
 import { joinRel } from "./paths.ts";
-import { type Entry, type EntryKind, type Problem, type Scan, scanTree } from "./scan.ts";
 import { transferablesOf, walkInWorker, type WalkRequest } from "./walk.ts";
 
 // the file-system calls are synchronous (several times cheaper per call than async ones) and
@@ -32,19 +30,12 @@ const IN_WORKER = typeof (globalThis as { WorkerGlobalScope?: unknown }).WorkerG
 /** What a worker was asked to do. */
 type WorkerRequest =
   | { op: "init"; id: number; stopFlag: SharedArrayBuffer }
-  | { op: "scan"; root: string; filters: FilterRule[]; skipMetaDir: boolean; avoid: Identity[] }
   | { op: "copy" } & CopyRequest
   | { op: "hash"; root: string; paths: string[] }
   | { op: "walk" } & WalkRequest;
 
 /** One hash's outcome; null when the file changed while read. */
 export type HashOutcome = { result: HashResult | null } | { error: string };
-
-/** A scan as a worker sends it back, with what the `-vv` and warning output needs. */
-export interface WorkerScan extends Scan {
-  /** Special files the walk skipped, for the warnings. */
-  skipped: Problem[];
-}
 
 /** A fixed set of workers taking requests in turn; the main thread's side. */
 export class WorkerPool implements CopyPool {
@@ -77,14 +68,6 @@ export class WorkerPool implements CopyPool {
   /** Asks workers to stop after their current file (1) or at once (2). */
   stop(level: 1 | 2): void {
     Atomics.store(this.#stopFlag, 0, Math.max(level, Atomics.load(this.#stopFlag, 0)));
-  }
-
-  /** Scans a tree in a worker. */
-  async scan(
-    root: string,
-    options: { filters: FilterRule[]; skipMetaDir: boolean; avoid: Identity[] },
-  ): Promise<WorkerScan> {
-    return unpackScan(await this.#request<PackedScan>({ op: "scan", root, ...options }));
   }
 
   /** Copies a batch of files in a worker, which reports bytes copied as it goes. */
@@ -134,102 +117,6 @@ export class WorkerPool implements CopyPool {
   }
 }
 
-/** A scan packed into columns: cheap to send between threads (a clone of a Map is not). */
-interface PackedScan {
-  /** Paths joined by NUL, which no name can contain. */
-  paths: string;
-  kinds: Uint8Array;
-  modes: Uint16Array;
-  owners: Uint32Array;
-  /** size, mtimeMs, ctimeMs, ino, dev per entry. */
-  numbers: Float64Array;
-  targets: Array<[number, string]>;
-  problems: Problem[];
-  protectedPaths: string[];
-  nested?: string;
-  skipped: Problem[];
-}
-
-const KIND_CODES: EntryKind[] = ["file", "dir", "symlink", "special"];
-
-function packScan(scan: Scan, skipped: Problem[]): PackedScan {
-  const count = scan.entries.size;
-  const packed: PackedScan = {
-    paths: "",
-    kinds: new Uint8Array(count),
-    modes: new Uint16Array(count),
-    owners: new Uint32Array(count * 2),
-    numbers: new Float64Array(count * 5),
-    targets: [],
-    problems: scan.problems,
-    protectedPaths: scan.protectedPaths,
-    skipped,
-  };
-  if (scan.nested !== undefined) packed.nested = scan.nested;
-  const paths: string[] = [];
-  let i = 0;
-  for (const [path, entry] of scan.entries) {
-    paths.push(path);
-    packed.kinds[i] = KIND_CODES.indexOf(entry.kind);
-    packed.modes[i] = entry.mode;
-    packed.owners.set([entry.uid, entry.gid], i * 2);
-    packed.numbers.set([entry.size, entry.mtimeMs, entry.ctimeMs, entry.ino, entry.dev], i * 5);
-    if (entry.target !== undefined) packed.targets.push([i, entry.target]);
-    i++;
-  }
-  packed.paths = paths.join("\0");
-  return packed;
-}
-
-function unpackScan(packed: PackedScan): WorkerScan {
-  const entries = new Map<string, Entry>();
-  const targets = new Map(packed.targets);
-  const paths = packed.kinds.length === 0 ? [] : packed.paths.split("\0");
-  const { kinds, modes, owners, numbers } = packed;
-  for (let i = 0; i < paths.length; i++) {
-    const entry: Entry = {
-      kind: KIND_CODES[kinds[i]!]!,
-      size: numbers[i * 5]!,
-      mtimeMs: numbers[i * 5 + 1]!,
-      ctimeMs: numbers[i * 5 + 2]!,
-      ino: numbers[i * 5 + 3]!,
-      dev: numbers[i * 5 + 4]!,
-      mode: modes[i]!,
-      uid: owners[i * 2]!,
-      gid: owners[i * 2 + 1]!,
-    };
-    const target = targets.get(i);
-    if (target !== undefined) entry.target = target;
-    entries.set(paths[i]!, entry);
-  }
-  const scan: WorkerScan = {
-    entries,
-    problems: packed.problems,
-    protectedPaths: packed.protectedPaths,
-    skipped: packed.skipped,
-  };
-  if (packed.nested !== undefined) scan.nested = packed.nested;
-  return scan;
-}
-
-/** Scans both trees at once, two workers side by side. */
-export async function scanBoth(
-  pool: WorkerPool,
-  roots: { from: string; to: string },
-  filters: FilterRule[],
-): Promise<{ from: WorkerScan; to: WorkerScan }> {
-  // Each walk stops at the other tree's root, which a bind mount can put inside it.
-  const fromRoot = identityOf(roots.from)!;
-  const toRoot = identityOf(roots.to);
-  const [from, to] = await Promise.all([
-    pool.scan(roots.from, { filters, skipMetaDir: true, avoid: toRoot ? [toRoot] : [] }),
-    toRoot
-      ? pool.scan(roots.to, { filters, skipMetaDir: true, avoid: [fromRoot] })
-      : Promise.resolve({ entries: new Map(), problems: [], protectedPaths: [], skipped: [] }),
-  ]);
-  return { from, to };
-}
-
 /**
  * Hashes files in the pool, in batches of up to 64 files or 64 MiB, so both cores hash.
  *
@@ -275,16 +162,6 @@ function serveRequests(): void {
         stopFlag = new Int32Array(request.stopFlag);
         setTempPrefix(`${Deno.pid}-w${request.id}`);
         return null;
-      case "scan": {
-        const skipped: Problem[] = [];
-        const scan = scanTree(request.root, {
-          exclude: compileFilters(request.filters),
-          skipMetaDir: request.skipMetaDir,
-          avoid: request.avoid,
-          onSkip: (path, message) => skipped.push({ path, message }),
-        });
-        return packScan(scan, skipped);
-      }
       case "copy":
         return copyBatch(request, stopFlag, (bytes) => scope.postMessage({ progress: bytes }));
       case "hash":
@@ -303,14 +180,7 @@ function serveRequests(): void {
     try {
       const value = handle(request);
       if (request.op === "init") return;
-      const packed = value as Partial<PackedScan> | null;
-      // A packed scan's columns are moved to the main thread, not copied.
-      const transfer = request.op === "scan" && packed
-        ? [packed.kinds!, packed.modes!, packed.owners!, packed.numbers!].map((column) =>
-          column.buffer as ArrayBuffer
-        )
-        : [];
-      scope.postMessage({ ok: true, value }, transfer);
+      scope.postMessage({ ok: true, value });
     } catch (error) {
       scope.postMessage({ ok: false, error: errorText(error) });
     }
