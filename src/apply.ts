@@ -571,34 +571,44 @@ function holeBlockSize(blksize: number): number {
  */
 function placeHardLink(fromPath: string, toPath: string, context: ApplyContext): void {
   if (!Deno.lstatSync(fromPath).isFile) throw new Error("the file to link to is not a file");
-  const tempPath = tempPathIn(context.tempDir);
-  expectIdentity(context.tempDir, context.tempIdentity);
-  Deno.linkSync(fromPath, tempPath);
-  try {
-    expectIdentity(context.tempDir, context.tempIdentity);
-    keepOverwritten(toPath, context);
-    Deno.renameSync(tempPath, toPath);
-  } catch (error) {
-    if (sameIdentity(identityOf(context.tempDir), context.tempIdentity)) removeQuietly(tempPath);
-    throw error;
-  }
+  placeThroughTemp(toPath, context, (tempPath) => Deno.linkSync(fromPath, tempPath));
 }
 
 function placeSymlink(toPath: string, entry: Entry, context: CopyContext): void {
-  const tempPath = tempPathIn(context.tempDir);
-  // Fails if the name is taken: a link is only ever made new, in our own folder.
-  expectIdentity(context.tempDir, context.tempIdentity);
-  Deno.symlinkSync(entry.target!, tempPath);
-  try {
+  placeThroughTemp(toPath, context, (tempPath) => {
+    Deno.symlinkSync(entry.target!, tempPath);
     // The l- calls act on the link itself (Deno.chownSync would follow it).
     if (context.owners) fs.lchownSync(tempPath, entry.uid, entry.gid);
     const mtime = new Date(entry.mtimeMs);
     fs.lutimesSync(tempPath, mtime, mtime);
+  });
+}
+
+/**
+ * Makes an entry under a new name in our `tmp/` folder (`make` fails if the name is taken: it
+ * is only ever made new, in our own folder), then renames it over `toPath`, keeping what was
+ * there in the trash first, with one.
+ */
+function placeThroughTemp(
+  toPath: string,
+  context: CopySettings & { toRoot: string },
+  make: (tempPath: string) => void,
+): void {
+  const tempPath = tempPathIn(context.tempDir);
+  expectIdentity(context.tempDir, context.tempIdentity);
+  let made = false;
+  try {
+    make(tempPath);
+    made = true;
     expectIdentity(context.tempDir, context.tempIdentity);
     keepOverwritten(toPath, context);
     Deno.renameSync(tempPath, toPath);
   } catch (error) {
-    if (sameIdentity(identityOf(context.tempDir), context.tempIdentity)) removeQuietly(tempPath);
+    // Only our own entry, in our own folder, is removed; a name that was taken is not ours.
+    const ours = made || !(error instanceof Deno.errors.AlreadyExists);
+    if (ours && sameIdentity(identityOf(context.tempDir), context.tempIdentity)) {
+      removeQuietly(tempPath);
+    }
     throw error;
   }
 }
