@@ -5,6 +5,7 @@
  * @module
  */
 
+import * as fs from "node:fs";
 import { dirname } from "node:path";
 import { errorText, RefusedError, UsageError } from "./errors.ts";
 import { encoder, type Identity } from "./files.ts";
@@ -259,5 +260,48 @@ function readSmallText(file: Deno.FsFile): string {
     return new TextDecoder().decode(buffer.subarray(0, count)).trim();
   } catch {
     return "";
+  }
+}
+
+/**
+ * Opens one of our files for reading, only if it is a regular file, and the one `lstat` saw.
+ *
+ * @returns Its descriptor and size, or null when it is absent.
+ * @throws {UsageError} When it is not a regular file, or was replaced while it was opened.
+ */
+export function openOwnFile(path: string): { fd: number; size: number } | null {
+  let looked: Deno.FileInfo;
+  try {
+    looked = Deno.lstatSync(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return null;
+    throw error;
+  }
+  const notRegular = () =>
+    new UsageError(`${quoted(path)} is not a regular file: move it away, then run again`);
+  if (looked.isSymlink) checkOwn(path, "file"); // throws, naming the link
+  if (!looked.isFile) throw notRegular();
+  let fd: number;
+  try {
+    fd = fs.openSync(
+      path,
+      fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK,
+    );
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    if (code === "ENOENT") return null;
+    if (code === "ELOOP") checkOwn(path, "file");
+    throw error;
+  }
+  try {
+    const info = fs.fstatSync(fd);
+    if (!info.isFile()) throw notRegular();
+    if (info.ino !== looked.ino || info.dev !== looked.dev) {
+      throw new UsageError(`${quoted(path)} changed while it was opened: run again`);
+    }
+    return { fd, size: info.size };
+  } catch (error) {
+    fs.closeSync(fd);
+    throw error;
   }
 }

@@ -8,7 +8,7 @@
 import * as fs from "node:fs";
 import { errorText, UsageError } from "./errors.ts";
 import { formatBytes, quoted } from "./format.ts";
-import { checkOwn } from "./meta.ts";
+import { openOwnFile } from "./meta.ts";
 import { type Entry, sameSignature, type Signature } from "./scan.ts";
 
 const RECORD_FORMAT = "treesync-record";
@@ -120,25 +120,12 @@ export function loadRecord(
  * @throws {UsageError} When it is not a regular file.
  */
 function readOwnFile(path: string, maxBytes: number): Uint8Array | number | null {
-  let fd: number;
+  const opened = openOwnFile(path);
+  if (opened === null) return null;
+  const { fd, size } = opened;
   try {
-    fd = fs.openSync(
-      path,
-      fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK,
-    );
-  } catch (error) {
-    const code = (error as { code?: string }).code;
-    if (code === "ENOENT") return null;
-    if (code === "ELOOP") checkOwn(path, "file"); // throws, naming the link
-    throw error;
-  }
-  try {
-    const info = fs.fstatSync(fd);
-    if (!info.isFile()) {
-      throw new UsageError(`${quoted(path)} is not a regular file: move it away, then run again`);
-    }
-    if (info.size > maxBytes) return info.size;
-    const bytes = new Uint8Array(info.size);
+    if (size > maxBytes) return size;
+    const bytes = new Uint8Array(size);
     let done = 0;
     while (done < bytes.length) {
       const count = fs.readSync(fd, bytes, done, bytes.length - done, null);
