@@ -220,7 +220,7 @@ const TREES: TreeSpec[] = [
     name: "tiny",
     describe: "1,000,000 tiny files",
     make: (source) => makeFiles(source, { tops: 10, folders: 100, files: 1000, size: () => 16 }),
-    scenarios: ["initial-once", "noop"],
+    scenarios: ["initial-once", "noop", "watch"],
   },
 ];
 
@@ -361,6 +361,8 @@ async function benchTree(spec: TreeSpec): Promise<void> {
       for (const tool of mirrors().filter((t) => t.name !== "rclone")) {
         await measure(spec.name, "checksum", tool, RUNS, () => {});
       }
+    } else if (scenario === "watch") {
+      await measureWatch(spec.name, source);
     } else if (scenario === "verify") {
       await measure(spec.name, "verify", treesync, RUNS, () => {});
       const bytes = Number(
@@ -375,6 +377,82 @@ async function benchTree(spec: TreeSpec): Promise<void> {
       console.log(`  verify throughput ${(bytes / row.seconds / 1e9).toFixed(2)} GB/s`);
       rows.push({ ...row, scenario: "verify-GB/s", seconds: bytes / row.seconds / 1e9 });
     }
+  }
+}
+
+/**
+ * The loop with `--watch` on a synced tree: once its first full run is done, one pass of the
+ * interval loop (`now`), then one file changed in the source and the time until the replica has
+ * it (the quiet period, 2 s by default, included). Peak RSS from the process's `VmHWM`.
+ */
+async function measureWatch(tree: string, source: string): Promise<void> {
+  const replica = replicaOf(tree, treesync);
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--quiet", ...SYNC_FLAGS, SYNC_MODULE, "--watch", source, replica],
+    stdin: "piped",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  let stderr = "";
+  const pump = (async () => {
+    for await (const text of child.stderr.pipeThrough(new TextDecoderStream())) stderr += text;
+  })();
+  const runsDone = () => (stderr.match(/^(?:run|watch run) \d+: /gm) ?? []).length;
+  const until = async (done: () => boolean, what: string) => {
+    const deadline = performance.now() + 1_800_000;
+    while (!done()) {
+      if (performance.now() > deadline) throw new Error(`bench: watch: no ${what}:\n${stderr}`);
+      await new Promise((wake) => setTimeout(wake, 5));
+    }
+  };
+  const writer = child.stdin.getWriter();
+  const peakMiB = () => {
+    const status = Deno.readTextFileSync(`/proc/${child.pid}/status`);
+    return Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
+  };
+  try {
+    await until(() => runsDone() >= 1, "first run");
+    let start = performance.now();
+    await writer.write(new TextEncoder().encode("now\n"));
+    await until(() => runsDone() >= 2, "pass after 'now'");
+    rows.push({
+      tree,
+      scenario: "loop pass",
+      tool: "treesync",
+      seconds: (performance.now() - start) / 1000,
+      rssMiB: peakMiB(),
+    });
+    const file = `${source}/top5/dir50/file500.dat`;
+    const text = `changed ${Date.now()}`;
+    start = performance.now();
+    Deno.writeTextFileSync(file, text);
+    const mirrored = `${replica}/top5/dir50/file500.dat`;
+    await until(() => {
+      try {
+        return Deno.readTextFileSync(mirrored) === text;
+      } catch {
+        return false;
+      }
+    }, "change mirrored");
+    rows.push({
+      tree,
+      scenario: "watch: 1 file changed",
+      tool: "treesync",
+      seconds: (performance.now() - start) / 1000,
+      rssMiB: peakMiB(),
+    });
+    for (const row of rows.slice(-2)) {
+      console.log(
+        `  ${row.scenario.padEnd(22)} treesync ${row.seconds.toFixed(3)} s  ${
+          row.rssMiB.toFixed(0)
+        } MiB`,
+      );
+    }
+  } finally {
+    await writer.write(new TextEncoder().encode("quit\n")).catch(() => {});
+    await writer.close().catch(() => {});
+    await child.status;
+    await pump;
   }
 }
 
