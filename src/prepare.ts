@@ -133,17 +133,24 @@ function refuseNested(options: Options, found: { nestedIn: string; path: string 
 }
 
 /**
- * Before anything is written: where the trees' file systems are mounted more than once (a bind
- * mount), each tree is walked once to make sure the other's root is not inside it. A streamed
- * walk meets such a folder only after writes began; a file system mounted once cannot show a
- * folder twice, so most runs skip this walk.
+ * Before anything is written: where a bind mount could show one folder in both trees (see
+ * {@linkcode bindMountPossible}), each tree is walked once to make sure the other's root is not
+ * inside it. A streamed walk meets such a folder only after writes began; most runs have no
+ * mount that could do it, and skip this walk.
  */
 export function checkNoBindMount(
   options: Options,
   input: { sides: RunSides; fromRoot: Identity; toRoot: Identity | null },
 ): void {
   const { sides, fromRoot, toRoot } = input;
-  if (toRoot === null || !mountedMoreThanOnce([fromRoot.dev, toRoot.dev])) return;
+  if (toRoot === null) return;
+  const mountPoints = readMountPoints();
+  if (mountPoints !== null) {
+    const roots = { from: Deno.realPathSync(sides.fromRoot), to: Deno.realPathSync(sides.toRoot) };
+    if (!bindMountPossible(mountPoints, { roots, sameDevice: fromRoot.dev === toRoot.dev })) {
+      return;
+    }
+  }
   const exclude = compileFilters(options.filters);
   const [fromName, toName] = options.restore ? ["replica", "source"] : ["source", "replica"];
   const walks = [[sides.fromRoot, toRoot, fromName], [sides.toRoot, fromRoot, toName]] as const;
@@ -153,32 +160,45 @@ export function checkNoBindMount(
   }
 }
 
-/** Whether any of the devices is mounted more than once; true when that cannot be read. */
-function mountedMoreThanOnce(devices: number[]): boolean {
-  let table: string;
-  try {
-    table = Deno.readTextFileSync("/proc/self/mountinfo");
-  } catch {
+/**
+ * Whether a folder could be in both trees through a bind mount. Two paths reach one folder
+ * only through two mounts of its file system (folders have no hard links): so only when a mount
+ * point lies inside either tree, or the two roots, on one device, are reached through two
+ * different mounts. Paths are real (no links). Pure.
+ */
+export function bindMountPossible(
+  mountPoints: string[],
+  input: { roots: { from: string; to: string }; sameDevice: boolean },
+): boolean {
+  const { roots, sameDevice } = input;
+  const below = (path: string, folder: string) =>
+    path !== folder && path.startsWith(folder === "/" ? "/" : `${folder}/`);
+  if (mountPoints.some((point) => below(point, roots.from) || below(point, roots.to))) {
     return true;
   }
-  const wanted = new Set(devices.map((dev) => `${deviceMajor(dev)}:${deviceMinor(dev)}`));
-  const seen = new Map<string, number>();
-  for (const line of table.split("\n")) {
-    const device = line.split(" ")[2];
-    if (device === undefined || !wanted.has(device)) continue;
-    seen.set(device, (seen.get(device) ?? 0) + 1);
+  const mountOf = (path: string) => {
+    let found = "";
+    for (const point of mountPoints) {
+      if ((point === path || below(path, point)) && point.length > found.length) found = point;
+    }
+    return found;
+  };
+  return sameDevice && mountOf(roots.from) !== mountOf(roots.to);
+}
+
+/** The mount points this process sees, or null when that cannot be read. */
+function readMountPoints(): string[] | null {
+  try {
+    return Deno.readTextFileSync("/proc/self/mountinfo").split("\n")
+      .map((line) => line.split(" ")[4])
+      .filter((point): point is string => point !== undefined)
+      // Spaces, tabs and backslashes in mount points are written as octal escapes.
+      .map((point) =>
+        point.replace(/\\([0-7]{3})/g, (_, octal) => String.fromCharCode(parseInt(octal, 8)))
+      );
+  } catch {
+    return null;
   }
-  return [...wanted].some((device) => (seen.get(device) ?? 0) !== 1);
-}
-
-/** Linux's `major()` of a `dev_t` (glibc's encoding). */
-function deviceMajor(dev: number): number {
-  return Number(((BigInt(dev) >> 8n) & 0xfffn) | ((BigInt(dev) >> 32n) & ~0xfffn));
-}
-
-/** Linux's `minor()` of a `dev_t`. */
-function deviceMinor(dev: number): number {
-  return Number((BigInt(dev) & 0xffn) | ((BigInt(dev) >> 12n) & ~0xffn));
 }
 
 /** What a writing run set up: where files are written and kept, and what it made. */
