@@ -6,7 +6,8 @@
  */
 
 import { createHash } from "node:crypto";
-import { type Entry, entryFromStat, sameSignature, type Signature, signatureOf } from "./scan.ts";
+import * as fs from "node:fs";
+import { type Entry, sameSignature, type Signature, signatureOf } from "./scan.ts";
 
 /** One buffer a thread reads every file through: memory stays flat for any file size. */
 const READ_BUFFER = new Uint8Array(1 << 20);
@@ -30,19 +31,38 @@ export interface ReadThrough {
 export function openRegularFile(path: string): OpenedFile {
   const looked = Deno.lstatSync(path);
   if (!looked.isFile) throw new Error("it is no longer a regular file");
-  const file = Deno.openSync(path, { read: true });
-  const opened = file.statSync();
-  if (!opened.isFile || opened.ino !== looked.ino || opened.dev !== looked.dev) {
-    file.close();
+  // node:fs on a descriptor: with scoped permissions, Deno's own file handle checks its path
+  // again (a readlink per folder of it) on every fstat and read; a descriptor is not re-checked.
+  const fd = fs.openSync(path, fs.constants.O_RDONLY);
+  const opened = fs.fstatSync(fd);
+  if (!opened.isFile() || opened.ino !== looked.ino || opened.dev !== looked.dev) {
+    fs.closeSync(fd);
     throw new Error("it was replaced while it was opened");
   }
-  return { file, opened: entryFromStat(opened), [Symbol.dispose]: () => file.close() };
+  return { fd, opened: entryFromNodeStat(opened), [Symbol.dispose]: () => fs.closeSync(fd) };
+}
+
+/** An entry from what node's `fstat` said of an open file. */
+function entryFromNodeStat(stat: fs.Stats): Entry {
+  return {
+    kind: "file",
+    size: stat.size,
+    mtimeMs: Math.trunc(stat.mtimeMs),
+    // Deno's lstat gives ctime in whole seconds: the same here, so signatures compare.
+    ctimeMs: Math.floor(stat.ctimeMs / 1000) * 1000,
+    ino: stat.ino,
+    dev: stat.dev,
+    mode: stat.mode & 0o7777,
+    uid: stat.uid,
+    gid: stat.gid,
+    nlink: stat.nlink,
+  };
 }
 
 /** A file opened by {@linkcode openRegularFile}, with what `fstat` said once it was open. */
 export interface OpenedFile extends Disposable {
-  /** The open file. */
-  file: Deno.FsFile;
+  /** The open file's descriptor. */
+  fd: number;
   /** Its `fstat` right after it was opened: where {@linkcode readThroughHash} starts from. */
   opened: Entry;
 }
@@ -58,18 +78,18 @@ export function readThroughHash(
   input: OpenedFile,
   onChunk?: (chunk: Uint8Array) => boolean,
 ): ReadThrough | null {
-  const { file, opened: before } = input;
+  const { fd, opened: before } = input;
   const hash = createHash("sha256");
   let total = 0;
   while (total < before.size) {
-    const count = file.readSync(READ_BUFFER);
-    if (count === null || count === 0) break;
+    const count = fs.readSync(fd, READ_BUFFER, 0, READ_BUFFER.length, null);
+    if (count === 0) break;
     const chunk = READ_BUFFER.subarray(0, count);
     hash.update(chunk);
     total += count;
     if (onChunk && !onChunk(chunk)) return null;
   }
-  const after = entryFromStat(file.statSync());
+  const after = entryFromNodeStat(fs.fstatSync(fd));
   const changed = total !== before.size || !sameSignature(before, after);
   return { hash: hash.digest("hex"), after, changed };
 }
