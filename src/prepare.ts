@@ -9,7 +9,6 @@
 import { purgeTrash, trashFolderName } from "./apply.ts";
 import { type Options } from "./cli.ts";
 import { errorText, RefusedError, UsageError } from "./errors.ts";
-import { compileFilters } from "./exclude.ts";
 import { type Identity, identityOf, pathExists, removeQuietly, sameIdentity } from "./files.ts";
 import { formatDuration, quoted } from "./format.ts";
 import { type Reporter } from "./log.ts";
@@ -23,7 +22,7 @@ import {
   type ReplicaLock,
 } from "./meta.ts";
 import { checkPaths } from "./places.ts";
-import { type FolderListing, scanTree } from "./scan.ts";
+import { type FolderListing } from "./scan.ts";
 
 /** Checks that a restore has a replica to restore from. */
 function checkRestoreFrom(replica: string): void {
@@ -123,7 +122,7 @@ export function refuseUnsafe(
 }
 
 /** Refuses a tree that holds the other's root (a bind mount). */
-function refuseNested(options: Options, found: { nestedIn: string; path: string }): never {
+export function refuseNested(options: Options, found: { nestedIn: string; path: string }): never {
   const other = found.nestedIn === "source" ? "replica" : "source";
   throw new UsageError(
     `Cannot mirror ${quoted(options.source)} into ${quoted(options.replica)}: the ${other} is ` +
@@ -133,31 +132,23 @@ function refuseNested(options: Options, found: { nestedIn: string; path: string 
 }
 
 /**
- * Before anything is written: where a bind mount could show one folder in both trees (see
- * {@linkcode bindMountPossible}), each tree is walked once to make sure the other's root is not
- * inside it. A streamed walk meets such a folder only after writes began; most runs have no
- * mount that could do it, and skip this walk.
+ * Whether the walks must first look through every folder for the other tree's root, before
+ * anything is written: where a bind mount could show one folder in both trees (see
+ * {@linkcode bindMountPossible}), or where the mount table cannot be read (Deno lets only `-A`
+ * read `/proc/self/mountinfo`). A streamed walk would meet such a folder only after writes began.
  */
-export function checkNoBindMount(
-  options: Options,
-  input: { sides: RunSides; fromRoot: Identity; toRoot: Identity | null },
-): void {
-  const { sides, fromRoot, toRoot } = input;
-  if (toRoot === null) return;
+export function bindMountProbeNeeded(
+  sides: RunSides,
+  roots: { from: Identity; to: Identity | null },
+): boolean {
+  if (roots.to === null) return false;
   const mountPoints = readMountPoints();
-  if (mountPoints !== null) {
-    const roots = { from: Deno.realPathSync(sides.fromRoot), to: Deno.realPathSync(sides.toRoot) };
-    if (!bindMountPossible(mountPoints, { roots, sameDevice: fromRoot.dev === toRoot.dev })) {
-      return;
-    }
-  }
-  const exclude = compileFilters(options.filters);
-  const [fromName, toName] = options.restore ? ["replica", "source"] : ["source", "replica"];
-  const walks = [[sides.fromRoot, toRoot, fromName], [sides.toRoot, fromRoot, toName]] as const;
-  for (const [root, avoid, name] of walks) {
-    const nested = scanTree(root, { exclude, skipMetaDir: true, avoid: [avoid] }).nested;
-    if (nested !== undefined) refuseNested(options, { nestedIn: name, path: nested });
-  }
+  if (mountPoints === null) return true;
+  const real = { from: Deno.realPathSync(sides.fromRoot), to: Deno.realPathSync(sides.toRoot) };
+  return bindMountPossible(mountPoints, {
+    roots: real,
+    sameDevice: roots.from.dev === roots.to.dev,
+  });
 }
 
 /**

@@ -28,11 +28,12 @@ import { checkOwn, type MetaPaths, type ReplicaLock } from "./meta.ts";
 import { applySink, finishRun, type WalkSettings } from "./mirror.ts";
 import { copiedRow, type FolderRows, NextRecord } from "./nextrecord.ts";
 import {
+  bindMountProbeNeeded,
   checkBeforeRun,
-  checkNoBindMount,
   type PreparedWrites,
   prepareWrites,
   purgeExpiredTrash,
+  refuseNested,
   refuseUnsafe,
   removeMadeFolders,
   type RunSides,
@@ -142,11 +143,16 @@ export async function runOnce(
     // An existing lock file is taken now (taking it writes nothing); a first run makes it later.
     if (writes) takeLock(control, sides.replicaMeta, options.restore ? "read" : "existing");
     const walk = walkSettings(options, sides);
-    const from = new FolderStream(walkRequest(sides.fromRoot, walk.filters, walk.avoid.from));
+    const request = (root: string, avoid: Identity[]) => ({
+      ...walkRequest(root, walk.filters, avoid),
+      probe: walk.probe,
+    });
+    const from = new FolderStream(request(sides.fromRoot, walk.avoid.from));
     const to = walk.toExists
-      ? new FolderStream(walkRequest(sides.toRoot, walk.filters, walk.avoid.to))
+      ? new FolderStream(request(sides.toRoot, walk.avoid.to))
       : new FolderStream(null);
     held.streams.push(from, to);
+    await refuseProbed(options, { from, to });
     control.progress = { ...idleProgress(), phase: "scanning" };
     const roots = { from: await from.peek(), to: await to.peek() };
     refuseUnsafe(options, roots);
@@ -350,15 +356,29 @@ interface Held {
 }
 
 /** How each tree is walked: the rules, and the other tree's root to stop at. */
-function walkSettings(options: Options, sides: RunSides): WalkSettings & { toExists: boolean } {
+function walkSettings(
+  options: Options,
+  sides: RunSides,
+): WalkSettings & { toExists: boolean; probe: boolean } {
   const fromRoot = identityOf(sides.fromRoot)!;
   const toRoot = identityOf(sides.toRoot);
-  checkNoBindMount(options, { sides, fromRoot, toRoot });
   return {
     filters: options.filters,
     avoid: { from: toRoot ? [toRoot] : [], to: [fromRoot] },
     toExists: toRoot !== null,
+    probe: bindMountProbeNeeded(sides, { from: fromRoot, to: toRoot }),
   };
+}
+
+/** Refuses trees one of which holds the other's root, as the walkers' probes found. */
+async function refuseProbed(
+  options: Options,
+  streams: { from: FolderStream; to: FolderStream },
+): Promise<void> {
+  const [fromName, toName] = options.restore ? ["replica", "source"] : ["source", "replica"];
+  const [inFrom, inTo] = await Promise.all([streams.from.probed(), streams.to.probed()]);
+  if (inFrom !== null) refuseNested(options, { nestedIn: fromName, path: inFrom });
+  if (inTo !== null) refuseNested(options, { nestedIn: toName, path: inTo });
 }
 
 function walkRequest(

@@ -252,6 +252,35 @@ export function sameSignature(a: Signature, b: Signature): boolean {
     a.ino === b.ino;
 }
 
+/**
+ * Looks for the other tree's root among a tree's folders, reading only folders (a listing says
+ * which entries are folders: no `lstat` for files): where a bind mount could show one folder in
+ * both trees, this runs before anything is written. Excluded folders are looked at, not entered.
+ *
+ * @returns The relative path of the folder that is one of `avoid`, or null.
+ */
+export function findNested(root: string, options: ScanOptions): string | null {
+  const { exclude, skipMetaDir = false, avoid = [] } = options;
+  const pending = [""];
+  while (pending.length > 0) {
+    const folder = pending.pop()!;
+    let listing: Iterable<Deno.DirEntry>;
+    try {
+      listing = Deno.readDirSync(folder === "" ? root : `${root}/${folder}`);
+    } catch {
+      continue; // the walk reports it
+    }
+    for (const item of listing) {
+      if (!item.isDirectory) continue;
+      const path = folder === "" ? item.name : `${folder}/${item.name}`;
+      if (isAvoided(`${root}/${path}`, avoid)) return path;
+      const skipped = folder === "" && skipMetaDir && item.name === META_DIR;
+      if (!skipped && !exclude(path, true)) pending.push(path);
+    }
+  }
+  return null;
+}
+
 function isAvoided(path: string, avoid: Identity[]): boolean {
   try {
     const info = Deno.lstatSync(path);

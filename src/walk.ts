@@ -14,6 +14,7 @@ import {
   type Entry,
   entryFromStat,
   type EntryKind,
+  findNested,
   type FolderListing,
   listFolder,
   type Problem,
@@ -31,6 +32,8 @@ export interface WalkRequest {
   skipMetaDir: boolean;
   /** Folders never entered: the other tree's root. */
   avoid: Identity[];
+  /** Look for the other tree's root among all folders first (see `findNested`), and say. */
+  probe?: boolean;
   /** Batches taken by the reader so far: the walker stays at most {@linkcode WALK_AHEAD} ahead. */
   taken: SharedArrayBuffer;
 }
@@ -80,6 +83,7 @@ export function walkInWorker(
   request: WalkRequest,
   post: (batch: PackedListings) => void,
   stopped: () => boolean,
+  probed: (nested: string | null) => void,
 ): void {
   const taken = new Int32Array(request.taken);
   const options = {
@@ -87,6 +91,7 @@ export function walkInWorker(
     skipMetaDir: request.skipMetaDir,
     avoid: request.avoid,
   };
+  if (request.probe) probed(findNested(joinRel(request.root, request.start), options));
   let sent = 0;
   let batch = new BatchBuilder();
   const send = () => {
@@ -260,9 +265,14 @@ export class FolderStream {
   #error: Error | null = null;
   #wake: (() => void) | null = null;
   #first = true;
+  readonly #probed: Promise<string | null>;
+  #resolveProbe: (nested: string | null) => void = () => {};
 
   /** Starts a walker worker on `request` (no request: an empty stream, for a missing tree). */
   constructor(request: Omit<WalkRequest, "taken"> | null) {
+    this.#probed = request?.probe
+      ? new Promise((resolve) => this.#resolveProbe = resolve)
+      : Promise.resolve(null);
     if (request === null) {
       this.#worker = null;
       this.#done = true;
@@ -273,6 +283,7 @@ export class FolderStream {
     this.#worker.onerror = (event) => {
       event.preventDefault();
       this.#error = new Error(event.message);
+      this.#resolveProbe(null);
       this.#wakeUp();
     };
     this.#worker.postMessage({
@@ -282,7 +293,10 @@ export class FolderStream {
     });
   }
 
-  #receive(reply: { walked: PackedListings } | { ok: boolean; error?: string }): void {
+  #receive(
+    reply: { walked: PackedListings } | { probed: string | null } | { ok: boolean; error?: string },
+  ): void {
+    if ("probed" in reply) return this.#resolveProbe(reply.probed);
     if ("walked" in reply) this.#batches.push(reply.walked);
     else if (reply.ok) this.#done = true;
     else this.#error = new Error(reply.error ?? "the walk failed");
@@ -315,6 +329,14 @@ export class FolderStream {
       await new Promise<void>((wake) => this.#wake = wake);
     }
     return this.#ready[this.#readyAt++]!;
+  }
+
+  /**
+   * What the probe found (see {@linkcode WalkRequest.probe}): the folder of this tree that is the
+   * other's root, or null. Resolves before the walk starts handing folders over.
+   */
+  probed(): Promise<string | null> {
+    return this.#probed;
   }
 
   /** The next folder without taking it. */

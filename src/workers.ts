@@ -171,6 +171,7 @@ function serveRequests(): void {
           request,
           (batch) => scope.postMessage({ walked: batch }, transferablesOf(batch)),
           () => Atomics.load(stopFlag, 0) > 0,
+          (nested) => scope.postMessage({ probed: nested }),
         );
         return null;
     }
