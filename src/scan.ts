@@ -273,9 +273,17 @@ export function findNested(root: string, options: ScanOptions): string | null {
     for (const item of listing) {
       if (!item.isDirectory) continue;
       const path = folder === "" ? item.name : `${folder}/${item.name}`;
-      if (isAvoided(`${root}/${path}`, avoid)) return path;
+      let info: Deno.FileInfo;
+      try {
+        info = Deno.lstatSync(`${root}/${path}`);
+      } catch {
+        continue;
+      }
+      if (avoid.some((id) => id.dev === info.dev && id.ino === info.ino)) return path;
       const skipped = folder === "" && skipMetaDir && item.name === META_DIR;
-      if (!skipped && !exclude(path, true)) pending.push(path);
+      // A folder's link count is 2 plus its subfolders where the file system keeps it (ext4,
+      // XFS, tmpfs): 2 means none, so nothing below it can be a mount point. Others say 1.
+      if (!skipped && !exclude(path, true) && info.nlink !== 2) pending.push(path);
     }
   }
   return null;
