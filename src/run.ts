@@ -132,13 +132,8 @@ export async function runOnce(
   scope?: string[],
 ): Promise<RunSummary> {
   if (scope !== undefined) return await runInScope(options, deps, scope);
-  const started = performance.now();
+  const { started, sides, writes, held } = beginRun(options, deps);
   const { control } = deps;
-  const sides = checkBeforeRun(options);
-  const writes = !options.dryRun;
-  const pool = new WorkerPool(options.jobs);
-  control.pool = pool;
-  const held: Held = { streams: [], record: null, rest: null, next: null, prepared: null };
   try {
     // An existing lock file is taken now (taking it writes nothing); a first run makes it later.
     if (writes) takeLock(control, sides.replicaMeta, options.restore ? "read" : "existing");
@@ -205,13 +200,8 @@ async function runInScope(
   deps: RunDependencies,
   scope: string[],
 ): Promise<RunSummary> {
-  const started = performance.now();
+  const { started, sides, writes, held } = beginRun(options, deps);
   const { control } = deps;
-  const sides = checkBeforeRun(options);
-  const writes = !options.dryRun;
-  const pool = new WorkerPool(options.jobs);
-  control.pool = pool;
-  const held: Held = { streams: [], record: null, rest: null, next: null, prepared: null };
   try {
     if (writes) takeLock(control, sides.replicaMeta, options.restore ? "read" : "existing");
     const walk = walkSettings(options, sides);
@@ -343,6 +333,18 @@ function scopeFolders(scope: string[], sides: RunSides): string[] {
   return sorted.filter((folder) =>
     !isWithin(folder, new Set(sorted.filter((other) => other !== folder)))
   );
+}
+
+/** The start of every run: the checks that need no walk, the workers, what it will hold. */
+function beginRun(
+  options: Options,
+  deps: RunDependencies,
+): { started: number; sides: RunSides; writes: boolean; held: Held } {
+  const started = performance.now();
+  const sides = checkBeforeRun(options);
+  deps.control.pool = new WorkerPool(options.jobs);
+  const held: Held = { streams: [], record: null, rest: null, next: null, prepared: null };
+  return { started, sides, writes: !options.dryRun, held };
 }
 
 /** What a run holds open, released at its end whatever happens. */
