@@ -11,6 +11,7 @@
  * ```sh
  * deno task sync /srv/data /backup/data               # one run, exit code says how it went
  * deno task sync --interval 5m /srv/data /backup/data # a run every five minutes
+ * deno task sync --watch /srv/data /backup/data      # each change within seconds, all hourly
  * ```
  *
  * Options follow `deno task sync` directly, with no `--`: Deno hands a `--` on, and here it ends

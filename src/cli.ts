@@ -50,8 +50,12 @@ export interface Options {
   json: boolean;
   /** 0 errors only (`-q`), 1 default, 2 each change (`-v`), 3 each decision (`-vv`). */
   verbosity: number;
-  /** Milliseconds between run starts, or null for one run. */
+  /** Milliseconds between run starts, or null for one run (1h by default with `--watch`). */
   intervalMs: number | null;
+  /** `--watch`: between the interval's full runs, file-system events start runs of what changed. */
+  watch: boolean;
+  /** With `--watch`: the quiet period after the last event before a run starts (`--watch-delay`). */
+  watchDelayMs: number;
   /** With `--keep-deleted`: how long deleted and overwritten files stay in the trash. */
   keepDeletedMs: number | null;
   /** With `--max-delete`: the most entries one run may delete. */
@@ -116,6 +120,10 @@ What to do:
       --allow-empty-source  mirror an empty SOURCE over a non-empty replica (deletes everything)
   -i, --interval DURATION run every DURATION (90, 45s, 5m, 1h30m, 2d; at most 365d) and read
                           commands on stdin
+      --watch             also watch SOURCE: a change starts a run of the folders it touched once
+                          SOURCE has been quiet for --watch-delay; a full run still comes every
+                          --interval (default 1h with --watch)
+      --watch-delay DURATION  the quiet period before a watch run (default 2s)
       --keep-deleted DURATION  move deleted and overwritten replica files to
                           REPLICA/.treesync/trash/ instead (with --restore, replaced source files
                           to SOURCE/.treesync/trash/), and purge them after DURATION (at most 365d)
@@ -170,6 +178,8 @@ const FLAGS = {
   interactive: { type: "boolean", short: "I" },
   "allow-empty-source": { type: "boolean" },
   interval: { type: "string", short: "i" },
+  watch: { type: "boolean" },
+  "watch-delay": { type: "string" },
   "keep-deleted": { type: "string" },
   "max-delete": { type: "string" },
   jobs: { type: "string", short: "j" },
@@ -320,14 +330,7 @@ function optionsFrom(
   { cwd, tokens }: { cwd: string; tokens: FlagToken[] },
 ): ParsedOptions {
   const { restore, verify, interactive } = checkModes(values);
-  const intervalMs = values.interval === undefined
-    ? null
-    : parseDuration(values.interval, "--interval");
-  if (intervalMs !== null && (interactive || verify)) {
-    throw new UsageError(
-      `--interval cannot be combined with ${interactive ? "--interactive" : "--verify"}`,
-    );
-  }
+  const { intervalMs, watch, watchDelayMs } = loopTimes(values, { restore, verify, interactive });
   const filters = filtersFrom(tokens, cwd);
   const logArg = pickOne("log", [values.log, values.log_file]) ?? pathFromEnv(env, "TREESYNC_LOG");
   return {
@@ -348,6 +351,8 @@ function optionsFrom(
     json: values.json ?? false,
     verbosity: values.quiet ? 0 : 1 + (values.verbose?.length ?? 0),
     intervalMs,
+    watch,
+    watchDelayMs,
     keepDeletedMs: values["keep-deleted"] === undefined
       ? null
       : parseDuration(values["keep-deleted"], "--keep-deleted"),
@@ -394,6 +399,44 @@ function checkModes(
   }
   if (values.quiet && values.verbose) throw new UsageError("Choose one of --quiet and --verbose");
   return { restore, verify, interactive: values.interactive ?? false };
+}
+
+/** The default `--interval` with `--watch`: the full run that catches what events miss. */
+export const WATCH_INTERVAL_MS = 3_600_000;
+
+/** The default `--watch-delay`. */
+export const WATCH_DELAY_MS = 2_000;
+
+/**
+ * `--interval`, `--watch` and `--watch-delay`: the loop's times. Neither loop asks on a
+ * terminal nor verifies; a watched loop never restores, since it watches what a restore writes.
+ */
+function loopTimes(
+  values: FlagValues,
+  modes: { restore: boolean; verify: boolean; interactive: boolean },
+): { intervalMs: number | null; watch: boolean; watchDelayMs: number } {
+  const watch = values.watch ?? false;
+  if (values["watch-delay"] !== undefined && !watch) {
+    throw new UsageError("--watch-delay only applies to --watch");
+  }
+  const loop = watch ? "--watch" : values.interval !== undefined ? "--interval" : null;
+  const clash = modes.interactive
+    ? "--interactive"
+    : modes.verify
+    ? "--verify"
+    : modes.restore && watch
+    ? "--restore"
+    : null;
+  if (loop !== null && clash !== null) {
+    throw new UsageError(`${loop} cannot be combined with ${clash}`);
+  }
+  const intervalMs = values.interval === undefined
+    ? (watch ? WATCH_INTERVAL_MS : null)
+    : parseDuration(values.interval, "--interval");
+  const watchDelayMs = values["watch-delay"] === undefined
+    ? WATCH_DELAY_MS
+    : parseDuration(values["watch-delay"], "--watch-delay");
+  return { intervalMs, watch, watchDelayMs };
 }
 
 /**

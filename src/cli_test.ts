@@ -231,6 +231,43 @@ Deno.test("parseCommandLine() reads -S and --sparse, off by default as in rsync"
   assertThrows(() => options(["--no-sparse", "a", "b"]), UsageError, /^Unknown option/);
 });
 
+Deno.test("parseCommandLine() reads --watch: a loop with a full run every hour unless told", () => {
+  const table: Array<[string[], Pick<Options, "watch" | "intervalMs" | "watchDelayMs">]> = [
+    [[], { watch: false, intervalMs: null, watchDelayMs: 2_000 }],
+    [["--watch"], { watch: true, intervalMs: 3_600_000, watchDelayMs: 2_000 }],
+    [["--watch", "-i", "5m", "--watch-delay", "10s"], {
+      watch: true,
+      intervalMs: 300_000,
+      watchDelayMs: 10_000,
+    }],
+    [["--watch-delay=1", "--watch"], { watch: true, intervalMs: 3_600_000, watchDelayMs: 1_000 }],
+    [["--watch", "--dry-run"], { watch: true, intervalMs: 3_600_000, watchDelayMs: 2_000 }],
+  ];
+  for (const [args, expected] of table) {
+    const { watch, intervalMs, watchDelayMs } = options([...args, "a", "b"]);
+    assertEquals({ watch, intervalMs, watchDelayMs }, expected, args.join(" "));
+  }
+  // --restore writes into what --watch would watch; the interval loop may still restore.
+  assertEquals(options(["-i", "5m", "--restore", "a", "b"]).intervalMs, 300_000);
+});
+
+Deno.test("parseCommandLine() refuses --watch-delay without --watch, and --watch with -I, --verify or --restore", () => {
+  const table: Array<[string[], RegExp]> = [
+    [["--watch-delay", "5s"], /^--watch-delay only applies to --watch$/],
+    [["-i", "5m", "--watch-delay", "5s"], /^--watch-delay only applies to --watch$/],
+    [["--watch", "-I"], /^--watch cannot be combined with --interactive$/],
+    [["--watch", "--verify"], /^--watch cannot be combined with --verify$/],
+    [["--watch", "--restore"], /^--watch cannot be combined with --restore$/],
+    [["-i", "5m", "-I"], /^--interval cannot be combined with --interactive$/],
+    [["--watch", "--watch-delay", "0"], /^Invalid duration '0'/],
+    [["--watch", "--watch-delay", "366d"], /^Invalid --watch-delay '366d': the most is 365d$/],
+    [["--no-watch"], /^Unknown option '--no-watch'$/],
+  ];
+  for (const [args, pattern] of table) {
+    assertThrows(() => options([...args, "a", "b"]), UsageError, pattern);
+  }
+});
+
 Deno.test("formatDuration() prints the largest units", () => {
   const table: Array<[number, string]> = [
     [0, "0s"],

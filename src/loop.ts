@@ -1,5 +1,7 @@
 /**
- * The interval loop: a run every `--interval`, commands on stdin, signals, totals on exit.
+ * The interval loop: a run every `--interval`, and with `--watch` a run of the folders that
+ * changed once the source is quiet (watch.ts reads the events); commands on stdin, signals,
+ * totals on exit.
  *
  * @module
  */
@@ -29,10 +31,20 @@ import {
 } from "./run.ts";
 import { listenForStops } from "./signals.ts";
 import { emptySummary, type RunSummary } from "./summary.ts";
+import {
+  folderList,
+  SourceWatch,
+  watchDueAt,
+  type WatchRun,
+  watchRunFor,
+  type WatchState,
+  watchStatusLine,
+} from "./watch.ts";
 
 const LOOP_HELP = `Commands (type one and press Enter):
-  now       start a run at once
-  status    show the last run, the run in progress and when the next starts
+  now       start a full run at once
+  status    show the last run, the run in progress, when the next starts and, with --watch,
+            the folders changed since the last run
   quit      finish the current file, save the record and exit (also q, exit)
   help      show this list`;
 
@@ -107,10 +119,12 @@ export interface LoopState {
   running: boolean;
   /** The run under way's progress, as the progress line shows it. */
   progress: () => string;
-  /** A `now` came during a run: the next run starts as soon as it ends. */
+  /** A `now` came: a full run starts at once, or as soon as the one under way ends. */
   runAgain: boolean;
-  /** When the next run starts, in `Date.now()` milliseconds. */
+  /** When the next full run starts, in `Date.now()` milliseconds. */
   nextRunAt: number;
+  /** With `--watch`: what is watched and pending; null without it. */
+  watch: WatchState | null;
   /** 130 or 143 once a signal came; null until then. */
   exitCode: number | null;
 }
@@ -135,20 +149,28 @@ export function newLoopState(nowMs: number, progress: () => string): LoopState {
     progress,
     runAgain: false,
     nextRunAt: nowMs,
+    watch: null,
     exitCode: null,
   };
 }
 
-/** The reply to `status`: the last run, the run under way or the next one, runs and uptime. */
+/**
+ * The reply to `status`: the last run, the run under way or the next one, with `--watch` what
+ * is watched and pending, runs and uptime.
+ */
 export function statusText(state: LoopState, nowMs: number = Date.now()): string {
-  const { nextRunAt } = state;
+  const { nextRunAt, watch } = state;
   const last = state.lastRun ?? "last run: none yet";
+  const next = watch ? "next full run" : "next run";
   const now = state.running
     ? `run in progress: ${state.progress()}`
-    : `next run in ${formatDuration(Math.max(0, nextRunAt - nowMs))} ` +
+    : `${next} in ${formatDuration(Math.max(0, nextRunAt - nowMs))} ` +
       `(${new Date(nextRunAt).toISOString()})`;
   const runs = `runs: ${state.totals.runs}, uptime ${formatDuration(nowMs - state.startedAt)}`;
-  return [last, now, runs].join("\n");
+  const lines = [last, now];
+  if (watch) lines.push(watchStatusLine(watch, nowMs));
+  lines.push(runs);
+  return lines.join("\n");
 }
 
 /** What the loop does about one command: a reply on stdout, a line logged, what comes next. */
@@ -186,7 +208,8 @@ export function answerCommand(
 }
 
 /**
- * Runs a mirror every `options.intervalMs`, start to start, until `quit` or a signal. Stdin
+ * Runs a mirror every `options.intervalMs`, start to start, until `quit` or a signal; with
+ * `--watch`, also a run of the folders that changed each time the source falls quiet. Stdin
  * takes commands; its end is not a quit (cron and systemd give none). The lock is held for the
  * loop's whole life.
  *
@@ -203,6 +226,14 @@ export async function runLoop(options: Options, report: Reporter): Promise<numbe
   // new replica the first run makes it.
   control.keepLock = true;
   holdLock(options, control);
+  // An event ends the wait early only when its quiet period ends before the wait would.
+  const watch = options.watch
+    ? new SourceWatch(options, report, () => {
+      const due = watchDueAt(watch!.state);
+      if (due !== null && due < sleep.untilMs) sleep.wake();
+    })
+    : null;
+  state.watch = watch?.state ?? null;
   const stopCommands = listenForCommands((line) => obey(line, state, { control, report, sleep }));
   const stopProgress = startProgressLine(() => control.progress, options);
   const stopSignals = listenForStops(control, report, (exitCode) => {
@@ -211,15 +242,22 @@ export async function runLoop(options: Options, report: Reporter): Promise<numbe
   });
   try {
     while (!control.stopRequested) {
+      const run = startingRun(state, watch, report);
       const runStartedAt = Date.now();
-      const summary = await loopRun(options, { report, control }, state);
+      const { summary, threw } = await loopRun(options, { report, control }, state, run.scope);
+      if (run.scope !== undefined && threw) {
+        // The folders it took would wait for the interval: a full run takes them up now.
+        watch!.needFullRun(`watch run ${state.totals.runs} failed`);
+      }
       finishRun(options, report, state, summary);
       if (control.stopRequested) break;
-      scheduleNext(report, state, { runStartedAt, intervalMs, summary });
-      if (state.runAgain) state.runAgain = false;
-      else await sleep.until(state.nextRunAt);
+      if (run.scope === undefined) {
+        scheduleNext(report, state, { runStartedAt, intervalMs, summary });
+      }
+      await waitForWork(state, { control, sleep });
     }
   } finally {
+    watch?.close();
     stopProgress();
     stopSignals();
     stopCommands();
@@ -228,6 +266,58 @@ export async function runLoop(options: Options, report: Reporter): Promise<numbe
     report.summary(totalsLine(state.totals, Date.now() - state.startedAt));
   }
   return state.exitCode ?? (state.lastRunFailed ? ExitCode.Failed : ExitCode.Ok);
+}
+
+/**
+ * What the run about to start walks: everything when `now` asked for it, the interval is up or
+ * there is no watch; else what the watch marked ({@linkcode watchRunFor}), said in one line.
+ * A full run starts the watch first if it is off (the first run, or after a failure), so that
+ * changes during the run are seen, and takes every change pending: it walks them all.
+ */
+function startingRun(
+  state: LoopState,
+  watch: SourceWatch | null,
+  report: Reporter,
+): { scope?: string[] } {
+  const asked = state.runAgain || Date.now() >= state.nextRunAt;
+  state.runAgain = false;
+  if (watch === null) return {};
+  if (!asked) {
+    watch.checkRoot(); // a root replaced or removed asks for a full run
+    const pending = watch.take();
+    const run: WatchRun = pending.full !== null
+      ? { kind: "full", why: pending.full }
+      : watchRunFor(pending.folders);
+    if (run.kind === "folders") {
+      const count = run.folders.length === 1 ? "1 folder" : `${run.folders.length} folders`;
+      report.summary(`watch run: ${count} (${folderList(run.folders)})`);
+      return { scope: run.folders };
+    }
+    report.summary(`watch run: the whole tree (${run.why})`);
+  }
+  // A root replaced without an event that said so is watched anew too.
+  watch.checkRoot();
+  watch.start();
+  watch.take();
+  return {};
+}
+
+/**
+ * Waits until a run is due: the interval's, a watch run's once the source is quiet, or one that
+ * `now` asked for; or until a stop. Events and commands end a wait early, and it is worked out
+ * again.
+ */
+async function waitForWork(
+  state: LoopState,
+  loop: { control: RunControl; sleep: Sleep },
+): Promise<void> {
+  for (;;) {
+    if (loop.control.stopRequested || state.runAgain) return;
+    const watchDue = state.watch ? watchDueAt(state.watch) : null;
+    const due = Math.min(state.nextRunAt, watchDue ?? Infinity);
+    if (due <= Date.now()) return;
+    await loop.sleep.until(due);
+  }
 }
 
 /**
@@ -259,35 +349,42 @@ function obey(
   if (answer.logged !== undefined) loop.report.summary(answer.logged);
   if (answer.reply !== undefined) writeStdout(`${answer.reply}\n`);
   if (answer.next === "quit") requestStop(loop.control, 1);
-  if (answer.next === "run-again") state.runAgain = true;
+  if (answer.next === "run-again" || answer.next === "wake") state.runAgain = true;
   if (answer.next === "quit" || answer.next === "wake") loop.sleep.wake();
 }
 
 /**
- * One run of the loop. A failed run is a summary with one failure, and the loop goes on; only
- * a lock held by another process ends it.
+ * One run of the loop, of the whole tree or of the folders of `scope`. A run that throws gives
+ * a summary with one failure, and the loop goes on; only a lock held by another process ends it.
  */
 async function loopRun(
   options: Options,
   { report, control }: { report: Reporter; control: RunControl },
   state: LoopState,
-): Promise<RunSummary> {
+  scope: string[] | undefined,
+): Promise<{ summary: RunSummary; threw: boolean }> {
   const startedAt = Date.now();
   state.running = true;
   state.totals.runs++;
   try {
     holdLock(options, control);
-    return await runOnce(options, {
+    const summary = await runOnce(options, {
       report,
       control,
       isRoot: isRunningAsRoot(),
       confirmDeletes: () => false,
-    });
+    }, scope);
+    return { summary, threw: false };
   } catch (error) {
     // Another process holds the replica: two loops must not take turns on one replica.
     if (error instanceof LockHeldError) throw error;
     report.error(`Run ${state.totals.runs} failed: ${errorText(error)}`, error);
-    return { ...emptySummary(options.dryRun), failed: 1, durationMs: Date.now() - startedAt };
+    const failed = {
+      ...emptySummary(options.dryRun),
+      failed: 1,
+      durationMs: Date.now() - startedAt,
+    };
+    return { summary: failed, threw: true };
   } finally {
     state.running = false;
   }
@@ -345,9 +442,12 @@ function totalsLine(totals: LoopTotals, uptimeMs: number): string {
  */
 class Sleep {
   #wake = () => {};
+  /** When the wait under way ends; infinity between waits. */
+  untilMs = Infinity;
 
   /** Resolves once the clock reaches `untilMs`, or at the next {@linkcode Sleep.wake}. */
   until(untilMs: number): Promise<void> {
+    this.untilMs = untilMs;
     return new Promise<void>((done) => {
       const tick = () => {
         const ms = nextWaitMs(untilMs, Date.now());
@@ -357,6 +457,7 @@ class Sleep {
       const finish = () => {
         clearTimeout(timer);
         this.#wake = () => {};
+        this.untilMs = Infinity;
         done();
       };
       let timer = setTimeout(tick, nextWaitMs(untilMs, Date.now()));

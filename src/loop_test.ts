@@ -15,6 +15,7 @@ import {
   WAIT_CHUNK_MS,
 } from "./loop.ts";
 import { assert, assertEquals, assertMatch } from "./test_helpers.ts";
+import { newWatchState } from "./watch.ts";
 
 const ESC = String.fromCharCode(27);
 const START = Date.UTC(2030, 0, 1, 12);
@@ -97,6 +98,21 @@ Deno.test("statusText() shows the last run, the run under way or the next, runs 
     ],
   ];
   for (const [state, now, text] of table) assertEquals(statusText(state, now), text);
+});
+
+Deno.test("statusText() with --watch names the next full run and adds what the watch holds", () => {
+  const watch = {
+    ...newWatchState(2_000, 3_600_000),
+    watching: true,
+    folders: new Set(["docs"]),
+    firstAt: START,
+    lastAt: START,
+  };
+  assertEquals(
+    statusText(loopState({ watch, nextRunAt: START + 3_600_000 }), START + 1_000),
+    "last run: none yet\nnext full run in 59m 59s (2030-01-01T13:00:00.000Z)\n" +
+      "watching: 1 folder changed (docs), run in 1s\nruns: 0, uptime 1s",
+  );
 });
 
 Deno.test("nextWaitMs() waits in chunks of at most an hour, adding up to the whole wait", () => {

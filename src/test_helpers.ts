@@ -317,6 +317,70 @@ export async function waitFor(condition: () => boolean, timeoutMs = 20_000): Pro
   }
 }
 
+/**
+ * A CLI left running (a loop, a watch), its output collected as it comes, driven through its
+ * stdin when that is piped.
+ */
+export class RunningCli {
+  stdout = "";
+  stderr = "";
+  readonly child: Deno.ChildProcess;
+  readonly #writer: WritableStreamDefaultWriter<Uint8Array> | null;
+  readonly #pumps: Promise<void>[];
+
+  /** Starts the CLI with `args` (or takes a child started otherwise, stdin piped or not). */
+  constructor(
+    args: string[] | Deno.ChildProcess,
+    options: CliOptions & { stdin?: "piped" | "null" } = {},
+  ) {
+    const stdin = options.stdin ?? "piped";
+    this.child = Array.isArray(args) ? spawnCli(args, { ...options, stdin }) : args;
+    this.#writer = stdin === "piped" ? this.child.stdin.getWriter() : null;
+    this.#pumps = [
+      this.#pump(this.child.stdout, (text) => this.stdout += text),
+      this.#pump(this.child.stderr, (text) => this.stderr += text),
+    ];
+  }
+
+  async #pump(stream: ReadableStream<Uint8Array>, add: (text: string) => void): Promise<void> {
+    for await (const text of stream.pipeThrough(new TextDecoderStream())) add(text);
+  }
+
+  /** Types a command line into the loop. */
+  async send(line: string): Promise<void> {
+    await this.#writer!.write(new TextEncoder().encode(`${line}\n`));
+  }
+
+  /** Number of runs the loop has reported so far. */
+  get runs(): number {
+    return this.stderr.match(/^run \d+: /gm)?.length ?? 0;
+  }
+
+  /** Waits for `condition`; on a timeout the process is killed and its output shown. */
+  async waitFor(condition: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
+    try {
+      await waitFor(condition, timeoutMs);
+    } catch {
+      this.child.kill("SIGKILL");
+      throw new Error(
+        `timed out waiting for ${what}\nstdout: ${this.stdout}\nstderr: ${this.stderr}`,
+      );
+    }
+  }
+
+  /** Waits for the exit and returns its code. */
+  async exitCode(): Promise<number> {
+    const status = await this.child.status;
+    await Promise.all(this.#pumps);
+    try {
+      await this.#writer?.close();
+    } catch {
+      // The process is gone, and its stdin with it.
+    }
+    return status.code;
+  }
+}
+
 /** A file of `size` bytes whose SHA-256 is 64 times `content`. */
 export function f(size: number, content: string, fields: Partial<Entry> = {}): Entry {
   return e("file", { size, hash: content.repeat(64), ...fields });
