@@ -407,7 +407,10 @@ async function measureWatch(tree: string, source: string): Promise<void> {
   };
   const writer = child.stdin.getWriter();
   const peakMiB = () => {
-    const status = Deno.readTextFileSync(`/proc/${child.pid}/status`);
+    // Deno lets only -A read /proc; `cat` may.
+    const status = new TextDecoder().decode(
+      new Deno.Command("cat", { args: [`/proc/${child.pid}/status`] }).outputSync().stdout,
+    );
     return Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
   };
   try {
