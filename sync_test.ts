@@ -26,6 +26,7 @@ import {
   readRecord,
   readRecordBlocks,
   readTree,
+  RunningCli,
   setMtime,
   sha256,
   snapshot,
@@ -723,60 +724,7 @@ Deno.test("deno.json: the compiled binary gets exactly the permissions the tests
 // ------------------------------------------------------------------------------------------------
 
 /** A looping CLI whose output is collected as it comes, driven through its stdin. */
-class LoopProcess {
-  stdout = "";
-  stderr = "";
-  readonly child: Deno.ChildProcess;
-  readonly #writer: WritableStreamDefaultWriter<Uint8Array> | null;
-  readonly #pumps: Promise<void>[];
-
-  constructor(args: string[], options: { stdin?: "piped" | "null"; allowAll?: boolean } = {}) {
-    const stdin = options.stdin ?? "piped";
-    this.child = spawnCli(args, { stdin, allowAll: options.allowAll ?? false });
-    this.#writer = stdin === "piped" ? this.child.stdin.getWriter() : null;
-    this.#pumps = [
-      this.#pump(this.child.stdout, (text) => this.stdout += text),
-      this.#pump(this.child.stderr, (text) => this.stderr += text),
-    ];
-  }
-
-  async #pump(stream: ReadableStream<Uint8Array>, add: (text: string) => void): Promise<void> {
-    for await (const text of stream.pipeThrough(new TextDecoderStream())) add(text);
-  }
-
-  /** Types a command line into the loop. */
-  async send(line: string): Promise<void> {
-    await this.#writer!.write(new TextEncoder().encode(`${line}\n`));
-  }
-
-  /** Number of runs the loop has reported so far. */
-  get runs(): number {
-    return this.stderr.match(/^run \d+: /gm)?.length ?? 0;
-  }
-
-  async waitFor(condition: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
-    try {
-      await waitFor(condition, timeoutMs);
-    } catch {
-      this.child.kill("SIGKILL");
-      throw new Error(
-        `timed out waiting for ${what}\nstdout: ${this.stdout}\nstderr: ${this.stderr}`,
-      );
-    }
-  }
-
-  /** Waits for the exit and returns its code. */
-  async exitCode(): Promise<number> {
-    const status = await this.child.status;
-    await Promise.all(this.#pumps);
-    try {
-      await this.#writer?.close();
-    } catch {
-      // The process is gone, and its stdin with it.
-    }
-    return status.code;
-  }
-}
+const LoopProcess = RunningCli;
 
 Deno.test("loop: a change in the source is mirrored by a later run; quit exits 0 with totals", async () => {
   await withTemp(async (dir) => {
@@ -1845,7 +1793,7 @@ Deno.test({
         args: ["-t", "tmpfs", "-o", "size=64k", "tmpfs", disk],
       }).outputSync();
       assert(mounted.success, "mount");
-      let loop: LoopProcess | null = null;
+      let loop: RunningCli | null = null;
       try {
         fillDisk(disk);
         const log = `${disk}/logs/treesync.log`;
