@@ -20,6 +20,8 @@
  * @module
  */
 
+import { dirname, isAbsolute } from "node:path";
+import { fileURLToPath } from "node:url";
 import {
   type Command,
   type Environment,
@@ -49,10 +51,11 @@ export const VERSION = "0.1.0";
 export async function main(args: string[]): Promise<number> {
   let command: Command;
   try {
-    command = parseCommandLine(args, readEnvironment(), Deno.cwd());
+    command = parseCommandLine(args, readEnvironment(), callerFolder());
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;
-    writeStderr(`treesync: ${error.message}\nTry 'treesync --help' for the options.\n`);
+    // One line, the hint folded in: scripts and logs keep the message whole.
+    writeStderr(`treesync: ${error.message} (see 'treesync --help')\n`);
     return ExitCode.Usage;
   }
   if (command.kind === "help") {
@@ -108,6 +111,29 @@ export async function main(args: string[]): Promise<number> {
     return ExitCode.Failed;
   } finally {
     await closeLogging();
+  }
+}
+
+/**
+ * The folder relative paths mean: where the command was typed. `deno task` runs its command in
+ * the folder of `deno.json` and passes the caller's folder in `INIT_CWD`; that is used only
+ * when this process runs in the folder holding this file (the checkout, where `deno task` puts
+ * it), so an `INIT_CWD` inherited by a command started elsewhere never moves the paths.
+ */
+function callerFolder(): string {
+  const cwd = Deno.cwd();
+  // Asked first, so a run without the permission neither prompts nor fails.
+  if (Deno.permissions.querySync({ name: "env", variable: "INIT_CWD" }).state !== "granted") {
+    return cwd;
+  }
+  const initCwd = Deno.env.get("INIT_CWD");
+  if (initCwd === undefined || !isAbsolute(initCwd)) return cwd;
+  try {
+    const checkout = Deno.realPathSync(dirname(fileURLToPath(import.meta.url)));
+    if (Deno.realPathSync(cwd) !== checkout) return cwd;
+    return Deno.statSync(initCwd).isDirectory ? initCwd : cwd;
+  } catch {
+    return cwd; // a compiled binary's own path is not a folder here
   }
 }
 

@@ -36,6 +36,11 @@ export interface Options {
   filters: FilterRule[];
   /** False with `--no-delete`: nothing is ever deleted from the replica. */
   deletes: boolean;
+  /**
+   * `--adopt`: mirror over a replica with no treesync record (or one not adopted yet), deleting
+   * what the source does not have. Without it such a run deletes nothing and exits 3.
+   */
+  adopt: boolean;
   /** `--interactive`: ask on the terminal before deleting anything. */
   interactive: boolean;
   /** `--allow-empty-source`: mirror an empty source over a non-empty replica. */
@@ -116,6 +121,8 @@ What to do:
                           skips blank lines and '#' comments; '+ GLOB' includes, '- GLOB' excludes
       --no-delete         never delete anything from the replica (the only --no- flag; an
                           entry whose type changed in the source is reported and left: exit 1)
+      --adopt             mirror over a REPLICA that has no treesync record yet, deleting what
+                          SOURCE lacks; without it such a run deletes nothing, copies, and exits 3
   -I, --interactive       ask on the terminal before deleting anything
       --allow-empty-source  mirror an empty SOURCE over a non-empty replica (deletes everything)
   -i, --interval DURATION run every DURATION (90, 45s, 5m, 1h30m, 2d; at most 365d) and read
@@ -147,7 +154,11 @@ Output:
   -h, --help              show this help
   -V, --version           show the version
 
-An empty path ('', as an unset variable gives) is refused: it would mean the current folder.
+SOURCE and REPLICA are given both as paths or both with -s/-r (or the variables), never mixed.
+treesync mirrors the contents of SOURCE (as rsync SOURCE/ does), always recursively, and deletes
+what SOURCE lacks. HOST:PATH is refused (remote replicas are not supported yet; write ./a:b for a
+local name with a colon). An empty path ('', as an unset variable gives) is refused: it would mean
+the current folder.
 
 Exit codes: 0 replica matches, 1 it does not (entries failed or were kept, deletions declined at
 -I, or --verify found mismatches or unrecorded files), 2 usage or setup error (nothing changed),
@@ -175,6 +186,7 @@ const FLAGS = {
   include: { type: "string", multiple: true },
   "exclude-from": { type: "string", multiple: true },
   delete: { type: "boolean" },
+  adopt: { type: "boolean" },
   interactive: { type: "boolean", short: "I" },
   "allow-empty-source": { type: "boolean" },
   interval: { type: "string", short: "i" },
@@ -290,16 +302,16 @@ function pickPaths(values: FlagValues, positionals: string[], env: Environment):
     const extra = positionals.slice(2);
     const more = extra.length > 3 ? ` and ${extra.length - 3} more` : "";
     throw new UsageError(`Too many paths: ${extra.slice(0, 3).map(quoted).join(" ")}${more}`);
-  } else if (positionals.length === 2) {
-    if (source !== undefined || replica !== undefined) {
-      throw new UsageError("Give SOURCE and REPLICA either as two paths or with -s and -r");
-    }
+  }
+  if (positionals.length > 0 && (source !== undefined || replica !== undefined)) {
+    throw mixedPaths({ source, replica, positionals });
+  }
+  if (positionals.length === 2) {
     [sourceArg, replicaArg] = positionals;
   } else if (positionals.length === 1) {
-    // One path fills whichever of the two is not given by a flag; `--verify REPLICA` needs
-    // no source at all.
-    if (replica === undefined && (source !== undefined || verify)) replicaArg = positionals[0];
-    else if (source === undefined && replica !== undefined) sourceArg = positionals[0];
+    // `--verify REPLICA` needs no source; one path alone is never half of a pair with a
+    // variable, which a script may have set for another job.
+    if (verify) replicaArg = positionals[0];
     else {
       pathFromEnv(env, "TREESYNC_REPLICA"); // set but empty: the likelier slip, named first
       throw new UsageError("Missing REPLICA: give SOURCE and REPLICA");
@@ -319,7 +331,43 @@ function pickPaths(values: FlagValues, positionals: string[], env: Environment):
   if (sourceArg === undefined && !verify) {
     throw new UsageError("Missing SOURCE: give SOURCE and REPLICA, or set TREESYNC_SOURCE");
   }
+  for (const path of [sourceArg, replicaArg]) {
+    if (path !== undefined && looksRemote(path)) {
+      throw new UsageError(
+        `${quoted(path)} looks like HOST:PATH: remote replicas are not supported yet (for a ` +
+          `local name with a colon, write ./${path})`,
+      );
+    }
+  }
   return { source: sourceArg, replica: replicaArg };
+}
+
+/**
+ * Whether a path reads as rsync's `[USER@]HOST:PATH`: a colon before its first slash. `./a:b`
+ * and `/x/a:b` stay local.
+ */
+export function looksRemote(path: string): boolean {
+  const colon = path.indexOf(":");
+  const slash = path.indexOf("/");
+  return colon > 0 && (slash === -1 || colon < slash);
+}
+
+/**
+ * Positional paths beside `-s` or `-r`: refused, since `-r X Y` would quietly take Y as the
+ * source (rsync's `-r` means recursive, and a mirror the wrong way round deletes the newer side).
+ */
+function mixedPaths(
+  given: { source: string | undefined; replica: string | undefined; positionals: string[] },
+): UsageError {
+  const flag = given.replica !== undefined ? "-r" : "-s";
+  const named = given.replica ?? given.source!;
+  const recursive = flag === "-r"
+    ? "; -r names the REPLICA here (treesync always recurses, rsync's -r is not needed)"
+    : "";
+  return new UsageError(
+    `Give SOURCE and REPLICA either as two paths or both with -s and -r, not ` +
+      `${given.positionals.map(quoted).join(" ")} beside ${flag} ${quoted(named)}${recursive}`,
+  );
 }
 
 /** Every other flag, checked in the order of the usage text, with its default. */
@@ -343,6 +391,7 @@ function optionsFrom(
     verify,
     filters,
     deletes: values.delete ?? true,
+    adopt: values.adopt ?? false,
     interactive,
     allowEmptySource: values["allow-empty-source"] ?? false,
     logPath: logArg === undefined ? null : resolveLogPath(cwd, logArg),
@@ -398,6 +447,10 @@ function checkModes(
     throw new UsageError("--overwrite-newer only applies to --restore");
   }
   if (values.quiet && values.verbose) throw new UsageError("Choose one of --quiet and --verbose");
+  if (values.adopt && (restore || verify || values.delete === false)) {
+    const other = restore ? "--restore" : verify ? "--verify" : "--no-delete";
+    throw new UsageError(`--adopt cannot be combined with ${other}, which never deletes`);
+  }
   return { restore, verify, interactive: values.interactive ?? false };
 }
 
@@ -458,7 +511,47 @@ function describeParseError(error: unknown): string {
   const message = error instanceof Error ? error.message : String(error);
   // node:util's messages end with advice for programmers ("To specify a positional argument
   // starting with a '-' ..."); the first sentence is the one that helps a user.
-  return shortenQuoted(message.split(". ")[0]!.replace(/\.$/, ""));
+  const first = shortenQuoted(message.split(". ")[0]!.replace(/\.$/, ""));
+  const unknown = /^Unknown option '(-[^']*)'/.exec(first)?.[1];
+  const hint = unknown === undefined ? undefined : rsyncHint(unknown);
+  return hint === undefined ? first : `${first}: ${hint}`;
+}
+
+const KEPT_ANYWAY = "treesync always keeps folders, symlinks, modes and mtimes (owners as root), " +
+  "recursively; drop it";
+
+/** rsync's flags that treesync does not take, each with what treesync does instead. */
+const RSYNC_HINTS: Record<string, string> = {
+  "-a": `rsync's -a (archive): ${KEPT_ANYWAY}`,
+  "--archive": `rsync's --archive: ${KEPT_ANYWAY}`,
+  "-t": `rsync's -t (times): ${KEPT_ANYWAY}`,
+  "-p": `rsync's -p (perms): ${KEPT_ANYWAY}`,
+  "-o": `rsync's -o (owner): ${KEPT_ANYWAY}`,
+  "-g": `rsync's -g (group): ${KEPT_ANYWAY}`,
+  "-D": `rsync's -D (devices): treesync skips special files and says so; drop it`,
+  "--recursive": "treesync always recurses; drop it",
+  "-P": "rsync's -P (progress, partial): treesync shows progress on a terminal by itself and " +
+    "writes each file under a temporary name first; drop it",
+  "--progress": "treesync shows a progress line on a terminal by itself; drop it",
+  "--partial": "treesync writes each file under a temporary name first; drop it",
+  "-z": "rsync's -z (compress): treesync copies between local folders, there is nothing to " +
+    "compress; drop it",
+  "--compress": "treesync copies between local folders, there is nothing to compress; drop it",
+  "-e": "rsync's -e (remote shell): remote replicas are not supported yet",
+  "--rsh": "remote replicas are not supported yet",
+  "-u": "rsync's -u (update): treesync makes REPLICA match SOURCE, so newer replica files are " +
+    "replaced too; run --dry-run first to see",
+  "--update": "treesync makes REPLICA match SOURCE, so newer replica files are replaced too; " +
+    "run --dry-run first to see",
+  "--itemize-changes": "treesync prints each change with -v, and the plan with --dry-run",
+};
+
+/** What to say about an rsync flag given to treesync, if anything. */
+function rsyncHint(option: string): string | undefined {
+  if (/^--delete-/.test(option)) {
+    return "treesync always deletes what SOURCE lacks, after copying; --no-delete keeps them";
+  }
+  return RSYNC_HINTS[option];
 }
 
 function pickOne(name: string, values: Array<string | undefined>): string | undefined {
@@ -493,6 +586,20 @@ function checkOptionTokens(tokens: FlagToken[]): void {
     const rawName = token.rawName!;
     if (rawName.startsWith("--no-") && !NEGATABLE_OPTIONS.has(rawName)) {
       throw new UsageError(`Unknown option ${quoted(rawName)}`);
+    }
+    if (rawName === "--delete") {
+      // Refused, not ignored: a no-op would teach that leaving it out keeps the replica's
+      // extra files, which is rsync's rule and the one habit here that loses data.
+      throw new UsageError(
+        "--delete is not needed: treesync always deletes what SOURCE lacks; give --no-delete " +
+          "to keep them, or leave --delete out",
+      );
+    }
+    if (token.name === "interval" && rawName === "-i" && !isDuration(token.value ?? "")) {
+      throw new UsageError(
+        `-i is --interval here and ${quoted(token.value ?? "")} is not a duration (rsync's -i, ` +
+          `itemize, is -v here)`,
+      );
     }
     if (PATH_OPTIONS.has(token.name!) && token.value === "") {
       throw emptyPath(rawName, `${rawName} is given ''`);
@@ -562,6 +669,15 @@ function parseDuration(text: string, flag = "duration"): number {
     );
   }
   return total;
+}
+
+function isDuration(text: string): boolean {
+  try {
+    parseDuration(text);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function parseSize(text: string, flag: string): number {

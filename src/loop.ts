@@ -398,7 +398,7 @@ function finishRun(
   summary: RunSummary,
 ): void {
   const { totals } = state;
-  state.lastRunFailed = summary.failed > 0 || summary.maxDeleteHit;
+  state.lastRunFailed = summary.failed > 0 || summary.maxDeleteHit || summary.adoptNeeded;
   state.lastRun = summaryLine(summary, state.lastRunFailed ? "last run (failed)" : "last run");
   if (state.lastRunFailed) totals.failedRuns++;
   totals.copied += summary.copied;

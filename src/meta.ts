@@ -19,6 +19,8 @@ const LEGACY_RECORD_NAME = "record.json";
 
 const LOCK_NAME = "lock";
 
+const UNADOPTED_NAME = "unadopted";
+
 const TEMP_NAME = "tmp";
 
 let tempCounter = 0;
@@ -50,6 +52,11 @@ export interface MetaPaths {
   record: string;
   /** A version-2 record (JSON), read once to convert it. */
   legacyRecord: string;
+  /**
+   * There while the replica holds entries treesync found there and has not been told to delete
+   * ({@linkcode isAdopted}).
+   */
+  unadopted: string;
 }
 
 /** The paths of the metadata folder at the top of `treeRoot`. */
@@ -62,6 +69,7 @@ export function metaPaths(treeRoot: string): MetaPaths {
     lock: `${dir}/${LOCK_NAME}`,
     record: `${dir}/${RECORD_NAME}`,
     legacyRecord: `${dir}/${LEGACY_RECORD_NAME}`,
+    unadopted: `${dir}/${UNADOPTED_NAME}`,
   };
 }
 
@@ -138,6 +146,39 @@ export function checkMeta(paths: MetaPaths): void {
   checkOwn(paths.lock, "file");
   checkOwn(paths.record, "file");
   checkOwn(paths.legacyRecord, "file");
+  checkOwn(paths.unadopted, "file");
+}
+
+/**
+ * Whether the replica is treesync's to mirror over: it has a record, and no mark says that a
+ * run kept entries it found there. A folder made by another tool, or one holding other data,
+ * has neither; the mark outlives the record written beside it, so kept entries stay kept on
+ * every later run, until `--adopt`. Paths checked by {@linkcode checkMeta} first.
+ */
+export function isAdopted(paths: MetaPaths): boolean {
+  const recorded = checkOwn(paths.record, "file") !== null ||
+    checkOwn(paths.legacyRecord, "file") !== null;
+  return recorded && checkOwn(paths.unadopted, "file") === null;
+}
+
+/** Marks the replica as not adopted (a file of ours, made exclusively); once is enough. */
+export function markUnadopted(paths: MetaPaths): void {
+  if (checkOwn(paths.unadopted, "file") !== null) return;
+  try {
+    Deno.writeTextFileSync(
+      paths.unadopted,
+      "Entries found here that the source lacks are kept until a run with --adopt.\n",
+      { createNew: true, mode: 0o600 },
+    );
+  } catch (error) {
+    throw new UsageError(`Cannot create ${quoted(paths.unadopted)}: ${errorText(error, true)}`);
+  }
+}
+
+/** Takes the mark away once the replica matches the source (or `--adopt` deleted the rest). */
+export function clearUnadopted(paths: MetaPaths): void {
+  if (checkOwn(paths.unadopted, "file") === null) return;
+  Deno.removeSync(paths.unadopted);
 }
 
 /**

@@ -1,7 +1,8 @@
 /**
  * A streamed mirror from start to end: the main lock-step walk, then what waited for it, in
  * order: moves (new entries matched with the deletions), the new entries left, the deletions
- * (after `--max-delete` and `-I`), the type changes that needed them, folder attributes.
+ * (after the adoption guard, `--max-delete` and `-I`), the type changes that needed them, folder
+ * attributes.
  *
  * @module
  */
@@ -15,8 +16,8 @@ import {
   type WalkLeftovers,
   walkPair,
 } from "./engine.ts";
-import { displayPath } from "./format.ts";
-import { type RunProgress } from "./log.ts";
+import { displayPath, quoted } from "./format.ts";
+import { type RunProgress, writeStdout } from "./log.ts";
 import { type FilterRule } from "./exclude.ts";
 import { type Identity } from "./files.ts";
 import { resignedRow } from "./nextrecord.ts";
@@ -34,6 +35,12 @@ export interface DeletionGate {
   maxDelete: Options["maxDelete"];
   /** Ask before deleting (`-I`): true deletes. */
   confirm: ((count: number, sample: string[]) => boolean) | null;
+  /**
+   * The replica is not adopted (no record, or an earlier run kept entries) and `--adopt` was
+   * not given: every
+   * deletion is held back, before `--max-delete` or `-I` is asked.
+   */
+  unadopted: boolean;
 }
 
 type Options = EngineContext["options"];
@@ -42,6 +49,8 @@ type Options = EngineContext["options"];
 export interface DeletionOutcome {
   heldBack: number;
   maxDeleteHit: boolean;
+  /** True when the deletions were held back because the replica is not adopted (exit 3). */
+  adoptNeeded?: boolean;
 }
 
 /** What a walk of one subtree needs to start: the walk settings of the run. */
@@ -425,6 +434,7 @@ async function deleteExtraneous(
     !isWithin(action.path, keptReplaced)
   );
   if (deletions.length === 0) return { heldBack: 0, maxDeleteHit: false };
+  if (gate.unadopted) return holdBackUnadopted(deletions, context);
   if (gate.maxDelete) {
     const allowed = deleteAllowance(gate.maxDelete, left.replicaEntries);
     if (deletions.length > allowed) {
@@ -459,6 +469,29 @@ async function deleteExtraneous(
     }
   }
   return { heldBack: 0, maxDeleteHit: false };
+}
+
+/**
+ * Keeps every entry the replica has and the source lacks, since the replica was never
+ * treesync's (rsync's `treesync SRC DEST/` habit would otherwise wipe DEST's other data): each
+ * one listed (on stdout in a dry run, at `-v` otherwise), and one line saying how to mirror.
+ */
+function holdBackUnadopted(
+  deletions: PendingDeletion[],
+  context: EngineContext,
+): DeletionOutcome {
+  const { report, options } = context;
+  for (const { action } of deletions) {
+    const line = `keep ${displayPath(action.path)}${action.kind === "rmdir" ? "/" : ""}`;
+    if (options.dryRun) writeStdout(`${line} (not deleted: --adopt deletes it)\n`);
+    else report.change(line);
+  }
+  report.error(
+    `Deleting nothing: ${quoted(options.replica)} is not a treesync replica yet (no record, or ` +
+      `an earlier run kept its entries): kept the ${deletions.length} entries the source ` +
+      `lacks, copied the rest; give --adopt to mirror over it and delete them`,
+  );
+  return { heldBack: deletions.length, maxDeleteHit: false, adoptNeeded: true };
 }
 
 /** The parent folder of a path (re-exported for the run). */

@@ -15,8 +15,8 @@ import { type RunSummary } from "./summary.ts";
 /**
  * Runs one mirror (or dry run, or restore) and prints its summary.
  *
- * @returns 0 when the result matches, 1 when it does not, 3 when `--max-delete` held deletions
- *   back, 130 or 143 after a signal.
+ * @returns 0 when the result matches, 1 when it does not, 3 when `--max-delete` or a replica
+ *   not adopted held deletions back, 130 or 143 after a signal.
  */
 export async function runOneShot(options: Options, report: Reporter): Promise<number> {
   const control = newRunControl();
@@ -45,7 +45,7 @@ export async function runOneShot(options: Options, report: Reporter): Promise<nu
 }
 
 function exitCodeFor(summary: RunSummary): number {
-  if (summary.maxDeleteHit) return ExitCode.Refused;
+  if (summary.maxDeleteHit || summary.adoptNeeded) return ExitCode.Refused;
   // Deletions declined at -I leave a replica that does not match the source.
   return summary.failed > 0 || summary.deletionsHeldBack > 0 ? ExitCode.Failed : ExitCode.Ok;
 }

@@ -24,7 +24,14 @@ import {
   type RunProgress,
   writeStdout,
 } from "./log.ts";
-import { checkOwn, type MetaPaths, type ReplicaLock } from "./meta.ts";
+import {
+  checkOwn,
+  clearUnadopted,
+  isAdopted,
+  markUnadopted,
+  type MetaPaths,
+  type ReplicaLock,
+} from "./meta.ts";
 import { applySink, finishRun, type WalkSettings } from "./mirror.ts";
 import { copiedRow, type FolderRows, NextRecord } from "./nextrecord.ts";
 import {
@@ -154,6 +161,10 @@ export async function runOnce(
     if (await stopAsked(control)) return stoppedSummary(options, started);
     held.record = openRecordSource(sides.replicaMeta, deps.report);
     if (writes) held.prepared = prepareWrites(options, sides, control);
+    // Marked before any record is saved, so that no later run takes the record for adoption.
+    if (writes && held.unadopted && (roots.to?.entries.size ?? 0) > 0) {
+      markUnadopted(sides.replicaMeta);
+    }
     const toRootEntry = to.start ??
       (writes ? entryFromStat(Deno.statSync(sides.toRoot)) : null);
     const run = startRun(options, { sides, deps, held, toRootEntry });
@@ -208,6 +219,7 @@ async function runInScope(
     held.record = openRecordSource(sides.replicaMeta, deps.report);
     held.rest = openRecordSource(sides.replicaMeta, { ...deps.report, warn: () => {} });
     if (writes) held.prepared = prepareWrites(options, sides, control);
+    if (writes && held.unadopted) markUnadopted(sides.replicaMeta);
     const run = startRun(options, { sides, deps, held, toRootEntry: null });
     const left = emptyLeftovers();
     for (const folder of scopeFolders(scope, sides)) {
@@ -268,6 +280,7 @@ async function endRun(
     gate: {
       maxDelete: options.maxDelete,
       confirm: options.interactive ? deps.confirmDeletes : null,
+      unadopted: held.unadopted,
     },
     walk,
     guardEntries: run.context.guardEntries,
@@ -284,11 +297,16 @@ async function endRun(
   }
   if (control.stopRequested && held.prepared) {
     deps.report.warn("Stopped before the end of the run; the record is saved");
+  } else if (held.prepared && !held.rest && options.deletes && !options.restore) {
+    // A whole run that deleted what the source lacks (or found nothing to delete): the
+    // replica matches the source and is adopted from now on.
+    if (outcome.heldBack === 0) clearUnadopted(sides.replicaMeta);
   }
   summary.failed += left.failed;
   summary.durationMs = Math.round(performance.now() - input.started);
   summary.deletionsHeldBack = outcome.heldBack;
   summary.maxDeleteHit = outcome.maxDeleteHit;
+  summary.adoptNeeded = outcome.adoptNeeded ?? false;
   return summary;
 }
 
@@ -343,7 +361,15 @@ function beginRun(
   const started = performance.now();
   const sides = checkBeforeRun(options);
   deps.control.pool = new WorkerPool(options.jobs);
-  const held: Held = { streams: [], record: null, rest: null, next: null, prepared: null };
+  const held: Held = {
+    streams: [],
+    record: null,
+    rest: null,
+    next: null,
+    prepared: null,
+    unadopted: !options.restore && options.deletes && !options.adopt &&
+      !isAdopted(sides.replicaMeta),
+  };
   return { started, sides, writes: !options.dryRun, held };
 }
 
@@ -355,6 +381,8 @@ interface Held {
   rest: RecordSource | null;
   next: NextRecord | null;
   prepared: PreparedWrites | null;
+  /** Deletions are held back: the replica is not adopted and `--adopt` was not given. */
+  unadopted: boolean;
 }
 
 /** How each tree is walked: the rules, and the other tree's root to stop at. */
@@ -460,7 +488,8 @@ function startRun(
         }
         : {}),
     },
-    moves: !options.restore && options.deletes,
+    // A move takes a replica entry's name away: held back with the deletions.
+    moves: !options.restore && options.deletes && !held.unadopted,
     roots: { from: sides.fromRoot, to: sides.toRoot },
     pool: control.pool!,
     report,

@@ -37,6 +37,8 @@ export interface RunSummary {
   deletionsHeldBack: number;
   /** True when `--max-delete` held deletions back (exit 3). */
   maxDeleteHit: boolean;
+  /** True when deletions were held back because the replica is not adopted (exit 3). */
+  adoptNeeded: boolean;
 }
 
 /** A fresh summary with every count at zero. */
@@ -56,6 +58,7 @@ export function emptySummary(dryRun: boolean): RunSummary {
     dryRun,
     deletionsHeldBack: 0,
     maxDeleteHit: false,
+    adoptNeeded: false,
   };
 }
 

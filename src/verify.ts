@@ -209,6 +209,14 @@ export async function runVerify(options: Options, report: Reporter): Promise<num
   } catch {
     throw new UsageError(`Replica ${quoted(options.replica)} is not a folder: nothing to verify`);
   }
+  const meta = metaPaths(options.replica);
+  checkMeta(meta);
+  if (!pathExists(meta.record) && !pathExists(meta.legacyRecord)) {
+    // Nothing to verify against, and no advice to run a mirror: this may be the source itself.
+    throw new UsageError(
+      `${quoted(options.replica)} is not a treesync replica: it has no record in ${META_DIR}/`,
+    );
+  }
   const started = performance.now();
   const pool = new WorkerPool(options.jobs);
   let result: VerifyResult;
@@ -232,13 +240,10 @@ export async function runVerify(options: Options, report: Reporter): Promise<num
   const unrecorded = result.unrecorded.length;
   if (unrecorded > 0) {
     // Not checked is not verified: say so, and what makes the record whole.
-    const why = result.recordFound
-      ? `${unrecorded} files have no hash in the record (a run was interrupted, or they were ` +
-        `put there by hand or by another tool)`
-      : `there is no record in '${options.replica}/${META_DIR}': none of its ${unrecorded} ` +
-        `files could be checked`;
     report.error(
-      `Not verified: ${why}; run 'treesync SOURCE ${options.replica}' once to hash them`,
+      `Not verified: ${unrecorded} files have no hash in the record (a run was interrupted, or ` +
+        `they were put there by hand or by another tool); run 'treesync SOURCE ` +
+        `${options.replica}' once to hash them`,
     );
   }
   const seconds = (performance.now() - started) / 1000;
