@@ -303,6 +303,14 @@ function pickPaths(values: FlagValues, positionals: string[], env: Environment):
     const more = extra.length > 3 ? ` and ${extra.length - 3} more` : "";
     throw new UsageError(`Too many paths: ${extra.slice(0, 3).map(quoted).join(" ")}${more}`);
   }
+  // An empty path would resolve to the current folder: `treesync "$SRC" "$DEST"` with DEST
+  // unset would mirror over wherever the script happens to run.
+  const position = (index: number) =>
+    positionals.length === 2 ? (index === 0 ? "the first path" : "the second path") : "the path";
+  if (positionals.length === 2 && positionals[0] === "") {
+    throw emptyPath("SOURCE", `${position(0)} is ''`);
+  }
+  if (positionals.at(-1) === "") throw emptyPath("REPLICA", `${position(1)} is ''`);
   if (positionals.length > 0 && (source !== undefined || replica !== undefined)) {
     throw mixedPaths({ source, replica, positionals });
   }
@@ -317,12 +325,6 @@ function pickPaths(values: FlagValues, positionals: string[], env: Environment):
       throw new UsageError("Missing REPLICA: give SOURCE and REPLICA");
     }
   }
-  // An empty path would resolve to the current folder: `treesync "$SRC" "$DEST"` with DEST
-  // unset would mirror over wherever the script happens to run.
-  const position = (index: number) =>
-    positionals.length === 2 ? (index === 0 ? "the first path" : "the second path") : "the path";
-  if (sourceArg === "") throw emptyPath("SOURCE", `${position(0)} is ''`);
-  if (replicaArg === "") throw emptyPath("REPLICA", `${position(1)} is ''`);
   sourceArg ??= source ?? (verify ? undefined : pathFromEnv(env, "TREESYNC_SOURCE"));
   replicaArg ??= replica ?? pathFromEnv(env, "TREESYNC_REPLICA");
   if (replicaArg === undefined) {
@@ -514,44 +516,51 @@ function describeParseError(error: unknown): string {
   const first = shortenQuoted(message.split(". ")[0]!.replace(/\.$/, ""));
   const unknown = /^Unknown option '(-[^']*)'/.exec(first)?.[1];
   const hint = unknown === undefined ? undefined : rsyncHint(unknown);
-  return hint === undefined ? first : `${first}: ${hint}`;
+  return hint === undefined ? first : `${first} ${hint}`;
 }
 
 const KEPT_ANYWAY = "treesync always keeps folders, symlinks, modes and mtimes (owners as root), " +
   "recursively; drop it";
 
-/** rsync's flags that treesync does not take, each with what treesync does instead. */
-const RSYNC_HINTS: Record<string, string> = {
-  "-a": `rsync's -a (archive): ${KEPT_ANYWAY}`,
-  "--archive": `rsync's --archive: ${KEPT_ANYWAY}`,
-  "-t": `rsync's -t (times): ${KEPT_ANYWAY}`,
-  "-p": `rsync's -p (perms): ${KEPT_ANYWAY}`,
-  "-o": `rsync's -o (owner): ${KEPT_ANYWAY}`,
-  "-g": `rsync's -g (group): ${KEPT_ANYWAY}`,
-  "-D": `rsync's -D (devices): treesync skips special files and says so; drop it`,
-  "--recursive": "treesync always recurses; drop it",
-  "-P": "rsync's -P (progress, partial): treesync shows progress on a terminal by itself and " +
-    "writes each file under a temporary name first; drop it",
-  "--progress": "treesync shows a progress line on a terminal by itself; drop it",
-  "--partial": "treesync writes each file under a temporary name first; drop it",
-  "-z": "rsync's -z (compress): treesync copies between local folders, there is nothing to " +
-    "compress; drop it",
-  "--compress": "treesync copies between local folders, there is nothing to compress; drop it",
-  "-e": "rsync's -e (remote shell): remote replicas are not supported yet",
-  "--rsh": "remote replicas are not supported yet",
-  "-u": "rsync's -u (update): treesync makes REPLICA match SOURCE, so newer replica files are " +
-    "replaced too; run --dry-run first to see",
-  "--update": "treesync makes REPLICA match SOURCE, so newer replica files are replaced too; " +
-    "run --dry-run first to see",
-  "--itemize-changes": "treesync prints each change with -v, and the plan with --dry-run",
+const NO_PROGRESS_FLAG = "treesync shows a progress line on a terminal by itself, and writes " +
+  "each file under a temporary name first; drop it";
+
+const NO_COMPRESSION = "treesync copies between local folders, there is nothing to compress; " +
+  "drop it";
+
+const NO_UPDATE = "treesync makes REPLICA match SOURCE, newer replica files included; " +
+  "--dry-run shows what it would replace";
+
+/** rsync's flags that treesync does not take: what they are in rsync, what treesync does. */
+const RSYNC_HINTS: Record<string, [string, string]> = {
+  "-a": ["archive", KEPT_ANYWAY],
+  "--archive": ["archive", KEPT_ANYWAY],
+  "-t": ["times", KEPT_ANYWAY],
+  "-p": ["perms", KEPT_ANYWAY],
+  "-o": ["owner", KEPT_ANYWAY],
+  "-g": ["group", KEPT_ANYWAY],
+  "-D": ["devices", "treesync skips special files and says so; drop it"],
+  "--recursive": ["recursive", "treesync always recurses; drop it"],
+  "-P": ["progress and partial", NO_PROGRESS_FLAG],
+  "--progress": ["progress", NO_PROGRESS_FLAG],
+  "--partial": ["partial", NO_PROGRESS_FLAG],
+  "-z": ["compress", NO_COMPRESSION],
+  "--compress": ["compress", NO_COMPRESSION],
+  "-e": ["remote shell", "remote replicas are not supported yet"],
+  "--rsh": ["remote shell", "remote replicas are not supported yet"],
+  "-u": ["update", NO_UPDATE],
+  "--update": ["update", NO_UPDATE],
+  "--itemize-changes": ["itemize", "treesync prints each change with -v, the plan with -n"],
 };
 
 /** What to say about an rsync flag given to treesync, if anything. */
 function rsyncHint(option: string): string | undefined {
   if (/^--delete-/.test(option)) {
-    return "treesync always deletes what SOURCE lacks, after copying; --no-delete keeps them";
+    return "(rsync's deletion timing): treesync always deletes what SOURCE lacks, after " +
+      "copying; --no-delete keeps them";
   }
-  return RSYNC_HINTS[option];
+  const hint = RSYNC_HINTS[option];
+  return hint && `(rsync's ${hint[0]}): ${hint[1]}`;
 }
 
 function pickOne(name: string, values: Array<string | undefined>): string | undefined {
@@ -642,6 +651,8 @@ const MAX_JOBS = 64;
 /** The most `--log-keep`: old log files kept beside the current one. */
 const MAX_LOG_KEEP = 100;
 
+const DURATION_PATTERN = /^(?:(\d+)|(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?)$/;
+
 /**
  * Parses a duration: whole seconds (`90`) or units in the order d, h, m, s (`5m`, `1h30m`,
  * `1d2h3m4s`).
@@ -652,7 +663,7 @@ const MAX_LOG_KEEP = 100;
  * @throws {UsageError} For anything else, quoting the value.
  */
 function parseDuration(text: string, flag = "duration"): number {
-  const match = /^(?:(\d+)|(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?)$/.exec(text.trim());
+  const match = DURATION_PATTERN.exec(text.trim());
   const [, bare, d, h, m, s] = match ?? [];
   const total = bare !== undefined
     ? Number(bare) * 1000
@@ -671,13 +682,9 @@ function parseDuration(text: string, flag = "duration"): number {
   return total;
 }
 
+/** Whether `text` is written as a duration, whatever its length. */
 function isDuration(text: string): boolean {
-  try {
-    parseDuration(text);
-    return true;
-  } catch {
-    return false;
-  }
+  return DURATION_PATTERN.test(text.trim());
 }
 
 function parseSize(text: string, flag: string): number {
