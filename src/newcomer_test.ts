@@ -14,12 +14,16 @@ import {
   assertMatch,
   cli,
   collect,
+  copiesInFlight,
+  makeSparseFile,
   readTree,
   RunningCli,
   setMtime,
   snapshot,
+  spawnCli,
   SYNC_FLAGS,
   SYNC_MODULE,
+  waitFor,
   withTemp,
   writeTree,
 } from "./test_helpers.ts";
@@ -65,6 +69,21 @@ Deno.test("newcomer: a run into a folder treesync never mirrored copies, keeps t
     Deno.removeSync(`${source}/later`);
     assertExit(await cli([source, replica]), 0);
     assertEquals(readTree(`${dir}/backup`), { file: "d" });
+  });
+});
+
+Deno.test("newcomer: a run into a folder never mirrored, stopped mid-copy, leaves a record that keeps", async () => {
+  await withTemp(async (dir) => {
+    const { source, replica } = rsyncHabitTree(dir);
+    await makeSparseFile(`${source}/big`, 256 << 20);
+    const child = spawnCli([source, replica]);
+    await waitFor(() => copiesInFlight(`${dir}/backup`).length > 0);
+    child.kill("SIGTERM");
+    assertExit(await collect(child), 143);
+    assert(pathExists(metaPaths(`${dir}/backup`).record), "the stopped run saved its record");
+    // The record the stopped run saved is no licence to delete.
+    assertExit(await cli([source, replica]), 3);
+    assertEquals(readTree(`${dir}/backup/other`), { important: "precious" });
   });
 });
 
