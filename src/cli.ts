@@ -102,7 +102,8 @@ symlinks, modes and mtimes. A file record in REPLICA/.treesync/ keeps each file'
 
 Paths (flags win over the environment):
   -s, --source PATH       folder to mirror (alias --src; default $TREESYNC_SOURCE)
-  -r, --replica PATH      the mirror (alias --dest; default $TREESYNC_REPLICA)
+  -r, --replica PATH      the mirror (alias --dest; default $TREESYNC_REPLICA); not rsync's
+                          -r: treesync always recurses
 
 What to do:
   -n, --dry-run           print the itemized plan, change nothing (alias --scan)
@@ -162,8 +163,8 @@ the current folder.
 
 Exit codes: 0 replica matches, 1 it does not (entries failed or were kept, deletions declined at
 -I, or --verify found mismatches or unrecorded files), 2 usage or setup error (nothing changed),
-3 refused by a safety check
-(nothing deleted), 130/143 SIGINT/SIGTERM.`;
+3 refused by a safety check (nothing deleted: --max-delete, an empty source, another run, or a
+REPLICA without a record and no --adopt), 130/143 SIGINT/SIGTERM.`;
 
 /** Environment variables that give defaults for flags. */
 export type Environment = Partial<
