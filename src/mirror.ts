@@ -15,7 +15,7 @@ import {
   type WalkLeftovers,
   walkPair,
 } from "./engine.ts";
-import { displayPath } from "./format.ts";
+import { counted, displayPath } from "./format.ts";
 import { type RunProgress } from "./log.ts";
 import { type FilterRule } from "./exclude.ts";
 import { type Identity } from "./files.ts";
@@ -91,7 +91,12 @@ export async function finishRun(
   const folders = [...left.touchedFolders].sort(([a], [b]) => compareWalkOrder(b, a));
   for (const [path, entry] of folders) {
     if (context.stopped()) break;
-    await sink.apply({ kind: "dirattrs", path, reason: { code: "folder-filled" }, entry });
+    const differs = left.folderDiffers.get(path);
+    await sink.apply(
+      differs
+        ? { kind: "dirattrs", path, reason: { code: "folder-attrs-differ" }, entry, differs }
+        : { kind: "dirattrs", path, reason: { code: "folder-filled" }, entry },
+    );
   }
   await sink.drain();
   return outcome;
@@ -430,9 +435,9 @@ async function deleteExtraneous(
     if (deletions.length > allowed) {
       const limit = "count" in gate.maxDelete
         ? `${gate.maxDelete.count}`
-        : `${gate.maxDelete.percent}% = ${allowed} of ${left.replicaEntries} entries`;
+        : `${gate.maxDelete.percent}% = ${allowed} of ${entries(left.replicaEntries)}`;
       report.error(
-        `Deleting nothing: this run would delete ${deletions.length} entries, more than ` +
+        `Deleting nothing: this run would delete ${entries(deletions.length)}, more than ` +
           `--max-delete ${limit}; copying the rest. Check the source, then raise the limit ` +
           `or run once without it`,
       );
@@ -443,7 +448,7 @@ async function deleteExtraneous(
     const sample = deletions.slice(0, 10).map((d) => displayPath(d.action.path));
     if (!gate.confirm(deletions.length, sample)) {
       report.warn(
-        `Kept ${deletions.length} entries that would have been deleted; copying the rest`,
+        `Kept ${entries(deletions.length)} that would have been deleted; copying the rest`,
       );
       return { heldBack: deletions.length, maxDeleteHit: false };
     }
@@ -459,6 +464,10 @@ async function deleteExtraneous(
     }
   }
   return { heldBack: 0, maxDeleteHit: false };
+}
+
+function entries(count: number): string {
+  return counted(count, "entry", "entries");
 }
 
 /** The parent folder of a path (re-exported for the run). */

@@ -13,7 +13,7 @@ import {
   isExcludedRecordPath,
 } from "./exclude.ts";
 import { pathExists } from "./files.ts";
-import { displayPath, formatBytes, listedPath, quoted } from "./format.ts";
+import { counted, displayPath, formatBytes, listedPath, quoted } from "./format.ts";
 import { type Reporter, writeStdout } from "./log.ts";
 import { checkMeta, metaPaths } from "./meta.ts";
 import { lockStep } from "./order.ts";
@@ -233,7 +233,8 @@ export async function runVerify(options: Options, report: Reporter): Promise<num
   if (unrecorded > 0) {
     // Not checked is not verified: say so, and what makes the record whole.
     const why = result.recordFound
-      ? `${unrecorded} files have no hash in the record (a run was interrupted, or they were ` +
+      ? `${counted(unrecorded, "file")} ${unrecorded === 1 ? "has" : "have"} no hash in the ` +
+        `record (a run was interrupted, or they were ` +
         `put there by hand or by another tool)`
       : `there is no record in '${options.replica}/${META_DIR}': none of its ${unrecorded} ` +
         `files could be checked`;
@@ -243,7 +244,7 @@ export async function runVerify(options: Options, report: Reporter): Promise<num
   }
   const seconds = (performance.now() - started) / 1000;
   report.summary(
-    `verify: ${result.checked} files checked, ${result.mismatched.length} mismatched, ` +
+    `verify: ${counted(result.checked, "file")} checked, ${result.mismatched.length} mismatched, ` +
       `${result.missing.length} missing, ${unrecorded} not in the record, ` +
       `${result.failed.length} failed; ` +
       `${formatBytes(result.bytes)} in ${seconds.toFixed(2)} s ` +
