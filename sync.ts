@@ -105,7 +105,7 @@ export async function main(args: string[]): Promise<number> {
   } catch (error) {
     const exitCode = reportFailure(report, error);
     // The run's start line is in the log: its end says how it ended.
-    if (!options.verify) report.fileOnly(runEndLine("stopped by the error above", exitCode));
+    report.fileOnly(runEndLine("stopped by the error above", exitCode));
     return exitCode;
   } finally {
     await closeLogging();

@@ -441,14 +441,18 @@ export function runEndLine(summary: string, exitCode: number, what = "run"): str
 /**
  * The log file's line at the start of a run: what it is for, so runs of several jobs sharing
  * one log can be told apart: `run start: treesync 0.1.0 /srv/data -> /backup/data
- * (--max-delete 50%, --checksum)`. A restore shows its direction, replica to source.
+ * (--max-delete 50%, --checksum)`. A restore shows its direction, replica to source; a
+ * verify, the replica it checks.
  */
 export function runStartLine(options: Options, input: { version: string; run?: string }): string {
-  const { source, replica, restore } = options;
+  const { source, replica, restore, verify } = options;
   const [from, to] = restore ? [replica, source] : [source, replica];
-  const shown = [...(input.run ? [input.run] : []), ...optionFlags(options)];
+  const what = verify
+    ? `--verify ${listedPath(replica)}`
+    : `${listedPath(from)} -> ${listedPath(to)}`;
+  const shown = [...(input.run ? [input.run] : []), ...(verify ? [] : optionFlags(options))];
   const flags = shown.length > 0 ? ` (${shown.join(", ")})` : "";
-  return `run start: treesync ${input.version} ${listedPath(from)} -> ${listedPath(to)}${flags}`;
+  return `run start: treesync ${input.version} ${what}${flags}`;
 }
 
 /** Filter rules shown by pattern in the start line; past this many, only counted. */

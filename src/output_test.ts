@@ -5,6 +5,9 @@
  * subprocess, on real files.
  */
 
+import { describeAction, isListed, runEndLine, summaryLine } from "./log.ts";
+import { planMirror } from "./plan.ts";
+import { emptySummary } from "./summary.ts";
 import {
   assert,
   assertEquals,
@@ -12,8 +15,11 @@ import {
   assertMatch,
   cli,
   type CliResult,
+  e,
   jsonLine,
+  planDefaults,
   RunningCli,
+  scanOf,
   setMtime,
   withTemp,
   writeTree,
@@ -259,5 +265,72 @@ Deno.test("output: a dry run into a missing replica counts what the real run cou
       dry.stderr.match(/^dry run: .* folders? created/m)?.[0],
       "dry run: 3 copied, 0 updated, 0 moved, 0 deleted, 2 folders created",
     );
+  });
+});
+
+Deno.test("describeAction() lists what differed, always in one order, for files and folders", () => {
+  const file = (fields: Parameters<typeof e>[1]) => e("file", { size: 4, ...fields });
+  const from = scanOf({
+    owned: file({ uid: 7, gid: 8 }),
+    all: file({ mode: 0o600, uid: 7, mtimeMs: 5 }),
+    same: file({ hash: "a", mtimeMs: 5 }),
+    other: file({ hash: "a" }),
+    grown: file({ size: 9, mtimeMs: 5 }),
+    d: e("dir", { mode: 0o700, mtimeMs: 5 }),
+    "d/new": file({}),
+    filled: e("dir"),
+    "filled/new": file({}),
+  });
+  const to = scanOf({
+    owned: file({}),
+    all: file({}),
+    same: file({ hash: "a" }),
+    other: file({ hash: "b" }),
+    grown: file({}),
+    d: e("dir"),
+    filled: e("dir"),
+  });
+  const plan = planMirror(from, to, { ...planDefaults, owners: true });
+  const lines = plan.actions.filter(isListed).map(describeAction).sort();
+  assertEquals(lines, [
+    "attrs d/ (mode, mtime)",
+    "attrs owned (owner, group)",
+    "attrs same (mtime)",
+    "copy d/new (4 B)",
+    "copy filled/new (4 B)",
+    "update all (mode, owner, mtime; 4 B)",
+    "update grown (size, mtime; 9 B)",
+    "update other (content; 4 B)",
+  ]);
+  // The folder the run fills gets its attributes back, without a line of its own.
+  const filled = plan.actions.find((a) => a.kind === "dirattrs" && a.path === "filled");
+  assert(filled !== undefined && !isListed(filled), "filled/ is set, not listed");
+});
+
+Deno.test("summaryLine() and runEndLine() word every count in the right number", () => {
+  const one = { ...emptySummary(false), dirsCreated: 1, dirsDeleted: 1, attrsUpdated: 1 };
+  assertMatch(
+    summaryLine(one, "sync"),
+    /^sync: 0 copied, 0 updated, 0 moved, 0 deleted, 1 folder created, 1 folder deleted, 1 attribute fix, 0 failed, 0 B copied in 0.00 s$/,
+  );
+  const two = { ...emptySummary(false), dirsCreated: 2, dirsDeleted: 0, attrsUpdated: 2 };
+  assertMatch(
+    summaryLine(two, "sync"),
+    /, 2 folders created, 0 folders deleted, 2 attribute fixes, /,
+  );
+  assertEquals(runEndLine("sync: …", 3), "run end: sync: …; exit code 3");
+});
+
+Deno.test("output: --verify has its start and end lines in the log too", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, { a: "a" });
+    assertExit(await cli([`${dir}/s`, `${dir}/r`]), 0);
+    const log = `${dir}/verify.log`;
+    assertExit(await cli(["--verify", "--log", log, `${dir}/s`, `${dir}/r`]), 0);
+    const texts = Deno.readTextFileSync(log).trim().split("\n").map((line) =>
+      line.replace(/^\S+ [A-Z]+ +\[\d+\] /, "")
+    );
+    assertEquals(texts[0], `run start: treesync 0.1.0 --verify ${dir}/r`);
+    assertMatch(texts.at(-1)!, /^run end: verify: 1 file checked, .*; exit code 0$/);
   });
 });
