@@ -2087,7 +2087,7 @@ Deno.test("cli --verify exits 1 when it could not check every file: no record, o
     writeTree(replica, { extra: "put there by hand" });
     const partial = await cli(["--verify", replica]);
     assertExit(partial, 1);
-    assertMatch(partial.stderr, /1 files have no hash in the record/);
+    assertMatch(partial.stderr, /1 file has no hash in the record/);
     assertExit(await cli(["--no-delete", source, replica]), 0);
     assertExit(await cli(["--verify", replica]), 0);
   });

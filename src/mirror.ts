@@ -22,7 +22,7 @@ import { type Identity } from "./files.ts";
 import { resignedRow } from "./nextrecord.ts";
 import { compareWalkOrder } from "./order.ts";
 import { baseName, isWithin, parentOf } from "./paths.ts";
-import { type Action, deleteAllowance } from "./plan.ts";
+import { type Action, deleteAllowance, folderAttrsAction } from "./plan.ts";
 import { trustedHash } from "./record.ts";
 import { emptyRecordSource, type RecordRow, type RecordSource } from "./recordfile.ts";
 import { type Entry, type Scan, type Signature } from "./scan.ts";
@@ -91,12 +91,7 @@ export async function finishRun(
   const folders = [...left.touchedFolders].sort(([a], [b]) => compareWalkOrder(b, a));
   for (const [path, entry] of folders) {
     if (context.stopped()) break;
-    const differs = left.folderDiffers.get(path);
-    await sink.apply(
-      differs
-        ? { kind: "dirattrs", path, reason: { code: "folder-attrs-differ" }, entry, differs }
-        : { kind: "dirattrs", path, reason: { code: "folder-filled" }, entry },
-    );
+    await sink.apply(folderAttrsAction(path, entry, left.folderDiffers.get(path)));
   }
   await sink.drain();
   return outcome;

@@ -400,21 +400,20 @@ function folderAttributes(from: Scan, draft: Draft): Action[] {
     const source = from.entries.get(path);
     if (isWithin(path, draft.left)) continue;
     if (source?.kind !== "dir") continue;
-    const differs = draft.folderDiffers.get(path);
-    actions.push(
-      differs
-        ? {
-          kind: "dirattrs",
-          path,
-          reason: { code: "folder-attrs-differ" },
-          entry: source,
-          differs,
-        }
-        : { kind: "dirattrs", path, reason: { code: "folder-filled" }, entry: source },
-    );
+    actions.push(folderAttrsAction(path, source, draft.folderDiffers.get(path)));
   }
   byPath(actions, "deepest");
   return actions;
+}
+
+/**
+ * Setting a folder's attributes at the end of a run: listed as a fix when they differed from
+ * the source's before the run (`differs`), else only putting back what filling it changed.
+ */
+export function folderAttrsAction(path: string, entry: Entry, differs?: Difference[]): Action {
+  return differs && differs.length > 0
+    ? { kind: "dirattrs", path, reason: { code: "folder-attrs-differ" }, entry, differs }
+    : { kind: "dirattrs", path, reason: { code: "folder-filled" }, entry };
 }
 
 function kindName(kind: EntryKind): string {
