@@ -378,7 +378,7 @@ export function describeAction(action: Action): string {
     case "rmdir":
       return `rmdir ${shown}/`;
     case "link":
-      return `link ${shown} -> ${listedPath(action.entry!.target!)}`;
+      return withDiffers(`link ${shown} -> ${listedPath(action.entry!.target!)}`, action);
     case "move": {
       const slash = action.entry!.kind === "dir" ? "/" : "";
       return `move ${listedPath(action.from!)}${slash} -> ${shown}${slash}`;
@@ -392,7 +392,7 @@ export function describeAction(action: Action): string {
     case "hardlink":
       return `hardlink ${shown} => ${listedPath(action.from!)}`;
     case "attrs":
-      return `attrs ${shown}${action.differs?.length ? ` (${differsText(action)})` : ""}`;
+      return withDiffers(`attrs ${shown}`, action);
     case "dirattrs":
       // Listed only when the folder differed before the run; -vv shows the others as well.
       return action.differs?.length
@@ -406,6 +406,11 @@ export function describeAction(action: Action): string {
 /** What differed, as a change line lists it: `size, mtime`. */
 function differsText(action: Action): string {
   return (action.differs ?? []).join(", ");
+}
+
+/** A change line with what differed after it, if anything: `attrs x (mode)`. */
+function withDiffers(line: string, action: Action): string {
+  return action.differs?.length ? `${line} (${differsText(action)})` : line;
 }
 
 /**

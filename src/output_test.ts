@@ -280,6 +280,8 @@ Deno.test("describeAction() lists what differed, always in one order, for files 
     "d/new": file({}),
     filled: e("dir"),
     "filled/new": file({}),
+    moved: e("symlink", { target: "there" }),
+    fresh: e("symlink", { target: "new" }),
   });
   const to = scanOf({
     owned: file({}),
@@ -289,6 +291,7 @@ Deno.test("describeAction() lists what differed, always in one order, for files 
     grown: file({}),
     d: e("dir"),
     filled: e("dir"),
+    moved: e("symlink", { target: "here" }),
   });
   const plan = planMirror(from, to, { ...planDefaults, owners: true });
   const lines = plan.actions.filter(isListed).map(describeAction).sort();
@@ -298,6 +301,8 @@ Deno.test("describeAction() lists what differed, always in one order, for files 
     "attrs same (mtime)",
     "copy d/new (4 B)",
     "copy filled/new (4 B)",
+    "link fresh -> new",
+    "link moved -> there (target)",
     "update all (mode, owner, mtime; 4 B)",
     "update grown (size, mtime; 9 B)",
     "update other (content; 4 B)",

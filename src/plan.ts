@@ -42,8 +42,8 @@ export interface Action {
   /** For `move`: the path it comes from; for `hardlink`: the name it links to; same tree. */
   from?: string;
   /**
-   * For `update`, `attrs` and `dirattrs`: what differed from the source before the run, as
-   * the change line shows it (`attrs d/x (mode, mtime)`). A `dirattrs` without it only puts
+   * For `update`, `attrs`, `dirattrs` and a `link` replaced: what differed from the source
+   * before the run, as the change line shows it (`attrs d/x (mode, mtime)`). A `dirattrs` without it only puts
    * back what filling the folder changed, and is not listed.
    */
   differs?: Difference[];
@@ -53,12 +53,13 @@ export interface Action {
  * One way a target entry differed from the source's. Change lines list them in this order:
  * what the entry holds, who may use it, when it was changed.
  */
-export type Difference = "size" | "content" | "mtime" | "mode" | "owner" | "group";
+export type Difference = "size" | "content" | "target" | "mtime" | "mode" | "owner" | "group";
 
 /** The order {@linkcode Difference}s are listed in. */
 const DIFFERENCE_ORDER: readonly Difference[] = [
   "size",
   "content",
+  "target",
   "mode",
   "owner",
   "group",
@@ -480,7 +481,7 @@ function compareEntries(from: Entry, to: Entry, options: CompareOptions): Change
   const { checksum, fromHash, toHash } = options;
   if (from.kind === "symlink") {
     if (from.target !== to.target) {
-      return { kind: "link", reason: { code: "link-target-differs" }, differs: [] };
+      return { kind: "link", reason: { code: "link-target-differs" }, differs: ["target"] };
     }
     return null; // a link's own mode means nothing on Linux; its mtime is set when made
   }
