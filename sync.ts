@@ -32,17 +32,24 @@ import {
 } from "./src/cli.ts";
 import { errorText, ExitCode, RefusedError, UsageError } from "./src/errors.ts";
 import { quoted } from "./src/format.ts";
-import { closeLogging, type Reporter, setUpLogging, writeStderr, writeStdout } from "./src/log.ts";
+import {
+  closeLogging,
+  type Reporter,
+  runEndLine,
+  setUpLogging,
+  writeStderr,
+  writeStdout,
+} from "./src/log.ts";
 import { runLoop } from "./src/loop.ts";
 import { runOneShot } from "./src/oneshot.ts";
 import { checkLogPlace } from "./src/places.ts";
 import { runVerify } from "./src/verify.ts";
+import { VERSION } from "./src/version.ts";
 
 /** What every mode reports through: the console and the log file, set up by `main`. */
 export type { Reporter } from "./src/log.ts";
 
-/** The tool's version, printed by `--version`. */
-export const VERSION = "0.1.0";
+export { VERSION } from "./src/version.ts";
 
 /**
  * Runs the command line and returns the exit code. Only this function reads the
@@ -99,16 +106,10 @@ export async function main(args: string[]): Promise<number> {
     if (options.intervalMs !== null) return await runLoop(options, report);
     return await runOneShot(options, report);
   } catch (error) {
-    if (error instanceof UsageError) {
-      report.error(error.message);
-      return ExitCode.Usage;
-    }
-    if (error instanceof RefusedError) {
-      report.error(error.message);
-      return ExitCode.Refused;
-    }
-    report.error(`Unexpected failure: ${errorText(error)}`, error);
-    return ExitCode.Failed;
+    const exitCode = reportFailure(report, error);
+    // The run's start line is in the log: its end says how it ended.
+    report.fileOnly(runEndLine("stopped by the error above", exitCode));
+    return exitCode;
   } finally {
     await closeLogging();
   }
@@ -135,6 +136,20 @@ function callerFolder(): string {
   } catch {
     return cwd; // a compiled binary's own path is not a folder here
   }
+}
+
+/** Reports what stopped a run and returns its exit code. */
+function reportFailure(report: Reporter, error: unknown): number {
+  if (error instanceof UsageError) {
+    report.error(error.message);
+    return ExitCode.Usage;
+  }
+  if (error instanceof RefusedError) {
+    report.error(error.message);
+    return ExitCode.Refused;
+  }
+  report.error(`Unexpected failure: ${errorText(error)}`, error);
+  return ExitCode.Failed;
 }
 
 function readEnvironment(): Environment {

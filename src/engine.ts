@@ -17,7 +17,14 @@ import { type FolderRows, type NextRecord, resignedRow, rowFor } from "./nextrec
 import { UsageError } from "./errors.ts";
 import { lockStep } from "./order.ts";
 import { isWithin, parentOf } from "./paths.ts";
-import { type Action, planMirror, type PlanOptions, type Reason } from "./plan.ts";
+import {
+  type Action,
+  type Difference,
+  mergeDifferences,
+  planMirror,
+  type PlanOptions,
+  type Reason,
+} from "./plan.ts";
 import { type RecordMap } from "./record.ts";
 import { type RecordRow, type RecordSource } from "./recordfile.ts";
 import { type Entry, type FolderListing, type Problem, type Scan } from "./scan.ts";
@@ -98,6 +105,8 @@ export interface WalkLeftovers {
   hardLinks: Action[];
   /** Folders whose attributes are set last, by path. */
   touchedFolders: Map<string, Entry>;
+  /** Of those, what differed from the source's before the run (those are listed). */
+  folderDiffers: Map<string, Difference[]>;
   /** Replica entries walked (for a `--max-delete` percentage). */
   replicaEntries: number;
   /** Problems met: each makes the run fail. */
@@ -113,6 +122,7 @@ export function emptyLeftovers(): WalkLeftovers {
     afterDeletions: [],
     hardLinks: [],
     touchedFolders: new Map(),
+    folderDiffers: new Map(),
     replicaEntries: 0,
     failed: 0,
   };
@@ -506,9 +516,14 @@ class MirrorWalk {
   ): void {
     const left = this.#left;
     switch (route) {
-      case "touch":
+      case "touch": {
         left.touchedFolders.set(action.path, action.entry!);
+        // The parent's visit and the folder's own both compare it: one list of the two.
+        const seen = left.folderDiffers.get(action.path) ?? [];
+        const differs = mergeDifferences(seen, action.differs ?? []);
+        if (differs.length > 0) left.folderDiffers.set(action.path, differs);
         return;
+      }
       case "delete": {
         const entry = state.scans.to.entries.get(action.path)!;
         const reason: Reason = isWithin(action.path, this.#replaced, { below: true })

@@ -80,3 +80,11 @@ export function formatDuration(ms: number): string {
   if (seconds > 0 || parts.length === 0) parts.push(`${seconds}s`);
   return parts.join(" ");
 }
+
+/**
+ * A count with its noun in the right number: `1 folder`, `2 folders`, `0 entries`. The plural
+ * adds `s` unless given (`counted(n, "entry", "entries")`).
+ */
+export function counted(count: number, noun: string, plural = `${noun}s`): string {
+  return `${count} ${count === 1 ? noun : plural}`;
+}

@@ -10,7 +10,7 @@ import type { LogRecord, Sink } from "@logtape/logtape";
 import { type Options } from "./cli.ts";
 import { errorText } from "./errors.ts";
 import { encoder, statOrNull, writeAll } from "./files.ts";
-import { displayPath, formatBytes, formatDuration, listedPath, quoted } from "./format.ts";
+import { counted, displayPath, formatBytes, formatDuration, listedPath, quoted } from "./format.ts";
 import { type Action } from "./plan.ts";
 import { type RunSummary } from "./summary.ts";
 
@@ -26,6 +26,13 @@ export interface Reporter {
   error(text: string, error?: unknown): void;
   /** The run summary: shown by default, hidden by `-q`. */
   summary(text: string): void;
+  /** A line for the log file only (the console shows it with `-vv`): a run's start. */
+  fileOnly(text: string): void;
+  /**
+   * A run's (or with `what` "loop", a loop's) summary, as {@linkcode Reporter.summary} shows
+   * it; the log file's line also says that it ended, and its exit code ({@linkcode runEndLine}).
+   */
+  runEnd(text: string, exitCode: number, what?: "run" | "loop"): void;
 }
 
 function consoleFormat(record: LogRecord): string {
@@ -38,10 +45,16 @@ function consoleFormat(record: LogRecord): string {
   return `${prefix}${text}\n`;
 }
 
+/**
+ * A log file line: time, level, the process id in brackets (so runs of several jobs sharing
+ * one log can be told apart line by line, as rsync's log does), and the text, or the record's
+ * own `fileText` where the file says more than the console.
+ */
 function fileFormat(record: LogRecord): string {
   const level = record.level.toUpperCase().padEnd(7);
-  const text = record.message.map(String).join("");
-  return `${new Date(record.timestamp).toISOString()} ${level} ${text}\n`;
+  const fileText = record.properties.fileText;
+  const text = typeof fileText === "string" ? fileText : record.message.map(String).join("");
+  return `${new Date(record.timestamp).toISOString()} ${level} [${Deno.pid}] ${text}\n`;
 }
 
 /** Whether the live progress line is on screen: console output clears it first. */
@@ -126,8 +139,8 @@ interface LostLines {
 }
 
 function lostNotice(lost: LostLines): string {
-  const line = `${new Date().toISOString()} WARNING ${lost.lines} log lines since ${lost.since} ` +
-    `could not be written: ${lost.reason}\n`;
+  const line = `${new Date().toISOString()} WARNING [${Deno.pid}] ` +
+    `${counted(lost.lines, "log line")} since ${lost.since} could not be written: ${lost.reason}\n`;
   return lost.midLine ? `\n${line}` : line;
 }
 
@@ -301,7 +314,8 @@ export async function setUpLogging(options: Options): Promise<Reporter> {
     const levelOk = consoleLevels.indexOf(record.level as typeof consoleLevels[number]) <=
       consoleLevels.indexOf(consoleLowest);
     const isSummary = record.properties.summary === true && options.verbosity > 0;
-    if (levelOk || isSummary) writeStderr(consoleFormat(record));
+    const fileOnly = record.properties.fileOnly === true && options.verbosity < 3;
+    if ((levelOk || isSummary) && !fileOnly) writeStderr(consoleFormat(record));
   };
   const sinks: Record<string, Sink> = { console: consoleSink };
   if (options.logPath !== null) {
@@ -335,6 +349,9 @@ export async function setUpLogging(options: Options): Promise<Reporter> {
       if (debugOn && error instanceof Error && error.stack) writeStderr(`${error.stack}\n`);
     },
     summary: (text) => logger.info("{text}", { text, summary: true }),
+    fileOnly: (text) => logger.info("{text}", { text, fileOnly: true }),
+    runEnd: (text, exitCode, what = "run") =>
+      logger.info("{text}", { text, summary: true, fileText: runEndLine(text, exitCode, what) }),
   };
 }
 
@@ -361,19 +378,47 @@ export function describeAction(action: Action): string {
     case "rmdir":
       return `rmdir ${shown}/`;
     case "link":
-      return `link ${shown} -> ${listedPath(action.entry!.target!)}`;
+      return withDiffers(`link ${shown} -> ${listedPath(action.entry!.target!)}`, action);
     case "move": {
       const slash = action.entry!.kind === "dir" ? "/" : "";
       return `move ${listedPath(action.from!)}${slash} -> ${shown}${slash}`;
     }
     case "copy":
-    case "update":
-      return `${action.kind} ${shown} (${formatBytes(action.entry!.size)})`;
+      return `copy ${shown} (${formatBytes(action.entry!.size)})`;
+    case "update": {
+      const parts = [differsText(action), formatBytes(action.entry!.size)];
+      return `update ${shown} (${parts.filter((part) => part !== "").join("; ")})`;
+    }
     case "hardlink":
       return `hardlink ${shown} => ${listedPath(action.from!)}`;
+    case "attrs":
+      return withDiffers(`attrs ${shown}`, action);
+    case "dirattrs":
+      // Listed only when the folder differed before the run; -vv shows the others as well.
+      return action.differs?.length
+        ? `attrs ${shown}/ (${differsText(action)})`
+        : `dirattrs ${shown}/`;
     default:
       return `${action.kind} ${shown}`;
   }
+}
+
+/** What differed, as a change line lists it: `size, mtime`. */
+function differsText(action: Action): string {
+  return (action.differs ?? []).join(", ");
+}
+
+/** A change line with what differed after it, if anything: `attrs x (mode)`. */
+function withDiffers(line: string, action: Action): string {
+  return action.differs?.length ? `${line} (${differsText(action)})` : line;
+}
+
+/**
+ * Whether an action has a change line of its own for `-v`, the log and the dry run: all but
+ * the folder attributes that only put back what filling the folder changed.
+ */
+export function isListed(action: Action): boolean {
+  return action.kind !== "dirattrs" || (action.differs?.length ?? 0) > 0;
 }
 
 /** The files changed, as every summary words them: `2 copied, 0 updated, 1 moved, 0 deleted`. */
@@ -388,9 +433,62 @@ export function changeCounts(
 export function summaryLine(summary: RunSummary, label: string): string {
   const s = summary;
   return `${label}: ${changeCounts(s)}, ` +
-    `${s.dirsCreated} folders created, ${s.dirsDeleted} folders deleted, ` +
-    `${s.attrsUpdated} attributes fixed, ${s.failed} failed, ${formatBytes(s.bytesCopied)} ` +
-    `copied in ${(s.durationMs / 1000).toFixed(2)} s`;
+    `${counted(s.dirsCreated, "folder")} created, ${counted(s.dirsDeleted, "folder")} deleted, ` +
+    `${counted(s.attrsUpdated, "attribute fix", "attribute fixes")}, ${s.failed} failed, ` +
+    `${formatBytes(s.bytesCopied)} copied in ${(s.durationMs / 1000).toFixed(2)} s`;
+}
+
+/** The log file's line at the end of a run: `run end: sync: 2 copied, …; exit code 0`. */
+export function runEndLine(summary: string, exitCode: number, what = "run"): string {
+  return `${what} end: ${summary}; exit code ${exitCode}`;
+}
+
+/**
+ * The log file's line at the start of a run: what it is for, so runs of several jobs sharing
+ * one log can be told apart: `run start: treesync 0.1.0 /srv/data -> /backup/data
+ * (--max-delete 50%, --checksum)`. A restore shows its direction, replica to source; a
+ * verify, the replica it checks.
+ */
+export function runStartLine(options: Options, input: { version: string; run?: string }): string {
+  const { source, replica, restore, verify } = options;
+  const [from, to] = restore ? [replica, source] : [source, replica];
+  const what = verify
+    ? `--verify ${listedPath(replica)}`
+    : `${listedPath(from)} -> ${listedPath(to)}`;
+  const shown = [...(input.run ? [input.run] : []), ...(verify ? [] : optionFlags(options))];
+  const flags = shown.length > 0 ? ` (${shown.join(", ")})` : "";
+  return `run start: treesync ${input.version} ${what}${flags}`;
+}
+
+/** Filter rules shown by pattern in the start line; past this many, only counted. */
+const SHOWN_FILTER_RULES = 3;
+
+/** The options that change what a run does, as they are typed. */
+function optionFlags(options: Options): string[] {
+  const flags: string[] = [];
+  const add = (on: boolean, flag: string) => on && flags.push(flag);
+  add(options.dryRun, "--dry-run");
+  add(options.restore, "--restore");
+  add(options.overwriteNewer, "--overwrite-newer");
+  add(options.checksum, "--checksum");
+  add(!options.deletes, "--no-delete");
+  const limit = options.maxDelete;
+  if (limit) flags.push(`--max-delete ${"count" in limit ? limit.count : `${limit.percent}%`}`);
+  if (options.keepDeletedMs !== null) {
+    flags.push(`--keep-deleted ${formatDuration(options.keepDeletedMs).replaceAll(" ", "")}`);
+  }
+  add(options.hardLinks, "--hard-links");
+  add(options.sparse, "--sparse");
+  add(options.allowEmptySource, "--allow-empty-source");
+  add(options.interactive, "--interactive");
+  if (options.intervalMs !== null) {
+    flags.push(`--interval ${formatDuration(options.intervalMs).replaceAll(" ", "")}`);
+  }
+  add(options.watch, "--watch");
+  const rules = options.filters;
+  if (rules.length > SHOWN_FILTER_RULES) flags.push(counted(rules.length, "filter rule"));
+  else for (const rule of rules) flags.push(`--${rule.kind} ${quoted(rule.pattern)}`);
+  return flags;
 }
 
 /** How far the run under way has come. */
@@ -428,8 +526,8 @@ export function idleProgress(): RunProgress {
 
 /** One line of progress: `copying 12/345, 1.2 GiB of 3.4 GiB, 512.0 MiB/s, ETA 5s, a/b`. */
 export function progressText(p: RunProgress, now = performance.now()): string {
-  if (p.phase === "scanning") return `scanning: ${p.done} entries`;
-  if (p.phase === "hashing") return `hashing: ${p.done} files, ${formatBytes(p.bytes)}`;
+  if (p.phase === "scanning") return `scanning: ${counted(p.done, "entry", "entries")}`;
+  if (p.phase === "hashing") return `hashing: ${counted(p.done, "file")}, ${formatBytes(p.bytes)}`;
   const seconds = Math.max((now - p.startedAt) / 1000, 0.001);
   const rate = p.bytes / seconds;
   const left = Math.max(p.totalBytes - p.bytes, 0);

@@ -9,12 +9,13 @@
 import { type Options } from "./cli.ts";
 import { errorText, ExitCode, UsageError } from "./errors.ts";
 import { pathExists } from "./files.ts";
-import { escapeControls, formatBytes, formatDuration } from "./format.ts";
+import { counted, escapeControls, formatBytes, formatDuration } from "./format.ts";
 import {
   changeCounts,
   flushLogFile,
   progressText,
   type Reporter,
+  runStartLine,
   startProgressLine,
   summaryLine,
   writeStdout,
@@ -31,6 +32,7 @@ import {
 } from "./run.ts";
 import { listenForStops } from "./signals.ts";
 import { emptySummary, type RunSummary } from "./summary.ts";
+import { VERSION } from "./version.ts";
 import {
   folderList,
   SourceWatch,
@@ -263,8 +265,14 @@ export async function runLoop(options: Options, report: Reporter): Promise<numbe
     stopCommands();
     control.lock?.release();
     control.lock = null;
-    report.summary(totalsLine(state.totals, Date.now() - state.startedAt));
+    const totals = totalsLine(state.totals, Date.now() - state.startedAt);
+    report.runEnd(totals, loopExitCode(state), "loop");
   }
+  return loopExitCode(state);
+}
+
+/** The loop's exit code: a signal's, else the last run's outcome. */
+function loopExitCode(state: LoopState): number {
   return state.exitCode ?? (state.lastRunFailed ? ExitCode.Failed : ExitCode.Ok);
 }
 
@@ -366,6 +374,10 @@ async function loopRun(
   const startedAt = Date.now();
   state.running = true;
   state.totals.runs++;
+  const what = scope === undefined ? "" : `, a watch run of ${counted(scope.length, "folder")}`;
+  report.fileOnly(
+    runStartLine(options, { version: VERSION, run: `run ${state.totals.runs}${what}` }),
+  );
   try {
     holdLock(options, control);
     const summary = await runOnce(options, {
@@ -407,7 +419,8 @@ function finishRun(
   totals.deleted += summary.deleted;
   totals.bytesCopied += summary.bytesCopied;
   totals.failed += summary.failed;
-  report.summary(summaryLine(summary, `run ${totals.runs}`));
+  // The exit code the loop would give if it stopped now.
+  report.runEnd(summaryLine(summary, `run ${totals.runs}`), loopExitCode(state));
   flushLogFile(); // a loop may idle for hours: its log should not
   if (options.json) writeStdout(`${JSON.stringify(summary)}\n`);
 }
@@ -430,8 +443,9 @@ function scheduleNext(
 
 /** The line logged when a loop exits; its counts are worded as each run's summary words them. */
 function totalsLine(totals: LoopTotals, uptimeMs: number): string {
-  return `loop totals: ${totals.runs} runs (${totals.failedRuns} failed), ` +
-    `${changeCounts(totals)}, ${formatBytes(totals.bytesCopied)}, ${totals.failed} failures, ` +
+  return `loop totals: ${counted(totals.runs, "run")} (${totals.failedRuns} failed), ` +
+    `${changeCounts(totals)}, ${formatBytes(totals.bytesCopied)}, ` +
+    `${counted(totals.failed, "failure")}, ` +
     `uptime ${formatDuration(uptimeMs)}`;
 }
 

@@ -16,14 +16,14 @@ import {
   type WalkLeftovers,
   walkPair,
 } from "./engine.ts";
-import { displayPath, quoted } from "./format.ts";
+import { counted, displayPath, quoted } from "./format.ts";
 import { type RunProgress, writeStdout } from "./log.ts";
 import { type FilterRule } from "./exclude.ts";
 import { type Identity } from "./files.ts";
 import { resignedRow } from "./nextrecord.ts";
 import { compareWalkOrder } from "./order.ts";
 import { baseName, isWithin, parentOf } from "./paths.ts";
-import { type Action, deleteAllowance } from "./plan.ts";
+import { type Action, deleteAllowance, folderAttrsAction } from "./plan.ts";
 import { trustedHash } from "./record.ts";
 import { emptyRecordSource, type RecordRow, type RecordSource } from "./recordfile.ts";
 import { type Entry, type Scan, type Signature } from "./scan.ts";
@@ -100,7 +100,7 @@ export async function finishRun(
   const folders = [...left.touchedFolders].sort(([a], [b]) => compareWalkOrder(b, a));
   for (const [path, entry] of folders) {
     if (context.stopped()) break;
-    await sink.apply({ kind: "dirattrs", path, reason: { code: "folder-filled" }, entry });
+    await sink.apply(folderAttrsAction(path, entry, left.folderDiffers.get(path)));
   }
   await sink.drain();
   return outcome;
@@ -440,9 +440,9 @@ async function deleteExtraneous(
     if (deletions.length > allowed) {
       const limit = "count" in gate.maxDelete
         ? `${gate.maxDelete.count}`
-        : `${gate.maxDelete.percent}% = ${allowed} of ${left.replicaEntries} entries`;
+        : `${gate.maxDelete.percent}% = ${allowed} of ${entries(left.replicaEntries)}`;
       report.error(
-        `Deleting nothing: this run would delete ${deletions.length} entries, more than ` +
+        `Deleting nothing: this run would delete ${entries(deletions.length)}, more than ` +
           `--max-delete ${limit}; copying the rest. Check the source, then raise the limit ` +
           `or run once without it`,
       );
@@ -453,7 +453,7 @@ async function deleteExtraneous(
     const sample = deletions.slice(0, 10).map((d) => displayPath(d.action.path));
     if (!gate.confirm(deletions.length, sample)) {
       report.warn(
-        `Kept ${deletions.length} entries that would have been deleted; copying the rest`,
+        `Kept ${entries(deletions.length)} that would have been deleted; copying the rest`,
       );
       return { heldBack: deletions.length, maxDeleteHit: false };
     }
@@ -488,10 +488,14 @@ function holdBackUnadopted(
   }
   report.error(
     `Deleting nothing: ${quoted(options.replica)} is not a treesync replica yet (no record, or ` +
-      `an earlier run kept its entries): kept the ${deletions.length} entries the source ` +
+      `an earlier run kept its entries): kept the ${entries(deletions.length)} the source ` +
       `lacks, copied the rest; give --adopt to mirror over it and delete them`,
   );
   return { heldBack: deletions.length, maxDeleteHit: false, adoptNeeded: true };
+}
+
+function entries(count: number): string {
+  return counted(count, "entry", "entries");
 }
 
 /** The parent folder of a path (re-exported for the run). */

@@ -7,10 +7,19 @@
 
 import { type Options } from "./cli.ts";
 import { ExitCode } from "./errors.ts";
-import { type Reporter, startProgressLine, summaryLine, writeStderr, writeStdout } from "./log.ts";
+import { counted } from "./format.ts";
+import {
+  type Reporter,
+  runStartLine,
+  startProgressLine,
+  summaryLine,
+  writeStderr,
+  writeStdout,
+} from "./log.ts";
 import { isRunningAsRoot, newRunControl, runOnce } from "./run.ts";
 import { listenForStops } from "./signals.ts";
 import { type RunSummary } from "./summary.ts";
+import { VERSION } from "./version.ts";
 
 /**
  * Runs one mirror (or dry run, or restore) and prints its summary.
@@ -25,6 +34,7 @@ export async function runOneShot(options: Options, report: Reporter): Promise<nu
   const stopProgress = options.interactive
     ? () => {}
     : startProgressLine(() => control.progress, options);
+  report.fileOnly(runStartLine(options, { version: VERSION }));
   try {
     const summary = await runOnce(options, {
       report,
@@ -33,11 +43,13 @@ export async function runOneShot(options: Options, report: Reporter): Promise<nu
       confirmDeletes: confirmOnTerminal,
     });
     stopProgress();
-    report.summary(
+    const exitCode = interrupted ?? exitCodeFor(summary);
+    report.runEnd(
       summaryLine(summary, options.dryRun ? "dry run" : options.restore ? "restore" : "sync"),
+      exitCode,
     );
     if (options.json) writeStdout(`${JSON.stringify(summary)}\n`);
-    return interrupted ?? exitCodeFor(summary);
+    return exitCode;
   } finally {
     stopProgress();
     stopListening();
@@ -52,7 +64,9 @@ function exitCodeFor(summary: RunSummary): number {
 
 /** Asks on the terminal whether to delete `count` entries, showing `sample`; true deletes. */
 function confirmOnTerminal(count: number, sample: string[]): boolean {
-  writeStderr(`${count} entries would be deleted from the replica, among them:\n`);
+  writeStderr(
+    `${counted(count, "entry", "entries")} would be deleted from the replica, among them:\n`,
+  );
   for (const path of sample) writeStderr(`  ${path}\n`);
   if (count > sample.length) writeStderr(`  ... and ${count - sample.length} more\n`);
   writeStderr("Delete them? [y/N] ");

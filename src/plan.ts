@@ -41,6 +41,34 @@ export interface Action {
   entry?: Entry;
   /** For `move`: the path it comes from; for `hardlink`: the name it links to; same tree. */
   from?: string;
+  /**
+   * For `update`, `attrs`, `dirattrs` and a `link` replaced: what differed from the source
+   * before the run, as the change line shows it (`attrs d/x (mode, mtime)`). A `dirattrs` without it only puts
+   * back what filling the folder changed, and is not listed.
+   */
+  differs?: Difference[];
+}
+
+/**
+ * One way a target entry differed from the source's. Change lines list them in this order:
+ * what the entry holds, who may use it, when it was changed.
+ */
+export type Difference = "size" | "content" | "target" | "mtime" | "mode" | "owner" | "group";
+
+/** The order {@linkcode Difference}s are listed in. */
+const DIFFERENCE_ORDER: readonly Difference[] = [
+  "size",
+  "content",
+  "target",
+  "mode",
+  "owner",
+  "group",
+  "mtime",
+];
+
+/** Two lists of differences as one, in the listed order. Pure. */
+export function mergeDifferences(a: readonly Difference[], b: readonly Difference[]): Difference[] {
+  return DIFFERENCE_ORDER.filter((d) => a.includes(d) || b.includes(d));
 }
 
 /**
@@ -167,6 +195,7 @@ export function planMirror(from: Scan, to: Scan, options: PlanOptions): Plan {
     deletions: [],
     blocked: [],
     touchedFolders: new Set(),
+    folderDiffers: new Map(),
     replaced: new Set(),
     left: new Set(),
     extraneousLeft: 0,
@@ -217,6 +246,8 @@ interface Draft {
   blocked: Problem[];
   /** Folders whose mtime the run changes: their attributes are set last. */
   touchedFolders: Set<string>;
+  /** Of those, the folders whose attributes differed from the source's before the run. */
+  folderDiffers: Map<string, Difference[]>;
   /** Target folders removed to make way for another type. */
   replaced: Set<string>;
   /** Type changes left as they are: nothing happens at or below them. */
@@ -324,6 +355,7 @@ function planDifference(
   }
   if (change.kind === "dirattrs") {
     draft.touchedFolders.add(path);
+    draft.folderDiffers.set(path, change.differs);
     return;
   }
   if (restore && !overwriteNewer && !unchangedSinceRecorded(toHashes?.get(path), target)) {
@@ -336,7 +368,9 @@ function planDifference(
     return;
   }
   if (change.kind !== "attrs") draft.touchedFolders.add(parentOf(path));
-  draft.creations.push({ kind: change.kind, path, reason: change.reason, entry: source });
+  const action: Action = { kind: change.kind, path, reason: change.reason, entry: source };
+  if (change.differs.length > 0) action.differs = change.differs;
+  draft.creations.push(action);
 }
 
 /** Plans the deletion of the target's entry at `path` when the source has none like it. */
@@ -366,12 +400,21 @@ function folderAttributes(from: Scan, draft: Draft): Action[] {
   for (const path of draft.touchedFolders) {
     const source = from.entries.get(path);
     if (isWithin(path, draft.left)) continue;
-    if (source?.kind === "dir") {
-      actions.push({ kind: "dirattrs", path, reason: { code: "folder-filled" }, entry: source });
-    }
+    if (source?.kind !== "dir") continue;
+    actions.push(folderAttrsAction(path, source, draft.folderDiffers.get(path)));
   }
   byPath(actions, "deepest");
   return actions;
+}
+
+/**
+ * Setting a folder's attributes at the end of a run: listed as a fix when they differed from
+ * the source's before the run (`differs`), else only putting back what filling it changed.
+ */
+export function folderAttrsAction(path: string, entry: Entry, differs?: Difference[]): Action {
+  return differs && differs.length > 0
+    ? { kind: "dirattrs", path, reason: { code: "folder-attrs-differ" }, entry, differs }
+    : { kind: "dirattrs", path, reason: { code: "folder-filled" }, entry };
 }
 
 function kindName(kind: EntryKind): string {
@@ -420,6 +463,13 @@ interface CompareOptions {
   toHash: string | null;
 }
 
+/** A change {@linkcode compareEntries} found: what to do, why, and what differed. */
+interface Change {
+  kind: "update" | "link" | "attrs" | "dirattrs";
+  reason: Reason;
+  differs: Difference[];
+}
+
 /**
  * The one place that decides whether an entry needs a transfer. Checks, in order: size; then
  * content with `--checksum`, or mtime without it, where equal known hashes still spare the copy
@@ -427,42 +477,60 @@ interface CompareOptions {
  *
  * @returns The change to make, or null when the entry is unchanged.
  */
-function compareEntries(
-  from: Entry,
-  to: Entry,
-  options: CompareOptions,
-): { kind: "update" | "link" | "attrs" | "dirattrs"; reason: Reason } | null {
-  const { checksum, owners, fromHash, toHash } = options;
-  const attrsDiffer = from.mode !== to.mode ||
-    (owners && (from.uid !== to.uid || from.gid !== to.gid));
+function compareEntries(from: Entry, to: Entry, options: CompareOptions): Change | null {
+  const { checksum, fromHash, toHash } = options;
   if (from.kind === "symlink") {
-    if (from.target !== to.target) return { kind: "link", reason: { code: "link-target-differs" } };
+    if (from.target !== to.target) {
+      return { kind: "link", reason: { code: "link-target-differs" }, differs: ["target"] };
+    }
     return null; // a link's own mode means nothing on Linux; its mtime is set when made
   }
+  const differs = differences(from, to, options);
   if (from.kind === "dir") {
-    if (attrsDiffer || from.mtimeMs !== to.mtimeMs) {
-      return { kind: "dirattrs", reason: { code: "folder-attrs-differ" } };
-    }
-    return null;
+    if (differs.length === 0) return null;
+    return { kind: "dirattrs", reason: { code: "folder-attrs-differ" }, differs };
   }
   if (from.size !== to.size) {
-    return {
-      kind: "update",
-      reason: { code: "size-differs", fromSize: from.size, toSize: to.size },
-    };
+    const reason: Reason = { code: "size-differs", fromSize: from.size, toSize: to.size };
+    return { kind: "update", reason, differs };
   }
   const sameContent = fromHash !== null && fromHash === toHash;
-  if (checksum && !sameContent) return { kind: "update", reason: { code: "content-differs" } };
+  if (checksum && !sameContent) {
+    return { kind: "update", reason: { code: "content-differs" }, differs: withContent(differs) };
+  }
   if (fromHash !== null && toHash !== null && !sameContent) {
-    return { kind: "update", reason: { code: "hash-differs" } };
+    return { kind: "update", reason: { code: "hash-differs" }, differs };
   }
   if (from.mtimeMs !== to.mtimeMs) {
     return sameContent
-      ? { kind: "attrs", reason: { code: "mtime-differs-same-hash" } }
-      : { kind: "update", reason: { code: "mtime-differs" } };
+      ? { kind: "attrs", reason: { code: "mtime-differs-same-hash" }, differs }
+      : { kind: "update", reason: { code: "mtime-differs" }, differs };
   }
-  if (attrsDiffer) return { kind: "attrs", reason: { code: "mode-or-owner-differs" } };
+  if (differs.length > 0) {
+    return { kind: "attrs", reason: { code: "mode-or-owner-differs" }, differs };
+  }
   return null;
+}
+
+/**
+ * What differs between two entries of one kind: size, content (when both hashes are known and
+ * the sizes alike), mode, owner and group (when they are kept), mtime.
+ */
+function differences(from: Entry, to: Entry, options: CompareOptions): Difference[] {
+  const { owners, fromHash, toHash } = options;
+  const differs: Difference[] = [];
+  if (from.kind === "file" && from.size !== to.size) differs.push("size");
+  else if (fromHash !== null && toHash !== null && fromHash !== toHash) differs.push("content");
+  if (from.mode !== to.mode) differs.push("mode");
+  if (owners && from.uid !== to.uid) differs.push("owner");
+  if (owners && from.gid !== to.gid) differs.push("group");
+  if (from.mtimeMs !== to.mtimeMs) differs.push("mtime");
+  return differs;
+}
+
+/** With `--checksum`, a hash that could not be read still counts as content that differs. */
+function withContent(differs: Difference[]): Difference[] {
+  return mergeDifferences(differs, ["content"]);
 }
 
 function byPath(actions: Action[], order: "deepest" | "shallowest"): void {

@@ -650,6 +650,16 @@ Deno.test("countAction() puts each action in its counter; countPlan() adds up a 
       moved: 1,
     }],
     [{ kind: "dirattrs", path: "x", reason: { code: "folder-filled" }, entry: e("dir") }, {}],
+    // A folder whose attributes differed before the run is listed, and counted, as fixed.
+    [{
+      kind: "dirattrs",
+      path: "x",
+      reason: { code: "folder-attrs-differ" },
+      entry: e("dir"),
+      differs: ["mode"],
+    }, { attrsUpdated: 1 }],
+    // The replica's root, made before the walk, is no folder created in it.
+    [{ kind: "mkdir", path: "", reason: { code: "new" }, entry: e("dir") }, {}],
   ];
   for (const [action, counts] of table) {
     const summary = emptySummary(false);
@@ -665,7 +675,7 @@ Deno.test("countAction() puts each action in its counter; countPlan() adds up a 
     moved: 1,
     dirsCreated: 1,
     dirsDeleted: 1,
-    attrsUpdated: 1,
+    attrsUpdated: 2,
     bytesCopied: 20,
   });
 });

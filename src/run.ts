@@ -20,6 +20,7 @@ import { displayPath } from "./format.ts";
 import {
   describeAction,
   idleProgress,
+  isListed,
   type Reporter,
   type RunProgress,
   writeStdout,
@@ -161,6 +162,12 @@ export async function runOnce(
     if (await stopAsked(control)) return stoppedSummary(options, started);
     held.record = openRecordSource(sides.replicaMeta, deps.report);
     if (writes) held.prepared = prepareWrites(options, sides, control);
+    if (writes && !walk.toExists && from.start) {
+      // Made by prepareWrites: the same line as the dry run's, which counts it nowhere either.
+      deps.report.change(
+        describeAction({ kind: "mkdir", path: "", reason: NEW, entry: from.start }),
+      );
+    }
     // Marked before any record is saved, so that no later run takes the record for adoption.
     if (writes && held.unadopted && (roots.to?.entries.size ?? 0) > 0) {
       markUnadopted(sides.replicaMeta);
@@ -173,12 +180,7 @@ export async function runOnce(
     control.progress.walking = true;
     if (toRootEntry === null && from.start) {
       // A dry run into a replica that does not exist yet: its root would be made first.
-      await run.context.sink.apply({
-        kind: "mkdir",
-        path: "",
-        reason: { code: "new" },
-        entry: from.start,
-      });
+      await run.context.sink.apply({ kind: "mkdir", path: "", reason: NEW, entry: from.start });
     }
     await walkPair(
       {
@@ -194,11 +196,16 @@ export async function runOnce(
     );
     control.progress.walking = false;
     reportSkipped(deps.report, [from, to]);
+    // A root this run made differs from the source's only as a new folder does: its attributes
+    // are set, not listed, as the dry run shows it.
+    if (writes && !walk.toExists) left.folderDiffers.delete("");
     return await endRun(left, run, { options, deps, walk, sides, held, started });
   } finally {
     releaseRun(held, control);
   }
 }
+
+const NEW = { code: "new" } as const;
 
 /**
  * A run over part of the source: each folder of `scope` (relative paths; `--watch` saw them
@@ -561,8 +568,8 @@ function applyContext(
     pause: makePause(),
     onDone: (action) => {
       if (action.kind !== "dirattrs") control.progress.done++;
-      if (action.kind === "dirattrs") report.debug(describeAction(action));
-      else report.change(describeAction(action));
+      if (isListed(action)) report.change(describeAction(action));
+      else report.debug(describeAction(action));
       report.debug(`  because: ${reasonText(action.reason)}`);
     },
     onFailed: (problem) => report.error(`${displayPath(problem.path)}: ${problem.message}`),
@@ -580,7 +587,7 @@ function printSink(
     drain: () => Promise.resolve(),
     apply: (action) => {
       if (input.control.stopRequested) return Promise.resolve(false);
-      if (action.kind !== "dirattrs") {
+      if (isListed(action)) {
         const toTrash = input.trash && replacesData(action);
         writeStdout(`${describeAction(action)}${toTrash ? " (to trash)" : ""}\n`);
       }

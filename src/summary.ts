@@ -23,7 +23,10 @@ export interface RunSummary {
   dirsCreated: number;
   /** Folders removed. */
   dirsDeleted: number;
-  /** Files whose mode, owner or mtime alone were fixed. */
+  /**
+   * Files whose mode, owner or mtime alone were fixed, and folders whose attributes differed
+   * from the source's before the run (each an `attrs` line).
+   */
   attrsUpdated: number;
   /** Actions that failed. */
   failed: number;
@@ -65,7 +68,10 @@ export function emptySummary(dryRun: boolean): RunSummary {
 /**
  * Adds one action, done or planned, to the counts it belongs to: a new symlink counts as
  * copied, a replaced one as updated; `bytes` (what a copy or update wrote) go to `bytesCopied`
- * and are ignored for other kinds. `dirattrs` counts nowhere.
+ * and are ignored for other kinds. Folder attributes count as fixed only where they differed
+ * before the run: those that only put back what filling the folder changed count nowhere. The
+ * replica's root, made before the walk when it is missing, counts nowhere either: it is not a
+ * folder inside the replica.
  */
 export function countAction(summary: RunSummary, action: Action, bytes: number): void {
   switch (action.kind) {
@@ -81,7 +87,7 @@ export function countAction(summary: RunSummary, action: Action, bytes: number):
       summary.deleted++;
       break;
     case "mkdir":
-      summary.dirsCreated++;
+      if (action.path !== "") summary.dirsCreated++;
       break;
     case "rmdir":
       summary.dirsDeleted++;
@@ -96,6 +102,7 @@ export function countAction(summary: RunSummary, action: Action, bytes: number):
       summary.linked++;
       break;
     case "dirattrs":
+      if ((action.differs?.length ?? 0) > 0) summary.attrsUpdated++;
       break;
   }
 }

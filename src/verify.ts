@@ -13,14 +13,15 @@ import {
   isExcludedRecordPath,
 } from "./exclude.ts";
 import { pathExists } from "./files.ts";
-import { displayPath, formatBytes, listedPath, quoted } from "./format.ts";
-import { type Reporter, writeStdout } from "./log.ts";
+import { counted, displayPath, formatBytes, listedPath, quoted } from "./format.ts";
+import { type Reporter, runStartLine, writeStdout } from "./log.ts";
 import { checkMeta, metaPaths } from "./meta.ts";
 import { lockStep } from "./order.ts";
 import { loadRecord } from "./record.ts";
 import { emptyRecordSource, openRecord, type RecordRow, recordSourceFromV2 } from "./recordfile.ts";
 import { type Entry, type FolderListing, META_DIR, type Problem } from "./scan.ts";
 import { FolderStream } from "./walk.ts";
+import { VERSION } from "./version.ts";
 import { hashInPool, WorkerPool } from "./workers.ts";
 
 /** What `--verify` found. */
@@ -204,6 +205,7 @@ class CheckBatch {
 
 /** Runs `--verify` on the replica and returns the exit code. */
 export async function runVerify(options: Options, report: Reporter): Promise<number> {
+  report.fileOnly(runStartLine(options, { version: VERSION }));
   try {
     if (!Deno.statSync(options.replica).isDirectory) throw new Deno.errors.NotFound();
   } catch {
@@ -241,18 +243,23 @@ export async function runVerify(options: Options, report: Reporter): Promise<num
   if (unrecorded > 0) {
     // Not checked is not verified: say so, and what makes the record whole.
     report.error(
-      `Not verified: ${unrecorded} files have no hash in the record (a run was interrupted, or ` +
+      `Not verified: ${counted(unrecorded, "file")} ${unrecorded === 1 ? "has" : "have"} no hash ` +
+        `in the record (a run was interrupted, or ` +
         `they were put there by hand or by another tool); run 'treesync SOURCE ` +
         `${options.replica}' once to hash them`,
     );
   }
   const seconds = (performance.now() - started) / 1000;
-  report.summary(
-    `verify: ${result.checked} files checked, ${result.mismatched.length} mismatched, ` +
+  const bad = result.mismatched.length + result.missing.length + result.failed.length +
+    unrecorded;
+  const exitCode = bad > 0 ? ExitCode.Failed : ExitCode.Ok;
+  report.runEnd(
+    `verify: ${counted(result.checked, "file")} checked, ${result.mismatched.length} mismatched, ` +
       `${result.missing.length} missing, ${unrecorded} not in the record, ` +
       `${result.failed.length} failed; ` +
       `${formatBytes(result.bytes)} in ${seconds.toFixed(2)} s ` +
       `(${formatBytes(result.bytes / Math.max(seconds, 0.001))}/s)`,
+    exitCode,
   );
   if (options.json) {
     writeStdout(
@@ -269,7 +276,5 @@ export async function runVerify(options: Options, report: Reporter): Promise<num
       }\n`,
     );
   }
-  const bad = result.mismatched.length + result.missing.length + result.failed.length +
-    unrecorded;
-  return bad > 0 ? ExitCode.Failed : ExitCode.Ok;
+  return exitCode;
 }
