@@ -12,7 +12,11 @@ import {
   assertExit,
   assertMatch,
   cli,
+  type CliResult,
+  collect,
   readTree,
+  spawnCli,
+  waitFor,
   withTemp,
   writeTree,
 } from "./test_helpers.ts";
@@ -33,6 +37,38 @@ Deno.test("--exclude with an unknown POSIX class exits 2 naming it", async () =>
     const result = await cli(["--exclude", "[[:letter:]]-b", `${dir}/s`, `${dir}/r`]);
     assertExit(result, 2);
     assertMatch(result.stderr, /'\[:letter:\]' is not a class/);
+    assert(!pathExists(`${dir}/r`), "nothing is written");
+  });
+});
+
+/** Runs the CLI to its end; one that does not end within `timeoutMs` is killed and fails. */
+async function cliEnds(args: string[], timeoutMs = 20_000): Promise<CliResult> {
+  const child = spawnCli(args);
+  let ended = false;
+  const result = collect(child).finally(() => ended = true);
+  try {
+    await waitFor(() => ended, timeoutMs);
+  } catch {
+    child.kill("SIGKILL");
+    await result;
+    throw new Error(`treesync ${args.join(" ")} did not end`);
+  }
+  return await result;
+}
+
+Deno.test("--exclude-from a fifo or a device exits 2 naming it, and never blocks", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, { a: "a" });
+    const made = new Deno.Command("mkfifo", { args: [`${dir}/rules`] }).outputSync();
+    assert(made.success, "mkfifo");
+    for (const [path, kind] of [[`${dir}/rules`, "a fifo"], ["/dev/zero", "a device"]]) {
+      const result = await cliEnds(["--exclude-from", path!, `${dir}/s`, `${dir}/r`]);
+      assertExit(result, 2);
+      assertMatch(
+        result.stderr,
+        new RegExp(`^treesync: Cannot read --exclude-from '${path}': it is ${kind}`, "m"),
+      );
+    }
     assert(!pathExists(`${dir}/r`), "nothing is written");
   });
 });
