@@ -14,7 +14,9 @@ import {
   cli,
   type CliResult,
   collect,
+  jsonLine,
   readTree,
+  setMtime,
   spawnCli,
   waitFor,
   withTemp,
@@ -70,5 +72,62 @@ Deno.test("--exclude-from a fifo or a device exits 2 naming it, and never blocks
       );
     }
     assert(!pathExists(`${dir}/r`), "nothing is written");
+  });
+});
+
+Deno.test("--verify calls a file written after the record 'changed', not 'mismatch'", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, { f: "old", g: "same" });
+    assertExit(await cli([`${dir}/s`, `${dir}/r`]), 0);
+    // What a run killed before it saved the record leaves: the file put in place by a rename
+    // (a new inode), with the source's new content and mtime.
+    Deno.writeTextFileSync(`${dir}/r/.f.new`, "new content");
+    setMtime(`${dir}/r/.f.new`, Date.parse("2026-01-02T03:04:05Z"));
+    Deno.renameSync(`${dir}/r/.f.new`, `${dir}/r/f`);
+    const verify = await cli(["--verify", "--json", `${dir}/r`]);
+    assertExit(verify, 1);
+    assertEquals(verify.stdout.split("\n")[0], "changed f");
+    assertEquals(jsonLine(verify).mismatched, 0);
+    assertEquals(jsonLine(verify).changed, 1);
+    assertMatch(verify.stderr, /Not verified: 1 files changed since the record was written/);
+    assert(!/^mismatch /m.test(verify.stdout), verify.stdout);
+    // A run mirrors it again, and the record vouches for it.
+    assertExit(await cli([`${dir}/s`, `${dir}/r`]), 0);
+    assertExit(await cli(["--verify", `${dir}/r`]), 0);
+  });
+});
+
+Deno.test("--verify on a corrupt record says it leaves it, never that it rebuilds it", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, { f: "f" });
+    assertExit(await cli([`${dir}/s`, `${dir}/r`]), 0);
+    Deno.writeTextFileSync(`${dir}/r/.treesync/record`, "treesync-record 3\nnot a record at all");
+    const before = Deno.readFileSync(`${dir}/r/.treesync/record`);
+    const verify = await cli(["--verify", `${dir}/r`]);
+    assertExit(verify, 1);
+    assert(!/rebuilding/.test(verify.stderr), verify.stderr);
+    assertMatch(
+      verify.stderr,
+      /corrupt .*; --verify leaves it as it is \(the next run rebuilds it\)/,
+    );
+    assertEquals(Deno.readFileSync(`${dir}/r/.treesync/record`), before);
+  });
+});
+
+Deno.test("--verify without the runs' --exclude rules says to pass them; with them it passes", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, { f: "f" });
+    writeTree(`${dir}/r`, { "keep.tmp": "replica only, excluded" });
+    assertExit(await cli(["--exclude", "*.tmp", `${dir}/s`, `${dir}/r`]), 0);
+    const bare = await cli(["--verify", `${dir}/r`]);
+    assertExit(bare, 1);
+    assertEquals(bare.stdout, "unrecorded keep.tmp\n");
+    assertMatch(
+      bare.stderr,
+      /1 unrecorded files: if the runs use --exclude or --include rules, pass the same rules to --verify/,
+    );
+    const ruled = await cli(["--verify", "--exclude", "*.tmp", `${dir}/r`]);
+    assertExit(ruled, 0);
+    assertEquals(ruled.stdout, "");
   });
 });
