@@ -5,7 +5,9 @@
  * @module
  */
 
+import { crc32 } from "node:zlib";
 import { pathExists } from "./files.ts";
+import { openRecord, recordCapBytes } from "./recordfile.ts";
 import {
   assert,
   assertEquals,
@@ -129,5 +131,63 @@ Deno.test("--verify without the runs' --exclude rules says to pass them; with th
     const ruled = await cli(["--verify", "--exclude", "*.tmp", `${dir}/r`]);
     assertExit(ruled, 0);
     assertEquals(ruled.stdout, "");
+  });
+});
+
+/** A record file: the header, `body` as it is, and a trailer saying `rows` rows. */
+function craftRecord(path: string, body: Uint8Array, rows: number): void {
+  const header = new TextEncoder().encode("treesync-record 3\n");
+  const trailer = new Uint8Array(13);
+  let count = rows;
+  for (let i = 1; i <= 8; i++) {
+    trailer[i] = count % 256;
+    count = Math.floor(count / 256);
+  }
+  new DataView(trailer.buffer).setUint32(9, crc32(trailer.subarray(0, 9)) >>> 0, true);
+  const bytes = new Uint8Array(header.length + body.length + trailer.length);
+  bytes.set(header);
+  bytes.set(body, header.length);
+  bytes.set(trailer, header.length + body.length);
+  Deno.writeFileSync(path, bytes);
+}
+
+/** A varint as the record writes it. */
+function varint(value: number): number[] {
+  const bytes: number[] = [];
+  while (value >= 128) {
+    bytes.push(128 + (value % 128));
+    value = Math.floor(value / 128);
+  }
+  return [...bytes, value];
+}
+
+/** What opening a record and reading all its blocks reports. */
+function recordComplaints(path: string): string[] {
+  const messages: string[] = [];
+  const record = openRecord(path, {
+    maxBytes: Number.MAX_SAFE_INTEGER,
+    onCorrupt: (message) => messages.push(message),
+  });
+  for (const _ of record?.blocks() ?? []) { /* read them all */ }
+  record?.close();
+  return messages;
+}
+
+Deno.test("a record larger than its rows can be, or a block larger than its rows, is refused unread", async () => {
+  await withTemp((dir) => {
+    assertEquals(recordCapBytes(1000), (1 << 20) + 1000 * 1024);
+    // 2 MiB of anything with a trailer that says 1 row: refused at open.
+    craftRecord(`${dir}/whole`, new Uint8Array(2 << 20).fill(0xff), 1);
+    const whole = recordComplaints(`${dir}/whole`);
+    assertEquals(whole.length, 1);
+    assertMatch(whole[0]!, /is 2\.0 MiB, more than a record of 1 rows can be \(1\.0 MiB\)/);
+    // A block that says it is 3 MiB and holds 1 row, in a record of 10,000 rows.
+    const bodyLength = 3 << 20;
+    const block = new Uint8Array(varint(bodyLength).length + bodyLength + 4);
+    block.set([...varint(bodyLength), 0, 0, ...varint(1)]);
+    craftRecord(`${dir}/block`, block, 10_000);
+    const one = recordComplaints(`${dir}/block`);
+    assertEquals(one.length, 1);
+    assertMatch(one[0]!, /block 1 is 3\.0 MiB, more than a block of 1 rows can be \(65\.0 KiB\)/);
   });
 });

@@ -394,16 +394,13 @@ function walkRequest(
 /** The record to read: format 3, else a version-2 record to convert, else none. */
 function openRecordSource(meta: MetaPaths, report: Reporter): RecordSource {
   const onCorrupt = (message: string) => report.warn(message);
-  const current = openRecord(meta.record, { maxBytes: RECORD_MAX_BYTES, onCorrupt });
+  const current = openRecord(meta.record, { maxBytes: Number.MAX_SAFE_INTEGER, onCorrupt });
   if (current !== null) return current;
   if (!pathExists(meta.legacyRecord)) return emptyRecordSource();
   return recordSourceFromV2(
     loadRecord(meta.legacyRecord, { maxBytes: LEGACY_RECORD_MAX_BYTES, onCorrupt }),
   );
 }
-
-/** No record of ours is ever this large: 100 bytes a file for 100 million files and more. */
-const RECORD_MAX_BYTES = 16 * 2 ** 30;
 
 /** A version-2 record is parsed whole: one this large is refused, not read. */
 const LEGACY_RECORD_MAX_BYTES = 1 << 30;
