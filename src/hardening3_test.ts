@@ -191,3 +191,20 @@ Deno.test("a record larger than its rows can be, or a block larger than its rows
     assertMatch(one[0]!, /block 1 is 3\.0 MiB, more than a block of 1 rows can be \(65\.0 KiB\)/);
   });
 });
+
+Deno.test("--max-delete holding back files that became folders fails nothing and names no action", async () => {
+  await withTemp(async (dir) => {
+    const source = `${dir}/s`;
+    writeTree(source, { keep: "k", f1: "x", f2: "x", f3: "x" });
+    assertExit(await cli([source, `${dir}/r`]), 0);
+    for (const name of ["f1", "f2", "f3"]) {
+      Deno.removeSync(`${source}/${name}`);
+      writeTree(`${source}/${name}`, { inside: "y" });
+    }
+    const held = await cli(["--max-delete", "1", "--json", source, `${dir}/r`]);
+    assertExit(held, 3);
+    assertEquals([jsonLine(held).failed, jsonLine(held).deletionsHeldBack], [0, 3]);
+    assert(!/Cannot|dirattrs/.test(held.stderr), held.stderr);
+    assertEquals(readTree(`${dir}/r`), { f1: "x", f2: "x", f3: "x", keep: "k" });
+  });
+});

@@ -72,7 +72,12 @@ export async function finishRun(
   await sink.drain();
   await linkNames(left, context);
   const outcome = await deleteExtraneous(left, context, { gate: input.gate, movedAway });
-  if (!outcome.maxDeleteHit && outcome.heldBack === 0) {
+  // Entries of another type that wait for a deletion held back are not made: nor are their
+  // folders' attributes set.
+  const notMade = new Set<string>();
+  if (outcome.maxDeleteHit || outcome.heldBack > 0) {
+    for (const action of left.afterDeletions) notMade.add(action.path);
+  } else {
     for (const action of left.afterDeletions) {
       if (context.stopped()) break;
       if (left.keptFolders.has(action.path)) {
@@ -81,6 +86,7 @@ export async function finishRun(
             displayPath(action.path)
           }: Not replaced: the replica's folder holds entries that are excluded or unreadable`,
         );
+        notMade.add(action.path);
         left.failed++;
         continue;
       }
@@ -88,7 +94,8 @@ export async function finishRun(
     }
   }
   await sink.drain();
-  const folders = [...left.touchedFolders].sort(([a], [b]) => compareWalkOrder(b, a));
+  const folders = [...left.touchedFolders].filter(([path]) => !isWithin(path, notMade))
+    .sort(([a], [b]) => compareWalkOrder(b, a));
   for (const [path, entry] of folders) {
     if (context.stopped()) break;
     await sink.apply({ kind: "dirattrs", path, reason: { code: "folder-filled" }, entry });

@@ -66,6 +66,20 @@ export type Reason =
   | { code: "same-content" }
   | { code: "hard-linked" };
 
+/** What each kind of action does, in words for a message: `Cannot ${ACTION_WORDS.copy}: …`. */
+export const ACTION_WORDS: Record<Action["kind"], string> = {
+  mkdir: "create the folder",
+  copy: "copy",
+  update: "update",
+  link: "create the symlink",
+  attrs: "set the attributes",
+  move: "move",
+  delete: "delete",
+  rmdir: "delete the folder",
+  dirattrs: "set the folder's attributes",
+  hardlink: "hard-link",
+};
+
 /** A reason in words, as `-vv` and the log show it. */
 export function reasonText(reason: Reason): string {
   switch (reason.code) {
