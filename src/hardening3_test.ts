@@ -18,6 +18,7 @@ import {
   collect,
   jsonLine,
   readTree,
+  RunningCli,
   setMtime,
   spawnCli,
   waitFor,
@@ -206,5 +207,33 @@ Deno.test("--max-delete holding back files that became folders fails nothing and
     assertEquals([jsonLine(held).failed, jsonLine(held).deletionsHeldBack], [0, 3]);
     assert(!/Cannot|dirattrs/.test(held.stderr), held.stderr);
     assertEquals(readTree(`${dir}/r`), { f1: "x", f2: "x", f3: "x", keep: "k" });
+  });
+});
+
+/** Starts `--watch` with a quiet period of 1 s and waits for its first (full) run. */
+async function startWatch(args: string[]): Promise<RunningCli> {
+  const loop = new RunningCli(["--watch", "--watch-delay", "1", "--interval", "1h", ...args]);
+  await loop.waitFor(() => loop.runs === 1, "the first run");
+  return loop;
+}
+
+/** Ends a watch started by {@linkcode startWatch}; it must exit 0. */
+async function quitWatch(loop: RunningCli): Promise<void> {
+  await loop.send("quit");
+  assertEquals(await loop.exitCode(), 0, loop.stderr);
+}
+
+Deno.test("watch: --max-delete P% is a share of the whole replica, not of the folders watched", async () => {
+  await withTemp(async (dir) => {
+    const many: Record<string, string> = {};
+    for (let i = 0; i < 320; i++) many[`f${i}`] = `${i}`;
+    writeTree(`${dir}/s`, { big: many, small: { a: "a", b: "b", c: "c", d: "d", e: "e" } });
+    const loop = await startWatch(["--max-delete", "10%", `${dir}/s`, `${dir}/r`]);
+    for (const name of ["a", "b", "c"]) Deno.removeSync(`${dir}/s/small/${name}`);
+    await loop.waitFor(() => loop.runs === 2, "the watch run");
+    assertMatch(loop.stderr, /^watch run: 1 folder \(small\)$/m);
+    assert(!/Deleting nothing/.test(loop.stderr), loop.stderr);
+    assertEquals(readTree(`${dir}/r/small`), { d: "d", e: "e" });
+    await quitWatch(loop);
   });
 });

@@ -399,6 +399,7 @@ function movedRows(gone: PendingDeletion, newPath: string): RecordSource {
 export function mapRecordSource(blocks: Map<string, Map<string, RecordRow>>): RecordSource {
   const source: RecordSource = {
     corrupt: false,
+    rowCount: [...blocks.values()].reduce((sum, rows) => sum + rows.size, 0),
     rowsOf: (folder) => blocks.get(folder) ?? new Map(),
     *blocks() {
       const folders = [...blocks.keys()].sort(compareWalkOrder);

@@ -103,6 +103,8 @@ export interface RecordSource {
   blocks(): Generator<RecordBlock>;
   /** True once corruption was met: from then on the record reads as if the rest were empty. */
   readonly corrupt: boolean;
+  /** The rows the whole record holds, as its trailer says (0 for none, or one refused). */
+  readonly rowCount: number;
   /** Lets the file go; the source then reads as empty. Calling it again does nothing. */
   close(): void;
 }
@@ -616,6 +618,8 @@ interface BlockCursor {
   skip(): void;
   /** True once corruption was met. */
   readonly corrupt: boolean;
+  /** The rows of all the blocks, read or not. */
+  readonly rowCount: number;
   close(): void;
 }
 
@@ -633,6 +637,10 @@ class WalkOrderSource implements RecordSource {
 
   get corrupt(): boolean {
     return this.#cursor.corrupt;
+  }
+
+  get rowCount(): number {
+    return this.#cursor.rowCount;
   }
 
   rowsOf(folder: string): Map<string, RecordRow> {
@@ -693,10 +701,12 @@ class ArrayCursor implements BlockCursor {
   #blocks: RecordBlock[];
   #next = 0;
   readonly corrupt: boolean;
+  readonly rowCount: number;
 
   constructor(blocks: RecordBlock[], corrupt = false) {
     this.#blocks = blocks;
     this.corrupt = corrupt;
+    this.rowCount = blocks.reduce((sum, block) => sum + block.rows.length, 0);
   }
 
   nextFolder(): string | null {
@@ -846,6 +856,10 @@ class FileCursor implements BlockCursor {
 
   get corrupt(): boolean {
     return this.#corrupt;
+  }
+
+  get rowCount(): number {
+    return this.#expectedRows;
   }
 
   nextFolder(): string | null {

@@ -206,6 +206,7 @@ async function runInScope(
     if (writes) takeLock(control, sides.replicaMeta, options.restore ? "read" : "existing");
     const walk = walkSettings(options, sides);
     held.record = openRecordSource(sides.replicaMeta, deps.report);
+    const record = countingRows(held.record);
     held.rest = openRecordSource(sides.replicaMeta, { ...deps.report, warn: () => {} });
     if (writes) held.prepared = prepareWrites(options, sides, control);
     const run = startRun(options, { sides, deps, held, toRootEntry: null });
@@ -232,7 +233,7 @@ async function runInScope(
         {
           from,
           to,
-          record: held.record,
+          record: record.source,
           start: { folder, from: fromEntry, to: toEntry },
           deferNew: run.context.moves,
           rows: "patch",
@@ -241,6 +242,9 @@ async function runInScope(
         left,
       );
     }
+    // A `--max-delete` share is of the whole replica: the folders walked as found, the others
+    // as the record has them.
+    left.replicaEntries += Math.max(0, held.record.rowCount - record.rowsRead());
     return await endRun(left, run, { options, deps, walk, sides, held, started });
   } finally {
     releaseRun(held, control);
@@ -308,6 +312,32 @@ function releaseRun(held: Held, control: RunControl): void {
   // Restoring leaves the source as it was found: the folders of ours this run made there go
   // again, if empty. Nothing else there is ever removed.
   removeMadeFolders(held.prepared?.madeHere ?? []);
+}
+
+/**
+ * The record as a scoped run's walks read it, counting the rows of the folders they ask for:
+ * the rest of its rows are the replica's entries outside the scope.
+ */
+function countingRows(record: RecordSource): { source: RecordSource; rowsRead: () => number } {
+  let rows = 0;
+  let last: string | null = null;
+  const source: RecordSource = {
+    get corrupt() {
+      return record.corrupt;
+    },
+    get rowCount() {
+      return record.rowCount;
+    },
+    rowsOf: (folder) => {
+      const found = record.rowsOf(folder);
+      if (folder !== last) rows += found.size;
+      last = folder;
+      return found;
+    },
+    blocks: () => record.blocks(),
+    close: () => record.close(),
+  };
+  return { source, rowsRead: () => rows };
 }
 
 /**
