@@ -20,6 +20,7 @@ import {
   readTree,
   RunningCli,
   setMtime,
+  snapshot,
   spawnCli,
   waitFor,
   withTemp,
@@ -235,5 +236,54 @@ Deno.test("watch: --max-delete P% is a share of the whole replica, not of the fo
     assert(!/Deleting nothing/.test(loop.stderr), loop.stderr);
     assertEquals(readTree(`${dir}/r/small`), { d: "d", e: "e" });
     await quitWatch(loop);
+  });
+});
+
+/** The inode of each name under `root`. */
+function inodes(root: string, names: string[]): number[] {
+  return names.map((name) => Deno.lstatSync(`${root}/${name}`).ino!);
+}
+
+Deno.test("-H splits replica names whose source names were split, even with the same mtime", async () => {
+  await withTemp(async (dir) => {
+    const [source, replica] = [`${dir}/s`, `${dir}/r`];
+    writeTree(source, { a: { f: "shared" }, b: {} });
+    Deno.linkSync(`${source}/a/f`, `${source}/b/g`);
+    assertExit(await cli(["-H", source, replica]), 0);
+    assertEquals(new Set(inodes(replica, ["a/f", "b/g"])).size, 1);
+    // b/g becomes a copy of its own: same content, same mtime.
+    const mtime = Deno.lstatSync(`${source}/b/g`).mtime!;
+    Deno.removeSync(`${source}/b/g`);
+    Deno.writeTextFileSync(`${source}/b/g`, "shared");
+    Deno.utimeSync(`${source}/b/g`, mtime, mtime);
+    const split = await cli(["-H", "-v", source, replica]);
+    assertExit(split, 0);
+    assertEquals(new Set(inodes(replica, ["a/f", "b/g"])).size, 2, split.stderr);
+    assertEquals(Deno.lstatSync(`${replica}/a/f`).nlink, 1);
+    assertEquals(readTree(replica), readTree(source));
+    assertEquals(snapshot(replica), snapshot(source));
+    // And a no-op after.
+    const again = await cli(["-H", "--json", source, replica]);
+    assertEquals([jsonLine(again).updated, jsonLine(again).linked], [0, 0]);
+  });
+});
+
+Deno.test("-H relinking names into a folder leaves that folder's mtime right", async () => {
+  await withTemp(async (dir) => {
+    const [source, replica] = [`${dir}/s`, `${dir}/r`];
+    writeTree(source, { a: { f: "same" }, c: { h: "same", other: "o" } });
+    assertExit(await cli(["-H", source, replica]), 0);
+    // c/h becomes another name of a/f; c/ keeps the mtime it had.
+    const mtime = Deno.lstatSync(`${source}/c`).mtime!;
+    Deno.removeSync(`${source}/c/h`);
+    Deno.linkSync(`${source}/a/f`, `${source}/c/h`);
+    Deno.utimeSync(`${source}/c`, mtime, mtime);
+    const relinked = await cli(["-H", "--json", source, replica]);
+    assertExit(relinked, 0);
+    assertEquals(jsonLine(relinked).linked, 1);
+    assertEquals(new Set(inodes(replica, ["a/f", "c/h"])).size, 1);
+    assertEquals(snapshot(replica), snapshot(source));
+    const again = await cli(["-H", "--json", source, replica]);
+    assertEquals(jsonLine(again).attrsUpdated, 0);
   });
 });

@@ -496,6 +496,7 @@ function startRun(
     guardEntries,
     pendingRows,
     linkGroups: options.hardLinks ? new Map() : null,
+    replicaLinks: options.hardLinks ? new Map() : null,
     control,
     stopped: () => control.stopRequested,
   };
