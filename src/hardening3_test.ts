@@ -287,3 +287,56 @@ Deno.test("-H relinking names into a folder leaves that folder's mtime right", a
     assertEquals(jsonLine(again).attrsUpdated, 0);
   });
 });
+
+/** Whether two snapshots are the same tree (keys in any order). */
+function sameTree(a: Record<string, string>, b: Record<string, string>): boolean {
+  const keys = Object.keys(a);
+  return keys.length === Object.keys(b).length && keys.every((key) => a[key] === b[key]);
+}
+
+/**
+ * Whether the replica's names are linked as the source's are (the same inode in both or in
+ * neither, pair by pair), and the trees are the same, mtimes and all.
+ */
+function linkedAsSource(source: string, replica: string, names: string[]): boolean {
+  try {
+    const from = inodes(source, names);
+    const to = inodes(replica, names);
+    for (let i = 0; i < names.length; i++) {
+      for (let j = i + 1; j < names.length; j++) {
+        if ((from[i] === from[j]) !== (to[i] === to[j])) return false;
+      }
+    }
+    return sameTree(snapshot(source), snapshot(replica));
+  } catch {
+    return false; // a name is not there yet
+  }
+}
+
+Deno.test("watch -H: a new name, an edit through one name, a split: the replica's names follow", async () => {
+  await withTemp(async (dir) => {
+    const [source, replica] = [`${dir}/s`, `${dir}/r`];
+    const names = ["a/f", "b/g"];
+    writeTree(source, { a: { f: "first" }, b: { other: "o" } });
+    const loop = await startWatch(["-H", source, replica]);
+    // A new name in b/: the event is in b/ only, but the replica's b/g must be a/f's file.
+    Deno.linkSync(`${source}/a/f`, `${source}/b/g`);
+    await loop.waitFor(() => linkedAsSource(source, replica, names), "b/g linked to a/f");
+    // An edit through a/f: b/g is the same file, so it must show the edit too.
+    Deno.writeTextFileSync(`${source}/a/f`, "edited through a/f");
+    await loop.waitFor(
+      () =>
+        linkedAsSource(source, replica, names) &&
+        Deno.readTextFileSync(`${replica}/b/g`) === "edited through a/f",
+      "the edit reaching b/g",
+    );
+    // b/g split off as a copy of its own, same content and mtime: the event is in b/ only.
+    const mtime = Deno.lstatSync(`${source}/b/g`).mtime!;
+    Deno.removeSync(`${source}/b/g`);
+    Deno.writeTextFileSync(`${source}/b/g`, "edited through a/f");
+    Deno.utimeSync(`${source}/b/g`, mtime, mtime);
+    await loop.waitFor(() => linkedAsSource(source, replica, names), "b/g split off");
+    assertEquals(Deno.lstatSync(`${replica}/a/f`).nlink, 1);
+    await quitWatch(loop);
+  });
+});

@@ -53,6 +53,7 @@ import {
 import { type Entry, entryFromStat } from "./scan.ts";
 import { countAction, emptySummary, type RunSummary } from "./summary.ts";
 import { FolderStream, type WalkRequest } from "./walk.ts";
+import { widenForLinks } from "./linkscope.ts";
 import { WorkerPool } from "./workers.ts";
 
 export { takeLock } from "./prepare.ts";
@@ -211,7 +212,7 @@ async function runInScope(
     if (writes) held.prepared = prepareWrites(options, sides, control);
     const run = startRun(options, { sides, deps, held, toRootEntry: null });
     const left = emptyLeftovers();
-    for (const folder of scopeFolders(scope, sides)) {
+    for (const folder of await foldersOfScope(scope, { options, sides, walk, deps })) {
       if (control.stopRequested) break;
       const request = (root: string, avoid: Identity[]) => ({
         ...walkRequest(root, walk.filters, avoid),
@@ -312,6 +313,34 @@ function releaseRun(held: Held, control: RunControl): void {
   // Restoring leaves the source as it was found: the folders of ours this run made there go
   // again, if empty. Nothing else there is ever removed.
   removeMadeFolders(held.prepared?.madeHere ?? []);
+}
+
+/**
+ * The folders a scoped run walks: the scope's, and with `--hard-links` those holding other
+ * names of its hard-linked files (said at `-vv`).
+ */
+async function foldersOfScope(
+  scope: string[],
+  input: { options: Options; sides: RunSides; walk: WalkSettings; deps: RunDependencies },
+): Promise<string[]> {
+  const { options, sides, walk, deps } = input;
+  const folders = scopeFolders(scope, sides);
+  if (!options.hardLinks) return folders;
+  const widened = await widenForLinks(scope, {
+    roots: { from: sides.fromRoot, to: sides.toRoot },
+    filters: walk.filters,
+    avoid: walk.avoid,
+    openRecord: () => openRecordSource(sides.replicaMeta, { ...deps.report, warn: () => {} }),
+    normalize: (folders) => scopeFolders(folders, sides),
+  });
+  const added = widened.filter((folder) => !folders.includes(folder));
+  if (added.length > 0) {
+    deps.report.debug(
+      `watch run: also ${added.map((folder) => displayPath(folder || ".")).join(", ")} ` +
+        `(other names of hard-linked files)`,
+    );
+  }
+  return widened;
 }
 
 /**
