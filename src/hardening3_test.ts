@@ -340,3 +340,13 @@ Deno.test("watch -H: a new name, an edit through one name, a split: the replica'
     await quitWatch(loop);
   });
 });
+
+Deno.test("-vv names a folder's attributes as the README does ('attrs d/'), never 'dirattrs'", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, { d: { f: "f" } });
+    const result = await cli(["-vv", `${dir}/s`, `${dir}/r`]);
+    assertExit(result, 0);
+    assertMatch(result.stderr, /^attrs d\/$/m);
+    assert(!/dirattrs/.test(result.stderr), result.stderr);
+  });
+});

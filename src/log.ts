@@ -371,6 +371,8 @@ export function describeAction(action: Action): string {
       return `${action.kind} ${shown} (${formatBytes(action.entry!.size)})`;
     case "hardlink":
       return `hardlink ${shown} => ${listedPath(action.from!)}`;
+    case "dirattrs":
+      return `attrs ${shown}/`;
     default:
       return `${action.kind} ${shown}`;
   }
