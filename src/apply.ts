@@ -22,7 +22,7 @@ import { quoted } from "./format.ts";
 import { openRegularFile, readThroughHash } from "./hash.ts";
 import { checkOwn, tempPathIn } from "./meta.ts";
 import { ancestors, joinRel, parentOf } from "./paths.ts";
-import { type Action, type Plan } from "./plan.ts";
+import { type Action, ACTION_WORDS, type Plan } from "./plan.ts";
 import { type RecordEntry } from "./record.ts";
 import {
   type Entry,
@@ -190,7 +190,7 @@ export class Applier {
       result.summary.failed++;
       context.onFailed({
         path: action.path,
-        message: `Cannot ${action.kind}: ${errorText(error)}`,
+        message: `Cannot ${ACTION_WORDS[action.kind]}: ${errorText(error)}`,
       });
     }
     return true;
@@ -269,7 +269,7 @@ class CopyBatches {
       summary.failed++;
       this.#context.onFailed({
         path: action.path,
-        message: `Cannot ${action.kind}: ${outcome.error}`,
+        message: `Cannot ${ACTION_WORDS[action.kind]}: ${outcome.error}`,
       });
     } else this.#result.stopped = true;
   }

@@ -258,8 +258,12 @@ function readExcludeFile(file: ExcludeFile): FilterRule[] {
   const source = `--exclude-from ${quoted(file.given)}`;
   let bytes: Uint8Array;
   try {
+    // A fifo would block the read until someone writes to it, a device would be read forever.
+    const kind = specialKind(Deno.statSync(file.path));
+    if (kind !== null) throw new UsageError(`Cannot read ${source}: it is ${kind}, not a file`);
     bytes = Deno.readFileSync(file.path);
   } catch (error) {
+    if (error instanceof UsageError) throw error;
     const why = error instanceof Deno.errors.IsADirectory
       ? "it is a folder"
       : errorText(error, true);
@@ -272,6 +276,14 @@ function readExcludeFile(file: ExcludeFile): FilterRule[] {
     throw new UsageError(`Cannot read ${source}: it is not UTF-8 text`);
   }
   return parseExcludeFile(text, source);
+}
+
+/** What a path that is not a regular file or a folder is, for a message; null for those. */
+function specialKind(info: Deno.FileInfo): string | null {
+  if (info.isFifo) return "a fifo";
+  if (info.isSocket) return "a socket";
+  if (info.isCharDevice || info.isBlockDevice) return "a device";
+  return null;
 }
 
 function readFlags(args: string[]) {

@@ -76,6 +76,12 @@ export interface EngineContext {
   pendingRows: Map<string, FolderRows>;
   /** With `--hard-links`: the first name of each source file with several, by inode. */
   linkGroups: Map<string, LinkGroup> | null;
+  /**
+   * With `--hard-links`: each replica file with several names met, by `dev:ino`, and the
+   * source group its first name met keeps it for (`dev:ino` of the source file, or `one:PATH`
+   * for a source file with one name). A later name of it from another group is split off.
+   */
+  replicaLinks: Map<string, string> | null;
   /** Where the progress line reads how far the run has come. */
   control: { progress: RunProgress };
   /** True once a stop was asked. */
@@ -218,7 +224,8 @@ class MirrorWalk {
     if (to) this.#left.replicaEntries += to.entries.size;
     this.#noteProblems(from, to);
     const known = this.#pair.record.rowsOf(folder);
-    const fastPath = this.#fastPath && !(this.#context.linkGroups && hasLinkedFiles(from));
+    const fastPath = this.#fastPath &&
+      !(this.#context.linkGroups && (hasLinkedFiles(from) || hasLinkedFiles(to)));
     if (
       from && to && fastPath && folderUnchanged(from, to, { known, owners: this.#owners })
     ) {
@@ -252,7 +259,9 @@ class MirrorWalk {
     }
     // A folder the source does not have gets no attributes: it is going.
     let actions = from ? plan.actions : plan.actions.filter((a) => a.kind !== "dirattrs");
-    if (this.#context.linkGroups && from) actions = this.#linkNames(actions, { scans, rows });
+    if (this.#context.linkGroups && from) {
+      actions = this.#linkNames(actions, { folder, scans, rows });
+    }
     await this.#route(actions, { folder, scans, rows, known });
     for (const [name, entry] of to?.entries ?? []) {
       if (entry.kind !== "dir") guardEntries.delete(joinPath(folder, name));
@@ -310,41 +319,72 @@ class MirrorWalk {
 
   /**
    * With `--hard-links`: the first name met of each source file with several names is mirrored
-   * as planned; every later name becomes a hard link to it, unless it already is one.
+   * as planned; every later name becomes a hard link to it, unless it already is one. A replica
+   * file with several names is kept by the group of the first of them met; any other name of it
+   * (a source file in another group, or with one name) is copied afresh, split off from it.
    *
-   * @returns The actions left for this folder.
+   * @returns The actions left for this folder, splits added.
    */
   #linkNames(
     actions: Action[],
-    input: { scans: { from: Scan; to: Scan }; rows: Map<string, RecordRow> | null },
+    input: {
+      folder: string;
+      scans: { from: Scan; to: Scan };
+      rows: Map<string, RecordRow> | null;
+    },
   ): Action[] {
-    const { scans, rows } = input;
+    const { folder, scans, rows } = input;
     const groups = this.#context.linkGroups!;
+    const linksBefore = this.#left.hardLinks.length;
     const linked = new Set<string>();
+    const splits: Action[] = [];
     for (const [path, source] of scans.from.entries) {
-      if (source.kind !== "file" || (source.nlink ?? 1) < 2) continue;
-      const key = `${source.dev}:${source.ino}`;
+      if (source.kind !== "file") continue;
+      const key = (source.nlink ?? 1) > 1 ? `${source.dev}:${source.ino}` : null;
       const target = scans.to.entries.get(path);
-      const group = groups.get(key);
-      if (!group) {
-        const copied = actions.some((a) =>
-          a.path === path && (a.kind === "copy" || a.kind === "update")
-        );
-        groups.set(key, { path, replicaIno: copied ? null : target?.ino ?? null, rows });
+      const group = key === null ? undefined : groups.get(key);
+      if (group) {
+        if (target && target.kind !== "file") continue; // a type change: mirrored as planned
+        linked.add(path);
+        if (group.replicaIno !== null && target?.ino === group.replicaIno) continue;
+        this.#left.hardLinks.push({
+          kind: "hardlink",
+          path,
+          from: group.path,
+          reason: { code: "hard-linked" },
+          entry: source,
+        });
         continue;
       }
-      if (target && target.kind !== "file") continue; // a type change: mirrored as planned
-      linked.add(path);
-      if (group.replicaIno !== null && target?.ino === group.replicaIno) continue;
-      this.#left.hardLinks.push({
-        kind: "hardlink",
-        path,
-        from: group.path,
-        reason: { code: "hard-linked" },
-        entry: source,
-      });
+      let copied = actions.some((a) =>
+        a.path === path && (a.kind === "copy" || a.kind === "update")
+      );
+      if (!copied && target && this.#splitOff(target, key ?? `one:${path}`)) {
+        splits.push({ kind: "update", path, reason: { code: "hard-links-split" }, entry: source });
+        copied = true;
+      }
+      if (key === null) continue;
+      groups.set(key, { path, replicaIno: copied ? null : target?.ino ?? null, rows });
     }
-    return linked.size === 0 ? actions : actions.filter((a) => !linked.has(a.path));
+    if (splits.length > 0 || this.#left.hardLinks.length > linksBefore) {
+      // A name renamed into this folder (a link, a fresh copy) changes its mtime: set it last.
+      this.#left.touchedFolders.set(folder, scans.from.entries.get(folder)!);
+    }
+    const kept = linked.size === 0 ? actions : actions.filter((a) => !linked.has(a.path));
+    return splits.length === 0 ? kept : [...kept, ...splits];
+  }
+
+  /**
+   * Whether a replica file with several names must be split off for the source group `owner`:
+   * another group keeps it. The first group met keeps it.
+   */
+  #splitOff(target: Entry, owner: string): boolean {
+    if (target.kind !== "file" || (target.nlink ?? 1) < 2) return false;
+    const claims = this.#context.replicaLinks!;
+    const replicaKey = `${target.dev}:${target.ino}`;
+    const keeper = claims.get(replicaKey);
+    if (keeper === undefined) claims.set(replicaKey, owner);
+    return keeper !== undefined && keeper !== owner;
   }
 
   /** Reports what the listings could not read; excluded replica entries keep their folders. */

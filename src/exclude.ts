@@ -40,9 +40,11 @@ interface CompiledPattern {
  *
  * Globs: a pattern without a slash matches a name at any depth; a slash at the start or in the
  * middle anchors it at the root; a trailing slash matches folders only. `*` and `?` stay within
- * one name, `**` crosses folders, `[abc]` is a class.
+ * one name, `**` crosses folders, `[abc]` is a class read as rsync reads it (`[!a-z]`,
+ * `[]x]`, `[[:digit:]]`: {@linkcode readClass}).
  *
- * @throws {UsageError} For an empty pattern or an unclosed `[`, naming the flag.
+ * @throws {UsageError} For an empty pattern, an unclosed `[` or an unknown `[:name:]`, naming
+ *   the flag.
  */
 export function compileFilters(rules: readonly FilterRule[]): ExcludeMatcher {
   const compiled = rules.map((rule) => {
@@ -65,7 +67,7 @@ export function compileFilters(rules: readonly FilterRule[]): ExcludeMatcher {
   };
 }
 
-/** A pattern compiled, or what is wrong with it: it is empty, or a `[` is not closed. */
+/** A pattern compiled, or what is wrong with it: it is empty, or a class is not readable. */
 function compilePattern(pattern: string): CompiledPattern | string {
   let body = pattern;
   const dirOnly = body.endsWith("/");
@@ -74,34 +76,137 @@ function compilePattern(pattern: string): CompiledPattern | string {
   body = body.replace(/^\/+/, "");
   if (body === "") return "the pattern is empty";
   const source = globToRegex(body);
-  if (source === null) return "'[' is not closed";
-  return { dirOnly, anchored, regex: new RegExp(`^${source}$`, "s") };
+  if (source.problem !== undefined) return source.problem;
+  return { dirOnly, anchored, regex: new RegExp(`^${source.regex}$`, "s") };
 }
 
-/** The glob as a regular expression's source, or null when a `[` is not closed. */
-function globToRegex(glob: string): string | null {
+/**
+ * The POSIX classes a bracket expression may hold, `[:name:]`, as the ASCII characters they
+ * match (rsync matches bytes in the C locale's sense: nothing past ASCII is in any class).
+ */
+const POSIX_CLASSES: Record<string, string> = {
+  alnum: "0-9A-Za-z",
+  alpha: "A-Za-z",
+  blank: " \\t",
+  cntrl: "\\x00-\\x1f\\x7f",
+  digit: "0-9",
+  graph: "!-~",
+  lower: "a-z",
+  print: " -~",
+  punct: "!-/:-@\\[-`{-~",
+  space: " \\t-\\r",
+  upper: "A-Z",
+  xdigit: "0-9A-Fa-f",
+};
+
+/** The names of {@linkcode POSIX_CLASSES}, for a message. */
+export const POSIX_CLASS_NAMES = Object.keys(POSIX_CLASSES);
+
+/**
+ * The glob as a regular expression's source, read as rsync's wildmatch reads it: `*` and `?`
+ * within one name, `**` across folders, `[...]` a class (see {@linkcode readClass}), and a
+ * backslash taking the next character literally, but only in a pattern with a wildcard in it
+ * (one without is compared as it is, backslashes and all, as rsync does).
+ */
+function globToRegex(glob: string): { regex: string; problem?: string } {
+  const wild = /[*?[]/.test(glob);
   let out = "";
   for (let i = 0; i < glob.length; i++) {
-    const char = glob[i]!;
+    let char = glob[i]!;
     if (char === "*" && glob[i + 1] === "*") {
       const slashFollows = glob[i + 2] === "/";
       out += slashFollows ? "(?:.*/)?" : ".*";
       i += slashFollows ? 2 : 1;
+      continue;
     } else if (char === "*") {
       out += "[^/]*";
+      continue;
     } else if (char === "?") {
       out += "[^/]";
+      continue;
     } else if (char === "[") {
-      const close = glob.indexOf("]", i + 2);
-      if (close < 0) return null;
-      const inside = glob.slice(i + 1, close).replace(/^!/, "^").replace(/\\/g, "\\\\");
-      out += `[${inside}]`;
-      i = close;
-    } else {
-      out += char.replace(/[.+^${}()|\\\]]/g, "\\$&");
+      const read = readClass(glob, i);
+      if (typeof read === "string") return { regex: "", problem: read };
+      out += read.regex;
+      i = read.end;
+      continue;
+    } else if (char === "\\" && wild && i + 1 < glob.length) {
+      char = glob[++i]!;
     }
+    out += literal(char);
   }
-  return out;
+  return { regex: out };
+}
+
+/**
+ * Reads the bracket expression that starts at `glob[open]`, as rsync does: `!` or `^` first
+ * negates; a `]` first (after the negation) is an ordinary character; `a-z` is a range (a `-`
+ * first or last is itself); `[:alpha:]` and the other POSIX classes; a backslash takes the next
+ * character as it is. A class never matches `/`.
+ *
+ * @returns The regular expression's class and where the expression ends (its `]`), or what is
+ *   wrong: no closing `]`, or an unknown `[:name:]`.
+ */
+function readClass(glob: string, open: number): { regex: string; end: number } | string {
+  let i = open + 1;
+  const negated = glob[i] === "!" || glob[i] === "^";
+  if (negated) i++;
+  let items = "";
+  let previous: string | null = null;
+  for (let first = true;; first = false) {
+    let char = glob[i];
+    if (char === undefined) return "'[' is not closed";
+    if (char === "]" && !first) break;
+    if (char === "\\") {
+      char = glob[++i];
+      if (char === undefined) return "'[' is not closed";
+      items += classChar(char);
+      previous = char;
+    } else if (
+      char === "-" && previous !== null && glob[i + 1] !== undefined && glob[i + 1] !== "]"
+    ) {
+      let high = glob[++i]!;
+      if (high === "\\") {
+        high = glob[++i] ?? "";
+        if (high === "") return "'[' is not closed";
+      }
+      // rsync matches a range backwards nothing, where a regular expression would throw.
+      if (previous <= high) items += `${classChar(previous)}-${classChar(high)}`;
+      previous = null;
+    } else if (char === "[" && glob[i + 1] === ":" && isPosixClass(glob, i)) {
+      const close = glob.indexOf("]", i + 2);
+      const name = glob.slice(i + 2, close - 1);
+      const members = POSIX_CLASSES[name];
+      if (members === undefined) {
+        return `'[:${name}:]' is not a class (use one of ${POSIX_CLASS_NAMES.join(", ")})`;
+      }
+      items += members;
+      i = close;
+      previous = null;
+    } else {
+      items += classChar(char);
+      previous = char;
+    }
+    i++;
+  }
+  const regex = negated ? `[^/${items}]` : `(?!/)[${items}]`;
+  return { regex, end: i };
+}
+
+/** Whether `[:` at `at` closes as `:]` at the first `]` after it (else the `[` is plain). */
+function isPosixClass(glob: string, at: number): boolean {
+  const close = glob.indexOf("]", at + 2);
+  return close >= at + 3 && glob[close - 1] === ":";
+}
+
+/** One character as a member of a regular expression's class. */
+function classChar(char: string): string {
+  return `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`;
+}
+
+/** One character matched as itself. */
+function literal(char: string): string {
+  return char.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
 }
 
 /**

@@ -170,3 +170,126 @@ Deno.test("parseExcludeFile() refuses a bad line, naming the file and the line",
     assertThrows(() => parseExcludeFile(text, "--exclude-from 'f'"), UsageError, pattern);
   }
 });
+
+/** Names to try bracket classes on, each a file at the top of a tree. */
+const CLASS_NAMES = [
+  "a",
+  "b",
+  "x",
+  "]x",
+  "]",
+  "!x",
+  "^x",
+  "-b",
+  "a-b",
+  "A-b",
+  "1-b",
+  "_-b",
+  "2024-backup",
+  "Zed",
+  ":x",
+  "[x",
+  "\\x",
+  "a]",
+  "ax",
+  "cx",
+  "ab",
+  " sp",
+  "F0",
+];
+
+/** Bracket patterns, and the names of {@linkcode CLASS_NAMES} rsync 3.2 leaves out for each. */
+const CLASS_TABLE: Array<[string, string[]]> = [
+  ["[[:alpha:]]-b", ["a-b", "A-b"]],
+  ["[[:digit:]]*", ["1-b", "2024-backup"]],
+  ["[[:alpha:][:digit:]]-b", ["a-b", "A-b", "1-b"]],
+  ["[[:upper:]]*", ["A-b", "Zed", "F0"]],
+  ["[[:lower:]]-b", ["a-b"]],
+  ["[[:alnum:]]", ["a", "b", "x"]],
+  ["[[:space:]]*", [" sp"]],
+  ["[[:punct:]]*", ["]x", "]", "!x", "^x", "-b", "_-b", ":x", "[x", "\\x"]],
+  ["[[:xdigit:]]?", ["a]", "ax", "cx", "ab", "F0"]],
+  ["[^[:alpha:]]*", [
+    "]x",
+    "]",
+    "!x",
+    "^x",
+    "-b",
+    "1-b",
+    "_-b",
+    "2024-backup",
+    ":x",
+    "[x",
+    "\\x",
+    " sp",
+  ]],
+  // A `]` first in a class is itself, after a negation too.
+  ["[]]x", ["]x"]],
+  ["[]x]", ["x", "]"]],
+  ["[!]]*", CLASS_NAMES.filter((name) => !name.startsWith("]"))],
+  ["a[]-b]*", ["a]", "ab"]],
+  // Ranges, a `-` first or last, a range backwards (matches nothing), escapes.
+  ["[!a-c]x", ["]x", "!x", "^x", ":x", "[x", "\\x"]],
+  ["[a-]*", ["a", "-b", "a-b", "a]", "ax", "ab"]],
+  ["[-a]*", ["a", "-b", "a-b", "a]", "ax", "ab"]],
+  ["[z-a]*", []],
+  ["[\\]]x", ["]x"]],
+  ["[a\\-c]x", ["ax", "cx"]],
+  // `[:` that does not close as `:]` is a plain `[`.
+  ["[[:x]*", ["x", ":x", "[x"]],
+  // A backslash outside a class takes the next character as it is, when there is a wildcard.
+  ["\\[x", ["[x"]],
+  ["*\\]", ["]", "a]"]],
+];
+
+Deno.test("compileFilters() reads bracket classes as rsync reads them", () => {
+  for (const [pattern, excluded] of CLASS_TABLE) {
+    const matcher = compileFilters(rules(`- ${pattern}`));
+    const ours = CLASS_NAMES.filter((name) => matcher(name, false));
+    assertEquals(ours, CLASS_NAMES.filter((name) => excluded.includes(name)), pattern);
+  }
+});
+
+Deno.test("compileFilters() refuses an unknown POSIX class, naming it and the known ones", () => {
+  for (const pattern of ["[[:alpah:]]*", "x[[:word:]]"]) {
+    assertThrows(
+      () => compileFilters(rules(`- ${pattern}`)),
+      UsageError,
+      /^Invalid --exclude '.*': '\[:\w+:\]' is not a class \(use one of alnum, alpha, /,
+    );
+  }
+});
+
+/** Whether rsync can be run here. */
+const HAS_RSYNC = (() => {
+  try {
+    return new Deno.Command("rsync", { args: ["--version"], stdout: "null" }).outputSync().success;
+  } catch {
+    return false;
+  }
+})();
+
+Deno.test({
+  name: "compileFilters() leaves out what rsync --exclude leaves out, pattern by pattern",
+  ignore: !HAS_RSYNC,
+  fn: () => {
+    const root = Deno.makeTempDirSync();
+    try {
+      Deno.mkdirSync(`${root}/src`);
+      for (const name of CLASS_NAMES) Deno.writeFileSync(`${root}/src/${name}`, new Uint8Array());
+      CLASS_TABLE.forEach(([pattern], index) => {
+        const to = `${root}/to${index}`;
+        const copy = new Deno.Command("rsync", {
+          args: ["-r", "--exclude", pattern, `${root}/src/`, `${to}/`],
+        }).outputSync();
+        assertEquals(copy.success, true, `rsync --exclude ${pattern}`);
+        const kept = new Set([...Deno.readDirSync(to)].map((entry) => entry.name));
+        const matcher = compileFilters(rules(`- ${pattern}`));
+        const ours = CLASS_NAMES.filter((name) => !matcher(name, false));
+        assertEquals(ours, CLASS_NAMES.filter((name) => kept.has(name)), pattern);
+      });
+    } finally {
+      Deno.removeSync(root, { recursive: true });
+    }
+  },
+});

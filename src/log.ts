@@ -397,7 +397,7 @@ export function describeAction(action: Action): string {
       // Listed only when the folder differed before the run; -vv shows the others as well.
       return action.differs?.length
         ? `attrs ${shown}/ (${differsText(action)})`
-        : `dirattrs ${shown}/`;
+        : `attrs ${shown}/`;
     default:
       return `${action.kind} ${shown}`;
   }

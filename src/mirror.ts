@@ -81,7 +81,12 @@ export async function finishRun(
   await sink.drain();
   await linkNames(left, context);
   const outcome = await deleteExtraneous(left, context, { gate: input.gate, movedAway });
-  if (!outcome.maxDeleteHit && outcome.heldBack === 0) {
+  // Entries of another type that wait for a deletion held back are not made: nor are their
+  // folders' attributes set.
+  const notMade = new Set<string>();
+  if (outcome.maxDeleteHit || outcome.heldBack > 0) {
+    for (const action of left.afterDeletions) notMade.add(action.path);
+  } else {
     for (const action of left.afterDeletions) {
       if (context.stopped()) break;
       if (left.keptFolders.has(action.path)) {
@@ -90,6 +95,7 @@ export async function finishRun(
             displayPath(action.path)
           }: Not replaced: the replica's folder holds entries that are excluded or unreadable`,
         );
+        notMade.add(action.path);
         left.failed++;
         continue;
       }
@@ -97,7 +103,8 @@ export async function finishRun(
     }
   }
   await sink.drain();
-  const folders = [...left.touchedFolders].sort(([a], [b]) => compareWalkOrder(b, a));
+  const folders = [...left.touchedFolders].filter(([path]) => !isWithin(path, notMade))
+    .sort(([a], [b]) => compareWalkOrder(b, a));
   for (const [path, entry] of folders) {
     if (context.stopped()) break;
     await sink.apply(folderAttrsAction(path, entry, left.folderDiffers.get(path)));
@@ -401,6 +408,7 @@ function movedRows(gone: PendingDeletion, newPath: string): RecordSource {
 export function mapRecordSource(blocks: Map<string, Map<string, RecordRow>>): RecordSource {
   const source: RecordSource = {
     corrupt: false,
+    rowCount: [...blocks.values()].reduce((sum, rows) => sum + rows.size, 0),
     rowsOf: (folder) => blocks.get(folder) ?? new Map(),
     *blocks() {
       const folders = [...blocks.keys()].sort(compareWalkOrder);

@@ -92,7 +92,22 @@ export type Reason =
   | { code: "folder-filled" }
   | { code: "same-folder-tree" }
   | { code: "same-content" }
-  | { code: "hard-linked" };
+  | { code: "hard-linked" }
+  | { code: "hard-links-split" };
+
+/** What each kind of action does, in words for a message: `Cannot ${ACTION_WORDS.copy}: …`. */
+export const ACTION_WORDS: Record<Action["kind"], string> = {
+  mkdir: "create the folder",
+  copy: "copy",
+  update: "update",
+  link: "create the symlink",
+  attrs: "set the attributes",
+  move: "move",
+  delete: "delete",
+  rmdir: "delete the folder",
+  dirattrs: "set the folder's attributes",
+  hardlink: "hard-link",
+};
 
 /** A reason in words, as `-vv` and the log show it. */
 export function reasonText(reason: Reason): string {
@@ -131,6 +146,8 @@ export function reasonText(reason: Reason): string {
       return "same size and SHA-256";
     case "hard-linked":
       return "another name of the same source file";
+    case "hard-links-split":
+      return "hard-linked in the replica to a name it is not linked to in the source";
   }
 }
 

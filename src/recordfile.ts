@@ -47,7 +47,9 @@
  * ## What a reader checks
  *
  * The trailer is read first, at open: a record cut short anywhere is refused before any of its
- * rows is used. Each block's CRC is checked before any of its rows (or even its path) is used,
+ * rows is used, and so is one larger than its rows can be (1 MiB + 1 KiB a row of its trailer's
+ * count, {@linkcode recordCapBytes}). A block larger than the rows it says it holds can be (64 KiB
+ * + 1 KiB a row, {@linkcode blockCapBytes}) is refused before it is read whole. Each block's CRC is checked before any of its rows (or even its path) is used,
  * then the order of its folder and rows. The total row count is compared with the trailer's
  * when reading reaches the end. A block damaged in the middle is found only when reading
  * reaches it: the blocks handed out before it passed their checks, so what they said stands,
@@ -101,6 +103,8 @@ export interface RecordSource {
   blocks(): Generator<RecordBlock>;
   /** True once corruption was met: from then on the record reads as if the rest were empty. */
   readonly corrupt: boolean;
+  /** The rows the whole record holds, as its trailer says (0 for none, or one refused). */
+  readonly rowCount: number;
   /** Lets the file go; the source then reads as empty. Calling it again does nothing. */
   close(): void;
 }
@@ -116,6 +120,31 @@ const CRC_BYTES = 4;
 
 /** A varint of a value below 2^56 (safe integers are below 2^53) takes at most 8 bytes. */
 const MAX_VARINT_BYTES = 8;
+
+/**
+ * The most one row takes: a name of 255 bytes, each a U+FFFD (3 bytes) when it is not UTF-8,
+ * with its lengths (~770), flags, and two file sides of at most 5 numbers (9 bytes each,
+ * escaped) and a hash (~150). A record larger than {@linkcode recordCapBytes} of its rows, or
+ * a block larger than {@linkcode blockCapBytes} of its rows, is corrupt: refused before it is
+ * read, never held in memory.
+ */
+const ROW_CAP_BYTES = 1024;
+
+/** What a record holds besides its rows, at most: header, trailer, and room to spare. */
+const RECORD_BASE_BYTES = 1 << 20;
+
+/** What a block holds besides its rows, at most: its length, its folder's path, its count. */
+const BLOCK_BASE_BYTES = 64 << 10;
+
+/** The most bytes a record of `rows` rows may take: 1 MiB + 1 KiB a row. */
+export function recordCapBytes(rows: number): number {
+  return RECORD_BASE_BYTES + ROW_CAP_BYTES * rows;
+}
+
+/** The most bytes a block's body of `rows` rows may take: 64 KiB + 1 KiB a row. */
+export function blockCapBytes(rows: number): number {
+  return BLOCK_BASE_BYTES + ROW_CAP_BYTES * rows;
+}
 
 /** The writer writes in pieces of about this size; the reader reads in pieces of this size. */
 const BUFFER_BYTES = 1 << 20;
@@ -589,6 +618,8 @@ interface BlockCursor {
   skip(): void;
   /** True once corruption was met. */
   readonly corrupt: boolean;
+  /** The rows of all the blocks, read or not. */
+  readonly rowCount: number;
   close(): void;
 }
 
@@ -606,6 +637,10 @@ class WalkOrderSource implements RecordSource {
 
   get corrupt(): boolean {
     return this.#cursor.corrupt;
+  }
+
+  get rowCount(): number {
+    return this.#cursor.rowCount;
   }
 
   rowsOf(folder: string): Map<string, RecordRow> {
@@ -666,10 +701,12 @@ class ArrayCursor implements BlockCursor {
   #blocks: RecordBlock[];
   #next = 0;
   readonly corrupt: boolean;
+  readonly rowCount: number;
 
   constructor(blocks: RecordBlock[], corrupt = false) {
     this.#blocks = blocks;
     this.corrupt = corrupt;
+    this.rowCount = blocks.reduce((sum, block) => sum + block.rows.length, 0);
   }
 
   nextFolder(): string | null {
@@ -821,6 +858,10 @@ class FileCursor implements BlockCursor {
     return this.#corrupt;
   }
 
+  get rowCount(): number {
+    return this.#expectedRows;
+  }
+
   nextFolder(): string | null {
     if (this.#pending !== null) return this.#pending.folder;
     if (this.#fd === null) return null;
@@ -899,6 +940,12 @@ class FileCursor implements BlockCursor {
     }
     let rows = 0;
     for (let i = 8; i >= 1; i--) rows = rows * 256 + trailer[i]!;
+    if (this.#size > recordCapBytes(rows)) {
+      throw new CorruptRecord(
+        `it is ${formatBytes(this.#size)}, more than a record of ${rows} rows can be ` +
+          `(${formatBytes(recordCapBytes(rows))})`,
+      );
+    }
     this.#expectedRows = rows;
   }
 
@@ -923,6 +970,7 @@ class FileCursor implements BlockCursor {
     if (bodyLength === 0 || this.#offset + frameLength > this.#blocksEnd) {
       throw new CorruptRecord(`block ${number} runs past the end of the record`);
     }
+    this.#checkBlockSize(number, { lengthBytes, bodyLength });
     this.#ensure(frameLength);
     const bytes = this.#bytes;
     const bodyStart = this.#start + lengthBytes;
@@ -948,6 +996,31 @@ class FileCursor implements BlockCursor {
     this.#previousFolder = folder;
     this.#pending = { folder, rowCount, rowsStart: this.#pos, bodyEnd, frameLength };
     return folder;
+  }
+
+  /**
+   * Refuses a block larger than the rows it says it holds can be, before it is read whole: the
+   * count is read from its first bytes, not yet checked (its checksum covers the whole body),
+   * so that a damaged length never makes the reader hold more than a piece.
+   */
+  #checkBlockSize(number: number, frame: { lengthBytes: number; bodyLength: number }): void {
+    const { lengthBytes, bodyLength } = frame;
+    const head = Math.min(bodyLength, BLOCK_BASE_BYTES);
+    this.#ensure(lengthBytes + head);
+    const bodyStart = this.#start + lengthBytes;
+    this.#pos = bodyStart;
+    this.#bodyEnd = bodyStart + head;
+    this.#readUnsigned(); // the shared part of the folder's path
+    const textBytes = this.#readUnsigned(); // the rest of it
+    this.#pos += textBytes;
+    if (this.#pos >= this.#bodyEnd) throw new CorruptRecord(`block ${number} is malformed`);
+    const rows = this.#readUnsigned();
+    if (bodyLength > blockCapBytes(rows)) {
+      throw new CorruptRecord(
+        `block ${number} is ${formatBytes(bodyLength)}, more than a block of ${rows} rows can ` +
+          `be (${formatBytes(blockCapBytes(rows))})`,
+      );
+    }
   }
 
   /** Makes the buffer hold the next `count` bytes from `#start` on, reading what it lacks. */

@@ -61,6 +61,7 @@ import {
 import { type Entry, entryFromStat } from "./scan.ts";
 import { countAction, emptySummary, type RunSummary } from "./summary.ts";
 import { FolderStream, type WalkRequest } from "./walk.ts";
+import { widenForLinks } from "./linkscope.ts";
 import { WorkerPool } from "./workers.ts";
 
 export { takeLock } from "./prepare.ts";
@@ -224,12 +225,13 @@ async function runInScope(
     if (writes) takeLock(control, sides.replicaMeta, options.restore ? "read" : "existing");
     const walk = walkSettings(options, sides);
     held.record = openRecordSource(sides.replicaMeta, deps.report);
+    const record = countingRows(held.record);
     held.rest = openRecordSource(sides.replicaMeta, { ...deps.report, warn: () => {} });
     if (writes) held.prepared = prepareWrites(options, sides, control);
     if (writes && held.unadopted) markUnadopted(sides.replicaMeta);
     const run = startRun(options, { sides, deps, held, toRootEntry: null });
     const left = emptyLeftovers();
-    for (const folder of scopeFolders(scope, sides)) {
+    for (const folder of await foldersOfScope(scope, { options, sides, walk, deps })) {
       if (control.stopRequested) break;
       const request = (root: string, avoid: Identity[]) => ({
         ...walkRequest(root, walk.filters, avoid),
@@ -251,7 +253,7 @@ async function runInScope(
         {
           from,
           to,
-          record: held.record,
+          record: record.source,
           start: { folder, from: fromEntry, to: toEntry },
           deferNew: run.context.moves,
           rows: "patch",
@@ -260,6 +262,9 @@ async function runInScope(
         left,
       );
     }
+    // A `--max-delete` share is of the whole replica: the folders walked as found, the others
+    // as the record has them.
+    left.replicaEntries += Math.max(0, held.record.rowCount - record.rowsRead());
     return await endRun(left, run, { options, deps, walk, sides, held, started });
   } finally {
     releaseRun(held, control);
@@ -333,6 +338,60 @@ function releaseRun(held: Held, control: RunControl): void {
   // Restoring leaves the source as it was found: the folders of ours this run made there go
   // again, if empty. Nothing else there is ever removed.
   removeMadeFolders(held.prepared?.madeHere ?? []);
+}
+
+/**
+ * The folders a scoped run walks: the scope's, and with `--hard-links` those holding other
+ * names of its hard-linked files (said at `-vv`).
+ */
+async function foldersOfScope(
+  scope: string[],
+  input: { options: Options; sides: RunSides; walk: WalkSettings; deps: RunDependencies },
+): Promise<string[]> {
+  const { options, sides, walk, deps } = input;
+  const folders = scopeFolders(scope, sides);
+  if (!options.hardLinks) return folders;
+  const widened = await widenForLinks(scope, {
+    roots: { from: sides.fromRoot, to: sides.toRoot },
+    filters: walk.filters,
+    avoid: walk.avoid,
+    openRecord: () => openRecordSource(sides.replicaMeta, { ...deps.report, warn: () => {} }),
+    normalize: (folders) => scopeFolders(folders, sides),
+  });
+  const added = widened.filter((folder) => !folders.includes(folder));
+  if (added.length > 0) {
+    deps.report.debug(
+      `watch run: also ${added.map((folder) => displayPath(folder || ".")).join(", ")} ` +
+        `(other names of hard-linked files)`,
+    );
+  }
+  return widened;
+}
+
+/**
+ * The record as a scoped run's walks read it, counting the rows of the folders they ask for:
+ * the rest of its rows are the replica's entries outside the scope.
+ */
+function countingRows(record: RecordSource): { source: RecordSource; rowsRead: () => number } {
+  let rows = 0;
+  let last: string | null = null;
+  const source: RecordSource = {
+    get corrupt() {
+      return record.corrupt;
+    },
+    get rowCount() {
+      return record.rowCount;
+    },
+    rowsOf: (folder) => {
+      const found = record.rowsOf(folder);
+      if (folder !== last) rows += found.size;
+      last = folder;
+      return found;
+    },
+    blocks: () => record.blocks(),
+    close: () => record.close(),
+  };
+  return { source, rowsRead: () => rows };
 }
 
 /**
@@ -429,16 +488,13 @@ function walkRequest(
 /** The record to read: format 3, else a version-2 record to convert, else none. */
 function openRecordSource(meta: MetaPaths, report: Reporter): RecordSource {
   const onCorrupt = (message: string) => report.warn(message);
-  const current = openRecord(meta.record, { maxBytes: RECORD_MAX_BYTES, onCorrupt });
+  const current = openRecord(meta.record, { maxBytes: Number.MAX_SAFE_INTEGER, onCorrupt });
   if (current !== null) return current;
   if (!pathExists(meta.legacyRecord)) return emptyRecordSource();
   return recordSourceFromV2(
     loadRecord(meta.legacyRecord, { maxBytes: LEGACY_RECORD_MAX_BYTES, onCorrupt }),
   );
 }
-
-/** No record of ours is ever this large: 100 bytes a file for 100 million files and more. */
-const RECORD_MAX_BYTES = 16 * 2 ** 30;
 
 /** A version-2 record is parsed whole: one this large is refused, not read. */
 const LEGACY_RECORD_MAX_BYTES = 1 << 30;
@@ -505,6 +561,7 @@ function startRun(
     guardEntries,
     pendingRows,
     linkGroups: options.hardLinks ? new Map() : null,
+    replicaLinks: options.hardLinks ? new Map() : null,
     control,
     stopped: () => control.stopRequested,
   };

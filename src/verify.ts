@@ -17,7 +17,7 @@ import { counted, displayPath, formatBytes, listedPath, quoted } from "./format.
 import { type Reporter, runStartLine, writeStdout } from "./log.ts";
 import { checkMeta, metaPaths } from "./meta.ts";
 import { lockStep } from "./order.ts";
-import { loadRecord } from "./record.ts";
+import { loadRecord, type RecordEntry } from "./record.ts";
 import { emptyRecordSource, openRecord, type RecordRow, recordSourceFromV2 } from "./recordfile.ts";
 import { type Entry, type FolderListing, META_DIR, type Problem } from "./scan.ts";
 import { FolderStream } from "./walk.ts";
@@ -30,8 +30,17 @@ export interface VerifyResult {
   checked: number;
   /** Bytes read and hashed. */
   bytes: number;
-  /** Files whose content differs from the record. */
+  /**
+   * Files whose content differs from the record while their size, mtime and inode are as
+   * recorded: damage (bit rot, or a write that put the mtime back).
+   */
   mismatched: string[];
+  /**
+   * Files whose size, mtime or inode differ from the record's: written after the record was
+   * (by a run that was killed before it saved the record, or by something else), so the
+   * record's hash says nothing about them. Not read.
+   */
+  changed: string[];
   /** Files the record has that the replica does not. */
   missing: string[];
   /** Files with no hash in the record: not checked. */
@@ -57,12 +66,14 @@ export async function verifyReplica(
     checked: 0,
     bytes: 0,
     mismatched: [],
+    changed: [],
     missing: [],
     unrecorded: [],
     failed: [],
     recordFound: pathExists(meta.record) || pathExists(meta.legacyRecord),
   };
-  const onCorrupt = (message: string) => result.failed.push({ path: META_DIR, message });
+  const onCorrupt = (message: string) =>
+    result.failed.push({ path: META_DIR, message: verifyWording(message) });
   const record = openRecord(meta.record, { maxBytes: Number.MAX_SAFE_INTEGER, onCorrupt }) ??
     (pathExists(meta.legacyRecord)
       ? recordSourceFromV2(loadRecord(meta.legacyRecord, { maxBytes: 1 << 30, onCorrupt }))
@@ -114,8 +125,10 @@ async function checkFolder(
   result.failed.push(...listing?.problems ?? []);
   for (const [name, entry] of listing?.entries ?? []) {
     if (entry.kind !== "file") continue;
-    const hash = known.get(name)?.replica?.hash ?? null;
+    const recorded = known.get(name)?.replica;
+    const hash = recorded?.hash ?? null;
     if (hash === null) result.unrecorded.push(join(name));
+    else if (!sameFileAsRecorded(recorded!, entry)) result.changed.push(join(name));
     else if ((entry.nlink ?? 1) > 1 && checks.sameFile(entry, { hash, path: join(name) })) {
       result.checked++;
     } else await checks.add({ path: join(name), size: entry.size, hash });
@@ -127,6 +140,28 @@ async function checkFolder(
     if (listing === null && isProtectedFolder(folder, result)) continue;
     if (!isExcludedRecordPath(path, options.exclude)) result.missing.push(path);
   }
+}
+
+/**
+ * Whether a replica file is the one the record's row was written of: the same size, mtime and
+ * inode. The ctime is not compared, so damage that put the mtime back is still a mismatch;
+ * a run (even one killed before it saved the record) replaces a file through a rename, a new
+ * inode.
+ */
+function sameFileAsRecorded(recorded: RecordEntry, entry: Entry): boolean {
+  return recorded.size === entry.size && recorded.mtimeMs === entry.mtimeMs &&
+    recorded.ino === entry.ino;
+}
+
+/**
+ * A message of the record's reader as `--verify` says it: the reader's "rebuilding it" is what
+ * a run does, and `--verify` writes nothing.
+ */
+function verifyWording(message: string): string {
+  return message.replace(
+    /; rebuilding it$/,
+    "; --verify leaves it as it is (the next run rebuilds it)",
+  );
 }
 
 /** A folder that could not be listed: what the record has inside is not missing. */
@@ -234,12 +269,33 @@ export async function runVerify(options: Options, report: Reporter): Promise<num
   for (const path of result.mismatched) {
     writeStdout(`mismatch ${listedPath(path)}\n`);
   }
+  for (const path of result.changed) writeStdout(`changed ${listedPath(path)}\n`);
   for (const path of result.missing) writeStdout(`missing ${listedPath(path)}\n`);
   for (const path of result.unrecorded) writeStdout(`unrecorded ${listedPath(path)}\n`);
   for (const problem of result.failed) {
     report.error(`${displayPath(problem.path)}: ${problem.message}`);
   }
   const unrecorded = result.unrecorded.length;
+  const changed = result.changed.length;
+  if (changed > 0) {
+    report.error(
+      `Not verified: ${
+        counted(changed, "file")
+      } changed since the record was written (a run was killed ` +
+        `before it saved the record, or something else wrote to the replica), so the record ` +
+        `cannot vouch for them; run 'treesync SOURCE ${options.replica}' to check them against ` +
+        `the source`,
+    );
+  }
+  if (unrecorded > 0 && options.filters.length === 0) {
+    // Excluded replica entries are never hashed by a run: they stay unrecorded.
+    report.warn(
+      `${
+        counted(unrecorded, "unrecorded file")
+      }: if the runs use --exclude or --include rules, pass ` +
+        `the same rules to --verify`,
+    );
+  }
   if (unrecorded > 0) {
     // Not checked is not verified: say so, and what makes the record whole.
     report.error(
@@ -250,12 +306,13 @@ export async function runVerify(options: Options, report: Reporter): Promise<num
     );
   }
   const seconds = (performance.now() - started) / 1000;
-  const bad = result.mismatched.length + result.missing.length + result.failed.length +
-    unrecorded;
+  const bad = result.mismatched.length + changed + result.missing.length +
+    result.failed.length + unrecorded;
   const exitCode = bad > 0 ? ExitCode.Failed : ExitCode.Ok;
   report.runEnd(
     `verify: ${counted(result.checked, "file")} checked, ${result.mismatched.length} mismatched, ` +
-      `${result.missing.length} missing, ${unrecorded} not in the record, ` +
+      `${changed} changed since the record, ${result.missing.length} missing, ` +
+      `${unrecorded} not in the record, ` +
       `${result.failed.length} failed; ` +
       `${formatBytes(result.bytes)} in ${seconds.toFixed(2)} s ` +
       `(${formatBytes(result.bytes / Math.max(seconds, 0.001))}/s)`,
@@ -268,6 +325,7 @@ export async function runVerify(options: Options, report: Reporter): Promise<num
           checked: result.checked,
           bytes: result.bytes,
           mismatched: result.mismatched.length,
+          changed,
           missing: result.missing.length,
           unrecorded: result.unrecorded.length,
           failed: result.failed.length,
