@@ -31,7 +31,7 @@ Deno.test("--exclude '[[:digit:]]*' keeps the replica-only 2024-backup, as rsync
   await withTemp(async (dir) => {
     writeTree(`${dir}/s`, { a: "a", "1-b": "one" });
     writeTree(`${dir}/r`, { "2024-backup": "kept", stale: "old" });
-    const result = await cli(["--exclude", "[[:digit:]]*", `${dir}/s`, `${dir}/r`]);
+    const result = await cli(["--adopt", "--exclude", "[[:digit:]]*", `${dir}/s`, `${dir}/r`]);
     assertExit(result, 0);
     assertEquals(readTree(`${dir}/r`), { "2024-backup": "kept", a: "a" });
   });
@@ -93,7 +93,7 @@ Deno.test("--verify calls a file written after the record 'changed', not 'mismat
     assertEquals(verify.stdout.split("\n")[0], "changed f");
     assertEquals(jsonLine(verify).mismatched, 0);
     assertEquals(jsonLine(verify).changed, 1);
-    assertMatch(verify.stderr, /Not verified: 1 files changed since the record was written/);
+    assertMatch(verify.stderr, /Not verified: 1 file changed since the record was written/);
     assert(!/^mismatch /m.test(verify.stdout), verify.stdout);
     // A run mirrors it again, and the record vouches for it.
     assertExit(await cli([`${dir}/s`, `${dir}/r`]), 0);
@@ -128,7 +128,7 @@ Deno.test("--verify without the runs' --exclude rules says to pass them; with th
     assertEquals(bare.stdout, "unrecorded keep.tmp\n");
     assertMatch(
       bare.stderr,
-      /1 unrecorded files: if the runs use --exclude or --include rules, pass the same rules to --verify/,
+      /1 unrecorded file: if the runs use --exclude or --include rules, pass the same rules to --verify/,
     );
     const ruled = await cli(["--verify", "--exclude", "*.tmp", `${dir}/r`]);
     assertExit(ruled, 0);
