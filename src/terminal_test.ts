@@ -7,14 +7,21 @@
  */
 
 import { dirname } from "node:path";
+import { syncTaskFlags } from "../tools/install.ts";
+import { pathExists } from "./files.ts";
 import {
   assert,
   assertEquals,
+  assertExit,
   assertMatch,
+  type CliResult,
+  collect,
   copiesInFlight,
   makeSparseFile,
+  readTree,
   RunningCli,
   withTemp,
+  writeTree,
 } from "./test_helpers.ts";
 
 /** The checkout: `deno task` runs here. */
@@ -180,4 +187,90 @@ Deno.test({
       ]);
     });
   },
+});
+
+// ------------------------------------------------------------------------------------------------
+// The launcher of `deno task install`
+// ------------------------------------------------------------------------------------------------
+
+/** Runs `deno task -q install FOLDER` in the checkout. */
+async function install(folder: string): Promise<CliResult> {
+  return await collect(
+    new Deno.Command(Deno.execPath(), {
+      args: ["task", "-q", "install", folder],
+      cwd: CHECKOUT,
+      env: baseEnv(),
+      clearEnv: true,
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn(),
+  );
+}
+
+/** Runs the launcher at `path` in `cwd` as cron would: no HOME, a bare PATH. */
+async function launch(path: string, args: string[], cwd: string): Promise<CliResult> {
+  return await collect(
+    new Deno.Command(path, {
+      args,
+      cwd,
+      env: { PATH: "/usr/bin:/bin", NO_COLOR: "1" },
+      clearEnv: true,
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn(),
+  );
+}
+
+Deno.test("install: the launcher mirrors relative paths from the caller's folder, exit codes kept", async () => {
+  await withTemp(async (dir) => {
+    Deno.mkdirSync(`${dir}/bin`);
+    assertExit(await install(`${dir}/bin`), 0);
+    writeTree(`${dir}/work/s`, { sub: { f: "hello" } });
+    const first = await launch(`${dir}/bin/treesync`, ["s", "r"], `${dir}/work`);
+    assertExit(first, 0);
+    assertEquals(readTree(`${dir}/work/r`), { sub: { f: "hello" } });
+    assert(!/Task/.test(first.stdout + first.stderr), "no Task line");
+    assertExit(await launch(`${dir}/bin/treesync`, ["--no-such-option"], `${dir}/work`), 2);
+    // An emptied source is refused: 3, the replica kept.
+    Deno.removeSync(`${dir}/work/s/sub`, { recursive: true });
+    assertExit(await launch(`${dir}/bin/treesync`, ["s", "r"], `${dir}/work`), 3);
+    assertEquals(readTree(`${dir}/work/r`), { sub: { f: "hello" } });
+  });
+});
+
+Deno.test("install: the launcher runs sync.ts with the sync task's flags, deno by its full path", async () => {
+  await withTemp(async (dir) => {
+    assertExit(await install(dir), 0);
+    const text = Deno.readTextFileSync(`${dir}/treesync`);
+    const config = JSON.parse(Deno.readTextFileSync(`${CHECKOUT}/deno.json`));
+    const task: string[] = config.tasks.sync.split(/\s+/);
+    const flags = task.slice(2, task.indexOf("sync.ts"));
+    assert(flags.some((flag) => flag.startsWith("--v8-flags=")), "the heap flags are in the task");
+    assertEquals(syncTaskFlags(config), flags);
+    const exec = text.split("\n").find((line) => line.startsWith("exec "));
+    assertEquals(
+      exec,
+      `exec ${Deno.execPath()} run --quiet --config ${CHECKOUT}/deno.json ${flags.join(" ")} ` +
+        `${CHECKOUT}/sync.ts "$@"`,
+    );
+  });
+});
+
+Deno.test("install: refuses to replace what it did not make, replaces its own launcher", async () => {
+  await withTemp(async (dir) => {
+    Deno.writeTextFileSync(`${dir}/treesync`, "#!/bin/sh\necho another program\n");
+    const refused = await install(dir);
+    assertExit(refused, 2);
+    assertMatch(refused.stderr, /^install: Not replacing '.*\/treesync': it is a file, not a /m);
+    assertEquals(Deno.readTextFileSync(`${dir}/treesync`), "#!/bin/sh\necho another program\n");
+    Deno.removeSync(`${dir}/treesync`);
+    Deno.symlinkSync(`${dir}/elsewhere`, `${dir}/treesync`);
+    assertMatch((await install(dir)).stderr, /it is a link, not a launcher/);
+    assert(!pathExists(`${dir}/elsewhere`), "nothing written through the link");
+    Deno.removeSync(`${dir}/treesync`);
+    assertExit(await install(dir), 0);
+    assertExit(await install(dir), 0);
+    assertEquals(Array.from(Deno.readDirSync(dir)).map((item) => item.name), ["treesync"]);
+    assertExit(await install(`${dir}/missing`), 2);
+  });
 });
