@@ -89,7 +89,7 @@ function inOwnGroup(command: string[]): RunningCli {
 
 /** Screen text with the terminal's carriage returns and progress redraws taken out. */
 function screenText(text: string): string {
-  return text.replace(/\r?\n/g, "\n").replace(/\r\x1b\[2K/g, "").replace(/\r/g, "");
+  return text.replace(/\r?\n/g, "\n").replaceAll("\r\x1b[2K", "").replace(/\r/g, "");
 }
 
 const BIG = 256 * 2 ** 20;
