@@ -9,6 +9,8 @@
 import { dirname } from "node:path";
 import { syncTaskFlags } from "../tools/install.ts";
 import { pathExists } from "./files.ts";
+import { localTime, localTimestamp } from "./format.ts";
+import { idleProgress, progressText } from "./log.ts";
 import {
   assert,
   assertEquals,
@@ -20,6 +22,8 @@ import {
   makeSparseFile,
   readTree,
   RunningCli,
+  SYNC_FLAGS,
+  SYNC_MODULE,
   withTemp,
   writeTree,
 } from "./test_helpers.ts";
@@ -108,10 +112,11 @@ Deno.test({
       await makeSparseFile(`${dir}/s/big`, BIG);
       const run = onTerminal([Deno.execPath(), "task", "sync", `${dir}/s`, `${dir}/r`]);
       await run.waitFor(() => copiesInFlight(`${dir}/r`).length > 0, "the copy to start");
-      await run.send("\x03");
+      await run.type("\x03");
       assertEquals(await run.exitCode(), 130, run.stdout);
       const screen = screenText(run.stdout);
-      assertMatch(screen, /^warning: SIGINT: finishing the current file, then exiting/m);
+      // The terminal echoes the key as ^C.
+      assertMatch(screen, /^(\^C)?warning: SIGINT: finishing the current file, then exiting/m);
       assert(!/abandoning/.test(screen), screen);
       assertEquals(Deno.statSync(`${dir}/r/big`).size, BIG, "the file in flight completed");
     });
@@ -127,7 +132,7 @@ Deno.test({
       const args = ["task", "sync", "-i", "1h", `${dir}/s`, `${dir}/r`];
       const loop = onTerminal([Deno.execPath(), ...args]);
       await loop.waitFor(() => copiesInFlight(`${dir}/r`).length > 0, "the copy to start");
-      await loop.send("\x03");
+      await loop.type("\x03");
       assertEquals(await loop.exitCode(), 130, loop.stdout);
       assert(!/abandoning/.test(screenText(loop.stdout)), loop.stdout);
       assertEquals(Deno.statSync(`${dir}/r/big`).size, BIG, "the file in flight completed");
@@ -168,7 +173,7 @@ Deno.test({
       await makeSparseFile(`${dir}/s/big`, 4 * 2 ** 30);
       const run = onTerminal([Deno.execPath(), "task", "sync", `${dir}/s`, `${dir}/r`]);
       await run.waitFor(() => copiesInFlight(`${dir}/r`).length > 0, "the copy to start");
-      await run.send("\x03");
+      await run.type("\x03");
       await run.waitFor(() => /SIGINT: finishing/.test(run.stdout), "the acknowledgement");
       // Presses within a second of the acknowledgement are the same press: press until one
       // is taken as a second.
@@ -176,7 +181,7 @@ Deno.test({
       await run.waitFor(() => {
         if (Date.now() - pressedAt > 250) {
           pressedAt = Date.now();
-          void run.send("\x03");
+          void run.type("\x03");
         }
         return /SIGINT again: abandoning/.test(run.stdout);
       }, "the second press");
@@ -273,4 +278,103 @@ Deno.test("install: refuses to replace what it did not make, replaces its own la
     assertEquals(Array.from(Deno.readDirSync(dir)).map((item) => item.name), ["treesync"]);
     assertExit(await install(`${dir}/missing`), 2);
   });
+});
+
+// ------------------------------------------------------------------------------------------------
+// The loop's console
+// ------------------------------------------------------------------------------------------------
+
+Deno.test({
+  name:
+    "terminal: the loop says once that it takes commands, and keeps the progress line off what is typed",
+  ignore: !HAS_SCRIPT,
+  fn: async () => {
+    await withTemp(async (dir) => {
+      await makeSparseFile(`${dir}/s/big`, 4 * BIG);
+      const loop = onTerminal([
+        Deno.execPath(),
+        "run",
+        "--quiet",
+        ...SYNC_FLAGS,
+        SYNC_MODULE,
+        "-i",
+        "1h",
+        `${dir}/s`,
+        `${dir}/r`,
+      ]);
+      const hint = "type 'help' for commands (now, status, quit)";
+      await loop.waitFor(() => loop.stdout.includes(hint), "the hint");
+      // The progress line is drawn once a run has lasted a second.
+      const drawn = () =>
+        ["copying", "walking"].some((what) => loop.stdout.includes(`\x1b[2K${what} `));
+      await loop.waitFor(drawn, "progress");
+      await loop.type("sta");
+      await loop.waitFor(() => loop.stdout.includes("> sta"), "the typed keys to show");
+      const typedAt = loop.stdout.indexOf("> sta");
+      // Output meanwhile (the acknowledgement of Ctrl-C) comes above it, and it is drawn again.
+      await loop.type("\x03");
+      await loop.waitFor(
+        () => /SIGINT: finishing[^\n]*\n[^]*> sta/.test(loop.stdout.slice(typedAt)),
+        "the typed line drawn again after the acknowledgement",
+      );
+      assertEquals(await loop.exitCode(), 130, loop.stdout);
+      const whileTyped = loop.stdout.slice(typedAt);
+      // The file was still being copied for seconds: no progress line drew over the keys.
+      assert(!/(copying|walking) \d/.test(whileTyped), JSON.stringify(whileTyped));
+      assertEquals(loop.stdout.split(hint).length - 1, 1, "the hint, once");
+      assertEquals(Deno.statSync(`${dir}/r/big`).size, 4 * BIG);
+    });
+  },
+});
+
+Deno.test("terminal: now is acknowledged; status and the log show local times with their offset", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, { f: "x" });
+    const loop = new RunningCli(["-i", "1h", "--log", `${dir}/log`, `${dir}/s`, `${dir}/r`], {
+      env: { TZ: "Asia/Kolkata" },
+    });
+    await loop.waitFor(() => loop.runs === 1, "the first run");
+    await loop.send("status");
+    const at = /^next run in (59m \d+s|1h) \(at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \+05:30\)$/m;
+    await loop.waitFor(() => at.test(loop.stdout), "status with the local time");
+    await loop.send("now");
+    await loop.waitFor(() => loop.runs === 2, "the run that now started");
+    assertMatch(loop.stdout, /^now: starting a run$/m);
+    await loop.send("quit");
+    assertEquals(await loop.exitCode(), 0);
+    const log = Deno.readTextFileSync(`${dir}/log`);
+    assertMatch(log, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+05:30 INFO +run 2: /m);
+  });
+});
+
+Deno.test("localTime() and localTimestamp() show the offset; progress during a walk says what is known", () => {
+  const moment = Date.UTC(2026, 11, 2, 9, 15, 0, 123);
+  assertEquals(localTime(moment, 60), "2026-12-02 10:15:00 +01:00");
+  assertEquals(localTime(moment, -330), "2026-12-02 03:45:00 -05:30");
+  assertEquals(localTime(moment, -600), "2026-12-01 23:15:00 -10:00");
+  assertEquals(localTimestamp(moment, 0), "2026-12-02T09:15:00.123+00:00");
+  assertEquals(localTimestamp(moment, 330), "2026-12-02T14:45:00.123+05:30");
+  const walking = {
+    ...idleProgress(),
+    phase: "copying" as const,
+    walking: true,
+    walked: 12_345,
+    done: 3,
+    total: 5,
+    bytes: 2 * 1024 ** 2,
+    totalBytes: 6 * 1024 ** 2,
+    current: "a/b",
+    startedAt: 0,
+  };
+  assertEquals(
+    progressText(walking, 42_000),
+    "walking 12345 entries, 3/5+ changes, 2.0 MiB of 6.0 MiB+, 48.8 KiB/s, 42s, a/b",
+  );
+  assertEquals(
+    progressText(
+      { ...walking, walked: 0, done: 0, total: 0, bytes: 0, totalBytes: 0, current: "" },
+      2_000,
+    ),
+    "walking 0 entries, 0/0+ changes, 0 B of 0 B+, 0 B/s, 2s",
+  );
 });
