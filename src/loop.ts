@@ -507,10 +507,13 @@ function isPrintable(char: string): boolean {
   return code >= 0x20 && (code < 0x7f || code > 0x9f);
 }
 
-/** Puts a terminal stdin into cbreak mode or back; false where it cannot (not a terminal). */
+/**
+ * Puts a terminal stdin into cbreak mode or back; false where it cannot, or where stderr (which
+ * shows what is typed) is not that terminal too: the terminal's own echo is kept then.
+ */
 function rawTerminal(on = true): boolean {
   try {
-    if (!Deno.stdin.isTerminal()) return false;
+    if (!Deno.stdin.isTerminal() || !Deno.stderr.isTerminal()) return false;
     Deno.stdin.setRaw(on, { cbreak: true });
     return true;
   } catch {
@@ -535,7 +538,7 @@ async function readKeys(reader: ReadableStreamDefaultReader<string>, typed: Type
  * Backspace and Ctrl-U edit, Enter hands the line on (echoed above, so the reply follows its
  * command); escape sequences (arrow keys) and other control keys are dropped.
  */
-export class TypedLine {
+class TypedLine {
   #text = "";
   #inEscape = false;
   readonly #onLine: (line: string) => void;
