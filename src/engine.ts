@@ -164,8 +164,11 @@ export async function walkPair(
     { left: () => pair.from.next(), right: () => pair.to.next() },
     { left: (listing) => listing.folder, right: (listing) => listing.folder },
   );
+  // What `status` shows of the walk (the progress object is swapped while hashing: keep this one).
+  const progress = context.control.progress;
   for await (const { left: from, right: to } of folders) {
     if (context.stopped()) break;
+    progress.walked = (progress.walked ?? 0) + (from?.entries.size ?? 0);
     await walk.visit(from, to);
   }
 }

@@ -1,6 +1,7 @@
 /**
- * How things are shown to a person: byte counts, durations, and paths kept to one short line
- * (control characters escaped, long paths cut in the middle). Pure.
+ * How things are shown to a person: byte counts, durations, local times, and paths kept to one
+ * short line (control characters escaped, long paths cut in the middle). Pure but for the local
+ * time zone.
  *
  * @module
  */
@@ -58,6 +59,35 @@ export function formatBytes(bytes: number): string {
     unit++;
   }
   return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
+}
+
+/**
+ * A moment as people read it, in the local time zone with its offset:
+ * `2026-12-02 10:15:00 +01:00`. `offsetMinutes` (east of UTC) defaults to the zone's offset at
+ * that moment; given, the function is pure.
+ */
+export function localTime(ms: number, offsetMinutes?: number): string {
+  const [day, time] = localParts(ms, offsetMinutes);
+  return `${day} ${time.slice(0, 8)} ${time.slice(12)}`;
+}
+
+/**
+ * A moment for a log line: ISO 8601 in the local time zone with its offset and milliseconds,
+ * `2026-12-02T10:15:00.123+01:00`, which tools parse as they parse UTC's `Z` form.
+ */
+export function localTimestamp(ms: number, offsetMinutes?: number): string {
+  const [day, time] = localParts(ms, offsetMinutes);
+  return `${day}T${time}`;
+}
+
+/** The local day and `HH:MM:SS.mmm+HH:MM` of a moment. */
+function localParts(ms: number, offsetMinutes?: number): [string, string] {
+  const offset = offsetMinutes ?? -new Date(ms).getTimezoneOffset();
+  const shifted = new Date(ms + offset * 60_000).toISOString();
+  const sign = offset < 0 ? "-" : "+";
+  const hours = String(Math.floor(Math.abs(offset) / 60)).padStart(2, "0");
+  const minutes = String(Math.abs(offset) % 60).padStart(2, "0");
+  return [shifted.slice(0, 10), `${shifted.slice(11, 23)}${sign}${hours}:${minutes}`];
 }
 
 /** Control characters (C0, DEL, C1) written as `\xNN`, so shown text cannot drive a terminal. */

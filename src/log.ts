@@ -10,7 +10,15 @@ import type { LogRecord, Sink } from "@logtape/logtape";
 import { type Options } from "./cli.ts";
 import { errorText } from "./errors.ts";
 import { encoder, statOrNull, writeAll } from "./files.ts";
-import { counted, displayPath, formatBytes, formatDuration, listedPath, quoted } from "./format.ts";
+import {
+  counted,
+  displayPath,
+  formatBytes,
+  formatDuration,
+  listedPath,
+  localTimestamp,
+  quoted,
+} from "./format.ts";
 import { type Action } from "./plan.ts";
 import { type RunSummary } from "./summary.ts";
 
@@ -54,19 +62,53 @@ function fileFormat(record: LogRecord): string {
   const level = record.level.toUpperCase().padEnd(7);
   const fileText = record.properties.fileText;
   const text = typeof fileText === "string" ? fileText : record.message.map(String).join("");
-  return `${new Date(record.timestamp).toISOString()} ${level} [${Deno.pid}] ${text}\n`;
+  return `${localTimestamp(record.timestamp)} ${level} [${Deno.pid}] ${text}\n`;
 }
 
-/** Whether the live progress line is on screen: console output clears it first. */
+/**
+ * Whether a live line is on screen at the bottom of the terminal (the progress line, or what
+ * is being typed into the loop): console output clears it first.
+ */
 let progressLineShown = false;
 
-/** Writes to stderr, clearing the progress line first; a closed stderr ends its output quietly. */
+/** What is being typed into the loop on a terminal, shown on the bottom line; null when nothing. */
+let typedLine: string | null = null;
+
+/** The prompt before what is typed into the loop. */
+const TYPED_PROMPT = "> ";
+
+/** Writes to stderr, clearing the live line first; a closed stderr ends its output quietly. */
 export function writeStderr(text: string): void {
-  if (progressLineShown) {
-    progressLineShown = false;
-    text = `\r\x1b[2K${text}`;
+  writeOut(Deno.stderr, clearedLive() + text);
+  redrawTyped();
+}
+
+/** The escape that clears the live line, if one is shown (it is then no longer). */
+function clearedLive(): string {
+  if (!progressLineShown) return "";
+  progressLineShown = false;
+  return "\r\x1b[2K";
+}
+
+/** Draws what is being typed on the bottom line again, after other output. */
+function redrawTyped(): void {
+  if (typedLine === null || progressLineShown) return;
+  writeOut(Deno.stderr, `\r\x1b[2K${TYPED_PROMPT}${typedLine}`);
+  progressLineShown = true;
+}
+
+/**
+ * Shows what is being typed into the loop on the bottom line, in place of the progress line,
+ * which is not drawn until the line is entered; null ends it (the line is cleared).
+ */
+export function showTypedLine(text: string | null): void {
+  typedLine = text;
+  if (text === null) {
+    writeOut(Deno.stderr, clearedLive());
+    return;
   }
-  writeOut(Deno.stderr, text);
+  progressLineShown = false;
+  redrawTyped();
 }
 
 /** Output streams whose reader went away (`treesync -n … | head -1`): written no more. */
@@ -139,7 +181,7 @@ interface LostLines {
 }
 
 function lostNotice(lost: LostLines): string {
-  const line = `${new Date().toISOString()} WARNING [${Deno.pid}] ` +
+  const line = `${localTimestamp(Date.now())} WARNING [${Deno.pid}] ` +
     `${counted(lost.lines, "log line")} since ${lost.since} could not be written: ${lost.reason}\n`;
   return lost.midLine ? `\n${line}` : line;
 }
@@ -281,7 +323,7 @@ class LogFile {
     this.#lost = {
       lines: (noticeWritten || lost === null ? 0 : lost.lines) +
         countNewlines(bytes.subarray(Math.max(done, noticeBytes))),
-      since: noticeWritten || lost === null ? new Date().toISOString() : lost.since,
+      since: noticeWritten || lost === null ? localTimestamp(Date.now()) : lost.since,
       reason: errorText(error, true),
       midLine: done > 0 ? bytes[done - 1] !== 10 : lost?.midLine ?? false,
     };
@@ -509,6 +551,8 @@ export interface RunProgress {
   startedAt: number;
   /** True while the walk goes on: the totals are only what it decided so far. */
   walking?: boolean;
+  /** Source entries the walk has gone through so far. */
+  walked?: number;
 }
 
 /** The progress of no run. */
@@ -530,6 +574,7 @@ export function progressText(p: RunProgress, now = performance.now()): string {
   if (p.phase === "hashing") return `hashing: ${counted(p.done, "file")}, ${formatBytes(p.bytes)}`;
   const seconds = Math.max((now - p.startedAt) / 1000, 0.001);
   const rate = p.bytes / seconds;
+  if (p.walking) return walkingText(p, { rate, ms: now - p.startedAt });
   const left = Math.max(p.totalBytes - p.bytes, 0);
   // While the walk goes on, the totals grow with it: no ETA until they are known.
   const more = p.walking ? "+" : "";
@@ -540,6 +585,17 @@ export function progressText(p: RunProgress, now = performance.now()): string {
     : "";
   return `${p.phase} ${p.done}/${p.total}${more}, ${formatBytes(p.bytes)} of ` +
     `${formatBytes(p.totalBytes)}${more}, ${formatBytes(rate)}/s${eta}` +
+    (p.current ? `, ${displayPath(p.current)}` : "");
+}
+
+/**
+ * Progress while the walk goes on: what is known so far, the totals growing with the walk
+ * (`walking 12345 entries, 3/5+ changes, 1.2 MiB of 3.0 MiB+, 512.0 KiB/s, 42s, a/b`).
+ */
+function walkingText(p: RunProgress, run: { rate: number; ms: number }): string {
+  const entries = p.walked === 1 ? "1 entry" : `${p.walked ?? 0} entries`;
+  return `walking ${entries}, ${p.done}/${p.total}+ changes, ${formatBytes(p.bytes)} of ` +
+    `${formatBytes(p.totalBytes)}+, ${formatBytes(run.rate)}/s, ${formatDuration(run.ms)}` +
     (p.current ? `, ${displayPath(p.current)}` : "");
 }
 
@@ -558,13 +614,14 @@ export function startProgressLine(
   const draw = () => {
     const p = progress();
     if (p.phase === "idle" || performance.now() - p.startedAt < 1000) return;
+    if (typedLine !== null) return; // what is being typed has the line
     let width = 80;
     try {
       width = Deno.consoleSize().columns;
     } catch {
       // Not a console after all: keep 80.
     }
-    writeStderr(`\r\x1b[2K${progressText(p).slice(0, width - 1)}`);
+    writeOut(Deno.stderr, `\r\x1b[2K${progressText(p).slice(0, width - 1)}`);
     progressLineShown = true;
   };
   const timer = setInterval(draw, 250);
@@ -574,7 +631,13 @@ export function startProgressLine(
   };
 }
 
-/** Writes to stdout; a closed stdout (`| head`) ends its output quietly. */
+/**
+ * Writes to stdout; a closed stdout (`| head`) ends its output quietly. On the terminal that
+ * shows the live line, that line is cleared first and what is being typed drawn again after.
+ */
 export function writeStdout(text: string): void {
+  const sameScreen = progressLineShown && Deno.stdout.isTerminal();
+  if (sameScreen) writeOut(Deno.stderr, clearedLive());
   writeOut(Deno.stdout, text);
+  if (sameScreen) redrawTyped();
 }

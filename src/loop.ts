@@ -1,7 +1,8 @@
 /**
  * The interval loop: a run every `--interval`, and with `--watch` a run of the folders that
- * changed once the source is quiet (watch.ts reads the events); commands on stdin, signals,
- * totals on exit.
+ * changed once the source is quiet (watch.ts reads the events); commands on stdin (on a
+ * terminal, typed on a line of their own that the progress line keeps off), signals, totals on
+ * exit.
  *
  * @module
  */
@@ -9,15 +10,17 @@
 import { type Options } from "./cli.ts";
 import { errorText, ExitCode, UsageError } from "./errors.ts";
 import { pathExists } from "./files.ts";
-import { counted, escapeControls, formatBytes, formatDuration } from "./format.ts";
+import { counted, escapeControls, formatBytes, formatDuration, localTime } from "./format.ts";
 import {
   changeCounts,
   flushLogFile,
   progressText,
   type Reporter,
   runStartLine,
+  showTypedLine,
   startProgressLine,
   summaryLine,
+  writeStderr,
   writeStdout,
 } from "./log.ts";
 import { LockHeldError, metaPaths } from "./meta.ts";
@@ -49,6 +52,9 @@ const LOOP_HELP = `Commands (type one and press Enter):
             the folders changed since the last run
   quit      finish the current file, save the record and exit (also q, exit)
   help      show this list`;
+
+/** Said once when the loop starts on a terminal. */
+const COMMANDS_HINT = "type 'help' for commands (now, status, quit)";
 
 /** What a line typed into the loop asks for; an unknown one comes with its reply. */
 export type LoopCommand =
@@ -167,7 +173,7 @@ export function statusText(state: LoopState, nowMs: number = Date.now()): string
   const now = state.running
     ? `run in progress: ${state.progress()}`
     : `${next} in ${formatDuration(Math.max(0, nextRunAt - nowMs))} ` +
-      `(${new Date(nextRunAt).toISOString()})`;
+      `(at ${localTime(nextRunAt)})`;
   const runs = `runs: ${state.totals.runs}, uptime ${formatDuration(nowMs - state.startedAt)}`;
   const lines = [last, now];
   if (watch) lines.push(watchStatusLine(watch, nowMs));
@@ -198,8 +204,8 @@ export function answerCommand(
       return { logged: state.running ? "quit: finishing the current file" : "quit", next: "quit" };
     case "now":
       return state.running
-        ? { reply: "A run is in progress; the next starts as soon as it ends", next: "run-again" }
-        : { next: "wake" };
+        ? { reply: "now: a run starts after the current one", next: "run-again" }
+        : { reply: "now: starting a run", next: "wake" };
     case "status":
       return { reply: statusText(state, nowMs) };
     case "help":
@@ -237,6 +243,7 @@ export async function runLoop(options: Options, report: Reporter): Promise<numbe
     : null;
   state.watch = watch?.state ?? null;
   const stopCommands = listenForCommands((line) => obey(line, state, { control, report, sleep }));
+  if (Deno.stdin.isTerminal() && options.verbosity > 0) writeStderr(`${COMMANDS_HINT}\n`);
   const stopProgress = startProgressLine(() => control.progress, options);
   const stopSignals = listenForStops(control, report, (exitCode) => {
     state.exitCode = exitCode;
@@ -490,13 +497,105 @@ const MAX_COMMAND_CHARS = 1024;
 
 /**
  * Reads lines from stdin as they come and hands each to `onLine`, cut to
- * {@linkcode MAX_COMMAND_CHARS}, until stdin ends or the returned function is called.
+ * {@linkcode MAX_COMMAND_CHARS}, until stdin ends or the returned function is called. On a
+ * terminal, keys are read one by one (cbreak mode: Ctrl-C still signals) and echoed on a line
+ * of their own ({@linkcode TypedLine}), so that the progress line never draws over them.
  */
 function listenForCommands(onLine: (line: string) => void): () => void {
+  const typed = rawTerminal() ? new TypedLine(onLine) : null;
   const reader = Deno.stdin.readable.pipeThrough(new TextDecoderStream()).getReader();
-  void readLines(reader, onLine);
+  void (typed ? readKeys(reader, typed) : readLines(reader, onLine));
   // A pending read would keep the process alive.
-  return () => void reader.cancel().catch(() => {});
+  return () => {
+    void reader.cancel().catch(() => {});
+    if (typed) {
+      typed.close();
+      rawTerminal(false);
+    }
+  };
+}
+
+/** Whether a key is text: not a C0 or C1 control character, nor DEL. */
+function isPrintable(char: string): boolean {
+  const code = char.codePointAt(0)!;
+  return code >= 0x20 && (code < 0x7f || code > 0x9f);
+}
+
+/**
+ * Puts a terminal stdin into cbreak mode or back; false where it cannot, or where stderr (which
+ * shows what is typed) is not that terminal too: the terminal's own echo is kept then.
+ */
+function rawTerminal(on = true): boolean {
+  try {
+    if (!Deno.stdin.isTerminal() || !Deno.stderr.isTerminal()) return false;
+    Deno.stdin.setRaw(on, { cbreak: true });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function readKeys(reader: ReadableStreamDefaultReader<string>, typed: TypedLine) {
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      typed.keys(value);
+    }
+  } catch {
+    // As for lines: a closed stdin leaves the loop without commands.
+  }
+}
+
+/**
+ * A command line typed on a terminal in cbreak mode: printable keys are added and echoed,
+ * Backspace and Ctrl-U edit, Enter hands the line on (echoed above, so the reply follows its
+ * command); escape sequences (arrow keys) and other control keys are dropped.
+ */
+class TypedLine {
+  #text = "";
+  #inEscape = false;
+  readonly #onLine: (line: string) => void;
+
+  constructor(onLine: (line: string) => void) {
+    this.#onLine = onLine;
+  }
+
+  /** Takes keys as the terminal sent them. */
+  keys(chunk: string): void {
+    for (const char of chunk) this.#key(char);
+    showTypedLine(this.#text === "" ? null : this.#text);
+  }
+
+  /** Ends the line shown, if any. */
+  close(): void {
+    this.#text = "";
+    showTypedLine(null);
+  }
+
+  #key(char: string): void {
+    if (this.#inEscape) {
+      // CSI and SS3 sequences end with a letter or `~`; `ESC [` and `ESC O` go on.
+      if (/[A-Za-z~]/.test(char) && char !== "O") this.#inEscape = false;
+      return;
+    }
+    if (char === "\r" || char === "\n") {
+      if (this.#text === "" && char === "\n") return; // the \n of a \r\n
+      const line = this.#text;
+      this.#text = "";
+      showTypedLine(null);
+      if (line !== "") writeStderr(`> ${line}\n`);
+      this.#onLine(line);
+    } else if (char === "\x7f" || char === "\b") {
+      this.#text = Array.from(this.#text).slice(0, -1).join("");
+    } else if (char === "\x15") {
+      this.#text = "";
+    } else if (char === "\x1b") {
+      this.#inEscape = true;
+    } else if (isPrintable(char) && Array.from(this.#text).length < MAX_COMMAND_CHARS) {
+      this.#text += char;
+    }
+  }
 }
 
 async function readLines(

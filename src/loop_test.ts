@@ -4,7 +4,7 @@
  * @module
  */
 
-import { escapeControls } from "./format.ts";
+import { escapeControls, localTime } from "./format.ts";
 import {
   answerCommand,
   type LoopState,
@@ -51,11 +51,8 @@ Deno.test("answerCommand() replies to each command, and says what the loop does 
     ["", idle, {}],
     ["quit", idle, { logged: "quit", next: "quit" }],
     ["exit", running, { logged: "quit: finishing the current file", next: "quit" }],
-    ["now", idle, { next: "wake" }],
-    ["now", running, {
-      reply: "A run is in progress; the next starts as soon as it ends",
-      next: "run-again",
-    }],
+    ["now", idle, { reply: "now: starting a run", next: "wake" }],
+    ["now", running, { reply: "now: a run starts after the current one", next: "run-again" }],
     ["frob", idle, { reply: "Unknown command 'frob'; type help for the list" }],
   ];
   for (const [line, state, answer] of table) {
@@ -74,7 +71,7 @@ Deno.test("statusText() shows the last run, the run under way or the next, runs 
     [
       loopState(),
       START,
-      "last run: none yet\nnext run in 0s (2030-01-01T12:00:00.000Z)\nruns: 0, uptime 0s",
+      `last run: none yet\nnext run in 0s (at ${localTime(START)})\nruns: 0, uptime 0s`,
     ],
     [
       loopState({ running: true, totals: { ...loopState().totals, runs: 1 } }),
@@ -89,12 +86,13 @@ Deno.test("statusText() shows the last run, the run under way or the next, runs 
         totals: { ...loopState().totals, runs: 2 },
       }),
       hourLater,
-      "last run (failed): 0 copied\nnext run in 30d (2030-01-31T13:00:00.000Z)\nruns: 2, uptime 1h",
+      `last run (failed): 0 copied\nnext run in 30d (at ${localTime(hourLater + 30 * DAY_MS)})\n` +
+      "runs: 2, uptime 1h",
     ],
     [
       loopState({ nextRunAt: START - 1_000 }),
       START,
-      "last run: none yet\nnext run in 0s (2030-01-01T11:59:59.000Z)\nruns: 0, uptime 0s",
+      `last run: none yet\nnext run in 0s (at ${localTime(START - 1_000)})\nruns: 0, uptime 0s`,
     ],
   ];
   for (const [state, now, text] of table) assertEquals(statusText(state, now), text);
@@ -110,7 +108,7 @@ Deno.test("statusText() with --watch names the next full run and adds what the w
   };
   assertEquals(
     statusText(loopState({ watch, nextRunAt: START + 3_600_000 }), START + 1_000),
-    "last run: none yet\nnext full run in 59m 59s (2030-01-01T13:00:00.000Z)\n" +
+    `last run: none yet\nnext full run in 59m 59s (at ${localTime(START + 3_600_000)})\n` +
       "watching: 1 folder changed (docs), run in 1s\nruns: 0, uptime 1s",
   );
 });

@@ -351,6 +351,11 @@ export class RunningCli {
     await this.#writer!.write(new TextEncoder().encode(`${line}\n`));
   }
 
+  /** Writes `text` to stdin as it is, with no newline (keys typed on a terminal). */
+  async type(text: string): Promise<void> {
+    await this.#writer!.write(new TextEncoder().encode(text));
+  }
+
   /** Number of runs the loop has reported so far. */
   get runs(): number {
     return this.stderr.match(/^run \d+: /gm)?.length ?? 0;
