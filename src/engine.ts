@@ -100,8 +100,6 @@ export interface WalkLeftovers {
   touchedFolders: Map<string, Entry>;
   /** Replica entries walked (for a `--max-delete` percentage). */
   replicaEntries: number;
-  /** Problems met: each makes the run fail. */
-  failed: number;
 }
 
 /** A fresh set of leftovers. */
@@ -114,7 +112,6 @@ export function emptyLeftovers(): WalkLeftovers {
     hardLinks: [],
     touchedFolders: new Map(),
     replicaEntries: 0,
-    failed: 0,
   };
 }
 
@@ -126,12 +123,22 @@ export interface WalkPair {
   from: FolderStream;
   to: FolderStream;
   record: RecordSource;
-  /** The start folder's entries on each side (a missing side: the other's stands in). */
-  start: { folder: string; from: Entry | null; to: Entry | null };
+  /**
+   * The start folder's entries on each side (a missing side: the other's stands in); several
+   * for a walk over several subtrees (in walk order, none inside another).
+   */
+  start: WalkStart | WalkStart[];
   /** New entries wait for the end (they may be moves); false once the end has come. */
   deferNew: boolean;
   /** Folder rows go into the draft (the main walk) or are patched in (the end's walks). */
   rows: "draft" | "patch";
+}
+
+/** A folder a walk starts at, and its entry on each side. */
+export interface WalkStart {
+  folder: string;
+  from: Entry | null;
+  to: Entry | null;
 }
 
 /**
@@ -183,11 +190,12 @@ class MirrorWalk {
     // Checksums, restores and -vv explanations go through the planner for every entry.
     this.#fastPath = !planOptions.checksum && !planOptions.restore && !planOptions.explain;
     this.#owners = planOptions.owners;
-    const { folder, from, to } = pair.start;
-    this.#folders.set(folder, {
-      ...(from ? { from } : {}),
-      ...(to ? { to } : {}),
-    });
+    for (const { folder, from, to } of [pair.start].flat()) {
+      this.#folders.set(folder, {
+        ...(from ? { from } : {}),
+        ...(to ? { to } : {}),
+      });
+    }
   }
 
   /** Decides and acts on one folder: its listing on either side, or both. */
@@ -226,7 +234,6 @@ class MirrorWalk {
     });
     for (const problem of plan.blocked) {
       report.error(`${displayPath(problem.path)}: ${problem.message}`);
-      this.#left.failed++;
     }
     const rows = this.#rows(folder, scans, known);
     for (const [name, entry] of from?.entries ?? []) {
@@ -344,7 +351,6 @@ class MirrorWalk {
       for (const problem of listing?.problems ?? []) {
         if (problem.path === "") continue; // a root that cannot be listed refused the run
         report.error(`${displayPath(problem.path)}: ${problem.message}`);
-        this.#left.failed++;
       }
     }
     if (to && to.protectedPaths.length > 0) {
@@ -636,6 +642,8 @@ export async function hashFiles(
     label: string;
     debug: boolean;
     onBatch?: (files: number, bytes: number) => void;
+    /** A file that cannot be hashed is an error of the run (true), or only left unhashed. */
+    failuresCount?: boolean;
   },
 ): Promise<void> {
   const { scan, root, pool, report, label, debug } = input;
@@ -645,7 +653,9 @@ export async function hashFiles(
     const entry = scan.entries.get(path)!;
     if (debug) report.debug(`hash ${label} ${displayPath(path)}`);
     if ("error" in outcome) {
-      report.error(`${displayPath(path)}: Cannot hash: ${outcome.error}`);
+      const line = `${displayPath(path)}: Cannot hash: ${outcome.error}`;
+      if (input.failuresCount ?? true) report.error(line);
+      else report.debug(line);
     } else if (outcome.result && sameSig(outcome.result.signature, entry)) {
       // A file that changed since the walk stays unhashed: the plan then copies it.
       entry.hash = outcome.result.hash;

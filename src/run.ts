@@ -132,7 +132,9 @@ export async function runOnce(
   scope?: string[],
 ): Promise<RunSummary> {
   if (scope !== undefined) return await runInScope(options, deps, scope);
-  const { started, sides, writes, held } = beginRun(options, deps);
+  const begun = beginRun(options, deps);
+  const { started, sides, writes, held } = begun;
+  deps = begun.deps;
   const { control } = deps;
   try {
     // An existing lock file is taken now (taking it writes nothing); a first run makes it later.
@@ -200,7 +202,9 @@ async function runInScope(
   deps: RunDependencies,
   scope: string[],
 ): Promise<RunSummary> {
-  const { started, sides, writes, held } = beginRun(options, deps);
+  const begun = beginRun(options, deps);
+  const { started, sides, writes, held } = begun;
+  deps = begun.deps;
   const { control } = deps;
   try {
     if (writes) takeLock(control, sides.replicaMeta, options.restore ? "read" : "existing");
@@ -285,7 +289,9 @@ async function endRun(
   if (control.stopRequested && held.prepared) {
     deps.report.warn("Stopped before the end of the run; the record is saved");
   }
-  summary.failed += left.failed;
+  // Every error line of the run is one failure, and only those are: the count and the lines
+  // printed cannot disagree.
+  summary.failed = held.errorLines();
   summary.durationMs = Math.round(performance.now() - input.started);
   summary.deletionsHeldBack = outcome.heldBack;
   summary.maxDeleteHit = outcome.maxDeleteHit;
@@ -335,16 +341,51 @@ function scopeFolders(scope: string[], sides: RunSides): string[] {
   );
 }
 
-/** The start of every run: the checks that need no walk, the workers, what it will hold. */
+/**
+ * The start of every run: the checks that need no walk, the workers, what it will hold, and
+ * the run's reporter, which counts each error line it prints (see {@linkcode countingReporter}).
+ */
 function beginRun(
   options: Options,
   deps: RunDependencies,
-): { started: number; sides: RunSides; writes: boolean; held: Held } {
+): { started: number; sides: RunSides; writes: boolean; held: Held; deps: RunDependencies } {
   const started = performance.now();
   const sides = checkBeforeRun(options);
   deps.control.pool = new WorkerPool(options.jobs);
-  const held: Held = { streams: [], record: null, rest: null, next: null, prepared: null };
-  return { started, sides, writes: !options.dryRun, held };
+  const counted = countingReporter(deps.report);
+  const held: Held = {
+    streams: [],
+    record: null,
+    rest: null,
+    next: null,
+    prepared: null,
+    errorLines: counted.errorLines,
+  };
+  return {
+    started,
+    sides,
+    writes: !options.dryRun,
+    held,
+    deps: { ...deps, report: counted.report },
+  };
+}
+
+/**
+ * A reporter whose every error line counts: the one way a run prints an error also counts it,
+ * and the run's `failed` (so its exit code) is that count.
+ */
+export function countingReporter(report: Reporter): { report: Reporter; errorLines: () => number } {
+  let lines = 0;
+  return {
+    report: {
+      ...report,
+      error: (text, error) => {
+        lines++;
+        report.error(text, error);
+      },
+    },
+    errorLines: () => lines,
+  };
 }
 
 /** What a run holds open, released at its end whatever happens. */
@@ -355,6 +396,8 @@ interface Held {
   rest: RecordSource | null;
   next: NextRecord | null;
   prepared: PreparedWrites | null;
+  /** Error lines the run printed so far: its failures. */
+  errorLines: () => number;
 }
 
 /** How each tree is walked: the rules, and the other tree's root to stop at. */
