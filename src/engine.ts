@@ -57,6 +57,12 @@ export interface EngineContext {
   planOptions: Omit<PlanOptions, "fromHashes" | "toHashes">;
   /** Whether moves are looked for (mirroring with deletions). */
   moves: boolean;
+  /**
+   * Whether a new source folder may be a replica folder moved: the record knows a folder of its
+   * source inode somewhere. Only those wait for the end of the run; any other is made and
+   * filled in the walk that found it.
+   */
+  mayBeMoved: (entry: Entry) => boolean;
   roots: { from: string; to: string };
   pool: WorkerPool;
   report: Reporter;
@@ -250,7 +256,7 @@ class MirrorWalk {
     // A folder the source does not have gets no attributes: it is going.
     let actions = from ? plan.actions : plan.actions.filter((a) => a.kind !== "dirattrs");
     if (this.#context.linkGroups && from) actions = this.#linkNames(actions, { scans, rows });
-    await this.#route(actions, { folder, scans, rows, known });
+    await this.#route(actions, { folder, scans, rows, known, replicaSide: to !== null });
     for (const [name, entry] of to?.entries ?? []) {
       if (entry.kind !== "dir") guardEntries.delete(joinPath(folder, name));
     }
@@ -480,15 +486,21 @@ class MirrorWalk {
       scans: { from: Scan; to: Scan };
       rows: Map<string, RecordRow> | null;
       known: Map<string, RecordRow>;
+      /** Whether the replica has this folder (it is not being made in this walk). */
+      replicaSide: boolean;
     },
   ): Promise<void> {
     const { folder, scans, rows, known } = state;
-    const { sink, next, pendingRows } = this.#context;
+    const { sink, next, pendingRows, moves, mayBeMoved } = this.#context;
     const copies: FolderRows = { folder, rows: rows ?? new Map(), pending: 0 };
     if (rows) pendingRows.set(folder, copies);
+    // New files wait beside existing ones only: in a folder made in this walk they are copied
+    // now. A new folder that may be a moved one waits wherever it is.
+    const deferFolders = this.#pair.deferNew && moves;
+    const deferFiles = deferFolders && state.replicaSide;
     for (const action of actions) {
       if (action.path === folder && action.kind !== "dirattrs") continue;
-      const route = routeOf(action, this.#pair.deferNew && this.#context.moves);
+      const route = routeOf(action, { deferFiles, deferFolders, mayBeMoved });
       if (route !== "now") {
         this.#keep(route, action, { scans, known });
         continue;
@@ -612,8 +624,16 @@ function hasLinkedFiles(listing: FolderListing | null): boolean {
   return false;
 }
 
-/** Where an action goes: now, at the end (and which list), or the folder attributes. */
-function routeOf(action: Action, deferNew: boolean): "now" | "delete" | "later" | "new" | "touch" {
+/**
+ * Where an action goes: now, at the end (and which list), or the folder attributes. A new file
+ * waits with `deferFiles` (it may be a replica file moved); a new folder waits with
+ * `deferFolders` if `mayBeMoved` says it may be a replica folder moved; any other new folder is
+ * made now, and filled in this walk.
+ */
+function routeOf(
+  action: Action,
+  input: { deferFiles: boolean; deferFolders: boolean; mayBeMoved: (entry: Entry) => boolean },
+): "now" | "delete" | "later" | "new" | "touch" {
   switch (action.kind) {
     case "dirattrs":
       return "touch";
@@ -624,8 +644,9 @@ function routeOf(action: Action, deferNew: boolean): "now" | "delete" | "later" 
     case "copy":
     case "link":
       if (action.reason.code === "type-changed") return "later";
-      if (action.reason.code === "new" && deferNew && action.kind !== "link") return "new";
-      return "now";
+      if (action.reason.code !== "new" || action.kind === "link") return "now";
+      if (action.kind === "copy") return input.deferFiles ? "new" : "now";
+      return input.deferFolders && input.mayBeMoved(action.entry!) ? "new" : "now";
     default:
       return "now";
   }

@@ -52,7 +52,7 @@ import {
 } from "./recordfile.ts";
 import { type Entry, entryFromStat } from "./scan.ts";
 import { countAction, emptySummary, type RunSummary } from "./summary.ts";
-import { FolderStream, type WalkRequest } from "./walk.ts";
+import { FolderStream, walkerStarts, type WalkRequest } from "./walk.ts";
 import { WorkerPool } from "./workers.ts";
 
 export { takeLock } from "./prepare.ts";
@@ -292,6 +292,10 @@ async function endRun(
   // Every error line of the run is one failure, and only those are: the count and the lines
   // printed cannot disagree.
   summary.failed = held.errorLines();
+  deps.report.debug(
+    `cost: ${walkerStarts() - held.walkersBefore} walker workers started, ` +
+      `${control.pool?.started ?? 0} copy and hash workers`,
+  );
   summary.durationMs = Math.round(performance.now() - input.started);
   summary.deletionsHeldBack = outcome.heldBack;
   summary.maxDeleteHit = outcome.maxDeleteHit;
@@ -360,6 +364,7 @@ function beginRun(
     next: null,
     prepared: null,
     errorLines: counted.errorLines,
+    walkersBefore: walkerStarts(),
   };
   return {
     started,
@@ -398,6 +403,8 @@ interface Held {
   prepared: PreparedWrites | null;
   /** Error lines the run printed so far: its failures. */
   errorLines: () => number;
+  /** Walker workers started before this run, for its cost line. */
+  walkersBefore: number;
 }
 
 /** How each tree is walked: the rules, and the other tree's root to stop at. */
@@ -443,6 +450,30 @@ function openRecordSource(meta: MetaPaths, report: Reporter): RecordSource {
   return recordSourceFromV2(
     loadRecord(meta.legacyRecord, { maxBytes: LEGACY_RECORD_MAX_BYTES, onCorrupt }),
   );
+}
+
+/**
+ * Whether the record knows a folder of a source inode, anywhere: a new folder that it does not
+ * know cannot be a replica folder moved. The record's folder inodes are read on the first
+ * question, once a run (a run that meets no new folder beside old ones never asks).
+ */
+function folderInodeTest(meta: MetaPaths): (entry: Entry) => boolean {
+  let inodes: Set<number> | null = null;
+  return (entry) => {
+    if (inodes === null) {
+      inodes = new Set();
+      const quiet: Reporter = { change() {}, debug() {}, warn() {}, error() {}, summary() {} };
+      const record = openRecordSource(meta, quiet);
+      try {
+        for (const { rows } of record.blocks()) {
+          for (const row of rows) if (row.kind === "dir" && row.source) inodes.add(row.source.ino);
+        }
+      } finally {
+        record.close();
+      }
+    }
+    return inodes.has(entry.ino);
+  };
 }
 
 /** No record of ours is ever this large: 100 bytes a file for 100 million files and more. */
@@ -504,6 +535,7 @@ function startRun(
         : {}),
     },
     moves: !options.restore && options.deletes,
+    mayBeMoved: folderInodeTest(sides.replicaMeta),
     roots: { from: sides.fromRoot, to: sides.toRoot },
     pool: control.pool!,
     report,
