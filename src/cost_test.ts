@@ -183,3 +183,26 @@ Deno.test("cli -n into a replica with one unrelated file starts no more walkers 
     assertEquals(Deno.readDirSync(`${dir}/r`).toArray().map((e) => e.name), ["unrelated"]);
   });
 });
+
+Deno.test("cli: folders moved with changes inside, and a known folder gone from the replica, end exact", async () => {
+  // The end of the run walks every moved folder, and every new folder that waited for it, in
+  // one walk: each must still get its own fixes.
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, { a: { f1: "one" }, b: { f2: "two", old: "o" }, c: { f3: "three" } });
+    assertExit(await cli([`${dir}/s`, `${dir}/r`]), 0);
+    Deno.renameSync(`${dir}/s/a`, `${dir}/s/a2`);
+    Deno.renameSync(`${dir}/s/b`, `${dir}/s/b2`);
+    Deno.writeTextFileSync(`${dir}/s/a2/f1`, "one, edited");
+    Deno.writeTextFileSync(`${dir}/s/b2/new`, "new");
+    Deno.removeSync(`${dir}/s/b2/old`);
+    Deno.removeSync(`${dir}/r/c`, { recursive: true }); // known to the record: it waits
+    const result = await cli(["-vv", "--json", `${dir}/s`, `${dir}/r`]);
+    assertExit(result, 0);
+    const counts = jsonLine(result);
+    assertEquals([counts.moved, counts.updated, counts.copied, counts.deleted], [2, 1, 2, 1]);
+    // The main walk's pair, a pair for the moved folders, one walker for the new folders.
+    assert(walkersStarted(result) <= 5, result.stderr.slice(-500));
+    assertEquals(snapshot(`${dir}/r`), snapshot(`${dir}/s`));
+    assertExit(await cli(["--verify", `${dir}/r`]), 0);
+  });
+});
