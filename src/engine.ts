@@ -664,7 +664,7 @@ export async function hashFiles(
     debug: boolean;
     onBatch?: (files: number, bytes: number) => void;
     /** A file that cannot be hashed is an error of the run (true), or only left unhashed. */
-    failuresCount?: boolean;
+    failuresAreErrors?: boolean;
   },
 ): Promise<void> {
   const { scan, root, pool, report, label, debug } = input;
@@ -675,7 +675,7 @@ export async function hashFiles(
     if (debug) report.debug(`hash ${label} ${displayPath(path)}`);
     if ("error" in outcome) {
       const line = `${displayPath(path)}: Cannot hash: ${outcome.error}`;
-      if (input.failuresCount ?? true) report.error(line);
+      if (input.failuresAreErrors ?? true) report.error(line);
       else report.debug(line);
     } else if (outcome.result && sameSig(outcome.result.signature, entry)) {
       // A file that changed since the walk stays unhashed: the plan then copies it.

@@ -344,7 +344,7 @@ async function hashForMoves(
     }
   }
   // A file that cannot be hashed here is no move: it is copied, and a copy that fails says so.
-  const common = { pool, report, debug, failuresCount: false };
+  const common = { pool, report, debug, failuresAreErrors: false };
   await hashFiles([...fromScan.entries.keys()], {
     ...common,
     scan: fromScan,
