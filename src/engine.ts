@@ -64,6 +64,12 @@ export interface EngineContext {
   planOptions: Omit<PlanOptions, "fromHashes" | "toHashes">;
   /** Whether moves are looked for (mirroring with deletions). */
   moves: boolean;
+  /**
+   * Whether a new source folder may be a replica folder moved: the record knows a folder of its
+   * source inode somewhere. Only those wait for the end of the run; any other is made and
+   * filled in the walk that found it.
+   */
+  mayBeMoved: (entry: Entry) => boolean;
   roots: { from: string; to: string };
   pool: WorkerPool;
   report: Reporter;
@@ -115,8 +121,6 @@ export interface WalkLeftovers {
   folderDiffers: Map<string, Difference[]>;
   /** Replica entries walked (for a `--max-delete` percentage). */
   replicaEntries: number;
-  /** Problems met: each makes the run fail. */
-  failed: number;
 }
 
 /** A fresh set of leftovers. */
@@ -130,7 +134,6 @@ export function emptyLeftovers(): WalkLeftovers {
     touchedFolders: new Map(),
     folderDiffers: new Map(),
     replicaEntries: 0,
-    failed: 0,
   };
 }
 
@@ -142,12 +145,22 @@ export interface WalkPair {
   from: FolderStream;
   to: FolderStream;
   record: RecordSource;
-  /** The start folder's entries on each side (a missing side: the other's stands in). */
-  start: { folder: string; from: Entry | null; to: Entry | null };
+  /**
+   * The start folder's entries on each side (a missing side: the other's stands in); several
+   * for a walk over several subtrees (in walk order, none inside another).
+   */
+  start: WalkStart | WalkStart[];
   /** New entries wait for the end (they may be moves); false once the end has come. */
   deferNew: boolean;
   /** Folder rows go into the draft (the main walk) or are patched in (the end's walks). */
   rows: "draft" | "patch";
+}
+
+/** A folder a walk starts at, and its entry on each side. */
+export interface WalkStart {
+  folder: string;
+  from: Entry | null;
+  to: Entry | null;
 }
 
 /**
@@ -202,11 +215,12 @@ class MirrorWalk {
     // Checksums, restores and -vv explanations go through the planner for every entry.
     this.#fastPath = !planOptions.checksum && !planOptions.restore && !planOptions.explain;
     this.#owners = planOptions.owners;
-    const { folder, from, to } = pair.start;
-    this.#folders.set(folder, {
-      ...(from ? { from } : {}),
-      ...(to ? { to } : {}),
-    });
+    for (const { folder, from, to } of [pair.start].flat()) {
+      this.#folders.set(folder, {
+        ...(from ? { from } : {}),
+        ...(to ? { to } : {}),
+      });
+    }
   }
 
   /** Decides and acts on one folder: its listing on either side, or both. */
@@ -246,7 +260,6 @@ class MirrorWalk {
     });
     for (const problem of plan.blocked) {
       report.error(`${displayPath(problem.path)}: ${problem.message}`);
-      this.#left.failed++;
     }
     const rows = this.#rows(folder, scans, known);
     for (const [name, entry] of from?.entries ?? []) {
@@ -265,7 +278,7 @@ class MirrorWalk {
     if (this.#context.linkGroups && from) {
       actions = this.#linkNames(actions, { folder, scans, rows });
     }
-    await this.#route(actions, { folder, scans, rows, known });
+    await this.#route(actions, { folder, scans, rows, known, replicaSide: to !== null });
     for (const [name, entry] of to?.entries ?? []) {
       if (entry.kind !== "dir") guardEntries.delete(joinPath(folder, name));
     }
@@ -397,7 +410,6 @@ class MirrorWalk {
       for (const problem of listing?.problems ?? []) {
         if (problem.path === "") continue; // a root that cannot be listed refused the run
         report.error(`${displayPath(problem.path)}: ${problem.message}`);
-        this.#left.failed++;
       }
     }
     if (to && to.protectedPaths.length > 0) {
@@ -527,15 +539,21 @@ class MirrorWalk {
       scans: { from: Scan; to: Scan };
       rows: Map<string, RecordRow> | null;
       known: Map<string, RecordRow>;
+      /** Whether the replica has this folder (it is not being made in this walk). */
+      replicaSide: boolean;
     },
   ): Promise<void> {
     const { folder, scans, rows, known } = state;
-    const { sink, next, pendingRows } = this.#context;
+    const { sink, next, pendingRows, moves, mayBeMoved } = this.#context;
     const copies: FolderRows = { folder, rows: rows ?? new Map(), pending: 0 };
     if (rows) pendingRows.set(folder, copies);
+    // New files wait beside existing ones only: in a folder made in this walk they are copied
+    // now. A new folder that may be a moved one waits wherever it is.
+    const deferFolders = this.#pair.deferNew && moves;
+    const deferFiles = deferFolders && state.replicaSide;
     for (const action of actions) {
       if (action.path === folder && action.kind !== "dirattrs") continue;
-      const route = routeOf(action, this.#pair.deferNew && this.#context.moves);
+      const route = routeOf(action, { deferFiles, deferFolders, mayBeMoved });
       if (route !== "now") {
         this.#keep(route, action, { scans, known });
         continue;
@@ -664,8 +682,16 @@ function hasLinkedFiles(listing: FolderListing | null): boolean {
   return false;
 }
 
-/** Where an action goes: now, at the end (and which list), or the folder attributes. */
-function routeOf(action: Action, deferNew: boolean): "now" | "delete" | "later" | "new" | "touch" {
+/**
+ * Where an action goes: now, at the end (and which list), or the folder attributes. A new file
+ * waits with `deferFiles` (it may be a replica file moved); a new folder waits with
+ * `deferFolders` if `mayBeMoved` says it may be a replica folder moved; any other new folder is
+ * made now, and filled in this walk.
+ */
+function routeOf(
+  action: Action,
+  input: { deferFiles: boolean; deferFolders: boolean; mayBeMoved: (entry: Entry) => boolean },
+): "now" | "delete" | "later" | "new" | "touch" {
   switch (action.kind) {
     case "dirattrs":
       return "touch";
@@ -676,8 +702,9 @@ function routeOf(action: Action, deferNew: boolean): "now" | "delete" | "later" 
     case "copy":
     case "link":
       if (action.reason.code === "type-changed") return "later";
-      if (action.reason.code === "new" && deferNew && action.kind !== "link") return "new";
-      return "now";
+      if (action.reason.code !== "new" || action.kind === "link") return "now";
+      if (action.kind === "copy") return input.deferFiles ? "new" : "now";
+      return input.deferFolders && input.mayBeMoved(action.entry!) ? "new" : "now";
     default:
       return "now";
   }
@@ -694,6 +721,8 @@ export async function hashFiles(
     label: string;
     debug: boolean;
     onBatch?: (files: number, bytes: number) => void;
+    /** A file that cannot be hashed is an error of the run (true), or only left unhashed. */
+    failuresAreErrors?: boolean;
   },
 ): Promise<void> {
   const { scan, root, pool, report, label, debug } = input;
@@ -703,7 +732,9 @@ export async function hashFiles(
     const entry = scan.entries.get(path)!;
     if (debug) report.debug(`hash ${label} ${displayPath(path)}`);
     if ("error" in outcome) {
-      report.error(`${displayPath(path)}: Cannot hash: ${outcome.error}`);
+      const line = `${displayPath(path)}: Cannot hash: ${outcome.error}`;
+      if (input.failuresAreErrors ?? true) report.error(line);
+      else report.debug(line);
     } else if (outcome.result && sameSig(outcome.result.signature, entry)) {
       // A file that changed since the walk stays unhashed: the plan then copies it.
       entry.hash = outcome.result.hash;

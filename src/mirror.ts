@@ -15,6 +15,7 @@ import {
   type PendingDeletion,
   type WalkLeftovers,
   walkPair,
+  type WalkStart,
 } from "./engine.ts";
 import { counted, displayPath, quoted } from "./format.ts";
 import { type RunProgress, writeStdout } from "./log.ts";
@@ -73,11 +74,9 @@ export async function finishRun(
   const movedHere = context.moves && left.deletions.length > 0 && left.newEntries.length > 0
     ? await placeMoves(left, context, { movedAway, ...input })
     : new Set<string>();
-  for (const pending of left.newEntries) {
-    if (context.stopped()) break;
-    if (movedHere.has(pending.action.path)) continue;
-    await createWithSubtree(pending.action, context, { left, walk: input.walk });
-  }
+  const created = left.newEntries.map((pending) => pending.action)
+    .filter((action) => !movedHere.has(action.path));
+  await createWithSubtrees(created, context, { left, walk: input.walk });
   await sink.drain();
   await linkNames(left, context);
   const outcome = await deleteExtraneous(left, context, { gate: input.gate, movedAway });
@@ -87,8 +86,8 @@ export async function finishRun(
   if (outcome.maxDeleteHit || outcome.heldBack > 0) {
     for (const action of left.afterDeletions) notMade.add(action.path);
   } else {
+    const replacing: Action[] = [];
     for (const action of left.afterDeletions) {
-      if (context.stopped()) break;
       if (left.keptFolders.has(action.path)) {
         context.report.error(
           `${
@@ -96,11 +95,11 @@ export async function finishRun(
           }: Not replaced: the replica's folder holds entries that are excluded or unreadable`,
         );
         notMade.add(action.path);
-        left.failed++;
         continue;
       }
-      await createWithSubtree(action, context, { left, walk: input.walk });
+      replacing.push(action);
     }
+    await createWithSubtrees(replacing, context, { left, walk: input.walk });
   }
   await sink.drain();
   const folders = [...left.touchedFolders].filter(([path]) => !isWithin(path, notMade))
@@ -156,56 +155,58 @@ function recordLinked(path: string, firstPath: string, context: EngineContext): 
   context.next.setRow(path, row);
 }
 
-/** Creates a new entry; a new folder is then walked and filled. */
-async function createWithSubtree(
-  action: Action,
+/**
+ * Creates new entries, then walks every new folder among them against nothing and fills it, in
+ * one walk: a new folder costs what it costs in a fresh replica, not a walk of its own.
+ */
+async function createWithSubtrees(
+  actions: Action[],
   context: EngineContext,
   input: { left: WalkLeftovers; walk: WalkSettings },
 ): Promise<void> {
-  if (!await context.sink.apply(action)) return;
-  if (action.kind !== "mkdir") return;
-  await walkSubtree(action.path, context, {
-    ...input,
-    fromEntry: action.entry!,
-    toEntry: null,
-    record: emptyRecordSource(),
-  });
+  const folders: WalkStart[] = [];
+  for (const action of actions) {
+    if (context.stopped() || !await context.sink.apply(action)) break;
+    if (action.kind === "mkdir") {
+      folders.push({ folder: action.path, from: action.entry!, to: null });
+    }
+  }
+  await walkSubtrees(folders, context, { ...input, record: emptyRecordSource() });
 }
 
-/** Walks one subtree of the source (and of the replica, after a move) at the end of a run. */
-async function walkSubtree(
-  folder: string,
+/**
+ * Walks subtrees of the source (and of the replica, for those with a replica side: moved
+ * folders) at the end of a run, all in one pair of walks.
+ */
+async function walkSubtrees(
+  starts: WalkStart[],
   context: EngineContext,
-  input: {
-    left: WalkLeftovers;
-    walk: WalkSettings;
-    fromEntry: Entry;
-    toEntry: Entry | null;
-    record: RecordSource;
-  },
+  input: { left: WalkLeftovers; walk: WalkSettings; record: RecordSource },
 ): Promise<void> {
+  if (starts.length === 0 || context.stopped()) return;
   const { walk, left } = input;
-  const request = (root: string, avoid: Identity[]): Omit<WalkRequest, "taken"> => ({
+  starts = [...starts].sort((a, b) => compareWalkOrder(a.folder, b.folder));
+  const request = (
+    root: string,
+    input: { avoid: Identity[]; folders: string[] },
+  ): Omit<WalkRequest, "taken"> => ({
     root,
-    start: folder,
+    start: input.folders[0]!,
+    starts: input.folders,
     filters: walk.filters,
     skipMetaDir: true,
-    avoid,
+    avoid: input.avoid,
   });
-  const from = new FolderStream(request(context.roots.from, walk.avoid.from));
-  const to = input.toEntry
-    ? new FolderStream(request(context.roots.to, walk.avoid.to))
+  const replicaSide = starts.filter((start) => start.to !== null).map((start) => start.folder);
+  const from = new FolderStream(
+    request(context.roots.from, { avoid: walk.avoid.from, folders: starts.map((s) => s.folder) }),
+  );
+  const to = replicaSide.length > 0
+    ? new FolderStream(request(context.roots.to, { avoid: walk.avoid.to, folders: replicaSide }))
     : new FolderStream(null);
   try {
     await walkPair(
-      {
-        from,
-        to,
-        record: input.record,
-        start: { folder, from: input.fromEntry, to: input.toEntry },
-        deferNew: false,
-        rows: "patch",
-      },
+      { from, to, record: input.record, start: starts, deferNew: false, rows: "patch" },
       context,
       left,
     );
@@ -243,21 +244,35 @@ async function placeMoves(
     }
   }
   const newFiles: Action[] = [];
+  const moved: MovedFolders = { starts: [], rows: new Map() };
   for (const { action } of left.newEntries) {
     const entry = action.entry!;
     if (action.kind === "mkdir") {
       const gone = goneFolders.get(entry.ino);
       if (!gone || isWithin(gone.action.path, movedAway)) continue;
-      if (!await moveFolder(action, gone, context, { ...input, left })) continue;
+      if (!await moveFolder(action, gone, context, moved)) continue;
       movedAway.add(gone.action.path);
       movedHere.add(action.path);
     } else if (action.kind === "copy" && goneFiles.has(entry.size)) {
       newFiles.push(action);
     }
   }
-  if (newFiles.length === 0) return movedHere;
-  await hashForMoves(newFiles, goneFiles, context);
-  for (const action of newFiles) {
+  // Each moved folder is walked against the source to fix what differs inside, all at once.
+  await walkSubtrees(moved.starts, context, {
+    left,
+    walk: input.walk,
+    record: mapRecordSource(moved.rows),
+  });
+  // A file inside a folder moved above is at its new place already, not a candidate.
+  for (const [size, group] of goneFiles) {
+    const kept = group.filter((gone) => !isWithin(gone.action.path, movedAway));
+    if (kept.length > 0) goneFiles.set(size, kept);
+    else goneFiles.delete(size);
+  }
+  const sameSize = newFiles.filter((action) => goneFiles.has(action.entry!.size));
+  if (sameSize.length === 0) return movedHere;
+  await hashForMoves(sameSize, goneFiles, context);
+  for (const action of sameSize) {
     const entry = action.entry!;
     if (entry.hash === undefined) continue;
     const candidates = (goneFiles.get(entry.size) ?? []).filter((gone) =>
@@ -344,7 +359,8 @@ async function hashForMoves(
       else toScan.entries.set(gone.action.path, gone.entry);
     }
   }
-  const common = { pool, report, debug };
+  // A file that cannot be hashed here is no move: it is copied, and a copy that fails says so.
+  const common = { pool, report, debug, failuresAreErrors: false };
   await hashFiles([...fromScan.entries.keys()], {
     ...common,
     scan: fromScan,
@@ -359,15 +375,21 @@ async function hashForMoves(
   });
 }
 
+/** Folders moved so far, to walk at the end of the moves, and their record rows by folder. */
+interface MovedFolders {
+  starts: WalkStart[];
+  rows: Map<string, Map<string, RecordRow>>;
+}
+
 /**
- * Moves a replica folder to where the source's folder of the same inode now is, then walks
- * the moved folder against the source to fix what differs inside.
+ * Moves a replica folder to where the source's folder of the same inode now is, noting it in
+ * `moved` to be walked against the source once all folders have moved.
  */
 async function moveFolder(
   action: Action,
   gone: PendingDeletion,
   context: EngineContext,
-  input: { left: WalkLeftovers; walk: WalkSettings; guardEntries: Map<string, Entry> },
+  moved: MovedFolders,
 ): Promise<boolean> {
   const move: Action = {
     kind: "move",
@@ -382,26 +404,21 @@ async function moveFolder(
   if (applier === null) return true;
   if (!applier.result.movedFolders.has(action.path)) return false;
   context.next?.dropFolder(gone.action.path);
-  await walkSubtree(action.path, context, {
-    left: input.left,
-    walk: input.walk,
-    fromEntry: action.entry!,
-    toEntry: gone.entry,
-    record: movedRows(gone, action.path),
-  });
+  moved.starts.push({ folder: action.path, from: action.entry!, to: gone.entry });
+  addMovedRows(moved.rows, gone, action.path);
   return true;
 }
 
-/** The record rows of a moved folder's subtree, under its new path. */
-function movedRows(gone: PendingDeletion, newPath: string): RecordSource {
-  const stash = gone.stash;
-  if (!stash) return emptyRecordSource();
+/** Adds the record rows of a moved folder's subtree to `blocks`, under its new path. */
+function addMovedRows(
+  blocks: Map<string, Map<string, RecordRow>>,
+  gone: PendingDeletion,
+  newPath: string,
+): void {
   const oldPath = gone.action.path;
-  const blocks = new Map<string, Map<string, RecordRow>>();
-  for (const [folder, rows] of stash) {
+  for (const [folder, rows] of gone.stash ?? []) {
     blocks.set(newPath + folder.slice(oldPath.length), rows);
   }
-  return mapRecordSource(blocks);
 }
 
 /** A record source over rows held in memory, by folder. */

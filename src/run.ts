@@ -60,7 +60,7 @@ import {
 } from "./recordfile.ts";
 import { type Entry, entryFromStat } from "./scan.ts";
 import { countAction, emptySummary, type RunSummary } from "./summary.ts";
-import { FolderStream, type WalkRequest } from "./walk.ts";
+import { FolderStream, walkerStarts, type WalkRequest } from "./walk.ts";
 import { widenForLinks } from "./linkscope.ts";
 import { WorkerPool } from "./workers.ts";
 
@@ -141,7 +141,9 @@ export async function runOnce(
   scope?: string[],
 ): Promise<RunSummary> {
   if (scope !== undefined) return await runInScope(options, deps, scope);
-  const { started, sides, writes, held } = beginRun(options, deps);
+  const begun = beginRun(options, deps);
+  const { started, sides, writes, held } = begun;
+  deps = begun.deps;
   const { control } = deps;
   try {
     // An existing lock file is taken now (taking it writes nothing); a first run makes it later.
@@ -219,7 +221,9 @@ async function runInScope(
   deps: RunDependencies,
   scope: string[],
 ): Promise<RunSummary> {
-  const { started, sides, writes, held } = beginRun(options, deps);
+  const begun = beginRun(options, deps);
+  const { started, sides, writes, held } = begun;
+  deps = begun.deps;
   const { control } = deps;
   try {
     if (writes) takeLock(control, sides.replicaMeta, options.restore ? "read" : "existing");
@@ -314,7 +318,13 @@ async function endRun(
     // replica matches the source and is adopted from now on.
     if (outcome.heldBack === 0) clearUnadopted(sides.replicaMeta);
   }
-  summary.failed += left.failed;
+  // Every error line of the run is one failure, and only those are: the count and the lines
+  // printed cannot disagree.
+  summary.failed = held.errorLines();
+  deps.report.debug(
+    `cost: ${walkerStarts() - held.walkersBefore} walker workers started, ` +
+      `${control.pool?.started ?? 0} copy and hash workers`,
+  );
   summary.durationMs = Math.round(performance.now() - input.started);
   summary.deletionsHeldBack = outcome.heldBack;
   summary.maxDeleteHit = outcome.maxDeleteHit;
@@ -419,14 +429,18 @@ function scopeFolders(scope: string[], sides: RunSides): string[] {
   );
 }
 
-/** The start of every run: the checks that need no walk, the workers, what it will hold. */
+/**
+ * The start of every run: the checks that need no walk, the workers, what it will hold, and
+ * the run's reporter, which counts each error line it prints (see {@linkcode countingReporter}).
+ */
 function beginRun(
   options: Options,
   deps: RunDependencies,
-): { started: number; sides: RunSides; writes: boolean; held: Held } {
+): { started: number; sides: RunSides; writes: boolean; held: Held; deps: RunDependencies } {
   const started = performance.now();
   const sides = checkBeforeRun(options);
   deps.control.pool = new WorkerPool(options.jobs);
+  const counted = countingReporter(deps.report);
   const held: Held = {
     streams: [],
     record: null,
@@ -435,8 +449,34 @@ function beginRun(
     prepared: null,
     unadopted: !options.restore && options.deletes && !options.adopt &&
       !isAdopted(sides.replicaMeta),
+    errorLines: counted.errorLines,
+    walkersBefore: walkerStarts(),
   };
-  return { started, sides, writes: !options.dryRun, held };
+  return {
+    started,
+    sides,
+    writes: !options.dryRun,
+    held,
+    deps: { ...deps, report: counted.report },
+  };
+}
+
+/**
+ * A reporter whose every error line counts: the one way a run prints an error also counts it,
+ * and the run's `failed` (so its exit code) is that count.
+ */
+export function countingReporter(report: Reporter): { report: Reporter; errorLines: () => number } {
+  let lines = 0;
+  return {
+    report: {
+      ...report,
+      error: (text, error) => {
+        lines++;
+        report.error(text, error);
+      },
+    },
+    errorLines: () => lines,
+  };
 }
 
 /** What a run holds open, released at its end whatever happens. */
@@ -449,6 +489,10 @@ interface Held {
   prepared: PreparedWrites | null;
   /** Deletions are held back: the replica is not adopted and `--adopt` was not given. */
   unadopted: boolean;
+  /** Error lines the run printed so far: its failures. */
+  errorLines: () => number;
+  /** Walker workers started before this run, for its cost line. */
+  walkersBefore: number;
 }
 
 /** How each tree is walked: the rules, and the other tree's root to stop at. */
@@ -494,6 +538,38 @@ function openRecordSource(meta: MetaPaths, report: Reporter): RecordSource {
   return recordSourceFromV2(
     loadRecord(meta.legacyRecord, { maxBytes: LEGACY_RECORD_MAX_BYTES, onCorrupt }),
   );
+}
+
+/**
+ * Whether the record knows a folder of a source inode, anywhere: a new folder that it does not
+ * know cannot be a replica folder moved. The record's folder inodes are read on the first
+ * question, once a run (a run that meets no new folder beside old ones never asks).
+ */
+function folderInodeTest(meta: MetaPaths): (entry: Entry) => boolean {
+  let inodes: Set<number> | null = null;
+  return (entry) => {
+    if (inodes === null) {
+      inodes = new Set();
+      const quiet: Reporter = {
+        change() {},
+        debug() {},
+        warn() {},
+        error() {},
+        summary() {},
+        fileOnly() {},
+        runEnd() {},
+      };
+      const record = openRecordSource(meta, quiet);
+      try {
+        for (const { rows } of record.blocks()) {
+          for (const row of rows) if (row.kind === "dir" && row.source) inodes.add(row.source.ino);
+        }
+      } finally {
+        record.close();
+      }
+    }
+    return inodes.has(entry.ino);
+  };
 }
 
 /** A version-2 record is parsed whole: one this large is refused, not read. */
@@ -553,6 +629,7 @@ function startRun(
     },
     // A move takes a replica entry's name away: held back with the deletions.
     moves: !options.restore && options.deletes && !held.unadopted,
+    mayBeMoved: folderInodeTest(sides.replicaMeta),
     roots: { from: sides.fromRoot, to: sides.toRoot },
     pool: control.pool!,
     report,

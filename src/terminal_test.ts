@@ -343,7 +343,10 @@ Deno.test("terminal: now is acknowledged; status and the log show local times wi
     await loop.send("quit");
     assertEquals(await loop.exitCode(), 0);
     const log = Deno.readTextFileSync(`${dir}/log`);
-    assertMatch(log, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+05:30 INFO +\[\d+\] run end: run 2: /m);
+    assertMatch(
+      log,
+      /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+05:30 INFO +\[\d+\] run end: run 2: /m,
+    );
   });
 });
 

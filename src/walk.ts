@@ -26,6 +26,11 @@ export interface WalkRequest {
   root: string;
   /** The folder to start at, relative to the root (`""` for the whole tree). */
   start: string;
+  /**
+   * Instead of `start`: several folders walked one after another in one walk, in walk order and
+   * none inside another (the subtrees the end of a run fills). No start entry is sent.
+   */
+  starts?: string[];
   /** `--include`/`--exclude` rules, in order. */
   filters: FilterRule[];
   /** Leave the root's `.treesync` out. */
@@ -102,17 +107,20 @@ export function walkInWorker(
     sent++;
     batch = new BatchBuilder();
   };
-  try {
-    // The root is followed if it is a symlink; a folder below it never is (the reader checks
-    // that it is the folder its parent's listing showed).
-    const startPath = joinRel(request.root, request.start);
-    batch.start = entryFromStat(
-      request.start === "" ? Deno.statSync(startPath) : Deno.lstatSync(startPath),
-    );
-  } catch {
-    // Gone or unreadable: the listing below says why.
+  if (request.starts === undefined) {
+    try {
+      // The root is followed if it is a symlink; a folder below it never is (the reader checks
+      // that it is the folder its parent's listing showed).
+      const startPath = joinRel(request.root, request.start);
+      batch.start = entryFromStat(
+        request.start === "" ? Deno.statSync(startPath) : Deno.lstatSync(startPath),
+      );
+    } catch {
+      // Gone or unreadable: the listing below says why.
+    }
   }
-  const pending = [request.start];
+  // A stack: the first start on top, each folder's subfolders above the starts after it.
+  const pending = request.starts ? [...request.starts].reverse() : [request.start];
   while (pending.length > 0 && !stopped()) {
     const listing = listFolder(request.root, pending.pop()!, {
       ...options,
@@ -250,6 +258,14 @@ export function unpackListings(batch: PackedListings): FolderListing[] {
   return listings;
 }
 
+/** Walker workers this process started so far (each walk starts one): for `-vv`. */
+let walkersStarted = 0;
+
+/** How many walker workers this process has started, for the cost line of `-vv`. */
+export function walkerStarts(): number {
+  return walkersStarted;
+}
+
 /** One tree's walk as the main thread reads it: a folder at a time, in walk order. */
 export class FolderStream {
   /** The start folder's own entry, once the first batch came (null: it could not be read). */
@@ -279,6 +295,7 @@ export class FolderStream {
       return;
     }
     this.#worker = new Worker(new URL("./workers.ts", import.meta.url), { type: "module" });
+    walkersStarted++;
     this.#worker.onmessage = (event: MessageEvent) => this.#receive(event.data);
     this.#worker.onerror = (event) => {
       event.preventDefault();

@@ -65,6 +65,11 @@ export class WorkerPool implements CopyPool {
     return worker;
   }
 
+  /** How many workers this pool has started so far. */
+  get started(): number {
+    return this.#workers.length;
+  }
+
   /** Asks workers to stop after their current file (1) or at once (2). */
   stop(level: 1 | 2): void {
     Atomics.store(this.#stopFlag, 0, Math.max(level, Atomics.load(this.#stopFlag, 0)));
