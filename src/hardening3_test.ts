@@ -205,7 +205,9 @@ Deno.test("--max-delete holding back files that became folders fails nothing and
     }
     const held = await cli(["--max-delete", "1", "--json", source, `${dir}/r`]);
     assertExit(held, 3);
-    assertEquals([jsonLine(held).failed, jsonLine(held).deletionsHeldBack], [0, 3]);
+    // The one error line is the refusal itself: every error line counts, and nothing else failed.
+    assertEquals([jsonLine(held).failed, jsonLine(held).deletionsHeldBack], [1, 3]);
+    assertEquals(held.stderr.match(/^error: /gm)?.length, 1, held.stderr);
     assert(!/Cannot|dirattrs/.test(held.stderr), held.stderr);
     assertEquals(readTree(`${dir}/r`), { f1: "x", f2: "x", f3: "x", keep: "k" });
   });
