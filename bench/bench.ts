@@ -36,6 +36,11 @@ const { values: flags } = parseArgs({
 });
 const RUNS = Math.max(1, Number(flags.runs));
 const SCENARIOS = new Set(flags.scenarios!.split(","));
+for (const scenario of SCENARIOS) {
+  if (!ALL_SCENARIOS.split(",").includes(scenario)) {
+    throw new Error(`Unknown scenario '${scenario}': choose from ${ALL_SCENARIOS}`);
+  }
+}
 const BENCH_DIR = flags.dir!;
 /** A scenario starts no new repetition once it has used this many seconds (one always runs). */
 const SCENARIO_BUDGET_S = Number(flags["max-seconds"]);
@@ -495,11 +500,37 @@ async function benchAdopt(bench: Bench): Promise<void> {
   });
 }
 
+/** Sizes of the source's files by relative path: a replica file counts once it has its size. */
+function sizesOf(source: string): Map<string, number> {
+  return new Map(
+    listFiles(source).map((path) => [path.slice(source.length), Deno.lstatSync(path).size]),
+  );
+}
+
+/** How many replica files are complete (a temporary or half-written one is not). */
+function completeFiles(replica: string, sizes: Map<string, number>): number {
+  let complete = 0;
+  for (const path of listFiles(replica, ".treesync")) {
+    const size = sizes.get(path.slice(replica.length));
+    try {
+      if (size !== undefined && Deno.lstatSync(path).size === size) complete++;
+    } catch {
+      // Renamed or removed by the tool while we looked.
+    }
+  }
+  return complete;
+}
+
 /**
- * Starts `tool`'s first copy and stops it with SIGTERM once half the source's files are in the
- * replica (untimed). Returns false if the copy finished before it could be stopped.
+ * Starts `tool`'s first copy and stops it with SIGTERM once half the source's files are complete
+ * in the replica (untimed). Returns how many files were complete when it was stopped, or null if it finished first.
  */
-async function copyHalf(bench: Bench, tool: Tool, half: number): Promise<boolean> {
+async function copyHalf(
+  bench: Bench,
+  tool: Tool,
+  sizes: Map<string, number>,
+): Promise<number | null> {
+  const half = Math.ceil(sizes.size / 2);
   const replica = replicaOf(bench.spec.name, tool);
   const child = new Deno.Command(tool.sync(bench.source, replica, "initial")[0]!, {
     args: tool.sync(bench.source, replica, "initial").slice(1),
@@ -510,25 +541,28 @@ async function copyHalf(bench: Bench, tool: Tool, half: number): Promise<boolean
   const status = child.status.then(() => exited = true);
   const deadline = performance.now() + COMMAND_TIMEOUT_S * 1000;
   while (!exited && performance.now() < deadline) {
-    if (pathExists(replica) && listFiles(replica, ".treesync").length >= half) break;
+    if (pathExists(replica) && completeFiles(replica, sizes) >= half) break;
     await new Promise((wake) => setTimeout(wake, 20));
   }
-  const stopped = !exited;
-  if (stopped) child.kill("SIGTERM");
+  if (exited) return null;
+  child.kill("SIGTERM");
   await status;
-  return stopped;
+  return completeFiles(replica, sizes);
 }
 
 /** A first copy stopped at half way by each tool, then each tool finishing its own. */
 async function benchResume(bench: Bench): Promise<void> {
-  const half = Math.ceil(listFiles(bench.source).length / 2);
+  const sizes = sizesOf(bench.source);
   await repeat("resume", async (run) => {
     for (const tool of inTurn(mirrors, run)) {
       fresh(bench, tool);
       sh("sync");
-      if (!(await copyHalf(bench, tool, half))) {
-        console.log(`  resume: ${tool.name} finished before it could be stopped at half way`);
-      }
+      const complete = await copyHalf(bench, tool, sizes);
+      console.log(
+        complete === null
+          ? `  resume: ${tool.name} finished before it could be stopped at half way`
+          : `  resume: ${tool.name} stopped with ${complete} of ${sizes.size} files complete`,
+      );
     }
     await round(bench, { scenario: "resume", tools: mirrors, run, mode: "initial" });
   });
