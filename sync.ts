@@ -1,7 +1,7 @@
 /**
  * treesync — a one-way folder mirror for servers. This is the entry: it reads the command line
  * and the environment, picks the mode (one run, the loop, `--verify`) and turns the outcome into
- * an exit code. The engine lives in `src/` (the README's "Development" has the map).
+ * an exit code. The engine lives in `src/` (docs/development.md has the map).
  *
  * Mirrors SOURCE into REPLICA so that the replica matches it exactly: new and changed files are
  * copied, extraneous entries deleted, folders (empty ones too), symlinks, modes and mtimes kept.

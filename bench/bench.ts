@@ -1,13 +1,19 @@
 /**
- * Benchmarks treesync side by side with rsync, rclone and cp in one run, on a copy of
- * /usr/share and on generated trees, and prints a Markdown table of median wall times, ratios
- * and peak RSS. Installs nothing: `apt-get install -y rsync rclone` (a missing tool is skipped
- * with a line saying so).
+ * Benchmarks treesync side by side with rsync and rclone (and `cp -a` for a first copy) in one
+ * run, on a copy of /usr/share and on generated trees, and prints a Markdown table: for every
+ * tool the median wall time, CPU time (user + system of its whole process tree) and peak RSS,
+ * and treesync's ratios to the others. Installs nothing: `apt-get install -y rsync rclone` (a
+ * missing tool is skipped with a line saying so).
+ *
+ * Fair by construction: each tool mirrors into its own replica; the tools take turns in a
+ * rotating order (ABC, BCA, CAB, …) so none always runs on the coolest cache; every timed
+ * command starts after a `sync` and includes its own write-back (`sync -f` on the replica's file
+ * system, timed as part of it), so no tool pays for another's dirty pages.
  *
  * ```sh
- * deno task bench                                  # every tree, 3 runs each
- * deno task bench --trees usr-share,small --runs 5 --dir /var/tmp/bench
- * deno task bench --trees small --scenarios initial,noop
+ * deno task bench --trees tiny --scenarios initial,noop --runs 1   # a minute: does it work
+ * deno task bench --trees usr-share                                 # every scenario, 3 runs
+ * deno task bench --trees small,large --runs 5 --dir /var/tmp/bench
  * ```
  *
  * @module
@@ -16,18 +22,30 @@
 import { parseArgs } from "node:util";
 import { pathExists } from "../src/files.ts";
 
+const ALL_SCENARIOS = "initial,noop,change,rename,checksum,verify,newdirs,adopt,resume,watch";
 const { values: flags } = parseArgs({
   args: Deno.args,
   options: {
-    trees: { type: "string", default: "usr-share,small,large,tiny" },
+    trees: { type: "string", default: "usr-share,small,large,million" },
     runs: { type: "string", default: "3" },
-    scenarios: { type: "string", default: "initial,noop,change,rename,checksum,verify" },
+    scenarios: { type: "string", default: ALL_SCENARIOS },
     dir: { type: "string", default: "/tmp/treesync-bench" },
+    "max-seconds": { type: "string", default: "900" },
+    timeout: { type: "string", default: "1800" },
   },
 });
-const RUNS = Number(flags.runs);
+const RUNS = Math.max(1, Number(flags.runs));
 const SCENARIOS = new Set(flags.scenarios!.split(","));
+for (const scenario of SCENARIOS) {
+  if (!ALL_SCENARIOS.split(",").includes(scenario)) {
+    throw new Error(`Unknown scenario '${scenario}': choose from ${ALL_SCENARIOS}`);
+  }
+}
 const BENCH_DIR = flags.dir!;
+/** A scenario starts no new repetition once it has used this many seconds (one always runs). */
+const SCENARIO_BUDGET_S = Number(flags["max-seconds"]);
+/** Any one timed command is stopped after this many seconds (and shows as exit 124). */
+const COMMAND_TIMEOUT_S = Number(flags.timeout);
 const SYNC_MODULE = new URL("../sync.ts", import.meta.url).pathname;
 const SYNC_FLAGS: string[] = JSON.parse(
   Deno.readTextFileSync(new URL("../deno.json", import.meta.url)),
@@ -35,37 +53,58 @@ const SYNC_FLAGS: string[] = JSON.parse(
   word.startsWith("--allow-") || word.startsWith("--v8-flags")
 );
 
-/** One timed command: wall seconds and the peak RSS of its largest process, in MiB. */
-interface Timing {
+// ------------------------------------------------------------------------------------------------
+// One timed command
+// ------------------------------------------------------------------------------------------------
+
+/** One timed command: wall seconds (write-back included), CPU seconds, peak RSS in MiB. */
+interface Sample {
   seconds: number;
+  /** The part of `seconds` spent in `sync -f` on the replica after the command. */
+  writeBack: number;
+  /** User + system time of the command and every process it waited for. */
+  cpu: number;
+  /** Peak RSS of the largest process of the command. */
   rssMiB: number;
   code: number;
 }
 
-// getrusage(RUSAGE_CHILDREN) gives the peak RSS of the command, which no shell builtin does.
-const TIMER = `import resource, subprocess, sys, time
+// getrusage(RUSAGE_CHILDREN) sums user and system time over the whole waited-for process tree
+// (rsync's forked receiver, treesync's worker threads) and gives the largest peak RSS, which no
+// shell builtin does. `sync -f` runs inside the same timer, so its wait is the tool's.
+const TIMER = `import json, resource, subprocess, sys, time
+timeout, replica, command = float(sys.argv[1]), sys.argv[2], sys.argv[3:]
 start = time.perf_counter()
-done = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-wall = time.perf_counter() - start
-sys.stderr.write(done.stderr.decode(errors="replace")[-2000:])
-print(wall, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, done.returncode)`;
+try:
+    done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout)
+    code, err = done.returncode, done.stderr
+except subprocess.TimeoutExpired as expired:
+    code, err = 124, (expired.stderr or b"") + b" timed out"
+copied = time.perf_counter()
+if subprocess.run(["sync", "-f", replica], stderr=subprocess.DEVNULL).returncode != 0:
+    subprocess.run(["sync"])
+end = time.perf_counter()
+use = resource.getrusage(resource.RUSAGE_CHILDREN)
+sys.stderr.write(err.decode(errors="replace")[-2000:])
+print(json.dumps({"seconds": end - start, "writeBack": end - copied,
+    "cpu": use.ru_utime + use.ru_stime, "rssMiB": use.ru_maxrss / 1024, "code": code}))`;
 
-async function timed(command: string[]): Promise<Timing> {
+/** Runs `command`, then writes back `replica`'s file system, and measures both as one. */
+async function timed(command: string[], replica: string): Promise<Sample> {
   // Every tool starts with nothing left to write back: dirty pages from making a tree or from
   // the previous tool would otherwise slow down whoever comes next.
   sh("sync");
   const output = await new Deno.Command("python3", {
-    args: ["-c", TIMER, ...command],
+    args: ["-c", TIMER, String(COMMAND_TIMEOUT_S), replica, ...command],
     stdout: "piped",
     stderr: "piped",
   }).output();
-  const [seconds, rssKiB, code] = new TextDecoder().decode(output.stdout).trim().split(" ")
-    .map(Number);
-  if (code !== 0) {
+  const sample: Sample = JSON.parse(new TextDecoder().decode(output.stdout));
+  if (sample.code !== 0) {
     const error = new TextDecoder().decode(output.stderr).trim().split("\n").slice(-3).join(" | ");
-    console.error(`  ! ${command.slice(0, 3).join(" ")} … exited ${code}: ${error}`);
+    console.error(`  ! ${command.slice(0, 3).join(" ")} … exited ${sample.code}: ${error}`);
   }
-  return { seconds: seconds!, rssMiB: rssKiB! / 1024, code: code! };
+  return sample;
 }
 
 function have(tool: string): boolean {
@@ -76,9 +115,10 @@ function have(tool: string): boolean {
   }
 }
 
-function sh(script: string): void {
+function sh(script: string): string {
   const done = new Deno.Command("sh", { args: ["-c", script] }).outputSync();
   if (!done.success) throw new Error(`failed: ${script}\n${new TextDecoder().decode(done.stderr)}`);
+  return new TextDecoder().decode(done.stdout);
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -87,7 +127,7 @@ function sh(script: string): void {
 
 interface Tool {
   name: string;
-  /** The command that mirrors `source` into `replica`. */
+  /** The command that mirrors `source` into `replica` (or checks it, for `verify`). */
   sync(source: string, replica: string, scenario: string): string[];
 }
 
@@ -104,21 +144,22 @@ const treesync: Tool = {
     ...(scenario === "verify" ? ["--verify", replica] : [source, replica]),
   ],
 };
-const allYardsticks: Tool[] = [
-  {
-    name: "rsync",
-    sync: (source, replica, scenario) => [
-      "rsync",
-      "-a",
-      "--delete",
-      ...(scenario === "checksum" ? ["--checksum"] : []),
-      `${source}/`,
-      `${replica}/`,
-    ],
-  },
-  {
-    name: "rclone",
-    sync: (source, replica, scenario) => [
+const rsync: Tool = {
+  name: "rsync",
+  sync: (source, replica, scenario) => [
+    "rsync",
+    // verify: a dry run comparing content, which reads both sides.
+    scenario === "verify" ? "-anc" : "-a",
+    "--delete",
+    ...(scenario === "checksum" ? ["--checksum"] : []),
+    `${source}/`,
+    `${replica}/`,
+  ],
+};
+const rclone: Tool = {
+  name: "rclone",
+  sync: (source, replica, scenario) =>
+    scenario === "verify" ? ["rclone", "check", "--one-way", source, replica] : [
       "rclone",
       "sync",
       "--links",
@@ -127,17 +168,26 @@ const allYardsticks: Tool[] = [
       source,
       replica,
     ],
-  },
-  { name: "cp", sync: (source, replica) => ["cp", "-a", source, replica] },
-];
-const yardsticks = allYardsticks.filter((tool) => {
+};
+/** A floor for the first copy only: no comparison, no record. */
+const cp: Tool = { name: "cp", sync: (source, replica) => ["cp", "-a", source, replica] };
+
+function installed(tool: Tool): boolean {
   if (have(tool.name)) return true;
   console.log(
     `bench: ${tool.name} is not installed, skipping it (apt-get install -y ${tool.name})`,
   );
   return false;
-});
-const tools = [treesync, ...yardsticks];
+}
+const yardsticks = [rsync, rclone, cp].filter(installed);
+/** The tools that mirror: every scenario but the first copy compares these. */
+const mirrors = [treesync, ...yardsticks.filter((tool) => tool !== cp)];
+
+/** The tools in the order of repetition `run`: ABC, BCA, CAB, … */
+function inTurn<T>(list: T[], run: number): T[] {
+  const shift = run % list.length;
+  return [...list.slice(shift), ...list.slice(0, shift)];
+}
 
 // ------------------------------------------------------------------------------------------------
 // Trees
@@ -145,10 +195,13 @@ const tools = [treesync, ...yardsticks];
 
 interface TreeSpec {
   name: string;
+  /** Also the mark of a made tree: a tree made from another description is made again. */
   describe: string;
   make(source: string): void;
-  /** A folder of the tree to rename (at least 100 MB where the tree allows). */
+  /** A folder of the tree to rename (the largest top folder if not given). */
   renameFolder?: string;
+  /** A file the `watch` scenario changes. */
+  watchFile?: string;
   scenarios: string[];
 }
 
@@ -182,12 +235,27 @@ function makeFiles(
   }
 }
 
+const EVERY = ["initial", "noop", "change", "rename", "checksum", "verify", "newdirs", "adopt"];
 const TREES: TreeSpec[] = [
+  {
+    name: "tiny",
+    describe: "2,000 generated files of 1-16 KB",
+    make: (source) =>
+      makeFiles(source, {
+        tops: 2,
+        folders: 10,
+        files: 100,
+        size: (i) => 1024 + (i * 7919) % 15360,
+      }),
+    renameFolder: "top1",
+    watchFile: "top1/dir5/file50.dat",
+    scenarios: [...EVERY, "resume", "watch"],
+  },
   {
     name: "usr-share",
     describe: "a copy of /usr/share",
     make: (source) => sh(`cp -a /usr/share '${source}'`),
-    scenarios: ["initial", "noop", "change", "rename", "checksum", "verify"],
+    scenarios: [...EVERY, "resume"],
   },
   {
     name: "small",
@@ -201,7 +269,7 @@ const TREES: TreeSpec[] = [
         size: (i) => 1024 + (i * 7919) % 15360,
       }),
     renameFolder: "top3",
-    scenarios: ["initial", "noop", "change", "rename", "checksum", "verify"],
+    scenarios: [...EVERY, "resume"],
   },
   {
     name: "large",
@@ -214,29 +282,43 @@ const TREES: TreeSpec[] = [
       }
     },
     renameFolder: "data",
-    scenarios: ["initial", "noop", "rename", "checksum", "verify"],
+    scenarios: ["initial", "noop", "rename", "checksum", "verify", "adopt", "resume"],
   },
   {
-    name: "tiny",
-    describe: "1,000,000 tiny files",
+    name: "million",
+    describe: "1,000,000 generated files of 16 bytes",
     make: (source) => makeFiles(source, { tops: 10, folders: 100, files: 1000, size: () => 16 }),
-    scenarios: ["initial-once", "noop", "watch"],
+    watchFile: "top5/dir50/file500.dat",
+    scenarios: ["initial-once", "noop", "newdirs", "watch"],
   },
 ];
 
 // ------------------------------------------------------------------------------------------------
-// Scenarios
+// Samples and repetitions
 // ------------------------------------------------------------------------------------------------
 
 interface Row {
   tree: string;
   scenario: string;
   tool: string;
-  seconds: number;
-  rssMiB: number;
+  sample: Sample;
 }
 
 const rows: Row[] = [];
+
+/** What every scenario of one tree works on. */
+interface Bench {
+  spec: TreeSpec;
+  source: string;
+}
+
+function replicaOf(tree: string, tool: Tool): string {
+  return `${BENCH_DIR}/${tree}/replica-${tool.name}`;
+}
+
+function fresh(bench: Bench, tool: Tool): void {
+  sh(`rm -rf '${replicaOf(bench.spec.name, tool)}'`);
+}
 
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -244,51 +326,105 @@ function median(values: number[]): number {
   return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 }
 
-async function measure(
-  tree: string,
-  scenario: string,
-  tool: Tool,
-  runs: number,
-  prepare: (run: number) => string[] | void,
-): Promise<void> {
-  const timings: Timing[] = [];
-  for (let run = 0; run < runs; run++) {
-    const command = prepare(run) ??
-      tool.sync(`${BENCH_DIR}/${tree}/source`, replicaOf(tree, tool), scenario);
-    timings.push(await timed(command));
-  }
-  const row = {
-    tree,
-    scenario,
-    tool: tool.name,
-    seconds: median(timings.map((t) => t.seconds)),
-    rssMiB: Math.max(...timings.map((t) => t.rssMiB)),
-  };
-  rows.push(row);
+function seconds(value: number): string {
+  return `${value.toFixed(value < 10 ? 2 : 1)} s`;
+}
+
+function record(bench: Bench, scenario: string, tool: Tool, sample: Sample): void {
+  rows.push({ tree: bench.spec.name, scenario, tool: tool.name, sample });
   console.log(
-    `  ${scenario.padEnd(9)} ${tool.name.padEnd(9)} ${row.seconds.toFixed(3)} s  ${
-      row.rssMiB.toFixed(0)
-    } MiB`,
+    `  ${scenario.padEnd(9)} ${tool.name.padEnd(9)} ${seconds(sample.seconds).padStart(8)}` +
+      ` (write-back ${seconds(sample.writeBack)})  CPU ${seconds(sample.cpu)}  ` +
+      `${sample.rssMiB.toFixed(0)} MiB`,
   );
 }
 
-function replicaOf(tree: string, tool: Tool): string {
-  return `${BENCH_DIR}/${tree}/replica-${tool.name}`;
+/** One repetition: each tool in its turn mirrors `source` into its replica, timed. */
+async function round(
+  bench: Bench,
+  options: { scenario: string; tools: Tool[]; run: number; mode?: string },
+): Promise<void> {
+  for (const tool of inTurn(options.tools, options.run)) {
+    const replica = replicaOf(bench.spec.name, tool);
+    const command = tool.sync(bench.source, replica, options.mode ?? options.scenario);
+    record(bench, options.scenario, tool, await timed(command, replica));
+  }
 }
 
-/** Changes, adds and deletes a third of 1 % of the files each, differently for each run. */
-function changeOnePercent(source: string, run: number): void {
+/** Runs `body` for each repetition, starting none past the scenario's time budget. */
+async function repeat(
+  scenario: string,
+  body: (run: number) => Promise<void>,
+  runs = RUNS,
+): Promise<void> {
+  const start = performance.now();
+  for (let run = 0; run < runs; run++) {
+    if (run > 0 && (performance.now() - start) / 1000 > SCENARIO_BUDGET_S) {
+      console.log(`  ${scenario}: ${run} of ${runs} runs, its ${SCENARIO_BUDGET_S} s are up`);
+      return;
+    }
+    await body(run);
+  }
+}
+
+/** Makes every mirror's replica a copy of the source, untimed, where it is missing. */
+async function ensureReplicas(bench: Bench): Promise<void> {
+  for (const tool of mirrors) {
+    const replica = replicaOf(bench.spec.name, tool);
+    if (!pathExists(replica)) await timed(tool.sync(bench.source, replica, "initial"), replica);
+  }
+}
+
+/** Brings every mirror's replica up to date with the source, untimed. */
+async function catchUp(bench: Bench): Promise<void> {
+  for (const tool of mirrors) {
+    const replica = replicaOf(bench.spec.name, tool);
+    await timed(tool.sync(bench.source, replica, "noop"), replica);
+  }
+}
+
+function listFiles(root: string, skipTop = ""): string[] {
   const files: string[] = [];
   const walk = (folder: string) => {
-    for (const item of Deno.readDirSync(folder)) {
+    let items: Deno.DirEntry[];
+    try {
+      items = [...Deno.readDirSync(folder)];
+    } catch {
+      return; // Renamed or removed by the tool while we looked.
+    }
+    for (const item of items) {
       const path = `${folder}/${item.name}`;
-      if (item.isDirectory) walk(path);
+      if (item.isDirectory && !(folder === root && item.name === skipTop)) walk(path);
       else if (item.isFile) files.push(path);
     }
   };
-  walk(source);
-  files.sort();
-  const share = Math.max(1, Math.round(files.length / 300));
+  walk(root);
+  return files.sort();
+}
+
+function largestFolder(source: string): string {
+  const out = sh(`du -s '${source}'/*/ | sort -n | tail -1`);
+  return out.trim().split("\t")[1]!.replace(/\/$/, "").slice(source.length + 1);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Scenarios
+// ------------------------------------------------------------------------------------------------
+
+/** The first copy into an empty replica, `cp -a` beside the mirrors as a floor. */
+async function benchInitial(bench: Bench, runs: number): Promise<void> {
+  const tools = [...mirrors, ...yardsticks.filter((tool) => tool === cp)];
+  await repeat("initial", async (run) => {
+    for (const tool of tools) fresh(bench, tool);
+    await round(bench, { scenario: "initial", tools, run });
+  }, runs);
+  fresh(bench, cp);
+}
+
+/** Changes, adds and deletes a third of 1 % of the files each (at most 1,000 each). */
+function changeOnePercent(source: string, run: number): void {
+  const files = listFiles(source);
+  const share = Math.min(1000, Math.max(1, Math.round(files.length / 300)));
   for (let i = 0; i < share; i++) {
     const pick = (offset: number) => files[(i * 7919 + run * 104729 + offset) % files.length]!;
     try {
@@ -301,94 +437,160 @@ function changeOnePercent(source: string, run: number): void {
   }
 }
 
-const mirrors = () => tools.filter((tool) => tool.name !== "cp");
-
-async function benchTree(spec: TreeSpec): Promise<void> {
-  const base = `${BENCH_DIR}/${spec.name}`;
-  const source = `${base}/source`;
-  if (!pathExists(`${base}/.made`)) {
-    console.log(`bench: making ${spec.name} (${spec.describe}) in ${source}`);
-    sh(`rm -rf '${base}'`);
-    Deno.mkdirSync(base, { recursive: true });
-    spec.make(source);
-    Deno.writeTextFileSync(`${base}/.made`, new Date().toISOString());
+/** A folder renamed, and renamed back on the next run (rclone with `--track-renames`). */
+async function benchRename(bench: Bench): Promise<void> {
+  const folder = bench.spec.renameFolder ?? largestFolder(bench.source);
+  let renamed = false;
+  await repeat("rename", async (run) => {
+    const [from, to] = renamed ? [`${folder}-renamed`, folder] : [folder, `${folder}-renamed`];
+    Deno.renameSync(`${bench.source}/${from}`, `${bench.source}/${to}`);
+    renamed = !renamed;
+    await round(bench, { scenario: "rename", tools: mirrors, run });
+  });
+  if (renamed) {
+    Deno.renameSync(`${bench.source}/${folder}-renamed`, `${bench.source}/${folder}`);
+    await catchUp(bench);
   }
-  console.log(`bench: ${spec.name}: ${spec.describe}`);
-  const fresh = (tool: Tool) => sh(`rm -rf '${replicaOf(spec.name, tool)}'`);
+}
 
-  for (const scenario of spec.scenarios) {
-    if (!SCENARIOS.has(scenario.replace("-once", ""))) continue;
-    if (scenario === "initial" || scenario === "initial-once") {
-      const runs = scenario === "initial" ? RUNS : 1;
-      for (const tool of tools) {
-        await measure(spec.name, "initial", tool, runs, () => fresh(tool));
-      }
-      for (const tool of tools.filter((t) => t.name === "cp")) fresh(tool);
-    } else if (scenario === "noop") {
-      for (const tool of mirrors()) await measure(spec.name, "noop", tool, RUNS, () => {});
-    } else if (scenario === "change") {
-      for (let run = 0; run < RUNS; run++) {
-        changeOnePercent(source, run);
-        for (const tool of mirrors()) await measure(spec.name, `change-${run}`, tool, 1, () => {});
-      }
-    } else if (scenario === "rename") {
-      const folder = spec.renameFolder ?? largestFolder(source);
-      for (let run = 0; run < RUNS; run++) {
-        const [from, to] = run % 2 === 0
-          ? [folder, `${folder}-renamed`]
-          : [`${folder}-renamed`, folder];
-        Deno.renameSync(`${source}/${from}`, `${source}/${to}`);
-        for (const tool of mirrors()) {
-          await measure(
-            spec.name,
-            `rename-${run}`,
-            tool,
-            1,
-            () => tool.sync(source, replicaOf(spec.name, tool), "rename"),
-          );
-        }
-      }
-      if (RUNS % 2 === 1) {
-        Deno.renameSync(`${source}/${folder}-renamed`, `${source}/${folder}`);
-        for (const tool of mirrors()) {
-          await timed(tool.sync(source, replicaOf(spec.name, tool), "noop"));
-        }
-      }
-    } else if (scenario === "checksum") {
-      // treesync's first --checksum run hashes what the record does not know; the second is
-      // the one the target is about.
-      await timed(treesync.sync(source, replicaOf(spec.name, treesync), "checksum"));
-      for (const tool of mirrors().filter((t) => t.name !== "rclone")) {
-        await measure(spec.name, "checksum", tool, RUNS, () => {});
-      }
-    } else if (scenario === "watch") {
-      await measureWatch(spec.name, source);
-    } else if (scenario === "verify") {
-      await measure(spec.name, "verify", treesync, RUNS, () => {});
-      const bytes = Number(
-        new TextDecoder().decode(
-          new Deno.Command("du", {
-            args: ["-sb", "--exclude=.treesync", replicaOf(spec.name, treesync)],
-          })
-            .outputSync().stdout,
-        ).split("\t")[0],
-      );
-      const row = rows.at(-1)!;
-      console.log(`  verify throughput ${(bytes / row.seconds / 1e9).toFixed(2)} GB/s`);
-      rows.push({ ...row, scenario: "verify-GB/s", seconds: bytes / row.seconds / 1e9 });
+/** A second content-compared run (treesync's first `--checksum` run hashes fresh copies). */
+async function benchChecksum(bench: Bench): Promise<void> {
+  const replica = replicaOf(bench.spec.name, treesync);
+  await timed(treesync.sync(bench.source, replica, "checksum"), replica);
+  await repeat("checksum", (run) => round(bench, { scenario: "checksum", tools: mirrors, run }));
+}
+
+/** treesync `--verify` (replica against its record) beside `rsync -anc` and `rclone check`. */
+async function benchVerify(bench: Bench): Promise<void> {
+  await repeat("verify", (run) => round(bench, { scenario: "verify", tools: mirrors, run }));
+  const replica = replicaOf(bench.spec.name, treesync);
+  const bytes = Number(sh(`du -sb --exclude=.treesync '${replica}'`).split("\t")[0]);
+  const mine = rows.filter((row) =>
+    row.tree === bench.spec.name && row.scenario === "verify" && row.tool === "treesync"
+  );
+  const rate = bytes / median(mine.map((row) => row.sample.seconds)) / 1e9;
+  console.log(`  verify throughput ${rate.toFixed(2)} GB/s`);
+}
+
+/** 3,000 new folders of one file each under one existing folder, after a first sync. */
+async function benchNewDirs(bench: Bench): Promise<void> {
+  const parent = `${bench.source}/${bench.spec.renameFolder ?? largestFolder(bench.source)}`;
+  const made: string[] = [];
+  await repeat("newdirs", async (run) => {
+    for (let i = 0; i < 3000; i++) {
+      const folder = `${parent}/new-${run}-${i}`;
+      Deno.mkdirSync(folder);
+      Deno.writeFileSync(`${folder}/file.dat`, content(1024, run * 3000 + i));
+      made.push(folder);
+    }
+    await round(bench, { scenario: "newdirs", tools: mirrors, run });
+  });
+  for (const folder of made) Deno.removeSync(folder, { recursive: true });
+  await catchUp(bench);
+}
+
+/** A replica made by `cp -a`, then each tool's first run over it (an exact copy). */
+async function benchAdopt(bench: Bench): Promise<void> {
+  await repeat("adopt", async (run) => {
+    for (const tool of mirrors) {
+      fresh(bench, tool);
+      sh(`cp -a '${bench.source}' '${replicaOf(bench.spec.name, tool)}'`);
+    }
+    await round(bench, { scenario: "adopt", tools: mirrors, run });
+  });
+}
+
+/** Sizes of the source's files by relative path: a replica file counts once it has its size. */
+function sizesOf(source: string): Map<string, number> {
+  return new Map(
+    listFiles(source).map((path) => [path.slice(source.length), Deno.lstatSync(path).size]),
+  );
+}
+
+/** How many replica files are complete (a temporary or half-written one is not). */
+function completeFiles(replica: string, sizes: Map<string, number>): number {
+  let complete = 0;
+  for (const path of listFiles(replica, ".treesync")) {
+    const size = sizes.get(path.slice(replica.length));
+    try {
+      if (size !== undefined && Deno.lstatSync(path).size === size) complete++;
+    } catch {
+      // Renamed or removed by the tool while we looked.
     }
   }
+  return complete;
+}
+
+/**
+ * Starts `tool`'s first copy and stops it with SIGTERM once half the source's files are complete
+ * in the replica (untimed). Returns how many files were complete when it was stopped, or null if it finished first.
+ */
+async function copyHalf(
+  bench: Bench,
+  tool: Tool,
+  sizes: Map<string, number>,
+): Promise<number | null> {
+  const half = Math.ceil(sizes.size / 2);
+  const replica = replicaOf(bench.spec.name, tool);
+  const child = new Deno.Command(tool.sync(bench.source, replica, "initial")[0]!, {
+    args: tool.sync(bench.source, replica, "initial").slice(1),
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  let exited = false;
+  const status = child.status.then(() => exited = true);
+  const deadline = performance.now() + COMMAND_TIMEOUT_S * 1000;
+  while (!exited && performance.now() < deadline) {
+    if (pathExists(replica) && completeFiles(replica, sizes) >= half) break;
+    await new Promise((wake) => setTimeout(wake, 20));
+  }
+  if (exited) return null;
+  child.kill("SIGTERM");
+  await status;
+  return completeFiles(replica, sizes);
+}
+
+/** A first copy stopped at half way by each tool, then each tool finishing its own. */
+async function benchResume(bench: Bench): Promise<void> {
+  const sizes = sizesOf(bench.source);
+  await repeat("resume", async (run) => {
+    for (const tool of inTurn(mirrors, run)) {
+      fresh(bench, tool);
+      sh("sync");
+      const complete = await copyHalf(bench, tool, sizes);
+      console.log(
+        complete === null
+          ? `  resume: ${tool.name} finished before it could be stopped at half way`
+          : `  resume: ${tool.name} stopped with ${complete} of ${sizes.size} files complete`,
+      );
+    }
+    await round(bench, { scenario: "resume", tools: mirrors, run, mode: "initial" });
+  });
+}
+
+/** User + system seconds of a running process so far, from `/proc` (through `cat`: Deno lets
+ * only -A read `/proc`). */
+function processCpu(pid: number): number {
+  const stat = sh(`cat /proc/${pid}/stat`);
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const ticks = Number(sh("getconf CLK_TCK").trim());
+  return (Number(fields[11]) + Number(fields[12])) / ticks;
+}
+
+function processPeakMiB(pid: number): number {
+  const status = sh(`cat /proc/${pid}/status`);
+  return Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
 }
 
 /**
  * The loop with `--watch` on a synced tree: once its first full run is done, one pass of the
  * interval loop (`now`), then one file changed in the source and the time until the replica has
- * it (the quiet period, 2 s by default, included). Peak RSS from the process's `VmHWM`.
+ * it (the quiet period, 2 s by default, included). CPU and peak RSS are the loop process's own.
  */
-async function measureWatch(tree: string, source: string): Promise<void> {
-  const replica = replicaOf(tree, treesync);
+async function benchWatch(bench: Bench): Promise<void> {
+  const replica = replicaOf(bench.spec.name, treesync);
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--quiet", ...SYNC_FLAGS, SYNC_MODULE, "--watch", source, replica],
+    args: ["run", "--quiet", ...SYNC_FLAGS, SYNC_MODULE, "--watch", bench.source, replica],
     stdin: "piped",
     stdout: "null",
     stderr: "piped",
@@ -399,133 +601,172 @@ async function measureWatch(tree: string, source: string): Promise<void> {
   })();
   const runsDone = () => (stderr.match(/^(?:run|watch run) \d+: /gm) ?? []).length;
   const until = async (done: () => boolean, what: string) => {
-    const deadline = performance.now() + 1_800_000;
+    const deadline = performance.now() + COMMAND_TIMEOUT_S * 1000;
     while (!done()) {
       if (performance.now() > deadline) throw new Error(`bench: watch: no ${what}:\n${stderr}`);
       await new Promise((wake) => setTimeout(wake, 5));
     }
   };
   const writer = child.stdin.getWriter();
-  const peakMiB = () => {
-    // Deno lets only -A read /proc; `cat` may.
-    const status = new TextDecoder().decode(
-      new Deno.Command("cat", { args: [`/proc/${child.pid}/status`] }).outputSync().stdout,
-    );
-    return Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
-  };
+  const sampleSince = (start: number, cpu: number): Sample => ({
+    seconds: (performance.now() - start) / 1000,
+    writeBack: 0,
+    cpu: processCpu(child.pid) - cpu,
+    rssMiB: processPeakMiB(child.pid),
+    code: 0,
+  });
   try {
     await until(() => runsDone() >= 1, "first run");
-    let start = performance.now();
+    let [start, cpu] = [performance.now(), processCpu(child.pid)];
     await writer.write(new TextEncoder().encode("now\n"));
     await until(() => runsDone() >= 2, "pass after 'now'");
-    rows.push({
-      tree,
-      scenario: "loop pass",
-      tool: "treesync",
-      seconds: (performance.now() - start) / 1000,
-      rssMiB: peakMiB(),
-    });
-    const file = `${source}/top5/dir50/file500.dat`;
+    record(bench, "loop pass", treesync, sampleSince(start, cpu));
+    const file = bench.spec.watchFile!;
     const text = `changed ${Date.now()}`;
-    start = performance.now();
-    Deno.writeTextFileSync(file, text);
-    const mirrored = `${replica}/top5/dir50/file500.dat`;
+    [start, cpu] = [performance.now(), processCpu(child.pid)];
+    Deno.writeTextFileSync(`${bench.source}/${file}`, text);
     await until(() => {
       try {
-        return Deno.readTextFileSync(mirrored) === text;
+        return Deno.readTextFileSync(`${replica}/${file}`) === text;
       } catch {
         return false;
       }
     }, "change mirrored");
-    rows.push({
-      tree,
-      scenario: "watch: 1 file changed",
-      tool: "treesync",
-      seconds: (performance.now() - start) / 1000,
-      rssMiB: peakMiB(),
-    });
-    for (const row of rows.slice(-2)) {
-      console.log(
-        `  ${row.scenario.padEnd(22)} treesync ${row.seconds.toFixed(3)} s  ${
-          row.rssMiB.toFixed(0)
-        } MiB`,
-      );
-    }
+    record(bench, "watch: 1 file changed", treesync, sampleSince(start, cpu));
   } finally {
     await writer.write(new TextEncoder().encode("quit\n")).catch(() => {});
     await writer.close().catch(() => {});
     await child.status;
     await pump;
   }
+  await catchUp(bench);
 }
 
-function largestFolder(source: string): string {
-  const out = new TextDecoder().decode(
-    new Deno.Command("sh", { args: ["-c", `du -s '${source}'/* | sort -n | tail -1`] }).outputSync()
-      .stdout,
-  );
-  return out.trim().split("\t")[1]!.slice(source.length + 1);
+async function benchScenario(bench: Bench, scenario: string): Promise<void> {
+  if (scenario === "initial" || scenario === "initial-once") {
+    return benchInitial(bench, scenario === "initial" ? RUNS : 1);
+  }
+  await ensureReplicas(bench);
+  if (scenario === "noop") {
+    await repeat("noop", (run) => round(bench, { scenario: "noop", tools: mirrors, run }));
+  } else if (scenario === "change") {
+    await repeat("change", (run) => {
+      changeOnePercent(bench.source, run);
+      return round(bench, { scenario: "change", tools: mirrors, run });
+    });
+  } else if (scenario === "rename") await benchRename(bench);
+  else if (scenario === "checksum") await benchChecksum(bench);
+  else if (scenario === "verify") await benchVerify(bench);
+  else if (scenario === "newdirs") await benchNewDirs(bench);
+  else if (scenario === "adopt") await benchAdopt(bench);
+  else if (scenario === "resume") await benchResume(bench);
+  else if (scenario === "watch") await benchWatch(bench);
+}
+
+async function benchTree(spec: TreeSpec): Promise<void> {
+  const base = `${BENCH_DIR}/${spec.name}`;
+  const source = `${base}/source`;
+  const made = `${base}/.made`;
+  if (!pathExists(made) || Deno.readTextFileSync(made).split("\n")[0] !== spec.describe) {
+    console.log(`bench: making ${spec.name} (${spec.describe}) in ${source}`);
+    sh(`rm -rf '${base}'`);
+    Deno.mkdirSync(base, { recursive: true });
+    spec.make(source);
+    Deno.writeTextFileSync(made, `${spec.describe}\n${new Date().toISOString()}\n`);
+  }
+  const files = listFiles(source).length;
+  console.log(`bench: ${spec.name}: ${spec.describe} (${files} files), in ${source}`);
+  for (const scenario of spec.scenarios) {
+    if (SCENARIOS.has(scenario.replace("-once", ""))) {
+      await benchScenario({ spec, source }, scenario);
+    }
+  }
 }
 
 // ------------------------------------------------------------------------------------------------
 // Report
 // ------------------------------------------------------------------------------------------------
 
+interface Summary {
+  seconds: number;
+  cpu: number;
+  rssMiB: number;
+}
+
+function summarize(group: Row[], tool: string): Summary | undefined {
+  const mine = group.filter((row) => row.tool === tool).map((row) => row.sample);
+  if (mine.length === 0) return undefined;
+  return {
+    seconds: median(mine.map((sample) => sample.seconds)),
+    cpu: median(mine.map((sample) => sample.cpu)),
+    rssMiB: Math.max(...mine.map((sample) => sample.rssMiB)),
+  };
+}
+
+function cell(summary: Summary | undefined): string {
+  if (!summary) return "–";
+  return `${seconds(summary.seconds)}, CPU ${seconds(summary.cpu)}, ${
+    summary.rssMiB.toFixed(0)
+  } MiB`;
+}
+
+function ratios(mine: Summary | undefined, others: (Summary | undefined)[], of: keyof Summary) {
+  return others.map((theirs) =>
+    mine && theirs && theirs[of] > 0 ? (mine[of] / theirs[of]).toFixed(2) : "–"
+  ).join(" / ");
+}
+
+/** One Markdown row per tree and scenario: each tool's medians, and treesync's ratios. */
 function report(): string {
+  const others = mirrors.filter((tool) => tool !== treesync).map((tool) => tool.name);
+  const columns = ["treesync", ...yardsticks.map((tool) => tool.name)];
+  const versus = others.join(" / ");
   const lines = [
-    `| tree | scenario | treesync | ${yardsticks.map((t) => t.name).join(" | ")} | ratio to ${
-      yardsticks.filter((t) => t.name !== "cp").map((t) => t.name).join(" / ")
-    } | treesync RSS |`,
-    `|---|---|---:|${yardsticks.map(() => "---:").join("|")}|---:|---:|`,
+    `| tree | scenario | runs | ${
+      columns.join(" | ")
+    } | wall ratio to ${versus} | CPU ratio | RSS ratio |`,
+    `|---|---|---:|${columns.map(() => "---").join("|")}|---:|---:|---:|`,
   ];
-  const keyed = new Map<string, Row[]>();
-  for (const row of rows) {
-    const scenario = row.scenario.replace(/-\d+$/, "");
-    const key = `${row.tree}|${scenario}`;
-    keyed.set(key, [...(keyed.get(key) ?? []), { ...row, scenario }]);
-  }
+  const keyed = Map.groupBy(rows, (row) => `${row.tree}|${row.scenario}`);
   for (const [key, group] of keyed) {
     const [tree, scenario] = key.split("|");
-    const seconds = (tool: string) => {
-      const mine = group.filter((row) => row.tool === tool).map((row) => row.seconds);
-      return mine.length ? median(mine) : NaN;
-    };
-    if (scenario === "verify-GB/s") {
-      lines.push(
-        `| ${tree} | verify throughput | ${seconds("treesync").toFixed(2)} GB/s |${
-          yardsticks.map(() => "").join(" |")
-        } | | |`,
-      );
-      continue;
-    }
-    const mine = seconds("treesync");
-    const ratios = yardsticks.filter((t) => t.name !== "cp").map((t) => {
-      const theirs = seconds(t.name);
-      return Number.isNaN(theirs) ? "–" : (mine / theirs).toFixed(2);
-    });
-    const rss = Math.max(
-      ...group.filter((row) => row.tool === "treesync").map((row) => row.rssMiB),
-    );
-    const cells = yardsticks.map((t) => {
-      const value = seconds(t.name);
-      const theirRss = Math.max(
-        ...group.filter((row) => row.tool === t.name).map((row) => row.rssMiB),
-      );
-      return Number.isNaN(value) ? "–" : `${value.toFixed(2)} s (${theirRss.toFixed(0)} MiB)`;
-    });
+    const mine = summarize(group, "treesync");
+    const theirs = others.map((name) => summarize(group, name));
+    const runs = group.filter((row) => row.tool === "treesync").length;
     lines.push(
-      `| ${tree} | ${scenario} | ${mine.toFixed(2)} s | ${cells.join(" | ")} | ${
-        ratios.join(" / ")
-      } | ${rss.toFixed(0)} MiB |`,
+      `| ${tree} | ${scenario} | ${runs} | ${
+        columns.map((name) => cell(summarize(group, name)))
+          .join(" | ")
+      } | ${ratios(mine, theirs, "seconds")} | ${ratios(mine, theirs, "cpu")} | ${
+        ratios(mine, theirs, "rssMiB")
+      } |`,
     );
   }
   return lines.join("\n");
 }
 
+function versions(): string {
+  const first = (script: string) => {
+    try {
+      return sh(script).split("\n")[0]!.trim();
+    } catch {
+      return "?";
+    }
+  };
+  return [
+    `Deno ${Deno.version.deno}`,
+    ...yardsticks.filter((tool) => tool !== cp).map((tool) => first(`${tool.name} --version`)),
+    `${navigator.hardwareConcurrency} cores`,
+    `load ${first("cut -d' ' -f1-3 /proc/loadavg")}`,
+    `${
+      first(`mkdir -p '${BENCH_DIR}' && df --output=fstype '${BENCH_DIR}' | tail -1`)
+    } at ${BENCH_DIR}`,
+  ].join(", ");
+}
+
 const started = new Date();
-console.log(
-  `bench: ${started.toISOString()}, ${navigator.hardwareConcurrency} cores, Deno ${Deno.version.deno}, ${RUNS} runs, data in ${BENCH_DIR}`,
-);
+const header = `bench ${started.toISOString()}: ${versions()}; ${RUNS} runs, tools in turn`;
+console.log(header);
 for (const name of flags.trees!.split(",")) {
   const spec = TREES.find((tree) => tree.name === name);
   if (!spec) {
@@ -534,9 +775,12 @@ for (const name of flags.trees!.split(",")) {
   await benchTree(spec);
 }
 const table = report();
-console.log(`\n${table}`);
+const ended = `took ${((Date.now() - started.getTime()) / 60000).toFixed(1)} min`;
+console.log(`\n${table}\n\n${ended}`);
 Deno.mkdirSync(new URL("./results/", import.meta.url), { recursive: true });
+const stamp = started.toISOString().replace(/[:.]/g, "-");
 Deno.writeTextFileSync(
-  new URL(`./results/${started.toISOString().replace(/[:.]/g, "-")}.md`, import.meta.url),
-  `bench ${started.toISOString()}, ${navigator.hardwareConcurrency} cores\n\n${table}\n`,
+  new URL(`./results/${stamp}.md`, import.meta.url),
+  `${header}\n\n${table}\n\n${ended}\n`,
 );
+Deno.writeTextFileSync(new URL(`./results/${stamp}.json`, import.meta.url), JSON.stringify(rows));

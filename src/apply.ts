@@ -661,7 +661,7 @@ export function purgeTrash(trashRoot: string, keepMs: number, now: Date): string
  * What each folder of the tree being written was when the walk saw it, or when this run made
  * or moved it. Every delete, rename and attribute change below a folder first checks that its
  * path still resolves to that folder, so a folder swapped for a link during the run is never
- * written through. (The check and the change are two calls: see the README's threat model.)
+ * written through. (The check and the change are two calls: see docs/threat-model.md.)
  */
 export class FolderGuard {
   readonly #root: string;
