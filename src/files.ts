@@ -76,3 +76,46 @@ export function pathExists(path: string): boolean {
     return false;
   }
 }
+
+/** Where the process started, to go back to after {@linkcode inFolder}. */
+let homeFolder: string | null = null;
+
+/**
+ * Runs `use` with the process's current folder set to `path`, once `.` is shown to be
+ * `expected`; names relative to it then resolve inside that very folder, whatever is renamed
+ * or swapped for a link on the path meanwhile. This is the one way to reach an entry through a
+ * checked folder without `openat`: a check of the path and a call through the path are two
+ * lookups, and the folder can be swapped between them. Every other path the program uses is
+ * absolute, so changing the current folder does not move them.
+ *
+ * @throws {Error} When `path` does not lead to `expected` (now): nothing is done in it.
+ */
+export function inFolder<T>(path: string, expected: Identity, use: () => T): T {
+  homeFolder ??= currentFolder();
+  Deno.chdir(path);
+  try {
+    const here = Deno.statSync(".");
+    if (here.dev !== expected.dev || here.ino !== expected.ino) {
+      throw new Error(`${quoted(path)} was replaced during the run; nothing in it was touched`);
+    }
+    return use();
+  } finally {
+    goHome(homeFolder);
+  }
+}
+
+function goHome(home: string): void {
+  try {
+    Deno.chdir(home);
+  } catch {
+    Deno.chdir("/");
+  }
+}
+
+function currentFolder(): string {
+  try {
+    return Deno.cwd();
+  } catch {
+    return "/"; // the folder started in was deleted: no relative path is used anyway
+  }
+}

@@ -8,11 +8,12 @@
 
 import {
   BATCH_LIMITS,
-  copyFile,
-  type CopyOutcome,
   type CopyPool,
   type CopyRequest,
   copySettings,
+  failedOutcome,
+  stageCopy,
+  type StageOutcome,
 } from "./apply.ts";
 import { errorText } from "./errors.ts";
 import { hashFile, type HashResult } from "./hash.ts";
@@ -74,7 +75,7 @@ export class WorkerPool implements CopyPool {
   copy(
     request: CopyRequest,
     onBytes?: (bytes: number) => void,
-  ): Promise<CopyOutcome[]> {
+  ): Promise<StageOutcome[]> {
     return this.#request({ op: "copy", ...request }, onBytes);
   }
 
@@ -196,7 +197,7 @@ function copyBatch(
   request: CopyRequest,
   stopFlag: Int32Array<ArrayBufferLike>,
   report: (bytes: number) => void,
-): CopyOutcome[] {
+): StageOutcome[] {
   let unreported = 0;
   const context = {
     ...copySettings(request),
@@ -209,21 +210,22 @@ function copyBatch(
       unreported = 0;
     },
   };
-  const outcomes: CopyOutcome[] = [];
+  const outcomes: StageOutcome[] = [];
   for (const item of request.items) {
     if (Atomics.load(stopFlag, 0) > 0) {
       outcomes.push({ skipped: true });
       continue;
     }
     try {
-      const copied = copyFile(
-        joinRel(request.fromRoot, item.path),
-        joinRel(request.toRoot, item.path),
-        { ...context, parent: item.parent },
-      );
-      outcomes.push(copied === null ? { skipped: true } : { copied });
+      // Staged only: the main thread renames it into place from inside the folder checked.
+      const staged = stageCopy(joinRel(request.fromRoot, item.path), {
+        ...context,
+        parent: item.parent,
+        ...(item.recordedHash === undefined ? {} : { recordedHash: item.recordedHash }),
+      });
+      outcomes.push(staged === null ? { skipped: true } : { staged });
     } catch (error) {
-      outcomes.push({ error: errorText(error) });
+      outcomes.push(failedOutcome(error));
     }
   }
   if (unreported > 0) report(unreported);
