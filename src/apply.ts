@@ -69,10 +69,17 @@ export interface CopyPool {
   /** How many copies can run at once. */
   readonly size: number;
   /**
-   * Copies a batch into temporary files, reporting bytes copied as it goes; the caller renames
-   * them into place ({@linkcode placeCopy}).
+   * Copies a batch into temporary files, reporting bytes copied as it goes and each file's
+   * outcome (by its index in the batch) as soon as it is known: the caller renames it into
+   * place at once ({@linkcode placeCopy}).
    */
-  copy(request: CopyRequest, onBytes?: (bytes: number) => void): Promise<StageOutcome[]>;
+  copy(
+    request: CopyRequest,
+    report: {
+      onBytes?: (bytes: number) => void;
+      onEach: (index: number, outcome: StageOutcome) => void;
+    },
+  ): Promise<void>;
 }
 
 /** Where and how {@linkcode applyPlan} writes. */
@@ -273,25 +280,23 @@ class CopyBatches {
       items,
       ...copySettings(context),
     };
-    const done = context.pool.copy(request, (bytes) => context.onBytes?.(bytes))
-      .then((outcomes) =>
-        outcomes.forEach((outcome, i) =>
-          this.#settle(actions[i]!, this.#place(actions[i]!, items[i]!.parent, outcome))
-        )
-      );
+    const done = context.pool.copy(request, {
+      onBytes: (bytes) => context.onBytes?.(bytes),
+      onEach: (i, outcome) => this.#settle(actions[i]!, this.#place(actions[i]!, outcome)),
+    });
     const tracked = done.finally(() => this.#inFlight.delete(tracked));
     this.#inFlight.add(tracked);
   }
 
   /** Renames a staged copy into place, here on the main thread (see {@linkcode placeCopy}). */
-  #place(action: Action, parent: Identity | null, outcome: StageOutcome): CopyOutcome {
+  #place(action: Action, outcome: StageOutcome): CopyOutcome {
     if (!("staged" in outcome)) return outcome;
     const context = this.#context;
     try {
       const copied = placeCopy(joinRel(context.toRoot, action.path), outcome.staged, {
         ...copySettings(context),
         toRoot: context.toRoot,
-        parent,
+        chain: context.guard.chain(parentOf(action.path)),
         ...(action.replacing === undefined ? {} : { replacing: action.replacing }),
       });
       return { copied };
@@ -346,7 +351,7 @@ function applyOne(action: Action, context: ApplyContext, result: ApplyResult): "
   if (action.kind === "dirattrs") guard.check(action.path);
   else guard.checkParent(action.path);
   const toPath = joinRel(toRoot, action.path);
-  const parent = guard.expected(parentOf(action.path));
+  const parent = guard.chain(parentOf(action.path));
   switch (action.kind) {
     case "rmdir":
       inParent(toPath, parent, (name) => Deno.removeSync(name));
@@ -364,17 +369,24 @@ function applyOne(action: Action, context: ApplyContext, result: ApplyResult): "
     case "link":
       placeSymlink(toPath, action.entry!, { ...context, relative: action.path, parent });
       break;
-    case "attrs":
-      if (!setFileAttributes(toPath, action, context)) return "recopy";
-      result.resigned.set(action.path, signatureOf(entryFromStat(Deno.lstatSync(toPath))));
+    case "attrs": {
+      const resigned = setFileAttributes(toPath, action, context);
+      if (resigned === null) return "recopy";
+      result.resigned.set(action.path, resigned);
       break;
+    }
     case "move": {
       const outcome = moveInTree(action, context, result);
       countAction(result.summary, action, 0);
       return outcome;
     }
     case "dirattrs":
-      setAttributes(toPath, action.entry!, { owners, expected: guard.expected(action.path) });
+      // Set from inside the folder itself: `.` is the folder checked, wherever its path leads.
+      inFolder(
+        toPath,
+        guard.chain(action.path) ?? [],
+        () => setAttributes(".", action.entry!, { owners, expected: guard.expected(action.path) }),
+      );
       break;
     case "hardlink":
       guard.checkParent(action.from!);
@@ -391,41 +403,55 @@ function moveInTree(action: Action, context: ApplyContext, result: ApplyResult):
   const { guard, toRoot } = context;
   const toPath = joinRel(toRoot, action.path);
   guard.checkParent(action.from!);
-  // rename() would quietly replace an entry there; the plan says there is none.
-  if (pathExists(toPath)) throw new Error(`${quoted(action.path)} appeared meanwhile`);
-  Deno.renameSync(joinRel(toRoot, action.from!), toPath);
+  // Renamed into the folder checked, from inside it; the path it comes from is looked up
+  // through the path (see the README's threat model).
+  inParent(toPath, guard.chain(parentOf(action.path)), (name) => {
+    // rename() would quietly replace an entry there; the plan says there is none.
+    if (pathExists(name)) throw new Error(`${quoted(action.path)} appeared meanwhile`);
+    Deno.renameSync(joinRel(toRoot, action.from!), name);
+  });
   guard.moved(action.path, action.from!);
   if (action.entry!.kind === "dir") {
     result.movedFolders.set(action.path, action.from!);
     return;
   }
   result.movedFiles.set(action.path, action.from!);
-  if (!setFileAttributes(toPath, action, context)) return "recopy";
-  result.resigned.set(action.path, signatureOf(entryFromStat(Deno.lstatSync(toPath))));
-}
-
-/** Sets a replica file's attributes; false when it has other hard links (left as it is). */
-function setFileAttributes(toPath: string, action: Action, context: ApplyContext): boolean {
-  try {
-    setAttributes(toPath, action.entry!, {
-      owners: context.owners,
-      expected: context.guard.identity(action.path),
-    });
-    return true;
-  } catch (error) {
-    if (error instanceof HardLinkedError) return false;
-    throw error;
-  }
+  const resigned = setFileAttributes(toPath, action, context);
+  if (resigned === null) return "recopy";
+  result.resigned.set(action.path, resigned);
 }
 
 /**
- * Runs `use` on the base name of `path` inside its folder, once that folder is shown to be
- * `parent` ({@linkcode inFolder}): the call meets the entry in the folder checked, even if the
- * folder is swapped for a link meanwhile.
+ * Sets a replica file's attributes from inside its folder, checked.
+ *
+ * @returns Its new signature; null when it has other hard links (left as it is).
+ */
+function setFileAttributes(
+  toPath: string,
+  action: Action,
+  context: ApplyContext,
+): Signature | null {
+  const { guard, owners } = context;
+  return inParent(toPath, guard.chain(parentOf(action.path)), (name) => {
+    try {
+      setAttributes(name, action.entry!, { owners, expected: guard.identity(action.path) });
+    } catch (error) {
+      if (error instanceof HardLinkedError) return null;
+      throw error;
+    }
+    return signatureOf(entryFromStat(Deno.lstatSync(name)));
+  });
+}
+
+/**
+ * Runs `use` on the base name of `path` inside its folder, once that folder and each one above
+ * it up to the root are shown to be `parent` ({@linkcode FolderGuard.chain},
+ * {@linkcode inFolder}): the call meets the entry in the folder checked, inside the tree, even
+ * if a folder on the path is swapped for a link meanwhile.
  *
  * @throws {Error} When the folder is not one this run knows, or not the one it knows.
  */
-function inParent<T>(path: string, parent: Identity | null, use: (name: string) => T): T {
+function inParent<T>(path: string, parent: Identity[] | null, use: (name: string) => T): T {
   if (!parent) {
     throw new Error("its folder is not one this run made or saw; nothing was written there");
   }
@@ -439,7 +465,7 @@ function inParent<T>(path: string, parent: Identity | null, use: (name: string) 
  */
 function makeFolder(
   path: string,
-  known: { parent: Identity | null; seen: Identity | null },
+  known: { parent: Identity[] | null; seen: Identity | null },
 ): Identity {
   return inParent(path, known.parent, (name) => {
     let existed = false;
@@ -557,7 +583,10 @@ export function placeCopy(
   staged: StagedCopy,
   context: CopySettings & {
     toRoot: string;
+    /** The folder it goes into, checked alone (see `chain`). */
     parent?: Identity | null;
+    /** The folder it goes into and those above it ({@linkcode FolderGuard.chain}). */
+    chain?: Identity[] | null;
     replacing?: Signature | null;
   },
 ): CopiedFile {
@@ -565,7 +594,8 @@ export function placeCopy(
   try {
     // Our tmp folder must still be the one checked: never a link put there since.
     expectIdentity(context.tempDir, context.tempIdentity);
-    const done = inParent(toPath, context.parent ?? null, (name) => {
+    const chain = context.chain ?? (context.parent ? [context.parent] : null);
+    const done = inParent(toPath, chain, (name) => {
       if (context.replacing !== undefined) expectAsPlanned(name, context.replacing);
       keepOverwritten(name, toPath.slice(context.toRoot.length + 1), context);
       const renamedAtMs = Date.now();
@@ -745,12 +775,12 @@ function holeBlockSize(blksize: number): number {
  */
 function placeHardLink(action: Action, context: ApplyContext): void {
   const { guard, toRoot } = context;
-  const place = { relative: action.path, parent: guard.expected(parentOf(action.path)) };
+  const place = { relative: action.path, parent: guard.chain(parentOf(action.path)) };
   const fromPath = joinRel(toRoot, action.from!);
   placeThroughTemp(joinRel(toRoot, action.path), { ...context, ...place }, (tempPath) =>
     // The link is made from inside the folder of the file linked to, once it is shown to be
     // the one checked: never to a file outside through a swapped folder.
-    inParent(fromPath, guard.expected(parentOf(action.from!)), (name) => {
+    inParent(fromPath, guard.chain(parentOf(action.from!)), (name) => {
       if (!Deno.lstatSync(name).isFile) throw new Error("the file to link to is not a file");
       Deno.linkSync(name, tempPath);
     }));
@@ -760,8 +790,8 @@ function placeHardLink(action: Action, context: ApplyContext): void {
 interface Placement {
   /** The entry's path relative to the root. */
   relative: string;
-  /** What the folder it goes into must be. */
-  parent: Identity | null;
+  /** What the folder it goes into and those above it must be ({@linkcode FolderGuard.chain}). */
+  parent: Identity[] | null;
 }
 
 function placeSymlink(toPath: string, entry: Entry, context: CopySettings & Placement): void {
@@ -895,6 +925,22 @@ export class FolderGuard {
     if (made !== undefined) return made;
     const seen = this.#seenAt(path);
     return seen?.kind === "dir" ? { dev: seen.dev, ino: seen.ino } : null;
+  }
+
+  /**
+   * What the folder at `path` and each folder above it up to the root must be, nearest first;
+   * null when this run knows no folder at one of them. Checked from inside the folder through
+   * `..` ({@linkcode inFolder}), this proves the folder is in the tree, not only that its path
+   * led to a folder the walk saw (a walk through a swapped folder sees folders outside).
+   */
+  chain(path: string): Identity[] | null {
+    const chain: Identity[] = [];
+    for (const folder of [path, ...ancestors(path)]) {
+      const expected = this.expected(folder);
+      if (expected === null) return null;
+      chain.push(expected);
+    }
+    return chain;
   }
 
   /** What the entry at `path` must be (the one the walk saw, followed through moves). */

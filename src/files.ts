@@ -80,35 +80,40 @@ export function pathExists(path: string): boolean {
 /** Where the process started, to go back to after {@linkcode inFolder}. */
 let homeFolder: string | null = null;
 
+/** True while {@linkcode inFolder} runs: it does not nest. */
+let inside = false;
+
 /**
  * Runs `use` with the process's current folder set to `path`, once `.` is shown to be
- * `expected`; names relative to it then resolve inside that very folder, whatever is renamed
- * or swapped for a link on the path meanwhile. This is the one way to reach an entry through a
- * checked folder without `openat`: a check of the path and a call through the path are two
- * lookups, and the folder can be swapped between them. Every other path the program uses is
- * absolute, so changing the current folder does not move them.
+ * `chain[0]`, `..` to be `chain[1]`, `../..` `chain[2]` and so on: names relative to it then
+ * resolve inside that very folder, whatever is renamed or swapped for a link on the path
+ * meanwhile, and that folder is where the chain says (`..` is a folder's real parent, never a
+ * link). This is the way to reach an entry through a checked folder without `openat`: a check
+ * of the path and a call through the path are two lookups, and the folder can be swapped
+ * between them. Every other path the program uses is absolute, so changing the current folder
+ * does not move them; `use` must not await (nothing else may run meanwhile).
  *
- * @throws {Error} When `path` does not lead to `expected` (now): nothing is done in it.
+ * @throws {Error} When `path` does not lead to that folder (now): nothing is done in it.
  */
-export function inFolder<T>(path: string, expected: Identity, use: () => T): T {
+export function inFolder<T>(path: string, chain: Identity[], use: () => T): T {
+  if (inside) throw new Error("inFolder() does not nest");
+  if (chain.length === 0) {
+    throw new Error(`${quoted(path)} is not a folder this run knows; nothing in it was touched`);
+  }
   homeFolder ??= currentFolder();
   Deno.chdir(path);
+  inside = true;
   try {
-    const here = Deno.statSync(".");
-    if (here.dev !== expected.dev || here.ino !== expected.ino) {
-      throw new Error(`${quoted(path)} was replaced during the run; nothing in it was touched`);
-    }
+    chain.forEach((expected, up) => {
+      const here = Deno.statSync(up === 0 ? "." : Array(up).fill("..").join("/"));
+      if (here.dev !== expected.dev || here.ino !== expected.ino) {
+        throw new Error(`${quoted(path)} was replaced during the run; nothing in it was touched`);
+      }
+    });
     return use();
   } finally {
+    inside = false;
     goHome(homeFolder);
-  }
-}
-
-function goHome(home: string): void {
-  try {
-    Deno.chdir(home);
-  } catch {
-    Deno.chdir("/");
   }
 }
 
@@ -117,5 +122,13 @@ function currentFolder(): string {
     return Deno.cwd();
   } catch {
     return "/"; // the folder started in was deleted: no relative path is used anyway
+  }
+}
+
+function goHome(home: string): void {
+  try {
+    Deno.chdir(home);
+  } catch {
+    Deno.chdir("/");
   }
 }
