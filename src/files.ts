@@ -93,6 +93,11 @@ let inside = false;
  * between them. Every other path the program uses is absolute, so changing the current folder
  * does not move them; `use` must not await (nothing else may run meanwhile).
  *
+ * Only under `--allow-all` does Deno (2.9) pass a relative name to the kernel as it is; with
+ * path permissions it first joins most of them to the current folder's real path (`getcwd`),
+ * so each call looks that path up again: the checks then narrow the window to microseconds
+ * instead of closing it.
+ *
  * @throws {Error} When `path` does not lead to that folder (now): nothing is done in it.
  */
 export function inFolder<T>(path: string, chain: Identity[], use: () => T): T {
