@@ -297,6 +297,7 @@ class CopyBatches {
         ...copySettings(context),
         toRoot: context.toRoot,
         chain: context.guard.chain(parentOf(action.path)),
+        fresh: action.kind === "copy",
         ...(action.replacing === undefined ? {} : { replacing: action.replacing }),
       });
       return { copied };
@@ -587,7 +588,10 @@ export function placeCopy(
     parent?: Identity | null;
     /** The folder it goes into and those above it ({@linkcode FolderGuard.chain}). */
     chain?: Identity[] | null;
+    /** Restoring: what the name must still be ({@linkcode Action.replacing}). */
     replacing?: Signature | null;
+    /** The plan saw nothing at this name: the file is placed without replacing anything. */
+    fresh?: boolean;
   },
 ): CopiedFile {
   let placed = false;
@@ -597,10 +601,14 @@ export function placeCopy(
     const chain = context.chain ?? (context.parent ? [context.parent] : null);
     const done = inParent(toPath, chain, (name) => {
       if (context.replacing !== undefined) expectAsPlanned(name, context.replacing);
-      keepOverwritten(name, toPath.slice(context.toRoot.length + 1), context);
       const renamedAtMs = Date.now();
-      Deno.renameSync(staged.tempPath, name);
-      placed = true;
+      if (context.fresh) {
+        placed = placeNew(staged.tempPath, name, context);
+      } else {
+        keepOverwritten(name, toPath.slice(context.toRoot.length + 1), context);
+        Deno.renameSync(staged.tempPath, name);
+        placed = true;
+      }
       return { signature: placedSignature(name, staged.written), renamedAtMs };
     });
     return {
@@ -610,6 +618,31 @@ export function placeCopy(
   } finally {
     if (!placed) discardTemp(staged.tempPath, context);
   }
+}
+
+/**
+ * Gives the staged file its final name without replacing anything: a hard link, which fails
+ * when the name is taken (whatever the name leads to by then), then the temporary name
+ * removed. Where the file system has no hard links, a rename once the name is seen free.
+ *
+ * @returns True: the temporary file is placed (or gone).
+ */
+function placeNew(tempPath: string, name: string, context: CopySettings): boolean {
+  const appeared = () =>
+    new RefusedError("Kept: an entry appeared at this name during the run; left as it is");
+  try {
+    Deno.linkSync(tempPath, name);
+  } catch (error) {
+    if (error instanceof Deno.errors.AlreadyExists) throw appeared();
+    const noLinks = error instanceof Deno.errors.PermissionDenied ||
+      error instanceof Deno.errors.NotSupported;
+    if (!noLinks) throw error;
+    if (pathExists(name)) throw appeared();
+    Deno.renameSync(tempPath, name);
+    return true;
+  }
+  discardTemp(tempPath, context);
+  return true;
 }
 
 /**
