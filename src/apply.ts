@@ -8,12 +8,13 @@
 
 import { Buffer } from "node:buffer";
 import * as fs from "node:fs";
-import { dirname } from "node:path";
+import { basename, dirname } from "node:path";
 import { errorText } from "./errors.ts";
 import {
   expectIdentity,
   type Identity,
   identityOf,
+  inFolder,
   pathExists,
   removeQuietly,
   sameIdentity,
@@ -28,6 +29,7 @@ import {
   type Entry,
   entryFromStat,
   type Problem,
+  sameSignature,
   type Scan,
   type Signature,
   signatureOf,
@@ -40,19 +42,44 @@ export interface CopyRequest extends CopySettings {
   fromRoot: string;
   /** The tree written. */
   toRoot: string;
-  /** Each file, and what the folder it goes into must be at the final rename. */
-  items: Array<{ path: string; parent: Identity | null }>;
+  /**
+   * Each file, what the folder it goes into must be, and (restoring) the SHA-256 its bytes must
+   * have.
+   */
+  items: Array<{ path: string; parent: Identity | null; recordedHash?: string }>;
 }
 
-/** One copy's outcome: the record entries, an error, or skipped because a stop was asked. */
-export type CopyOutcome = { copied: CopiedFile } | { error: string } | { skipped: true };
+/**
+ * One copy's outcome: the record entries, an error (`refused`: a line of its own, not a
+ * failure to write), or skipped because a stop was asked.
+ */
+export type CopyOutcome =
+  | { copied: CopiedFile }
+  | { error: string; refused?: boolean }
+  | { skipped: true };
+
+/** What a worker gives back for one file: copied into our tmp folder, not yet in place. */
+export type StageOutcome =
+  | { staged: StagedCopy }
+  | { error: string; refused?: boolean }
+  | { skipped: true };
 
 /** Where batches of copies run: the worker pool ({@linkcode ./workers.ts}). */
 export interface CopyPool {
   /** How many copies can run at once. */
   readonly size: number;
-  /** Copies a batch, reporting bytes copied as it goes. */
-  copy(request: CopyRequest, onBytes?: (bytes: number) => void): Promise<CopyOutcome[]>;
+  /**
+   * Copies a batch into temporary files, reporting bytes copied as it goes and each file's
+   * outcome (by its index in the batch) as soon as it is known: the caller renames it into
+   * place at once ({@linkcode placeCopy}).
+   */
+  copy(
+    request: CopyRequest,
+    report: {
+      onBytes?: (bytes: number) => void;
+      onEach: (index: number, outcome: StageOutcome) => void;
+    },
+  ): Promise<void>;
 }
 
 /** Where and how {@linkcode applyPlan} writes. */
@@ -245,6 +272,7 @@ class CopyBatches {
     const items = actions.map((a) => ({
       path: a.path,
       parent: context.guard.expected(parentOf(a.path)),
+      ...(a.recordedHash === undefined ? {} : { recordedHash: a.recordedHash }),
     }));
     const request = {
       fromRoot: context.fromRoot,
@@ -252,10 +280,30 @@ class CopyBatches {
       items,
       ...copySettings(context),
     };
-    const done = context.pool.copy(request, (bytes) => context.onBytes?.(bytes))
-      .then((outcomes) => outcomes.forEach((outcome, i) => this.#settle(actions[i]!, outcome)));
+    const done = context.pool.copy(request, {
+      onBytes: (bytes) => context.onBytes?.(bytes),
+      onEach: (i, outcome) => this.#settle(actions[i]!, this.#place(actions[i]!, outcome)),
+    });
     const tracked = done.finally(() => this.#inFlight.delete(tracked));
     this.#inFlight.add(tracked);
+  }
+
+  /** Renames a staged copy into place, here on the main thread (see {@linkcode placeCopy}). */
+  #place(action: Action, outcome: StageOutcome): CopyOutcome {
+    if (!("staged" in outcome)) return outcome;
+    const context = this.#context;
+    try {
+      const copied = placeCopy(joinRel(context.toRoot, action.path), outcome.staged, {
+        ...copySettings(context),
+        toRoot: context.toRoot,
+        chain: context.guard.chain(parentOf(action.path)),
+        fresh: action.kind === "copy",
+        ...(action.replacing === undefined ? {} : { replacing: action.replacing }),
+      });
+      return { copied };
+    } catch (error) {
+      return failedOutcome(error);
+    }
   }
 
   #settle(action: Action, outcome: CopyOutcome): void {
@@ -269,10 +317,27 @@ class CopyBatches {
       summary.failed++;
       this.#context.onFailed({
         path: action.path,
-        message: `Cannot ${ACTION_WORDS[action.kind]}: ${outcome.error}`,
+        message: outcome.refused
+          ? outcome.error
+          : `Cannot ${ACTION_WORDS[action.kind]}: ${outcome.error}`,
       });
     } else this.#result.stopped = true;
   }
+}
+
+/** The outcome of a copy that threw: a refusal keeps its own words. */
+export function failedOutcome(error: unknown): { error: string; refused?: boolean } {
+  return error instanceof RefusedError
+    ? { error: errorText(error), refused: true }
+    : { error: errorText(error) };
+}
+
+/**
+ * A copy not placed on purpose: the replica's bytes are not what the record has, or the source
+ * name changed while the restore copied. The message is the whole line.
+ */
+export class RefusedError extends Error {
+  override name = "RefusedError";
 }
 
 /**
@@ -289,37 +354,46 @@ function applyOne(action: Action, context: ApplyContext, result: ApplyResult): "
   if (action.kind === "dirattrs") guard.check(action.path);
   else guard.checkParent(action.path);
   const toPath = joinRel(toRoot, action.path);
+  const parent = guard.chain(parentOf(action.path));
   switch (action.kind) {
     case "rmdir":
-      Deno.removeSync(toPath);
+      inParent(toPath, parent, (name) => Deno.removeSync(name));
       break;
     case "delete":
-      if (trashDir) moveToTrash(toPath, action.path, context);
-      else Deno.removeSync(toPath);
+      inParent(toPath, parent, (name) => {
+        if (trashDir) moveToTrash(name, action.path, context);
+        else Deno.removeSync(name);
+      });
       result.deleted.add(action.path);
       break;
     case "mkdir":
-      makeFolder(toPath);
-      guard.made(action.path);
+      guard.made(action.path, makeFolder(toPath, { parent, seen: guard.expected(action.path) }));
       break;
     case "link":
-      placeSymlink(toPath, action.entry!, context);
+      placeSymlink(toPath, action.entry!, { ...context, relative: action.path, parent });
       break;
-    case "attrs":
-      if (!setFileAttributes(toPath, action, context)) return "recopy";
-      result.resigned.set(action.path, signatureOf(entryFromStat(Deno.lstatSync(toPath))));
+    case "attrs": {
+      const resigned = setFileAttributes(toPath, action, context);
+      if (resigned === null) return "recopy";
+      result.resigned.set(action.path, resigned);
       break;
+    }
     case "move": {
       const outcome = moveInTree(action, context, result);
       countAction(result.summary, action, 0);
       return outcome;
     }
     case "dirattrs":
-      setAttributes(toPath, action.entry!, { owners, expected: guard.expected(action.path) });
+      // Set from inside the folder itself: `.` is the folder checked, wherever its path leads.
+      inFolder(
+        toPath,
+        guard.chain(action.path) ?? [],
+        () => setAttributes(".", action.entry!, { owners, expected: guard.expected(action.path) }),
+      );
       break;
     case "hardlink":
       guard.checkParent(action.from!);
-      placeHardLink(joinRel(toRoot, action.from!), toPath, context);
+      placeHardLink(action, context);
       break;
     default:
       throw new Error(`${action.kind} is not applied here`);
@@ -332,41 +406,85 @@ function moveInTree(action: Action, context: ApplyContext, result: ApplyResult):
   const { guard, toRoot } = context;
   const toPath = joinRel(toRoot, action.path);
   guard.checkParent(action.from!);
-  // rename() would quietly replace an entry there; the plan says there is none.
-  if (pathExists(toPath)) throw new Error(`${quoted(action.path)} appeared meanwhile`);
-  Deno.renameSync(joinRel(toRoot, action.from!), toPath);
+  // Renamed into the folder checked, from inside it; the path it comes from is looked up
+  // through the path (see the README's threat model).
+  inParent(toPath, guard.chain(parentOf(action.path)), (name) => {
+    // rename() would quietly replace an entry there; the plan says there is none.
+    if (pathExists(name)) throw new Error(`${quoted(action.path)} appeared meanwhile`);
+    Deno.renameSync(joinRel(toRoot, action.from!), name);
+  });
   guard.moved(action.path, action.from!);
   if (action.entry!.kind === "dir") {
     result.movedFolders.set(action.path, action.from!);
     return;
   }
   result.movedFiles.set(action.path, action.from!);
-  if (!setFileAttributes(toPath, action, context)) return "recopy";
-  result.resigned.set(action.path, signatureOf(entryFromStat(Deno.lstatSync(toPath))));
+  const resigned = setFileAttributes(toPath, action, context);
+  if (resigned === null) return "recopy";
+  result.resigned.set(action.path, resigned);
 }
 
-/** Sets a replica file's attributes; false when it has other hard links (left as it is). */
-function setFileAttributes(toPath: string, action: Action, context: ApplyContext): boolean {
-  try {
-    setAttributes(toPath, action.entry!, {
-      owners: context.owners,
-      expected: context.guard.identity(action.path),
-    });
-    return true;
-  } catch (error) {
-    if (error instanceof HardLinkedError) return false;
-    throw error;
-  }
-}
-
-function makeFolder(path: string): void {
-  try {
-    Deno.mkdirSync(path);
-  } catch (error) {
-    if (!(error instanceof Deno.errors.AlreadyExists) || !Deno.lstatSync(path).isDirectory) {
+/**
+ * Sets a replica file's attributes from inside its folder, checked.
+ *
+ * @returns Its new signature; null when it has other hard links (left as it is).
+ */
+function setFileAttributes(
+  toPath: string,
+  action: Action,
+  context: ApplyContext,
+): Signature | null {
+  const { guard, owners } = context;
+  return inParent(toPath, guard.chain(parentOf(action.path)), (name) => {
+    try {
+      setAttributes(name, action.entry!, { owners, expected: guard.identity(action.path) });
+    } catch (error) {
+      if (error instanceof HardLinkedError) return null;
       throw error;
     }
+    return signatureOf(entryFromStat(Deno.lstatSync(name)));
+  });
+}
+
+/**
+ * Runs `use` on the base name of `path` inside its folder, once that folder and each one above
+ * it up to the root are shown to be `parent` ({@linkcode FolderGuard.chain},
+ * {@linkcode inFolder}): the call meets the entry in the folder checked, inside the tree, even
+ * if a folder on the path is swapped for a link meanwhile.
+ *
+ * @throws {Error} When the folder is not one this run knows, or not the one it knows.
+ */
+function inParent<T>(path: string, parent: Identity[] | null, use: (name: string) => T): T {
+  if (!parent) {
+    throw new Error("its folder is not one this run made or saw; nothing was written there");
   }
+  return inFolder(dirname(path), parent, () => use(basename(path)));
+}
+
+/**
+ * Makes a folder inside the checked folder `parent` and returns what it made. A folder already
+ * there is taken only when it is the one the walk saw (`seen`): anything else appeared during
+ * the run, and nothing is written into it.
+ */
+function makeFolder(
+  path: string,
+  known: { parent: Identity[] | null; seen: Identity | null },
+): Identity {
+  return inParent(path, known.parent, (name) => {
+    let existed = false;
+    try {
+      Deno.mkdirSync(name);
+    } catch (error) {
+      if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+      existed = true;
+    }
+    const info = Deno.lstatSync(name);
+    const made = { dev: info.dev, ino: info.ino ?? 0 };
+    if (!info.isDirectory || (existed && !sameIdentity(made, known.seen))) {
+      throw new Error("something else appeared there during the run; nothing was written into it");
+    }
+    return made;
+  });
 }
 
 /** A copied file: the replica's new state, and the source's as it was read. */
@@ -378,20 +496,50 @@ export interface CopiedFile {
 }
 
 /**
- * Copies one file through SHA-256 into a temporary file, sets its attributes through the open
- * descriptor and renames it into place, so no reader ever sees a partial file under the final
- * name. A source that changes while it is read is read again (twice at most). Runs in a worker.
+ * Copies one file through SHA-256 into a temporary file and renames it into place
+ * ({@linkcode stageCopy}, then {@linkcode placeCopy}).
  *
  * @returns The record entries of the bytes written and of the source as read, or null if
  * aborted.
- * @throws {Error} When the folder it goes into is not one this run knows (its mkdir failed:
- * something else is there), or was replaced: nothing is written through it.
  */
 export function copyFile(
   fromPath: string,
   toPath: string,
   context: CopyContext,
 ): CopiedFile | null {
+  const staged = stageCopy(fromPath, context);
+  return staged === null ? null : placeCopy(toPath, staged, context);
+}
+
+/** A file copied into our tmp folder, waiting to be renamed into place. */
+export interface StagedCopy {
+  /** The temporary file, in our tmp folder. */
+  tempPath: string;
+  /** SHA-256 of the bytes read and written. */
+  hash: string;
+  /** The source as it was read. */
+  read: Entry;
+  /** What the temporary file is (its ctime comes after the rename). */
+  written: Signature;
+  /** When the read began. */
+  readAtMs: number;
+}
+
+/**
+ * Copies one file through SHA-256 into a new temporary file in our tmp folder and sets its
+ * attributes through the open descriptor; {@linkcode placeCopy} renames it into place, so no
+ * reader ever sees a partial file under the final name. A source that changes while it is read
+ * is read again (twice at most). Runs in a worker.
+ *
+ * @returns The file staged, or null if aborted.
+ * @throws {Error} When the folder it goes into is not one this run knows (its mkdir failed:
+ * something else is there), or the bytes read are not `recordedHash` ({@linkcode RefusedError}):
+ * nothing is kept.
+ */
+export function stageCopy(
+  fromPath: string,
+  context: CopyContext & { recordedHash?: string },
+): StagedCopy | null {
   if (!context.parent) {
     throw new Error("its folder is not one this run made or saw; nothing was written there");
   }
@@ -401,7 +549,7 @@ export function copyFile(
     // a name already there, a link included, is never reused.
     expectIdentity(context.tempDir, context.tempIdentity);
     const fd = fs.openSync(tempPath, TEMP_FLAGS, 0o600);
-    let placed = false;
+    let staged = false;
     try {
       const result = copyThroughHash(fromPath, fd, context);
       if (result === null) return null;
@@ -409,30 +557,121 @@ export function copyFile(
         if (attempt < 3) continue;
         throw new Error("the file kept changing while it was copied; try again later");
       }
-      // Our tmp folder and the folder it goes into must still be the ones checked: never a
-      // link put there since.
-      expectIdentity(context.tempDir, context.tempIdentity);
-      expectIdentity(dirname(toPath), context.parent);
-      keepOverwritten(toPath, context);
-      const renamedAtMs = Date.now();
-      Deno.renameSync(tempPath, toPath);
-      placed = true;
-      return {
-        replica: {
-          ...placedSignature(toPath, result.written),
-          hash: result.hash,
-          hashedAtMs: renamedAtMs,
-        },
-        source: { ...signatureOf(result.read), hash: result.hash, hashedAtMs: result.readAtMs },
-      };
+      if (context.recordedHash !== undefined && result.hash !== context.recordedHash) {
+        throw new RefusedError(
+          "Not restored: the replica's copy does not match the SHA-256 the last sync recorded " +
+            "for it (damaged since?); the source was left as it is",
+        );
+      }
+      staged = true;
+      return { tempPath, ...result };
     } finally {
       fs.closeSync(fd);
-      // Only our own file, in our own folder, is removed.
-      if (!placed && sameIdentity(identityOf(context.tempDir), context.tempIdentity)) {
-        removeQuietly(tempPath);
-      }
+      if (!staged) discardTemp(tempPath, context);
     }
   }
+}
+
+/**
+ * Renames a staged copy over `toPath`, from inside the folder it goes into, once that folder
+ * is shown to be `context.parent` ({@linkcode inFolder}): a folder swapped for a link at any
+ * moment never receives it. With `replacing` (a restore), the name must still be what the walk
+ * saw: a source file changed while its replacement was copied is kept ({@linkcode RefusedError}).
+ * What was there goes to the trash first, with one. Runs on the main thread.
+ *
+ * @returns The record entries of the file placed and of the source as read.
+ */
+export function placeCopy(
+  toPath: string,
+  staged: StagedCopy,
+  context: CopySettings & {
+    toRoot: string;
+    /** The folder it goes into, checked alone (see `chain`). */
+    parent?: Identity | null;
+    /** The folder it goes into and those above it ({@linkcode FolderGuard.chain}). */
+    chain?: Identity[] | null;
+    /** Restoring: what the name must still be ({@linkcode Action.replacing}). */
+    replacing?: Signature | null;
+    /** The plan saw nothing at this name: the file is placed without replacing anything. */
+    fresh?: boolean;
+  },
+): CopiedFile {
+  let placed = false;
+  try {
+    // Our tmp folder must still be the one checked: never a link put there since.
+    expectIdentity(context.tempDir, context.tempIdentity);
+    const chain = context.chain ?? (context.parent ? [context.parent] : null);
+    const done = inParent(toPath, chain, (name) => {
+      if (context.replacing !== undefined) expectAsPlanned(name, context.replacing);
+      const renamedAtMs = Date.now();
+      if (context.fresh) {
+        placed = placeNew(staged.tempPath, name, context);
+      } else {
+        keepOverwritten(name, toPath.slice(context.toRoot.length + 1), context);
+        Deno.renameSync(staged.tempPath, name);
+        placed = true;
+      }
+      return { signature: placedSignature(name, staged.written), renamedAtMs };
+    });
+    return {
+      replica: { ...done.signature, hash: staged.hash, hashedAtMs: done.renamedAtMs },
+      source: { ...signatureOf(staged.read), hash: staged.hash, hashedAtMs: staged.readAtMs },
+    };
+  } finally {
+    if (!placed) discardTemp(staged.tempPath, context);
+  }
+}
+
+/**
+ * Gives the staged file its final name without replacing anything: a hard link, which fails
+ * when the name is taken (whatever the name leads to by then), then the temporary name
+ * removed. Where the file system has no hard links, a rename once the name is seen free.
+ *
+ * @returns True: the temporary file is placed (or gone).
+ */
+function placeNew(tempPath: string, name: string, context: CopySettings): boolean {
+  const appeared = () =>
+    new RefusedError("Kept: an entry appeared at this name during the run; left as it is");
+  try {
+    Deno.linkSync(tempPath, name);
+  } catch (error) {
+    if (error instanceof Deno.errors.AlreadyExists) throw appeared();
+    const noLinks = error instanceof Deno.errors.PermissionDenied ||
+      error instanceof Deno.errors.NotSupported;
+    if (!noLinks) throw error;
+    if (pathExists(name)) throw appeared();
+    Deno.renameSync(tempPath, name);
+    return true;
+  }
+  discardTemp(tempPath, context);
+  return true;
+}
+
+/**
+ * Throws unless the target name is what the plan saw (`null`: nothing): looked at right before
+ * the rename that would replace it.
+ */
+function expectAsPlanned(name: string, planned: Signature | null): void {
+  let now: Entry | null = null;
+  try {
+    now = entryFromStat(Deno.lstatSync(name));
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  if (planned === null && now === null) return;
+  if (planned !== null && now?.kind === "file" && sameSignature(now, planned)) return;
+  throw new RefusedError(
+    planned === null
+      ? "Kept: an entry appeared at this name while the restore copied the replica's file; " +
+        "left as it is"
+      : "Kept: the source file changed while the restore copied the replica's; left as it is " +
+        "(run the restore again to replace it)",
+  );
+}
+
+/** Removes a temporary file of ours, and only from our own tmp folder. */
+function discardTemp(tempPath: string, context: CopySettings): void {
+  if (sameIdentity(identityOf(context.tempDir), context.tempIdentity)) removeQuietly(tempPath);
 }
 
 const TEMP_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL |
@@ -569,12 +808,28 @@ function holeBlockSize(blksize: number): number {
  * Makes `toPath` another name of the replica file at `fromPath`: a link made in our `tmp/`
  * folder, then renamed over whatever is there (kept in the trash first, with one).
  */
-function placeHardLink(fromPath: string, toPath: string, context: ApplyContext): void {
-  if (!Deno.lstatSync(fromPath).isFile) throw new Error("the file to link to is not a file");
-  placeThroughTemp(toPath, context, (tempPath) => Deno.linkSync(fromPath, tempPath));
+function placeHardLink(action: Action, context: ApplyContext): void {
+  const { guard, toRoot } = context;
+  const place = { relative: action.path, parent: guard.chain(parentOf(action.path)) };
+  const fromPath = joinRel(toRoot, action.from!);
+  placeThroughTemp(joinRel(toRoot, action.path), { ...context, ...place }, (tempPath) =>
+    // The link is made from inside the folder of the file linked to, once it is shown to be
+    // the one checked: never to a file outside through a swapped folder.
+    inParent(fromPath, guard.chain(parentOf(action.from!)), (name) => {
+      if (!Deno.lstatSync(name).isFile) throw new Error("the file to link to is not a file");
+      Deno.linkSync(name, tempPath);
+    }));
 }
 
-function placeSymlink(toPath: string, entry: Entry, context: CopyContext): void {
+/** Where {@linkcode placeThroughTemp} puts an entry: its relative path, and its folder. */
+interface Placement {
+  /** The entry's path relative to the root. */
+  relative: string;
+  /** What the folder it goes into and those above it must be ({@linkcode FolderGuard.chain}). */
+  parent: Identity[] | null;
+}
+
+function placeSymlink(toPath: string, entry: Entry, context: CopySettings & Placement): void {
   placeThroughTemp(toPath, context, (tempPath) => {
     Deno.symlinkSync(entry.target!, tempPath);
     // The l- calls act on the link itself (Deno.chownSync would follow it).
@@ -591,7 +846,7 @@ function placeSymlink(toPath: string, entry: Entry, context: CopyContext): void 
  */
 function placeThroughTemp(
   toPath: string,
-  context: CopySettings & { toRoot: string },
+  context: CopySettings & Placement,
   make: (tempPath: string) => void,
 ): void {
   const tempPath = tempPathIn(context.tempDir);
@@ -601,8 +856,10 @@ function placeThroughTemp(
     make(tempPath);
     made = true;
     expectIdentity(context.tempDir, context.tempIdentity);
-    keepOverwritten(toPath, context);
-    Deno.renameSync(tempPath, toPath);
+    inParent(toPath, context.parent, (name) => {
+      keepOverwritten(name, context.relative, context);
+      Deno.renameSync(tempPath, name);
+    });
   } catch (error) {
     // Only our own entry, in our own folder, is removed; a name that was taken is not ours.
     const ours = made || !(error instanceof Deno.errors.AlreadyExists);
@@ -613,13 +870,19 @@ function placeThroughTemp(
   }
 }
 
-/** With a trash, moves what is about to be overwritten there first. */
-function keepOverwritten(toPath: string, context: CopySettings & { toRoot: string }): void {
-  if (context.trashDir === null || !pathExists(toPath)) return; // nothing there to keep
-  moveToTrash(toPath, toPath.slice(context.toRoot.length + 1), context);
+/**
+ * With a trash, moves what is about to be overwritten there first. `name` is in the current
+ * folder ({@linkcode inParent}); `relative` is where it is in the tree.
+ */
+function keepOverwritten(name: string, relative: string, context: CopySettings): void {
+  if (context.trashDir === null || !pathExists(name)) return; // nothing there to keep
+  moveToTrash(name, relative, context);
 }
 
-/** Moves a replica entry to `trashDir/<its relative path>`, keeping an earlier one there. */
+/**
+ * Moves a tree entry to `trashDir/<its relative path>`, keeping an earlier one there. `path` is
+ * a name in the current folder ({@linkcode inParent}).
+ */
 function moveToTrash(path: string, relative: string, trash: CopySettings): void {
   const trashDir = trash.trashDir!;
   // The run's trash folder must still be the one made: never a link put there since.
@@ -678,11 +941,12 @@ export class FolderGuard {
     this.#seen = scan.entries;
   }
 
-  /** Remembers a folder this run just made. */
-  made(path: string): void {
-    const info = Deno.lstatSync(joinRel(this.#root, path));
-    if (!info.isDirectory) throw new Error(`${quoted(path)} is not the folder just made`);
-    this.#made.set(path, { dev: info.dev, ino: info.ino ?? 0 });
+  /**
+   * Remembers a folder this run just made: `identity`, as seen from inside its parent (a lookup
+   * through the path again could meet another folder swapped in meanwhile).
+   */
+  made(path: string, identity: Identity): void {
+    this.#made.set(path, identity);
   }
 
   /** Remembers an entry this run moved from `oldPath` to `newPath`. */
@@ -696,6 +960,22 @@ export class FolderGuard {
     if (made !== undefined) return made;
     const seen = this.#seenAt(path);
     return seen?.kind === "dir" ? { dev: seen.dev, ino: seen.ino } : null;
+  }
+
+  /**
+   * What the folder at `path` and each folder above it up to the root must be, nearest first;
+   * null when this run knows no folder at one of them. Checked from inside the folder through
+   * `..` ({@linkcode inFolder}), this proves the folder is in the tree, not only that its path
+   * led to a folder the walk saw (a walk through a swapped folder sees folders outside).
+   */
+  chain(path: string): Identity[] | null {
+    const chain: Identity[] = [];
+    for (const folder of [path, ...ancestors(path)]) {
+      const expected = this.expected(folder);
+      if (expected === null) return null;
+      chain.push(expected);
+    }
+    return chain;
   }
 
   /** What the entry at `path` must be (the one the walk saw, followed through moves). */

@@ -30,7 +30,8 @@ import { type Entry, type Scan } from "./scan.ts";
  *   put back), so that after a run every target file has a hash in the record; without
  *   deletions, also the target files that stay without a source;
  * - restoring, a target the plan may overwrite whose recorded hash cannot be trusted yet, to
- *   tell whether it changed since the last sync.
+ *   tell whether it changed since the last sync; and both sides of a pair that size and mtime
+ *   call unchanged but whose target (a source file) the record saw with another inode or ctime.
  *
  * Restoring, targets are source files and are never hashed just to complete the record. A
  * hash the record has for a file as it is now is never read again just because it is not yet
@@ -99,6 +100,11 @@ function hashesForPair(path: string, source: Entry, target: Entry, need: HashNee
     // swapped in, or edited with its mtime put back. Hash it rather than trust the mtime.
     wanted.from.add(path);
     if (toHash(path, target) === null) wanted.to.add(path);
+  } else if (restore && changedSinceRecorded(knownTarget, target)) {
+    // Restoring, the source file looks unchanged by size and mtime, but the record saw another
+    // inode or ctime: edited in place with both put back. Hashing tells a copy that matches
+    // the replica from one to keep.
+    both();
   } else if (!restore && !recordedAsIs(knownTarget, target)) {
     // Size and mtime say unchanged, but the record cannot vouch for the replica's content.
     both();

@@ -9,7 +9,14 @@
 import { type DeleteLimit } from "./cli.ts";
 import { ancestors, isWithin, parentOf } from "./paths.ts";
 import { type HashLookup, hashLookup, type RecordMap, unchangedSinceRecorded } from "./record.ts";
-import { type Entry, type EntryKind, type Problem, type Scan } from "./scan.ts";
+import {
+  type Entry,
+  type EntryKind,
+  type Problem,
+  type Scan,
+  type Signature,
+  signatureOf,
+} from "./scan.ts";
 
 export type { DeleteLimit } from "./cli.ts";
 
@@ -47,6 +54,16 @@ export interface Action {
    * back what filling the folder changed, and is not listed.
    */
   differs?: Difference[];
+  /**
+   * Restoring a file: the SHA-256 the record has for the replica file copied. A copy that
+   * reads other bytes is discarded: the replica's copy is damaged.
+   */
+  recordedHash?: string;
+  /**
+   * Restoring a file: what the source name must still be at the final rename, or null when
+   * nothing may be there. A source file changed meanwhile is kept, never replaced.
+   */
+  replacing?: Signature | null;
 }
 
 /**
@@ -227,6 +244,7 @@ export function planMirror(from: Scan, to: Scan, options: PlanOptions): Plan {
   // What would be created below an entry left in place has no folder to go in.
   const creations = remaining.creations.filter((a) => !isWithin(a.path, draft.left, BELOW));
   const folderAttrs = folderAttributes(from, draft);
+  if (options.restore) { for (const action of creations) guardRestore(action, walk); }
   return {
     actions: [
       ...draft.removals,
@@ -241,6 +259,18 @@ export function planMirror(from: Scan, to: Scan, options: PlanOptions): Plan {
 }
 
 const BELOW = { below: true };
+
+/**
+ * Restoring, a file copy carries what must hold when it lands: the replica's bytes must hash to
+ * what the record has for them, and the source name must still be what the walk saw.
+ */
+function guardRestore(action: Action, walk: Walk): void {
+  if (action.kind !== "copy" && action.kind !== "update") return;
+  const recorded = walk.options.fromHashes?.get(action.path)?.hash;
+  if (recorded) action.recordedHash = recorded;
+  const target = walk.to.entries.get(action.path);
+  action.replacing = target ? signatureOf(target) : null;
+}
 
 /** What {@linkcode planMirror} looks at while it walks the two scans. */
 interface Walk {

@@ -568,15 +568,16 @@ Deno.test("hashesNeeded() rechecks replica files the record cannot vouch for, an
     "unknown",
   ]);
   // Restoring, targets are source files: never hashed to complete the record, only to tell
-  // whether one about to be overwritten changed since the last sync.
+  // whether one about to be overwritten changed since the last sync, or whether one the record
+  // saw with another ctime (`damaged`: edited with size and mtime put back) differs.
   const restoring = { checksum: false, toHashes, fromHashes, restore: true };
   assertEquals(sorted(hashesNeeded(from, to, restoring)), {
     from: ["touchedRacy"],
-    to: ["grown", "touchedRacy"],
+    to: ["damaged", "grown", "touchedRacy"],
   });
   assertEquals(
     sorted(hashesNeeded(from, to, { ...restoring, overwriteNewer: true })).to,
-    ["touchedRacy"],
+    ["damaged", "touchedRacy"],
   );
 });
 

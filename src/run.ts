@@ -48,7 +48,7 @@ import {
   takeLock,
 } from "./prepare.ts";
 import { compareWalkOrder } from "./order.ts";
-import { baseName, isWithin, parentOf } from "./paths.ts";
+import { ancestors, baseName, isWithin, parentOf } from "./paths.ts";
 import { type Action, reasonText, replacesData } from "./plan.ts";
 import { loadRecord } from "./record.ts";
 import {
@@ -248,6 +248,15 @@ async function runInScope(
         folder === "" ? Deno.statSync(sides.toRoot) : Deno.lstatSync(`${sides.toRoot}/${folder}`),
       );
       run.context.guardEntries.set(folder, toEntry);
+      // The guard checks a change from inside its folder up to the root: it knows them all.
+      for (const above of ancestors(folder)) {
+        if (run.context.guardEntries.has(above)) continue;
+        const path = above === "" ? sides.toRoot : `${sides.toRoot}/${above}`;
+        run.context.guardEntries.set(
+          above,
+          entryFromStat(above === "" ? Deno.statSync(path) : Deno.lstatSync(path)),
+        );
+      }
       const fromEntry = entryFromStat(
         folder === ""
           ? Deno.statSync(sides.fromRoot)

@@ -8,11 +8,12 @@
 
 import {
   BATCH_LIMITS,
-  copyFile,
-  type CopyOutcome,
   type CopyPool,
   type CopyRequest,
   copySettings,
+  failedOutcome,
+  stageCopy,
+  type StageOutcome,
 } from "./apply.ts";
 import { errorText } from "./errors.ts";
 import { hashFile, type HashResult } from "./hash.ts";
@@ -78,9 +79,12 @@ export class WorkerPool implements CopyPool {
   /** Copies a batch of files in a worker, which reports bytes copied as it goes. */
   copy(
     request: CopyRequest,
-    onBytes?: (bytes: number) => void,
-  ): Promise<CopyOutcome[]> {
-    return this.#request({ op: "copy", ...request }, onBytes);
+    report: {
+      onBytes?: (bytes: number) => void;
+      onEach: (index: number, outcome: StageOutcome) => void;
+    },
+  ): Promise<void> {
+    return this.#request({ op: "copy", ...request }, report.onBytes, report.onEach);
   }
 
   /** Hashes a batch of files in a worker. */
@@ -93,7 +97,11 @@ export class WorkerPool implements CopyPool {
     for (const worker of this.#workers) worker.terminate();
   }
 
-  async #request<T>(request: WorkerRequest, onBytes?: (bytes: number) => void): Promise<T> {
+  async #request<T>(
+    request: WorkerRequest,
+    onBytes?: (bytes: number) => void,
+    onEach?: (index: number, outcome: StageOutcome) => void,
+  ): Promise<T> {
     const worker = this.#idle.pop() ??
       (this.#workers.length < this.size ? this.#start() : null) ??
       await new Promise<Worker>((take) => this.#waiting.push(take));
@@ -103,8 +111,10 @@ export class WorkerPool implements CopyPool {
           const reply = event.data as
             | { ok: true; value: T }
             | { ok: false; error: string }
-            | { progress: number };
+            | { progress: number }
+            | { each: number; outcome: StageOutcome };
           if ("progress" in reply) onBytes?.(reply.progress);
+          else if ("each" in reply) onEach?.(reply.each, reply.outcome);
           else if (reply.ok) resolve(reply.value);
           else reject(new Error(reply.error));
         };
@@ -168,7 +178,10 @@ function serveRequests(): void {
         setTempPrefix(`${Deno.pid}-w${request.id}`);
         return null;
       case "copy":
-        return copyBatch(request, stopFlag, (bytes) => scope.postMessage({ progress: bytes }));
+        return copyBatch(request, stopFlag, {
+          report: (bytes) => scope.postMessage({ progress: bytes }),
+          each: (index, outcome) => scope.postMessage({ each: index, outcome }),
+        });
       case "hash":
         return request.paths.map((path) => hashOne(joinRel(request.root, path)));
       case "walk":
@@ -194,14 +207,16 @@ function serveRequests(): void {
 }
 
 /**
- * Copies a batch in this worker, one file after another, reporting progress every 8 MiB; a
- * stop asked between files (1) skips the rest, an abort (2) abandons the file in flight.
+ * Copies a batch in this worker, one file after another, reporting progress every 8 MiB and
+ * each file's outcome as soon as it is known (the main thread places it at once); a stop asked
+ * between files (1) skips the rest, an abort (2) abandons the file in flight.
  */
 function copyBatch(
   request: CopyRequest,
   stopFlag: Int32Array<ArrayBufferLike>,
-  report: (bytes: number) => void,
-): CopyOutcome[] {
+  post: { report: (bytes: number) => void; each: (index: number, outcome: StageOutcome) => void },
+): void {
+  const { report } = post;
   let unreported = 0;
   const context = {
     ...copySettings(request),
@@ -214,25 +229,24 @@ function copyBatch(
       unreported = 0;
     },
   };
-  const outcomes: CopyOutcome[] = [];
-  for (const item of request.items) {
-    if (Atomics.load(stopFlag, 0) > 0) {
-      outcomes.push({ skipped: true });
-      continue;
+  request.items.forEach((item, index) => {
+    let outcome: StageOutcome = { skipped: true };
+    if (Atomics.load(stopFlag, 0) === 0) {
+      try {
+        // Staged only: the main thread renames it into place from inside the folder checked.
+        const staged = stageCopy(joinRel(request.fromRoot, item.path), {
+          ...context,
+          parent: item.parent,
+          ...(item.recordedHash === undefined ? {} : { recordedHash: item.recordedHash }),
+        });
+        if (staged !== null) outcome = { staged };
+      } catch (error) {
+        outcome = failedOutcome(error);
+      }
     }
-    try {
-      const copied = copyFile(
-        joinRel(request.fromRoot, item.path),
-        joinRel(request.toRoot, item.path),
-        { ...context, parent: item.parent },
-      );
-      outcomes.push(copied === null ? { skipped: true } : { copied });
-    } catch (error) {
-      outcomes.push({ error: errorText(error) });
-    }
-  }
+    post.each(index, outcome);
+  });
   if (unreported > 0) report(unreported);
-  return outcomes;
 }
 
 function hashOne(path: string): HashOutcome {
