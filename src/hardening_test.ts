@@ -137,7 +137,7 @@ Deno.test({
           // them to the current folder's path (getcwd), which reopens a window of microseconds
           // (see the design notes). This asserts the guarantee where it holds in every
           // interleaving.
-          run = await cli(["--exclude", ".swap", source, replica], { allowAll: true });
+          run = await cli(["--adopt", "--exclude", ".swap", source, replica], { allowAll: true });
         } finally {
           await stopSwapping(swapping, folders.real, folders.link);
         }
@@ -150,7 +150,7 @@ Deno.test({
         );
       }
       // Without the swapper the same run completes the replica.
-      assertExit(await cli(["--exclude", ".swap", source, replica]), 0);
+      assertExit(await cli(["--adopt", "--exclude", ".swap", source, replica]), 0);
       assertEquals(readTree(folders.real), readTree(`${source}/D`));
     });
   },
