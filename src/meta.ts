@@ -156,9 +156,27 @@ export function checkMeta(paths: MetaPaths): void {
  * every later run, until `--adopt`. Paths checked by {@linkcode checkMeta} first.
  */
 export function isAdopted(paths: MetaPaths): boolean {
-  const recorded = checkOwn(paths.record, "file") !== null ||
+  return hasRecord(paths) && checkOwn(paths.unadopted, "file") === null;
+}
+
+/** Whether the replica has a record of ours, of either format. Paths checked first. */
+export function hasRecord(paths: MetaPaths): boolean {
+  return checkOwn(paths.record, "file") !== null ||
     checkOwn(paths.legacyRecord, "file") !== null;
-  return recorded && checkOwn(paths.unadopted, "file") === null;
+}
+
+/**
+ * Whether a replica root holds anything but our own folder, whatever the rules exclude: an
+ * excluded entry is not the source's either, and a later run without the rule would delete it.
+ */
+export function holdsEntries(root: string): boolean {
+  try {
+    for (const entry of Deno.readDirSync(root)) if (entry.name !== META_DIR) return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
+  return false;
 }
 
 /** Marks the replica as not adopted (a file of ours, made exclusively); once is enough. */

@@ -352,3 +352,58 @@ Deno.test("newcomer: usage errors are one line; --delete and rsync's flags say w
     assertEquals(snapshot(dir, { mtimes: true }), before);
   });
 });
+
+// Regression: a first run with --no-delete wrote a record and no mark, so the next ordinary
+// run took the folder for a replica and deleted what it held.
+Deno.test("newcomer: a first run with --no-delete into a folder never mirrored leaves it unadopted", async () => {
+  await withTemp(async (dir) => {
+    const { source, replica } = rsyncHabitTree(dir);
+    assertExit(await cli(["--no-delete", source, replica]), 0);
+    assert(pathExists(metaPaths(`${dir}/backup`).unadopted), "the mark is written");
+    assertExit(await cli([source, replica]), 3);
+    assertEquals(readTree(`${dir}/backup`), { file: "d", other: { important: "precious" } });
+  });
+});
+
+// Regression: a run whose --exclude covered the folder's other entries set no mark (first run)
+// or took it away (later run), so a run without that rule deleted them.
+Deno.test("newcomer: --exclude neither skips nor clears the mark; a run without the rule keeps", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, { a: "a" });
+    writeTree(`${dir}/r`, { "keep.log": "foreign" });
+    const [source, replica] = [`${dir}/s`, `${dir}/r`];
+    assertExit(await cli(["--exclude", "*.log", source, replica]), 0);
+    assert(pathExists(metaPaths(replica).unadopted), "an excluded entry is not the source's");
+    assertExit(await cli([source, replica]), 3);
+    assertExit(await cli(["--exclude", "*.log", source, replica]), 0);
+    assert(pathExists(metaPaths(replica).unadopted), "a filtered run does not adopt");
+    assertExit(await cli([source, replica]), 3);
+    assertEquals(readTree(replica), { a: "a", "keep.log": "foreign" });
+    assertExit(await cli(["--adopt", source, replica]), 0);
+    assertEquals(readTree(replica), { a: "a" });
+  });
+});
+
+// Regression: --restore took any folder for a replica and wrote its files into SOURCE (with
+// --overwrite-newer, over the source's own).
+Deno.test("newcomer: --restore from a folder that is no replica, or not adopted, is exit 2 and writes nothing", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, { a: "mine" });
+    writeTree(`${dir}/r`, { a: "theirs, longer", extra: "x" });
+    const before = snapshot(`${dir}/s`, { mtimes: true });
+    for (const extra of [[], ["--overwrite-newer"]]) {
+      const restore = await cli(["--restore", ...extra, `${dir}/s`, `${dir}/r`]);
+      assertExit(restore, 2);
+      assertMatch(
+        restore.stderr,
+        /^error: Cannot restore from '.*\/r': it is not a treesync replica/m,
+      );
+    }
+    assertExit(await cli([`${dir}/s`, `${dir}/r`]), 3); // copies, keeps `extra`, marks it
+    const marked = await cli(["--restore", `${dir}/s`, `${dir}/r`]);
+    assertExit(marked, 2);
+    assertMatch(marked.stderr, /it is not adopted yet/);
+    assertEquals(readTree(`${dir}/s`), { a: "mine" });
+    assertEquals(snapshot(`${dir}/s`, { mtimes: true }), before);
+  });
+});

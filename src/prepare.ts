@@ -15,6 +15,8 @@ import { type Reporter } from "./log.ts";
 import {
   acquireLock,
   checkMeta,
+  hasRecord,
+  isAdopted,
   type LockMode,
   makeOwnFolder,
   type MetaPaths,
@@ -45,8 +47,24 @@ export function checkBeforeRun(options: Options): RunSides {
   if (options.restore) {
     checkMeta(sides.targetMeta);
     checkRestoreFrom(options.replica);
+    refuseRestoreFromForeign(options.replica, sides.replicaMeta);
   }
   return sides;
+}
+
+/**
+ * A restore writes into SOURCE only from a folder that treesync made a replica of it: a typo in
+ * the replica's path, or a folder another tool filled, must not spill into the source.
+ */
+function refuseRestoreFromForeign(replica: string, meta: MetaPaths): void {
+  if (isAdopted(meta)) return;
+  const why = hasRecord(meta)
+    ? "it is not adopted yet (a run kept entries found there that the source lacked, so not " +
+      "all of it came from the source)"
+    : "it is not a treesync replica (it has no record in .treesync/)";
+  throw new UsageError(
+    `Cannot restore from ${quoted(replica)}: ${why}; copy what you need by hand`,
+  );
 }
 
 /** The two trees of a run and where each keeps our own files. */

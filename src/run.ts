@@ -28,6 +28,7 @@ import {
 import {
   checkOwn,
   clearUnadopted,
+  holdsEntries,
   isAdopted,
   markUnadopted,
   type MetaPaths,
@@ -172,9 +173,7 @@ export async function runOnce(
       );
     }
     // Marked before any record is saved, so that no later run takes the record for adoption.
-    if (writes && held.unadopted && (roots.to?.entries.size ?? 0) > 0) {
-      markUnadopted(sides.replicaMeta);
-    }
+    if (writes && held.notAdopted && holdsEntries(sides.toRoot)) markUnadopted(sides.replicaMeta);
     const toRootEntry = to.start ??
       (writes ? entryFromStat(Deno.statSync(sides.toRoot)) : null);
     const run = startRun(options, { sides, deps, held, toRootEntry });
@@ -322,10 +321,10 @@ async function endRun(
   }
   if (control.stopRequested && held.prepared) {
     deps.report.warn("Stopped before the end of the run; the record is saved");
-  } else if (held.prepared && !held.rest && options.deletes && !options.restore) {
-    // A whole run that deleted what the source lacks (or found nothing to delete): the
-    // replica matches the source and is adopted from now on.
-    if (outcome.heldBack === 0) clearUnadopted(sides.replicaMeta);
+  } else if (held.prepared && !held.rest && held.mayAdopt && outcome.heldBack === 0) {
+    // A whole run that deleted what the source lacks (or found nothing to delete), over the
+    // whole replica or with --adopt: the replica matches the source, adopted from now on.
+    clearUnadopted(sides.replicaMeta);
   }
   // Every error line of the run is one failure, and only those are: the count and the lines
   // printed cannot disagree.
@@ -450,14 +449,19 @@ function beginRun(
   const sides = checkBeforeRun(options);
   deps.control.pool = new WorkerPool(options.jobs);
   const counted = countingReporter(deps.report);
+  const notAdopted = !options.restore && !options.adopt && !isAdopted(sides.replicaMeta);
   const held: Held = {
     streams: [],
     record: null,
     rest: null,
     next: null,
     prepared: null,
-    unadopted: !options.restore && options.deletes && !options.adopt &&
-      !isAdopted(sides.replicaMeta),
+    notAdopted,
+    unadopted: notAdopted && !options.restore && options.deletes,
+    // An excluded replica entry is never a deletion: only a run that saw everything (or was
+    // told to) may take the mark away.
+    mayAdopt: options.deletes && !options.restore &&
+      (options.adopt || options.filters.length === 0),
     errorLines: counted.errorLines,
     walkersBefore: walkerStarts(),
   };
@@ -496,8 +500,12 @@ interface Held {
   rest: RecordSource | null;
   next: NextRecord | null;
   prepared: PreparedWrites | null;
-  /** Deletions are held back: the replica is not adopted and `--adopt` was not given. */
+  /** The replica is not adopted and `--adopt` was not given: a writing run marks it so. */
+  notAdopted: boolean;
+  /** Deletions are held back: not adopted, and this run would delete. */
   unadopted: boolean;
+  /** A whole run that ends with nothing held back adopts the replica. */
+  mayAdopt: boolean;
   /** Error lines the run printed so far: its failures. */
   errorLines: () => number;
   /** Walker workers started before this run, for its cost line. */
