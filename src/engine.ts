@@ -376,7 +376,14 @@ class MirrorWalk {
         a.path === path && (a.kind === "copy" || a.kind === "update")
       );
       if (!copied && target && this.#splitOff(target, key ?? `one:${path}`)) {
-        splits.push({ kind: "update", path, reason: { code: "hard-links-split" }, entry: source });
+        splits.push({
+          kind: "update",
+          path,
+          reason: { code: "hard-links-split" },
+          entry: source,
+          // Linked in the replica to a name it is not linked to in the source.
+          differs: ["links"],
+        });
         copied = true;
       }
       if (key === null) continue;

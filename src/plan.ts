@@ -70,13 +70,22 @@ export interface Action {
  * One way a target entry differed from the source's. Change lines list them in this order:
  * what the entry holds, who may use it, when it was changed.
  */
-export type Difference = "size" | "content" | "target" | "mtime" | "mode" | "owner" | "group";
+export type Difference =
+  | "size"
+  | "content"
+  | "target"
+  | "links"
+  | "mtime"
+  | "mode"
+  | "owner"
+  | "group";
 
 /** The order {@linkcode Difference}s are listed in. */
 const DIFFERENCE_ORDER: readonly Difference[] = [
   "size",
   "content",
   "target",
+  "links",
   "mode",
   "owner",
   "group",
