@@ -440,8 +440,11 @@ function filtersFrom(tokens: FlagToken[], cwd: string): Array<FilterRule | Exclu
     if (token.name === "include" || token.name === "exclude") {
       filters.push({ kind: token.name, pattern: token.value });
     } else if (token.name === "exclude-from") {
-      if (token.value === "-") {
-        throw new UsageError("Cannot read --exclude-from '-': standard input is not supported");
+      if (token.value === "-" || /^\/dev\/(stdin|fd\/0)$/.test(token.value)) {
+        throw new UsageError(
+          `Cannot read --exclude-from ${quoted(token.value)}: standard input is not supported; ` +
+            "write the rules to a file",
+        );
       }
       filters.push({ kind: "exclude-from", path: resolve(cwd, token.value), given: token.value });
     }

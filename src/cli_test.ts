@@ -124,7 +124,11 @@ Deno.test("parseCommandLine() refuses a bad --include or --exclude-from before r
     [["--include", "[ab"], /^Invalid --include '\[ab': '\[' is not closed$/],
     [["--exclude-from", "missing.txt", "--include", "/"], /^Invalid --include '\/'/],
     [["--exclude-from", ""], /^Empty path for --exclude-from/],
-    [["--exclude-from", "-"], /^Cannot read --exclude-from '-': standard input is not supported$/],
+    [["--exclude-from", "-"], /^Cannot read --exclude-from '-': standard input is not supported; /],
+    [
+      ["--exclude-from", "/dev/stdin"],
+      /^Cannot read --exclude-from '\/dev\/stdin': standard input /,
+    ],
   ];
   for (const [args, pattern] of table) {
     assertThrows(() => options([...args, "a", "b"]), UsageError, pattern);

@@ -277,6 +277,12 @@ Deno.test("install: refuses to replace what it did not make, replaces its own la
     assertExit(await install(dir), 0);
     assertEquals(Array.from(Deno.readDirSync(dir)).map((item) => item.name), ["treesync"]);
     assertExit(await install(`${dir}/missing`), 2);
+    // Regression: an empty FOLDER (an unset variable) installed into the caller's folder.
+    const compiled = pathExists(`${CHECKOUT}/treesync`);
+    const empty = await install("");
+    assertExit(empty, 2);
+    assertMatch(empty.stderr, /^install: the FOLDER is empty/m);
+    assertEquals(pathExists(`${CHECKOUT}/treesync`), compiled, "nothing installed in the checkout");
   });
 });
 

@@ -178,6 +178,13 @@ export function main(args: string[]): number {
     console.log(USAGE);
     return Exit.Ok;
   }
+  if (args[0] === "") {
+    // What an unset variable gives (`deno task install "$BIN"`): never the current folder.
+    console.error(
+      "install: the FOLDER is empty; name a folder, or give none for " + DEFAULT_FOLDER,
+    );
+    return Exit.Usage;
+  }
   if (args.length > 1 || args.some((arg) => arg.startsWith("-"))) {
     console.error(`install: expected at most one FOLDER, got: ${args.join(" ")}\n\n${USAGE}`);
     return Exit.Usage;
