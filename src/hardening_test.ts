@@ -186,8 +186,10 @@ Deno.test("cli --restore keeps a source file edited in place with size and mtime
     writeTree(source, { inPlace: "original!", swapped: "original?" });
     assertExit(await cli([source, replica]), 0);
     const synced = Deno.statSync(`${source}/inPlace`);
-    // ctime is read to the whole second: the edit must land in a later one to show.
-    while (Math.floor(Date.now() / 1000) <= Math.floor(synced.ctime!.getTime() / 1000)) {
+    // ctime is read to the whole second: the edit must land in a later one to show, by the
+    // file system's clock, which may lag the wall clock by a few milliseconds.
+    const nextSecondMs = (Math.floor(synced.ctime!.getTime() / 1000) + 1) * 1000;
+    while (Date.now() < nextSecondMs + 100) {
       await new Promise((done) => setTimeout(done, 20));
     }
     const mtimeMs = synced.mtime!.getTime();
