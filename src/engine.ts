@@ -161,6 +161,11 @@ export interface WalkStart {
   folder: string;
   from: Entry | null;
   to: Entry | null;
+  /**
+   * Where the replica's side of `folder` is now, when it is still elsewhere: a folder a dry run
+   * would move, walked where it is and listed under the name it would get.
+   */
+  toFolder?: string;
 }
 
 /**

@@ -197,12 +197,23 @@ async function walkSubtrees(
     skipMetaDir: true,
     avoid: input.avoid,
   });
-  const replicaSide = starts.filter((start) => start.to !== null).map((start) => start.folder);
+  const onReplica = starts.filter((start) => start.to !== null);
+  // In the walk order of the names they are handed over at, each where it is now.
+  const replicaSide = onReplica.map((start) => start.toFolder ?? start.folder);
+  const renames = new Map(
+    onReplica.filter((start) => start.toFolder !== undefined).map((start) => [
+      start.toFolder!,
+      start.folder,
+    ]),
+  );
   const from = new FolderStream(
     request(context.roots.from, { avoid: walk.avoid.from, folders: starts.map((s) => s.folder) }),
   );
   const to = replicaSide.length > 0
-    ? new FolderStream(request(context.roots.to, { avoid: walk.avoid.to, folders: replicaSide }))
+    ? new FolderStream(
+      request(context.roots.to, { avoid: walk.avoid.to, folders: replicaSide }),
+      renames,
+    )
     : new FolderStream(null);
   try {
     await walkPair(
@@ -400,8 +411,19 @@ async function moveFolder(
   };
   const applier = context.sink.applier;
   if (!await context.sink.apply(move)) return false;
-  // A dry run only says it would move; a failed move leaves the new folder to be copied.
-  if (applier === null) return true;
+  if (applier === null) {
+    // A dry run walks the folder where it is, under the name it would get, and so says what
+    // the real run would change inside it.
+    moved.starts.push({
+      folder: action.path,
+      from: action.entry!,
+      to: gone.entry,
+      toFolder: gone.action.path,
+    });
+    addMovedRows(moved.rows, gone, action.path);
+    return true;
+  }
+  // A failed move leaves the new folder to be copied.
   if (!applier.result.movedFolders.has(action.path)) return false;
   context.next?.dropFolder(gone.action.path);
   moved.starts.push({ folder: action.path, from: action.entry!, to: gone.entry });

@@ -18,6 +18,7 @@ import {
   e,
   jsonLine,
   planDefaults,
+  readTree,
   RunningCli,
   scanOf,
   setMtime,
@@ -337,5 +338,30 @@ Deno.test("output: --verify has its start and end lines in the log too", async (
     );
     assertEquals(texts[0], `run start: treesync 0.1.0 --verify ${dir}/r`);
     assertMatch(texts.at(-1)!, /^run end: verify: 1 file checked, .*; exit code 0$/);
+  });
+});
+
+// Regression: the dry run printed only `move a/ -> b/`, the real run also what it changed inside
+// the moved folder (it was walked only once it had moved).
+Deno.test("output: a dry run of a folder move lists what the run changes inside it", async () => {
+  await withTemp(async (dir) => {
+    const [source, replica] = [`${dir}/s`, `${dir}/r`];
+    writeTree(source, { A: { a1: "one", a2: "two", sub: { deep: "deep" } }, B: { b: "b" } });
+    assertExit(await cli([source, replica]), 0);
+    Deno.renameSync(`${source}/A`, `${source}/A2`);
+    Deno.renameSync(`${source}/B`, `${source}/0B`);
+    Deno.writeTextFileSync(`${source}/A2/a1`, "longer content");
+    Deno.writeTextFileSync(`${source}/A2/sub/new`, "new");
+    Deno.removeSync(`${source}/A2/a2`);
+    Deno.writeTextFileSync(`${source}/0B/b2`, "b2");
+    const { lines } = await sameLinesEverywhere(dir, [source, replica]);
+    for (
+      const line of ["move A/ -> A2/", "move B/ -> 0B/", "copy A2/sub/new (3 B)", "delete A2/a2"]
+    ) {
+      assert(lines.includes(line), `${line} in:\n${lines.join("\n")}`);
+    }
+    assert(lines.some((line) => line.startsWith("update A2/a1 (size")), lines.join("\n"));
+    assert(lines.includes("copy 0B/b2 (2 B)"), lines.join("\n"));
+    assertEquals(readTree(replica), readTree(source));
   });
 });

@@ -284,8 +284,16 @@ export class FolderStream {
   readonly #probed: Promise<string | null>;
   #resolveProbe: (nested: string | null) => void = () => {};
 
-  /** Starts a walker worker on `request` (no request: an empty stream, for a missing tree). */
-  constructor(request: Omit<WalkRequest, "taken"> | null) {
+  /** Folders listed under another name: the subtree at each key is handed over at its value. */
+  readonly #renames: Map<string, string>;
+
+  /**
+   * Starts a walker worker on `request` (no request: an empty stream, for a missing tree).
+   * With `renames`, the subtree of each start folder that is a key is listed under the value
+   * instead, paths below it too (its own order is kept, since the prefix is common).
+   */
+  constructor(request: Omit<WalkRequest, "taken"> | null, renames = new Map<string, string>()) {
+    this.#renames = renames;
     this.#probed = request?.probe
       ? new Promise((resolve) => this.#resolveProbe = resolve)
       : Promise.resolve(null);
@@ -326,6 +334,23 @@ export class FolderStream {
     wake?.();
   }
 
+  /** A listing under the name its subtree is handed over at (see the constructor). */
+  #renamed(listing: FolderListing): FolderListing {
+    if (this.#renames.size === 0) return listing;
+    for (const [from, to] of this.#renames) {
+      if (listing.folder !== from && !listing.folder.startsWith(`${from}/`)) continue;
+      const move = (path: string) =>
+        path === from || path.startsWith(`${from}/`) ? to + path.slice(from.length) : path;
+      return {
+        ...listing,
+        folder: move(listing.folder),
+        problems: listing.problems.map((problem) => ({ ...problem, path: move(problem.path) })),
+        protectedPaths: listing.protectedPaths.map(move),
+      };
+    }
+    return listing;
+  }
+
   /** The next folder in walk order, or null at the end of the tree. */
   async next(): Promise<FolderListing | null> {
     while (this.#readyAt >= this.#ready.length) {
@@ -338,7 +363,7 @@ export class FolderStream {
         this.skipped.push(...batch.skipped);
         this.#ready.length = 0;
         this.#readyAt = 0;
-        this.#ready.push(...unpackListings(batch));
+        this.#ready.push(...unpackListings(batch).map((listing) => this.#renamed(listing)));
         continue;
       }
       if (this.#error) throw this.#error;
