@@ -1858,12 +1858,15 @@ Deno.test("log: a symlinked log is appended to, never truncated; rotation rename
     for (let i = 0; i < 100; i++) files[`file-with-a-longish-name-${i}`] = `${i}`;
     writeTree(`${dir}/s`, files);
     Deno.mkdirSync(`${dir}/logs`);
-    Deno.writeTextFileSync(`${dir}/elsewhere`, "precious\n");
+    // A log kept on another disk through a link: a treesync log already (a file of another
+    // program's is refused, see output_test.ts).
+    const earlier = "2026-01-01T00:00:00.000+00:00 INFO    [1] run start: an earlier run\n";
+    Deno.writeTextFileSync(`${dir}/elsewhere`, earlier);
     Deno.symlinkSync(`${dir}/elsewhere`, `${dir}/logs/treesync.log`);
     const args = ["--log", `${dir}/logs/`, "--log-max-size", "4K", "--log-keep", "5"];
     assertExit(await cli([...args, `${dir}/s`, `${dir}/r`]), 0);
     const target = Deno.readTextFileSync(`${dir}/elsewhere`);
-    assert(target.startsWith("precious\n") && /copy file-/.test(target), "appended to");
+    assert(target.startsWith(earlier) && /copy file-/.test(target), "appended to");
     assert(target.length <= 4096, "and rotated away once full");
     // The link was renamed to treesync.log.N; the live log is a file of its own.
     const links = [...Deno.readDirSync(`${dir}/logs`)].filter((item) => item.isSymlink);

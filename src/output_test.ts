@@ -365,3 +365,20 @@ Deno.test("output: a dry run of a folder move lists what the run changes inside 
     assertEquals(readTree(replica), readTree(source));
   });
 });
+
+// Regression: `--log` named a file of another program's, and treesync appended to it and
+// rotated it (`notes.txt` became `notes.txt.1`, the oldest sibling removed).
+Deno.test("output: --log naming a file that is not a treesync log is exit 2, the file untouched", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, { a: "a" });
+    Deno.writeTextFileSync(`${dir}/notes.txt`, "my notes\n");
+    const refused = await cli(["--log", `${dir}/notes.txt`, `${dir}/s`, `${dir}/r`]);
+    assertExit(refused, 2);
+    assertMatch(refused.stderr, /The log file '.*notes\.txt' holds something else/);
+    assertEquals(Deno.readTextFileSync(`${dir}/notes.txt`), "my notes\n");
+    // A log of ours is appended to, run after run.
+    assertExit(await cli(["--log", `${dir}/run.log`, `${dir}/s`, `${dir}/r`]), 0);
+    assertExit(await cli(["--log", `${dir}/run.log`, `${dir}/s`, `${dir}/r`]), 0);
+    assertEquals(Deno.readTextFileSync(`${dir}/run.log`).match(/ run start: /g)?.length, 2);
+  });
+});

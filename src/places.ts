@@ -52,6 +52,7 @@ function isInside(inner: string, outer: string): boolean {
  */
 export function checkLogPlace(options: Pick<Options, "logPath" | "source" | "replica">): void {
   if (options.logPath === null) return;
+  refuseForeignLog(options.logPath);
   let log: string;
   try {
     log = realPathOrNearest(options.logPath);
@@ -71,6 +72,37 @@ export function checkLogPlace(options: Pick<Options, "logPath" | "source" | "rep
           `it would be mirrored or deleted: put it outside`,
       );
     }
+  }
+}
+
+/** How every line of a treesync log begins: an ISO time with its zone, then the level. */
+const LOG_LINE_START = /^\d{4}-\d\d-\d\dT[\d:.]+(?:Z|[+-]\d\d:\d\d) +[A-Z]+ /;
+
+/**
+ * Refuses a log path that holds another program's data: the log is appended to and rotated
+ * (renamed to `.1`, the oldest removed), which would lose a file named by mistake.
+ */
+function refuseForeignLog(logPath: string): void {
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.statSync(logPath);
+  } catch {
+    return; // missing (made at start) or unreadable (fails when opened, with its own message)
+  }
+  if (!info.isFile || info.size === 0) return;
+  const head = new Uint8Array(Math.min(info.size, 256));
+  try {
+    using file = Deno.openSync(logPath, { read: true });
+    file.readSync(head);
+  } catch {
+    return;
+  }
+  const firstLine = new TextDecoder().decode(head).split("\n")[0]!;
+  if (!LOG_LINE_START.test(firstLine)) {
+    throw new UsageError(
+      `The log file ${quoted(logPath)} holds something else (its first line is no treesync ` +
+        `log line), and logs are rotated: name a new file, or a folder for treesync.log`,
+    );
   }
 }
 
