@@ -71,6 +71,11 @@ export interface EngineContext {
    */
   mayBeMoved: (entry: Entry) => boolean;
   roots: { from: string; to: string };
+  /**
+   * Where a replica path is now, when a dry run walks a folder it would move under the name it
+   * would get: its files are read where they are.
+   */
+  locateTo?: (path: string) => string;
   pool: WorkerPool;
   report: Reporter;
   sink: ActionSink;
@@ -504,6 +509,7 @@ class MirrorWalk {
         await hashFiles(wanted[side], {
           scan: scans[side],
           root: roots[side],
+          ...(side === "to" && this.#context.locateTo ? { locate: this.#context.locateTo } : {}),
           pool,
           report,
           label: side === "from" ? "source" : "target",
@@ -735,12 +741,17 @@ export async function hashFiles(
     onBatch?: (files: number, bytes: number) => void;
     /** A file that cannot be hashed is an error of the run (true), or only left unhashed. */
     failuresAreErrors?: boolean;
+    /** Where each path is read from, when not at its own name (a dry run's moved folders). */
+    locate?: (path: string) => string;
   },
 ): Promise<void> {
   const { scan, root, pool, report, label, debug } = input;
-  const files = paths.map((path) => ({ path, size: scan.entries.get(path)!.size }));
+  const locate = input.locate ?? ((path: string) => path);
+  const named = new Map(paths.map((path) => [locate(path), path]));
+  const files = paths.map((path) => ({ path: locate(path), size: scan.entries.get(path)!.size }));
   const outcomes = await hashInPool(pool, root, files, input.onBatch);
-  for (const [path, outcome] of outcomes) {
+  for (const [readAt, outcome] of outcomes) {
+    const path = named.get(readAt) ?? readAt;
     const entry = scan.entries.get(path)!;
     if (debug) report.debug(`hash ${label} ${displayPath(path)}`);
     if ("error" in outcome) {

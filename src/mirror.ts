@@ -216,9 +216,16 @@ async function walkSubtrees(
     )
     : new FolderStream(null);
   try {
+    // A dry run reads the files of a folder it would move where they are.
+    const locateTo = (path: string) => {
+      for (const [now, name] of renames) {
+        if (path === name || path.startsWith(`${name}/`)) return now + path.slice(name.length);
+      }
+      return path;
+    };
     await walkPair(
       { from, to, record: input.record, start: starts, deferNew: false, rows: "patch" },
-      context,
+      renames.size > 0 ? { ...context, locateTo } : context,
       left,
     );
     await context.sink.drain();

@@ -382,3 +382,19 @@ Deno.test("output: --log naming a file that is not a treesync log is exit 2, the
     assertEquals(Deno.readTextFileSync(`${dir}/run.log`).match(/ run start: /g)?.length, 2);
   });
 });
+
+// Regression: a dry run read the files of a folder it would move out of a deleted one under
+// their new names, which do not exist yet: "Cannot hash" errors and exit 1, where the run is clean.
+Deno.test("output: a dry run of a folder moved out of a deleted folder reads its files where they are", async () => {
+  await withTemp(async (dir) => {
+    const [source, replica] = [`${dir}/s`, `${dir}/r`];
+    writeTree(source, { A: { B: { C: { f: "1" }, bf: "2" } } });
+    assertExit(await cli([source, replica]), 0);
+    Deno.renameSync(`${source}/A/B/C`, `${source}/C`);
+    Deno.removeSync(`${source}/A`, { recursive: true });
+    const { lines, dry } = await sameLinesEverywhere(dir, [source, replica]);
+    assert(!/error:/.test(dry.stderr), dry.stderr);
+    assert(lines.includes("move A/B/C/ -> C/"), lines.join("\n"));
+    assertEquals(readTree(replica), readTree(source));
+  });
+});
