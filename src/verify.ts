@@ -15,7 +15,7 @@ import {
 import { pathExists } from "./files.ts";
 import { counted, displayPath, formatBytes, listedPath, quoted } from "./format.ts";
 import { type Reporter, runStartLine, writeStdout } from "./log.ts";
-import { checkMeta, metaPaths } from "./meta.ts";
+import { checkMeta, hasRecord, metaPaths } from "./meta.ts";
 import { lockStep } from "./order.ts";
 import { loadRecord, type RecordEntry } from "./record.ts";
 import { emptyRecordSource, openRecord, type RecordRow, recordSourceFromV2 } from "./recordfile.ts";
@@ -241,19 +241,7 @@ class CheckBatch {
 /** Runs `--verify` on the replica and returns the exit code. */
 export async function runVerify(options: Options, report: Reporter): Promise<number> {
   report.fileOnly(runStartLine(options, { version: VERSION }));
-  try {
-    if (!Deno.statSync(options.replica).isDirectory) throw new Deno.errors.NotFound();
-  } catch {
-    throw new UsageError(`Replica ${quoted(options.replica)} is not a folder: nothing to verify`);
-  }
-  const meta = metaPaths(options.replica);
-  checkMeta(meta);
-  if (!pathExists(meta.record) && !pathExists(meta.legacyRecord)) {
-    // Nothing to verify against, and no advice to run a mirror: this may be the source itself.
-    throw new UsageError(
-      `${quoted(options.replica)} is not a treesync replica: it has no record in ${META_DIR}/`,
-    );
-  }
+  checkIsReplica(options.replica);
   const started = performance.now();
   const pool = new WorkerPool(options.jobs);
   let result: VerifyResult;
@@ -266,6 +254,60 @@ export async function runVerify(options: Options, report: Reporter): Promise<num
   } finally {
     pool.close();
   }
+  reportFindings(result, options, report);
+  const unrecorded = result.unrecorded.length;
+  const changed = result.changed.length;
+  const seconds = (performance.now() - started) / 1000;
+  const bad = result.mismatched.length + changed + result.missing.length +
+    result.failed.length + unrecorded;
+  const exitCode = bad > 0 ? ExitCode.Failed : ExitCode.Ok;
+  report.runEnd(
+    `verify: ${counted(result.checked, "file")} checked, ${result.mismatched.length} mismatched, ` +
+      `${changed} changed since the record, ${result.missing.length} missing, ` +
+      `${unrecorded} not in the record, ` +
+      `${result.failed.length} failed; ` +
+      `${formatBytes(result.bytes)} in ${seconds.toFixed(2)} s ` +
+      `(${formatBytes(result.bytes / Math.max(seconds, 0.001))}/s)`,
+    exitCode,
+  );
+  if (options.json) {
+    writeStdout(
+      `${
+        JSON.stringify({
+          checked: result.checked,
+          bytes: result.bytes,
+          mismatched: result.mismatched.length,
+          changed,
+          missing: result.missing.length,
+          unrecorded: result.unrecorded.length,
+          failed: result.failed.length,
+          durationMs: Math.round(seconds * 1000),
+        })
+      }\n`,
+    );
+  }
+  return exitCode;
+}
+
+/** Refuses what is no folder, or no replica: there is nothing to verify against. */
+function checkIsReplica(replica: string): void {
+  try {
+    if (!Deno.statSync(replica).isDirectory) throw new Deno.errors.NotFound();
+  } catch {
+    throw new UsageError(`Replica ${quoted(replica)} is not a folder: nothing to verify`);
+  }
+  const meta = metaPaths(replica);
+  checkMeta(meta);
+  if (!hasRecord(meta)) {
+    // Nothing to verify against, and no advice to run a mirror: this may be the source itself.
+    throw new UsageError(
+      `${quoted(replica)} is not a treesync replica: it has no record in ${META_DIR}/`,
+    );
+  }
+}
+
+/** Lists what does not match on stdout, and says on stderr what was not verified and why. */
+function reportFindings(result: VerifyResult, options: Options, report: Reporter): void {
   for (const path of result.mismatched) {
     writeStdout(`mismatch ${listedPath(path)}\n`);
   }
@@ -305,34 +347,4 @@ export async function runVerify(options: Options, report: Reporter): Promise<num
         `${options.replica}' once to hash them`,
     );
   }
-  const seconds = (performance.now() - started) / 1000;
-  const bad = result.mismatched.length + changed + result.missing.length +
-    result.failed.length + unrecorded;
-  const exitCode = bad > 0 ? ExitCode.Failed : ExitCode.Ok;
-  report.runEnd(
-    `verify: ${counted(result.checked, "file")} checked, ${result.mismatched.length} mismatched, ` +
-      `${changed} changed since the record, ${result.missing.length} missing, ` +
-      `${unrecorded} not in the record, ` +
-      `${result.failed.length} failed; ` +
-      `${formatBytes(result.bytes)} in ${seconds.toFixed(2)} s ` +
-      `(${formatBytes(result.bytes / Math.max(seconds, 0.001))}/s)`,
-    exitCode,
-  );
-  if (options.json) {
-    writeStdout(
-      `${
-        JSON.stringify({
-          checked: result.checked,
-          bytes: result.bytes,
-          mismatched: result.mismatched.length,
-          changed,
-          missing: result.missing.length,
-          unrecorded: result.unrecorded.length,
-          failed: result.failed.length,
-          durationMs: Math.round(seconds * 1000),
-        })
-      }\n`,
-    );
-  }
-  return exitCode;
 }
