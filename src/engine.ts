@@ -27,7 +27,7 @@ import {
 } from "./plan.ts";
 import { type RecordMap } from "./record.ts";
 import { type RecordRow, type RecordSource } from "./recordfile.ts";
-import { type Entry, type FolderListing, type Problem, type Scan } from "./scan.ts";
+import { type Entry, type FolderListing, type Scan } from "./scan.ts";
 import { type FolderStream } from "./walk.ts";
 import { hashInPool, type WorkerPool } from "./workers.ts";
 
@@ -779,9 +779,4 @@ function joinPath(folder: string, name: string): string {
 
 function baseOf(path: string): string {
   return path.slice(path.lastIndexOf("/") + 1);
-}
-
-/** Problems a listing holds, for the run's count. */
-export function listingProblems(listing: FolderListing): Problem[] {
-  return listing.problems;
 }

@@ -23,7 +23,7 @@ import { type FilterRule } from "./exclude.ts";
 import { type Identity } from "./files.ts";
 import { resignedRow } from "./nextrecord.ts";
 import { compareWalkOrder } from "./order.ts";
-import { baseName, isWithin, parentOf } from "./paths.ts";
+import { baseName, isWithin } from "./paths.ts";
 import { type Action, deleteAllowance, folderAttrsAction } from "./plan.ts";
 import { trustedHash } from "./record.ts";
 import { emptyRecordSource, type RecordRow, type RecordSource } from "./recordfile.ts";
@@ -551,9 +551,6 @@ function holdBackUnadopted(
 function entries(count: number): string {
   return counted(count, "entry", "entries");
 }
-
-/** The parent folder of a path (re-exported for the run). */
-export const folderOf = parentOf;
 
 /** The sink of a writing run: actions go to the applier, and count in the progress totals. */
 export function applySink(applier: Applier, control: { progress: RunProgress }): ActionSink {

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { type DeleteLimit } from "./cli.ts";
+import { type DeleteLimit } from "./types.ts";
 import { ancestors, isWithin, parentOf } from "./paths.ts";
 import { type HashLookup, hashLookup, type RecordMap, unchangedSinceRecorded } from "./record.ts";
 import {
@@ -18,7 +18,7 @@ import {
   signatureOf,
 } from "./scan.ts";
 
-export type { DeleteLimit } from "./cli.ts";
+export type { DeleteLimit } from "./types.ts";
 
 /**
  * One change to the target tree. Kinds: `mkdir` a folder, `copy` a new file, `update` a changed
@@ -183,8 +183,6 @@ export interface Plan {
   actions: Action[];
   /** Changes the options forbade or that cannot be made safely: each makes the run fail. */
   blocked: Problem[];
-  /** Extraneous entries left in the target because deletions are off. */
-  extraneousLeft: number;
 }
 
 /** How {@linkcode planMirror} decides. */
@@ -241,7 +239,6 @@ export function planMirror(from: Scan, to: Scan, options: PlanOptions): Plan {
     folderDiffers: new Map(),
     replaced: new Set(),
     left: new Set(),
-    extraneousLeft: 0,
   };
   for (const [path, source] of from.entries) planSourceEntry(path, source, walk, draft);
   for (const [path, target] of to.entries) planTargetEntry(path, target, walk, draft);
@@ -263,7 +260,6 @@ export function planMirror(from: Scan, to: Scan, options: PlanOptions): Plan {
       ...folderAttrs,
     ],
     blocked: draft.blocked,
-    extraneousLeft: draft.extraneousLeft,
   };
 }
 
@@ -308,7 +304,6 @@ interface Draft {
   replaced: Set<string>;
   /** Type changes left as they are: nothing happens at or below them. */
   left: Set<string>;
-  extraneousLeft: number;
 }
 
 /**
@@ -436,10 +431,7 @@ function planTargetEntry(path: string, target: Entry, walk: Walk, draft: Draft):
   if (source && !draft.replaced.has(path) && target.kind !== "dir") return; // overwritten
   if (draft.replaced.has(path)) return; // already planned as a removal
   if (walk.isProtected(path)) return;
-  if (!walk.options.deletes) {
-    draft.extraneousLeft++;
-    return;
-  }
+  if (!walk.options.deletes) return;
   const underReplaced = isWithin(path, draft.replaced, BELOW);
   const action: Action = {
     kind: target.kind === "dir" ? "rmdir" : "delete",
@@ -475,22 +467,6 @@ export function folderAttrsAction(path: string, entry: Entry, differs?: Differen
 
 function kindName(kind: EntryKind): string {
   return kind === "dir" ? "folder" : kind;
-}
-
-/**
- * The plan without its deletions: extraneous entries stay, and so do entries that were to give
- * way to another type, whose replacements (and anything to be created below them) are dropped.
- * Pure.
- *
- * @returns The new plan and how many deletions it held back.
- */
-export function holdBackDeletions(plan: Plan): { plan: Plan; heldBack: number } {
-  const isDeletion = (a: Action) => a.kind === "delete" || a.kind === "rmdir";
-  const held = new Set(plan.actions.filter(isDeletion).map((a) => a.path));
-  const actions = plan.actions.filter((a) =>
-    !isDeletion(a) && (a.kind === "dirattrs" || a.kind === "attrs" || !isWithin(a.path, held))
-  );
-  return { plan: { ...plan, actions }, heldBack: held.size };
 }
 
 /**

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { type RunControl } from "./control.ts";
 import { Applier, type ApplyContext, type CopyOutcome, FolderGuard } from "./apply.ts";
 import { type Options } from "./cli.ts";
 import {
@@ -17,14 +18,7 @@ import {
 import { errorText } from "./errors.ts";
 import { expectIdentity, type Identity, identityOf, pathExists } from "./files.ts";
 import { displayPath } from "./format.ts";
-import {
-  describeAction,
-  idleProgress,
-  isListed,
-  type Reporter,
-  type RunProgress,
-  writeStdout,
-} from "./log.ts";
+import { describeAction, idleProgress, isListed, type Reporter, writeStdout } from "./log.ts";
 import {
   checkOwn,
   clearUnadopted,
@@ -32,7 +26,6 @@ import {
   isAdopted,
   markUnadopted,
   type MetaPaths,
-  type ReplicaLock,
 } from "./meta.ts";
 import { applySink, finishRun, type WalkSettings } from "./mirror.ts";
 import { copiedRow, type FolderRows, NextRecord } from "./nextrecord.ts";
@@ -66,44 +59,7 @@ import { widenForLinks } from "./linkscope.ts";
 import { WorkerPool } from "./workers.ts";
 
 export { takeLock } from "./prepare.ts";
-
-/** Controls shared by a run and whoever started it (the loop, signals, stdin). */
-export interface RunControl {
-  /** True once a stop was asked: finish the current file, save the record. */
-  stopRequested: boolean;
-  /** True once a second SIGINT came: abandon the current file now. */
-  abortNow: boolean;
-  /** The replica lock while it is held. */
-  lock: ReplicaLock | null;
-  /** Keep the lock between runs (the loop holds it for its whole life). */
-  keepLock: boolean;
-  /** Progress of the run under way, for `status` and the progress line. */
-  progress: RunProgress;
-  /** The run's workers, told when a stop is asked. */
-  pool: WorkerPool | null;
-}
-
-/**
- * Asks the run under way to stop: after the file in flight (1: quit, the first signal) or at
- * once, abandoning it (2: a second SIGINT).
- */
-export function requestStop(control: RunControl, level: 1 | 2): void {
-  control.stopRequested = true;
-  if (level === 2) control.abortNow = true;
-  control.pool?.stop(level);
-}
-
-/** A fresh {@linkcode RunControl}. */
-export function newRunControl(): RunControl {
-  return {
-    stopRequested: false,
-    abortNow: false,
-    lock: null,
-    keepLock: false,
-    progress: idleProgress(),
-    pool: null,
-  };
-}
+export { newRunControl, requestStop, type RunControl } from "./control.ts";
 
 function makePause(): () => Promise<void> {
   let last = performance.now();
