@@ -18,7 +18,7 @@ import {
 import { errorText } from "./errors.ts";
 import { expectIdentity, type Identity, identityOf, pathExists } from "./files.ts";
 import { displayPath } from "./format.ts";
-import { describeAction, idleProgress, isListed, type Reporter, writeStdout } from "./log.ts";
+import { describeAction, idleProgress, isListed, type Reporter } from "./log.ts";
 import {
   checkOwn,
   clearUnadopted,
@@ -27,7 +27,7 @@ import {
   markUnadopted,
   type MetaPaths,
 } from "./meta.ts";
-import { applySink, finishRun, type WalkSettings } from "./mirror.ts";
+import { applySink, finishRun, printPlanned, type WalkSettings } from "./mirror.ts";
 import { copiedRow, type FolderRows, NextRecord } from "./nextrecord.ts";
 import {
   bindMountProbeNeeded,
@@ -259,11 +259,12 @@ async function endRun(
   const outcome = await finishRun(left, run.context, {
     gate: {
       maxDelete: options.maxDelete,
-      confirm: options.interactive ? deps.confirmDeletes : null,
+      asks: options.interactive,
+      confirm: deps.confirmDeletes,
       unadopted: held.unadopted,
+      replica: options.replica,
     },
     walk,
-    guardEntries: run.context.guardEntries,
   });
   if (held.prepared && !outcome.maxDeleteHit && outcome.heldBack === 0) {
     purgeExpiredTrash(options, sides, deps.report);
@@ -582,7 +583,7 @@ function startRun(
     summary = () => applier.result.summary;
   } else {
     const counts = emptySummary(true);
-    sink = printSink(counts, { trash: options.keepDeletedMs !== null, control });
+    sink = printSink(counts, { trash: options.keepDeletedMs !== null, control, report });
     summary = () => counts;
   }
   const context: EngineContext = {
@@ -675,8 +676,9 @@ function applyContext(
     pause: makePause(),
     onDone: (action) => {
       if (action.kind !== "dirattrs") control.progress.done++;
-      if (isListed(action)) report.change(describeAction(action));
-      else report.debug(describeAction(action));
+      const line = changeLine(action, options.keepDeletedMs !== null);
+      if (isListed(action)) report.change(line);
+      else report.debug(line);
       report.debug(`  because: ${reasonText(action.reason)}`);
     },
     onFailed: (problem) => report.error(`${displayPath(problem.path)}: ${problem.message}`),
@@ -684,24 +686,29 @@ function applyContext(
   };
 }
 
-/** A dry run's sink: each action printed on stdout and counted. */
+/** A dry run's sink: each action printed (on stdout, through the reporter) and counted. */
 function printSink(
   counts: RunSummary,
-  input: { trash: boolean; control: RunControl },
+  input: { trash: boolean; control: RunControl; report: Reporter },
 ): ActionSink {
   return {
     applier: null,
     drain: () => Promise.resolve(),
     apply: (action) => {
       if (input.control.stopRequested) return Promise.resolve(false);
-      if (isListed(action)) {
-        const toTrash = input.trash && replacesData(action);
-        writeStdout(`${describeAction(action)}${toTrash ? " (to trash)" : ""}\n`);
-      }
+      if (isListed(action)) printPlanned(input.report, changeLine(action, input.trash));
       countAction(counts, action, action.entry?.size ?? 0);
       return Promise.resolve(true);
     },
   };
+}
+
+/**
+ * An action's change line, the same in a dry run and a real one: with `--keep-deleted`, what
+ * goes to the trash says so.
+ */
+function changeLine(action: Action, trash: boolean): string {
+  return `${describeAction(action)}${trash && replacesData(action) ? " (to trash)" : ""}`;
 }
 
 /** Saves the next record (after a stop, the old record's rows the walk did not reach too). */
