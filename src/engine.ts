@@ -9,6 +9,7 @@
  */
 
 import { type Applier } from "./apply.ts";
+import { folderUnchanged } from "./changed.ts";
 import { type Options } from "./cli.ts";
 import { displayPath, quoted } from "./format.ts";
 import { idleProgress, type Reporter, type RunProgress } from "./log.ts";
@@ -16,7 +17,7 @@ import { hashesNeeded } from "./needs.ts";
 import { type FolderRows, type NextRecord, resignedRow, rowFor } from "./nextrecord.ts";
 import { UsageError } from "./errors.ts";
 import { lockStep } from "./order.ts";
-import { isWithin, parentOf } from "./paths.ts";
+import { baseName, isWithin, parentOf } from "./paths.ts";
 import {
   type Action,
   type Difference,
@@ -27,7 +28,7 @@ import {
 } from "./plan.ts";
 import { type RecordMap } from "./record.ts";
 import { type RecordRow, type RecordSource } from "./recordfile.ts";
-import { type Entry, type FolderListing, type Scan } from "./scan.ts";
+import { type Entry, type FolderListing, sameSignature, type Scan } from "./scan.ts";
 import { type FolderStream } from "./walk.ts";
 import { hashInPool, type WorkerPool } from "./workers.ts";
 
@@ -535,7 +536,7 @@ class MirrorWalk {
     const rows = new Map<string, RecordRow>();
     const names = new Set<string>();
     for (const scan of [scans.from, scans.to]) {
-      for (const path of scan.entries.keys()) if (path !== folder) names.add(baseOf(path));
+      for (const path of scan.entries.keys()) if (path !== folder) names.add(baseName(path));
     }
     for (const name of names) {
       const path = joinPath(folder, name);
@@ -609,7 +610,7 @@ class MirrorWalk {
           ? { code: "inside-replaced" }
           : action.reason;
         const deletion: PendingDeletion = { action: { ...action, reason }, entry };
-        const known = state.known.get(baseOf(action.path));
+        const known = state.known.get(baseName(action.path));
         if (known) deletion.known = known;
         left.deletions.push(deletion);
         if (action.kind === "rmdir") this.#deletedFolders.set(action.path, deletion);
@@ -634,7 +635,7 @@ class MirrorWalk {
     const signature = applier?.result.resigned.get(path);
     if (!signature) return;
     applier!.result.resigned.delete(path);
-    const name = baseOf(path);
+    const name = baseName(path);
     const row = rows.get(name);
     if (row) rows.set(name, resignedRow(row, signature));
   }
@@ -648,48 +649,6 @@ class MirrorWalk {
       if (other.kind === "dir" && !this.#replaced.has(path)) this.#skipTo.add(path);
     }
   }
-}
-
-/**
- * Whether a folder needs nothing at all, so that the planner may be skipped: the same names on
- * both sides, each the same kind, size, mtime, mode (and owner, when kept) or link target, and
- * a record that vouches for every file on both sides as it is now and holds exactly these
- * entries, so its rows carry over unchanged. Anything else goes through the planner. Pure.
- */
-export function folderUnchanged(
-  from: FolderListing,
-  to: FolderListing,
-  input: { known: Map<string, RecordRow>; owners: boolean },
-): boolean {
-  const { known, owners } = input;
-  if (from.entries.size !== to.entries.size || from.problems.length + to.problems.length > 0) {
-    return false;
-  }
-  let recorded = 0;
-  for (const [name, source] of from.entries) {
-    const target = to.entries.get(name);
-    if (!target || target.kind !== source.kind || target.mode !== source.mode) return false;
-    if (owners && (target.uid !== source.uid || target.gid !== source.gid)) return false;
-    const row = known.get(name);
-    if (source.kind === "symlink") {
-      if (source.target !== target.target) return false;
-      continue;
-    }
-    if (source.mtimeMs !== target.mtimeMs || !row) return false;
-    recorded++;
-    if (source.kind === "dir") {
-      if (row.kind !== "dir" || row.source?.ino !== source.ino || row.replica?.ino !== target.ino) {
-        return false;
-      }
-      continue;
-    }
-    if (row.kind !== "file" || !row.source || !row.replica || row.replica.hash === null) {
-      return false;
-    }
-    if (!sameSig(row.source, source) || !sameSig(row.replica, target)) return false;
-    if (source.size !== target.size) return false;
-  }
-  return recorded === known.size;
 }
 
 /** Whether a listing has files with several names (their group is decided name by name). */
@@ -758,7 +717,7 @@ export async function hashFiles(
       const line = `${displayPath(path)}: Cannot hash: ${outcome.error}`;
       if (input.failuresAreErrors ?? true) report.error(line);
       else report.debug(line);
-    } else if (outcome.result && sameSig(outcome.result.signature, entry)) {
+    } else if (outcome.result && sameSignature(outcome.result.signature, entry)) {
       // A file that changed since the walk stays unhashed: the plan then copies it.
       entry.hash = outcome.result.hash;
       entry.hashedAtMs = outcome.result.hashedAtMs;
@@ -766,17 +725,6 @@ export async function hashFiles(
   }
 }
 
-function sameSig(
-  a: { size: number; mtimeMs: number; ctimeMs: number; ino: number },
-  b: Entry,
-): boolean {
-  return a.size === b.size && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs && a.ino === b.ino;
-}
-
 function joinPath(folder: string, name: string): string {
   return folder === "" ? name : `${folder}/${name}`;
-}
-
-function baseOf(path: string): string {
-  return path.slice(path.lastIndexOf("/") + 1);
 }

@@ -1,4 +1,4 @@
-import { folderUnchanged } from "./engine.ts";
+import { folderUnchanged } from "./changed.ts";
 import { rowFor } from "./nextrecord.ts";
 import { type RecordRow } from "./recordfile.ts";
 import { type Entry, type FolderListing } from "./scan.ts";
