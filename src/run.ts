@@ -1,6 +1,12 @@
 /**
- * One run as named phases: check, scan, refuse, prepare, hash, decide, execute. Every check that
- * can refuse a run comes before its first write.
+ * One run, whole or over a scope, in this order: the checks that need no walk (`prepare.ts`)
+ * and the lock; the root's walk opened, probed and its first listings checked; the record
+ * read; the writes prepared (our folders, the trash purge waits for the end); each folder of
+ * the scope walked in lock-step with the record, hashed, decided and acted on folder by folder
+ * (`engine.ts`); the end of the run: moves, creations, the deletion gate, deletions, type
+ * changes, folder attributes (planned in `endplan.ts`, run by `mirror.ts`); the expired trash
+ * purged; the record saved; the summary. Every check that can refuse a run comes before its
+ * first write.
  *
  * @module
  */
@@ -14,6 +20,7 @@ import {
   type EngineContext,
   type WalkLeftovers,
   walkPair,
+  type WalkStart,
 } from "./engine.ts";
 import { errorText } from "./errors.ts";
 import { expectIdentity, type Identity, identityOf, pathExists } from "./files.ts";
@@ -52,7 +59,7 @@ import {
   type RecordSource,
   recordSourceFromV2,
 } from "./recordfile.ts";
-import { type Entry, entryFromStat } from "./scan.ts";
+import { type Entry, entryFromStat, type FolderListing } from "./scan.ts";
 import { countAction, emptySummary, type RunSummary } from "./summary.ts";
 import { FolderStream, walkerStarts, type WalkRequest } from "./walk.ts";
 import { widenForLinks } from "./linkscope.ts";
@@ -85,8 +92,13 @@ export interface RunDependencies {
 }
 
 /**
- * One pass: check, lock, walk both trees in lock-step with the record, deciding and acting
- * folder by folder, then what waited for the walk, then save the record.
+ * One run, whole or over `scope` (relative paths `--watch` saw change: each folder walked with
+ * everything below it, against the replica's same folder and the record, the rest of the
+ * record carried over; a folder gone from either tree is taken from its nearest folder that
+ * both still have). A whole run is the scope of the root. The order, for both: the checks that
+ * need no walk and the lock; the root's walk opened, probed and its first listings checked
+ * (whole runs); the record read; the writes prepared; each folder of the scope walked in
+ * lock-step, decided and acted on folder by folder; the end of the run; the record saved.
  *
  * @returns The summary; `failed` counts entries that could not be mirrored.
  * @throws {UsageError} For paths that cannot be mirrored (nothing changed).
@@ -97,7 +109,6 @@ export async function runOnce(
   deps: RunDependencies,
   scope?: string[],
 ): Promise<RunSummary> {
-  if (scope !== undefined) return await runInScope(options, deps, scope);
   const begun = beginRun(options, deps);
   const { started, sides, writes, held } = begun;
   deps = begun.deps;
@@ -106,57 +117,26 @@ export async function runOnce(
     // An existing lock file is taken now (taking it writes nothing); a first run makes it later.
     if (writes) takeLock(control, sides.replicaMeta, options.restore ? "read" : "existing");
     const walk = walkSettings(options, sides);
-    const request = (root: string, avoid: Identity[]) => ({
-      ...walkRequest(root, walk.filters, avoid),
-      probe: walk.probe,
-    });
-    const from = new FolderStream(request(sides.fromRoot, walk.avoid.from));
-    const to = walk.toExists
-      ? new FolderStream(request(sides.toRoot, walk.avoid.to))
-      : new FolderStream(null);
-    held.streams.push(from, to);
-    await refuseProbed(options, { from, to });
-    control.progress = { ...idleProgress(), phase: "scanning" };
-    const roots = { from: await from.peek(), to: await to.peek() };
-    refuseUnsafe(options, roots);
-    if (await stopAsked(control)) return stoppedSummary(options, started);
+    // Every check that can refuse the run comes before its first write: the root's walk first.
+    const root = scope === undefined
+      ? await openRootWalk(options, { sides, walk, held, control })
+      : null;
+    if (root && await stopAsked(control)) return stoppedSummary(options, started);
     held.record = openRecordSource(sides.replicaMeta, deps.report);
+    if (!root) held.rest = openRecordSource(sides.replicaMeta, { ...deps.report, warn: () => {} });
     if (writes) held.prepared = prepareWrites(options, sides, control);
-    if (writes && !walk.toExists && from.start) {
-      // Made by prepareWrites: the same line as the dry run's, which counts it nowhere either.
-      deps.report.change(
-        describeAction({ kind: "mkdir", path: "", reason: NEW, entry: from.start }),
-      );
-    }
-    // Marked before any record is saved, so that no later run takes the record for adoption.
-    if (writes && held.notAdopted && holdsEntries(sides.toRoot)) markUnadopted(sides.replicaMeta);
-    const toRootEntry = to.start ??
-      (writes ? entryFromStat(Deno.statSync(sides.toRoot)) : null);
+    if (writes) announcePrepared({ root, sides, walk, held, report: deps.report });
+    const toRootEntry = !root
+      ? null
+      : root.to.start ?? (writes ? entryFromStat(Deno.statSync(sides.toRoot)) : null);
     const run = startRun(options, { sides, deps, held, toRootEntry });
     const left = emptyLeftovers();
-    const deferNew = run.context.moves && (roots.to?.entries.size ?? 0) > 0;
-    control.progress.walking = true;
-    if (toRootEntry === null && from.start) {
-      // A dry run into a replica that does not exist yet: its root would be made first.
-      await run.context.sink.apply({ kind: "mkdir", path: "", reason: NEW, entry: from.start });
+    if (root) {
+      await walkRoot(root, { run, left, held, toRootEntry, writes: writes && !walk.toExists });
+    } else {
+      const folders = await foldersOfScope(scope!, { options, sides, walk, deps });
+      await walkScope(folders, { run, left, held, sides, walk });
     }
-    await walkPair(
-      {
-        from,
-        to,
-        record: held.record,
-        start: { folder: "", from: from.start, to: toRootEntry },
-        deferNew,
-        rows: "draft",
-      },
-      run.context,
-      left,
-    );
-    control.progress.walking = false;
-    reportSkipped(deps.report, [from, to]);
-    // A root this run made differs from the source's only as a new folder does: its attributes
-    // are set, not listed, as the dry run shows it.
-    if (writes && !walk.toExists) left.folderDiffers.delete("");
     return await endRun(left, run, { options, deps, walk, sides, held, started });
   } finally {
     releaseRun(held, control);
@@ -165,78 +145,152 @@ export async function runOnce(
 
 const NEW = { code: "new" } as const;
 
+/** The root's walk of both trees, opened and checked before anything is written. */
+interface RootWalk {
+  from: FolderStream;
+  to: FolderStream;
+  /** The roots' first listings. */
+  roots: { from: FolderListing | null; to: FolderListing | null };
+}
+
 /**
- * A run over part of the source: each folder of `scope` (relative paths; `--watch` saw them
- * change) walked with everything below it, against the replica's same folder and the record;
- * the rest of the record carried over. A folder gone from either tree is taken from its
- * nearest folder that both still have.
+ * Opens the walk of both roots (with the bind-mount probe when needed) and refuses trees one of
+ * which holds the other's root, and roots that are not safe to mirror.
  */
-async function runInScope(
+async function openRootWalk(
   options: Options,
-  deps: RunDependencies,
-  scope: string[],
-): Promise<RunSummary> {
-  const begun = beginRun(options, deps);
-  const { started, sides, writes, held } = begun;
-  deps = begun.deps;
-  const { control } = deps;
-  try {
-    if (writes) takeLock(control, sides.replicaMeta, options.restore ? "read" : "existing");
-    const walk = walkSettings(options, sides);
-    held.record = openRecordSource(sides.replicaMeta, deps.report);
-    const record = countingRows(held.record);
-    held.rest = openRecordSource(sides.replicaMeta, { ...deps.report, warn: () => {} });
-    if (writes) held.prepared = prepareWrites(options, sides, control);
-    if (writes && held.unadopted) markUnadopted(sides.replicaMeta);
-    const run = startRun(options, { sides, deps, held, toRootEntry: null });
-    const left = emptyLeftovers();
-    for (const folder of await foldersOfScope(scope, { options, sides, walk, deps })) {
-      if (control.stopRequested) break;
-      const request = (root: string, avoid: Identity[]) => ({
-        ...walkRequest(root, walk.filters, avoid),
-        start: folder,
-      });
-      const from = new FolderStream(request(sides.fromRoot, walk.avoid.from));
-      const to = new FolderStream(request(sides.toRoot, walk.avoid.to));
-      held.streams.push(from, to);
-      const toEntry = entryFromStat(
-        folder === "" ? Deno.statSync(sides.toRoot) : Deno.lstatSync(`${sides.toRoot}/${folder}`),
-      );
-      run.context.guardEntries.set(folder, toEntry);
-      // The guard checks a change from inside its folder up to the root: it knows them all.
-      for (const above of ancestors(folder)) {
-        if (run.context.guardEntries.has(above)) continue;
-        const path = above === "" ? sides.toRoot : `${sides.toRoot}/${above}`;
-        run.context.guardEntries.set(
-          above,
-          entryFromStat(above === "" ? Deno.statSync(path) : Deno.lstatSync(path)),
-        );
-      }
-      const fromEntry = entryFromStat(
-        folder === ""
-          ? Deno.statSync(sides.fromRoot)
-          : Deno.lstatSync(`${sides.fromRoot}/${folder}`),
-      );
-      await walkPair(
-        {
-          from,
-          to,
-          record: record.source,
-          start: { folder, from: fromEntry, to: toEntry },
-          deferNew: run.context.moves,
-          rows: "patch",
-        },
-        run.context,
-        left,
-      );
-    }
-    // A `--max-delete` share is of the whole replica: the folders walked as found, the others
-    // as the record has them.
-    left.replicaEntries += Math.max(0, held.record.rowCount - record.rowsRead());
-    return await endRun(left, run, { options, deps, walk, sides, held, started });
-  } finally {
-    releaseRun(held, control);
+  input: {
+    sides: RunSides;
+    walk: ReturnType<typeof walkSettings>;
+    held: Held;
+    control: RunControl;
+  },
+): Promise<RootWalk> {
+  const { sides, walk, held } = input;
+  const request = (root: string, avoid: Identity[]) => ({
+    ...walkRequest(root, walk.filters, avoid),
+    probe: walk.probe,
+  });
+  const from = new FolderStream(request(sides.fromRoot, walk.avoid.from));
+  const to = walk.toExists
+    ? new FolderStream(request(sides.toRoot, walk.avoid.to))
+    : new FolderStream(null);
+  held.streams.push(from, to);
+  await refuseProbed(options, { from, to });
+  input.control.progress = { ...idleProgress(), phase: "scanning" };
+  const roots = { from: await from.peek(), to: await to.peek() };
+  refuseUnsafe(options, roots);
+  return { from, to, roots };
+}
+
+/**
+ * Once the writes are prepared: the line for a replica root they made, and the mark of a
+ * replica not adopted, set before any record is saved so that no later run takes the record for
+ * adoption.
+ */
+function announcePrepared(
+  input: {
+    root: RootWalk | null;
+    sides: RunSides;
+    walk: { toExists: boolean };
+    held: Held;
+    report: Reporter;
+  },
+): void {
+  const { root, sides, walk, held } = input;
+  if (!walk.toExists && root?.from.start) {
+    // Made by prepareWrites: the same line as the dry run's, which counts it nowhere either.
+    input.report.change(
+      describeAction({ kind: "mkdir", path: "", reason: NEW, entry: root.from.start }),
+    );
   }
+  // A whole run marks a replica that holds entries; a scoped one, whenever it may delete.
+  const mark = root ? held.notAdopted && holdsEntries(sides.toRoot) : held.unadopted;
+  if (mark) markUnadopted(sides.replicaMeta);
+}
+
+/** Walks the whole of both trees from their roots, with the record. */
+async function walkRoot(
+  root: RootWalk,
+  input: {
+    run: { context: EngineContext };
+    left: WalkLeftovers;
+    held: Held;
+    toRootEntry: Entry | null;
+    /** Whether this run made the replica's root. */
+    writes: boolean;
+  },
+): Promise<void> {
+  const { run: { context }, left, held, toRootEntry } = input;
+  const { from, to, roots } = root;
+  context.control.progress.walking = true;
+  if (toRootEntry === null && from.start) {
+    // A dry run into a replica that does not exist yet: its root would be made first.
+    await context.sink.apply({ kind: "mkdir", path: "", reason: NEW, entry: from.start });
+  }
+  const start = { folder: "", from: from.start, to: toRootEntry };
+  const deferNew = context.moves && (roots.to?.entries.size ?? 0) > 0;
+  const pair = { from, to, record: held.record!, start, deferNew, rows: "draft" as const };
+  await walkPair(pair, context, left);
+  context.control.progress.walking = false;
+  reportSkipped(context.report, [from, to]);
+  // A root this run made differs from the source's only as a new folder does: its attributes
+  // are set, not listed, as the dry run shows it.
+  if (input.writes) left.folderDiffers.delete("");
+}
+
+/** Walks each folder of a scope with everything below it, patching the record's rows. */
+async function walkScope(
+  folders: string[],
+  input: {
+    run: { context: EngineContext };
+    left: WalkLeftovers;
+    held: Held;
+    sides: RunSides;
+    walk: WalkSettings;
+  },
+): Promise<void> {
+  const { run: { context }, left, held, sides, walk } = input;
+  const record = countingRows(held.record!);
+  for (const folder of folders) {
+    if (context.stopped()) break;
+    const request = (root: string, avoid: Identity[]) => ({
+      ...walkRequest(root, walk.filters, avoid),
+      start: folder,
+    });
+    const from = new FolderStream(request(sides.fromRoot, walk.avoid.from));
+    const to = new FolderStream(request(sides.toRoot, walk.avoid.to));
+    held.streams.push(from, to);
+    const start = scopeStart(folder, { sides, guardEntries: context.guardEntries });
+    const deferNew = context.moves;
+    await walkPair(
+      { from, to, record: record.source, start, deferNew, rows: "patch" },
+      context,
+      left,
+    );
+  }
+  // A `--max-delete` share is of the whole replica: the folders walked as found, the others
+  // as the record has them.
+  left.replicaEntries += Math.max(0, held.record!.rowCount - record.rowsRead());
+}
+
+/**
+ * A scope folder's entries on both sides, as they are now; the guard learns it and every
+ * folder above it (it checks a change from inside its folder up to the root).
+ */
+function scopeStart(
+  folder: string,
+  input: { sides: RunSides; guardEntries: Map<string, Entry> },
+): WalkStart {
+  const { sides, guardEntries } = input;
+  const entryAt = (root: string, path: string) =>
+    entryFromStat(path === "" ? Deno.statSync(root) : Deno.lstatSync(`${root}/${path}`));
+  const to = entryAt(sides.toRoot, folder);
+  guardEntries.set(folder, to);
+  for (const above of ancestors(folder)) {
+    if (!guardEntries.has(above)) guardEntries.set(above, entryAt(sides.toRoot, above));
+  }
+  return { folder, from: entryAt(sides.fromRoot, folder), to };
 }
 
 /**
