@@ -17,7 +17,7 @@
  * @module
  */
 
-import { type PendingDeletion, type WalkLeftovers } from "./engine.ts";
+import { type PendingDeletion, type WalkLeftovers } from "./context.ts";
 import { counted, displayPath, quoted } from "./format.ts";
 import { compareWalkOrder } from "./order.ts";
 import { baseName, isWithin } from "./paths.ts";
@@ -49,7 +49,9 @@ export type ArrivalStep =
 
 /** Hashes read for move matching, by path, on each side (see {@linkcode moveHashesNeeded}). */
 export interface MoveHashes {
+  /** Of new source files. */
   from: Map<string, string>;
+  /** Of extraneous replica files. */
   to: Map<string, string>;
 }
 

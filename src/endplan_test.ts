@@ -12,7 +12,7 @@ import {
   planSettling,
   type SettlingStep,
 } from "./endplan.ts";
-import { emptyLeftovers, type PendingDeletion, type WalkLeftovers } from "./engine.ts";
+import { emptyLeftovers, type PendingDeletion, type WalkLeftovers } from "./context.ts";
 import { type Action } from "./plan.ts";
 import { type Entry } from "./scan.ts";
 import { e, vouch } from "./test_helpers.ts";

@@ -8,171 +8,40 @@
  * @module
  */
 
-import { type Applier } from "./apply.ts";
 import { folderUnchanged } from "./changed.ts";
-import { type Options } from "./cli.ts";
+import {
+  type EngineContext,
+  type PendingDeletion,
+  type WalkLeftovers,
+  type WalkPair,
+} from "./context.ts";
 import { displayPath, quoted } from "./format.ts";
-import { idleProgress, type Reporter, type RunProgress } from "./log.ts";
+import { idleProgress, type Reporter } from "./log.ts";
 import { hashesNeeded } from "./needs.ts";
-import { type FolderRows, type NextRecord, resignedRow, rowFor } from "./nextrecord.ts";
+import { type FolderRows, resignedRow, rowFor } from "./nextrecord.ts";
 import { UsageError } from "./errors.ts";
 import { lockStep } from "./order.ts";
 import { baseName, isWithin, parentOf } from "./paths.ts";
-import {
-  type Action,
-  type Difference,
-  mergeDifferences,
-  planMirror,
-  type PlanOptions,
-  type Reason,
-} from "./plan.ts";
+import { type Action, mergeDifferences, planMirror, type Reason } from "./plan.ts";
 import { type RecordMap } from "./record.ts";
-import { type RecordRow, type RecordSource } from "./recordfile.ts";
+import { type RecordRow } from "./recordfile.ts";
 import { type Entry, type FolderListing, sameSignature, type Scan } from "./scan.ts";
-import { type FolderStream } from "./walk.ts";
 import { hashInPool, type WorkerPool } from "./workers.ts";
 
-/** An entry the walk found extraneous: deleted at the end, unless it moves or is kept. */
-export interface PendingDeletion {
-  action: Action;
-  /** The replica's entry as walked. */
-  entry: Entry;
-  /** What the record knew of it. */
-  known?: RecordRow;
-  /** For a folder: the record's rows of its subtree, by folder, while few enough to hold. */
-  stash?: Map<string, Map<string, RecordRow>>;
-}
-
-/** A new source entry kept back until the deletions are known: it may be a move. */
-export interface PendingNew {
-  action: Action;
-}
-
-/** What a streamed run does with each decided action: apply it, or print it (dry run). */
-export interface ActionSink {
-  /** Applies or prints one action; false once a stop was asked. */
-  apply(action: Action): Promise<boolean>;
-  /** Waits for copies in flight. */
-  drain(): Promise<void>;
-  /** The applier, when writing. */
-  readonly applier: Applier | null;
-}
-
-/** Everything a streamed run works with. */
-export interface EngineContext {
-  options: Options;
-  /** The planner's options for every folder (moves are the engine's own). */
-  planOptions: Omit<PlanOptions, "fromHashes" | "toHashes">;
-  /** Whether moves are looked for (mirroring with deletions). */
-  moves: boolean;
-  /**
-   * Whether a new source folder may be a replica folder moved: the record knows a folder of its
-   * source inode somewhere. Only those wait for the end of the run; any other is made and
-   * filled in the walk that found it.
-   */
-  mayBeMoved: (entry: Entry) => boolean;
-  roots: { from: string; to: string };
-  /**
-   * Where a replica path is now, when a dry run walks a folder it would move under the name it
-   * would get: its files are read where they are.
-   */
-  locateTo?: (path: string) => string;
-  pool: WorkerPool;
-  report: Reporter;
-  sink: ActionSink;
-  /** The next record, when this run writes one. */
-  next: NextRecord | null;
-  /** The replica's folders (and the entries being changed) the folder guard checks against. */
-  guardEntries: Map<string, Entry>;
-  /** Folders whose copies are in flight: their rows wait for them. */
-  pendingRows: Map<string, FolderRows>;
-  /** With `--hard-links`: the first name of each source file with several, by inode. */
-  linkGroups: Map<string, LinkGroup> | null;
-  /**
-   * With `--hard-links`: each replica file with several names met, by `dev:ino`, and the
-   * source group its first name met keeps it for (`dev:ino` of the source file, or `one:PATH`
-   * for a source file with one name). A later name of it from another group is split off.
-   */
-  replicaLinks: Map<string, string> | null;
-  /** Where the progress line reads how far the run has come. */
-  control: { progress: RunProgress };
-  /** True once a stop was asked. */
-  stopped: () => boolean;
-}
-
-/** The first name this run met of a source file with several names (`--hard-links`). */
-export interface LinkGroup {
-  /** Its path. */
-  path: string;
-  /** The replica file's inode there, unless this run copies it afresh. */
-  replicaIno: number | null;
-  /** Its folder's record rows (its row is final once its copy is back). */
-  rows: Map<string, RecordRow> | null;
-}
-
-/** What the walk of a pair of trees leaves for the end of the run. */
-export interface WalkLeftovers {
-  deletions: PendingDeletion[];
-  /** Replica folders that must stay: they hold entries left out (excluded, unreadable). */
-  keptFolders: Set<string>;
-  /** New source entries that may be moves, in walk order. */
-  newEntries: PendingNew[];
-  /** Creations that must wait for a deletion (a type change), in walk order. */
-  afterDeletions: Action[];
-  /** Names to make hard links of their first name, once every copy is done. */
-  hardLinks: Action[];
-  /** Folders whose attributes are set last, by path. */
-  touchedFolders: Map<string, Entry>;
-  /** Of those, what differed from the source's before the run (those are listed). */
-  folderDiffers: Map<string, Difference[]>;
-  /** Replica entries walked (for a `--max-delete` percentage). */
-  replicaEntries: number;
-}
-
-/** A fresh set of leftovers. */
-export function emptyLeftovers(): WalkLeftovers {
-  return {
-    deletions: [],
-    keptFolders: new Set(),
-    newEntries: [],
-    afterDeletions: [],
-    hardLinks: [],
-    touchedFolders: new Map(),
-    folderDiffers: new Map(),
-    replicaEntries: 0,
-  };
-}
+export {
+  type ActionSink,
+  emptyLeftovers,
+  type EngineContext,
+  type LinkGroup,
+  type PendingDeletion,
+  type PendingNew,
+  type WalkLeftovers,
+  type WalkPair,
+  type WalkStart,
+} from "./context.ts";
 
 /** Rows of folders being deleted kept at most, for moves (a few hundred bytes each). */
 const STASH_ROWS = 200_000;
-
-/** One pair of walks merged in lock-step, from a start folder down. */
-export interface WalkPair {
-  from: FolderStream;
-  to: FolderStream;
-  record: RecordSource;
-  /**
-   * The start folder's entries on each side (a missing side: the other's stands in); several
-   * for a walk over several subtrees (in walk order, none inside another).
-   */
-  start: WalkStart | WalkStart[];
-  /** New entries wait for the end (they may be moves); false once the end has come. */
-  deferNew: boolean;
-  /** Folder rows go into the draft (the main walk) or are patched in (the end's walks). */
-  rows: "draft" | "patch";
-}
-
-/** A folder a walk starts at, and its entry on each side. */
-export interface WalkStart {
-  folder: string;
-  from: Entry | null;
-  to: Entry | null;
-  /**
-   * Where the replica's side of `folder` is now, when it is still elsewhere: a folder a dry run
-   * would move, walked where it is and listed under the name it would get.
-   */
-  toFolder?: string;
-}
 
 /**
  * Walks a pair of trees in lock-step and decides and acts folder by folder, leaving what must

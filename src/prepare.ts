@@ -69,7 +69,9 @@ function refuseRestoreFromForeign(replica: string, meta: MetaPaths): void {
 
 /** The two trees of a run and where each keeps our own files. */
 export interface RunSides {
+  /** The root of the tree copied from (the replica, when restoring). */
   fromRoot: string;
+  /** The root of the tree written to (the source, when restoring). */
   toRoot: string;
   /** The replica's: lock and record. */
   replicaMeta: MetaPaths;
