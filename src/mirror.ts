@@ -19,7 +19,6 @@ import {
   type SettlingStep,
 } from "./endplan.ts";
 import {
-  type ActionSink,
   type EngineContext,
   hashFiles,
   type PendingDeletion,
@@ -28,7 +27,7 @@ import {
   type WalkStart,
 } from "./engine.ts";
 import { displayPath } from "./format.ts";
-import { type Reporter, type RunProgress, writeStdout } from "./log.ts";
+import { printPlanned } from "./runsink.ts";
 import { type FilterRule } from "./exclude.ts";
 import { type Identity } from "./files.ts";
 import { resignedRow } from "./nextrecord.ts";
@@ -490,28 +489,4 @@ async function deleteOne(
   } else if (context.next && action.kind === "rmdir") {
     context.next.dropFolder(action.path);
   }
-}
-
-/**
- * Prints a line of what a dry run would do: through the reporter's `planned` (stdout on the
- * command line), or on stdout when it has none.
- */
-export function printPlanned(report: Reporter, line: string): void {
-  if (report.planned) report.planned(line);
-  else writeStdout(`${line}\n`);
-}
-
-/** The sink of a writing run: actions go to the applier, and count in the progress totals. */
-export function applySink(applier: Applier, control: { progress: RunProgress }): ActionSink {
-  return {
-    applier,
-    apply: (action) => {
-      if (action.kind !== "dirattrs") control.progress.total++;
-      if (action.kind === "copy" || action.kind === "update") {
-        control.progress.totalBytes += action.entry!.size;
-      }
-      return applier.apply(action);
-    },
-    drain: () => applier.drain(),
-  };
 }

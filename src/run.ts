@@ -12,30 +12,24 @@
  */
 
 import { type RunControl } from "./control.ts";
-import { Applier, type ApplyContext, type CopyOutcome, FolderGuard } from "./apply.ts";
 import { type Options } from "./cli.ts";
-import {
-  type ActionSink,
-  emptyLeftovers,
-  type EngineContext,
-  type WalkLeftovers,
-  walkPair,
-  type WalkStart,
-} from "./engine.ts";
+import { emptyLeftovers, type EngineContext, type WalkLeftovers, walkPair } from "./engine.ts";
 import { errorText } from "./errors.ts";
-import { expectIdentity, type Identity, identityOf, pathExists } from "./files.ts";
+import { expectIdentity, type Identity, identityOf } from "./files.ts";
 import { displayPath } from "./format.ts";
-import { describeAction, idleProgress, isListed, type Reporter } from "./log.ts";
+import { describeAction, idleProgress, type Reporter } from "./log.ts";
+import { clearUnadopted, holdsEntries, isAdopted, markUnadopted } from "./meta.ts";
+import { finishRun, type WalkSettings } from "./mirror.ts";
 import {
-  checkOwn,
-  clearUnadopted,
-  holdsEntries,
-  isAdopted,
-  markUnadopted,
-  type MetaPaths,
-} from "./meta.ts";
-import { applySink, finishRun, printPlanned, type WalkSettings } from "./mirror.ts";
-import { copiedRow, type FolderRows, NextRecord } from "./nextrecord.ts";
+  countingRows,
+  folderInodeTest,
+  openRecordSource,
+  saveNextRecord,
+  settleRows,
+} from "./runrecord.ts";
+import { runSink } from "./runsink.ts";
+import { foldersOfScope, scopeStart } from "./scope.ts";
+import { type FolderRows, NextRecord } from "./nextrecord.ts";
 import {
   bindMountProbeNeeded,
   checkBeforeRun,
@@ -48,36 +42,14 @@ import {
   type RunSides,
   takeLock,
 } from "./prepare.ts";
-import { compareWalkOrder } from "./order.ts";
-import { ancestors, baseName, isWithin, parentOf } from "./paths.ts";
-import { type Action, reasonText, replacesData } from "./plan.ts";
-import { loadRecord } from "./record.ts";
-import {
-  emptyRecordSource,
-  openRecord,
-  type RecordRow,
-  type RecordSource,
-  recordSourceFromV2,
-} from "./recordfile.ts";
+import { type RecordSource } from "./recordfile.ts";
 import { type Entry, entryFromStat, type FolderListing } from "./scan.ts";
-import { countAction, emptySummary, type RunSummary } from "./summary.ts";
+import { emptySummary, type RunSummary } from "./summary.ts";
 import { FolderStream, walkerStarts, type WalkRequest } from "./walk.ts";
-import { widenForLinks } from "./linkscope.ts";
 import { WorkerPool } from "./workers.ts";
 
 export { takeLock } from "./prepare.ts";
 export { newRunControl, requestStop, type RunControl } from "./control.ts";
-
-function makePause(): () => Promise<void> {
-  let last = performance.now();
-  return async () => {
-    const now = performance.now();
-    if (now - last < 100) return; // a turn costs ~2 ms: take one ten times a second
-    // A macrotask turn lets signal handlers, stdin and timers run between files.
-    await new Promise((done) => setTimeout(done, 0));
-    last = performance.now();
-  };
-}
 
 /** What one run needs besides its options. */
 export interface RunDependencies {
@@ -275,25 +247,6 @@ async function walkScope(
 }
 
 /**
- * A scope folder's entries on both sides, as they are now; the guard learns it and every
- * folder above it (it checks a change from inside its folder up to the root).
- */
-function scopeStart(
-  folder: string,
-  input: { sides: RunSides; guardEntries: Map<string, Entry> },
-): WalkStart {
-  const { sides, guardEntries } = input;
-  const entryAt = (root: string, path: string) =>
-    entryFromStat(path === "" ? Deno.statSync(root) : Deno.lstatSync(`${root}/${path}`));
-  const to = entryAt(sides.toRoot, folder);
-  guardEntries.set(folder, to);
-  for (const above of ancestors(folder)) {
-    if (!guardEntries.has(above)) guardEntries.set(above, entryAt(sides.toRoot, above));
-  }
-  return { folder, from: entryAt(sides.fromRoot, folder), to };
-}
-
-/**
  * What waited for the walk, the trash purge, the record saved, and the run's summary.
  */
 async function endRun(
@@ -328,7 +281,8 @@ async function endRun(
     // A whole run stopped early, or a run over part of the tree: the old record's rows the
     // walk did not reach are carried over.
     const rest = held.rest?.blocks() ?? (control.stopRequested ? held.record!.blocks() : []);
-    saveNextRecord(held, { sides, rest, report: deps.report });
+    const metaIdentity = held.prepared!.metaIdentity!;
+    saveNextRecord(held.next, { sides, metaIdentity, rest, report: deps.report });
   }
   if (control.stopRequested && held.prepared) {
     deps.report.warn("Stopped before the end of the run; the record is saved");
@@ -367,85 +321,6 @@ function releaseRun(held: Held, control: RunControl): void {
   // Restoring leaves the source as it was found: the folders of ours this run made there go
   // again, if empty. Nothing else there is ever removed.
   removeMadeFolders(held.prepared?.madeHere ?? []);
-}
-
-/**
- * The folders a scoped run walks: the scope's, and with `--hard-links` those holding other
- * names of its hard-linked files (said at `-vv`).
- */
-async function foldersOfScope(
-  scope: string[],
-  input: { options: Options; sides: RunSides; walk: WalkSettings; deps: RunDependencies },
-): Promise<string[]> {
-  const { options, sides, walk, deps } = input;
-  const folders = scopeFolders(scope, sides);
-  if (!options.hardLinks) return folders;
-  const widened = await widenForLinks(scope, {
-    roots: { from: sides.fromRoot, to: sides.toRoot },
-    filters: walk.filters,
-    avoid: walk.avoid,
-    openRecord: () => openRecordSource(sides.replicaMeta, { ...deps.report, warn: () => {} }),
-    normalize: (folders) => scopeFolders(folders, sides),
-  });
-  const added = widened.filter((folder) => !folders.includes(folder));
-  if (added.length > 0) {
-    deps.report.debug(
-      `watch run: also ${added.map((folder) => displayPath(folder || ".")).join(", ")} ` +
-        `(other names of hard-linked files)`,
-    );
-  }
-  return widened;
-}
-
-/**
- * The record as a scoped run's walks read it, counting the rows of the folders they ask for:
- * the rest of its rows are the replica's entries outside the scope.
- */
-function countingRows(record: RecordSource): { source: RecordSource; rowsRead: () => number } {
-  let rows = 0;
-  let last: string | null = null;
-  const source: RecordSource = {
-    get corrupt() {
-      return record.corrupt;
-    },
-    get rowCount() {
-      return record.rowCount;
-    },
-    rowsOf: (folder) => {
-      const found = record.rowsOf(folder);
-      if (folder !== last) rows += found.size;
-      last = folder;
-      return found;
-    },
-    blocks: () => record.blocks(),
-    close: () => record.close(),
-  };
-  return { source, rowsRead: () => rows };
-}
-
-/**
- * The folders of a scope to walk, in walk order: each taken up to the nearest folder that is a
- * folder in both trees, and none inside another.
- */
-function scopeFolders(scope: string[], sides: RunSides): string[] {
-  const isFolder = (root: string, folder: string) => {
-    try {
-      return Deno.lstatSync(`${root}/${folder}`).isDirectory;
-    } catch {
-      return false;
-    }
-  };
-  const folders = new Set<string>();
-  for (let folder of scope) {
-    while (folder !== "" && !(isFolder(sides.fromRoot, folder) && isFolder(sides.toRoot, folder))) {
-      folder = parentOf(folder);
-    }
-    folders.add(folder);
-  }
-  const sorted = [...folders].sort(compareWalkOrder);
-  return sorted.filter((folder) =>
-    !isWithin(folder, new Set(sorted.filter((other) => other !== folder)))
-  );
 }
 
 /**
@@ -557,51 +432,26 @@ function walkRequest(
   return { root, start: "", filters, skipMetaDir: true, avoid };
 }
 
-/** The record to read: format 3, else a version-2 record to convert, else none. */
-function openRecordSource(meta: MetaPaths, report: Reporter): RecordSource {
-  const onCorrupt = (message: string) => report.warn(message);
-  const current = openRecord(meta.record, { maxBytes: Number.MAX_SAFE_INTEGER, onCorrupt });
-  if (current !== null) return current;
-  if (!pathExists(meta.legacyRecord)) return emptyRecordSource();
-  return recordSourceFromV2(
-    loadRecord(meta.legacyRecord, { maxBytes: LEGACY_RECORD_MAX_BYTES, onCorrupt }),
-  );
-}
-
-/**
- * Whether the record knows a folder of a source inode, anywhere: a new folder that it does not
- * know cannot be a replica folder moved. The record's folder inodes are read on the first
- * question, once a run (a run that meets no new folder beside old ones never asks).
- */
-function folderInodeTest(meta: MetaPaths): (entry: Entry) => boolean {
-  let inodes: Set<number> | null = null;
-  return (entry) => {
-    if (inodes === null) {
-      inodes = new Set();
-      const quiet: Reporter = {
-        change() {},
-        debug() {},
-        warn() {},
-        error() {},
-        summary() {},
-        fileOnly() {},
-        runEnd() {},
-      };
-      const record = openRecordSource(meta, quiet);
-      try {
-        for (const { rows } of record.blocks()) {
-          for (const row of rows) if (row.kind === "dir" && row.source) inodes.add(row.source.ino);
-        }
-      } finally {
-        record.close();
+/** How the planner decides every folder of a run. */
+function planOptionsOf(
+  options: Options,
+  input: { report: Reporter; isRoot: boolean },
+): EngineContext["planOptions"] {
+  const { report, isRoot } = input;
+  return {
+    checksum: options.checksum,
+    deletes: options.deletes && !options.restore,
+    owners: isRoot,
+    restore: options.restore,
+    overwriteNewer: options.overwriteNewer,
+    ...(options.verbosity >= 3
+      ? {
+        explain: (path: string, why: string) =>
+          report.debug(`keep ${displayPath(path || ".")}: ${why}`),
       }
-    }
-    return inodes.has(entry.ino);
+      : {}),
   };
 }
-
-/** A version-2 record is parsed whole: one this large is refused, not read. */
-const LEGACY_RECORD_MAX_BYTES = 1 << 30;
 
 /** The applier or the printer, the engine's context, and the summary they keep. */
 function startRun(
@@ -623,38 +473,16 @@ function startRun(
     });
   }
   control.progress = { ...idleProgress(), phase: "copying" };
-  let sink: ActionSink;
-  let summary: () => RunSummary;
-  if (held.prepared) {
-    const applier = new Applier(applyContext(options, {
-      sides,
-      deps,
-      prepared: held.prepared,
-      guardEntries,
-      onSettled: (action, outcome) => settleRows(action, outcome, { pendingRows, next: held.next }),
-    }));
-    sink = applySink(applier, control);
-    summary = () => applier.result.summary;
-  } else {
-    const counts = emptySummary(true);
-    sink = printSink(counts, { trash: options.keepDeletedMs !== null, control, report });
-    summary = () => counts;
-  }
+  const { sink, summary } = runSink(options, {
+    sides,
+    deps,
+    prepared: held.prepared,
+    guardEntries,
+    onSettled: (action, outcome) => settleRows(action, outcome, { pendingRows, next: held.next }),
+  });
   const context: EngineContext = {
     options,
-    planOptions: {
-      checksum: options.checksum,
-      deletes: options.deletes && !options.restore,
-      owners: isRoot,
-      restore: options.restore,
-      overwriteNewer: options.overwriteNewer,
-      ...(options.verbosity >= 3
-        ? {
-          explain: (path: string, why: string) =>
-            report.debug(`keep ${displayPath(path || ".")}: ${why}`),
-        }
-        : {}),
-    },
+    planOptions: planOptionsOf(options, { report, isRoot }),
     // A move takes a replica entry's name away: held back with the deletions.
     moves: !options.restore && options.deletes && !held.unadopted,
     mayBeMoved: folderInodeTest(sides.replicaMeta),
@@ -671,121 +499,6 @@ function startRun(
     stopped: () => control.stopRequested,
   };
   return { context, summary };
-}
-
-/** A copy came back: its row goes with its folder's, or straight into the next record. */
-function settleRows(
-  action: Action,
-  outcome: CopyOutcome,
-  input: { pendingRows: Map<string, FolderRows>; next: NextRecord | null },
-): void {
-  const { pendingRows, next } = input;
-  if (!next) return;
-  const folder = pendingRows.get(parentOf(action.path));
-  const name = baseName(action.path);
-  if ("copied" in outcome) {
-    const row = copiedRow(name, outcome.copied);
-    if (folder) folder.rows.set(name, row);
-    else next.setRow(action.path, row);
-  }
-  if (!folder) return;
-  folder.pending = Math.max(0, folder.pending - 1);
-  if (folder.pending === 0) {
-    pendingRows.delete(folder.folder);
-    next.flush();
-  }
-}
-
-/** Where and how the applier writes, and what it reports. */
-function applyContext(
-  options: Options,
-  input: {
-    sides: RunSides;
-    deps: RunDependencies;
-    prepared: PreparedWrites;
-    guardEntries: Map<string, Entry>;
-    onSettled: ApplyContext["onSettled"];
-  },
-): ApplyContext {
-  const { sides, deps: { report, control, isRoot }, prepared, guardEntries } = input;
-  return {
-    fromRoot: sides.fromRoot,
-    toRoot: sides.toRoot,
-    tempDir: prepared.tempDir,
-    tempIdentity: prepared.tempIdentity,
-    trashDir: prepared.trashDir,
-    trashIdentity: prepared.trashIdentity,
-    pool: control.pool!,
-    guard: new FolderGuard(sides.toRoot, {
-      entries: guardEntries,
-      problems: [],
-      protectedPaths: [],
-    }),
-    onStart: (action) => control.progress.current = action.path,
-    onBytes: (bytes) => control.progress.bytes += bytes,
-    owners: isRoot,
-    sparse: options.sparse,
-    shouldStop: () => control.stopRequested,
-    mustAbort: () => control.abortNow,
-    pause: makePause(),
-    onDone: (action) => {
-      if (action.kind !== "dirattrs") control.progress.done++;
-      const line = changeLine(action, options.keepDeletedMs !== null);
-      if (isListed(action)) report.change(line);
-      else report.debug(line);
-      report.debug(`  because: ${reasonText(action.reason)}`);
-    },
-    onFailed: (problem) => report.error(`${displayPath(problem.path)}: ${problem.message}`),
-    ...(input.onSettled ? { onSettled: input.onSettled } : {}),
-  };
-}
-
-/** A dry run's sink: each action printed (on stdout, through the reporter) and counted. */
-function printSink(
-  counts: RunSummary,
-  input: { trash: boolean; control: RunControl; report: Reporter },
-): ActionSink {
-  return {
-    applier: null,
-    drain: () => Promise.resolve(),
-    apply: (action) => {
-      if (input.control.stopRequested) return Promise.resolve(false);
-      if (isListed(action)) printPlanned(input.report, changeLine(action, input.trash));
-      countAction(counts, action, action.entry?.size ?? 0);
-      return Promise.resolve(true);
-    },
-  };
-}
-
-/**
- * An action's change line, the same in a dry run and a real one: with `--keep-deleted`, what
- * goes to the trash says so.
- */
-function changeLine(action: Action, trash: boolean): string {
-  return `${describeAction(action)}${trash && replacesData(action) ? " (to trash)" : ""}`;
-}
-
-/** Saves the next record (after a stop, the old record's rows the walk did not reach too). */
-function saveNextRecord(
-  held: Held,
-  input: {
-    sides: RunSides;
-    rest: Iterable<{ folder: string; rows: RecordRow[] }>;
-    report: Reporter;
-  },
-): void {
-  const { sides, rest } = input;
-  try {
-    expectIdentity(sides.replicaMeta.dir, held.prepared!.metaIdentity!);
-    held.next!.save(rest);
-    if (pathExists(sides.replicaMeta.legacyRecord)) {
-      // Converted: the version-2 record has served. Ours, checked before the run.
-      checkOwn(sides.replicaMeta.legacyRecord, "file");
-      Deno.removeSync(sides.replicaMeta.legacyRecord);
-    }
-  } catch (error) {
-    input.report.warn(`Cannot save the record: ${errorText(error)}`);
-  }
 }
 
 /** Warns of the special files the walks skipped. */
