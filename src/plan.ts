@@ -1,7 +1,7 @@
 /**
  * Deciding what to change in one folder (or any set of entries): from the two sides and the
  * record to a list of actions, each with a typed reason. Moves are decided at the end of a run,
- * among the entries left unmatched (see `mirror.ts`). Pure: no `Deno.*`, no I/O.
+ * among the entries left unmatched (see `endplan.ts`). Pure: no `Deno.*`, no I/O.
  *
  * @module
  */
