@@ -120,7 +120,11 @@ export async function finishRun(
 }
 
 /** Applies one action unless a stop came: false once nothing more is applied. */
-async function applyStep(action: Action, context: EngineContext, state: EndState) {
+async function applyStep(
+  action: Action,
+  context: EngineContext,
+  state: EndState,
+): Promise<boolean> {
   if (!state.going || context.stopped()) return state.going = false;
   return state.going = await context.sink.apply(action);
 }
