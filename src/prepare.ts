@@ -214,9 +214,13 @@ function readMountPoints(): string[] | null {
 
 /** What a writing run set up: where files are written and kept, and what it made. */
 export interface PreparedWrites {
+  /** Where copies are written before their final rename. */
   tempDir: string;
+  /** The temporary folder as checked, compared before each use. */
   tempIdentity: Identity;
+  /** With `--keep-deleted`: this run's trash folder. */
   trashDir: string | null;
+  /** The trash folder as checked. */
   trashIdentity: Identity | null;
   /** The replica's metadata folder, checked again before the record is saved (not restoring). */
   metaIdentity: Identity | null;
