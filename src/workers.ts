@@ -16,10 +16,10 @@ import {
   type StageOutcome,
 } from "./apply.ts";
 import { errorText } from "./errors.ts";
-import { hashFile, type HashResult } from "./hash.ts";
+import { hashFile, type HashResult } from "./sides/local/hash.ts";
 import { setTempPrefix } from "./meta.ts";
 import { joinRel } from "./paths.ts";
-import { transferablesOf, walkInWorker, type WalkRequest } from "./walk.ts";
+import { transferablesOf, walkInWorker, type WalkRequest } from "./sides/local/walk.ts";
 
 // the file-system calls are synchronous (several times cheaper per call than async ones) and
 // two cores do twice the work. A shared flag tells workers to stop between files (1) or to

@@ -7,9 +7,9 @@
  * @module
  */
 
-import { type Identity } from "./files.ts";
-import { compileFilters, type FilterRule } from "./exclude.ts";
-import { joinRel } from "./paths.ts";
+import { type Identity } from "../../files.ts";
+import { compileFilters, type FilterRule } from "../../exclude.ts";
+import { joinRel } from "../../paths.ts";
 import {
   type Entry,
   entryFromStat,
@@ -18,7 +18,7 @@ import {
   type FolderListing,
   listFolder,
   type Problem,
-} from "./scan.ts";
+} from "../../scan.ts";
 
 /** What a walker worker is asked to walk. */
 export interface WalkRequest {
@@ -302,7 +302,7 @@ export class FolderStream {
       this.#done = true;
       return;
     }
-    this.#worker = new Worker(new URL("./workers.ts", import.meta.url), { type: "module" });
+    this.#worker = new Worker(new URL("../../workers.ts", import.meta.url), { type: "module" });
     walkersStarted++;
     this.#worker.onmessage = (event: MessageEvent) => this.#receive(event.data);
     this.#worker.onerror = (event) => {

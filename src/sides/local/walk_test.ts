@@ -1,5 +1,5 @@
-import { compareWalkOrder } from "./order.ts";
-import { assert, assertEquals, withTemp, writeTree } from "./test_helpers.ts";
+import { compareWalkOrder } from "../../order.ts";
+import { assert, assertEquals, withTemp, writeTree } from "../../test_helpers.ts";
 import { FolderStream } from "./walk.ts";
 
 async function walkAll(root: string, start = ""): Promise<Array<[string, string[]]>> {
