@@ -15,7 +15,7 @@ import { type FilterRule } from "./exclude.ts";
 import { baseName, isWithin } from "./paths.ts";
 import { type RecordSource } from "./recordfile.ts";
 import { type Entry, sameSignature } from "./scan.ts";
-import { FolderStream } from "./sides/local/walk.ts";
+import { FolderStream } from "./sides/local/stream.ts";
 
 /** What widening a scope needs to know of the run. */
 export interface LinkScopeInput {

@@ -61,7 +61,8 @@ import {
 } from "./recordfile.ts";
 import { type Entry, entryFromStat } from "./scan.ts";
 import { countAction, emptySummary, type RunSummary } from "./summary.ts";
-import { FolderStream, walkerStarts, type WalkRequest } from "./sides/local/walk.ts";
+import { FolderStream, walkerStarts } from "./sides/local/stream.ts";
+import { type WalkRequest } from "./sides/local/walk.ts";
 import { widenForLinks } from "./linkscope.ts";
 import { WorkerPool } from "./workers.ts";
 

@@ -20,7 +20,7 @@ import { lockStep } from "./order.ts";
 import { loadRecord, type RecordEntry } from "./record.ts";
 import { emptyRecordSource, openRecord, type RecordRow, recordSourceFromV2 } from "./recordfile.ts";
 import { type Entry, type FolderListing, META_DIR, type Problem } from "./scan.ts";
-import { FolderStream } from "./sides/local/walk.ts";
+import { FolderStream } from "./sides/local/stream.ts";
 import { VERSION } from "./version.ts";
 import { hashInPool, WorkerPool } from "./workers.ts";
 

@@ -1,6 +1,6 @@
 import { compareWalkOrder } from "../../order.ts";
 import { assert, assertEquals, withTemp, writeTree } from "../../test_helpers.ts";
-import { FolderStream } from "./walk.ts";
+import { FolderStream } from "./stream.ts";
 
 async function walkAll(root: string, start = ""): Promise<Array<[string, string[]]>> {
   const stream = new FolderStream({ root, start, filters: [], skipMetaDir: true, avoid: [] });
