@@ -7,6 +7,7 @@
  */
 
 import { type Entry, type FolderListing, type Problem } from "../../scan.ts";
+import { type FolderSource } from "../reader.ts";
 import { type PackedListings, unpackListings, type WalkRequest } from "./walk.ts";
 
 /** Walker workers this process started so far (each walk starts one): for `-vv`. */
@@ -18,7 +19,7 @@ export function walkerStarts(): number {
 }
 
 /** One tree's walk as the main thread reads it: a folder at a time, in walk order. */
-export class FolderStream {
+export class FolderStream implements FolderSource {
   /** The start folder's own entry, once the first batch came (null: it could not be read). */
   start: Entry | null = null;
   /** Special files skipped so far, for the warnings. */

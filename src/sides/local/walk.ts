@@ -28,7 +28,7 @@ export interface WalkRequest {
   start: string;
   /**
    * Instead of `start`: several folders walked one after another in one walk, in walk order and
-   * none inside another (the subtrees the end of a run fills). No start entry is sent.
+   * none inside another (the subtrees the end of a run fills). The first one's entry is sent.
    */
   starts?: string[];
   /** `--include`/`--exclude` rules, in order. */
@@ -107,13 +107,14 @@ export function walkInWorker(
     sent++;
     batch = new BatchBuilder();
   };
-  if (request.starts === undefined) {
+  const first = request.starts === undefined ? request.start : request.starts[0];
+  if (first !== undefined) {
     try {
       // The root is followed if it is a symlink; a folder below it never is (the reader checks
       // that it is the folder its parent's listing showed).
-      const startPath = joinRel(request.root, request.start);
+      const startPath = joinRel(request.root, first);
       batch.start = entryFromStat(
-        request.start === "" ? Deno.statSync(startPath) : Deno.lstatSync(startPath),
+        first === "" ? Deno.statSync(startPath) : Deno.lstatSync(startPath),
       );
     } catch {
       // Gone or unreadable: the listing below says why.
