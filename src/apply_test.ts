@@ -5,7 +5,6 @@
 import { type ApplyContext, applyPlan, type CopyContext, copyFile, FolderGuard } from "./apply.ts";
 import { identityOf } from "./files.ts";
 import { type Action, planMirror } from "./plan.ts";
-import { scanTree } from "./scan.ts";
 import {
   allocatedBytes,
   assert,
@@ -13,6 +12,7 @@ import {
   CAN_MAKE_HOLES,
   planDefaults,
   readTree,
+  scanOfTree,
   sha256,
   withTemp,
   writeIslands,
@@ -25,8 +25,8 @@ function setUp(dir: string, pool: WorkerPool) {
   const [from, to, tempDir] = [`${dir}/from`, `${dir}/to`, `${dir}/tmp`];
   Deno.mkdirSync(to, { recursive: true });
   Deno.mkdirSync(tempDir); // outside the tree, or the plan would delete it
-  const toScan = scanTree(to, { exclude: () => false });
-  const plan = planMirror(scanTree(from, { exclude: () => false }), toScan, planDefaults);
+  const toScan = scanOfTree(to);
+  const plan = planMirror(scanOfTree(from), toScan, planDefaults);
   const context: ApplyContext = {
     fromRoot: from,
     toRoot: to,

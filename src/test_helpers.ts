@@ -12,7 +12,7 @@ import { metaPaths } from "./meta.ts";
 import { type Action } from "./plan.ts";
 import { type RecordEntry } from "./record.ts";
 import { openRecord, type RecordBlock, type RecordRow, RecordWriter } from "./recordfile.ts";
-import { type Entry, type Scan, signatureOf } from "./scan.ts";
+import { type Entry, entryFromStat, listFolder, type Scan, signatureOf } from "./scan.ts";
 
 export function assert(condition: unknown, message = "assertion failed"): asserts condition {
   if (!condition) throw new Error(message);
@@ -239,6 +239,29 @@ export function scanOf(entries: Record<string, Entry>, protectedPaths: string[] 
     problems: [],
     protectedPaths,
   };
+}
+
+/** A whole tree on disk as one scan, listed folder by folder in walk order, nothing excluded. */
+export function scanOfTree(root: string): Scan {
+  const scan: Scan = {
+    entries: new Map([["", entryFromStat(Deno.statSync(root))]]),
+    problems: [],
+    protectedPaths: [],
+  };
+  const pending = [""];
+  while (pending.length > 0) {
+    const listing = listFolder(root, pending.pop()!, { exclude: () => false });
+    scan.problems.push(...listing.problems);
+    scan.protectedPaths.push(...listing.protectedPaths);
+    const folders: string[] = [];
+    for (const [name, entry] of listing.entries) {
+      const path = listing.folder === "" ? name : `${listing.folder}/${name}`;
+      scan.entries.set(path, entry);
+      if (entry.kind === "dir") folders.push(path);
+    }
+    pending.push(...folders.reverse());
+  }
+  return scan;
 }
 
 export const planDefaults = { checksum: false, deletes: true, owners: false };

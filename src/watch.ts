@@ -24,6 +24,7 @@ import { displayPath, formatDuration, quoted } from "./format.ts";
 import { type Reporter } from "./log.ts";
 import { compareWalkOrder } from "./order.ts";
 import { ancestors, isWithin, parentOf } from "./paths.ts";
+import { META_DIR } from "./scan.ts";
 
 /** One file-system event, as `Deno.watchFs` gives it. */
 export interface WatchEvent {
@@ -59,9 +60,6 @@ export interface Marks {
 export function emptyMarks(): Marks {
   return { folders: new Set(), lost: false, rootTouched: false };
 }
-
-/** Our own folder at the top of a tree, never mirrored: its changes start no run. */
-const META_DIR = ".treesync";
 
 /**
  * Adds what `events` ask for to `marks`: for each path, the folder holding it, unless the path
