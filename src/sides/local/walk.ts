@@ -57,7 +57,9 @@ export interface PackedListings {
   folders: Array<[string, number, boolean]>;
   /** The entry names, joined by NUL (no name holds one). */
   names: string;
+  /** Each entry's kind, as its index in the kinds' table. */
   kinds: Uint8Array;
+  /** Each entry's permission bits. */
   modes: Uint16Array;
   /** uid, gid per entry. */
   owners: Uint32Array;
@@ -65,7 +67,9 @@ export interface PackedListings {
   numbers: Float64Array;
   /** Symlink targets by entry index. */
   targets: Array<[number, string]>;
+  /** Entries that could not be read, and folders that could not be listed. */
   problems: Problem[];
+  /** Paths left out that may hold data: never deleted. */
   protectedPaths: string[];
   /** Special files skipped, for the warnings. */
   skipped: Problem[];
