@@ -177,3 +177,31 @@ Deno.test("localTree().hash() hashes files in the pool, and says why one could n
     }
   });
 });
+
+Deno.test("localTree().hash() gives no hash for a file that grew while it was read", async () => {
+  await withTemp(async (dir) => {
+    Deno.mkdirSync(`${dir}/t`);
+    // A sparse file takes no disk, and is long enough to read that appends land during the read.
+    const path = `${dir}/t/growing`;
+    Deno.writeFileSync(path, new Uint8Array());
+    Deno.truncateSync(path, 128 << 20);
+    const pool = new WorkerPool(1);
+    try {
+      const tree = localTree(`${dir}/t`, { pool });
+      let settled = false;
+      const hashing = tree.hash([{ path: "growing", size: 128 << 20 }]).finally(() => {
+        settled = true;
+      });
+      using file = Deno.openSync(path, { append: true });
+      while (!settled) {
+        file.writeSync(new Uint8Array([1]));
+        await new Promise((resolve) => setTimeout(resolve, 1));
+      }
+      const outcome = (await hashing).get("growing");
+      assert.ok(outcome && "result" in outcome, "a change is no error");
+      assert.equal(outcome.result, null);
+    } finally {
+      pool.close();
+    }
+  });
+});
