@@ -205,3 +205,23 @@ Deno.test("localTree().hash() gives no hash for a file that grew while it was re
     }
   });
 });
+
+Deno.test("a walker worker loads only the walk: not the module that starts it, nor the copy code", async () => {
+  // Regression: the walker ran workers.ts, which imports the walk that starts it, and apply.ts.
+  const walker = new URL("./walker.ts", import.meta.url);
+  const info = await new Deno.Command(Deno.execPath(), {
+    args: ["info", "--json", walker.href],
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  assert.equal(info.code, 0);
+  const graph = JSON.parse(new TextDecoder().decode(info.stdout)) as {
+    modules: Array<{ specifier: string }>;
+  };
+  const loaded = graph.modules.map((module) => new URL(module.specifier).pathname);
+  const src = new URL("../../", import.meta.url).pathname;
+  for (const module of ["sides/local/stream.ts", "sides/local/tree.ts", "workers.ts", "apply.ts"]) {
+    assert.ok(!loaded.includes(`${src}${module}`), `the walker loads ${module}`);
+  }
+  assert.ok(loaded.includes(`${src}sides/local/walk.ts`));
+});
