@@ -27,13 +27,14 @@ export class LocalTreeReader implements TreeReader {
   readonly root: string;
   /** Where the tree is, as the user named it: for messages only. */
   readonly display: string;
-  readonly #pool: WorkerPool;
+  /** The run's workers: hashes here, and copies in a writer that extends this class. */
+  protected readonly pool: WorkerPool;
 
   /** Reads the tree at `root`, hashing in `options.pool`. */
   constructor(root: string, options: LocalTreeOptions) {
     this.root = root;
     this.display = options.display ?? root;
-    this.#pool = options.pool;
+    this.pool = options.pool;
   }
 
   /** The device and inode the root resolves to now, or null when nothing is there. */
@@ -84,7 +85,7 @@ export class LocalTreeReader implements TreeReader {
     files: Array<{ path: string; size: number }>,
     onBatch?: (files: number, bytes: number) => void,
   ): Promise<Map<string, HashOutcome>> {
-    return hashInPool(this.#pool, this.root, files, onBatch);
+    return hashInPool(this.pool, this.root, files, onBatch);
   }
 
   /** The absolute path of a relative one; refuses one that could lead out of the tree. */
