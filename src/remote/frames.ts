@@ -21,7 +21,7 @@
  *
  * | type   | name          | from   | payload and answer                                          |
  * | ------ | ------------- | ------ | ----------------------------------------------------------- |
- * | `0x01` | Hello         | both   | `treesync`, lowest and highest version, program version     |
+ * | `0x01` | Hello         | both   | `treesync`, lowest and highest version, program, features   |
  * | `0x02` | Ok            | server | the request with this id is done (a small result, if any)   |
  * | `0x03` | Error         | server | kind and one line; with id 0 the session is over            |
  * | `0x04` | End           | both   | client: no more requests; server: all answered, exiting     |
@@ -340,7 +340,10 @@ export class PayloadWriter {
   #view = new DataView(this.#bytes.buffer);
   #length = 0;
 
-  /** Makes room for `count` more bytes. */
+  /**
+   * Makes room for `count` more bytes: where they go. The buffer may be replaced, so callers
+   * take `#view` and `#bytes` only after this returns.
+   */
   #room(count: number): number {
     const at = this.#length;
     if (at + count > this.#bytes.length) {
@@ -355,32 +358,37 @@ export class PayloadWriter {
 
   /** Appends one byte. */
   u8(value: number): this {
-    this.#view.setUint8(this.#room(1), value);
+    const at = this.#room(1);
+    this.#view.setUint8(at, value);
     return this;
   }
 
   /** Appends a 16-bit unsigned integer. */
   u16(value: number): this {
-    this.#view.setUint16(this.#room(2), value);
+    const at = this.#room(2);
+    this.#view.setUint16(at, value);
     return this;
   }
 
   /** Appends a 32-bit unsigned integer. */
   u32(value: number): this {
-    this.#view.setUint32(this.#room(4), value);
+    const at = this.#room(4);
+    this.#view.setUint32(at, value);
     return this;
   }
 
   /** Appends a number (sizes, times in milliseconds) as a 64-bit float. */
   f64(value: number): this {
-    this.#view.setFloat64(this.#room(8), value);
+    const at = this.#room(8);
+    this.#view.setFloat64(at, value);
     return this;
   }
 
   /** Appends bytes after their 32-bit length. */
   bytes(value: Uint8Array): this {
     this.u32(value.length);
-    this.#bytes.set(value, this.#room(value.length));
+    const at = this.#room(value.length);
+    this.#bytes.set(value, at);
     return this;
   }
 
@@ -478,7 +486,16 @@ export interface Hello {
   highest: number;
   /** The program's version (`0.1.0`), for the message when the two cannot talk. */
   program: string;
+  /**
+   * What this side can do beyond the version's minimum (`zstd` for `-z`): a session uses a
+   * feature only when both sides name it, so one can be added without a new version.
+   */
+  features: string[];
 }
+
+/** At most this many features, each at most {@linkcode MAX_FEATURE_LENGTH} characters. */
+const MAX_FEATURES = 32;
+const MAX_FEATURE_LENGTH = 32;
 
 const MAGIC = encoder.encode("treesync");
 
@@ -486,7 +503,12 @@ const MAGIC = encoder.encode("treesync");
 export function encodeHello(hello: Hello): Uint8Array {
   const writer = new PayloadWriter();
   for (const byte of MAGIC) writer.u8(byte);
-  return writer.u16(hello.lowest).u16(hello.highest).string(hello.program.slice(0, 64)).finish();
+  writer.u16(hello.lowest).u16(hello.highest).string(hello.program.slice(0, 64));
+  writer.u8(Math.min(hello.features.length, MAX_FEATURES));
+  for (const feature of hello.features.slice(0, MAX_FEATURES)) {
+    writer.string(feature.slice(0, MAX_FEATURE_LENGTH));
+  }
+  return writer.finish();
 }
 
 /**
@@ -502,11 +524,17 @@ export function decodeHello(payload: Uint8Array): Hello {
   const lowest = reader.u16();
   const highest = reader.u16();
   const program = reader.string();
+  const count = reader.u8();
+  const features: string[] = [];
+  for (let i = 0; i < count && i < MAX_FEATURES; i++) features.push(reader.string());
   reader.done();
-  if (lowest > highest || lowest === 0 || program.length > 64) {
+  const longFeature = features.some((feature) => feature.length > MAX_FEATURE_LENGTH);
+  if (
+    lowest > highest || lowest === 0 || program.length > 64 || count > MAX_FEATURES || longFeature
+  ) {
     throw new FrameError("The far end's greeting is malformed");
   }
-  return { lowest, highest, program };
+  return { lowest, highest, program, features };
 }
 
 /** `1` or `1–3`, for messages. */

@@ -195,7 +195,7 @@ function randomBytes(size: number, random: () => number): Uint8Array {
 
 /** A greeting and frames of every size class: empty, small, around a header, the largest. */
 function sampleFrames(random: () => number, largest: number): Frame[] {
-  const hello = encodeHello({ lowest: 1, highest: 1, program: "0.1.0" });
+  const hello = encodeHello({ lowest: 1, highest: 1, program: "0.1.0", features: [] });
   const frames: Frame[] = [{ type: FrameType.Hello, flags: 0, id: 0, payload: hello }];
   const sizes = [0, 1, 9, 10, 11, 100, 4096, 70_000, largest];
   for (const [index, size] of sizes.entries()) {
@@ -250,7 +250,7 @@ const GREETING = encodeFrame({
   type: FrameType.Hello,
   flags: 0,
   id: 0,
-  payload: encodeHello({ lowest: 1, highest: 1, program: "0.1.0" }),
+  payload: encodeHello({ lowest: 1, highest: 1, program: "0.1.0", features: [] }),
 });
 
 /** A decoder past the greeting. */
@@ -298,12 +298,18 @@ Deno.test("FrameDecoder names what came instead of the greeting", () => {
 });
 
 Deno.test("Hello carries the versions, and chooseVersion() says what to install", () => {
-  const ours = { lowest: 2, highest: 3, program: "0.3.0" };
+  const ours = { lowest: 2, highest: 3, program: "0.3.0", features: ["zstd", "x"] };
   assert.deepEqual(decodeHello(encodeHello(ours)), ours);
-  assert.equal(chooseVersion(ours, { lowest: 1, highest: 2, program: "0.2.0" }, "h"), 2);
-  assert.equal(chooseVersion(ours, { lowest: 3, highest: 9, program: "0.9.0" }, "h"), 3);
+  const peer = (lowest: number, highest: number, program: string) => ({
+    lowest,
+    highest,
+    program,
+    features: [],
+  });
+  assert.equal(chooseVersion(ours, peer(1, 2, "0.2.0"), "h"), 2);
+  assert.equal(chooseVersion(ours, peer(3, 9, "0.9.0"), "h"), 3);
   assert.throws(
-    () => chooseVersion(ours, { lowest: 1, highest: 1, program: "0.1.0" }, "store"),
+    () => chooseVersion(ours, peer(1, 1, "0.1.0"), "store"),
     (error: Error) => {
       assert.ok(error instanceof UsageError);
       assert.equal(
@@ -315,7 +321,7 @@ Deno.test("Hello carries the versions, and chooseVersion() says what to install"
     },
   );
   assert.throws(
-    () => chooseVersion(ours, { lowest: 4, highest: 5, program: "1.0.0" }, "store"),
+    () => chooseVersion(ours, peer(4, 5, "1.0.0"), "store"),
     /too new for this treesync 0\.3\.0 \(protocol 2–3\): install treesync 1\.0\.0 here, or 0\.3\.0 there/,
   );
   const wrongMagic = encodeHello(ours);
@@ -324,7 +330,12 @@ Deno.test("Hello carries the versions, and chooseVersion() says what to install"
   assert.throws(() => decodeHello(encodeHello(ours).subarray(0, 11)), /ended early/);
   const backwards = new PayloadWriter();
   for (const byte of new TextEncoder().encode("treesync")) backwards.u8(byte);
-  assert.throws(() => decodeHello(backwards.u16(3).u16(2).string("x").finish()), /malformed/);
+  assert.throws(() => decodeHello(backwards.u16(3).u16(2).string("x").u8(0).finish()), /malformed/);
+  const tooMany = new PayloadWriter();
+  for (const byte of new TextEncoder().encode("treesync")) tooMany.u8(byte);
+  tooMany.u16(1).u16(1).string("x").u8(200);
+  for (let i = 0; i < 200; i++) tooMany.string("f");
+  assert.throws(() => decodeHello(tooMany.finish()), FrameError);
 });
 
 Deno.test("PayloadReader reads what PayloadWriter wrote and refuses to read past the end", () => {
@@ -345,6 +356,22 @@ Deno.test("PayloadReader reads what PayloadWriter wrote and refuses to read past
   const extra = new PayloadReader(new Uint8Array(3));
   extra.u8();
   assert.throws(() => extra.done(), /2 bytes too many/);
+});
+
+Deno.test("PayloadWriter grows past its first buffer without losing a field", () => {
+  // Each field used to be written into the buffer from before it grew.
+  const writer = new PayloadWriter();
+  for (let i = 0; i < 100; i++) writer.u8(i % 256).u16(i).u32(i * 7).f64(i / 3).string(`n${i}`);
+  writer.bytes(new Uint8Array(1000).fill(9));
+  const reader = new PayloadReader(writer.finish());
+  for (let i = 0; i < 100; i++) {
+    assert.deepEqual(
+      [reader.u8(), reader.u16(), reader.u32(), reader.f64(), reader.string()],
+      [i % 256, i, i * 7, i / 3, `n${i}`],
+    );
+  }
+  assert.deepEqual(reader.bytes(), new Uint8Array(1000).fill(9));
+  reader.done();
 });
 
 Deno.test("encodeFrame() refuses what the decoder would refuse", () => {

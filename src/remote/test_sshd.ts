@@ -55,16 +55,30 @@ function hasPrivsepFolder(): boolean {
   }
 }
 
+/** Whether this process may mount in a private mount namespace of its own. */
+function canMountPrivately(): boolean {
+  if (!hasProgram("unshare")) return false;
+  const probe = 'mount --bind / "$1"';
+  const args = ["-m", "--propagation", "private", "sh", "-c", probe, "sh", "/run"];
+  try {
+    const output = new Deno.Command("unshare", { args, stdout: "null", stderr: "null" })
+      .outputSync();
+    return output.success;
+  } catch {
+    return false;
+  }
+}
+
 /**
- * Why a test sshd cannot run here, or null when it can (checked without starting it).
+ * Why a test sshd cannot run here, or null when it can (checked without starting sshd).
  * {@linkcode startSshd} still throws with sshd's own message if it fails after all.
  */
 export function sshdUnavailable(): string | null {
   for (const program of [SSHD, SSH, "ssh-keygen"]) {
     if (!hasProgram(program)) return `${program} is not installed`;
   }
-  if (Deno.uid() === 0 && !hasPrivsepFolder() && !hasProgram("unshare")) {
-    return "/run/sshd is missing and unshare is not installed";
+  if (Deno.uid() === 0 && !hasPrivsepFolder() && !canMountPrivately()) {
+    return "/run/sshd is missing and no private mount namespace can be made (unshare -m)";
   }
   return null;
 }
