@@ -229,3 +229,37 @@ export function remoteCommand(options: RemoteCommandOptions): string[] {
   const user = remote.user === undefined ? [] : ["-l", remote.user];
   return [...withBatchDefaults(rsh), ...user, remote.host, `${remoteTreesync} --serve`];
 }
+
+/** How the far end's start ended before it greeted. */
+export interface FarEndExit {
+  /** The far end, as the user named it (`user@host`). */
+  host: string;
+  /** The far end's program (`--remote-treesync`, default `treesync`). */
+  remoteTreesync: string;
+  /** The remote shell's exit code. */
+  code: number;
+  /** What the remote shell and the far end wrote to stderr. */
+  stderr: string;
+}
+
+/**
+ * One line saying why the far end did not start and what to do: treesync missing there
+ * (the remote shell's 127, or "not found"), the remote shell failing to log in (ssh's 255,
+ * with its last line and the BatchMode hint, even when that line says "No such file"), or
+ * anything else with its last line.
+ */
+export function farEndFailure(exit: FarEndExit): string {
+  const { host, remoteTreesync, code } = exit;
+  const lines = exit.stderr.split("\n").map((line) => line.trim()).filter((line) => line !== "");
+  const last = lines.at(-1) ?? "no message";
+  // ssh's own failures are 255; the remote shell says 127 (or 126) for a missing program.
+  if (code === 255) {
+    return `Cannot log in to ${host}: ${last} (ssh runs with BatchMode=yes and asks nothing: ` +
+      `use a key from ssh-agent and a known host key, or -e 'ssh -o BatchMode=no')`;
+  }
+  if (code === 127 || code === 126 || /not found|no such file/i.test(last)) {
+    return `Cannot start '${remoteTreesync} --serve' on ${host} (${last}): install treesync ` +
+      `there, or name it with --remote-treesync`;
+  }
+  return `The far end on ${host} stopped before it greeted (exit ${code}): ${last}`;
+}

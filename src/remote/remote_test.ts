@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import {
   chooseRemoteShell,
+  farEndFailure,
   type Location,
   parseLocation,
   remoteCommand,
@@ -151,6 +152,44 @@ Deno.test("remoteCommand() puts -l USER, the host and the remote program after t
   assert.equal(chooseRemoteShell(undefined, ""), "ssh");
   assert.equal(chooseRemoteShell(undefined, "ssh -p 2"), "ssh -p 2");
   assert.equal(chooseRemoteShell("ssh -4", "ssh -p 2"), "ssh -4");
+});
+
+Deno.test("farEndFailure() says what to install or why the login failed, in one line", () => {
+  const base = { host: "backup@store", remoteTreesync: "treesync" };
+  const cases: Array<[number, string, string]> = [
+    [
+      127,
+      "bash: line 1: treesync: command not found\n",
+      "Cannot start 'treesync --serve' on backup@store (bash: line 1: treesync: command not found):" +
+      " install treesync there, or name it with --remote-treesync",
+    ],
+    [
+      1,
+      "sh: 1: /opt/treesync: not found",
+      "Cannot start 'treesync --serve' on backup@store (sh: 1: /opt/treesync: not found):" +
+      " install treesync there, or name it with --remote-treesync",
+    ],
+    [
+      255,
+      "Warning: x\nbackup@store: Permission denied (publickey).\n",
+      "Cannot log in to backup@store: backup@store: Permission denied (publickey). (ssh runs with" +
+      " BatchMode=yes and asks nothing: use a key from ssh-agent and a known host key, or -e" +
+      " 'ssh -o BatchMode=no')",
+    ],
+    [
+      255,
+      "ssh: Could not resolve hostname store: No such file or directory",
+      "Cannot log in to backup@store: ssh: Could not resolve hostname store: No such file or" +
+      " directory (ssh runs with BatchMode=yes and asks nothing: use a key from ssh-agent and a" +
+      " known host key, or -e 'ssh -o BatchMode=no')",
+    ],
+    [3, "", "The far end on backup@store stopped before it greeted (exit 3): no message"],
+  ];
+  for (const [code, stderr, message] of cases) {
+    const line = farEndFailure({ ...base, code, stderr });
+    assert.equal(line, message);
+    assert.ok(!line.includes("\n"));
+  }
 });
 
 /** A small deterministic generator, so that a failing chunking can be replayed. */
@@ -525,6 +564,45 @@ Deno.test({
       assert.ok(remote.kind === "remote");
       const words = remoteCommand({ rsh: sshd.rsh, remote, remoteTreesync: "echo treesync" });
       assert.equal(await ssh(words), "treesync --serve\n");
+    } finally {
+      await sshd.stop();
+    }
+    await assert.rejects(Deno.lstat(sshd.folder), Deno.errors.NotFound);
+  },
+});
+
+/** Runs a command to its end without input: exit code and stderr. */
+async function runQuietly(words: string[]): Promise<{ code: number; stderr: string }> {
+  const [program, ...args] = words;
+  const output = await new Deno.Command(program!, { args, stdin: "null", stdout: "null" }).output();
+  return { code: output.code, stderr: new TextDecoder().decode(output.stderr) };
+}
+
+Deno.test({
+  name: "farEndFailure() explains a far end without treesync and a refused key, over real ssh",
+  ignore: noSshd !== null,
+  async fn() {
+    const sshd = await startSshd();
+    try {
+      const remote = parseLocation(`${sshd.host}:tree`);
+      assert.ok(remote.kind === "remote");
+      const remoteTreesync = "treesync-not-installed";
+      const missing = await runQuietly(remoteCommand({ rsh: sshd.rsh, remote, remoteTreesync }));
+      assert.equal(missing.code, 127, missing.stderr);
+      assert.match(
+        farEndFailure({ host: sshd.host, remoteTreesync, ...missing }),
+        /^Cannot start 'treesync-not-installed --serve' on 127\.0\.0\.1 \(.*not found\): install/,
+      );
+      // The host key is not an authorized client key: ssh fails at once, it does not ask.
+      const wrongKey = sshd.rsh.map((word) =>
+        word.endsWith("/client_key") ? `${sshd.folder}/host_key` : word
+      );
+      const refused = await runQuietly(remoteCommand({ rsh: wrongKey, remote }));
+      assert.equal(refused.code, 255, refused.stderr);
+      assert.match(
+        farEndFailure({ host: sshd.host, remoteTreesync: "treesync", ...refused }),
+        /^Cannot log in to 127\.0\.0\.1: .*Permission denied \(publickey\)/,
+      );
     } finally {
       await sshd.stop();
     }
