@@ -16,7 +16,9 @@
  *
  * Each side's first frame is `Hello` (id 0), whose payload starts with the bytes `treesync`;
  * the client speaks first, the server answers with its own, and both use the highest version
- * both speak. Requests are numbered by the client and pipelined (many in flight, in walk
+ * both speak. Then the client names the tree with `Open`: its path (the one absolute path a
+ * client may send, checked against the server's `--root`) and whether it is read or written;
+ * every later path is relative to it and passes {@linkcode wirePathProblem}. Requests are numbered by the client and pipelined (many in flight, in walk
  * order); the server answers each with its id, in any order between requests.
  *
  * | type   | name          | from   | payload and answer                                          |
@@ -28,6 +30,7 @@
  * | `0x05` | Cancel        | client | stop answering request (id in the payload): a walk, a read  |
  * | `0x06` | Data          | both   | a chunk of a byte stream (file, record) of request id       |
  * | `0x07` | DataEnd       | both   | the stream is whole: its size and SHA-256, to be checked    |
+ * | `0x08` | Open          | client | the tree's path and role (read, or written) → Ok or Error   |
  * | `0x10` | Walk          | client | starts, filters, folders to avoid, probe, renames           |
  * | `0x11` | Listing       | server | folders in walk order, `More` until the walk's last batch   |
  * | `0x12` | WalkEnd       | server | the start's own entry, skipped special files, probed folder |
@@ -78,6 +81,7 @@ export const FrameType = {
   Cancel: 0x05,
   Data: 0x06,
   DataEnd: 0x07,
+  Open: 0x08,
   Walk: 0x10,
   Listing: 0x11,
   WalkEnd: 0x12,
@@ -126,6 +130,7 @@ export const FROM_CLIENT: ReadonlySet<number> = new Set([
   FrameType.Cancel,
   FrameType.Data,
   FrameType.DataEnd,
+  FrameType.Open,
   FrameType.Walk,
   FrameType.Stat,
   FrameType.Hash,
@@ -476,6 +481,54 @@ export class PayloadReader {
       throw new FrameError(`A payload has ${this.#bytes.length - this.#offset} bytes too many`);
     }
   }
+}
+
+/** What kind of failure an `Error` frame reports. */
+export const ErrorKind = {
+  /** The request broke the protocol; the session ends. */
+  Protocol: 1,
+  /** Refused: a path outside the tree or `--root`, or through a link. */
+  Refused: 2,
+  /** Nothing is at the path. */
+  Missing: 3,
+  /** The replica is locked by another run. */
+  Locked: 4,
+  /** The change failed on the far end's disk (the message says why). */
+  Failed: 5,
+} as const;
+
+/** An `Error` frame's content. */
+export interface ErrorReport {
+  /** One of {@linkcode ErrorKind}'s values. */
+  kind: number;
+  /** One line for the user, naming the path. */
+  message: string;
+}
+
+const ERROR_KINDS: ReadonlySet<number> = new Set(Object.values(ErrorKind));
+
+/** The longest message an `Error` frame carries, in characters. */
+export const MAX_ERROR_MESSAGE = 1000;
+
+/** An `Error` frame's payload. */
+export function encodeError(report: ErrorReport): Uint8Array {
+  return new PayloadWriter().u8(report.kind).string(report.message.slice(0, MAX_ERROR_MESSAGE))
+    .finish();
+}
+
+/**
+ * Reads an `Error` frame's payload; control characters in the message are escaped.
+ *
+ * @throws {FrameError} An unknown kind, a message too long, or a malformed payload.
+ */
+export function decodeError(payload: Uint8Array): ErrorReport {
+  const reader = new PayloadReader(payload);
+  const kind = reader.u8();
+  const message = reader.string();
+  reader.done();
+  if (!ERROR_KINDS.has(kind)) throw new FrameError(`Unknown error kind ${kind}`);
+  if (message.length > MAX_ERROR_MESSAGE) throw new FrameError("An error message is too long");
+  return { kind, message: escapeControls(message) };
 }
 
 /** The greeting each side sends first. */

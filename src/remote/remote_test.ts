@@ -19,9 +19,12 @@ import {
 import {
   checkWirePath,
   chooseVersion,
+  decodeError,
   decodeHello,
+  encodeError,
   encodeFrame,
   encodeHello,
+  ErrorKind,
   type Frame,
   FrameDecoder,
   FrameError,
@@ -411,6 +414,18 @@ Deno.test("PayloadWriter grows past its first buffer without losing a field", ()
   }
   assert.deepEqual(reader.bytes(), new Uint8Array(1000).fill(9));
   reader.done();
+});
+
+Deno.test("Error payloads carry a known kind and one escaped line", () => {
+  const report = { kind: ErrorKind.Refused, message: "Refused path 'a/../b'" };
+  assert.deepEqual(decodeError(encodeError(report)), report);
+  const hostile = encodeError({ kind: ErrorKind.Failed, message: "line\n\x1b[2Jclear" });
+  assert.equal(decodeError(hostile).message, "line\\x0a\\x1b[2Jclear");
+  const unknown = encodeError({ kind: 99, message: "x" });
+  assert.throws(() => decodeError(unknown), /Unknown error kind 99/);
+  const long = new PayloadWriter().u8(ErrorKind.Failed).string("x".repeat(1001)).finish();
+  assert.throws(() => decodeError(long), /too long/);
+  assert.equal(encodeError({ kind: 1, message: "y".repeat(5000) }).length, 1 + 4 + 1000);
 });
 
 Deno.test("encodeFrame() refuses what the decoder would refuse", () => {
