@@ -240,6 +240,7 @@ export class FrameDecoder {
   #pending: Frame | null = null;
   #payloadFill = 0;
   #greeted = false;
+  #failure: FrameError | null = null;
 
   /** A decoder that has read nothing yet. */
   constructor(options: FrameDecoderOptions = {}) {
@@ -256,9 +257,20 @@ export class FrameDecoder {
    * Reads one chunk.
    *
    * @returns The frames it completed, in order.
-   * @throws {FrameError} A frame that breaks the protocol; the decoder is then unusable.
+   * @throws {FrameError} A frame that breaks the protocol; every later call throws it again.
    */
   push(chunk: Uint8Array): Frame[] {
+    if (this.#failure !== null) throw this.#failure;
+    try {
+      return this.#read(chunk);
+    } catch (error) {
+      if (error instanceof FrameError) this.#failure = error;
+      throw error;
+    }
+  }
+
+  /** Reads one chunk, see {@linkcode FrameDecoder.push}. */
+  #read(chunk: Uint8Array): Frame[] {
     if (!this.#greeted && this.#headerFill === 0 && chunk.length > 0) {
       if (chunk[0] !== FrameType.Hello) {
         throw new FrameError(

@@ -305,6 +305,7 @@ function greetedDecoder(accept?: ReadonlySet<number>): FrameDecoder {
 Deno.test("FrameDecoder refuses hostile streams before holding their bytes", () => {
   const huge = greetedDecoder();
   assert.throws(() => huge.push(header(FrameType.Data, 0, 1, 0xffffffff)), /announces 4294967295/);
+  assert.equal(huge.buffered, HEADER_BYTES);
   const overCap = greetedDecoder();
   assert.throws(() => overCap.push(header(FrameType.Data, 0, 1, MAX_PAYLOAD + 1)), FrameError);
   const unknown = greetedDecoder();
@@ -337,6 +338,10 @@ Deno.test("FrameDecoder names what came instead of the greeting", () => {
     () => new FrameDecoder().push(junk),
     /did not greet as treesync: it sent 'Welcome to the server\\x0a\\x01\\x02' first/,
   );
+  // Once broken, it stays broken: a greeting after the junk is not taken for one.
+  const broken = new FrameDecoder();
+  assert.throws(() => broken.push(junk), /did not greet/);
+  assert.throws(() => broken.push(GREETING), /did not greet/);
 });
 
 Deno.test("Hello carries the versions, and chooseVersion() says what to install", () => {
