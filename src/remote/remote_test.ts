@@ -561,6 +561,7 @@ Deno.test("compressChunk() and decompressChunk() round-trip and bound what they 
 });
 
 const noSshd = sshdUnavailable();
+if (noSshd !== null) console.warn(`The sshd tests are ignored here: ${noSshd}`);
 
 Deno.test({
   name: "startSshd() serves key logins on 127.0.0.1 that ssh reaches without a prompt",
