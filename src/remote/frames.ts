@@ -18,8 +18,9 @@
  * the client speaks first, the server answers with its own, and both use the highest version
  * both speak. Then the client names the tree with `Open`: its path (the one absolute path a
  * client may send, checked against the server's `--root`) and whether it is read or written;
- * every later path is relative to it and passes {@linkcode wirePathProblem}. Requests are numbered by the client and pipelined (many in flight, in walk
- * order); the server answers each with its id, in any order between requests.
+ * every later path is relative to it and passes {@linkcode wirePathProblem}. Requests are
+ * numbered by the client and pipelined (many in flight, in walk order); the server answers
+ * each with its id, in any order between requests.
  *
  * | type   | name          | from   | payload and answer                                          |
  * | ------ | ------------- | ------ | ----------------------------------------------------------- |
