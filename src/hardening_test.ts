@@ -5,12 +5,10 @@
  * @module
  */
 
+import { deepStrictEqual, match, ok } from "node:assert/strict";
 import { pathExists } from "./files.ts";
 import {
-  assert,
-  assertEquals,
   assertExit,
-  assertMatch,
   cli,
   collect,
   copiesInFlight,
@@ -62,7 +60,7 @@ async function buildSwapper(dir: string): Promise<string> {
     stdout: "piped",
     stderr: "piped",
   }).output();
-  assert(built.success, new TextDecoder().decode(built.stderr));
+  ok(built.success, new TextDecoder().decode(built.stderr));
   return `${dir}/swap`;
 }
 
@@ -141,9 +139,9 @@ Deno.test({
         } finally {
           await stopSwapping(swapping, folders.real, folders.link);
         }
-        assert(run.code === 0 || run.code === 1, `round ${round}: exit ${run.code}\n${run.stderr}`);
-        assert(!/Uncaught|at file:/.test(run.stderr), `round ${round}: ${run.stderr}`);
-        assertEquals(
+        ok(run.code === 0 || run.code === 1, `round ${round}: exit ${run.code}\n${run.stderr}`);
+        ok(!/Uncaught|at file:/.test(run.stderr), `round ${round}: ${run.stderr}`);
+        deepStrictEqual(
           changesIn(before, snapshot(outside, { mtimes: true })),
           [],
           `round ${round}: nothing outside the replica is written, made or removed\n${run.stderr}`,
@@ -151,7 +149,7 @@ Deno.test({
       }
       // Without the swapper the same run completes the replica.
       assertExit(await cli(["--adopt", "--exclude", ".swap", source, replica]), 0);
-      assertEquals(readTree(folders.real), readTree(`${source}/D`));
+      deepStrictEqual(readTree(folders.real), readTree(`${source}/D`));
     });
   },
 });
@@ -170,9 +168,9 @@ Deno.test("cli --restore never plants a replica file that fails its recorded has
     for (const extra of [[], ["--overwrite-newer"]]) {
       const restored = await cli(["--restore", ...extra, source, replica]);
       assertExit(restored, 1);
-      assertMatch(restored.stderr, /^error: good: Not restored: .*SHA-256/m);
-      assertMatch(restored.stderr, /^error: lost: Not restored: .*SHA-256/m);
-      assertEquals(readTree(source), { fine: "fine", good: "good text" }, extra.join(" "));
+      match(restored.stderr, /^error: good: Not restored: .*SHA-256/m);
+      match(restored.stderr, /^error: lost: Not restored: .*SHA-256/m);
+      deepStrictEqual(readTree(source), { fine: "fine", good: "good text" }, extra.join(" "));
       assertNoCopyLeft(source);
     }
   });
@@ -200,27 +198,27 @@ Deno.test("cli --restore keeps a source file edited in place with size and mtime
     setMtime(`${dir}/new`, Deno.statSync(`${source}/swapped`).mtime!.getTime());
     Deno.renameSync(`${dir}/new`, `${source}/swapped`);
     const edited = Deno.statSync(`${source}/inPlace`);
-    assertEquals([edited.ino, edited.size, edited.mtime!.getTime()], [
+    deepStrictEqual([edited.ino, edited.size, edited.mtime!.getTime()], [
       synced.ino,
       synced.size,
       mtimeMs,
     ]);
-    assert(edited.ctime!.getTime() !== synced.ctime!.getTime(), "only the ctime shows the edit");
+    ok(edited.ctime!.getTime() !== synced.ctime!.getTime(), "only the ctime shows the edit");
 
     const kept = await cli(["--restore", source, replica]);
     assertExit(kept, 1);
-    assertMatch(kept.stderr, /^error: inPlace: Kept: /m);
-    assertMatch(kept.stderr, /^error: swapped: Kept: /m);
-    assertEquals(readTree(source), { inPlace: "ENCRYPTED", swapped: "REPLACED?" });
+    match(kept.stderr, /^error: inPlace: Kept: /m);
+    match(kept.stderr, /^error: swapped: Kept: /m);
+    deepStrictEqual(readTree(source), { inPlace: "ENCRYPTED", swapped: "REPLACED?" });
     assertExit(await cli(["--restore", "--overwrite-newer", source, replica]), 0);
-    assertEquals(readTree(source), { inPlace: "original!", swapped: "original?" });
+    deepStrictEqual(readTree(source), { inPlace: "original!", swapped: "original?" });
   });
 });
 
 /** No temporary copy is left in the source's tmp folder (which restore removes when done). */
 function assertNoCopyLeft(source: string): void {
   const temp = `${source}/.treesync/tmp`;
-  assert(!pathExists(temp) || [...Deno.readDirSync(temp)].length === 0, "no copy is left");
+  ok(!pathExists(temp) || [...Deno.readDirSync(temp)].length === 0, "no copy is left");
 }
 
 /** A file of `size` bytes that are not zeros (a sparse copy would write nothing for a while). */
@@ -256,19 +254,19 @@ Deno.test({
       }
       Deno.kill(child.pid, "SIGSTOP");
       try {
-        assert(copiesInFlight(source).length > 0, "the copy is still under way");
-        assertEquals(Deno.readTextFileSync(`${source}/big`), "my version\n");
+        ok(copiesInFlight(source).length > 0, "the copy is still under way");
+        deepStrictEqual(Deno.readTextFileSync(`${source}/big`), "my version\n");
         Deno.writeTextFileSync(`${source}/big`, "USER WORK\n", { append: true });
       } finally {
         Deno.kill(child.pid, "SIGCONT");
       }
       const restored = await collect(child);
       assertExit(restored, 1);
-      assertMatch(restored.stderr, /^error: big: Kept: the source file changed while/m);
-      assertEquals(Deno.readTextFileSync(`${source}/big`), "my version\nUSER WORK\n");
+      match(restored.stderr, /^error: big: Kept: the source file changed while/m);
+      deepStrictEqual(Deno.readTextFileSync(`${source}/big`), "my version\nUSER WORK\n");
       const trash = `${source}/.treesync/trash`;
       for (const run of pathExists(trash) ? Deno.readDirSync(trash) : []) {
-        assertEquals([...Deno.readDirSync(`${trash}/${run.name}`)], [], "nothing was replaced");
+        deepStrictEqual([...Deno.readDirSync(`${trash}/${run.name}`)], [], "nothing was replaced");
       }
       assertNoCopyLeft(source);
     });

@@ -2,9 +2,10 @@
  * Tests for the walk of a tree, on real temporary folders.
  */
 
+import { deepStrictEqual } from "node:assert/strict";
 import { compileFilters } from "./exclude.ts";
 import { scanTree } from "./scan.ts";
-import { assertEquals, withTemp, writeTree } from "./test_helpers.ts";
+import { withTemp, writeTree } from "./test_helpers.ts";
 
 Deno.test("scanTree() lists every kind without following symlinks, and skips excluded entries", async () => {
   await withTemp((dir) => {
@@ -16,8 +17,8 @@ Deno.test("scanTree() lists every kind without following symlinks, and skips exc
     const scan = scanTree(dir, {
       exclude: compileFilters([{ kind: "exclude", pattern: "*.tmp" }]),
     });
-    assertEquals([...scan.entries.keys()].sort(), ["", "a", "a/f", "dangling", "l"]);
-    assertEquals(scan.entries.get("l")!.target, "a");
-    assertEquals(scan.protectedPaths, ["a/x.tmp"]);
+    deepStrictEqual([...scan.entries.keys()].sort(), ["", "a", "a/f", "dangling", "l"]);
+    deepStrictEqual(scan.entries.get("l")!.target, "a");
+    deepStrictEqual(scan.protectedPaths, ["a/x.tmp"]);
   });
 });

@@ -14,41 +14,6 @@ import { type RecordEntry } from "./record.ts";
 import { openRecord, type RecordBlock, type RecordRow, RecordWriter } from "./recordfile.ts";
 import { type Entry, type Scan, signatureOf } from "./scan.ts";
 
-export function assert(condition: unknown, message = "assertion failed"): asserts condition {
-  if (!condition) throw new Error(message);
-}
-
-export function assertEquals<T>(actual: T, expected: T, message = ""): void {
-  const a = JSON.stringify(actual, replacer);
-  const e = JSON.stringify(expected, replacer);
-  if (a !== e) throw new Error(`${message}\nexpected: ${e}\n  actual: ${a}`);
-}
-
-export function replacer(_key: string, value: unknown): unknown {
-  if (value instanceof Map) return Object.fromEntries(value);
-  if (value instanceof Set) return [...value];
-  return value;
-}
-
-export function assertMatch(text: string, pattern: RegExp): void {
-  if (!pattern.test(text)) throw new Error(`expected ${pattern} to match:\n${text}`);
-}
-
-export function assertThrows(
-  fn: () => unknown,
-  type: new (...args: never[]) => Error,
-  pattern?: RegExp,
-) {
-  try {
-    fn();
-  } catch (error) {
-    if (!(error instanceof type)) throw new Error(`expected ${type.name}, got ${error}`);
-    if (pattern) assertMatch(error.message, pattern);
-    return;
-  }
-  throw new Error(`expected ${type.name} to be thrown`);
-}
-
 /** Runs `fn` with a fresh temporary folder that is always removed. */
 export async function withTemp(fn: (dir: string) => Promise<void> | void): Promise<void> {
   const dir = Deno.makeTempDirSync({ prefix: "treesync-test-" });

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { deepStrictEqual, match, ok } from "node:assert/strict";
 import { compileFilters } from "./exclude.ts";
 import { pathExists } from "./files.ts";
 import {
@@ -24,9 +25,6 @@ import {
   watchStatusLine,
 } from "./watch.ts";
 import {
-  assert,
-  assertEquals,
-  assertMatch,
   readTree,
   RunningCli,
   snapshot,
@@ -81,20 +79,20 @@ Deno.test("markEvents() marks the folder holding each path, and leaves ours and 
   ];
   for (const [label, events, folders] of table) {
     const marks = markEvents(events, RULES);
-    assertEquals([...marks.folders].sort(), folders, label);
-    assertEquals(marks.lost, false, label);
+    deepStrictEqual([...marks.folders].sort(), folders, label);
+    deepStrictEqual(marks.lost, false, label);
   }
 });
 
 Deno.test("markEvents() turns a rescan flag into lost events, and notes the root named itself", () => {
   const rescan = markEvents([{ kind: "any", paths: ["/s"], flag: "rescan" }], RULES);
-  assertEquals(rescan, { ...emptyMarks(), lost: true });
+  deepStrictEqual(rescan, { ...emptyMarks(), lost: true });
   const root = markEvents([event("remove", "/s")], RULES);
-  assertEquals(root, { folders: new Set([""]), lost: false, rootTouched: true });
+  deepStrictEqual(root, { folders: new Set([""]), lost: false, rootTouched: true });
   // Marks add up over batches.
   const marks = markEvents([event("modify", "/s/a/f")], RULES);
   markEvents([event("modify", "/s/b/f")], RULES, marks);
-  assertEquals([...marks.folders], ["a", "b"]);
+  deepStrictEqual([...marks.folders], ["a", "b"]);
 });
 
 Deno.test("relativeToSource() takes the first root that holds the path", () => {
@@ -107,7 +105,7 @@ Deno.test("relativeToSource() takes the first root that holds the path", () => {
     ["/a", ["/"], "a"],
   ];
   for (const [path, roots, relative] of table) {
-    assertEquals(relativeToSource(path, roots), relative, `${path} in ${roots}`);
+    deepStrictEqual(relativeToSource(path, roots), relative, `${path} in ${roots}`);
   }
 });
 
@@ -122,10 +120,10 @@ Deno.test("watchRunFor() walks the outermost folders, or the whole tree from the
     [["a", "a/b", "a/c"], 2, { kind: "folders", folders: ["a"] }],
   ];
   for (const [folders, max, run] of table) {
-    assertEquals(watchRunFor(new Set(folders), max), run, folders.join(" "));
+    deepStrictEqual(watchRunFor(new Set(folders), max), run, folders.join(" "));
   }
   const many = new Set(Array.from({ length: 300 }, (_, i) => `d${i}`));
-  assertEquals(watchRunFor(many), { kind: "full", why: "300 folders changed" });
+  deepStrictEqual(watchRunFor(many), { kind: "full", why: "300 folders changed" });
 });
 
 const T = Date.UTC(2030, 0, 1, 12);
@@ -143,7 +141,7 @@ Deno.test("watchDueAt() waits a quiet period after the last change, at most ten 
     [{ firstAt: T, lastAt: T + 60_000 }, T + 20_000],
   ];
   for (const [fields, due] of table) {
-    assertEquals(watchDueAt(watchState(fields)), due, JSON.stringify(fields));
+    deepStrictEqual(watchDueAt(watchState(fields)), due, JSON.stringify(fields));
   }
 });
 
@@ -167,20 +165,20 @@ Deno.test("watchStatusLine() shows what is pending and when it runs, or why noth
       "run every 1h",
     ],
   ];
-  for (const [fields, line] of table) assertEquals(watchStatusLine(watchState(fields), T), line);
-  assertEquals(folderList(["", "a"]), "., a");
+  for (const [fields, line] of table) deepStrictEqual(watchStatusLine(watchState(fields), T), line);
+  deepStrictEqual(folderList(["", "a"]), "., a");
 });
 
 Deno.test("isWatchLimit() and watchErrorText() name the inotify limit, and drop Deno's path list", () => {
   const limit = new Error('OS file watch limit reached. about ["/s/a"]');
-  assert(isWatchLimit(limit));
-  assert(isWatchLimit(new Error("No space left on device (os error 28)")));
-  assert(!isWatchLimit(new Error("Permission denied (os error 13)")));
-  assertEquals(
+  ok(isWatchLimit(limit));
+  ok(isWatchLimit(new Error("No space left on device (os error 28)")));
+  ok(!isWatchLimit(new Error("Permission denied (os error 13)")));
+  deepStrictEqual(
     watchErrorText(limit),
     "the inotify watch limit (fs.inotify.max_user_watches) is reached",
   );
-  assertEquals(
+  deepStrictEqual(
     watchErrorText(new Error('Input/output error. about ["/s/a"]')),
     "Input/output error",
   );
@@ -227,13 +225,13 @@ Deno.test("watch: a change is mirrored without `now`, long before the interval's
     await loop.waitFor(() => loop.runs === 1, "the first run");
     writeTree(`${dir}/s`, { docs: { new: "new", old: "changed" } });
     await loop.waitFor(() => loop.runs === 2, "a run started by the change");
-    assertMatch(loop.stderr, /^watch run: 1 folder \(docs\)$/m);
-    assertEquals(readTree(`${dir}/r`), { a: "a", docs: { new: "new", old: "changed" } });
+    match(loop.stderr, /^watch run: 1 folder \(docs\)$/m);
+    deepStrictEqual(readTree(`${dir}/r`), { a: "a", docs: { new: "new", old: "changed" } });
     // Modes and mtimes too, the folder's own included.
-    assertEquals(snapshot(`${dir}/r`), snapshot(`${dir}/s`));
+    deepStrictEqual(snapshot(`${dir}/r`), snapshot(`${dir}/s`));
     await loop.send("quit");
-    assertEquals(await loop.exitCode(), 0);
-    assertMatch(loop.stderr, /^loop totals: 2 runs \(0 failed\)/m);
+    deepStrictEqual(await loop.exitCode(), 0);
+    match(loop.stderr, /^loop totals: 2 runs \(0 failed\)/m);
   });
 });
 
@@ -247,14 +245,14 @@ Deno.test("watch: a burst of writes within the quiet period makes one run", asyn
       Deno.writeTextFileSync(`${dir}/s/data/f${i % 20}`, `${i}`);
     }
     await loop.waitFor(() => loop.runs === 2, "the run after the burst");
-    assertEquals(snapshot(`${dir}/r`), snapshot(`${dir}/s`));
+    deepStrictEqual(snapshot(`${dir}/r`), snapshot(`${dir}/s`));
     // Nothing is pending: no second run is coming for the same burst.
     await statusUntil(loop, /^watching: no changes pending$/m, "status");
-    assertMatch(loop.stdout, /^runs: 2, /m);
-    assertEquals(count(loop.stderr, /^watch run: /gm), 1);
-    assertMatch(loop.stderr, /^watch run: 2 folders \(data, logs\)$/m);
+    match(loop.stdout, /^runs: 2, /m);
+    deepStrictEqual(count(loop.stderr, /^watch run: /gm), 1);
+    match(loop.stderr, /^watch run: 2 folders \(data, logs\)$/m);
     await loop.send("quit");
-    assertEquals(await loop.exitCode(), 0);
+    deepStrictEqual(await loop.exitCode(), 0);
   });
 });
 
@@ -294,7 +292,7 @@ Deno.test("watch: events lost to an overflowing queue make a full run, with one 
       }
       await loop.waitFor(() => /^run \d+: /m.test(loop.stderr.slice(from)), "the burst's run");
     }
-    assertMatch(loop.stderr, lost);
+    match(loop.stderr, lost);
     const fullRun = "watch run: the whole tree (events were lost)\n";
     await loop.waitFor(() => {
       const at = loop.stderr.lastIndexOf(fullRun);
@@ -302,14 +300,14 @@ Deno.test("watch: events lost to an overflowing queue make a full run, with one 
     }, "the full run after the lost events");
     const pattern = /^next full run in .*\nwatching: no changes pending$/m;
     await statusUntil(loop, pattern, "the end", loop.stdout.length);
-    assertEquals(
+    deepStrictEqual(
       count(loop.stderr, /^warning: Events were lost watching .*; a full run follows$/gm),
       count(loop.stderr, /^watch run: the whole tree \(events were lost\)$/gm),
       "one warning for each full run",
     );
-    assertEquals(snapshot(`${dir}/r`), snapshot(`${dir}/s`));
+    deepStrictEqual(snapshot(`${dir}/r`), snapshot(`${dir}/s`));
     await loop.send("quit");
-    assertEquals(await loop.exitCode(), 0);
+    deepStrictEqual(await loop.exitCode(), 0);
   });
 });
 
@@ -330,12 +328,12 @@ Deno.test("watch: changes in an excluded folder or in .treesync/ start no run", 
     // A change that does count, after them: its run would carry any folder they had marked.
     writeTree(`${dir}/s`, { keep: { k: "k" } });
     await loop.waitFor(() => loop.runs === 2, "the run for keep/k");
-    assertMatch(loop.stderr, /^watch run: 1 folder \(keep\)$/m);
-    assertEquals(readTree(`${dir}/r`), { keep: { k: "k" } });
+    match(loop.stderr, /^watch run: 1 folder \(keep\)$/m);
+    deepStrictEqual(readTree(`${dir}/r`), { keep: { k: "k" } });
     await statusUntil(loop, /^watching: no changes pending$/m, "status");
-    assertMatch(loop.stdout, /^runs: 2, /m);
+    match(loop.stdout, /^runs: 2, /m);
     await loop.send("quit");
-    assertEquals(await loop.exitCode(), 0);
+    deepStrictEqual(await loop.exitCode(), 0);
   });
 });
 
@@ -350,13 +348,13 @@ Deno.test("watch: status shows the folders changed and when they run; now runs t
       /^watching: 2 folders changed \(docs, src\/lib\), run in (59m \d+s|1h)$/m,
       "status to show both folders",
     );
-    assertMatch(loop.stdout, /^next full run in (59m \d+s|1h) /m);
+    match(loop.stdout, /^next full run in (59m \d+s|1h) /m);
     await loop.send("now");
     await loop.waitFor(() => loop.runs === 2, "the run that `now` asked for");
-    assertEquals(readTree(`${dir}/r`), { docs: { a: "a" }, src: { lib: { b: "b" } } });
+    deepStrictEqual(readTree(`${dir}/r`), { docs: { a: "a" }, src: { lib: { b: "b" } } });
     await loop.send("quit");
-    assertEquals(await loop.exitCode(), 0);
-    assertEquals(count(loop.stderr, /^watch run: /gm), 0, "`now` is a full run");
+    deepStrictEqual(await loop.exitCode(), 0);
+    deepStrictEqual(count(loop.stderr, /^watch run: /gm), 0, "`now` is a full run");
   });
 });
 
@@ -368,19 +366,19 @@ Deno.test("watch: the source root replaced makes a full run with a warning, then
     Deno.renameSync(`${dir}/s`, `${dir}/old`);
     writeTree(`${dir}/s`, { b: { c: "c" } });
     await loop.waitFor(() => loop.runs === 2, "the full run");
-    assertMatch(
+    match(
       loop.stderr,
       /^warning: The source '.*\/s' was (removed|replaced by another folder); a full run follows/m,
     );
-    assertMatch(loop.stderr, /^watch run: the whole tree \(the source was (removed|replaced)\)$/m);
-    assertMatch(loop.stderr, /^watching '.*\/s' again$/m);
-    assertEquals(readTree(`${dir}/r`), { b: { c: "c" } });
+    match(loop.stderr, /^watch run: the whole tree \(the source was (removed|replaced)\)$/m);
+    match(loop.stderr, /^watching '.*\/s' again$/m);
+    deepStrictEqual(readTree(`${dir}/r`), { b: { c: "c" } });
     writeTree(`${dir}/s`, { b: { d: "d" } });
     await loop.waitFor(() => loop.runs === 3, "a change in the new source");
-    assertMatch(loop.stderr, /^watch run: 1 folder \(b\)$/m);
-    assertEquals(readTree(`${dir}/r`), { b: { c: "c", d: "d" } });
+    match(loop.stderr, /^watch run: 1 folder \(b\)$/m);
+    deepStrictEqual(readTree(`${dir}/r`), { b: { c: "c", d: "d" } });
     await loop.send("quit");
-    assertEquals(await loop.exitCode(), 0);
+    deepStrictEqual(await loop.exitCode(), 0);
   });
 });
 
@@ -438,8 +436,8 @@ Deno.test({
       await loop.waitFor(() => loop.runs >= 3, "more interval runs");
       await statusUntil(loop, /^watching: off \(the inotify watch limit/m, "status");
       await loop.send("quit");
-      assertEquals(await loop.exitCode(), 0);
-      assertEquals(
+      deepStrictEqual(await loop.exitCode(), 0);
+      deepStrictEqual(
         count(
           loop.stderr,
           /^warning: Cannot watch '.*\/s': the inotify watch limit \(fs\.inotify\.max_user_watches\) is reached; falling back to a full run every 1s alone/gm,
@@ -447,7 +445,7 @@ Deno.test({
         1,
         `one warning, not one a run:\n${loop.stderr}`,
       );
-      assertEquals(count(loop.stderr, /^watch run: /gm), 0);
+      deepStrictEqual(count(loop.stderr, /^watch run: /gm), 0);
     });
   },
 });
@@ -463,15 +461,15 @@ Deno.test({
       await loop.waitFor(() => loop.runs === 1, "the first run");
       writeTree(`${dir}/s`, { n1: { x: "1" }, n2: { y: "2" }, n3: { z: "3" } });
       await loop.waitFor(() => loop.runs === 2, "the full run");
-      assertMatch(
+      match(
         loop.stderr,
         /^warning: Watching '.*\/s' failed: the inotify watch limit \(fs\.inotify\.max_user_watches\) is reached; falling back to a full run every 1h alone/m,
       );
-      assertMatch(loop.stderr, /^watch run: the whole tree \(the watch limit was reached\)$/m);
-      assertEquals(count(loop.stderr, /^warning: /gm), 1, loop.stderr);
-      assertEquals(readTree(`${dir}/r`), readTree(`${dir}/s`));
+      match(loop.stderr, /^watch run: the whole tree \(the watch limit was reached\)$/m);
+      deepStrictEqual(count(loop.stderr, /^warning: /gm), 1, loop.stderr);
+      deepStrictEqual(readTree(`${dir}/r`), readTree(`${dir}/s`));
       await loop.send("quit");
-      assertEquals(await loop.exitCode(), 0);
+      deepStrictEqual(await loop.exitCode(), 0);
     });
   },
 });
