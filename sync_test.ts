@@ -14,11 +14,12 @@ import {
   allocatedBytes,
   assertExit,
   CAN_DROP_ROOT,
+  CAN_HOLD_OPEN,
   CAN_MAKE_HOLES,
   CAN_MOUNT,
   cli,
   collect,
-  copiesInFlight,
+  holdOpen,
   jsonLine,
   makeSparseFile,
   readRecord,
@@ -155,8 +156,8 @@ Deno.test("cli without --checksum catches an edit with its mtime put back when t
     writeTree(source, { f: "aaaa" });
     setMtime(`${source}/f`, Date.now() - 3_600_000);
     assertExit(await cli([source, replica]), 0);
-    // ctime has whole seconds: let one pass so the edit gives the file another.
-    await new Promise((done) => setTimeout(done, 1100));
+    // ctime has whole seconds: once the clock is in another, the edit gives the file another.
+    await untilNextSecond();
     const mtime = Deno.statSync(`${source}/f`).mtime!.getTime();
     Deno.writeTextFileSync(`${source}/f`, "bbbb");
     setMtime(`${source}/f`, mtime);
@@ -673,34 +674,49 @@ Deno.test("cli exits 3 while another live run holds the lock, and takes over a d
   });
 });
 
-Deno.test("cli: two concurrent runs on one replica, the second exits 3", async () => {
-  await withTemp(async (dir) => {
-    await makeSparseFile(`${dir}/s/big`, 1 << 30);
-    const first = spawnCli([`${dir}/s`, `${dir}/r`]);
-    // The lock file alone does not say the lock is taken; a copy under way does (a run locks
-    // before it writes anything else).
-    await waitFor(() => copiesInFlight(`${dir}/r`).length > 0);
-    const second = await cli([`${dir}/s`, `${dir}/r`]);
-    assertExit(second, 3);
-    match(second.stderr, /another treesync run \(pid \d+\) holds/);
-    assertExit(await collect(first), 0);
-  });
+Deno.test({
+  name: "cli: two concurrent runs on one replica, the second exits 3",
+  ignore: !CAN_HOLD_OPEN,
+  fn: async () => {
+    await withTemp(async (dir) => {
+      writeTree(`${dir}/s`, { f: "held" });
+      await using held = await holdOpen(`${dir}/s/f`);
+      const first = spawnCli([`${dir}/s`, `${dir}/r`]);
+      // The lock file alone does not say the lock is taken; a copy under way does (a run locks
+      // before it writes anything else), and it waits while the file is held.
+      await waitFor(() => held.wanted);
+      const second = await cli([`${dir}/s`, `${dir}/r`]);
+      assertExit(second, 3);
+      match(second.stderr, /another treesync run \(pid \d+\) holds/);
+      await held.release();
+      assertExit(await collect(first), 0);
+    });
+  },
 });
 
-Deno.test("cli killed mid-copy leaves no partial file under the final name; the next run cleans up", async () => {
-  await withTemp(async (dir) => {
-    await makeSparseFile(`${dir}/s/big`, 1 << 30);
-    writeTree(`${dir}/r`, {});
-    const child = spawnCli([`${dir}/s`, `${dir}/r`]);
-    await waitFor(() => copiesInFlight(`${dir}/r`).length > 0);
-    child.kill("SIGKILL");
-    await child.status;
-    ok(!pathExists(`${dir}/r/big`), "no file under the final name");
-    ok(copiesInFlight(`${dir}/r`).length > 0, "the partial copy is in tmp");
-    assertExit(await cli([`${dir}/s`, `${dir}/r`]), 0);
-    deepStrictEqual([...Deno.readDirSync(`${dir}/r/.treesync/tmp`)].length, 0);
-    deepStrictEqual(Deno.statSync(`${dir}/r/big`).size, 1 << 30);
-  });
+Deno.test({
+  name: "cli killed mid-copy leaves no partial file under the final name; the next run cleans up",
+  ignore: !CAN_HOLD_OPEN,
+  fn: async () => {
+    await withTemp(async (dir) => {
+      writeTree(`${dir}/s`, { big: "x".repeat(3 << 20) });
+      writeTree(`${dir}/r`, {});
+      const tmp = `${dir}/r/.treesync/tmp`;
+      {
+        // Killed while the copy's temporary file is open and the source file is held.
+        await using held = await holdOpen(`${dir}/s/big`);
+        const child = spawnCli([`${dir}/s`, `${dir}/r`]);
+        await waitFor(() => held.wanted);
+        child.kill("SIGKILL");
+        await child.status;
+      }
+      ok(!pathExists(`${dir}/r/big`), "no file under the final name");
+      ok([...Deno.readDirSync(tmp)].length > 0, "the copy's temporary file is in tmp");
+      assertExit(await cli([`${dir}/s`, `${dir}/r`]), 0);
+      deepStrictEqual([...Deno.readDirSync(tmp)].length, 0);
+      deepStrictEqual(Deno.readTextFileSync(`${dir}/r/big`), "x".repeat(3 << 20));
+    });
+  },
 });
 
 Deno.test("cli --help and --version print and exit 0", async () => {
@@ -817,19 +833,30 @@ Deno.test("loop: stdin at end of file is not a quit; SIGTERM exits 143 with the 
   });
 });
 
-Deno.test("loop: quit in the middle of a long copy finishes that file and stops", async () => {
-  await withTemp(async (dir) => {
-    await makeSparseFile(`${dir}/s/a-big`, 1 << 30);
-    await makeSparseFile(`${dir}/s/b-big`, 1 << 30);
-    // One job: one file in flight. (With more, each file in flight is finished.)
-    const loop = new LoopProcess(["-i", "1h", "--jobs", "1", `${dir}/s`, `${dir}/r`]);
-    await loop.waitFor(() => copiesInFlight(`${dir}/r`).length > 0, "the first copy to start");
-    await loop.send("quit");
-    deepStrictEqual(await loop.exitCode(), 0);
-    deepStrictEqual(Deno.statSync(`${dir}/r/a-big`).size, 1 << 30, "the file in flight completed");
-    ok(!pathExists(`${dir}/r/b-big`), "the next file was not started");
-    ok(readRecord(`${dir}/r`).replica.has("a-big"), "the finished file is recorded");
-  });
+Deno.test({
+  name: "loop: quit in the middle of a long copy finishes that file and stops",
+  ignore: !CAN_HOLD_OPEN,
+  fn: async () => {
+    await withTemp(async (dir) => {
+      writeTree(`${dir}/s`, { "a-big": "a".repeat(3 << 20), "b-big": "b" });
+      // The copy of a-big is held at its start until `quit` is seen.
+      await using held = await holdOpen(`${dir}/s/a-big`);
+      // One job: one file in flight. (With more, each file in flight is finished.)
+      const loop = new LoopProcess(["-i", "1h", "--jobs", "1", `${dir}/s`, `${dir}/r`]);
+      await loop.waitFor(() => held.wanted, "the first copy to start");
+      await loop.send("quit");
+      await loop.waitFor(() => /^quit: finishing the current file/m.test(loop.stderr), "quit");
+      await held.release();
+      deepStrictEqual(await loop.exitCode(), 0);
+      deepStrictEqual(
+        Deno.readTextFileSync(`${dir}/r/a-big`),
+        "a".repeat(3 << 20),
+        "the file in flight completed",
+      );
+      ok(!pathExists(`${dir}/r/b-big`), "the next file was not started");
+      ok(readRecord(`${dir}/r`).replica.has("a-big"), "the finished file is recorded");
+    });
+  },
 });
 
 /**
@@ -838,16 +865,14 @@ Deno.test("loop: quit in the middle of a long copy finishes that file and stops"
  */
 async function interruptTwiceMidCopy(loopArgs: string[]): Promise<void> {
   await withTemp(async (dir) => {
-    writeTree(`${dir}/s`, { a1: "first", a2: "second" });
-    await makeSparseFile(`${dir}/s/z-big`, 4 * 2 ** 30);
+    writeTree(`${dir}/s`, { a1: "first", a2: "second", "z-big": "z".repeat(8 << 20) });
+    // The large copy is held at its start until both signals are seen, then read in chunks.
+    await using held = await holdOpen(`${dir}/s/z-big`);
     // One job: the small files are copied before the large one starts.
     const run = new LoopProcess([...loopArgs, "--jobs", "1", `${dir}/s`, `${dir}/r`], {
       stdin: "null",
     });
-    await run.waitFor(
-      () => pathExists(`${dir}/r/a2`) && copiesInFlight(`${dir}/r`).length > 0,
-      "the large copy to start",
-    );
+    await run.waitFor(() => held.wanted, "the large copy to start");
     run.child.kill("SIGINT");
     await run.waitFor(() => /SIGINT: finishing/.test(run.stderr), "the first SIGINT to be seen");
     // A SIGINT within a second of the acknowledgement is taken as the same key press (a
@@ -860,6 +885,7 @@ async function interruptTwiceMidCopy(loopArgs: string[]): Promise<void> {
       }
       return /SIGINT again: abandoning/.test(run.stderr);
     }, "the second SIGINT to be seen");
+    await held.release();
     deepStrictEqual(await run.exitCode(), 130, run.stderr);
     match(run.stderr, /^warning: SIGINT again: abandoning the current file/m);
     ok(!pathExists(`${dir}/r/z-big`), "no partial file under the final name");
@@ -870,26 +896,41 @@ async function interruptTwiceMidCopy(loopArgs: string[]): Promise<void> {
 }
 
 // A second SIGINT used to exit at once without saving the record.
-Deno.test("loop: a second SIGINT abandons the file in flight, saves the record and exits 130", async () => {
-  await interruptTwiceMidCopy(["-i", "1h"]);
+Deno.test({
+  name: "loop: a second SIGINT abandons the file in flight, saves the record and exits 130",
+  ignore: !CAN_HOLD_OPEN,
+  fn: () => interruptTwiceMidCopy(["-i", "1h"]),
 });
 
-Deno.test("cli: a second SIGINT abandons the file in flight, saves the record and exits 130", async () => {
-  await interruptTwiceMidCopy([]);
+Deno.test({
+  name: "cli: a second SIGINT abandons the file in flight, saves the record and exits 130",
+  ignore: !CAN_HOLD_OPEN,
+  fn: () => interruptTwiceMidCopy([]),
 });
 
-Deno.test("loop: a run longer than the interval warns, and the next run follows", async () => {
-  await withTemp(async (dir) => {
-    await makeSparseFile(`${dir}/s/big`, 2 * 2 ** 30);
-    const loop = new LoopProcess(["-i", "1", `${dir}/s`, `${dir}/r`]);
-    await loop.waitFor(() => loop.runs >= 2, "two runs");
-    match(
-      loop.stderr,
-      /warning: Run 1 took .*longer than the interval of 1s; starting the next one now/,
-    );
-    await loop.send("quit");
-    deepStrictEqual(await loop.exitCode(), 0);
-  });
+Deno.test({
+  name: "loop: a run longer than the interval warns, and the next run follows",
+  ignore: !CAN_HOLD_OPEN,
+  fn: async () => {
+    await withTemp(async (dir) => {
+      writeTree(`${dir}/s`, { big: "big" });
+      // The first run's copy is held until the run has lasted longer than the interval.
+      await using held = await holdOpen(`${dir}/s/big`);
+      const loop = new LoopProcess(["-i", "1", `${dir}/s`, `${dir}/r`]);
+      await loop.waitFor(() => held.wanted, "the first run's copy");
+      // What is tested is a duration: the run began before its copy did.
+      const copyingAt = Date.now();
+      await loop.waitFor(() => Date.now() - copyingAt > 1_000, "the run to outlast the interval");
+      await held.release();
+      await loop.waitFor(() => loop.runs >= 2, "two runs");
+      match(
+        loop.stderr,
+        /warning: Run 1 took .*longer than the interval of 1s; starting the next one now/,
+      );
+      await loop.send("quit");
+      deepStrictEqual(await loop.exitCode(), 0);
+    });
+  },
 });
 
 Deno.test("loop: the replica and the log folder, deleted mid-loop, are recreated", async () => {
@@ -1050,51 +1091,95 @@ Deno.test("cli --max-delete: over the limit nothing is deleted, the rest is copi
 const ESC = String.fromCharCode(27);
 const CLEAR_LINE = `\r${ESC}[2K`;
 
-/** Runs the CLI under a pseudo-terminal (`script`) and returns what the terminal showed. */
-async function onTerminal(args: string[]): Promise<string> {
+/**
+ * Runs the CLI under a pseudo-terminal (`script`) and returns what the terminal showed, with
+ * `file` held open until `until` says so (given what is shown so far and how long ago the run
+ * first opened the file): the run's copy or hash of the file waits meanwhile, so the run lasts
+ * as long as the test needs.
+ */
+async function onTerminalHolding(
+  args: string[],
+  file: string,
+  until: (shown: string, heldMs: number) => boolean,
+): Promise<string> {
   const command = [Deno.execPath(), "run", "--quiet", ...SYNC_FLAGS, SYNC_MODULE, ...args]
     .map((word) => `'${word}'`).join(" ");
-  const output = await new Deno.Command("script", {
-    // A wide terminal, so the progress line is not cut to its width.
-    args: ["-qec", `stty cols 200; ${command}`, "/dev/null"],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  return new TextDecoder().decode(output.stdout);
+  await using held = await holdOpen(file);
+  const terminal = new RunningCli(
+    new Deno.Command("script", {
+      args: ["-qec", `stty cols 200; ${command}`, "/dev/null"],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn(),
+    { stdin: "null" },
+  );
+  await terminal.waitFor(() => held.wanted, `the run to open ${file}`);
+  const wantedAt = Date.now();
+  await terminal.waitFor(() => until(terminal.stdout, Date.now() - wantedAt), "the output");
+  await held.release();
+  await terminal.exitCode();
+  return terminal.stdout;
 }
 
-Deno.test("cli shows a live progress line on a terminal only, and never with -q", async () => {
-  await withTemp(async (dir) => {
-    await makeSparseFile(`${dir}/s/big`, 2 * 2 ** 30);
-    const shown = await onTerminal([`${dir}/s`, `${dir}/r`]);
-    const lines = shown.split(CLEAR_LINE).slice(1);
-    ok(lines.length > 0, `a progress line is drawn: ${JSON.stringify(shown)}`);
-    match(lines[0]!, /^copying 0\/1, [\d.]+ [KMG]iB of 2\.0 GiB, .*\/s, ETA .*, b/);
-    match(shown, /sync: 1 copied/);
+/** A run that lasts long enough for the progress line to be drawn, were it ever. */
+const PAST_A_SECOND = (_shown: string, heldMs: number) => heldMs > 1_500;
 
-    // Runs that last over a second without writing much: --checksum hashes both sides.
-    // The copy recorded both hashes; without the record, --checksum must read both sides again.
-    const forget = () => Deno.removeSync(`${dir}/r/.treesync/record`);
-    forget();
-    const quiet = await onTerminal(["-q", "-c", `${dir}/s`, `${dir}/r`]);
-    ok(!/hashing|copying/.test(quiet), `no progress with -q: ${JSON.stringify(quiet)}`);
-    forget();
-    const hashing = await onTerminal(["-c", `${dir}/s`, `${dir}/r`]);
-    ok(hashing.includes(`${CLEAR_LINE}hashing: `), "hashing progress is drawn too");
+Deno.test({
+  name: "cli shows a live progress line on a terminal only, and never with -q",
+  ignore: !CAN_HOLD_OPEN,
+  fn: async () => {
+    await withTemp(async (dir) => {
+      writeTree(`${dir}/s`, { big: "x".repeat(3 << 20) });
+      const big = `${dir}/s/big`;
+      const drawn = (what: string) => (shown: string) => shown.includes(`${CLEAR_LINE}${what}`);
+      const shown = await onTerminalHolding([`${dir}/s`, `${dir}/r`], big, drawn("copying"));
+      const lines = shown.split(CLEAR_LINE).slice(1);
+      ok(lines.length > 0, `a progress line is drawn: ${JSON.stringify(shown)}`);
+      match(lines[0]!, /^copying 0\/1, [\d.]+ (B|[KMG]iB) of 3\.0 MiB, .*\/s(, ETA .*)?, big/);
+      match(shown, /sync: 1 copied/);
 
-    forget();
-    const piped = await cli(["-c", "--log", `${dir}/log`, `${dir}/s`, `${dir}/r`]);
-    assertExit(piped, 0);
-    for (
-      const [text, where] of [[piped.stderr, "stderr"], [
-        Deno.readTextFileSync(`${dir}/log`),
-        "log",
-      ]]
-    ) {
-      ok(!text!.includes("hashing") && !text!.includes(ESC), `no progress in ${where}`);
-    }
-  });
+      // Runs that last over a second without writing much: --checksum hashes both sides.
+      // The copy recorded both hashes; without the record, --checksum must read both sides again.
+      const forget = () => Deno.removeSync(`${dir}/r/.treesync/record`);
+      forget();
+      const quiet = await onTerminalHolding(
+        ["-q", "-c", `${dir}/s`, `${dir}/r`],
+        big,
+        PAST_A_SECOND,
+      );
+      ok(!/hashing|copying/.test(quiet), `no progress with -q: ${JSON.stringify(quiet)}`);
+      forget();
+      const hashing = await onTerminalHolding(
+        ["-c", `${dir}/s`, `${dir}/r`],
+        big,
+        drawn("hashing: "),
+      );
+      ok(hashing.includes(`${CLEAR_LINE}hashing: `), "hashing progress is drawn too");
+
+      forget();
+      const piped = await (async () => {
+        await using held = await holdOpen(big);
+        const run = new RunningCli(["-c", "--log", `${dir}/log`, `${dir}/s`, `${dir}/r`], {
+          stdin: "null",
+        });
+        await run.waitFor(() => held.wanted, "the hash to start");
+        const wantedAt = Date.now();
+        await run.waitFor(() => PAST_A_SECOND("", Date.now() - wantedAt), "a long run");
+        await held.release();
+        return { code: await run.exitCode(), stdout: run.stdout, stderr: run.stderr };
+      })();
+      assertExit(piped, 0);
+      for (
+        const [text, where] of [[piped.stderr, "stderr"], [
+          Deno.readTextFileSync(`${dir}/log`),
+          "log",
+        ]]
+      ) {
+        ok(!text!.includes("hashing") && !text!.includes(ESC), `no progress in ${where}`);
+      }
+    });
+  },
 });
 
 Deno.test("cli rotates its log file by size, keeping --log-keep old files", async () => {
@@ -1173,7 +1258,7 @@ Deno.test("cli --checksum rereads racily clean files once, then reads nothing", 
     writeTree(`${dir}/s`, { fresh: "just written" });
     assertExit(await cli(["-c", `${dir}/s`, `${dir}/r`]), 0);
     // Past the racy window, so this run's hashes of `fresh` will be trusted.
-    await new Promise((done) => setTimeout(done, RACY_WINDOW_MS + 100));
+    await untilTrusted([`${dir}/s/fresh`, `${dir}/r/fresh`]);
     const second = await cli(["-c", "-vv", `${dir}/s`, `${dir}/r`]);
     assertExit(second, 0);
     const hashed = second.stderr.match(/^hash \w+ .*$/gm) ?? [];
@@ -1458,32 +1543,37 @@ Deno.test({
   },
 });
 
-Deno.test("cli never writes through a replica folder swapped for a symlink during the run", async () => {
-  // Regression: `delete z/old` removed a file outside the replica, and the folder-attribute
-  // step chmodded and touched the outside folder.
-  await withTemp(async (dir) => {
-    const decoy = makeDecoy(`${dir}/decoy`);
-    Deno.writeTextFileSync(`${dir}/decoy/old`, "outside, same name");
-    Deno.writeTextFileSync(`${dir}/decoy/new`, "outside, to be overwritten?");
-    Deno.chmodSync(`${dir}/decoy`, 0o700);
-    const before = decoy();
-    await makeSparseFile(`${dir}/s/big`, 1 << 30);
-    writeTree(`${dir}/s`, { z: { new: "new file", sub: {} } });
-    Deno.chmodSync(`${dir}/s/z`, 0o751);
-    writeTree(`${dir}/r`, { z: { old: "to delete", sub: {} } });
-    // One worker: the big file is copied alone, and z/new after it, once z has been swapped
-    // (with two, z/new could be renamed in the instant between its check and the swap).
-    const child = spawnCli(["-j", "1", "--adopt", `${dir}/s`, `${dir}/r`]);
-    // While the big file is copied, the replica's folder z becomes a link to the decoy.
-    await waitFor(() => copiesInFlight(`${dir}/r`).length > 0);
-    Deno.renameSync(`${dir}/r/z`, `${dir}/z-moved-away`);
-    Deno.symlinkSync(`${dir}/decoy`, `${dir}/r/z`);
-    const result = await collect(child);
-    deepStrictEqual(decoy(), before, "nothing outside the replica changed");
-    deepStrictEqual(Deno.lstatSync(`${dir}/decoy`).mode! & 0o777, 0o700);
-    assertExit(result, 1);
-    match(result.stderr, /was replaced during the run/);
-  });
+Deno.test({
+  name: "cli never writes through a replica folder swapped for a symlink during the run",
+  ignore: !CAN_HOLD_OPEN,
+  fn: async () => {
+    // Regression: `delete z/old` removed a file outside the replica, and the folder-attribute
+    // step chmodded and touched the outside folder.
+    await withTemp(async (dir) => {
+      const decoy = makeDecoy(`${dir}/decoy`);
+      Deno.writeTextFileSync(`${dir}/decoy/old`, "outside, same name");
+      Deno.writeTextFileSync(`${dir}/decoy/new`, "outside, to be overwritten?");
+      Deno.chmodSync(`${dir}/decoy`, 0o700);
+      const before = decoy();
+      writeTree(`${dir}/s`, { big: "big", z: { new: "new file", sub: {} } });
+      Deno.chmodSync(`${dir}/s/z`, 0o751);
+      writeTree(`${dir}/r`, { z: { old: "to delete", sub: {} } });
+      await using held = await holdOpen(`${dir}/s/big`);
+      // One worker: the big file is copied alone, and z/new after it, once z has been swapped
+      // (with two, z/new could be renamed in the instant between its check and the swap).
+      const child = spawnCli(["-j", "1", "--adopt", `${dir}/s`, `${dir}/r`]);
+      // While the big file's copy is held, the replica's folder z becomes a link to the decoy.
+      await waitFor(() => held.wanted);
+      Deno.renameSync(`${dir}/r/z`, `${dir}/z-moved-away`);
+      Deno.symlinkSync(`${dir}/decoy`, `${dir}/r/z`);
+      await held.release();
+      const result = await collect(child);
+      deepStrictEqual(decoy(), before, "nothing outside the replica changed");
+      deepStrictEqual(Deno.lstatSync(`${dir}/decoy`).mode! & 0o777, 0o700);
+      assertExit(result, 1);
+      match(result.stderr, /was replaced during the run/);
+    });
+  },
 });
 
 Deno.test({
@@ -1908,6 +1998,20 @@ async function untilNextSecond(): Promise<void> {
   await waitFor(() => Math.floor((Date.now() - CLOCK_SLACK_MS) / 1000) > second, 5_000);
 }
 
+/**
+ * Resolves once a hash of the files at `paths`, taken from now on, is one the record trusts
+ * (see `trustedHash`): their last change is a racy window ago, in an earlier second.
+ */
+async function untilTrusted(paths: string[]): Promise<void> {
+  const stats = paths.map((path) => Deno.statSync(path));
+  const changedAt = Math.max(...stats.map((stat) => stat.mtime!.getTime()));
+  const ctimeSecond = Math.max(...stats.map((stat) => Math.floor(stat.ctime!.getTime() / 1000)));
+  await waitFor(() =>
+    Date.now() - changedAt > RACY_WINDOW_MS &&
+    Math.floor((Date.now() - CLOCK_SLACK_MS) / 1000) > ctimeSecond
+  );
+}
+
 function hashLines(stderr: string): string[] {
   return (stderr.match(/^hash \w+ .*$/gm) ?? []).sort();
 }
@@ -2064,24 +2168,31 @@ Deno.test("cli repairs a damaged replica file whose mtime was put back, keeping 
   });
 });
 
-Deno.test("cli killed with SIGKILL mid-run: the next run hashes what the record missed", async () => {
-  await withTemp(async (dir) => {
-    const [source, replica] = [`${dir}/s`, `${dir}/r`];
-    const files: Tree = {};
-    for (let i = 0; i < 300; i++) files[`f-${String(i).padStart(3, "0")}`] = `file ${i}`;
-    writeTree(source, files);
-    await makeSparseFile(`${source}/zz-big`, 1 << 30); // copied last, keeps the run busy
-    const child = spawnCli([source, replica]);
-    await waitFor(() => pathExists(`${replica}/f-000`));
-    child.kill("SIGKILL");
-    await child.status;
-    ok(!pathExists(`${replica}/.treesync/record`), "killed before the record was saved");
-    assertExit(await cli([source, replica]), 0);
-    const verified = await cli(["--verify", replica]);
-    assertExit(verified, 0);
-    ok(!/unrecorded/.test(verified.stdout), `every file has a hash:\n${verified.stdout}`);
-    match(verified.stderr, /^verify: 301 files checked/m);
-  });
+Deno.test({
+  name: "cli killed with SIGKILL mid-run: the next run hashes what the record missed",
+  ignore: !CAN_HOLD_OPEN,
+  fn: async () => {
+    await withTemp(async (dir) => {
+      const [source, replica] = [`${dir}/s`, `${dir}/r`];
+      const files: Tree = {};
+      for (let i = 0; i < 300; i++) files[`f-${String(i).padStart(3, "0")}`] = `file ${i}`;
+      writeTree(source, files);
+      writeTree(source, { "zz-big": "copied last, held: the run is busy" });
+      {
+        await using held = await holdOpen(`${source}/zz-big`);
+        const child = spawnCli([source, replica]);
+        await waitFor(() => pathExists(`${replica}/f-000`) && held.wanted);
+        child.kill("SIGKILL");
+        await child.status;
+      }
+      ok(!pathExists(`${replica}/.treesync/record`), "killed before the record was saved");
+      assertExit(await cli([source, replica]), 0);
+      const verified = await cli(["--verify", replica]);
+      assertExit(verified, 0);
+      ok(!/unrecorded/.test(verified.stdout), `every file has a hash:\n${verified.stdout}`);
+      match(verified.stderr, /^verify: 301 files checked/m);
+    });
+  },
 });
 
 Deno.test("cli --verify refuses a folder with no record, and exits 1 for files without a hash", async () => {
@@ -2646,24 +2757,30 @@ Deno.test({
   },
 });
 
-Deno.test("cli never writes through .treesync swapped for a link during the run", async () => {
-  // Regression: with .treesync replaced mid-run by a link to a folder outside, the copy's
-  // temporary file was chowned and chmodded by path there, names there were removed, and an
-  // outside link was renamed into the replica.
-  await withTemp(async (dir) => {
-    const decoy = makeDecoy(`${dir}/decoy`);
-    Deno.mkdirSync(`${dir}/decoy/trash`);
-    const before = decoy();
-    await makeSparseFile(`${dir}/s/big`, 1 << 30);
-    writeTree(`${dir}/s`, { small: "small" });
-    writeTree(`${dir}/r`, { old: "to delete" });
-    const child = spawnCli(["-j", "1", "--keep-deleted", "1d", `${dir}/s`, `${dir}/r`]);
-    await waitFor(() => copiesInFlight(`${dir}/r`).length > 0);
-    Deno.renameSync(`${dir}/r/.treesync`, `${dir}/r/.moved-away`);
-    Deno.symlinkSync(`${dir}/decoy`, `${dir}/r/.treesync`);
-    const result = await collect(child);
-    deepStrictEqual(decoy(), before, "nothing outside the replica changed");
-    ok(result.code !== 0, `the run reports it:\n${result.stderr}`);
-    match(result.stderr, /was replaced during the run/);
-  });
+Deno.test({
+  name: "cli never writes through .treesync swapped for a link during the run",
+  ignore: !CAN_HOLD_OPEN,
+  fn: async () => {
+    // Regression: with .treesync replaced mid-run by a link to a folder outside, the copy's
+    // temporary file was chowned and chmodded by path there, names there were removed, and an
+    // outside link was renamed into the replica.
+    await withTemp(async (dir) => {
+      const decoy = makeDecoy(`${dir}/decoy`);
+      Deno.mkdirSync(`${dir}/decoy/trash`);
+      const before = decoy();
+      writeTree(`${dir}/s`, { big: "big", small: "small" });
+      writeTree(`${dir}/r`, { old: "to delete" });
+      await using held = await holdOpen(`${dir}/s/big`);
+      const child = spawnCli(["-j", "1", "--keep-deleted", "1d", `${dir}/s`, `${dir}/r`]);
+      // Swapped while the copy's temporary file is open in tmp and its source file held.
+      await waitFor(() => held.wanted);
+      Deno.renameSync(`${dir}/r/.treesync`, `${dir}/r/.moved-away`);
+      Deno.symlinkSync(`${dir}/decoy`, `${dir}/r/.treesync`);
+      await held.release();
+      const result = await collect(child);
+      deepStrictEqual(decoy(), before, "nothing outside the replica changed");
+      ok(result.code !== 0, `the run reports it:\n${result.stderr}`);
+      match(result.stderr, /was replaced during the run/);
+    });
+  },
 });

@@ -498,3 +498,72 @@ export function copiesInFlight(replica: string): string[] {
   }
   return copies;
 }
+
+/** Whether a file's opening can be held ({@linkcode holdOpen}: file leases, Linux only). */
+export const CAN_HOLD_OPEN: boolean = Deno.build.os === "linux" && (() => {
+  try {
+    // Read by a subprocess: Deno lets only --allow-all read under /proc.
+    const output = new Deno.Command("cat", { args: ["/proc/sys/fs/leases-enable"] }).outputSync();
+    return new TextDecoder().decode(output.stdout).trim() === "1";
+  } catch {
+    return false;
+  }
+})();
+
+/**
+ * A file that other processes cannot open until {@linkcode HeldOpen.release} (see
+ * `src/test_lease.ts`): a copy or a hash of it by the CLI stands still at its start, for as long
+ * as the test needs, whatever the file's size and the machine's speed.
+ */
+export interface HeldOpen extends AsyncDisposable {
+  /** Whether another process has tried to open the file (and is waiting). */
+  readonly wanted: boolean;
+  /** Lets the waiting open, and every later one, through. */
+  release(): Promise<void>;
+}
+
+/**
+ * Holds the opening of the file at `path` (which must exist, and be open nowhere) until
+ * released: resolves once the hold is in place. The kernel lets a waiting open through by
+ * itself after `/proc/sys/fs/lease-break-time` (45 s by default).
+ *
+ * @throws {Error} When the hold cannot be taken.
+ */
+export async function holdOpen(path: string): Promise<HeldOpen> {
+  const holder = new URL("./test_lease.ts", import.meta.url).pathname;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--quiet", "--allow-ffi", `--allow-read=${path}`, holder, path],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  let output = "";
+  const { promise: isHeld, resolve: held } = Promise.withResolvers<void>();
+  const pump = (async () => {
+    for await (const text of child.stdout.pipeThrough(new TextDecoderStream())) {
+      output += text;
+      if (/^held$/m.test(output)) held();
+    }
+    held(); // ended without holding: the check below says so
+  })();
+  await isHeld;
+  if (!/^held$/m.test(output)) {
+    await child.status;
+    throw new Error(`Cannot hold '${path}' open: ${output.trim()}`);
+  }
+  let released = false;
+  const release = async () => {
+    if (released) return;
+    released = true;
+    await child.stdin.close();
+    await child.status;
+    await pump;
+  };
+  return {
+    get wanted() {
+      return /^wanted$/m.test(output);
+    },
+    release,
+    [Symbol.asyncDispose]: release,
+  };
+}
