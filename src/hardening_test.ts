@@ -7,15 +7,18 @@
 
 import { deepStrictEqual, match, ok } from "node:assert/strict";
 import { pathExists } from "./files.ts";
+import { CLOCK_SLACK_MS } from "./record.ts";
 import {
   assertExit,
+  CAN_HOLD_OPEN,
   cli,
   collect,
-  copiesInFlight,
+  holdOpen,
   readTree,
   setMtime,
   snapshot,
   spawnCli,
+  waitFor,
   withTemp,
   writeTree,
 } from "./test_helpers.ts";
@@ -187,9 +190,7 @@ Deno.test("cli --restore keeps a source file edited in place with size and mtime
     // ctime is read to the whole second: the edit must land in a later one to show, by the
     // file system's clock, which may lag the wall clock by a few milliseconds.
     const nextSecondMs = (Math.floor(synced.ctime!.getTime() / 1000) + 1) * 1000;
-    while (Date.now() < nextSecondMs + 100) {
-      await new Promise((done) => setTimeout(done, 20));
-    }
+    await waitFor(() => Date.now() > nextSecondMs + CLOCK_SLACK_MS);
     const mtimeMs = synced.mtime!.getTime();
     using file = Deno.openSync(`${source}/inPlace`, { write: true });
     file.writeSync(new TextEncoder().encode("ENCRYPTED"));
@@ -221,25 +222,20 @@ function assertNoCopyLeft(source: string): void {
   ok(!pathExists(temp) || [...Deno.readDirSync(temp)].length === 0, "no copy is left");
 }
 
-/** A file of `size` bytes that are not zeros (a sparse copy would write nothing for a while). */
-function writeFilled(path: string, size: number): void {
-  const chunk = new Uint8Array(1 << 20).fill(0x61);
-  using file = Deno.openSync(path, { write: true, create: true, truncate: true });
-  for (let done = 0; done < size; done += chunk.length) file.writeSync(chunk);
-}
-
 Deno.test({
   // Regression: the signature was checked when the restore planned; an edit made while the
   // replica's copy was read was renamed over without a second look, exit 0, no Kept line.
   name: "cli --restore keeps a source file edited while its replacement is copied (exit 1)",
-  ignore: Deno.build.os === "windows",
+  ignore: !CAN_HOLD_OPEN,
   async fn() {
     await withTemp(async (dir) => {
       const [source, replica] = [`${dir}/s`, `${dir}/r`];
-      Deno.mkdirSync(source);
-      writeFilled(`${source}/big`, 256 << 20);
+      writeTree(source, { big: "the replica's version\n" });
       assertExit(await cli([source, replica]), 0);
       Deno.writeTextFileSync(`${source}/big`, "my version\n");
+      // The restore's copy of the replica's file waits at its start, its temporary file open in
+      // the source's tmp folder, until the source file has been edited.
+      const held = await holdOpen(`${replica}/big`);
       const child = spawnCli([
         "--restore",
         "--overwrite-newer",
@@ -248,17 +244,12 @@ Deno.test({
         source,
         replica,
       ]);
-      // Held still while its copy is in our tmp folder, not yet renamed over the source file.
-      while (copiesInFlight(source).length === 0) {
-        await new Promise((done) => setTimeout(done, 1));
-      }
-      Deno.kill(child.pid, "SIGSTOP");
       try {
-        ok(copiesInFlight(source).length > 0, "the copy is still under way");
+        await waitFor(() => held.wanted);
         deepStrictEqual(Deno.readTextFileSync(`${source}/big`), "my version\n");
         Deno.writeTextFileSync(`${source}/big`, "USER WORK\n", { append: true });
       } finally {
-        Deno.kill(child.pid, "SIGCONT");
+        await held.release();
       }
       const restored = await collect(child);
       assertExit(restored, 1);
