@@ -14,10 +14,11 @@ import { localTime, localTimestamp } from "./format.ts";
 import { idleProgress, progressText } from "./log.ts";
 import {
   assertExit,
+  CAN_HOLD_OPEN,
   type CliResult,
   collect,
   copiesInFlight,
-  makeSparseFile,
+  holdOpen,
   readTree,
   RunningCli,
   SYNC_FLAGS,
@@ -94,7 +95,8 @@ function screenText(text: string): string {
   return text.replace(/\r?\n/g, "\n").replaceAll("\r\x1b[2K", "").replace(/\r/g, "");
 }
 
-const BIG = 256 * 2 ** 20;
+/** The file whose copy a test holds at its start ({@linkcode holdOpen}) while it types. */
+const BIG = "x".repeat(3 << 20);
 
 // ------------------------------------------------------------------------------------------------
 // Ctrl-C under `deno task`
@@ -104,46 +106,53 @@ const BIG = 256 * 2 ** 20;
 // the file in flight was abandoned.
 Deno.test({
   name: "terminal: one Ctrl-C under deno task finishes the file in flight and exits 130",
-  ignore: !HAS_SCRIPT,
+  ignore: !HAS_SCRIPT || !CAN_HOLD_OPEN,
   fn: async () => {
     await withTemp(async (dir) => {
-      await makeSparseFile(`${dir}/s/big`, BIG);
+      writeTree(`${dir}/s`, { big: BIG });
+      await using held = await holdOpen(`${dir}/s/big`);
       const run = onTerminal([Deno.execPath(), "task", "sync", `${dir}/s`, `${dir}/r`]);
-      await run.waitFor(() => copiesInFlight(`${dir}/r`).length > 0, "the copy to start");
+      await run.waitFor(() => held.wanted, "the copy to start");
       await run.type("\x03");
+      await run.waitFor(() => /SIGINT: finishing/.test(run.stdout), "the acknowledgement");
+      await held.release();
       deepStrictEqual(await run.exitCode(), 130, run.stdout);
       const screen = screenText(run.stdout);
       // The terminal echoes the key as ^C.
       match(screen, /^(\^C)?warning: SIGINT: finishing the current file, then exiting/m);
       ok(!/abandoning/.test(screen), screen);
-      deepStrictEqual(Deno.statSync(`${dir}/r/big`).size, BIG, "the file in flight completed");
+      deepStrictEqual(Deno.readTextFileSync(`${dir}/r/big`), BIG, "the file in flight completed");
     });
   },
 });
 
 Deno.test({
   name: "terminal: one Ctrl-C under deno task finishes a loop's file in flight and exits 130",
-  ignore: !HAS_SCRIPT,
+  ignore: !HAS_SCRIPT || !CAN_HOLD_OPEN,
   fn: async () => {
     await withTemp(async (dir) => {
-      await makeSparseFile(`${dir}/s/big`, BIG);
+      writeTree(`${dir}/s`, { big: BIG });
+      await using held = await holdOpen(`${dir}/s/big`);
       const args = ["task", "sync", "-i", "1h", `${dir}/s`, `${dir}/r`];
       const loop = onTerminal([Deno.execPath(), ...args]);
-      await loop.waitFor(() => copiesInFlight(`${dir}/r`).length > 0, "the copy to start");
+      await loop.waitFor(() => held.wanted, "the copy to start");
       await loop.type("\x03");
+      await loop.waitFor(() => /SIGINT: finishing/.test(loop.stdout), "the acknowledgement");
+      await held.release();
       deepStrictEqual(await loop.exitCode(), 130, loop.stdout);
       ok(!/abandoning/.test(screenText(loop.stdout)), loop.stdout);
-      deepStrictEqual(Deno.statSync(`${dir}/r/big`).size, BIG, "the file in flight completed");
+      deepStrictEqual(Deno.readTextFileSync(`${dir}/r/big`), BIG, "the file in flight completed");
     });
   },
 });
 
 Deno.test({
   name: "terminal: SIGINT to the process group of deno task finishes a loop's file and exits 130",
-  ignore: !HAS_SCRIPT,
+  ignore: !HAS_SCRIPT || !CAN_HOLD_OPEN,
   fn: async () => {
     await withTemp(async (dir) => {
-      await makeSparseFile(`${dir}/s/big`, BIG);
+      writeTree(`${dir}/s`, { big: BIG });
+      await using held = await holdOpen(`${dir}/s/big`);
       const loop = inOwnGroup([
         Deno.execPath(),
         "task",
@@ -153,24 +162,27 @@ Deno.test({
         `${dir}/s`,
         `${dir}/r`,
       ]);
-      await loop.waitFor(() => copiesInFlight(`${dir}/r`).length > 0, "the copy to start");
+      await loop.waitFor(() => held.wanted, "the copy to start");
       Deno.kill(-loop.child.pid, "SIGINT");
+      await loop.waitFor(() => /SIGINT: finishing/.test(loop.stderr), "the acknowledgement");
+      await held.release();
       deepStrictEqual(await loop.exitCode(), 130, loop.stderr);
       match(loop.stderr, /^warning: SIGINT: finishing the current file, then exiting/m);
       ok(!/abandoning/.test(loop.stderr), loop.stderr);
-      deepStrictEqual(Deno.statSync(`${dir}/r/big`).size, BIG, "the file in flight completed");
+      deepStrictEqual(Deno.readTextFileSync(`${dir}/r/big`), BIG, "the file in flight completed");
     });
   },
 });
 
 Deno.test({
   name: "terminal: Ctrl-C pressed again after the first was acknowledged abandons the file",
-  ignore: !HAS_SCRIPT,
+  ignore: !HAS_SCRIPT || !CAN_HOLD_OPEN,
   fn: async () => {
     await withTemp(async (dir) => {
-      await makeSparseFile(`${dir}/s/big`, 4 * 2 ** 30);
+      writeTree(`${dir}/s`, { big: BIG });
+      await using held = await holdOpen(`${dir}/s/big`);
       const run = onTerminal([Deno.execPath(), "task", "sync", `${dir}/s`, `${dir}/r`]);
-      await run.waitFor(() => copiesInFlight(`${dir}/r`).length > 0, "the copy to start");
+      await run.waitFor(() => held.wanted, "the copy to start");
       await run.type("\x03");
       await run.waitFor(() => /SIGINT: finishing/.test(run.stdout), "the acknowledgement");
       // Presses within a second of the acknowledgement are the same press: press until one
@@ -183,6 +195,7 @@ Deno.test({
         }
         return /SIGINT again: abandoning/.test(run.stdout);
       }, "the second press");
+      await held.release();
       deepStrictEqual(await run.exitCode(), 130, run.stdout);
       ok(!copiesInFlight(`${dir}/r`).includes("big"));
       deepStrictEqual(Array.from(Deno.readDirSync(`${dir}/r`)).map((item) => item.name), [
@@ -295,10 +308,12 @@ Deno.test("install: refuses to replace what it did not make, replaces its own la
 Deno.test({
   name:
     "terminal: the loop says once that it takes commands, and keeps the progress line off what is typed",
-  ignore: !HAS_SCRIPT,
+  ignore: !HAS_SCRIPT || !CAN_HOLD_OPEN,
   fn: async () => {
     await withTemp(async (dir) => {
-      await makeSparseFile(`${dir}/s/big`, 4 * BIG);
+      writeTree(`${dir}/s`, { big: BIG });
+      // The copy is held at its start while keys are typed and the line is drawn again.
+      await using held = await holdOpen(`${dir}/s/big`);
       const loop = onTerminal([
         Deno.execPath(),
         "run",
@@ -325,12 +340,16 @@ Deno.test({
         () => /SIGINT: finishing[^\n]*\n[^]*> sta/.test(loop.stdout.slice(typedAt)),
         "the typed line drawn again after the acknowledgement",
       );
+      // The progress line is drawn every 250 ms: four turns pass while the keys are shown.
+      const redrawnAt = Date.now();
+      await loop.waitFor(() => Date.now() - redrawnAt > 1_000, "the progress line's turns");
+      await held.release();
       deepStrictEqual(await loop.exitCode(), 130, loop.stdout);
       const whileTyped = loop.stdout.slice(typedAt);
-      // The file was still being copied for seconds: no progress line drew over the keys.
+      // The file was still being copied for a second: no progress line drew over the keys.
       ok(!/(copying|walking) \d/.test(whileTyped), JSON.stringify(whileTyped));
       deepStrictEqual(loop.stdout.split(hint).length - 1, 1, "the hint, once");
-      deepStrictEqual(Deno.statSync(`${dir}/r/big`).size, 4 * BIG);
+      deepStrictEqual(Deno.readTextFileSync(`${dir}/r/big`), BIG);
     });
   },
 });
