@@ -176,12 +176,6 @@ Deno.test("readExcludeFiles() refuses a file it cannot read, a folder or a bad l
       ["binary.txt", /^Cannot read --exclude-from 'binary.txt': it is not UTF-8 text$/],
       ["bad.txt", /^Invalid pattern '\[ab' on line 2 of --exclude-from 'bad.txt': /],
     ];
-    if (Deno.uid() !== 0) {
-      // Root reads it anyway.
-      Deno.writeTextFileSync(`${dir}/locked.txt`, "*.o");
-      Deno.chmodSync(`${dir}/locked.txt`, 0o000);
-      table.push(["locked.txt", /^Cannot read --exclude-from 'locked.txt': permission denied$/]);
-    }
     for (const [file, pattern] of table) {
       const parsed = options(
         ["--exclude-from", "ok.txt", "--exclude-from", file, "a", "b"],
@@ -191,6 +185,27 @@ Deno.test("readExcludeFiles() refuses a file it cannot read, a folder or a bad l
       throws(() => readExcludeFiles(parsed), { name: UsageError.name, message: pattern });
     }
   });
+});
+
+Deno.test({
+  name: "readExcludeFiles() refuses a file it may not read, naming the file",
+  // Root reads it anyway.
+  ignore: Deno.uid() === 0,
+  fn: async () => {
+    await withTemp((dir) => {
+      writeTree(dir, { "ok.txt": "*.o", "locked.txt": "*.o" });
+      Deno.chmodSync(`${dir}/locked.txt`, 0o000);
+      const parsed = options(
+        ["--exclude-from", "ok.txt", "--exclude-from", "locked.txt", "a", "b"],
+        {},
+        dir,
+      );
+      throws(() => readExcludeFiles(parsed), {
+        name: UsageError.name,
+        message: /^Cannot read --exclude-from 'locked.txt': permission denied$/,
+      });
+    });
+  },
 });
 
 Deno.test("parseCommandLine() reads --max-delete as a count or a percentage", () => {
