@@ -14,6 +14,12 @@ import { type RecordEntry } from "./record.ts";
 import { openRecord, type RecordBlock, type RecordRow, RecordWriter } from "./recordfile.ts";
 import { type Entry, type Scan, signatureOf } from "./scan.ts";
 
+// The engine's types these helpers take and give, so that this module documents whole.
+export type { Action, Difference, Reason } from "./plan.ts";
+export type { RecordEntry } from "./record.ts";
+export type { RecordBlock, RecordRow } from "./recordfile.ts";
+export type { Entry, EntryKind, Problem, Scan, Signature } from "./scan.ts";
+
 /** Runs `fn` with a fresh temporary folder that is always removed. */
 export async function withTemp(fn: (dir: string) => Promise<void> | void): Promise<void> {
   const dir = Deno.makeTempDirSync({ prefix: "treesync-test-" });
@@ -27,6 +33,7 @@ export async function withTemp(fn: (dir: string) => Promise<void> | void): Promi
 /** A tree as a literal: a string is a file, an object a folder, `{ link }` a symlink. */
 export type Tree = { [name: string]: string | Tree | { link: string } };
 
+/** Writes `tree` under `root` (made if missing), next to what is there already. */
 export function writeTree(root: string, tree: Tree): void {
   Deno.mkdirSync(root, { recursive: true });
   for (const [name, value] of Object.entries(tree)) {
@@ -50,8 +57,17 @@ export function readTree(root: string, top = true): Tree {
   return tree;
 }
 
-/** Every entry's type, size, mode, mtime and content hash: equal snapshots mean equal trees. */
-export function snapshot(root: string, options: { mtimes?: boolean; skipMeta?: boolean } = {}) {
+/**
+ * Every entry's type, size, mode, mtime and content hash: equal snapshots mean equal trees.
+ *
+ * @param options `mtimes` (default true): with the mtimes of files and folders; `skipMeta`
+ *   (default true): without the top's `.treesync`.
+ * @returns The entries by path relative to `root`.
+ */
+export function snapshot(
+  root: string,
+  options: { mtimes?: boolean; skipMeta?: boolean } = {},
+): Record<string, string> {
   const { mtimes = true, skipMeta = true } = options;
   const result: Record<string, string> = {};
   const walk = (dir: string, rel: string) => {
@@ -73,10 +89,12 @@ export function snapshot(root: string, options: { mtimes?: boolean; skipMeta?: b
   return result;
 }
 
+/** SHA-256 of `bytes`, in hex, as the record keeps it. */
 export function sha256(bytes: Uint8Array): string {
   return createHash("sha256").update(bytes).digest("hex");
 }
 
+/** Sets the access and modification times of `path` to `ms` (milliseconds since the epoch). */
 export function setMtime(path: string, ms: number): void {
   Deno.utimeSync(path, new Date(ms), new Date(ms));
 }
@@ -88,17 +106,24 @@ export const SYNC_FLAGS: string[] = (() => {
   return words.filter((word) => word.startsWith("--allow-"));
 })();
 
-export const SYNC_MODULE = new URL("../sync.ts", import.meta.url).pathname;
+/** The path of the CLI's entry module, `sync.ts`. */
+export const SYNC_MODULE: string = new URL("../sync.ts", import.meta.url).pathname;
 
+/** How a CLI run ended. */
 export interface CliResult {
+  /** The exit code. */
   code: number;
+  /** All it wrote to stdout. */
   stdout: string;
+  /** All it wrote to stderr. */
   stderr: string;
 }
 
 /** How to start the CLI under test. */
 export interface CliOptions {
+  /** Its whole environment, besides `NO_COLOR=1` (default: nothing else). */
   env?: Record<string, string>;
+  /** Its working folder (default: this process's). */
   cwd?: string;
   /** `--allow-all` instead of the task's flags: only it reaches `/dev` and `/proc`. */
   allowAll?: boolean;
@@ -139,11 +164,17 @@ export async function cli(
   return await collect(child);
 }
 
+/** The summary of a `--json` run: its last line of stdout, parsed. */
 export function jsonLine(result: CliResult): Record<string, number | boolean> {
   const line = result.stdout.trim().split("\n").at(-1)!;
   return JSON.parse(line);
 }
 
+/**
+ * Throws unless the run exited with `code`, showing its output.
+ *
+ * @throws {Error} When the exit code differs.
+ */
 export function assertExit(result: CliResult, code: number): void {
   if (result.code !== code) {
     throw new Error(
@@ -153,7 +184,7 @@ export function assertExit(result: CliResult, code: number): void {
 }
 
 /** Whether this process can mount (root on Linux): tests that need it report as ignored. */
-export const CAN_MOUNT = (() => {
+export const CAN_MOUNT: boolean = (() => {
   const dir = Deno.makeTempDirSync({ prefix: "treesync-mount-probe-" });
   try {
     const mounted = new Deno.Command("mount", {
@@ -171,7 +202,7 @@ export const CAN_MOUNT = (() => {
 })();
 
 /** Whether `unshare -U` can run a process without root's override of file permissions. */
-export const CAN_DROP_ROOT = (() => {
+export const CAN_DROP_ROOT: boolean = (() => {
   try {
     return new Deno.Command("unshare", { args: ["-U", "true"], stderr: "null" }).outputSync()
       .success;
@@ -180,6 +211,7 @@ export const CAN_DROP_ROOT = (() => {
   }
 })();
 
+/** The inode {@linkcode e} gives the next entry that is not given one. */
 export let nextInode = 1000;
 
 /** An entry literal for planner tables; each gets an inode of its own unless told. */
@@ -198,6 +230,7 @@ export function e(kind: Entry["kind"], fields: Partial<Entry> = {}): Entry {
   };
 }
 
+/** A scan of the root folder and `entries` (by path), with no problems. */
 export function scanOf(entries: Record<string, Entry>, protectedPaths: string[] = []): Scan {
   return {
     entries: new Map([["", e("dir")], ...Object.entries(entries)]),
@@ -206,8 +239,14 @@ export function scanOf(entries: Record<string, Entry>, protectedPaths: string[] 
   };
 }
 
-export const planDefaults = { checksum: false, deletes: true, owners: false };
+/** The planner's options of a plain run: no `--checksum`, deletions, no owners. */
+export const planDefaults: { checksum: boolean; deletes: boolean; owners: boolean } = {
+  checksum: false,
+  deletes: true,
+  owners: false,
+};
 
+/** Each action but `dirattrs` as `kind path` (a move as `move from -> path`). */
 export function planned(actions: Action[]): string[] {
   return actions.filter((a) => a.kind !== "dirattrs").map((a) =>
     a.kind === "move" ? `move ${a.from} -> ${a.path}` : `${a.kind} ${a.path}`
@@ -226,6 +265,7 @@ export function vouch(entry: Entry, hash: string, fields: Partial<RecordEntry> =
   return { ...signatureOf(entry), hash, hashedAtMs: entry.mtimeMs + 60_000, ...fields };
 }
 
+/** A file of `size` zero bytes that takes no disk (a hole), its folders made if missing. */
 export async function makeSparseFile(path: string, size: number): Promise<void> {
   Deno.mkdirSync(path.slice(0, path.lastIndexOf("/")), { recursive: true });
   using file = Deno.openSync(path, { write: true, create: true });
@@ -252,7 +292,7 @@ export function allocatedBytes(path: string): number {
 }
 
 /** Whether the temporary folder's file system keeps holes: a sparse file made there says. */
-export const CAN_MAKE_HOLES = (() => {
+export const CAN_MAKE_HOLES: boolean = (() => {
   const dir = Deno.makeTempDirSync({ prefix: "treesync-holes-probe-" });
   try {
     writeIslands(`${dir}/probe`, 8 << 20, [[0, 1]]);
@@ -264,6 +304,7 @@ export const CAN_MAKE_HOLES = (() => {
   }
 })();
 
+/** Waits for a started CLI's end and gives its exit code and output. */
 export async function collect(child: Deno.ChildProcess): Promise<CliResult> {
   const output = await child.output();
   const decoder = new TextDecoder();
@@ -274,6 +315,11 @@ export async function collect(child: Deno.ChildProcess): Promise<CliResult> {
   };
 }
 
+/**
+ * Resolves once `condition` holds, looking every 10 ms.
+ *
+ * @throws {Error} When it does not hold within `timeoutMs`.
+ */
 export async function waitFor(condition: () => boolean, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {
@@ -287,8 +333,11 @@ export async function waitFor(condition: () => boolean, timeoutMs = 20_000): Pro
  * stdin when that is piped.
  */
 export class RunningCli {
+  /** What it wrote to stdout so far. */
   stdout = "";
+  /** What it wrote to stderr so far. */
   stderr = "";
+  /** The process. */
   readonly child: Deno.ChildProcess;
   readonly #writer: WritableStreamDefaultWriter<Uint8Array> | null;
   readonly #pumps: Promise<void>[];
