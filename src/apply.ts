@@ -20,7 +20,7 @@ import {
   sameIdentity,
 } from "./files.ts";
 import { quoted } from "./format.ts";
-import { openRegularFile, readThroughHash } from "./hash.ts";
+import { openRegularFile, readThroughHash } from "./sides/local/hash.ts";
 import { checkOwn, tempPathIn } from "./meta.ts";
 import { ancestors, joinRel, parentOf } from "./paths.ts";
 import { type Action, ACTION_WORDS, type Plan } from "./plan.ts";

@@ -2,17 +2,16 @@
  * Tests for applying a plan: through the worker pool production uses, on real temporary
  * folders.
  */
+import { deepStrictEqual, ok } from "node:assert/strict";
 import { type ApplyContext, applyPlan, type CopyContext, copyFile, FolderGuard } from "./apply.ts";
 import { identityOf } from "./files.ts";
 import { type Action, planMirror } from "./plan.ts";
-import { scanTree } from "./scan.ts";
 import {
   allocatedBytes,
-  assert,
-  assertEquals,
   CAN_MAKE_HOLES,
   planDefaults,
   readTree,
+  scanOfTree,
   sha256,
   withTemp,
   writeIslands,
@@ -25,8 +24,8 @@ function setUp(dir: string, pool: WorkerPool) {
   const [from, to, tempDir] = [`${dir}/from`, `${dir}/to`, `${dir}/tmp`];
   Deno.mkdirSync(to, { recursive: true });
   Deno.mkdirSync(tempDir); // outside the tree, or the plan would delete it
-  const toScan = scanTree(to, { exclude: () => false });
-  const plan = planMirror(scanTree(from, { exclude: () => false }), toScan, planDefaults);
+  const toScan = scanOfTree(to);
+  const plan = planMirror(scanOfTree(from), toScan, planDefaults);
   const context: ApplyContext = {
     fromRoot: from,
     toRoot: to,
@@ -56,13 +55,13 @@ Deno.test("applyPlan() copies through the worker pool and records the hash of wh
       writeTree(`${dir}/from`, { a: "1", sub: { b: "22", link: { link: "a" } } });
       const { plan, context } = setUp(dir, pool);
       const result = await applyPlan(plan, context);
-      assertEquals(readTree(`${dir}/to`), readTree(`${dir}/from`));
-      assertEquals(
+      deepStrictEqual(readTree(`${dir}/to`), readTree(`${dir}/from`));
+      deepStrictEqual(
         result.written.get("sub/b")!.replica.hash,
         sha256(new TextEncoder().encode("22")),
       );
-      assertEquals(result.summary.copied, 3, "two files and a link");
-      assertEquals([...Deno.readDirSync(`${dir}/tmp`)].length, 0, "no temporary file is left");
+      deepStrictEqual(result.summary.copied, 3, "two files and a link");
+      deepStrictEqual([...Deno.readDirSync(`${dir}/tmp`)].length, 0, "no temporary file is left");
     });
   } finally {
     pool.close();
@@ -90,7 +89,7 @@ Deno.test("applyPlan() hands what is done so far to checkpoints between actions"
           return 0;
         },
       });
-      assertEquals(seen, [[], [], [], [], ["a", "b"]]);
+      deepStrictEqual(seen, [[], [], [], [], ["a", "b"]]);
     });
   } finally {
     pool.close();
@@ -128,10 +127,10 @@ Deno.test("copyFile() reads again a file that changes while it is read, and take
       },
     });
     const bytes = Deno.readFileSync(`${dir}/copy`);
-    assertEquals(bytes.length, (3 << 20) + 10, "the second read took the whole file");
-    assert(copied !== null);
-    assertEquals(copied.replica.hash, sha256(bytes));
-    assertEquals([...Deno.readDirSync(`${dir}/tmp`)].length, 0, "no temporary file is left");
+    deepStrictEqual(bytes.length, (3 << 20) + 10, "the second read took the whole file");
+    ok(copied !== null);
+    deepStrictEqual(copied.replica.hash, sha256(bytes));
+    deepStrictEqual([...Deno.readDirSync(`${dir}/tmp`)].length, 0, "no temporary file is left");
   });
 });
 
@@ -147,8 +146,8 @@ Deno.test("applyPlan() never writes a new folder's files where its mkdir found a
       Deno.symlinkSync(`${dir}/decoy`, `${dir}/to/nd`);
       const failed: string[] = [];
       await applyPlan(plan, { ...context, onFailed: (problem) => failed.push(problem.path) });
-      assertEquals(Deno.readTextFileSync(`${dir}/decoy/passwd`), "outside");
-      assertEquals(
+      deepStrictEqual(Deno.readTextFileSync(`${dir}/decoy/passwd`), "outside");
+      deepStrictEqual(
         [...new Set(failed)].sort(),
         ["nd", "nd/passwd"],
         "mkdir, its copy, its attributes",
@@ -183,17 +182,17 @@ Deno.test({
         );
         const full = copyFile(`${dir}/source`, `${dir}/full`, copyContextIn(dir));
         for (const [name, copied] of [["sparse", sparse], ["full", full]] as const) {
-          assert(copied !== null);
-          assertEquals(copied.replica.hash, sha256(bytes), `${name}: the hash is of every byte`);
-          assertEquals(Deno.statSync(`${dir}/${name}`).size, size, `${name}: the size is exact`);
-          assert(sha256(Deno.readFileSync(`${dir}/${name}`)) === sha256(bytes), `${name}: bytes`);
+          ok(copied !== null);
+          deepStrictEqual(copied.replica.hash, sha256(bytes), `${name}: the hash is of every byte`);
+          deepStrictEqual(Deno.statSync(`${dir}/${name}`).size, size, `${name}: the size is exact`);
+          ok(sha256(Deno.readFileSync(`${dir}/${name}`)) === sha256(bytes), `${name}: bytes`);
         }
         // Six blocks hold data (0, 3-4, 255-256, 1280), and the part-block at the end.
-        assert(
+        ok(
           allocatedBytes(`${dir}/sparse`) <= allocatedBytes(`${dir}/source`) + (16 << 10),
           `a sparse copy of ${size} bytes takes ${allocatedBytes(`${dir}/sparse`)} bytes`,
         );
-        assert(allocatedBytes(`${dir}/full`) >= size, "a copy without sparse writes every block");
+        ok(allocatedBytes(`${dir}/full`) >= size, "a copy without sparse writes every block");
       });
     }
   },
@@ -208,11 +207,11 @@ Deno.test({
       bytes.fill(9, 0, 10);
       bytes.fill(9, bytes.length - 10);
       Deno.writeFileSync(`${dir}/image`, bytes); // every block written, zeros too
-      assert(allocatedBytes(`${dir}/image`) >= bytes.length, "the source is fully allocated");
+      ok(allocatedBytes(`${dir}/image`) >= bytes.length, "the source is fully allocated");
       const copied = copyFile(`${dir}/image`, `${dir}/copy`, copyContextIn(dir, { sparse: true }));
-      assertEquals(copied?.replica.hash, sha256(bytes));
-      assertEquals(sha256(Deno.readFileSync(`${dir}/copy`)), sha256(bytes));
-      assert(allocatedBytes(`${dir}/copy`) <= 64 << 10, "only the first and last blocks");
+      deepStrictEqual(copied?.replica.hash, sha256(bytes));
+      deepStrictEqual(sha256(Deno.readFileSync(`${dir}/copy`)), sha256(bytes));
+      ok(allocatedBytes(`${dir}/copy`) <= 64 << 10, "only the first and last blocks");
     });
   },
 });

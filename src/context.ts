@@ -14,7 +14,7 @@ import { type FolderRows, type NextRecord } from "./nextrecord.ts";
 import { type Action, type Difference, type PlanOptions } from "./plan.ts";
 import { type RecordRow, type RecordSource } from "./recordfile.ts";
 import { type Entry } from "./scan.ts";
-import { type FolderStream } from "./walk.ts";
+import { type FolderStream } from "./sides/local/stream.ts";
 import { type WorkerPool } from "./workers.ts";
 
 /** An entry the walk found extraneous: deleted at the end, unless it moves or is kept. */

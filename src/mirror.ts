@@ -36,7 +36,8 @@ import { baseName } from "./paths.ts";
 import { type Action } from "./plan.ts";
 import { emptyRecordSource, type RecordRow, type RecordSource } from "./recordfile.ts";
 import { type Entry, type Scan, type Signature } from "./scan.ts";
-import { FolderStream, type WalkRequest } from "./walk.ts";
+import { FolderStream } from "./sides/local/stream.ts";
+import { type WalkRequest } from "./sides/local/walk.ts";
 
 /** What the end of the run did with the deletions. */
 export interface DeletionOutcome {

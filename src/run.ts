@@ -45,7 +45,8 @@ import {
 import { type RecordSource } from "./recordfile.ts";
 import { type Entry, entryFromStat, type FolderListing } from "./scan.ts";
 import { emptySummary, type RunSummary } from "./summary.ts";
-import { FolderStream, walkerStarts, type WalkRequest } from "./walk.ts";
+import { FolderStream, walkerStarts } from "./sides/local/stream.ts";
+import { type WalkRequest } from "./sides/local/walk.ts";
 import { WorkerPool } from "./workers.ts";
 
 export { takeLock } from "./prepare.ts";
