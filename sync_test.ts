@@ -4,7 +4,7 @@
  * tests sit beside them in `src/`.
  */
 
-import { purgeTrash, trashFolderName } from "./src/apply.ts";
+import { purgeTrash, trashFolderName } from "./src/sides/local/trash.ts";
 import { pathExists } from "./src/files.ts";
 import { displayPath, formatBytes, shortenMiddle } from "./src/format.ts";
 import { progressText } from "./src/log.ts";

@@ -6,7 +6,7 @@
  */
 
 import { pathExists } from "./files.ts";
-import { metaPaths } from "./meta.ts";
+import { metaPaths } from "./sides/local/meta.ts";
 import {
   assert,
   assertEquals,

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { Applier, type ApplyContext, type CopyOutcome, FolderGuard } from "./apply.ts";
+import { Applier, type ApplyContext, type CopyOutcome } from "./apply.ts";
 import { type Options } from "./cli.ts";
 import {
   type ActionSink,
@@ -15,7 +15,7 @@ import {
   walkPair,
 } from "./engine.ts";
 import { errorText } from "./errors.ts";
-import { expectIdentity, type Identity, identityOf, pathExists } from "./files.ts";
+import { type Identity, identityOf, pathExists } from "./files.ts";
 import { displayPath } from "./format.ts";
 import {
   describeAction,
@@ -25,15 +25,9 @@ import {
   type RunProgress,
   writeStdout,
 } from "./log.ts";
-import {
-  checkOwn,
-  clearUnadopted,
-  holdsEntries,
-  isAdopted,
-  markUnadopted,
-  type MetaPaths,
-  type ReplicaLock,
-} from "./meta.ts";
+import { isAdopted, type MetaPaths, type ReplicaLock } from "./sides/local/meta.ts";
+import { localFileSource } from "./sides/local/source.ts";
+import { LocalReplicaStore } from "./sides/local/store.ts";
 import { applySink, finishRun, type WalkSettings } from "./mirror.ts";
 import { copiedRow, type FolderRows, NextRecord } from "./nextrecord.ts";
 import {
@@ -148,7 +142,13 @@ export async function runOnce(
   const { control } = deps;
   try {
     // An existing lock file is taken now (taking it writes nothing); a first run makes it later.
-    if (writes) takeLock(control, sides.replicaMeta, options.restore ? "read" : "existing");
+    if (writes) {
+      takeLock(
+        control,
+        new LocalReplicaStore(options.replica),
+        options.restore ? "read" : "existing",
+      );
+    }
     const walk = walkSettings(options, sides);
     const request = (root: string, avoid: Identity[]) => ({
       ...walkRequest(root, walk.filters, avoid),
@@ -173,7 +173,9 @@ export async function runOnce(
       );
     }
     // Marked before any record is saved, so that no later run takes the record for adoption.
-    if (writes && held.notAdopted && holdsEntries(sides.toRoot)) markUnadopted(sides.replicaMeta);
+    if (writes && held.notAdopted && held.prepared!.store.holdsEntries()) {
+      held.prepared!.store.markUnadopted();
+    }
     const toRootEntry = to.start ??
       (writes ? entryFromStat(Deno.statSync(sides.toRoot)) : null);
     const run = startRun(options, { sides, deps, held, toRootEntry });
@@ -225,13 +227,19 @@ async function runInScope(
   deps = begun.deps;
   const { control } = deps;
   try {
-    if (writes) takeLock(control, sides.replicaMeta, options.restore ? "read" : "existing");
+    if (writes) {
+      takeLock(
+        control,
+        new LocalReplicaStore(options.replica),
+        options.restore ? "read" : "existing",
+      );
+    }
     const walk = walkSettings(options, sides);
     held.record = openRecordSource(sides.replicaMeta, deps.report);
     const record = countingRows(held.record);
     held.rest = openRecordSource(sides.replicaMeta, { ...deps.report, warn: () => {} });
     if (writes) held.prepared = prepareWrites(options, sides, control);
-    if (writes && held.unadopted) markUnadopted(sides.replicaMeta);
+    if (writes && held.unadopted) held.prepared!.store.markUnadopted();
     const run = startRun(options, { sides, deps, held, toRootEntry: null });
     const left = emptyLeftovers();
     for (const folder of await foldersOfScope(scope, { options, sides, walk, deps })) {
@@ -310,7 +318,7 @@ async function endRun(
     guardEntries: run.context.guardEntries,
   });
   if (held.prepared && !outcome.maxDeleteHit && outcome.heldBack === 0) {
-    purgeExpiredTrash(options, sides, deps.report);
+    purgeExpiredTrash(options, held.prepared, deps.report);
   }
   const summary = run.summary();
   if (held.next) {
@@ -324,7 +332,7 @@ async function endRun(
   } else if (held.prepared && !held.rest && held.mayAdopt && outcome.heldBack === 0) {
     // A whole run that deleted what the source lacks (or found nothing to delete), over the
     // whole replica or with --adopt: the replica matches the source, adopted from now on.
-    clearUnadopted(sides.replicaMeta);
+    held.prepared.store.clearUnadopted();
   }
   // Every error line of the run is one failure, and only those are: the count and the lines
   // printed cannot disagree.
@@ -355,7 +363,7 @@ function releaseRun(held: Held, control: RunControl): void {
   }
   // Restoring leaves the source as it was found: the folders of ours this run made there go
   // again, if empty. Nothing else there is ever removed.
-  removeMadeFolders(held.prepared?.madeHere ?? []);
+  removeMadeFolders(held.prepared);
 }
 
 /**
@@ -603,8 +611,8 @@ function startRun(
   if (toRootEntry) guardEntries.set("", toRootEntry);
   const pendingRows = new Map<string, FolderRows>();
   if (held.prepared && !options.restore) {
-    expectIdentity(sides.replicaMeta.dir, held.prepared.metaIdentity!);
-    held.next = new NextRecord(sides.replicaMeta, {
+    held.prepared.store.checkStillOurs();
+    held.next = new NextRecord(held.prepared.store, {
       onFailure: (error) =>
         report.warn(
           `Cannot write the record: ${errorText(error)}; the next run rebuilds what it misses`,
@@ -698,24 +706,15 @@ function applyContext(
 ): ApplyContext {
   const { sides, deps: { report, control, isRoot }, prepared, guardEntries } = input;
   return {
-    fromRoot: sides.fromRoot,
-    toRoot: sides.toRoot,
-    tempDir: prepared.tempDir,
-    tempIdentity: prepared.tempIdentity,
-    trashDir: prepared.trashDir,
-    trashIdentity: prepared.trashIdentity,
-    pool: control.pool!,
-    guard: new FolderGuard(sides.toRoot, {
-      entries: guardEntries,
-      problems: [],
-      protectedPaths: [],
+    changes: prepared.writer.changes({
+      seen: guardEntries,
+      owners: isRoot,
+      sparse: options.sparse,
     }),
+    source: localFileSource(sides.fromRoot),
     onStart: (action) => control.progress.current = action.path,
     onBytes: (bytes) => control.progress.bytes += bytes,
-    owners: isRoot,
-    sparse: options.sparse,
     shouldStop: () => control.stopRequested,
-    mustAbort: () => control.abortNow,
     pause: makePause(),
     onDone: (action) => {
       if (action.kind !== "dirattrs") control.progress.done++;
@@ -757,15 +756,12 @@ function saveNextRecord(
     report: Reporter;
   },
 ): void {
-  const { sides, rest } = input;
+  const { rest } = input;
   try {
-    expectIdentity(sides.replicaMeta.dir, held.prepared!.metaIdentity!);
+    held.prepared!.store.checkStillOurs();
     held.next!.save(rest);
-    if (pathExists(sides.replicaMeta.legacyRecord)) {
-      // Converted: the version-2 record has served. Ours, checked before the run.
-      checkOwn(sides.replicaMeta.legacyRecord, "file");
-      Deno.removeSync(sides.replicaMeta.legacyRecord);
-    }
+    // Converted: the version-2 record has served.
+    held.prepared!.store.removeLegacyRecord();
   } catch (error) {
     input.report.warn(`Cannot save the record: ${errorText(error)}`);
   }
