@@ -68,7 +68,9 @@ function refuseRestoreFromForeign(replica: string, meta: MetaPaths): void {
 
 /** The two trees of a run and where each keeps our own files. */
 export interface RunSides {
+  /** The tree read. */
   fromRoot: string;
+  /** The tree written. */
   toRoot: string;
   /** The replica's: lock and record. */
   replicaMeta: MetaPaths;

@@ -11,6 +11,7 @@ import { type Entry } from "../../scan.ts";
 
 /** A file with other hard links: changing its attributes would change them all. */
 export class HardLinkedError extends Error {
+  /** The error's name, for messages and logs. */
   override name = "HardLinkedError";
 }
 

@@ -1,5 +1,5 @@
 /**
- * A tree on this host read through paths: the reading half a {@linkcode LocalTreeWriter}
+ * A tree on this host read through paths: the reading half a `LocalTreeWriter` (`tree.ts`)
  * needs (the walk in its walker worker, hashing in the copy and hash workers). A stand-in for
  * the local reading side, which takes its place once it lands.
  *

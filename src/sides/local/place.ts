@@ -47,7 +47,7 @@ export function placeCopy(
     parent?: Identity | null;
     /** The folder it goes into and those above it ({@linkcode FolderGuard.chain}). */
     chain?: Identity[] | null;
-    /** Restoring: what the name must still be ({@linkcode Action.replacing}). */
+    /** Restoring: what the name must still be (the action's `replacing`). */
     replacing?: Signature | null;
     /** The plan saw nothing at this name: the file is placed without replacing anything. */
     fresh?: boolean;
@@ -173,6 +173,7 @@ export interface Placement {
   parent: Identity[] | null;
 }
 
+/** Makes `toPath` a symlink like `entry`, with its owner and mtime, through our `tmp/`. */
 export function placeSymlink(
   toPath: string,
   entry: Entry,

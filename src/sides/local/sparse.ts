@@ -21,6 +21,7 @@ export class SparseWriter {
   /** Where the next chunk goes in the file. */
   #position = 0;
 
+  /** Writes into the open file `fd`, from its start. */
   constructor(fd: number) {
     this.#fd = fd;
     this.#block = holeBlockSize(fs.fstatSync(fd).blksize);

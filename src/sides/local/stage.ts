@@ -105,7 +105,7 @@ export interface StagedCopy {
 
 /**
  * Copies one file through SHA-256 into a new temporary file in our tmp folder and sets its
- * attributes through the open descriptor; {@linkcode placeCopy} renames it into place, so no
+ * attributes through the open descriptor; `placeCopy` (`place.ts`) renames it into place, so no
  * reader ever sees a partial file under the final name. A source that changes while it is read
  * is read again (twice at most). Runs in a worker.
  *
@@ -214,5 +214,6 @@ export function failedOutcome(error: unknown): { error: string; refused?: boolea
  * name changed while the restore copied. The message is the whole line.
  */
 export class RefusedError extends Error {
+  /** The error's name, for messages and logs. */
   override name = "RefusedError";
 }

@@ -8,6 +8,7 @@
 
 import { Buffer } from "node:buffer";
 import * as fs from "node:fs";
+import { dirname } from "node:path";
 import { errorText, UsageError } from "../../errors.ts";
 import { expectIdentity, type Identity, pathExists, removeQuietly } from "../../files.ts";
 import { quoted } from "../../format.ts";
@@ -50,6 +51,11 @@ export class LocalReplicaStore implements ReplicaStore {
     this.display = root;
     this.#root = root;
     this.#meta = metaPaths(root);
+  }
+
+  /** The store whose own files are at `paths` (see {@linkcode metaPaths}). */
+  static of(paths: MetaPaths): LocalReplicaStore {
+    return new LocalReplicaStore(dirname(paths.dir));
   }
 
   /** Where our files are (for the checks that run before anything else). */

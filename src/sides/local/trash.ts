@@ -20,7 +20,7 @@ export interface TrashSettings {
 
 /**
  * With a trash, moves what is about to be overwritten there first. `name` is in the current
- * folder ({@linkcode inParent}); `relative` is where it is in the tree.
+ * folder (`inParent`, `guard.ts`); `relative` is where it is in the tree.
  */
 export function keepOverwritten(name: string, relative: string, context: TrashSettings): void {
   if (context.trashDir === null || !pathExists(name)) return; // nothing there to keep
@@ -29,7 +29,7 @@ export function keepOverwritten(name: string, relative: string, context: TrashSe
 
 /**
  * Moves a tree entry to `trashDir/<its relative path>`, keeping an earlier one there. `path` is
- * a name in the current folder ({@linkcode inParent}).
+ * a name in the current folder (`inParent`, `guard.ts`).
  */
 export function moveToTrash(path: string, relative: string, trash: TrashSettings): void {
   const trashDir = trash.trashDir!;

@@ -85,7 +85,7 @@ export class LocalTreeWriter implements TreeWriter {
       return { dev, ino };
     };
     const meta = this.#meta;
-    if (request.removeMadeFolders) make(meta.dir, true);
+    make(meta.dir, request.removeMadeFolders);
     const tempIdentity = make(meta.temp, request.removeMadeFolders);
     if (request.cleanLeftovers) {
       for (const leftover of Deno.readDirSync(meta.temp)) {
