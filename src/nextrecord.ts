@@ -9,7 +9,7 @@
 import { compareNames, compareWalkOrder } from "./order.ts";
 import { isWithin, parentOf } from "./paths.ts";
 import { type RecordEntry } from "./record.ts";
-import { openRecord, type RecordRow, RecordWriter } from "./recordfile.ts";
+import { type RecordRow, RecordWriter } from "./recordfile.ts";
 import { type Entry, sameSignature, type Signature, signatureOf } from "./scan.ts";
 import { type CopiedFile, type RecordDraft, type RecordFiles } from "./sides/writer.ts";
 
@@ -195,11 +195,8 @@ export class NextRecord {
         }
         writer.writeFolder(folder, sortedRows(rows));
       };
-      const draft = openRecord(this.#draftFile!.path, {
-        maxBytes: Number.MAX_SAFE_INTEGER,
-        onCorrupt: (message) => {
-          throw new Error(message);
-        },
+      const draft = this.#files.readDraft(this.#draftFile!, (message) => {
+        throw new Error(message);
       });
       for (const block of draft?.blocks() ?? []) {
         while (next < patched.length && compareWalkOrder(patched[next]!, block.folder) < 0) {

@@ -196,14 +196,18 @@ export interface ReplicaLock {
 export interface RecordDraft {
   /** The descriptor the record writer writes through. */
   readonly fd: number;
-  /** Where it is, for reading it back (`openRecord`). */
-  readonly path: string;
 }
 
 /** The file operations of the next record: drafts in our temporary folder, then the record. */
 export interface RecordFiles {
   /** A new, empty draft, made exclusively (never through a link). */
   createDraft(): RecordDraft;
+  /**
+   * Reads a finished draft back, as the record is read; `onCorrupt` hears of damage.
+   *
+   * @returns The draft's rows, or null when it is gone.
+   */
+  readDraft(draft: RecordDraft, onCorrupt: (message: string) => void): RecordSource | null;
   /** Whether a finished draft holds exactly the bytes of the record now in place. */
   sameAsRecord(draft: RecordDraft): boolean;
   /** Flushes a finished draft to the disk and renames it over the record. */

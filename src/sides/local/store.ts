@@ -142,27 +142,33 @@ export class LocalReplicaStore implements ReplicaStore {
     return new LocalDraft(fd, path);
   }
 
+  /** Reads a finished draft back, whatever its size. */
+  readDraft(draft: RecordDraft, onCorrupt: (message: string) => void): RecordSource | null {
+    return openRecord(pathOf(draft), { maxBytes: Number.MAX_SAFE_INTEGER, onCorrupt });
+  }
+
   /** Whether a finished draft holds the bytes of the record in place. */
   sameAsRecord(draft: RecordDraft): boolean {
-    return sameBytes(draft.path, this.#meta.record);
+    return sameBytes(pathOf(draft), this.#meta.record);
   }
 
   /** Flushes the draft to the disk, then renames it over the record. */
   commit(draft: RecordDraft): void {
-    const fd = fs.openSync(draft.path, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+    const path = pathOf(draft);
+    const fd = fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
     try {
       fs.fsyncSync(fd);
     } finally {
       fs.closeSync(fd);
     }
-    Deno.renameSync(draft.path, this.#meta.record);
+    Deno.renameSync(path, this.#meta.record);
     closeDraft(draft);
   }
 
   /** Closes the draft if open and removes it. */
   discard(draft: RecordDraft): void {
     closeDraft(draft);
-    removeQuietly(draft.path);
+    removeQuietly(pathOf(draft));
   }
 }
 
@@ -183,6 +189,12 @@ class LocalDraft implements RecordDraft {
 
 function closeDraft(draft: RecordDraft): void {
   if (draft instanceof LocalDraft) draft.close();
+}
+
+/** Where a draft of this store is. */
+function pathOf(draft: RecordDraft): string {
+  if (!(draft instanceof LocalDraft)) throw new Error("not a draft of this replica store");
+  return draft.path;
 }
 
 /** Whether two files hold the same bytes; read a MiB at a time. */
