@@ -58,11 +58,6 @@ export class LocalReplicaStore implements ReplicaStore {
     return new LocalReplicaStore(dirname(paths.dir));
   }
 
-  /** Where our files are (for the checks that run before anything else). */
-  get paths(): MetaPaths {
-    return this.#meta;
-  }
-
   /** Takes the lock (see {@linkcode acquireLock}). */
   lock(mode: LockMode): ReplicaLock | null {
     return acquireLock(this.#meta, mode);
