@@ -14,7 +14,7 @@ import { type Reporter } from "./log.ts";
 import { checkMeta, hasRecord, isAdopted, type MetaPaths, metaPaths } from "./sides/local/meta.ts";
 import { PathReader } from "./sides/local/pathreader.ts";
 import { LocalReplicaStore } from "./sides/local/store.ts";
-import { LocalTreeWriter } from "./sides/local/tree.ts";
+import { LocalTreeWriter } from "./sides/local/treewriter.ts";
 import {
   type LockMode,
   type ReplicaLock,

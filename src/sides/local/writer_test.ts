@@ -11,7 +11,7 @@ import { PathReader } from "./pathreader.ts";
 import { localFileSource } from "./source.ts";
 import { type CopyPool, type CopyRequest } from "./stage.ts";
 import { LocalReplicaStore } from "./store.ts";
-import { LocalTreeWriter } from "./tree.ts";
+import { LocalTreeWriter } from "./treewriter.ts";
 
 /** A writer of `dir/to`, prepared, with its run's changes; copy requests are kept in `sent`. */
 function preparedWriter(dir: string, pool: WorkerPool, options: { restore?: boolean } = {}) {
