@@ -2,10 +2,10 @@
  * Tests for applying actions: through the worker pool production uses, on real temporary
  * folders.
  */
+import { deepStrictEqual, ok } from "node:assert/strict";
 import { Applier, type ApplyContext } from "./apply.ts";
 import { identityOf } from "./files.ts";
 import { type Action, planMirror } from "./plan.ts";
-import { scanTree } from "./scan.ts";
 import { LocalTreeChanges } from "./sides/local/changes.ts";
 import { placeCopy } from "./sides/local/place.ts";
 import { localFileSource, openSourceFile } from "./sides/local/source.ts";
@@ -13,11 +13,10 @@ import { type CopyContext, stageCopy } from "./sides/local/stage.ts";
 import { type CopiedFile, type CopyOutcome } from "./sides/writer.ts";
 import {
   allocatedBytes,
-  assert,
-  assertEquals,
   CAN_MAKE_HOLES,
   planDefaults,
   readTree,
+  scanOfTree,
   sha256,
   withTemp,
   writeIslands,
@@ -30,8 +29,8 @@ function setUp(dir: string, pool: WorkerPool) {
   const [from, to, tempDir] = [`${dir}/from`, `${dir}/to`, `${dir}/tmp`];
   Deno.mkdirSync(to, { recursive: true });
   Deno.mkdirSync(tempDir); // outside the tree, or the plan would delete it
-  const toScan = scanTree(to, { exclude: () => false });
-  const plan = planMirror(scanTree(from, { exclude: () => false }), toScan, planDefaults);
+  const toScan = scanOfTree(to);
+  const plan = planMirror(scanOfTree(from), toScan, planDefaults);
   const settled = new Map<string, CopyOutcome>();
   const context: ApplyContext = {
     changes: new LocalTreeChanges(to, {
@@ -73,12 +72,12 @@ Deno.test("Applier copies through the worker pool and records the hash of what w
       writeTree(`${dir}/from`, { a: "1", sub: { b: "22", link: { link: "a" } } });
       const { plan, context, settled } = setUp(dir, pool);
       const applier = await applyAll(plan, context);
-      assertEquals(readTree(`${dir}/to`), readTree(`${dir}/from`));
+      deepStrictEqual(readTree(`${dir}/to`), readTree(`${dir}/from`));
       const copied = settled.get("sub/b");
-      assert(copied !== undefined && "copied" in copied);
-      assertEquals(copied.copied.replica.hash, sha256(new TextEncoder().encode("22")));
-      assertEquals(applier.result.summary.copied, 3, "two files and a link");
-      assertEquals([...Deno.readDirSync(`${dir}/tmp`)].length, 0, "no temporary file is left");
+      ok(copied !== undefined && "copied" in copied);
+      deepStrictEqual(copied.copied.replica.hash, sha256(new TextEncoder().encode("22")));
+      deepStrictEqual(applier.result.summary.copied, 3, "two files and a link");
+      deepStrictEqual([...Deno.readDirSync(`${dir}/tmp`)].length, 0, "no temporary file is left");
     });
   } finally {
     pool.close();
@@ -127,10 +126,10 @@ Deno.test("copyFile() reads again a file that changes while it is read, and take
       },
     });
     const bytes = Deno.readFileSync(`${dir}/copy`);
-    assertEquals(bytes.length, (3 << 20) + 10, "the second read took the whole file");
-    assert(copied !== null);
-    assertEquals(copied.replica.hash, sha256(bytes));
-    assertEquals([...Deno.readDirSync(`${dir}/tmp`)].length, 0, "no temporary file is left");
+    deepStrictEqual(bytes.length, (3 << 20) + 10, "the second read took the whole file");
+    ok(copied !== null);
+    deepStrictEqual(copied.replica.hash, sha256(bytes));
+    deepStrictEqual([...Deno.readDirSync(`${dir}/tmp`)].length, 0, "no temporary file is left");
   });
 });
 
@@ -146,8 +145,8 @@ Deno.test("Applier never writes a new folder's files where its mkdir found a lin
       Deno.symlinkSync(`${dir}/decoy`, `${dir}/to/nd`);
       const failed: string[] = [];
       await applyAll(plan, { ...context, onFailed: (problem) => failed.push(problem.path) });
-      assertEquals(Deno.readTextFileSync(`${dir}/decoy/passwd`), "outside");
-      assertEquals(
+      deepStrictEqual(Deno.readTextFileSync(`${dir}/decoy/passwd`), "outside");
+      deepStrictEqual(
         [...new Set(failed)].sort(),
         ["nd", "nd/passwd"],
         "mkdir, its copy, its attributes",
@@ -178,17 +177,17 @@ Deno.test({
         const sparse = copyFile("source", "sparse", copyContextIn(dir, { sparse: true }));
         const full = copyFile("source", "full", copyContextIn(dir));
         for (const [name, copied] of [["sparse", sparse], ["full", full]] as const) {
-          assert(copied !== null);
-          assertEquals(copied.replica.hash, sha256(bytes), `${name}: the hash is of every byte`);
-          assertEquals(Deno.statSync(`${dir}/${name}`).size, size, `${name}: the size is exact`);
-          assert(sha256(Deno.readFileSync(`${dir}/${name}`)) === sha256(bytes), `${name}: bytes`);
+          ok(copied !== null);
+          deepStrictEqual(copied.replica.hash, sha256(bytes), `${name}: the hash is of every byte`);
+          deepStrictEqual(Deno.statSync(`${dir}/${name}`).size, size, `${name}: the size is exact`);
+          ok(sha256(Deno.readFileSync(`${dir}/${name}`)) === sha256(bytes), `${name}: bytes`);
         }
         // Six blocks hold data (0, 3-4, 255-256, 1280), and the part-block at the end.
-        assert(
+        ok(
           allocatedBytes(`${dir}/sparse`) <= allocatedBytes(`${dir}/source`) + (16 << 10),
           `a sparse copy of ${size} bytes takes ${allocatedBytes(`${dir}/sparse`)} bytes`,
         );
-        assert(allocatedBytes(`${dir}/full`) >= size, "a copy without sparse writes every block");
+        ok(allocatedBytes(`${dir}/full`) >= size, "a copy without sparse writes every block");
       });
     }
   },
@@ -203,11 +202,11 @@ Deno.test({
       bytes.fill(9, 0, 10);
       bytes.fill(9, bytes.length - 10);
       Deno.writeFileSync(`${dir}/image`, bytes); // every block written, zeros too
-      assert(allocatedBytes(`${dir}/image`) >= bytes.length, "the source is fully allocated");
+      ok(allocatedBytes(`${dir}/image`) >= bytes.length, "the source is fully allocated");
       const copied = copyFile("image", "copy", copyContextIn(dir, { sparse: true }));
-      assertEquals(copied?.replica.hash, sha256(bytes));
-      assertEquals(sha256(Deno.readFileSync(`${dir}/copy`)), sha256(bytes));
-      assert(allocatedBytes(`${dir}/copy`) <= 64 << 10, "only the first and last blocks");
+      deepStrictEqual(copied?.replica.hash, sha256(bytes));
+      deepStrictEqual(sha256(Deno.readFileSync(`${dir}/copy`)), sha256(bytes));
+      ok(allocatedBytes(`${dir}/copy`) <= 64 << 10, "only the first and last blocks");
     });
   },
 });

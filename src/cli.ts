@@ -78,6 +78,7 @@ export type DeleteLimit = { count: number } | { percent: number };
 
 /** A `--exclude-from` file named on the command line, not read yet. */
 export interface ExcludeFile {
+  /** Marks it as a file of rules, beside the rules themselves. */
   kind: "exclude-from";
   /** Absolute path. */
   path: string;

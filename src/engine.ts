@@ -28,7 +28,7 @@ import {
 import { type RecordMap } from "./record.ts";
 import { type RecordRow, type RecordSource } from "./recordfile.ts";
 import { type Entry, type FolderListing, type Problem, type Scan } from "./scan.ts";
-import { type FolderStream } from "./walk.ts";
+import { type FolderStream } from "./sides/local/stream.ts";
 import { hashInPool, type WorkerPool } from "./workers.ts";
 
 /** An entry the walk found extraneous: deleted at the end, unless it moves or is kept. */

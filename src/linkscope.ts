@@ -15,11 +15,15 @@ import { type FilterRule } from "./exclude.ts";
 import { baseName, isWithin } from "./paths.ts";
 import { type RecordSource } from "./recordfile.ts";
 import { type Entry, sameSignature } from "./scan.ts";
-import { FolderStream } from "./walk.ts";
+import { localTree } from "./sides/local/tree.ts";
+import { type TreeReader } from "./sides/reader.ts";
+import { WorkerPool } from "./workers.ts";
 
 /** What widening a scope needs to know of the run. */
 export interface LinkScopeInput {
-  roots: { from: string; to: string };
+  /** The tree mirrored from and the tree mirrored to: only walked. */
+  trees: { from: TreeReader; to: TreeReader };
+  /** `--include`/`--exclude` rules, in order. */
   filters: FilterRule[];
   /** Each tree's walk stops at the other's root. */
   avoid: { from: Identity[]; to: Identity[] };
@@ -28,6 +32,15 @@ export interface LinkScopeInput {
   /** A scope as the folders to walk: each in both trees, none inside another, in walk order. */
   normalize: (scope: string[]) => string[];
 }
+
+/**
+ * Transitional: {@linkcode LinkScopeInput} with the trees named by their local roots, for
+ * callers that do not hold a {@linkcode TreeReader} of each tree yet.
+ */
+export type LinkScopeByRoots = Omit<LinkScopeInput, "trees"> & {
+  /** Each tree's local root. */
+  roots: { from: string; to: string };
+};
 
 /** Inodes of hard-linked files that changed, by side: their other names are looked up. */
 interface LinkedInodes {
@@ -41,7 +54,24 @@ interface LinkedInodes {
  * row (new, written, relinked): by its inode, when it has several names; by its replica file's,
  * when that has several names. Unchanged links cost a walk of the scope, never a record read.
  */
-export async function widenForLinks(scope: string[], input: LinkScopeInput): Promise<string[]> {
+export async function widenForLinks(
+  scope: string[],
+  input: LinkScopeInput | LinkScopeByRoots,
+): Promise<string[]> {
+  if ("trees" in input) return await widenInTrees(scope, input);
+  // Widening only walks: the pool is never asked to hash, and starts no worker.
+  const pool = new WorkerPool(1);
+  try {
+    const { roots, ...rest } = input;
+    const trees = { from: localTree(roots.from, { pool }), to: localTree(roots.to, { pool }) };
+    return await widenInTrees(scope, { ...rest, trees });
+  } finally {
+    pool.close();
+  }
+}
+
+/** {@linkcode widenForLinks} through the two trees' readers. */
+async function widenInTrees(scope: string[], input: LinkScopeInput): Promise<string[]> {
   let folders = input.normalize(scope);
   const listed = new Set<string>();
   const looked: LinkedInodes = { source: new Set(), replica: new Set() };
@@ -97,11 +127,9 @@ async function eachFile(
   visit: (path: string, entry: Entry, folder: string) => void,
 ): Promise<void> {
   for (const start of folders) {
-    const stream = new FolderStream({
-      root: input.roots[input.side],
-      start,
+    const stream = input.trees[input.side].walk({
+      starts: [start],
       filters: input.filters,
-      skipMetaDir: true,
       avoid: input.avoid[input.side],
     });
     try {

@@ -28,7 +28,8 @@ import { type Action, deleteAllowance, folderAttrsAction } from "./plan.ts";
 import { trustedHash } from "./record.ts";
 import { emptyRecordSource, type RecordRow, type RecordSource } from "./recordfile.ts";
 import { type Entry, type Scan, type Signature } from "./scan.ts";
-import { FolderStream, type WalkRequest } from "./walk.ts";
+import { FolderStream } from "./sides/local/stream.ts";
+import { type WalkRequest } from "./sides/local/walk.ts";
 
 /** How the end of a run may ask about deletions. */
 export interface DeletionGate {

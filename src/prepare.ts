@@ -12,7 +12,6 @@ import { type Identity } from "./files.ts";
 import { formatDuration, quoted } from "./format.ts";
 import { type Reporter } from "./log.ts";
 import { checkMeta, hasRecord, isAdopted, type MetaPaths, metaPaths } from "./sides/local/meta.ts";
-import { PathReader } from "./sides/local/pathreader.ts";
 import { LocalReplicaStore } from "./sides/local/store.ts";
 import { LocalTreeWriter } from "./sides/local/treewriter.ts";
 import {
@@ -235,11 +234,7 @@ export function prepareWrites(
     takeLock(control, store, "create");
     control.lock!.announce();
   }
-  const pool = control.pool!;
-  const writer = new LocalTreeWriter(sides.toRoot, {
-    reader: new PathReader(sides.toRoot, pool),
-    pool,
-  });
+  const writer = new LocalTreeWriter(sides.toRoot, { pool: control.pool! });
   writer.prepare({
     // In the source (restoring) nothing is removed but what this run made.
     cleanLeftovers: !options.restore,

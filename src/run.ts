@@ -48,7 +48,8 @@ import { type Action, reasonText, replacesData } from "./plan.ts";
 import { type RecordRow, type RecordSource } from "./recordfile.ts";
 import { type Entry, entryFromStat } from "./scan.ts";
 import { countAction, emptySummary, type RunSummary } from "./summary.ts";
-import { FolderStream, walkerStarts, type WalkRequest } from "./walk.ts";
+import { FolderStream, walkerStarts } from "./sides/local/stream.ts";
+import { type WalkRequest } from "./sides/local/walk.ts";
 import { widenForLinks } from "./linkscope.ts";
 import { WorkerPool } from "./workers.ts";
 

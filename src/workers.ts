@@ -1,16 +1,16 @@
 /**
  * The worker pool: copying and hashing in worker threads (synchronous file calls, several times
- * cheaper than async ones, on every core), and what a worker serves: copies, hashes, and the
- * walk of one tree (see `walk.ts`).
+ * cheaper than async ones, on every core), and what a worker serves: copies and hashes (a walk
+ * has a worker of its own: `sides/local/walker.ts`).
  *
  * @module
  */
 
 import { BATCH_LIMITS } from "./apply.ts";
 import { errorText } from "./errors.ts";
-import { hashFile, type HashResult } from "./hash.ts";
-import { setTempPrefix } from "./sides/local/meta.ts";
 import { joinRel } from "./paths.ts";
+import { hashFile, type HashResult } from "./sides/local/hash.ts";
+import { setTempPrefix } from "./sides/local/meta.ts";
 import { openSourceFile } from "./sides/local/source.ts";
 import {
   type CopyPool,
@@ -20,7 +20,6 @@ import {
   stageCopy,
   type StageOutcome,
 } from "./sides/local/stage.ts";
-import { transferablesOf, walkInWorker, type WalkRequest } from "./walk.ts";
 
 // the file-system calls are synchronous (several times cheaper per call than async ones) and
 // two cores do twice the work. A shared flag tells workers to stop between files (1) or to
@@ -33,8 +32,7 @@ const IN_WORKER = typeof (globalThis as { WorkerGlobalScope?: unknown }).WorkerG
 type WorkerRequest =
   | { op: "init"; id: number; stopFlag: SharedArrayBuffer }
   | { op: "copy" } & CopyRequest
-  | { op: "hash"; root: string; paths: string[] }
-  | { op: "walk" } & WalkRequest;
+  | { op: "hash"; root: string; paths: string[] };
 
 /** One hash's outcome; null when the file changed while read. */
 export type HashOutcome = { result: HashResult | null } | { error: string };
@@ -185,14 +183,6 @@ function serveRequests(): void {
         });
       case "hash":
         return request.paths.map((path) => hashOne(joinRel(request.root, path)));
-      case "walk":
-        walkInWorker(
-          request,
-          (batch) => scope.postMessage({ walked: batch }, transferablesOf(batch)),
-          () => Atomics.load(stopFlag, 0) > 0,
-          (nested) => scope.postMessage({ probed: nested }),
-        );
-        return null;
     }
   };
   scope.onmessage = (event: MessageEvent) => {

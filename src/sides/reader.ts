@@ -71,7 +71,12 @@ export interface TreeReader {
   identity(): Identity | null;
   /** Streams folders in walk order (null: an empty stream, for a tree that does not exist). */
   walk(request: TreeWalk | null): FolderSource;
-  /** The entry at a relative path without following a link (`""`: the root, followed). */
+  /**
+   * The entry at a relative path without following a link (`""`: the root, followed), with a
+   * link's target; null when nothing is there.
+   *
+   * @throws {Error} When it is there but cannot be read.
+   */
   entryAt(path: string): Entry | null;
   /**
    * Hashes files of this tree, in batches on every core.

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { type OpenedFile, openRegularFile } from "../../hash.ts";
+import { type OpenedFile, openRegularFile } from "./hash.ts";
 import { joinRel } from "../../paths.ts";
 import { type FileSource } from "../writer.ts";
 

@@ -16,7 +16,7 @@ import {
   removeQuietly,
   sameIdentity,
 } from "../../files.ts";
-import { type OpenedFile, readThroughHash } from "../../hash.ts";
+import { type OpenedFile, readThroughHash } from "./hash.ts";
 import { type Entry, type Signature } from "../../scan.ts";
 import { type FileSource } from "../writer.ts";
 import { tempPathIn } from "./meta.ts";

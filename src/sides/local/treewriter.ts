@@ -1,16 +1,14 @@
 /**
- * A tree on this host that a run writes ({@linkcode TreeWriter}): read through a
- * {@linkcode TreeReader} of the same tree, prepared (our `tmp/` and trash folders in its
- * `.treesync/`, leftovers of a killed run), changed through one {@linkcode LocalTreeChanges}
- * per run, and tidied at the end (old trash purged, folders of ours made for a restore
- * removed again).
+ * A tree on this host that a run writes ({@linkcode TreeWriter}): read as a
+ * {@linkcode LocalTreeReader}, prepared (our `tmp/` and trash folders in its `.treesync/`,
+ * leftovers of a killed run), changed through one {@linkcode LocalTreeChanges} per run, and
+ * tidied at the end (old trash purged, folders of ours made for a restore removed again).
+ * Copies are staged in the pool the reading half hashes in.
  *
  * @module
  */
 
 import { type Identity, identityOf, removeQuietly, sameIdentity } from "../../files.ts";
-import { type Entry } from "../../scan.ts";
-import { type FolderSource, type HashOutcome, type TreeReader, type TreeWalk } from "../reader.ts";
 import {
   type ChangeSettings,
   type TreeChanges,
@@ -20,6 +18,7 @@ import {
 import { LocalTreeChanges } from "./changes.ts";
 import { makeOwnFolder, type MetaPaths, metaPaths } from "./meta.ts";
 import { type CopyPool } from "./stage.ts";
+import { type LocalTreeOptions, LocalTreeReader } from "./tree.ts";
 import { purgeTrash, trashFolderName } from "./trash.ts";
 
 /** Our folders of a prepared tree: where files are staged and kept. */
@@ -31,47 +30,19 @@ interface PreparedFolders {
 }
 
 /** The tree at `root` on this host, as a run writes it. */
-export class LocalTreeWriter implements TreeWriter {
-  /** Where the tree is, as the user named it: for messages only. */
-  readonly display: string;
-  readonly #root: string;
-  readonly #reader: TreeReader;
-  readonly #pool: CopyPool;
+export class LocalTreeWriter extends LocalTreeReader implements TreeWriter {
   readonly #meta: MetaPaths;
+  /** Where copies are staged: the reading half's pool, unless told (tests record requests). */
+  readonly #copies: CopyPool;
   #folders: PreparedFolders | null = null;
   /** Our folders this run made that go again at its end if left empty. */
   readonly #madeHere: Array<{ path: string } & Identity> = [];
 
-  /** Writes the tree at `root`, read through `reader`, staging copies in `pool`. */
-  constructor(root: string, input: { reader: TreeReader; pool: CopyPool }) {
-    this.display = input.reader.display;
-    this.#root = root;
-    this.#reader = input.reader;
-    this.#pool = input.pool;
+  /** Writes the tree at `root`; copies are staged in `options.copies`, else in the pool. */
+  constructor(root: string, options: LocalTreeOptions & { copies?: CopyPool }) {
+    super(root, options);
     this.#meta = metaPaths(root);
-  }
-
-  /** The root's identity, or null when it does not exist. */
-  identity(): Identity | null {
-    return this.#reader.identity();
-  }
-
-  /** Streams folders in walk order. */
-  walk(request: TreeWalk | null): FolderSource {
-    return this.#reader.walk(request);
-  }
-
-  /** The entry at a relative path without following a link. */
-  entryAt(path: string): Entry | null {
-    return this.#reader.entryAt(path);
-  }
-
-  /** Hashes files of this tree. */
-  hash(
-    files: Array<{ path: string; size: number }>,
-    onBatch?: (files: number, bytes: number) => void,
-  ): Promise<Map<string, HashOutcome>> {
-    return this.#reader.hash(files, onBatch);
+    this.#copies = options.copies ?? this.pool;
   }
 
   /**
@@ -105,10 +76,10 @@ export class LocalTreeWriter implements TreeWriter {
   /** The run's changes, checked against `settings.seen`. */
   changes(settings: ChangeSettings): TreeChanges {
     if (this.#folders === null) throw new Error("the tree is not prepared for writing");
-    return new LocalTreeChanges(this.#root, {
+    return new LocalTreeChanges(this.root, {
       settings,
       folders: this.#folders,
-      pool: this.#pool,
+      pool: this.#copies,
     });
   }
 

@@ -3,11 +3,10 @@
  * checks before every change, our folders made and removed again, the record's drafts.
  */
 import * as fs from "node:fs";
-import { scanTree } from "../../scan.ts";
-import { assert, assertEquals, readTree, withTemp, writeTree } from "../../test_helpers.ts";
+import { deepStrictEqual, ok } from "node:assert/strict";
+import { readTree, scanOfTree, withTemp, writeTree } from "../../test_helpers.ts";
 import { WorkerPool } from "../../workers.ts";
 import { type CopyOutcome, type TreeChanges } from "../writer.ts";
-import { PathReader } from "./pathreader.ts";
 import { localFileSource } from "./source.ts";
 import { type CopyPool, type CopyRequest } from "./stage.ts";
 import { LocalReplicaStore } from "./store.ts";
@@ -25,14 +24,14 @@ function preparedWriter(dir: string, pool: WorkerPool, options: { restore?: bool
       return pool.copy(request, report);
     },
   };
-  const writer = new LocalTreeWriter(to, { reader: new PathReader(to, pool), pool: recording });
+  const writer = new LocalTreeWriter(to, { pool, copies: recording });
   writer.prepare({
     cleanLeftovers: !options.restore,
     removeMadeFolders: options.restore ?? false,
     trash: false,
     now: new Date(),
   });
-  const seen = scanTree(to, { exclude: () => false }).entries;
+  const seen = scanOfTree(to).entries;
   const changes: TreeChanges = writer.changes({ seen, owners: false, sparse: false });
   return { to, writer, changes, sent };
 }
@@ -49,12 +48,12 @@ Deno.test("a copy request names the reading side's descriptor, never the written
         [{ path: "a", fresh: true }, { path: "b", fresh: true }],
         { onEach: (_, outcome) => outcomes.push(outcome) },
       );
-      assertEquals(outcomes.filter((outcome) => "copied" in outcome).length, 2);
-      assertEquals(readTree(to), { a: "1", b: "22" });
-      assertEquals(sent.length, 1, "one batch");
-      assertEquals(sent[0]!.source, { kind: "local", root: `${dir}/from` });
+      deepStrictEqual(outcomes.filter((outcome) => "copied" in outcome).length, 2);
+      deepStrictEqual(readTree(to), { a: "1", b: "22" });
+      deepStrictEqual(sent.length, 1, "one batch");
+      deepStrictEqual(sent[0]!.source, { kind: "local", root: `${dir}/from` });
       const words = JSON.stringify(sent[0]);
-      assert(!words.includes(`"${to}"`), `the request names no root of the written tree: ${words}`);
+      ok(!words.includes(`"${to}"`), `the request names no root of the written tree: ${words}`);
     });
   } finally {
     pool.close();
@@ -80,9 +79,9 @@ Deno.test("every change refuses the root itself and changes nothing", async () =
         } catch (error) {
           refused = (error as Error).message;
         }
-        assert(refused.includes("the root itself"), `${name}: ${refused}`);
+        ok(refused.includes("the root itself"), `${name}: ${refused}`);
       }
-      assertEquals(readTree(to), { keep: "1" });
+      deepStrictEqual(readTree(to), { keep: "1" });
     });
   } finally {
     pool.close();
@@ -94,13 +93,13 @@ Deno.test("a restore's folders of ours go again at its end when empty, never a f
   try {
     await withTemp((dir) => {
       const { to, writer } = preparedWriter(dir, pool, { restore: true });
-      assert(Deno.statSync(`${to}/.treesync/tmp`).isDirectory, "made for the run");
+      ok(Deno.statSync(`${to}/.treesync/tmp`).isDirectory, "made for the run");
       writer.removeMadeFolders();
-      assertEquals([...Deno.readDirSync(to)], [], "an empty .treesync/tmp goes, then .treesync");
+      deepStrictEqual([...Deno.readDirSync(to)], [], "an empty .treesync/tmp goes, then .treesync");
       const again = preparedWriter(dir, pool, { restore: true });
       Deno.writeTextFileSync(`${to}/.treesync/tmp/someone's`, "x");
       again.writer.removeMadeFolders();
-      assertEquals(readTree(`${to}/.treesync`, false), { tmp: { "someone's": "x" } });
+      deepStrictEqual(readTree(`${to}/.treesync`, false), { tmp: { "someone's": "x" } });
     });
   } finally {
     pool.close();
@@ -114,14 +113,14 @@ Deno.test("the replica store puts a draft in place only as the record, and disca
     Deno.mkdirSync(`${dir}/replica/.treesync/tmp`);
     const draft = store.createDraft();
     fs.writeSync(draft.fd, "rows");
-    assert(!store.sameAsRecord(draft), "no record yet");
+    ok(!store.sameAsRecord(draft), "no record yet");
     store.commit(draft);
-    assertEquals(Deno.readTextFileSync(`${dir}/replica/.treesync/record`), "rows");
+    deepStrictEqual(Deno.readTextFileSync(`${dir}/replica/.treesync/record`), "rows");
     const same = store.createDraft();
     fs.writeSync(same.fd, "rows");
-    assert(store.sameAsRecord(same));
+    ok(store.sameAsRecord(same));
     store.discard(same);
-    assertEquals(readTree(`${dir}/replica/.treesync/tmp`), {}, "the drafts are gone");
+    deepStrictEqual(readTree(`${dir}/replica/.treesync/tmp`), {}, "the drafts are gone");
     store.checkStillOurs();
   });
 });
