@@ -5,7 +5,7 @@
  */
 
 import { deepStrictEqual, match, ok } from "node:assert/strict";
-import { purgeTrash, trashFolderName } from "./src/apply.ts";
+import { purgeTrash, trashFolderName } from "./src/sides/local/trash.ts";
 import { pathExists } from "./src/files.ts";
 import { displayPath, formatBytes, shortenMiddle } from "./src/format.ts";
 import { progressText } from "./src/log.ts";
@@ -1270,8 +1270,8 @@ Deno.test("cli --checksum rereads racily clean files once, then reads nothing", 
     // second their ctime shows: those hashes are not trusted yet.
     deepStrictEqual(hashed.sort(), [
       "hash source fresh",
-      "hash target fresh",
-      "hash target settled",
+      "hash replica fresh",
+      "hash replica settled",
     ]);
     const third = await cli(["-c", "-vv", `${dir}/s`, `${dir}/r`]);
     deepStrictEqual(third.stderr.match(/^hash /gm), null, "now every hash is trusted");
@@ -2225,7 +2225,7 @@ Deno.test("cli --verify refuses a folder with no record, and exits 1 for files w
     setMtime(`${source}/a`, Deno.statSync(`${replica}/a`).mtime!.getTime());
     const adopted = await cli(["-vv", source, replica]);
     assertExit(adopted, 0);
-    deepStrictEqual(hashLines(adopted.stderr), ["hash source a", "hash target a"]);
+    deepStrictEqual(hashLines(adopted.stderr), ["hash source a", "hash replica a"]);
     assertExit(await cli(["--verify", replica]), 0);
 
     writeTree(replica, { extra: "put there by hand" });
@@ -2287,7 +2287,7 @@ Deno.test("cli: no-op runs after a copy read nothing; --checksum rereads the fre
     assertExit(checked, 0);
     const reread = hashLines(checked.stderr);
     deepStrictEqual(reread.length, 500, "every fresh copy, once");
-    deepStrictEqual(reread.filter((line) => !line.startsWith("hash target d/f")), []);
+    deepStrictEqual(reread.filter((line) => !line.startsWith("hash replica d/f")), []);
     const again = await cli(["-c", "-vv", source, replica]);
     deepStrictEqual(hashLines(again.stderr), [], "every hash is trusted now");
   });
@@ -2397,7 +2397,7 @@ Deno.test("cli converts a version-2 record.json, keeping its hashes, and removes
     // The recorded files are not read again; the one the record lacked is, on both sides.
     deepStrictEqual(hashLines(converted.stderr), [
       "hash source unrecorded",
-      "hash target unrecorded",
+      "hash replica unrecorded",
     ]);
     ok(!pathExists(`${replica}/.treesync/record.json`), "the version-2 record is removed");
     ok(pathExists(`${replica}/.treesync/record`), "the record of format 3 is written");

@@ -14,8 +14,7 @@ import { type FolderRows, type NextRecord } from "./nextrecord.ts";
 import { type Action, type Difference, type PlanOptions } from "./plan.ts";
 import { type RecordRow, type RecordSource } from "./recordfile.ts";
 import { type Entry } from "./scan.ts";
-import { type FolderStream } from "./sides/local/stream.ts";
-import { type WorkerPool } from "./workers.ts";
+import { type FolderSource, type TreeReader } from "./sides/reader.ts";
 
 /** An entry the walk found extraneous: deleted at the end, unless it moves or is kept. */
 export interface PendingDeletion {
@@ -59,15 +58,15 @@ export interface EngineContext {
    * filled in the walk that found it.
    */
   mayBeMoved: (entry: Entry) => boolean;
-  /** The roots of the tree copied from and of the tree copied to. */
-  roots: { from: string; to: string };
+  /** The tree copied from and the tree copied to, as they are read. */
+  trees: { from: TreeReader; to: TreeReader };
+  /** What each tree is called in messages: `source` and `replica` (swapped restoring). */
+  names: { from: string; to: string };
   /**
    * Where a replica path is now, when a dry run walks a folder it would move under the name it
    * would get: its files are read where they are.
    */
   locateTo?: (path: string) => string;
-  /** The workers that copy and hash. */
-  pool: WorkerPool;
   /** Where the run's messages go. */
   report: Reporter;
   /** Where each decided action goes. */
@@ -139,9 +138,9 @@ export function emptyLeftovers(): WalkLeftovers {
 /** One pair of walks merged in lock-step, from a start folder down. */
 export interface WalkPair {
   /** The walk of the tree copied from. */
-  from: FolderStream;
+  from: FolderSource;
   /** The walk of the tree copied to. */
-  to: FolderStream;
+  to: FolderSource;
   /** The record's rows, read folder by folder as the walk comes to them. */
   record: RecordSource;
   /**

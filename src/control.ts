@@ -6,7 +6,7 @@
  */
 
 import { idleProgress, type RunProgress } from "./log.ts";
-import { type ReplicaLock } from "./meta.ts";
+import { type ReplicaLock } from "./sides/writer.ts";
 import { type WorkerPool } from "./workers.ts";
 
 /** Controls shared by a run and whoever started it (the loop, signals, stdin). */

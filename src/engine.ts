@@ -26,7 +26,7 @@ import { type Action, mergeDifferences, planMirror, type Reason } from "./plan.t
 import { type RecordMap } from "./record.ts";
 import { type RecordRow } from "./recordfile.ts";
 import { type Entry, type FolderListing, sameSignature, type Scan } from "./scan.ts";
-import { hashInPool, type WorkerPool } from "./workers.ts";
+import { type TreeReader } from "./sides/reader.ts";
 
 export {
   type ActionSink,
@@ -360,7 +360,7 @@ class MirrorWalk {
     scans: { from: Scan; to: Scan },
     hashes: { fromHashes: RecordMap; toHashes: RecordMap },
   ): Promise<void> {
-    const { planOptions, pool, roots, report, options } = this.#context;
+    const { planOptions, trees, names, report, options } = this.#context;
     const wanted = hashesNeeded(scans.from, scans.to, {
       ...hashes,
       checksum: planOptions.checksum,
@@ -378,11 +378,10 @@ class MirrorWalk {
         if (wanted[side].length === 0) continue;
         await hashFiles(wanted[side], {
           scan: scans[side],
-          root: roots[side],
+          tree: trees[side],
           ...(side === "to" && this.#context.locateTo ? { locate: this.#context.locateTo } : {}),
-          pool,
           report,
-          label: side === "from" ? "source" : "target",
+          label: names[side],
           debug: options.verbosity >= 3,
           onBatch: (files, bytes) => {
             hashing.done += files;
@@ -556,13 +555,13 @@ function routeOf(
   }
 }
 
-/** Hashes files of one side in the pool, putting each hash on its entry. */
+/** Hashes files of one tree, putting each hash on its entry. */
 export async function hashFiles(
   paths: string[],
   input: {
     scan: Scan;
-    root: string;
-    pool: WorkerPool;
+    /** The tree the files are in. */
+    tree: TreeReader;
     report: Reporter;
     label: string;
     debug: boolean;
@@ -573,11 +572,11 @@ export async function hashFiles(
     locate?: (path: string) => string;
   },
 ): Promise<void> {
-  const { scan, root, pool, report, label, debug } = input;
+  const { scan, tree, report, label, debug } = input;
   const locate = input.locate ?? ((path: string) => path);
   const named = new Map(paths.map((path) => [locate(path), path]));
   const files = paths.map((path) => ({ path: locate(path), size: scan.entries.get(path)!.size }));
-  const outcomes = await hashInPool(pool, root, files, input.onBatch);
+  const outcomes = await tree.hash(files, input.onBatch);
   for (const [readAt, outcome] of outcomes) {
     const path = named.get(readAt) ?? readAt;
     const entry = scan.entries.get(path)!;

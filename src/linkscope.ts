@@ -15,9 +15,7 @@ import { type FilterRule } from "./exclude.ts";
 import { baseName, isWithin } from "./paths.ts";
 import { type RecordSource } from "./recordfile.ts";
 import { type Entry, sameSignature } from "./scan.ts";
-import { localTree } from "./sides/local/tree.ts";
 import { type TreeReader } from "./sides/reader.ts";
-import { WorkerPool } from "./workers.ts";
 
 /** What widening a scope needs to know of the run. */
 export interface LinkScopeInput {
@@ -33,15 +31,6 @@ export interface LinkScopeInput {
   normalize: (scope: string[]) => string[];
 }
 
-/**
- * Transitional: {@linkcode LinkScopeInput} with the trees named by their local roots, for
- * callers that do not hold a {@linkcode TreeReader} of each tree yet.
- */
-export type LinkScopeByRoots = Omit<LinkScopeInput, "trees"> & {
-  /** Each tree's local root. */
-  roots: { from: string; to: string };
-};
-
 /** Inodes of hard-linked files that changed, by side: their other names are looked up. */
 interface LinkedInodes {
   source: Set<number>;
@@ -56,22 +45,8 @@ interface LinkedInodes {
  */
 export async function widenForLinks(
   scope: string[],
-  input: LinkScopeInput | LinkScopeByRoots,
+  input: LinkScopeInput,
 ): Promise<string[]> {
-  if ("trees" in input) return await widenInTrees(scope, input);
-  // Widening only walks: the pool is never asked to hash, and starts no worker.
-  const pool = new WorkerPool(1);
-  try {
-    const { roots, ...rest } = input;
-    const trees = { from: localTree(roots.from, { pool }), to: localTree(roots.to, { pool }) };
-    return await widenInTrees(scope, { ...rest, trees });
-  } finally {
-    pool.close();
-  }
-}
-
-/** {@linkcode widenForLinks} through the two trees' readers. */
-async function widenInTrees(scope: string[], input: LinkScopeInput): Promise<string[]> {
   let folders = input.normalize(scope);
   const listed = new Set<string>();
   const looked: LinkedInodes = { source: new Set(), replica: new Set() };

@@ -35,9 +35,7 @@ import { compareWalkOrder } from "./order.ts";
 import { baseName } from "./paths.ts";
 import { type Action } from "./plan.ts";
 import { emptyRecordSource, type RecordRow, type RecordSource } from "./recordfile.ts";
-import { type Entry, type Scan, type Signature } from "./scan.ts";
-import { FolderStream } from "./sides/local/stream.ts";
-import { type WalkRequest } from "./sides/local/walk.ts";
+import { type Entry, type Scan, type Signature, signatureOf } from "./scan.ts";
 
 /** What the end of the run did with the deletions. */
 export interface DeletionOutcome {
@@ -237,13 +235,9 @@ function recordLinked(path: string, firstPath: string, context: EngineContext): 
   if (!first?.replica) return;
   let signature: Signature;
   try {
-    const info = Deno.lstatSync(`${context.roots.to}/${path}`);
-    signature = {
-      size: info.size,
-      mtimeMs: info.mtime?.getTime() ?? 0,
-      ctimeMs: info.ctime?.getTime() ?? 0,
-      ino: info.ino ?? 0,
-    };
+    const entry = context.trees.to.entryAt(path);
+    if (entry === null) return;
+    signature = signatureOf(entry);
   } catch {
     return;
   }
@@ -267,17 +261,6 @@ async function walkSubtrees(
   if (starts.length === 0 || context.stopped()) return;
   const { walk, left } = input;
   starts = [...starts].sort((a, b) => compareWalkOrder(a.folder, b.folder));
-  const request = (
-    root: string,
-    input: { avoid: Identity[]; folders: string[] },
-  ): Omit<WalkRequest, "taken"> => ({
-    root,
-    start: input.folders[0]!,
-    starts: input.folders,
-    filters: walk.filters,
-    skipMetaDir: true,
-    avoid: input.avoid,
-  });
   const onReplica = starts.filter((start) => start.to !== null);
   // In the walk order of the names they are handed over at, each where it is now.
   const replicaSide = onReplica.map((start) => start.toFolder ?? start.folder);
@@ -287,15 +270,16 @@ async function walkSubtrees(
       start.folder,
     ]),
   );
-  const from = new FolderStream(
-    request(context.roots.from, { avoid: walk.avoid.from, folders: starts.map((s) => s.folder) }),
+  const { trees } = context;
+  const { filters } = walk;
+  const from = trees.from.walk({
+    starts: starts.map((start) => start.folder),
+    filters,
+    avoid: walk.avoid.from,
+  });
+  const to = trees.to.walk(
+    replicaSide.length > 0 ? { starts: replicaSide, filters, avoid: walk.avoid.to, renames } : null,
   );
-  const to = replicaSide.length > 0
-    ? new FolderStream(
-      request(context.roots.to, { avoid: walk.avoid.to, folders: replicaSide }),
-      renames,
-    )
-    : new FolderStream(null);
   try {
     // A dry run reads the files of a folder it would move where they are.
     const locateTo = (path: string) => {
@@ -388,7 +372,7 @@ export function mapRecordSource(blocks: Map<string, Map<string, RecordRow>>): Re
  * entries, for the record, and come back by path, for the planner.
  */
 async function hashForMoves(left: WalkLeftovers, context: EngineContext): Promise<MoveHashes> {
-  const { pool, roots, report, options } = context;
+  const { trees, names, report, options } = context;
   const needs = moveHashesNeeded(left);
   const scan = (entries: Map<string, Entry>): Scan => ({
     entries,
@@ -402,11 +386,11 @@ async function hashForMoves(left: WalkLeftovers, context: EngineContext): Promis
     if (trusted !== undefined && deletion.action.kind === "delete") deletion.entry.hash = trusted;
   }
   // A file that cannot be hashed here is no move: it is copied, and a copy that fails says so.
-  const common = { pool, report, debug: options.verbosity >= 3, failuresAreErrors: false };
-  const sides = [[fromScan, roots.from, "source"], [toScan, roots.to, "target"]] as const;
-  for (const [scan, root, label] of sides) {
+  const common = { report, debug: options.verbosity >= 3, failuresAreErrors: false };
+  const sides = [[fromScan, trees.from, names.from], [toScan, trees.to, names.to]] as const;
+  for (const [scan, tree, label] of sides) {
     if (scan.entries.size === 0) continue;
-    await hashFiles([...scan.entries.keys()], { ...common, scan, root, label });
+    await hashFiles([...scan.entries.keys()], { ...common, scan, tree, label });
   }
   const hashes: MoveHashes = { from: new Map(), to: new Map(needs.trusted) };
   for (const [path, entry] of needs.from) if (entry.hash) hashes.from.set(path, entry.hash);

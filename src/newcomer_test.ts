@@ -7,7 +7,7 @@
 
 import { deepStrictEqual, match, ok } from "node:assert/strict";
 import { pathExists } from "./files.ts";
-import { metaPaths } from "./meta.ts";
+import { metaPaths } from "./sides/local/meta.ts";
 import {
   assertExit,
   CAN_HOLD_OPEN,

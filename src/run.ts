@@ -15,10 +15,8 @@ import { type RunControl } from "./control.ts";
 import { type Options } from "./cli.ts";
 import { emptyLeftovers, type EngineContext, type WalkLeftovers, walkPair } from "./engine.ts";
 import { errorText } from "./errors.ts";
-import { expectIdentity, type Identity, identityOf } from "./files.ts";
 import { displayPath } from "./format.ts";
 import { describeAction, idleProgress, type Reporter } from "./log.ts";
-import { clearUnadopted, holdsEntries, isAdopted, markUnadopted } from "./meta.ts";
 import { finishRun, type WalkSettings } from "./mirror.ts";
 import {
   countingRows,
@@ -43,10 +41,11 @@ import {
   takeLock,
 } from "./prepare.ts";
 import { type RecordSource } from "./recordfile.ts";
-import { type Entry, entryFromStat, type FolderListing } from "./scan.ts";
+import { type Entry, type FolderListing } from "./scan.ts";
 import { emptySummary, type RunSummary } from "./summary.ts";
-import { FolderStream, walkerStarts } from "./sides/local/stream.ts";
-import { type WalkRequest } from "./sides/local/walk.ts";
+import { walkerStarts } from "./sides/local/stream.ts";
+import { type FolderSource } from "./sides/reader.ts";
+import { openTrees, type RunTrees } from "./sides/sides.ts";
 import { WorkerPool } from "./workers.ts";
 
 export { takeLock } from "./prepare.ts";
@@ -83,34 +82,32 @@ export async function runOnce(
   scope?: string[],
 ): Promise<RunSummary> {
   const begun = beginRun(options, deps);
-  const { started, sides, writes, held } = begun;
+  const { started, sides, trees, writes, held } = begun;
   deps = begun.deps;
   const { control } = deps;
   try {
     // An existing lock file is taken now (taking it writes nothing); a first run makes it later.
-    if (writes) takeLock(control, sides.replicaMeta, options.restore ? "read" : "existing");
-    const walk = walkSettings(options, sides);
+    if (writes) takeLock(control, trees.store, options.restore ? "read" : "existing");
+    const walk = walkSettings(options, { sides, trees });
     // Every check that can refuse the run comes before its first write: the root's walk first.
     const root = scope === undefined
-      ? await openRootWalk(options, { sides, walk, held, control })
+      ? await openRootWalk(options, { trees, walk, held, control })
       : null;
     if (root && await stopAsked(control)) return stoppedSummary(options, started);
-    held.record = openRecordSource(sides.replicaMeta, deps.report);
-    if (!root) held.rest = openRecordSource(sides.replicaMeta, { ...deps.report, warn: () => {} });
-    if (writes) held.prepared = prepareWrites(options, sides, control);
-    if (writes) announcePrepared({ root, sides, walk, held, report: deps.report });
-    const toRootEntry = !root
-      ? null
-      : root.to.start ?? (writes ? entryFromStat(Deno.statSync(sides.toRoot)) : null);
-    const run = startRun(options, { sides, deps, held, toRootEntry });
+    held.record = openRecordSource(trees.store, deps.report);
+    if (!root) held.rest = openRecordSource(trees.store, { ...deps.report, warn: () => {} });
+    if (writes) held.prepared = prepareWrites(options, trees, control);
+    if (writes) announcePrepared({ root, trees, walk, held, report: deps.report });
+    const toRootEntry = !root ? null : root.to.start ?? (writes ? trees.to.entryAt("") : null);
+    const run = startRun(options, { trees, deps, held, toRootEntry });
     const left = emptyLeftovers();
     if (root) {
       await walkRoot(root, { run, left, held, toRootEntry, writes: writes && !walk.toExists });
     } else {
-      const folders = await foldersOfScope(scope!, { options, sides, walk, deps });
-      await walkScope(folders, { run, left, held, sides, walk });
+      const folders = await foldersOfScope(scope!, { options, trees, walk, deps });
+      await walkScope(folders, { run, left, held, trees, walk });
     }
-    return await endRun(left, run, { options, deps, walk, sides, held, started });
+    return await endRun(left, run, { options, deps, walk, trees, held, started });
   } finally {
     releaseRun(held, control);
   }
@@ -120,8 +117,10 @@ const NEW = { code: "new" } as const;
 
 /** The root's walk of both trees, opened and checked before anything is written. */
 interface RootWalk {
-  from: FolderStream;
-  to: FolderStream;
+  /** The walk of the tree read. */
+  from: FolderSource;
+  /** The walk of the tree written (empty when it does not exist yet). */
+  to: FolderSource;
   /** The roots' first listings. */
   roots: { from: FolderListing | null; to: FolderListing | null };
 }
@@ -133,21 +132,18 @@ interface RootWalk {
 async function openRootWalk(
   options: Options,
   input: {
-    sides: RunSides;
+    trees: RunTrees;
     walk: ReturnType<typeof walkSettings>;
     held: Held;
     control: RunControl;
   },
 ): Promise<RootWalk> {
-  const { sides, walk, held } = input;
-  const request = (root: string, avoid: Identity[]) => ({
-    ...walkRequest(root, walk.filters, avoid),
-    probe: walk.probe,
-  });
-  const from = new FolderStream(request(sides.fromRoot, walk.avoid.from));
-  const to = walk.toExists
-    ? new FolderStream(request(sides.toRoot, walk.avoid.to))
-    : new FolderStream(null);
+  const { trees, walk, held } = input;
+  const { filters, probe } = walk;
+  const from = trees.from.walk({ starts: [""], filters, avoid: walk.avoid.from, probe });
+  const to = trees.to.walk(
+    walk.toExists ? { starts: [""], filters, avoid: walk.avoid.to, probe } : null,
+  );
   held.streams.push(from, to);
   await refuseProbed(options, { from, to });
   input.control.progress = { ...idleProgress(), phase: "scanning" };
@@ -164,13 +160,13 @@ async function openRootWalk(
 function announcePrepared(
   input: {
     root: RootWalk | null;
-    sides: RunSides;
+    trees: RunTrees;
     walk: { toExists: boolean };
     held: Held;
     report: Reporter;
   },
 ): void {
-  const { root, sides, walk, held } = input;
+  const { root, trees: { store }, walk, held } = input;
   if (!walk.toExists && root?.from.start) {
     // Made by prepareWrites: the same line as the dry run's, which counts it nowhere either.
     input.report.change(
@@ -178,8 +174,8 @@ function announcePrepared(
     );
   }
   // A whole run marks a replica that holds entries; a scoped one, whenever it may delete.
-  const mark = root ? held.notAdopted && holdsEntries(sides.toRoot) : held.unadopted;
-  if (mark) markUnadopted(sides.replicaMeta);
+  const mark = root ? held.notAdopted && store.holdsEntries() : held.unadopted;
+  if (mark) store.markUnadopted();
 }
 
 /** Walks the whole of both trees from their roots, with the record. */
@@ -219,22 +215,19 @@ async function walkScope(
     run: { context: EngineContext };
     left: WalkLeftovers;
     held: Held;
-    sides: RunSides;
+    trees: RunTrees;
     walk: WalkSettings;
   },
 ): Promise<void> {
-  const { run: { context }, left, held, sides, walk } = input;
+  const { run: { context }, left, held, trees, walk } = input;
+  const { filters } = walk;
   const record = countingRows(held.record!);
   for (const folder of folders) {
     if (context.stopped()) break;
-    const request = (root: string, avoid: Identity[]) => ({
-      ...walkRequest(root, walk.filters, avoid),
-      start: folder,
-    });
-    const from = new FolderStream(request(sides.fromRoot, walk.avoid.from));
-    const to = new FolderStream(request(sides.toRoot, walk.avoid.to));
+    const from = trees.from.walk({ starts: [folder], filters, avoid: walk.avoid.from });
+    const to = trees.to.walk({ starts: [folder], filters, avoid: walk.avoid.to });
     held.streams.push(from, to);
-    const start = scopeStart(folder, { sides, guardEntries: context.guardEntries });
+    const start = scopeStart(folder, { trees, guardEntries: context.guardEntries });
     const deferNew = context.moves;
     await walkPair(
       { from, to, record: record.source, start, deferNew, rows: "patch" },
@@ -257,12 +250,12 @@ async function endRun(
     options: Options;
     deps: RunDependencies;
     walk: WalkSettings;
-    sides: RunSides;
+    trees: RunTrees;
     held: Held;
     started: number;
   },
 ): Promise<RunSummary> {
-  const { options, deps, walk, sides, held } = input;
+  const { options, deps, walk, trees, held } = input;
   const { control } = deps;
   const outcome = await finishRun(left, run.context, {
     gate: {
@@ -275,22 +268,21 @@ async function endRun(
     walk,
   });
   if (held.prepared && !outcome.maxDeleteHit && outcome.heldBack === 0) {
-    purgeExpiredTrash(options, sides, deps.report);
+    purgeExpiredTrash(options, held.prepared, deps.report);
   }
   const summary = run.summary();
   if (held.next) {
     // A whole run stopped early, or a run over part of the tree: the old record's rows the
     // walk did not reach are carried over.
     const rest = held.rest?.blocks() ?? (control.stopRequested ? held.record!.blocks() : []);
-    const metaIdentity = held.prepared!.metaIdentity!;
-    saveNextRecord(held.next, { sides, metaIdentity, rest, report: deps.report });
+    saveNextRecord(held.next, { store: trees.store, rest, report: deps.report });
   }
   if (control.stopRequested && held.prepared) {
     deps.report.warn("Stopped before the end of the run; the record is saved");
   } else if (held.prepared && !held.rest && held.mayAdopt && outcome.heldBack === 0) {
     // A whole run that deleted what the source lacks (or found nothing to delete), over the
     // whole replica or with --adopt: the replica matches the source, adopted from now on.
-    clearUnadopted(sides.replicaMeta);
+    trees.store.clearUnadopted();
   }
   // Every error line of the run is one failure, and only those are: the count and the lines
   // printed cannot disagree.
@@ -321,7 +313,7 @@ function releaseRun(held: Held, control: RunControl): void {
   }
   // Restoring leaves the source as it was found: the folders of ours this run made there go
   // again, if empty. Nothing else there is ever removed.
-  removeMadeFolders(held.prepared?.madeHere ?? []);
+  removeMadeFolders(held.prepared);
 }
 
 /**
@@ -331,12 +323,20 @@ function releaseRun(held: Held, control: RunControl): void {
 function beginRun(
   options: Options,
   deps: RunDependencies,
-): { started: number; sides: RunSides; writes: boolean; held: Held; deps: RunDependencies } {
+): {
+  started: number;
+  sides: RunSides;
+  trees: RunTrees;
+  writes: boolean;
+  held: Held;
+  deps: RunDependencies;
+} {
   const started = performance.now();
   const sides = checkBeforeRun(options);
   deps.control.pool = new WorkerPool(options.jobs);
+  const trees = openTrees(options, deps.control.pool);
   const counted = countingReporter(deps.report);
-  const notAdopted = !options.restore && !options.adopt && !isAdopted(sides.replicaMeta);
+  const notAdopted = !options.restore && !options.adopt && !trees.store.isAdopted();
   const held: Held = {
     streams: [],
     record: null,
@@ -355,6 +355,7 @@ function beginRun(
   return {
     started,
     sides,
+    trees,
     writes: !options.dryRun,
     held,
     deps: { ...deps, report: counted.report },
@@ -381,7 +382,7 @@ export function countingReporter(report: Reporter): { report: Reporter; errorLin
 
 /** What a run holds open, released at its end whatever happens. */
 interface Held {
-  streams: FolderStream[];
+  streams: FolderSource[];
   record: RecordSource | null;
   /** A scoped run's second reading of the record: the rows it carries over. */
   rest: RecordSource | null;
@@ -402,10 +403,11 @@ interface Held {
 /** How each tree is walked: the rules, and the other tree's root to stop at. */
 function walkSettings(
   options: Options,
-  sides: RunSides,
+  input: { sides: RunSides; trees: RunTrees },
 ): WalkSettings & { toExists: boolean; probe: boolean } {
-  const fromRoot = identityOf(sides.fromRoot)!;
-  const toRoot = identityOf(sides.toRoot);
+  const { sides, trees } = input;
+  const fromRoot = trees.from.identity()!;
+  const toRoot = trees.to.identity();
   return {
     filters: options.filters,
     avoid: { from: toRoot ? [toRoot] : [], to: [fromRoot] },
@@ -417,20 +419,12 @@ function walkSettings(
 /** Refuses trees one of which holds the other's root, as the walkers' probes found. */
 async function refuseProbed(
   options: Options,
-  streams: { from: FolderStream; to: FolderStream },
+  streams: { from: FolderSource; to: FolderSource },
 ): Promise<void> {
   const [fromName, toName] = options.restore ? ["replica", "source"] : ["source", "replica"];
   const [inFrom, inTo] = await Promise.all([streams.from.probed(), streams.to.probed()]);
   if (inFrom !== null) refuseNested(options, { nestedIn: fromName, path: inFrom });
   if (inTo !== null) refuseNested(options, { nestedIn: toName, path: inTo });
-}
-
-function walkRequest(
-  root: string,
-  filters: Options["filters"],
-  avoid: Identity[],
-): Omit<WalkRequest, "taken"> {
-  return { root, start: "", filters, skipMetaDir: true, avoid };
 }
 
 /** How the planner decides every folder of a run. */
@@ -457,16 +451,16 @@ function planOptionsOf(
 /** The applier or the printer, the engine's context, and the summary they keep. */
 function startRun(
   options: Options,
-  input: { sides: RunSides; deps: RunDependencies; held: Held; toRootEntry: Entry | null },
+  input: { trees: RunTrees; deps: RunDependencies; held: Held; toRootEntry: Entry | null },
 ): { context: EngineContext; summary: () => RunSummary } {
-  const { sides, deps, held, toRootEntry } = input;
+  const { trees, deps, held, toRootEntry } = input;
   const { report, control, isRoot } = deps;
   const guardEntries = new Map<string, Entry>();
   if (toRootEntry) guardEntries.set("", toRootEntry);
   const pendingRows = new Map<string, FolderRows>();
   if (held.prepared && !options.restore) {
-    expectIdentity(sides.replicaMeta.dir, held.prepared.metaIdentity!);
-    held.next = new NextRecord(sides.replicaMeta, {
+    held.prepared.store.checkStillOurs();
+    held.next = new NextRecord(held.prepared.store, {
       onFailure: (error) =>
         report.warn(
           `Cannot write the record: ${errorText(error)}; the next run rebuilds what it misses`,
@@ -475,7 +469,7 @@ function startRun(
   }
   control.progress = { ...idleProgress(), phase: "copying" };
   const { sink, summary } = runSink(options, {
-    sides,
+    from: trees.from,
     deps,
     prepared: held.prepared,
     guardEntries,
@@ -486,9 +480,9 @@ function startRun(
     planOptions: planOptionsOf(options, { report, isRoot }),
     // A move takes a replica entry's name away: held back with the deletions.
     moves: !options.restore && options.deletes && !held.unadopted,
-    mayBeMoved: folderInodeTest(sides.replicaMeta),
-    roots: { from: sides.fromRoot, to: sides.toRoot },
-    pool: control.pool!,
+    mayBeMoved: folderInodeTest(trees.store),
+    trees: { from: trees.from, to: trees.to },
+    names: options.restore ? { from: "replica", to: "source" } : { from: "source", to: "replica" },
     report,
     sink,
     next: held.next,
@@ -503,7 +497,7 @@ function startRun(
 }
 
 /** Warns of the special files the walks skipped. */
-function reportSkipped(report: Reporter, streams: FolderStream[]): void {
+function reportSkipped(report: Reporter, streams: FolderSource[]): void {
   for (const stream of streams) {
     for (const problem of stream.skipped) {
       report.warn(`${displayPath(problem.path)}: ${problem.message}`);

@@ -8,32 +8,17 @@
 
 import { type CopyOutcome } from "./apply.ts";
 import { errorText } from "./errors.ts";
-import { expectIdentity, type Identity, pathExists } from "./files.ts";
 import { type Reporter } from "./log.ts";
-import { checkOwn, type MetaPaths } from "./meta.ts";
 import { copiedRow, type FolderRows, type NextRecord } from "./nextrecord.ts";
 import { baseName, parentOf } from "./paths.ts";
 import { type Action } from "./plan.ts";
-import { type RunSides } from "./prepare.ts";
-import { loadRecord } from "./record.ts";
-import {
-  emptyRecordSource,
-  openRecord,
-  type RecordRow,
-  type RecordSource,
-  recordSourceFromV2,
-} from "./recordfile.ts";
+import { type RecordRow, type RecordSource } from "./recordfile.ts";
 import { type Entry } from "./scan.ts";
+import { type ReplicaStore } from "./sides/writer.ts";
 
 /** The record to read: format 3, else a version-2 record to convert, else none. */
-export function openRecordSource(meta: MetaPaths, report: Reporter): RecordSource {
-  const onCorrupt = (message: string) => report.warn(message);
-  const current = openRecord(meta.record, { maxBytes: Number.MAX_SAFE_INTEGER, onCorrupt });
-  if (current !== null) return current;
-  if (!pathExists(meta.legacyRecord)) return emptyRecordSource();
-  return recordSourceFromV2(
-    loadRecord(meta.legacyRecord, { maxBytes: LEGACY_RECORD_MAX_BYTES, onCorrupt }),
-  );
+export function openRecordSource(store: ReplicaStore, report: Reporter): RecordSource {
+  return store.openRecord((message) => report.warn(message));
 }
 
 /**
@@ -41,7 +26,7 @@ export function openRecordSource(meta: MetaPaths, report: Reporter): RecordSourc
  * know cannot be a replica folder moved. The record's folder inodes are read on the first
  * question, once a run (a run that meets no new folder beside old ones never asks).
  */
-export function folderInodeTest(meta: MetaPaths): (entry: Entry) => boolean {
+export function folderInodeTest(store: ReplicaStore): (entry: Entry) => boolean {
   let inodes: Set<number> | null = null;
   return (entry) => {
     if (inodes === null) {
@@ -55,7 +40,7 @@ export function folderInodeTest(meta: MetaPaths): (entry: Entry) => boolean {
         fileOnly() {},
         runEnd() {},
       };
-      const record = openRecordSource(meta, quiet);
+      const record = openRecordSource(store, quiet);
       try {
         for (const { rows } of record.blocks()) {
           for (const row of rows) if (row.kind === "dir" && row.source) inodes.add(row.source.ino);
@@ -67,9 +52,6 @@ export function folderInodeTest(meta: MetaPaths): (entry: Entry) => boolean {
     return inodes.has(entry.ino);
   };
 }
-
-/** A version-2 record is parsed whole: one this large is refused, not read. */
-const LEGACY_RECORD_MAX_BYTES = 1 << 30;
 
 /**
  * The record as a scoped run's walks read it, counting the rows of the folders they ask for:
@@ -126,22 +108,18 @@ export function settleRows(
 export function saveNextRecord(
   next: NextRecord,
   input: {
-    sides: RunSides;
-    /** The replica's metadata folder as checked before the run. */
-    metaIdentity: Identity;
+    /** The replica's own files, checked again before the record is put in place. */
+    store: ReplicaStore;
     rest: Iterable<{ folder: string; rows: RecordRow[] }>;
     report: Reporter;
   },
 ): void {
-  const { sides, rest } = input;
+  const { store, rest } = input;
   try {
-    expectIdentity(sides.replicaMeta.dir, input.metaIdentity);
+    store.checkStillOurs();
     next.save(rest);
-    if (pathExists(sides.replicaMeta.legacyRecord)) {
-      // Converted: the version-2 record has served. Ours, checked before the run.
-      checkOwn(sides.replicaMeta.legacyRecord, "file");
-      Deno.removeSync(sides.replicaMeta.legacyRecord);
-    }
+    // Converted: the version-2 record has served.
+    store.removeLegacyRecord();
   } catch (error) {
     input.report.warn(`Cannot save the record: ${errorText(error)}`);
   }

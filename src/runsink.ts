@@ -6,14 +6,15 @@
  * @module
  */
 
-import { Applier, type ApplyContext, FolderGuard } from "./apply.ts";
+import { Applier, type ApplyContext } from "./apply.ts";
 import { type Options } from "./cli.ts";
 import { type ActionSink } from "./context.ts";
 import { type RunControl } from "./control.ts";
 import { displayPath } from "./format.ts";
 import { describeAction, isListed, type Reporter, type RunProgress, writeStdout } from "./log.ts";
 import { type Action, reasonText, replacesData } from "./plan.ts";
-import { type PreparedWrites, type RunSides } from "./prepare.ts";
+import { type PreparedWrites } from "./prepare.ts";
+import { type TreeReader } from "./sides/reader.ts";
 import { countAction, emptySummary, type RunSummary } from "./summary.ts";
 import { type Entry } from "./scan.ts";
 
@@ -24,17 +25,18 @@ import { type Entry } from "./scan.ts";
 export function runSink(
   options: Options,
   input: {
-    sides: RunSides;
+    /** The tree copies read from. */
+    from: TreeReader;
     deps: SinkDependencies;
     prepared: PreparedWrites | null;
     guardEntries: Map<string, Entry>;
     onSettled: NonNullable<ApplyContext["onSettled"]>;
   },
 ): { sink: ActionSink; summary: () => RunSummary } {
-  const { sides, deps, prepared, guardEntries, onSettled } = input;
+  const { from, deps, prepared, guardEntries, onSettled } = input;
   if (prepared) {
     const applier = new Applier(
-      applyContext(options, { sides, deps, prepared, guardEntries, onSettled }),
+      applyContext(options, { from, deps, prepared, guardEntries, onSettled }),
     );
     return { sink: applySink(applier, deps.control), summary: () => applier.result.summary };
   }
@@ -69,33 +71,24 @@ function makePause(): () => Promise<void> {
 function applyContext(
   options: Options,
   input: {
-    sides: RunSides;
+    from: TreeReader;
     deps: SinkDependencies;
     prepared: PreparedWrites;
     guardEntries: Map<string, Entry>;
     onSettled: ApplyContext["onSettled"];
   },
 ): ApplyContext {
-  const { sides, deps: { report, control, isRoot }, prepared, guardEntries } = input;
+  const { from, deps: { report, control, isRoot }, prepared, guardEntries } = input;
   return {
-    fromRoot: sides.fromRoot,
-    toRoot: sides.toRoot,
-    tempDir: prepared.tempDir,
-    tempIdentity: prepared.tempIdentity,
-    trashDir: prepared.trashDir,
-    trashIdentity: prepared.trashIdentity,
-    pool: control.pool!,
-    guard: new FolderGuard(sides.toRoot, {
-      entries: guardEntries,
-      problems: [],
-      protectedPaths: [],
+    changes: prepared.writer.changes({
+      seen: guardEntries,
+      owners: isRoot,
+      sparse: options.sparse,
     }),
+    source: from.fileSource(),
     onStart: (action) => control.progress.current = action.path,
     onBytes: (bytes) => control.progress.bytes += bytes,
-    owners: isRoot,
-    sparse: options.sparse,
     shouldStop: () => control.stopRequested,
-    mustAbort: () => control.abortNow,
     pause: makePause(),
     onDone: (action) => {
       if (action.kind !== "dirattrs") control.progress.done++;

@@ -14,9 +14,10 @@ import { type Reporter } from "./log.ts";
 import { type WalkSettings } from "./mirror.ts";
 import { compareWalkOrder } from "./order.ts";
 import { ancestors, isWithin, parentOf } from "./paths.ts";
-import { type RunSides } from "./prepare.ts";
+import { type TreeReader } from "./sides/reader.ts";
+import { type RunTrees } from "./sides/sides.ts";
 import { openRecordSource } from "./runrecord.ts";
-import { type Entry, entryFromStat } from "./scan.ts";
+import { type Entry } from "./scan.ts";
 
 /**
  * The folders a scoped run walks: the scope's, and with `--hard-links` those holding other
@@ -24,17 +25,17 @@ import { type Entry, entryFromStat } from "./scan.ts";
  */
 export async function foldersOfScope(
   scope: string[],
-  input: { options: Options; sides: RunSides; walk: WalkSettings; deps: { report: Reporter } },
+  input: { options: Options; trees: RunTrees; walk: WalkSettings; deps: { report: Reporter } },
 ): Promise<string[]> {
-  const { options, sides, walk, deps } = input;
-  const folders = scopeFolders(scope, sides);
+  const { options, trees, walk, deps } = input;
+  const folders = scopeFolders(scope, trees);
   if (!options.hardLinks) return folders;
   const widened = await widenForLinks(scope, {
-    roots: { from: sides.fromRoot, to: sides.toRoot },
+    trees,
     filters: walk.filters,
     avoid: walk.avoid,
-    openRecord: () => openRecordSource(sides.replicaMeta, { ...deps.report, warn: () => {} }),
-    normalize: (folders) => scopeFolders(folders, sides),
+    openRecord: () => openRecordSource(trees.store, { ...deps.report, warn: () => {} }),
+    normalize: (folders) => scopeFolders(folders, trees),
   });
   const added = widened.filter((folder) => !folders.includes(folder));
   if (added.length > 0) {
@@ -50,17 +51,17 @@ export async function foldersOfScope(
  * The folders of a scope to walk, in walk order: each taken up to the nearest folder that is a
  * folder in both trees, and none inside another.
  */
-function scopeFolders(scope: string[], sides: RunSides): string[] {
-  const isFolder = (root: string, folder: string) => {
+function scopeFolders(scope: string[], trees: { from: TreeReader; to: TreeReader }): string[] {
+  const isFolder = (tree: TreeReader, folder: string) => {
     try {
-      return Deno.lstatSync(`${root}/${folder}`).isDirectory;
+      return tree.entryAt(folder)?.kind === "dir";
     } catch {
       return false;
     }
   };
   const folders = new Set<string>();
   for (let folder of scope) {
-    while (folder !== "" && !(isFolder(sides.fromRoot, folder) && isFolder(sides.toRoot, folder))) {
+    while (folder !== "" && !(isFolder(trees.from, folder) && isFolder(trees.to, folder))) {
       folder = parentOf(folder);
     }
     folders.add(folder);
@@ -77,15 +78,22 @@ function scopeFolders(scope: string[], sides: RunSides): string[] {
  */
 export function scopeStart(
   folder: string,
-  input: { sides: RunSides; guardEntries: Map<string, Entry> },
+  input: { trees: { from: TreeReader; to: TreeReader }; guardEntries: Map<string, Entry> },
 ): WalkStart {
-  const { sides, guardEntries } = input;
-  const entryAt = (root: string, path: string) =>
-    entryFromStat(path === "" ? Deno.statSync(root) : Deno.lstatSync(`${root}/${path}`));
-  const to = entryAt(sides.toRoot, folder);
+  const { trees, guardEntries } = input;
+  const to = entryOf(trees.to, folder);
   guardEntries.set(folder, to);
   for (const above of ancestors(folder)) {
-    if (!guardEntries.has(above)) guardEntries.set(above, entryAt(sides.toRoot, above));
+    if (!guardEntries.has(above)) guardEntries.set(above, entryOf(trees.to, above));
   }
-  return { folder, from: entryAt(sides.fromRoot, folder), to };
+  return { folder, from: entryOf(trees.from, folder), to };
+}
+
+/** The entry at `path` of a tree that must have it (it was just found a folder there). */
+function entryOf(tree: TreeReader, path: string): Entry {
+  const entry = tree.entryAt(path);
+  if (entry === null) {
+    throw new Error(`${displayPath(path || ".")} went away while the run started; run again`);
+  }
+  return entry;
 }

@@ -8,7 +8,7 @@
 
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
-import { metaPaths } from "./meta.ts";
+import { metaPaths } from "./sides/local/meta.ts";
 import { type Action } from "./plan.ts";
 import { type RecordEntry } from "./record.ts";
 import { openRecord, type RecordBlock, type RecordRow, RecordWriter } from "./recordfile.ts";

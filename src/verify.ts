@@ -15,7 +15,7 @@ import {
 import { pathExists } from "./files.ts";
 import { counted, displayPath, formatBytes, listedPath, quoted } from "./format.ts";
 import { type Reporter, runStartLine, writeStdout } from "./log.ts";
-import { checkMeta, hasRecord, type MetaPaths, metaPaths } from "./meta.ts";
+import { checkMeta, hasRecord, type MetaPaths, metaPaths } from "./sides/local/meta.ts";
 import { lockStep } from "./order.ts";
 import { loadRecord, type RecordEntry } from "./record.ts";
 import { emptyRecordSource, openRecord, type RecordRow, recordSourceFromV2 } from "./recordfile.ts";

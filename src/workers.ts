@@ -6,19 +6,20 @@
  * @module
  */
 
+import { BATCH_LIMITS } from "./apply.ts";
+import { errorText } from "./errors.ts";
+import { joinRel } from "./paths.ts";
+import { hashFile, type HashResult } from "./sides/local/hash.ts";
+import { setTempPrefix } from "./sides/local/meta.ts";
+import { openSourceFile } from "./sides/local/source.ts";
 import {
-  BATCH_LIMITS,
   type CopyPool,
   type CopyRequest,
   copySettings,
   failedOutcome,
   stageCopy,
   type StageOutcome,
-} from "./apply.ts";
-import { errorText } from "./errors.ts";
-import { hashFile, type HashResult } from "./sides/local/hash.ts";
-import { setTempPrefix } from "./meta.ts";
-import { joinRel } from "./paths.ts";
+} from "./sides/local/stage.ts";
 
 // the file-system calls are synchronous (several times cheaper per call than async ones) and
 // two cores do twice the work. A shared flag tells workers to stop between files (1) or to
@@ -210,7 +211,6 @@ function copyBatch(
   let unreported = 0;
   const context = {
     ...copySettings(request),
-    toRoot: request.toRoot,
     mustAbort: () => Atomics.load(stopFlag, 0) === 2,
     onBytes: (bytes: number) => {
       unreported += bytes;
@@ -224,7 +224,8 @@ function copyBatch(
     if (Atomics.load(stopFlag, 0) === 0) {
       try {
         // Staged only: the main thread renames it into place from inside the folder checked.
-        const staged = stageCopy(joinRel(request.fromRoot, item.path), {
+        // Opened by the reading side's code, through its descriptor; written by the writer's.
+        const staged = stageCopy(() => openSourceFile(request.source, item.path), {
           ...context,
           parent: item.parent,
           ...(item.recordedHash === undefined ? {} : { recordedHash: item.recordedHash }),

@@ -10,7 +10,14 @@ import { type Identity, identityOf } from "../../files.ts";
 import { quoted } from "../../format.ts";
 import { type Entry, entryFromStat } from "../../scan.ts";
 import { hashInPool, type WorkerPool } from "../../workers.ts";
-import { type FolderSource, type HashOutcome, type TreeReader, type TreeWalk } from "../reader.ts";
+import {
+  type FileSource,
+  type FolderSource,
+  type HashOutcome,
+  type TreeReader,
+  type TreeWalk,
+} from "../reader.ts";
+import { localFileSource } from "./source.ts";
 import { FolderStream } from "./stream.ts";
 
 /** How a local tree is read. */
@@ -40,6 +47,11 @@ export class LocalTreeReader implements TreeReader {
   /** The device and inode the root resolves to now, or null when nothing is there. */
   identity(): Identity | null {
     return identityOf(this.root);
+  }
+
+  /** The descriptor a copy worker opens this tree's files through (`source.ts`). */
+  fileSource(): FileSource {
+    return localFileSource(this.root);
   }
 
   /**
