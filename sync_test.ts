@@ -1269,9 +1269,9 @@ Deno.test("cli --checksum rereads racily clean files once, then reads nothing", 
     // `fresh` was modified within a second of being hashed, and both copies were hashed in the
     // second their ctime shows: those hashes are not trusted yet.
     deepStrictEqual(hashed.sort(), [
-      "hash source fresh",
       "hash replica fresh",
       "hash replica settled",
+      "hash source fresh",
     ]);
     const third = await cli(["-c", "-vv", `${dir}/s`, `${dir}/r`]);
     deepStrictEqual(third.stderr.match(/^hash /gm), null, "now every hash is trusted");
@@ -2225,7 +2225,7 @@ Deno.test("cli --verify refuses a folder with no record, and exits 1 for files w
     setMtime(`${source}/a`, Deno.statSync(`${replica}/a`).mtime!.getTime());
     const adopted = await cli(["-vv", source, replica]);
     assertExit(adopted, 0);
-    deepStrictEqual(hashLines(adopted.stderr), ["hash source a", "hash replica a"]);
+    deepStrictEqual(hashLines(adopted.stderr), ["hash replica a", "hash source a"]);
     assertExit(await cli(["--verify", replica]), 0);
 
     writeTree(replica, { extra: "put there by hand" });
@@ -2396,8 +2396,8 @@ Deno.test("cli converts a version-2 record.json, keeping its hashes, and removes
     assertExit(converted, 0);
     // The recorded files are not read again; the one the record lacked is, on both sides.
     deepStrictEqual(hashLines(converted.stderr), [
-      "hash source unrecorded",
       "hash replica unrecorded",
+      "hash source unrecorded",
     ]);
     ok(!pathExists(`${replica}/.treesync/record.json`), "the version-2 record is removed");
     ok(pathExists(`${replica}/.treesync/record`), "the record of format 3 is written");
