@@ -42,7 +42,7 @@ import {
 } from "./src/log.ts";
 import { runLoop } from "./src/loop.ts";
 import { runOneShot } from "./src/oneshot.ts";
-import { checkLogPlace } from "./src/places.ts";
+import { checkLogPlace } from "./src/sides/local/places.ts";
 import { runVerify } from "./src/verify.ts";
 import { VERSION } from "./src/version.ts";
 

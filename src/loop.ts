@@ -9,7 +9,6 @@
 
 import { type Options } from "./cli.ts";
 import { errorText, ExitCode, UsageError } from "./errors.ts";
-import { pathExists } from "./files.ts";
 import { counted, escapeControls, formatBytes, formatDuration, localTime } from "./format.ts";
 import {
   changeCounts,
@@ -25,7 +24,7 @@ import {
 } from "./log.ts";
 import { LockHeldError } from "./sides/local/meta.ts";
 import { LocalReplicaStore } from "./sides/local/store.ts";
-import { checkPaths } from "./places.ts";
+import { checkPaths, sourceMissing } from "./sides/local/places.ts";
 import {
   isRunningAsRoot,
   newRunControl,
@@ -344,8 +343,7 @@ function checkPathsAtStart(options: Options, report: Reporter): void {
   try {
     checkPaths(options.source, options.replica);
   } catch (error) {
-    const sourceMissing = !pathExists(options.source);
-    if (!(error instanceof UsageError) || !sourceMissing) throw error;
+    if (!(error instanceof UsageError) || !sourceMissing(options.source)) throw error;
     report.warn(`${error.message}; runs fail until it appears`);
   }
 }

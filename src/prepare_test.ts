@@ -1,5 +1,5 @@
 import { deepStrictEqual } from "node:assert/strict";
-import { bindMountPossible } from "./prepare.ts";
+import { bindMountPossible } from "./sides/local/checks.ts";
 
 Deno.test("bindMountPossible() walks first only where two mounts could show one folder twice", () => {
   const mounts = ["/", "/proc", "/etc/hosts", "/mnt/disk", "/srv/view", "/home/a b"];

@@ -29,7 +29,6 @@ import { runSink } from "./runsink.ts";
 import { foldersOfScope, scopeStart } from "./scope.ts";
 import { type FolderRows, NextRecord } from "./nextrecord.ts";
 import {
-  bindMountProbeNeeded,
   checkBeforeRun,
   type PreparedWrites,
   prepareWrites,
@@ -43,6 +42,7 @@ import {
 import { type RecordSource } from "./recordfile.ts";
 import { type Entry, type FolderListing } from "./scan.ts";
 import { emptySummary, type RunSummary } from "./summary.ts";
+import { bindMountProbeNeeded } from "./sides/local/checks.ts";
 import { walkerStarts } from "./sides/local/stream.ts";
 import { type FolderSource } from "./sides/reader.ts";
 import { openTrees, type RunTrees } from "./sides/sides.ts";

@@ -1,9 +1,9 @@
 /**
  * The suite's own rule: `deno test --parallel` runs test files side by side in one process,
  * whose current folder they share, and a run in-process changes it (every change below a replica
- * folder is made from inside it, `files.ts` `inFolder`). A test file that runs the engine in
- * process must therefore be in the `test` task's second, sequential pass, or the subprocesses
- * other files start meanwhile inherit a folder that a test is about to delete.
+ * folder is made from inside it, `sides/local/guard.ts` `inFolder`). A test file that runs the
+ * engine in process must therefore be in the `test` task's second, sequential pass, or the
+ * subprocesses other files start meanwhile inherit a folder that a test is about to delete.
  *
  * @module
  */

@@ -12,16 +12,16 @@ import {
   type FilterRule,
   isExcludedRecordPath,
 } from "./exclude.ts";
-import { pathExists } from "./files.ts";
 import { counted, displayPath, formatBytes, listedPath, quoted } from "./format.ts";
 import { type Reporter, runStartLine, writeStdout } from "./log.ts";
-import { checkMeta, hasRecord, type MetaPaths, metaPaths } from "./sides/local/meta.ts";
 import { lockStep } from "./order.ts";
-import { loadRecord, type RecordEntry } from "./record.ts";
-import { emptyRecordSource, openRecord, type RecordRow, recordSourceFromV2 } from "./recordfile.ts";
+import { type RecordEntry } from "./record.ts";
+import { type RecordRow } from "./recordfile.ts";
 import { type Entry, type FolderListing, META_DIR, type Problem } from "./scan.ts";
+import { LocalReplicaStore } from "./sides/local/store.ts";
 import { localTree } from "./sides/local/tree.ts";
 import { type TreeReader } from "./sides/reader.ts";
+import { type ReplicaStore } from "./sides/writer.ts";
 import { VERSION } from "./version.ts";
 import { WorkerPool } from "./workers.ts";
 
@@ -59,10 +59,10 @@ export interface VerifyResult {
  */
 export async function verifyReplica(
   replica: TreeReader,
-  options: { exclude: ExcludeMatcher; filters: FilterRule[]; meta: MetaPaths },
+  options: { exclude: ExcludeMatcher; filters: FilterRule[]; store: ReplicaStore },
 ): Promise<VerifyResult> {
-  const { meta } = options;
-  checkMeta(meta);
+  const { store } = options;
+  store.check();
   const result: VerifyResult = {
     checked: 0,
     bytes: 0,
@@ -71,14 +71,11 @@ export async function verifyReplica(
     missing: [],
     unrecorded: [],
     failed: [],
-    recordFound: pathExists(meta.record) || pathExists(meta.legacyRecord),
+    recordFound: store.hasRecord(),
   };
   const onCorrupt = (message: string) =>
     result.failed.push({ path: META_DIR, message: verifyWording(message) });
-  const record = openRecord(meta.record, { maxBytes: Number.MAX_SAFE_INTEGER, onCorrupt }) ??
-    (pathExists(meta.legacyRecord)
-      ? recordSourceFromV2(loadRecord(meta.legacyRecord, { maxBytes: 1 << 30, onCorrupt }))
-      : emptyRecordSource());
+  const record = store.openRecord(onCorrupt);
   const stream = replica.walk({ starts: [""], filters: options.filters, avoid: [] });
   const checks = new CheckBatch(replica, result);
   try {
@@ -240,13 +237,13 @@ export async function runVerify(options: Options, report: Reporter): Promise<num
   let started: number;
   try {
     const replica = localTree(options.replica, { pool });
-    const meta = metaPaths(options.replica);
-    checkIsReplica(replica, meta);
+    const store = new LocalReplicaStore(options.replica);
+    checkIsReplica(replica, store);
     started = performance.now();
     result = await verifyReplica(replica, {
       exclude: compileFilters(options.filters),
       filters: options.filters,
-      meta,
+      store,
     });
   } finally {
     pool.close();
@@ -287,7 +284,7 @@ export async function runVerify(options: Options, report: Reporter): Promise<num
 }
 
 /** Refuses what is no folder, or no replica: there is nothing to verify against. */
-function checkIsReplica(replica: TreeReader, meta: MetaPaths): void {
+function checkIsReplica(replica: TreeReader, store: ReplicaStore): void {
   let isFolder = false;
   try {
     isFolder = replica.entryAt("")?.kind === "dir";
@@ -297,8 +294,8 @@ function checkIsReplica(replica: TreeReader, meta: MetaPaths): void {
   if (!isFolder) {
     throw new UsageError(`Replica ${quoted(replica.display)} is not a folder: nothing to verify`);
   }
-  checkMeta(meta);
-  if (!hasRecord(meta)) {
+  store.check();
+  if (!store.hasRecord()) {
     // Nothing to verify against, and no advice to run a mirror: this may be the source itself.
     throw new UsageError(
       `${quoted(replica.display)} is not a treesync replica: it has no record in ${META_DIR}/`,

@@ -2,7 +2,8 @@
  * `--watch`: the source watched between the loop's full runs. Owns turning file-system events
  * into the folders a run must walk again, or into the need for a full run (pure), and the
  * watcher's life: started before a full run, given up with a warning on an error or past the
- * watch limit, never stopped silently. When runs start is the loop's business (loop.ts).
+ * watch limit, never stopped silently. When runs start is the loop's business (loop.ts); the
+ * events themselves come from the side (`sides/watcher.ts`; on this host `sides/local/watcher.ts`).
  *
  * Which folder an event marks: the folder holding the path it names. That folder's walk covers
  * the entry itself (a folder's own mode and mtime are decided in its parent), and everything
@@ -19,22 +20,16 @@
 import { type Options } from "./cli.ts";
 import { errorText } from "./errors.ts";
 import { compileFilters, type ExcludeMatcher } from "./exclude.ts";
-import { type Identity, identityOf, sameIdentity } from "./files.ts";
+import { type Identity, sameIdentity } from "./files.ts";
 import { displayPath, formatDuration, quoted } from "./format.ts";
 import { type Reporter } from "./log.ts";
 import { compareWalkOrder } from "./order.ts";
 import { ancestors, isWithin, parentOf } from "./paths.ts";
 import { META_DIR } from "./scan.ts";
+import { LocalTreeWatcher } from "./sides/local/watcher.ts";
+import { type TreeEvents, type TreeWatcher, type WatchEvent } from "./sides/watcher.ts";
 
-/** One file-system event, as `Deno.watchFs` gives it. */
-export interface WatchEvent {
-  /** What happened: `create`, `modify`, `remove`, `rename`, `access`, `any`, `other`. */
-  kind: string;
-  /** The absolute paths it concerns. */
-  paths: string[];
-  /** `rescan` when the kernel's queue overflowed and events were lost. */
-  flag?: string | null;
-}
+export type { WatchEvent } from "./sides/watcher.ts";
 
 /** How events are read: where the source is, and what the mirror leaves alone. */
 export interface EventRules {
@@ -252,9 +247,10 @@ export function watchErrorText(error: unknown): string {
 }
 
 /**
- * The source's watcher for a loop: it marks changed folders in its {@linkcode WatchState} and
+ * The source's watch for a loop: it marks changed folders in its {@linkcode WatchState} and
  * calls `onChange` when something new is pending. It is started before each full run while it
- * is off, so a failure costs at most one interval of watching.
+ * is off, so a failure costs at most one interval of watching. The source is reached through a
+ * {@linkcode TreeWatcher} (on this host, `sides/local/watcher.ts`), never through its path.
  */
 export class SourceWatch {
   /** What `status` shows; changes as events come. */
@@ -263,7 +259,8 @@ export class SourceWatch {
   readonly #report: Reporter;
   readonly #onChange: () => void;
   readonly #excluded: ExcludeMatcher;
-  #watcher: Deno.FsWatcher | null = null;
+  readonly #tree: TreeWatcher;
+  #watcher: TreeEvents | null = null;
   #root: Identity | null = null;
   #rules: EventRules | null = null;
   /** The last failure warned of, so that a retry failing the same way says nothing new. */
@@ -276,6 +273,7 @@ export class SourceWatch {
     this.#report = report;
     this.#onChange = onChange;
     this.#excluded = compileFilters(options.filters);
+    this.#tree = new LocalTreeWatcher(options.source);
   }
 
   /**
@@ -286,20 +284,20 @@ export class SourceWatch {
    */
   start(): boolean {
     if (this.#watcher) return true;
-    const root = identityOf(this.#source);
-    let watcher: Deno.FsWatcher;
+    const root = this.#tree.identity();
+    let watcher: TreeEvents;
     try {
       if (root === null) throw new Deno.errors.NotFound("the source does not exist");
-      watcher = Deno.watchFs(this.#source, { recursive: true });
+      watcher = this.#tree.watch();
     } catch (error) {
       this.#off(error, `Cannot watch ${quoted(this.#source)}`);
       return false;
     }
     this.#root = root;
     this.#rules = {
-      roots: this.#rootPaths(),
+      roots: this.#tree.rootPaths(),
       excluded: this.#excluded,
-      isFolder: (path) => this.#isFolder(path),
+      isFolder: (path) => this.#tree.isFolder(path),
     };
     this.#watcher = watcher;
     if (this.#lastFailure !== null) {
@@ -331,7 +329,7 @@ export class SourceWatch {
    */
   checkRoot(): boolean {
     if (!this.#watcher) return true;
-    const now = identityOf(this.#source);
+    const now = this.#tree.identity();
     if (sameIdentity(now, this.#root)) return true;
     const what = now === null ? "was removed" : "was replaced by another folder";
     this.#report.warn(
@@ -356,7 +354,7 @@ export class SourceWatch {
     this.#stopWatcher();
   }
 
-  async #read(watcher: Deno.FsWatcher): Promise<void> {
+  async #read(watcher: TreeEvents): Promise<void> {
     try {
       for await (const event of watcher) {
         if (this.#watcher !== watcher) return;
@@ -449,24 +447,6 @@ export class SourceWatch {
       watcher?.close();
     } catch {
       // Closed already.
-    }
-  }
-
-  /** The source as given, and as its real path when that differs (events may use either). */
-  #rootPaths(): string[] {
-    try {
-      const real = Deno.realPathSync(this.#source);
-      return real === this.#source ? [this.#source] : [this.#source, real];
-    } catch {
-      return [this.#source];
-    }
-  }
-
-  #isFolder(path: string): boolean {
-    try {
-      return Deno.lstatSync(`${this.#source}/${path}`).isDirectory;
-    } catch {
-      return false;
     }
   }
 }

@@ -221,6 +221,13 @@ export interface ReplicaStore extends RecordFiles {
    * @throws {UsageError} When it cannot be made or is not ours.
    */
   prepare(): void;
+  /**
+   * Checks our folder and each of our files in it, before anything reads or writes them: each
+   * absent, or ours (owned by this user, not writable by everyone, never a link).
+   *
+   * @throws {UsageError} Naming the first that is not ours, and what to do.
+   */
+  check(): void;
   /** Throws unless our folder is still the one {@linkcode ReplicaStore.prepare} made. */
   checkStillOurs(): void;
   /**

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { type Identity, inFolder, pathExists, sameIdentity } from "../../files.ts";
+import { type Identity, pathExists, sameIdentity } from "../../files.ts";
 import { quoted } from "../../format.ts";
 import { joinRel, parentOf } from "../../paths.ts";
 import { type Entry, entryFromStat, type Signature, signatureOf } from "../../scan.ts";
@@ -19,7 +19,7 @@ import {
   type TreeChanges,
 } from "../writer.ts";
 import { HardLinkedError, setAttributes } from "./attributes.ts";
-import { FolderGuard, inParent } from "./guard.ts";
+import { FolderGuard, inFolder, inParent } from "./guard.ts";
 import { placeCopy, placeHardLink, placeSymlink } from "./place.ts";
 import {
   type CopyPool,

@@ -22,6 +22,7 @@ import {
 import { type LockMode, type RecordDraft, type ReplicaLock, type ReplicaStore } from "../writer.ts";
 import {
   acquireLock,
+  checkMeta,
   checkOwn,
   clearUnadopted,
   hasRecord,
@@ -76,6 +77,11 @@ export class LocalReplicaStore implements ReplicaStore {
     }
     const { dev, ino } = makeOwnFolder(this.#meta.dir);
     this.#identity = { dev, ino };
+  }
+
+  /** Checks our folder and our files in it (see {@linkcode checkMeta}). */
+  check(): void {
+    checkMeta(this.#meta);
   }
 
   /** Throws unless our folder is still the one made (never a link put there since). */

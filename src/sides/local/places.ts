@@ -1,16 +1,16 @@
 /**
- * Where things are: SOURCE, REPLICA and the log file, checked against each other before anything
- * runs (the same folder, one inside the other through symlinks or bind mounts, a log inside a
- * tree).
+ * Where things are on this host: SOURCE, REPLICA and the log file, checked against each other
+ * before anything runs (the same folder, one inside the other through symlinks or bind mounts, a
+ * log inside a tree, a log file that holds something else).
  *
  * @module
  */
 
 import { dirname, join } from "node:path";
-import { type Options } from "./cli.ts";
-import { errorText, UsageError } from "./errors.ts";
-import { pathExists } from "./files.ts";
-import { quoted } from "./format.ts";
+import { type Options } from "../../cli.ts";
+import { errorText, UsageError } from "../../errors.ts";
+import { pathExists } from "../../files.ts";
+import { quoted } from "../../format.ts";
 
 /** Real path of `path`, or of its nearest existing ancestor with the rest appended. */
 function realPathOrNearest(path: string): string {
@@ -104,6 +104,11 @@ function refuseForeignLog(logPath: string): void {
         `log line), and logs are rotated: name a new file, or a folder for treesync.log`,
     );
   }
+}
+
+/** Whether nothing at all is at the source's path (a disk not mounted yet), not even a link. */
+export function sourceMissing(source: string): boolean {
+  return !pathExists(source);
 }
 
 /**
