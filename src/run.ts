@@ -51,14 +51,7 @@ import {
 import { compareWalkOrder } from "./order.ts";
 import { ancestors, baseName, isWithin, parentOf } from "./paths.ts";
 import { type Action, reasonText, replacesData } from "./plan.ts";
-import { loadRecord } from "./record.ts";
-import {
-  emptyRecordSource,
-  openRecord,
-  type RecordRow,
-  type RecordSource,
-  recordSourceFromV2,
-} from "./recordfile.ts";
+import { openAnyRecord, type RecordRow, type RecordSource } from "./recordfile.ts";
 import { type Entry, entryFromStat } from "./scan.ts";
 import { countAction, emptySummary, type RunSummary } from "./summary.ts";
 import { FolderStream, walkerStarts, type WalkRequest } from "./walk.ts";
@@ -548,13 +541,7 @@ function walkRequest(
 
 /** The record to read: format 3, else a version-2 record to convert, else none. */
 function openRecordSource(meta: MetaPaths, report: Reporter): RecordSource {
-  const onCorrupt = (message: string) => report.warn(message);
-  const current = openRecord(meta.record, { maxBytes: Number.MAX_SAFE_INTEGER, onCorrupt });
-  if (current !== null) return current;
-  if (!pathExists(meta.legacyRecord)) return emptyRecordSource();
-  return recordSourceFromV2(
-    loadRecord(meta.legacyRecord, { maxBytes: LEGACY_RECORD_MAX_BYTES, onCorrupt }),
-  );
+  return openAnyRecord(meta, (message) => report.warn(message));
 }
 
 /**
@@ -588,9 +575,6 @@ function folderInodeTest(meta: MetaPaths): (entry: Entry) => boolean {
     return inodes.has(entry.ino);
   };
 }
-
-/** A version-2 record is parsed whole: one this large is refused, not read. */
-const LEGACY_RECORD_MAX_BYTES = 1 << 30;
 
 /** The applier or the printer, the engine's context, and the summary they keep. */
 function startRun(
