@@ -14,7 +14,7 @@ import { pathExists } from "./files.ts";
 import { formatBytes, quoted } from "./format.ts";
 import { openOwnFile } from "./meta.ts";
 import { compareNames, compareWalkOrder } from "./order.ts";
-import { type FileRecord, LEGACY_RECORD_MAX_BYTES, loadRecord } from "./record.ts";
+import { type FileRecord, loadRecord } from "./record.ts";
 import { BlockDecoder } from "./recorddecode.ts";
 import {
   BLOCK_BASE_BYTES,
@@ -231,7 +231,7 @@ export function openRecord(
  * `paths.legacyRecord` seen as the same stream (converted by the run that writes the next
  * record), else an empty one. Corruption is reported through `onCorrupt` as with
  * {@linkcode openRecord}; a version-2 record is parsed whole, so one larger than
- * {@linkcode LEGACY_RECORD_MAX_BYTES} is refused.
+ * `LEGACY_RECORD_MAX_BYTES` (1 GiB) is refused.
  *
  * @throws {UsageError} When a record's path is not a regular file.
  */
