@@ -267,9 +267,17 @@ export function utf8Length(text: string): number {
 
 /** Whether `path` is `""` or names a path below a tree: no empty, `.` or `..` part. */
 export function isRelativePath(path: string): boolean {
-  if (path === "") return true;
-  for (const part of path.split("/")) {
-    if (part === "" || part === "." || part === "..") return false;
+  // Part by part without splitting: this runs for every block read and written.
+  let start = 0;
+  for (let end = 0; end <= path.length; end++) {
+    if (end < path.length && path.charCodeAt(end) !== 0x2f) continue;
+    const length = end - start;
+    if (length === 0 && path.length > 0) return false;
+    if (length === 1 && path.charCodeAt(start) === 0x2e) return false;
+    if (length === 2 && path.charCodeAt(start) === 0x2e && path.charCodeAt(start + 1) === 0x2e) {
+      return false;
+    }
+    start = end + 1;
   }
   return true;
 }
