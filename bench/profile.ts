@@ -1,7 +1,9 @@
 /**
  * Where a run's CPU goes: runs treesync once under `--cpu-prof` (the main thread and every
  * worker are profiled) and prints the self time of each thread, summed by area and by function,
- * as Markdown tables. Areas are named by the module a function comes from (see `AREAS`).
+ * as Markdown tables; idle time is left out. Areas are named by the module a function comes from
+ * (see `AREAS`). Self time is sampled wall time on the thread: on a busy machine it runs above
+ * the CPU time `/usr/bin/time` reports, so read the shares, not the milliseconds.
  *
  * ```sh
  * deno task profile SOURCE REPLICA            # profiles one run (a no-op when nothing changed)
@@ -37,23 +39,28 @@ interface CpuProfile {
   timeDeltas: number[];
 }
 
-/** Areas by the file a function is in (first match wins); V8's own entries by name. */
+/** What is not work: the thread waiting (a worker waits for its first message in an op). */
+const IDLE = new Set(["(idle)", "(program)", "(root)", "op_worker_maybe_wait_for_debugger"]);
+
+/** Areas by the file a function is in (first match wins). */
 const AREAS: Array<[RegExp, string]> = [
-  [/\(garbage collector\)/, "GC"],
-  [/\(program\)|\(idle\)|\(root\)/, "runtime (program, idle)"],
-  [/walk\.ts|scan\.ts|exclude\.ts|workers\.ts/, "walk and unpacking"],
-  [/recordfile|record\.ts|nextrecord\.ts/, "record"],
-  [/order\.ts/, "merge (order)"],
-  [/engine\.ts|mirror\.ts|plan\.ts|needs\.ts/, "planning"],
-  [/run\.ts|apply\.ts|meta\.ts|files\.ts|guard|prepare\.ts/, "run, apply, own files"],
-  [/ext:|node:|deno:/, "Deno and node built-ins"],
+  [/\/walk\.ts$/, "walk: packing, unpacking"],
+  [/\/(scan|exclude|workers)\.ts$/, "walk: listing"],
+  [/\/record[a-z]*\.ts$/, "record"],
+  [/\/order\.ts$/, "merge (order)"],
+  [/\/(engine|mirror|plan|needs|linkscope)\.ts$/, "planning"],
+  [/\/(run|apply|meta|files|guard|prepare|summary)\.ts$/, "run, apply, own files"],
+  [/\/(log|output|format|terminal)\.ts$|logtape/, "log and output"],
+  [/^(ext:|node:|deno:)|\/(ext|node)\//, "Deno and node built-ins"],
 ];
 
 function areaOf(node: ProfileNode): string {
   const { functionName, url } = node.callFrame;
-  const where = url === "" ? functionName : url;
-  for (const [pattern, area] of AREAS) if (pattern.test(where)) return area;
-  return url === "" ? "V8 (no script)" : "other";
+  if (IDLE.has(functionName)) return "idle";
+  if (functionName === "(garbage collector)") return "GC";
+  if (functionName.startsWith("op_")) return "Deno ops (system calls)";
+  for (const [pattern, area] of AREAS) if (pattern.test(url)) return area;
+  return url === "" ? "Deno and node built-ins" : "other";
 }
 
 function nameOf(node: ProfileNode): string {
@@ -101,26 +108,24 @@ function summarize(dir: string, top: number): void {
   const areas = new Map<string, number>();
   const functions = new Map<string, number>();
   const threads: string[] = [];
+  const add = (into: Map<string, number>, key: string, ms: number) =>
+    into.set(key, (into.get(key) ?? 0) + ms);
   for (const file of [...Deno.readDirSync(dir)].map((entry) => entry.name).sort()) {
     if (!file.endsWith(".cpuprofile")) continue;
     const profile: CpuProfile = JSON.parse(Deno.readTextFileSync(`${dir}/${file}`));
-    const thread = /worker-\d+/.exec(file)?.[0] ?? "main";
-    const busy = selfTimes(profile, areaOf);
-    busy.delete("runtime (program, idle)");
-    const ms = [...busy.values()].reduce((sum, time) => sum + time, 0);
-    threads.push(`${thread} ${ms.toFixed(0)} ms`);
-    for (const [area, time] of selfTimes(profile, areaOf)) {
-      const key = thread === "main" ? area : `${area} (workers)`;
-      areas.set(key, (areas.get(key) ?? 0) + time);
-    }
-    for (const [name, time] of selfTimes(profile, nameOf)) {
-      const key = thread === "main" ? name : `${name} (workers)`;
-      functions.set(key, (functions.get(key) ?? 0) + time);
+    const where = /worker-\d+/.test(file) ? "workers" : "main";
+    const byArea = selfTimes(profile, areaOf);
+    byArea.delete("idle");
+    const busy = [...byArea.values()].reduce((sum, ms) => sum + ms, 0);
+    threads.push(`${/worker-\d+/.exec(file)?.[0] ?? "main"} ${busy.toFixed(0)} ms`);
+    for (const [area, ms] of byArea) add(areas, `${area} (${where})`, ms);
+    for (const [name, ms] of selfTimes(profile, nameOf)) {
+      if (!IDLE.has(name)) add(functions, `${name} (${where})`, ms);
     }
   }
-  console.log(`Threads, busy self time: ${threads.join(", ")}\n`);
-  console.log(table("area", areas, top) + "\n");
-  console.log(table("function", functions, top));
+  console.log(`Busy self time by thread: ${threads.join(", ")}\n`);
+  console.log(table("area (thread)", areas, top) + "\n");
+  console.log(table("function (thread)", functions, top));
 }
 
 const top = Number(flags.top);
