@@ -1,7 +1,9 @@
 /**
  * Where a run's CPU goes: runs treesync once under `--cpu-prof` (the main thread and every
  * worker are profiled) and prints the self time of each thread, summed by area and by function,
- * as Markdown tables; idle time is left out. Areas are named by the module a function comes from
+ * as Markdown tables; idle time is left out. It also prints the CPU time each kind of thread
+ * used (main, walker workers, V8's own helper threads), from `/proc` (Linux; Deno reads `/proc`
+ * only with `--allow-all`, which the task gives, as treesync runs under `-A` here anyway). Areas are named by the module a function comes from
  * (see `AREAS`). Self time is sampled wall time on the thread: on a busy machine it runs above
  * the CPU time `/usr/bin/time` reports, so read the shares, not the milliseconds.
  *
@@ -92,16 +94,56 @@ function table(title: string, times: Map<string, number>, top: number): string {
   return lines.join("\n");
 }
 
-/** Runs one profiled run into `dir`. */
-async function profileRun(dir: string, args: string[]): Promise<void> {
+/**
+ * Runs one profiled run into `dir`, and returns the CPU seconds each thread kind used (from
+ * `/proc`, read every 10 ms while it runs, so a thread that ends keeps its last reading).
+ */
+async function profileRun(dir: string, args: string[]): Promise<Map<string, number>> {
   const sync = new URL("../sync.ts", import.meta.url).pathname;
-  const command = new Deno.Command(Deno.execPath(), {
+  const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "--cpu-prof", `--cpu-prof-dir=${dir}`, "-A", sync, ...args],
     stdout: "inherit",
     stderr: "inherit",
-  });
-  const { code } = await command.output();
+  }).spawn();
+  const seen = new Map<string, { kind: string; seconds: number }>();
+  let done = false;
+  const status = child.status.then((status) => (done = true, status));
+  while (!done) {
+    readThreads(child.pid, seen);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  const { code } = await status;
   if (code !== 0) console.error(`treesync exited with ${code}`);
+  const byKind = new Map<string, number>();
+  for (const { kind, seconds } of seen.values()) {
+    byKind.set(kind, (byKind.get(kind) ?? 0) + seconds);
+  }
+  return byKind;
+}
+
+/** Each thread's user + system CPU seconds so far, by thread id, with its kind. */
+function readThreads(pid: number, seen: Map<string, { kind: string; seconds: number }>): void {
+  const TICKS_PER_SECOND = 100;
+  try {
+    for (const { name: tid } of Deno.readDirSync(`/proc/${pid}/task`)) {
+      try {
+        const stat = Deno.readTextFileSync(`/proc/${pid}/task/${tid}/stat`);
+        const comm = Deno.readTextFileSync(`/proc/${pid}/task/${tid}/comm`).trim();
+        const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+        const seconds = (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+        const kind = tid === String(pid)
+          ? "main"
+          : comm.startsWith("v8:Prof")
+          ? "profiler"
+          : comm.replace(/-\d+$/, "").replace(/\s.*/, "");
+        seen.set(tid, { kind, seconds });
+      } catch {
+        // The thread ended between the listing and the read.
+      }
+    }
+  } catch {
+    // The process ended.
+  }
 }
 
 function summarize(dir: string, top: number): void {
@@ -112,7 +154,14 @@ function summarize(dir: string, top: number): void {
     into.set(key, (into.get(key) ?? 0) + ms);
   for (const file of [...Deno.readDirSync(dir)].map((entry) => entry.name).sort()) {
     if (!file.endsWith(".cpuprofile")) continue;
-    const profile: CpuProfile = JSON.parse(Deno.readTextFileSync(`${dir}/${file}`));
+    let profile: CpuProfile;
+    try {
+      profile = JSON.parse(Deno.readTextFileSync(`${dir}/${file}`));
+    } catch {
+      // A worker ended by terminate() may leave its profile cut short.
+      console.log(`(${file} is incomplete: left out)`);
+      continue;
+    }
     const where = /worker-\d+/.test(file) ? "workers" : "main";
     const byArea = selfTimes(profile, areaOf);
     byArea.delete("idle");
@@ -139,7 +188,14 @@ if (flags.read !== undefined) {
     Deno.exit(2);
   }
   const dir = flags.dir ?? Deno.makeTempDirSync({ prefix: "treesync-profile-" });
-  await profileRun(dir, positionals);
+  const cpu = await profileRun(dir, positionals);
+  const total = [...cpu.values()].reduce((sum, seconds) => sum + seconds, 0);
+  const parts = [...cpu].sort((a, b) => b[1] - a[1]).map(([kind, s]) => `${kind} ${s.toFixed(2)}`);
+  console.log(
+    `\nCPU seconds by thread (under the profiler): ${parts.join(", ")}; total ${
+      total.toFixed(2)
+    }\n`,
+  );
   summarize(dir, top);
   console.log(`\nProfiles in ${dir}`);
 }
