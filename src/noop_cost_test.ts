@@ -5,10 +5,11 @@
  */
 
 import assert from "node:assert/strict";
+import * as fs from "node:fs";
 import { folderUnchanged } from "./engine.ts";
 import { compileFilters } from "./exclude.ts";
 import { compareNames } from "./order.ts";
-import { type RecordRow } from "./recordfile.ts";
+import { openRecord, type RecordRow, RecordWriter } from "./recordfile.ts";
 import { isRelativePath } from "./recordformat.ts";
 import { type Entry, type FolderListing, listFolder } from "./scan.ts";
 import { e, vouch, withTemp, writeTree } from "./test_helpers.ts";
@@ -132,4 +133,29 @@ Deno.test("folderUnchanged() sends a folder whose lists are not in the same name
   assert.equal(folderUnchanged(from, to, { known, owners: false }), true);
   assert.equal(folderUnchanged(from, toReversed, { known, owners: false }), false);
   assert.equal(folderUnchanged(from, to, { known: knownReversed, owners: false }), false);
+});
+
+Deno.test("the record reads back names and paths that share a prefix, ASCII or not, short or long", () => {
+  withTemp((dir) => {
+    const long = "p".repeat(600);
+    const side = e("file", { size: 1, mtimeMs: 5_000 });
+    const entry = vouch(side, "cd".repeat(32));
+    const row = (name: string): RecordRow => ({ name, kind: "file", source: entry });
+    const blocks: Array<[string, string[]]> = [
+      ["", ["ab", "abc", "abcé", "abcéz", "abd", "é", "éa", "😀", "😀a"]],
+      [`${long}/${long}`, ["x", "xy"]],
+      [`${long}/${long}/q`, ["caf", "café", "cafés", `${"n".repeat(200)}`, `${"n".repeat(201)}`]],
+      [`${long}/${long}é`, ["z"]],
+    ];
+    const path = `${dir}/record`;
+    const file = fs.openSync(path, "w");
+    const writer = new RecordWriter(file);
+    for (const [folder, names] of blocks) writer.writeFolder(folder, names.map(row));
+    writer.finish();
+    fs.closeSync(file);
+    const source = openRecord(path, { onCorrupt: (message) => assert.fail(message) })!;
+    const read = [...source.blocks()].map((block) => [block.folder, block.rows.map((r) => r.name)]);
+    source.close();
+    assert.deepStrictEqual(read, blocks);
+  });
 });

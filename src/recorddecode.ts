@@ -195,7 +195,9 @@ export class BlockDecoder {
       throw new CorruptRecord(`block ${this.blockNumber} holds a bad name`);
     }
     this.pos = end;
-    const rest = decodeText(this.bytes, start, end);
+    const ascii = asciiText(this.bytes, { start, end, previous, shared });
+    if (ascii !== null) return ascii;
+    const rest = utf8Text(this.bytes, start, end);
     if (rest === null) throw new CorruptRecord(`block ${this.blockNumber} holds a bad name`);
     return shared === 0 ? rest : previous.slice(0, shared) + rest;
   }
@@ -213,23 +215,31 @@ export class BlockDecoder {
   }
 }
 
-/** UTF-8 bytes as a string, ASCII without a decoder call; null when not valid UTF-8. */
-function decodeText(bytes: Uint8Array, start: number, end: number): string | null {
-  const length = end - start;
+/**
+ * `shared` code units of `previous` and then ASCII bytes, as one flat string made with one
+ * `String.fromCharCode` call (a name joined with `+` would be flattened again when a map hashes
+ * it); null when the bytes are not all ASCII or the text is long.
+ */
+function asciiText(
+  bytes: Uint8Array,
+  text: { start: number; end: number; previous: string; shared: number },
+): string | null {
+  const { start, end, previous, shared } = text;
+  const length = shared + end - start;
   if (length === 0) return "";
-  if (length <= MAX_FAST_TEXT) {
-    charCodes.length = length;
-    let ascii = true;
-    for (let i = 0; i < length; i++) {
-      const byte = bytes[start + i]!;
-      if (byte >= 128) {
-        ascii = false;
-        break;
-      }
-      charCodes[i] = byte;
-    }
-    if (ascii) return String.fromCharCode.apply(null, charCodes);
+  if (length > MAX_FAST_TEXT) return null;
+  charCodes.length = length;
+  for (let i = 0; i < shared; i++) charCodes[i] = previous.charCodeAt(i);
+  for (let i = start, at = shared; i < end; i++, at++) {
+    const byte = bytes[i]!;
+    if (byte >= 128) return null;
+    charCodes[at] = byte;
   }
+  return String.fromCharCode.apply(null, charCodes);
+}
+
+/** UTF-8 bytes as a string; null when not valid UTF-8. */
+function utf8Text(bytes: Uint8Array, start: number, end: number): string | null {
   try {
     return utf8.decode(bytes.subarray(start, end));
   } catch {
