@@ -14,6 +14,7 @@
  * deno task bench --trees tiny --scenarios initial,noop --runs 1   # a minute: does it work
  * deno task bench --trees usr-share                                 # every scenario, 3 runs
  * deno task bench --trees small,large --runs 5 --dir /var/tmp/bench
+ * deno task bench --trees usr-share --scenarios noop --baseline /tmp/before   # before/after
  * ```
  *
  * @module
@@ -32,6 +33,7 @@ const { values: flags } = parseArgs({
     dir: { type: "string", default: "/tmp/treesync-bench" },
     "max-seconds": { type: "string", default: "900" },
     timeout: { type: "string", default: "1800" },
+    baseline: { type: "string" },
   },
 });
 const RUNS = Math.max(1, Number(flags.runs));
@@ -131,19 +133,28 @@ interface Tool {
   sync(source: string, replica: string, scenario: string): string[];
 }
 
-const treesync: Tool = {
-  name: "treesync",
-  sync: (source, replica, scenario) => [
-    Deno.execPath(),
-    "run",
-    "--quiet",
-    ...SYNC_FLAGS,
-    SYNC_MODULE,
-    "-q",
-    ...(scenario === "checksum" ? ["--checksum"] : []),
-    ...(scenario === "verify" ? ["--verify", replica] : [source, replica]),
-  ],
-};
+/** treesync from the checkout whose entry is `module`. */
+function treesyncAt(name: string, module: string): Tool {
+  return {
+    name,
+    sync: (source, replica, scenario) => [
+      Deno.execPath(),
+      "run",
+      "--quiet",
+      ...SYNC_FLAGS,
+      module,
+      "-q",
+      ...(scenario === "checksum" ? ["--checksum"] : []),
+      ...(scenario === "verify" ? ["--verify", replica] : [source, replica]),
+    ],
+  };
+}
+const treesync = treesyncAt("treesync", SYNC_MODULE);
+/**
+ * `--baseline DIR`: treesync from another checkout (say, `git worktree add DIR main~3`) as one
+ * more tool, so a change is measured before and after in the same run, in turn with the others.
+ */
+const baseline = flags.baseline ? treesyncAt("before", `${flags.baseline}/sync.ts`) : null;
 const rsync: Tool = {
   name: "rsync",
   sync: (source, replica, scenario) => [
@@ -179,7 +190,7 @@ function installed(tool: Tool): boolean {
   );
   return false;
 }
-const yardsticks = [rsync, rclone, cp].filter(installed);
+const yardsticks = [...(baseline ? [baseline] : []), ...[rsync, rclone, cp].filter(installed)];
 /** The tools that mirror: every scenario but the first copy compares these. */
 const mirrors = [treesync, ...yardsticks.filter((tool) => tool !== cp)];
 

@@ -1,18 +1,22 @@
 /**
- * Tests for applying a plan: through the worker pool production uses, on real temporary
+ * Tests for applying actions: through the worker pool production uses, on real temporary
  * folders.
  */
-import { type ApplyContext, applyPlan, type CopyContext, copyFile, FolderGuard } from "./apply.ts";
+import { deepStrictEqual, ok } from "node:assert/strict";
+import { Applier, type ApplyContext } from "./apply.ts";
 import { identityOf } from "./files.ts";
 import { type Action, planMirror } from "./plan.ts";
-import { scanTree } from "./scan.ts";
+import { LocalTreeChanges } from "./sides/local/changes.ts";
+import { placeCopy } from "./sides/local/place.ts";
+import { localFileSource, openSourceFile } from "./sides/local/source.ts";
+import { type CopyContext, stageCopy } from "./sides/local/stage.ts";
+import { type CopiedFile, type CopyOutcome } from "./sides/writer.ts";
 import {
   allocatedBytes,
-  assert,
-  assertEquals,
   CAN_MAKE_HOLES,
   planDefaults,
   readTree,
+  scanOfTree,
   sha256,
   withTemp,
   writeIslands,
@@ -25,72 +29,55 @@ function setUp(dir: string, pool: WorkerPool) {
   const [from, to, tempDir] = [`${dir}/from`, `${dir}/to`, `${dir}/tmp`];
   Deno.mkdirSync(to, { recursive: true });
   Deno.mkdirSync(tempDir); // outside the tree, or the plan would delete it
-  const toScan = scanTree(to, { exclude: () => false });
-  const plan = planMirror(scanTree(from, { exclude: () => false }), toScan, planDefaults);
+  const toScan = scanOfTree(to);
+  const plan = planMirror(scanOfTree(from), toScan, planDefaults);
+  const settled = new Map<string, CopyOutcome>();
   const context: ApplyContext = {
-    fromRoot: from,
-    toRoot: to,
-    tempDir,
-    tempIdentity: identityOf(tempDir)!,
-    trashDir: null,
-    trashIdentity: null,
-    owners: false,
-    sparse: false,
-    pool,
-    guard: new FolderGuard(to, toScan),
+    changes: new LocalTreeChanges(to, {
+      settings: { seen: toScan.entries, owners: false, sparse: false },
+      folders: {
+        tempDir,
+        tempIdentity: identityOf(tempDir)!,
+        trashDir: null,
+        trashIdentity: null,
+      },
+      pool,
+    }),
+    source: localFileSource(from),
     shouldStop: () => false,
-    mustAbort: () => false,
     pause: () => Promise.resolve(),
     onDone: () => {},
     onFailed: (problem) => {
       throw new Error(problem.message);
     },
+    onSettled: (action, outcome) => settled.set(action.path, outcome),
   };
-  return { plan, context };
+  return { plan, context, settled };
 }
 
-Deno.test("applyPlan() copies through the worker pool and records the hash of what was written", async () => {
+/** Applies every action of `plan` in order, then waits for the copies. */
+async function applyAll(plan: { actions: Action[] }, context: ApplyContext): Promise<Applier> {
+  const applier = new Applier(context);
+  for (const action of plan.actions) {
+    if (!await applier.apply(action)) break;
+  }
+  await applier.drain();
+  return applier;
+}
+
+Deno.test("Applier copies through the worker pool and records the hash of what was written", async () => {
   const pool = new WorkerPool(2);
   try {
     await withTemp(async (dir) => {
       writeTree(`${dir}/from`, { a: "1", sub: { b: "22", link: { link: "a" } } });
-      const { plan, context } = setUp(dir, pool);
-      const result = await applyPlan(plan, context);
-      assertEquals(readTree(`${dir}/to`), readTree(`${dir}/from`));
-      assertEquals(
-        result.written.get("sub/b")!.replica.hash,
-        sha256(new TextEncoder().encode("22")),
-      );
-      assertEquals(result.summary.copied, 3, "two files and a link");
-      assertEquals([...Deno.readDirSync(`${dir}/tmp`)].length, 0, "no temporary file is left");
-    });
-  } finally {
-    pool.close();
-  }
-});
-
-Deno.test("applyPlan() hands what is done so far to checkpoints between actions", async () => {
-  const pool = new WorkerPool(1);
-  try {
-    await withTemp(async (dir) => {
-      writeTree(`${dir}/from`, { a: "1", b: "22", c: "333", x: {} });
-      const { plan, context } = setUp(dir, pool);
-      // Copies run in batches: folder attributes wait for them, so the checkpoint before the
-      // copy after them sees the copies before.
-      const byPath = (path: string, kind = "copy") =>
-        plan.actions.find((a) => a.path === path && a.kind === kind)!;
-      const actions: Action[] = [byPath("a"), byPath("b"), byPath("x", "mkdir")];
-      actions.push(byPath("x", "dirattrs"), byPath("c"));
-      const seen: string[][] = [];
-      await applyPlan({ ...plan, actions }, {
-        ...context,
-        firstCheckpointMs: 0,
-        checkpoint: (done) => {
-          seen.push([...done.written.keys()].sort());
-          return 0;
-        },
-      });
-      assertEquals(seen, [[], [], [], [], ["a", "b"]]);
+      const { plan, context, settled } = setUp(dir, pool);
+      const applier = await applyAll(plan, context);
+      deepStrictEqual(readTree(`${dir}/to`), readTree(`${dir}/from`));
+      const copied = settled.get("sub/b");
+      ok(copied !== undefined && "copied" in copied);
+      deepStrictEqual(copied.copied.replica.hash, sha256(new TextEncoder().encode("22")));
+      deepStrictEqual(applier.result.summary.copied, 3, "two files and a link");
+      deepStrictEqual([...Deno.readDirSync(`${dir}/tmp`)].length, 0, "no temporary file is left");
     });
   } finally {
     pool.close();
@@ -107,18 +94,29 @@ function copyContextIn(dir: string, fields: Partial<CopyContext> = {}): CopyCont
     trashIdentity: null,
     owners: false,
     sparse: false,
-    toRoot: dir,
     parent: identityOf(dir),
     mustAbort: () => false,
     ...fields,
   };
 }
 
+/**
+ * Copies one file of `dir` as a copy worker and the main thread do: staged through SHA-256
+ * into a temporary file, then renamed into place.
+ */
+function copyFile(fromName: string, toName: string, context: CopyContext): CopiedFile | null {
+  const dir = context.tempDir.slice(0, -"/tmp".length);
+  const staged = stageCopy(() => openSourceFile(localFileSource(dir), fromName), context);
+  return staged === null
+    ? null
+    : placeCopy(`${dir}/${toName}`, staged, { ...context, toRoot: dir });
+}
+
 Deno.test("copyFile() reads again a file that changes while it is read, and takes what was read", async () => {
   await withTemp((dir) => {
     Deno.writeFileSync(`${dir}/big`, new Uint8Array(3 << 20).fill(1));
     let appendsLeft = 1;
-    const copied = copyFile(`${dir}/big`, `${dir}/copy`, {
+    const copied = copyFile("big", "copy", {
       ...copyContextIn(dir),
       // Runs between chunks of the copy: a writer appends once, mid-read.
       onBytes: () => {
@@ -128,14 +126,14 @@ Deno.test("copyFile() reads again a file that changes while it is read, and take
       },
     });
     const bytes = Deno.readFileSync(`${dir}/copy`);
-    assertEquals(bytes.length, (3 << 20) + 10, "the second read took the whole file");
-    assert(copied !== null);
-    assertEquals(copied.replica.hash, sha256(bytes));
-    assertEquals([...Deno.readDirSync(`${dir}/tmp`)].length, 0, "no temporary file is left");
+    deepStrictEqual(bytes.length, (3 << 20) + 10, "the second read took the whole file");
+    ok(copied !== null);
+    deepStrictEqual(copied.replica.hash, sha256(bytes));
+    deepStrictEqual([...Deno.readDirSync(`${dir}/tmp`)].length, 0, "no temporary file is left");
   });
 });
 
-Deno.test("applyPlan() never writes a new folder's files where its mkdir found a link", async () => {
+Deno.test("Applier never writes a new folder's files where its mkdir found a link", async () => {
   // Regression: the mkdir of `nd` failed on a link planted after the walk, and the copy of
   // `nd/passwd` was renamed through it, overwriting the file outside.
   const pool = new WorkerPool(1);
@@ -146,9 +144,9 @@ Deno.test("applyPlan() never writes a new folder's files where its mkdir found a
       const { plan, context } = setUp(dir, pool);
       Deno.symlinkSync(`${dir}/decoy`, `${dir}/to/nd`);
       const failed: string[] = [];
-      await applyPlan(plan, { ...context, onFailed: (problem) => failed.push(problem.path) });
-      assertEquals(Deno.readTextFileSync(`${dir}/decoy/passwd`), "outside");
-      assertEquals(
+      await applyAll(plan, { ...context, onFailed: (problem) => failed.push(problem.path) });
+      deepStrictEqual(Deno.readTextFileSync(`${dir}/decoy/passwd`), "outside");
+      deepStrictEqual(
         [...new Set(failed)].sort(),
         ["nd", "nd/passwd"],
         "mkdir, its copy, its attributes",
@@ -176,24 +174,20 @@ Deno.test({
       await withTemp((dir) => {
         writeIslands(`${dir}/source`, size, islands);
         const bytes = Deno.readFileSync(`${dir}/source`);
-        const sparse = copyFile(
-          `${dir}/source`,
-          `${dir}/sparse`,
-          copyContextIn(dir, { sparse: true }),
-        );
-        const full = copyFile(`${dir}/source`, `${dir}/full`, copyContextIn(dir));
+        const sparse = copyFile("source", "sparse", copyContextIn(dir, { sparse: true }));
+        const full = copyFile("source", "full", copyContextIn(dir));
         for (const [name, copied] of [["sparse", sparse], ["full", full]] as const) {
-          assert(copied !== null);
-          assertEquals(copied.replica.hash, sha256(bytes), `${name}: the hash is of every byte`);
-          assertEquals(Deno.statSync(`${dir}/${name}`).size, size, `${name}: the size is exact`);
-          assert(sha256(Deno.readFileSync(`${dir}/${name}`)) === sha256(bytes), `${name}: bytes`);
+          ok(copied !== null);
+          deepStrictEqual(copied.replica.hash, sha256(bytes), `${name}: the hash is of every byte`);
+          deepStrictEqual(Deno.statSync(`${dir}/${name}`).size, size, `${name}: the size is exact`);
+          ok(sha256(Deno.readFileSync(`${dir}/${name}`)) === sha256(bytes), `${name}: bytes`);
         }
         // Six blocks hold data (0, 3-4, 255-256, 1280), and the part-block at the end.
-        assert(
+        ok(
           allocatedBytes(`${dir}/sparse`) <= allocatedBytes(`${dir}/source`) + (16 << 10),
           `a sparse copy of ${size} bytes takes ${allocatedBytes(`${dir}/sparse`)} bytes`,
         );
-        assert(allocatedBytes(`${dir}/full`) >= size, "a copy without sparse writes every block");
+        ok(allocatedBytes(`${dir}/full`) >= size, "a copy without sparse writes every block");
       });
     }
   },
@@ -208,11 +202,11 @@ Deno.test({
       bytes.fill(9, 0, 10);
       bytes.fill(9, bytes.length - 10);
       Deno.writeFileSync(`${dir}/image`, bytes); // every block written, zeros too
-      assert(allocatedBytes(`${dir}/image`) >= bytes.length, "the source is fully allocated");
-      const copied = copyFile(`${dir}/image`, `${dir}/copy`, copyContextIn(dir, { sparse: true }));
-      assertEquals(copied?.replica.hash, sha256(bytes));
-      assertEquals(sha256(Deno.readFileSync(`${dir}/copy`)), sha256(bytes));
-      assert(allocatedBytes(`${dir}/copy`) <= 64 << 10, "only the first and last blocks");
+      ok(allocatedBytes(`${dir}/image`) >= bytes.length, "the source is fully allocated");
+      const copied = copyFile("image", "copy", copyContextIn(dir, { sparse: true }));
+      deepStrictEqual(copied?.replica.hash, sha256(bytes));
+      deepStrictEqual(sha256(Deno.readFileSync(`${dir}/copy`)), sha256(bytes));
+      ok(allocatedBytes(`${dir}/copy`) <= 64 << 10, "only the first and last blocks");
     });
   },
 });

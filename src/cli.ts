@@ -12,6 +12,7 @@ import { parseArgs } from "node:util";
 import { errorText, UsageError } from "./errors.ts";
 import { compileFilters, type FilterRule, parseExcludeFile } from "./exclude.ts";
 import { formatDuration, quoted, shortenQuoted } from "./format.ts";
+import { type DeleteLimit } from "./types.ts";
 
 /** Everything one invocation was asked to do, after defaults and validation. */
 export interface Options {
@@ -73,11 +74,11 @@ export interface Options {
   hardLinks: boolean;
 }
 
-/** A `--max-delete` limit: a count of entries, or a share of the replica's entries. */
-export type DeleteLimit = { count: number } | { percent: number };
+export type { DeleteLimit } from "./types.ts";
 
 /** A `--exclude-from` file named on the command line, not read yet. */
 export interface ExcludeFile {
+  /** Marks it as a file of rules, beside the rules themselves. */
   kind: "exclude-from";
   /** Absolute path. */
   path: string;

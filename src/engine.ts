@@ -8,170 +8,40 @@
  * @module
  */
 
-import { type Applier } from "./apply.ts";
-import { type Options } from "./cli.ts";
+import { folderUnchanged } from "./changed.ts";
+import {
+  type EngineContext,
+  type PendingDeletion,
+  type WalkLeftovers,
+  type WalkPair,
+} from "./context.ts";
 import { displayPath, quoted } from "./format.ts";
-import { idleProgress, type Reporter, type RunProgress } from "./log.ts";
+import { idleProgress, type Reporter } from "./log.ts";
 import { hashesNeeded } from "./needs.ts";
-import { type FolderRows, type NextRecord, resignedRow, rowFor } from "./nextrecord.ts";
+import { type FolderRows, resignedRow, rowFor } from "./nextrecord.ts";
 import { UsageError } from "./errors.ts";
 import { lockStep } from "./order.ts";
-import { isWithin, parentOf } from "./paths.ts";
-import {
-  type Action,
-  type Difference,
-  mergeDifferences,
-  planMirror,
-  type PlanOptions,
-  type Reason,
-} from "./plan.ts";
+import { baseName, isWithin, parentOf } from "./paths.ts";
+import { type Action, mergeDifferences, planMirror, type Reason } from "./plan.ts";
 import { type RecordMap } from "./record.ts";
-import { type RecordRow, type RecordSource } from "./recordfile.ts";
-import { type Entry, type FolderListing, type Problem, type Scan } from "./scan.ts";
-import { type FolderStream } from "./walk.ts";
-import { hashInPool, type WorkerPool } from "./workers.ts";
+import { type RecordRow } from "./recordfile.ts";
+import { type Entry, type FolderListing, sameSignature, type Scan } from "./scan.ts";
+import { type TreeReader } from "./sides/reader.ts";
 
-/** An entry the walk found extraneous: deleted at the end, unless it moves or is kept. */
-export interface PendingDeletion {
-  action: Action;
-  /** The replica's entry as walked. */
-  entry: Entry;
-  /** What the record knew of it. */
-  known?: RecordRow;
-  /** For a folder: the record's rows of its subtree, by folder, while few enough to hold. */
-  stash?: Map<string, Map<string, RecordRow>>;
-}
-
-/** A new source entry kept back until the deletions are known: it may be a move. */
-export interface PendingNew {
-  action: Action;
-}
-
-/** What a streamed run does with each decided action: apply it, or print it (dry run). */
-export interface ActionSink {
-  /** Applies or prints one action; false once a stop was asked. */
-  apply(action: Action): Promise<boolean>;
-  /** Waits for copies in flight. */
-  drain(): Promise<void>;
-  /** The applier, when writing. */
-  readonly applier: Applier | null;
-}
-
-/** Everything a streamed run works with. */
-export interface EngineContext {
-  options: Options;
-  /** The planner's options for every folder (moves are the engine's own). */
-  planOptions: Omit<PlanOptions, "fromHashes" | "toHashes">;
-  /** Whether moves are looked for (mirroring with deletions). */
-  moves: boolean;
-  /**
-   * Whether a new source folder may be a replica folder moved: the record knows a folder of its
-   * source inode somewhere. Only those wait for the end of the run; any other is made and
-   * filled in the walk that found it.
-   */
-  mayBeMoved: (entry: Entry) => boolean;
-  roots: { from: string; to: string };
-  /**
-   * Where a replica path is now, when a dry run walks a folder it would move under the name it
-   * would get: its files are read where they are.
-   */
-  locateTo?: (path: string) => string;
-  pool: WorkerPool;
-  report: Reporter;
-  sink: ActionSink;
-  /** The next record, when this run writes one. */
-  next: NextRecord | null;
-  /** The replica's folders (and the entries being changed) the folder guard checks against. */
-  guardEntries: Map<string, Entry>;
-  /** Folders whose copies are in flight: their rows wait for them. */
-  pendingRows: Map<string, FolderRows>;
-  /** With `--hard-links`: the first name of each source file with several, by inode. */
-  linkGroups: Map<string, LinkGroup> | null;
-  /**
-   * With `--hard-links`: each replica file with several names met, by `dev:ino`, and the
-   * source group its first name met keeps it for (`dev:ino` of the source file, or `one:PATH`
-   * for a source file with one name). A later name of it from another group is split off.
-   */
-  replicaLinks: Map<string, string> | null;
-  /** Where the progress line reads how far the run has come. */
-  control: { progress: RunProgress };
-  /** True once a stop was asked. */
-  stopped: () => boolean;
-}
-
-/** The first name this run met of a source file with several names (`--hard-links`). */
-export interface LinkGroup {
-  /** Its path. */
-  path: string;
-  /** The replica file's inode there, unless this run copies it afresh. */
-  replicaIno: number | null;
-  /** Its folder's record rows (its row is final once its copy is back). */
-  rows: Map<string, RecordRow> | null;
-}
-
-/** What the walk of a pair of trees leaves for the end of the run. */
-export interface WalkLeftovers {
-  deletions: PendingDeletion[];
-  /** Replica folders that must stay: they hold entries left out (excluded, unreadable). */
-  keptFolders: Set<string>;
-  /** New source entries that may be moves, in walk order. */
-  newEntries: PendingNew[];
-  /** Creations that must wait for a deletion (a type change), in walk order. */
-  afterDeletions: Action[];
-  /** Names to make hard links of their first name, once every copy is done. */
-  hardLinks: Action[];
-  /** Folders whose attributes are set last, by path. */
-  touchedFolders: Map<string, Entry>;
-  /** Of those, what differed from the source's before the run (those are listed). */
-  folderDiffers: Map<string, Difference[]>;
-  /** Replica entries walked (for a `--max-delete` percentage). */
-  replicaEntries: number;
-}
-
-/** A fresh set of leftovers. */
-export function emptyLeftovers(): WalkLeftovers {
-  return {
-    deletions: [],
-    keptFolders: new Set(),
-    newEntries: [],
-    afterDeletions: [],
-    hardLinks: [],
-    touchedFolders: new Map(),
-    folderDiffers: new Map(),
-    replicaEntries: 0,
-  };
-}
+export {
+  type ActionSink,
+  emptyLeftovers,
+  type EngineContext,
+  type LinkGroup,
+  type PendingDeletion,
+  type PendingNew,
+  type WalkLeftovers,
+  type WalkPair,
+  type WalkStart,
+} from "./context.ts";
 
 /** Rows of folders being deleted kept at most, for moves (a few hundred bytes each). */
 const STASH_ROWS = 200_000;
-
-/** One pair of walks merged in lock-step, from a start folder down. */
-export interface WalkPair {
-  from: FolderStream;
-  to: FolderStream;
-  record: RecordSource;
-  /**
-   * The start folder's entries on each side (a missing side: the other's stands in); several
-   * for a walk over several subtrees (in walk order, none inside another).
-   */
-  start: WalkStart | WalkStart[];
-  /** New entries wait for the end (they may be moves); false once the end has come. */
-  deferNew: boolean;
-  /** Folder rows go into the draft (the main walk) or are patched in (the end's walks). */
-  rows: "draft" | "patch";
-}
-
-/** A folder a walk starts at, and its entry on each side. */
-export interface WalkStart {
-  folder: string;
-  from: Entry | null;
-  to: Entry | null;
-  /**
-   * Where the replica's side of `folder` is now, when it is still elsewhere: a folder a dry run
-   * would move, walked where it is and listed under the name it would get.
-   */
-  toFolder?: string;
-}
 
 /**
  * Walks a pair of trees in lock-step and decides and acts folder by folder, leaving what must
@@ -490,7 +360,7 @@ class MirrorWalk {
     scans: { from: Scan; to: Scan },
     hashes: { fromHashes: RecordMap; toHashes: RecordMap },
   ): Promise<void> {
-    const { planOptions, pool, roots, report, options } = this.#context;
+    const { planOptions, trees, names, report, options } = this.#context;
     const wanted = hashesNeeded(scans.from, scans.to, {
       ...hashes,
       checksum: planOptions.checksum,
@@ -508,11 +378,10 @@ class MirrorWalk {
         if (wanted[side].length === 0) continue;
         await hashFiles(wanted[side], {
           scan: scans[side],
-          root: roots[side],
+          tree: trees[side],
           ...(side === "to" && this.#context.locateTo ? { locate: this.#context.locateTo } : {}),
-          pool,
           report,
-          label: side === "from" ? "source" : "target",
+          label: names[side],
           debug: options.verbosity >= 3,
           onBatch: (files, bytes) => {
             hashing.done += files;
@@ -535,7 +404,7 @@ class MirrorWalk {
     const rows = new Map<string, RecordRow>();
     const names = new Set<string>();
     for (const scan of [scans.from, scans.to]) {
-      for (const path of scan.entries.keys()) if (path !== folder) names.add(baseOf(path));
+      for (const path of scan.entries.keys()) if (path !== folder) names.add(baseName(path));
     }
     for (const name of names) {
       const path = joinPath(folder, name);
@@ -609,7 +478,7 @@ class MirrorWalk {
           ? { code: "inside-replaced" }
           : action.reason;
         const deletion: PendingDeletion = { action: { ...action, reason }, entry };
-        const known = state.known.get(baseOf(action.path));
+        const known = state.known.get(baseName(action.path));
         if (known) deletion.known = known;
         left.deletions.push(deletion);
         if (action.kind === "rmdir") this.#deletedFolders.set(action.path, deletion);
@@ -634,7 +503,7 @@ class MirrorWalk {
     const signature = applier?.result.resigned.get(path);
     if (!signature) return;
     applier!.result.resigned.delete(path);
-    const name = baseOf(path);
+    const name = baseName(path);
     const row = rows.get(name);
     if (row) rows.set(name, resignedRow(row, signature));
   }
@@ -648,55 +517,6 @@ class MirrorWalk {
       if (other.kind === "dir" && !this.#replaced.has(path)) this.#skipTo.add(path);
     }
   }
-}
-
-/**
- * Whether a folder needs nothing at all, so that the planner may be skipped: the same names on
- * both sides, each the same kind, size, mtime, mode (and owner, when kept) or link target, and
- * a record that vouches for every file on both sides as it is now and holds exactly these
- * entries, so its rows carry over unchanged. Anything else goes through the planner. Pure.
- */
-export function folderUnchanged(
-  from: FolderListing,
-  to: FolderListing,
-  input: { known: Map<string, RecordRow>; owners: boolean },
-): boolean {
-  const { known, owners } = input;
-  if (from.entries.size !== to.entries.size || from.problems.length + to.problems.length > 0) {
-    return false;
-  }
-  // Listings and rows are all in name order: stepping through them together replaces two
-  // lookups an entry (a list in another order only sends the folder to the planner).
-  const targets = to.entries.entries();
-  const rows = known.values();
-  let recorded = 0;
-  for (const [name, source] of from.entries) {
-    const [targetName, target] = targets.next().value!;
-    if (targetName !== name || target.kind !== source.kind || target.mode !== source.mode) {
-      return false;
-    }
-    if (owners && (target.uid !== source.uid || target.gid !== source.gid)) return false;
-    if (source.kind === "symlink") {
-      if (source.target !== target.target) return false;
-      continue;
-    }
-    if (source.mtimeMs !== target.mtimeMs) return false;
-    const row: RecordRow | undefined = rows.next().value;
-    if (row === undefined || row.name !== name) return false;
-    recorded++;
-    if (source.kind === "dir") {
-      if (row.kind !== "dir" || row.source?.ino !== source.ino || row.replica?.ino !== target.ino) {
-        return false;
-      }
-      continue;
-    }
-    if (row.kind !== "file" || !row.source || !row.replica || row.replica.hash === null) {
-      return false;
-    }
-    if (!sameSig(row.source, source) || !sameSig(row.replica, target)) return false;
-    if (source.size !== target.size) return false;
-  }
-  return recorded === known.size;
 }
 
 /** Whether a listing has files with several names (their group is decided name by name). */
@@ -735,13 +555,13 @@ function routeOf(
   }
 }
 
-/** Hashes files of one side in the pool, putting each hash on its entry. */
+/** Hashes files of one tree, putting each hash on its entry. */
 export async function hashFiles(
   paths: string[],
   input: {
     scan: Scan;
-    root: string;
-    pool: WorkerPool;
+    /** The tree the files are in. */
+    tree: TreeReader;
     report: Reporter;
     label: string;
     debug: boolean;
@@ -752,11 +572,11 @@ export async function hashFiles(
     locate?: (path: string) => string;
   },
 ): Promise<void> {
-  const { scan, root, pool, report, label, debug } = input;
+  const { scan, tree, report, label, debug } = input;
   const locate = input.locate ?? ((path: string) => path);
   const named = new Map(paths.map((path) => [locate(path), path]));
   const files = paths.map((path) => ({ path: locate(path), size: scan.entries.get(path)!.size }));
-  const outcomes = await hashInPool(pool, root, files, input.onBatch);
+  const outcomes = await tree.hash(files, input.onBatch);
   for (const [readAt, outcome] of outcomes) {
     const path = named.get(readAt) ?? readAt;
     const entry = scan.entries.get(path)!;
@@ -765,7 +585,7 @@ export async function hashFiles(
       const line = `${displayPath(path)}: Cannot hash: ${outcome.error}`;
       if (input.failuresAreErrors ?? true) report.error(line);
       else report.debug(line);
-    } else if (outcome.result && sameSig(outcome.result.signature, entry)) {
+    } else if (outcome.result && sameSignature(outcome.result.signature, entry)) {
       // A file that changed since the walk stays unhashed: the plan then copies it.
       entry.hash = outcome.result.hash;
       entry.hashedAtMs = outcome.result.hashedAtMs;
@@ -773,22 +593,6 @@ export async function hashFiles(
   }
 }
 
-function sameSig(
-  a: { size: number; mtimeMs: number; ctimeMs: number; ino: number },
-  b: Entry,
-): boolean {
-  return a.size === b.size && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs && a.ino === b.ino;
-}
-
 function joinPath(folder: string, name: string): string {
   return folder === "" ? name : `${folder}/${name}`;
-}
-
-function baseOf(path: string): string {
-  return path.slice(path.lastIndexOf("/") + 1);
-}
-
-/** Problems a listing holds, for the run's count. */
-export function listingProblems(listing: FolderListing): Problem[] {
-  return listing.problems;
 }

@@ -1,8 +1,9 @@
-import { folderUnchanged } from "./engine.ts";
+import { deepStrictEqual } from "node:assert/strict";
+import { folderUnchanged } from "./changed.ts";
 import { rowFor } from "./nextrecord.ts";
 import { type RecordRow } from "./recordfile.ts";
 import { type Entry, type FolderListing } from "./scan.ts";
-import { assertEquals, e, vouch } from "./test_helpers.ts";
+import { e, vouch } from "./test_helpers.ts";
 
 const HASH = "ab".repeat(32);
 
@@ -48,7 +49,7 @@ Deno.test("folderUnchanged() lets only a folder the planner would leave alone sk
       known,
       owners: false,
     });
-    assertEquals([label, result], [label, expected]);
+    deepStrictEqual([label, result], [label, expected]);
   }
 });
 
@@ -65,30 +66,30 @@ Deno.test("folderUnchanged() wants the same names on both sides and a record of 
   const known = new Map([["f", row], ["sub", dirRow]]);
   const check = (from: Record<string, Entry>, to: Record<string, Entry>, rows = known) =>
     folderUnchanged(listing(from), listing(to), { known: rows, owners: false });
-  assertEquals(check({ f: source, sub: dirS }, { f: replica, sub: dirR }), true);
-  assertEquals(
+  deepStrictEqual(check({ f: source, sub: dirS }, { f: replica, sub: dirR }), true);
+  deepStrictEqual(
     check({ f: source, sub: dirS }, { f: replica }),
     false,
     "a folder only in the source",
   );
-  assertEquals(check({ f: source }, { f: replica, sub: dirR }), false, "only in the replica");
-  assertEquals(
+  deepStrictEqual(check({ f: source }, { f: replica, sub: dirR }), false, "only in the replica");
+  deepStrictEqual(
     check({ f: source, sub: dirS }, { f: replica, sub: e("dir") }),
     false,
     "another folder",
   );
-  assertEquals(
+  deepStrictEqual(
     check({ f: source }, { f: replica }, new Map([["f", row], ["gone", row]])),
     false,
     "a row the record should drop",
   );
   const link = (target: string) => e("symlink", { target });
-  assertEquals(
+  deepStrictEqual(
     check({ f: source, sub: dirS, l: link("a") }, { f: replica, sub: dirR, l: link("a") }),
     true,
     "links are not recorded",
   );
-  assertEquals(
+  deepStrictEqual(
     check({ f: source, sub: dirS, l: link("a") }, { f: replica, sub: dirR, l: link("b") }),
     false,
     "a link's target",
@@ -101,40 +102,40 @@ Deno.test("folderUnchanged() compares owners only when they are kept", () => {
   const known = new Map([["f", file.row]]);
   const run = (owners: boolean) =>
     folderUnchanged(listing({ f: file.source }), listing({ f: file.replica }), { known, owners });
-  assertEquals([run(false), run(true)], [true, false]);
+  deepStrictEqual([run(false), run(true)], [true, false]);
 });
 
 Deno.test("rowFor() keeps what the record knew while it holds, and the replica's signature", () => {
   const { source, replica, row } = synced();
-  assertEquals(
+  deepStrictEqual(
     rowFor("f", { source, replica, known: row }),
     row,
     "unchanged: the row carries over",
   );
   const edited = { ...source, ctimeMs: source.ctimeMs + 1_000 };
-  assertEquals(rowFor("f", { source: edited, replica, known: row }), {
+  deepStrictEqual(rowFor("f", { source: edited, replica, known: row }), {
     name: "f",
     kind: "file",
     replica: row.replica!,
   }, "the source side goes once it changed");
   const hashed = { ...edited, hash: HASH, hashedAtMs: 9_000 };
-  assertEquals(
+  deepStrictEqual(
     rowFor("f", { source: hashed, replica, known: row })!.source!.hash,
     HASH,
     "hashed this run",
   );
   const unknown = rowFor("f", { source, replica, known: undefined })!;
-  assertEquals(
+  deepStrictEqual(
     [unknown.source, unknown.replica!.hash],
     [undefined, null],
     "no record: the replica unhashed",
   );
-  assertEquals(
+  deepStrictEqual(
     rowFor("l", { source: e("symlink"), replica: e("symlink"), known: undefined }),
     null,
   );
   const dir = rowFor("d", { source: e("dir", { ino: 7 }), replica: undefined, known: undefined })!;
-  assertEquals(
+  deepStrictEqual(
     [dir.kind, dir.source!.ino, dir.replica],
     ["dir", 7, undefined],
     "a folder: its source inode, for moves",

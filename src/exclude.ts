@@ -18,7 +18,9 @@ export type ExcludeMatcher = (path: string, isDir: boolean) => boolean;
  * is and is compiled there.
  */
 export interface FilterRule {
+  /** Whether a match keeps the entry in (`--include`) or leaves it out (`--exclude`). */
   kind: "include" | "exclude";
+  /** The pattern as given (rsync's syntax). */
   pattern: string;
 }
 
@@ -100,7 +102,7 @@ const POSIX_CLASSES: Record<string, string> = {
 };
 
 /** The names of {@linkcode POSIX_CLASSES}, for a message. */
-export const POSIX_CLASS_NAMES = Object.keys(POSIX_CLASSES);
+export const POSIX_CLASS_NAMES: string[] = Object.keys(POSIX_CLASSES);
 
 /**
  * The glob as a regular expression's source, read as rsync's wildmatch reads it: `*` and `?`

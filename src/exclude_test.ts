@@ -5,6 +5,7 @@
  * @module
  */
 
+import { deepStrictEqual, throws } from "node:assert/strict";
 import { UsageError } from "./errors.ts";
 import {
   compileFilters,
@@ -12,7 +13,6 @@ import {
   isExcludedRecordPath,
   parseExcludeFile,
 } from "./exclude.ts";
-import { assertEquals, assertThrows } from "./test_helpers.ts";
 
 /** Rules written as rsync writes them in a file: `+ *.c`, `- *`. */
 function rules(...lines: string[]): FilterRule[] {
@@ -48,7 +48,7 @@ Deno.test("compileFilters() reads globs like rsync and .gitignore", () => {
   ];
   for (const [pattern, path, isDir, excluded] of table) {
     const matcher = compileFilters(rules(`- ${pattern}`));
-    assertEquals(matcher(path, isDir), excluded, `${pattern} ~ ${path}`);
+    deepStrictEqual(matcher(path, isDir), excluded, `${pattern} ~ ${path}`);
   }
 });
 
@@ -64,7 +64,7 @@ Deno.test("isExcludedRecordPath() excludes a recorded file below an excluded fol
   ];
   for (const [pattern, path, excluded] of table) {
     const matcher = compileFilters(rules(`- ${pattern}`));
-    assertEquals(isExcludedRecordPath(path, matcher), excluded, `${pattern} ~ ${path}`);
+    deepStrictEqual(isExcludedRecordPath(path, matcher), excluded, `${pattern} ~ ${path}`);
   }
 });
 
@@ -101,7 +101,7 @@ Deno.test("compileFilters() lets the first matching rule decide, as rsync does",
   ];
   for (const [lines, path, isDir, excluded] of table) {
     const matcher = compileFilters(rules(...lines));
-    assertEquals(matcher(path, isDir), excluded, `${lines.join(", ")} ~ ${path}`);
+    deepStrictEqual(matcher(path, isDir), excluded, `${lines.join(", ")} ~ ${path}`);
   }
 });
 
@@ -117,17 +117,19 @@ Deno.test("isExcludedRecordPath() leaves out a file below a folder no include ke
   ];
   for (const [lines, path, excluded] of table) {
     const matcher = compileFilters(rules(...lines));
-    assertEquals(isExcludedRecordPath(path, matcher), excluded, `${lines.join(", ")} ~ ${path}`);
+    deepStrictEqual(isExcludedRecordPath(path, matcher), excluded, `${lines.join(", ")} ~ ${path}`);
   }
 });
 
 Deno.test("compileFilters() names the flag of a bad pattern", () => {
-  assertThrows(
+  throws(
     () => compileFilters(rules("- *.tmp", "+ [ab")),
-    UsageError,
-    /^Invalid --include '\[ab': '\[' is not closed$/,
+    { name: UsageError.name, message: /^Invalid --include '\[ab': '\[' is not closed$/ },
   );
-  assertThrows(() => compileFilters(rules("- /")), UsageError, /^Invalid --exclude '\/': /);
+  throws(() => compileFilters(rules("- /")), {
+    name: UsageError.name,
+    message: /^Invalid --exclude '\/': /,
+  });
 });
 
 Deno.test("parseExcludeFile() reads a pattern a line; skips blanks and # comments; + and - choose", () => {
@@ -145,7 +147,7 @@ Deno.test("parseExcludeFile() reads a pattern a line; skips blanks and # comment
     "-not-a-prefix",
     "",
   ].join("\n");
-  assertEquals(parseExcludeFile(text, "--exclude-from 'f'"), [
+  deepStrictEqual(parseExcludeFile(text, "--exclude-from 'f'"), [
     { kind: "exclude", pattern: "*.o" },
     { kind: "exclude", pattern: "*.log" },
     { kind: "include", pattern: "keep.tmp" },
@@ -154,7 +156,7 @@ Deno.test("parseExcludeFile() reads a pattern a line; skips blanks and # comment
     { kind: "exclude", pattern: "a#b" },
     { kind: "exclude", pattern: "-not-a-prefix" },
   ]);
-  assertEquals(parseExcludeFile("", "--exclude-from 'f'"), []);
+  deepStrictEqual(parseExcludeFile("", "--exclude-from 'f'"), []);
 });
 
 Deno.test("parseExcludeFile() refuses a bad line, naming the file and the line", () => {
@@ -167,7 +169,10 @@ Deno.test("parseExcludeFile() refuses a bad line, naming the file and the line",
     ["!", /^Cannot use line 1 of --exclude-from 'f': '!' \(clear the rules so far\)/],
   ];
   for (const [text, pattern] of table) {
-    assertThrows(() => parseExcludeFile(text, "--exclude-from 'f'"), UsageError, pattern);
+    throws(() => parseExcludeFile(text, "--exclude-from 'f'"), {
+      name: UsageError.name,
+      message: pattern,
+    });
   }
 });
 
@@ -246,16 +251,18 @@ Deno.test("compileFilters() reads bracket classes as rsync reads them", () => {
   for (const [pattern, excluded] of CLASS_TABLE) {
     const matcher = compileFilters(rules(`- ${pattern}`));
     const ours = CLASS_NAMES.filter((name) => matcher(name, false));
-    assertEquals(ours, CLASS_NAMES.filter((name) => excluded.includes(name)), pattern);
+    deepStrictEqual(ours, CLASS_NAMES.filter((name) => excluded.includes(name)), pattern);
   }
 });
 
 Deno.test("compileFilters() refuses an unknown POSIX class, naming it and the known ones", () => {
   for (const pattern of ["[[:alpah:]]*", "x[[:word:]]"]) {
-    assertThrows(
+    throws(
       () => compileFilters(rules(`- ${pattern}`)),
-      UsageError,
-      /^Invalid --exclude '.*': '\[:\w+:\]' is not a class \(use one of alnum, alpha, /,
+      {
+        name: UsageError.name,
+        message: /^Invalid --exclude '.*': '\[:\w+:\]' is not a class \(use one of alnum, alpha, /,
+      },
     );
   }
 });
@@ -282,11 +289,11 @@ Deno.test({
         const copy = new Deno.Command("rsync", {
           args: ["-r", "--exclude", pattern, `${root}/src/`, `${to}/`],
         }).outputSync();
-        assertEquals(copy.success, true, `rsync --exclude ${pattern}`);
+        deepStrictEqual(copy.success, true, `rsync --exclude ${pattern}`);
         const kept = new Set([...Deno.readDirSync(to)].map((entry) => entry.name));
         const matcher = compileFilters(rules(`- ${pattern}`));
         const ours = CLASS_NAMES.filter((name) => !matcher(name, false));
-        assertEquals(ours, CLASS_NAMES.filter((name) => kept.has(name)), pattern);
+        deepStrictEqual(ours, CLASS_NAMES.filter((name) => kept.has(name)), pattern);
       });
     } finally {
       Deno.removeSync(root, { recursive: true });

@@ -5,14 +5,12 @@
  * @module
  */
 
+import { deepStrictEqual, match, ok } from "node:assert/strict";
 import { crc32 } from "node:zlib";
 import { pathExists } from "./files.ts";
 import { openRecord, recordCapBytes } from "./recordfile.ts";
 import {
-  assert,
-  assertEquals,
   assertExit,
-  assertMatch,
   cli,
   type CliResult,
   collect,
@@ -33,7 +31,7 @@ Deno.test("--exclude '[[:digit:]]*' keeps the replica-only 2024-backup, as rsync
     writeTree(`${dir}/r`, { "2024-backup": "kept", stale: "old" });
     const result = await cli(["--adopt", "--exclude", "[[:digit:]]*", `${dir}/s`, `${dir}/r`]);
     assertExit(result, 0);
-    assertEquals(readTree(`${dir}/r`), { "2024-backup": "kept", a: "a" });
+    deepStrictEqual(readTree(`${dir}/r`), { "2024-backup": "kept", a: "a" });
   });
 });
 
@@ -42,8 +40,8 @@ Deno.test("--exclude with an unknown POSIX class exits 2 naming it", async () =>
     writeTree(`${dir}/s`, { a: "a" });
     const result = await cli(["--exclude", "[[:letter:]]-b", `${dir}/s`, `${dir}/r`]);
     assertExit(result, 2);
-    assertMatch(result.stderr, /'\[:letter:\]' is not a class/);
-    assert(!pathExists(`${dir}/r`), "nothing is written");
+    match(result.stderr, /'\[:letter:\]' is not a class/);
+    ok(!pathExists(`${dir}/r`), "nothing is written");
   });
 });
 
@@ -66,16 +64,16 @@ Deno.test("--exclude-from a fifo or a device exits 2 naming it, and never blocks
   await withTemp(async (dir) => {
     writeTree(`${dir}/s`, { a: "a" });
     const made = new Deno.Command("mkfifo", { args: [`${dir}/rules`] }).outputSync();
-    assert(made.success, "mkfifo");
+    ok(made.success, "mkfifo");
     for (const [path, kind] of [[`${dir}/rules`, "a fifo"], ["/dev/zero", "a device"]]) {
       const result = await cliEnds(["--exclude-from", path!, `${dir}/s`, `${dir}/r`]);
       assertExit(result, 2);
-      assertMatch(
+      match(
         result.stderr,
         new RegExp(`^treesync: Cannot read --exclude-from '${path}': it is ${kind}`, "m"),
       );
     }
-    assert(!pathExists(`${dir}/r`), "nothing is written");
+    ok(!pathExists(`${dir}/r`), "nothing is written");
   });
 });
 
@@ -90,11 +88,11 @@ Deno.test("--verify calls a file written after the record 'changed', not 'mismat
     Deno.renameSync(`${dir}/r/.f.new`, `${dir}/r/f`);
     const verify = await cli(["--verify", "--json", `${dir}/r`]);
     assertExit(verify, 1);
-    assertEquals(verify.stdout.split("\n")[0], "changed f");
-    assertEquals(jsonLine(verify).mismatched, 0);
-    assertEquals(jsonLine(verify).changed, 1);
-    assertMatch(verify.stderr, /Not verified: 1 file changed since the record was written/);
-    assert(!/^mismatch /m.test(verify.stdout), verify.stdout);
+    deepStrictEqual(verify.stdout.split("\n")[0], "changed f");
+    deepStrictEqual(jsonLine(verify).mismatched, 0);
+    deepStrictEqual(jsonLine(verify).changed, 1);
+    match(verify.stderr, /Not verified: 1 file changed since the record was written/);
+    ok(!/^mismatch /m.test(verify.stdout), verify.stdout);
     // A run mirrors it again, and the record vouches for it.
     assertExit(await cli([`${dir}/s`, `${dir}/r`]), 0);
     assertExit(await cli(["--verify", `${dir}/r`]), 0);
@@ -109,12 +107,12 @@ Deno.test("--verify on a corrupt record says it leaves it, never that it rebuild
     const before = Deno.readFileSync(`${dir}/r/.treesync/record`);
     const verify = await cli(["--verify", `${dir}/r`]);
     assertExit(verify, 1);
-    assert(!/rebuilding/.test(verify.stderr), verify.stderr);
-    assertMatch(
+    ok(!/rebuilding/.test(verify.stderr), verify.stderr);
+    match(
       verify.stderr,
       /corrupt .*; --verify leaves it as it is \(the next run rebuilds it\)/,
     );
-    assertEquals(Deno.readFileSync(`${dir}/r/.treesync/record`), before);
+    deepStrictEqual(Deno.readFileSync(`${dir}/r/.treesync/record`), before);
   });
 });
 
@@ -125,14 +123,14 @@ Deno.test("--verify without the runs' --exclude rules says to pass them; with th
     assertExit(await cli(["--exclude", "*.tmp", `${dir}/s`, `${dir}/r`]), 0);
     const bare = await cli(["--verify", `${dir}/r`]);
     assertExit(bare, 1);
-    assertEquals(bare.stdout, "unrecorded keep.tmp\n");
-    assertMatch(
+    deepStrictEqual(bare.stdout, "unrecorded keep.tmp\n");
+    match(
       bare.stderr,
       /1 unrecorded file: if the runs use --exclude or --include rules, pass the same rules to --verify/,
     );
     const ruled = await cli(["--verify", "--exclude", "*.tmp", `${dir}/r`]);
     assertExit(ruled, 0);
-    assertEquals(ruled.stdout, "");
+    deepStrictEqual(ruled.stdout, "");
   });
 });
 
@@ -177,20 +175,20 @@ function recordComplaints(path: string): string[] {
 
 Deno.test("a record larger than its rows can be, or a block larger than its rows, is refused unread", async () => {
   await withTemp((dir) => {
-    assertEquals(recordCapBytes(1000), (1 << 20) + 1000 * 1024);
+    deepStrictEqual(recordCapBytes(1000), (1 << 20) + 1000 * 1024);
     // 2 MiB of anything with a trailer that says 1 row: refused at open.
     craftRecord(`${dir}/whole`, new Uint8Array(2 << 20).fill(0xff), 1);
     const whole = recordComplaints(`${dir}/whole`);
-    assertEquals(whole.length, 1);
-    assertMatch(whole[0]!, /is 2\.0 MiB, more than a record of 1 rows can be \(1\.0 MiB\)/);
+    deepStrictEqual(whole.length, 1);
+    match(whole[0]!, /is 2\.0 MiB, more than a record of 1 rows can be \(1\.0 MiB\)/);
     // A block that says it is 3 MiB and holds 1 row, in a record of 10,000 rows.
     const bodyLength = 3 << 20;
     const block = new Uint8Array(varint(bodyLength).length + bodyLength + 4);
     block.set([...varint(bodyLength), 0, 0, ...varint(1)]);
     craftRecord(`${dir}/block`, block, 10_000);
     const one = recordComplaints(`${dir}/block`);
-    assertEquals(one.length, 1);
-    assertMatch(one[0]!, /block 1 is 3\.0 MiB, more than a block of 1 rows can be \(65\.0 KiB\)/);
+    deepStrictEqual(one.length, 1);
+    match(one[0]!, /block 1 is 3\.0 MiB, more than a block of 1 rows can be \(65\.0 KiB\)/);
   });
 });
 
@@ -206,10 +204,10 @@ Deno.test("--max-delete holding back files that became folders fails nothing and
     const held = await cli(["--max-delete", "1", "--json", source, `${dir}/r`]);
     assertExit(held, 3);
     // The one error line is the refusal itself: every error line counts, and nothing else failed.
-    assertEquals([jsonLine(held).failed, jsonLine(held).deletionsHeldBack], [1, 3]);
-    assertEquals(held.stderr.match(/^error: /gm)?.length, 1, held.stderr);
-    assert(!/Cannot|dirattrs/.test(held.stderr), held.stderr);
-    assertEquals(readTree(`${dir}/r`), { f1: "x", f2: "x", f3: "x", keep: "k" });
+    deepStrictEqual([jsonLine(held).failed, jsonLine(held).deletionsHeldBack], [1, 3]);
+    deepStrictEqual(held.stderr.match(/^error: /gm)?.length, 1, held.stderr);
+    ok(!/Cannot|dirattrs/.test(held.stderr), held.stderr);
+    deepStrictEqual(readTree(`${dir}/r`), { f1: "x", f2: "x", f3: "x", keep: "k" });
   });
 });
 
@@ -223,7 +221,7 @@ async function startWatch(args: string[]): Promise<RunningCli> {
 /** Ends a watch started by {@linkcode startWatch}; it must exit 0. */
 async function quitWatch(loop: RunningCli): Promise<void> {
   await loop.send("quit");
-  assertEquals(await loop.exitCode(), 0, loop.stderr);
+  deepStrictEqual(await loop.exitCode(), 0, loop.stderr);
 }
 
 Deno.test("watch: --max-delete P% is a share of the whole replica, not of the folders watched", async () => {
@@ -234,9 +232,9 @@ Deno.test("watch: --max-delete P% is a share of the whole replica, not of the fo
     const loop = await startWatch(["--max-delete", "10%", `${dir}/s`, `${dir}/r`]);
     for (const name of ["a", "b", "c"]) Deno.removeSync(`${dir}/s/small/${name}`);
     await loop.waitFor(() => loop.runs === 2, "the watch run");
-    assertMatch(loop.stderr, /^watch run: 1 folder \(small\)$/m);
-    assert(!/Deleting nothing/.test(loop.stderr), loop.stderr);
-    assertEquals(readTree(`${dir}/r/small`), { d: "d", e: "e" });
+    match(loop.stderr, /^watch run: 1 folder \(small\)$/m);
+    ok(!/Deleting nothing/.test(loop.stderr), loop.stderr);
+    deepStrictEqual(readTree(`${dir}/r/small`), { d: "d", e: "e" });
     await quitWatch(loop);
   });
 });
@@ -252,7 +250,7 @@ Deno.test("-H splits replica names whose source names were split, even with the 
     writeTree(source, { a: { f: "shared" }, b: {} });
     Deno.linkSync(`${source}/a/f`, `${source}/b/g`);
     assertExit(await cli(["-H", source, replica]), 0);
-    assertEquals(new Set(inodes(replica, ["a/f", "b/g"])).size, 1);
+    deepStrictEqual(new Set(inodes(replica, ["a/f", "b/g"])).size, 1);
     // b/g becomes a copy of its own: same content, same mtime.
     const mtime = Deno.lstatSync(`${source}/b/g`).mtime!;
     Deno.removeSync(`${source}/b/g`);
@@ -260,15 +258,15 @@ Deno.test("-H splits replica names whose source names were split, even with the 
     Deno.utimeSync(`${source}/b/g`, mtime, mtime);
     const split = await cli(["-H", "-v", source, replica]);
     assertExit(split, 0);
-    assertEquals(new Set(inodes(replica, ["a/f", "b/g"])).size, 2, split.stderr);
+    deepStrictEqual(new Set(inodes(replica, ["a/f", "b/g"])).size, 2, split.stderr);
     // The change line says why a file of the same content and mtime is copied again.
-    assertMatch(split.stderr, /^update (a\/f|b\/g) \(links; 6 B\)$/m);
-    assertEquals(Deno.lstatSync(`${replica}/a/f`).nlink, 1);
-    assertEquals(readTree(replica), readTree(source));
-    assertEquals(snapshot(replica), snapshot(source));
+    match(split.stderr, /^update (a\/f|b\/g) \(links; 6 B\)$/m);
+    deepStrictEqual(Deno.lstatSync(`${replica}/a/f`).nlink, 1);
+    deepStrictEqual(readTree(replica), readTree(source));
+    deepStrictEqual(snapshot(replica), snapshot(source));
     // And a no-op after.
     const again = await cli(["-H", "--json", source, replica]);
-    assertEquals([jsonLine(again).updated, jsonLine(again).linked], [0, 0]);
+    deepStrictEqual([jsonLine(again).updated, jsonLine(again).linked], [0, 0]);
   });
 });
 
@@ -284,11 +282,11 @@ Deno.test("-H relinking names into a folder leaves that folder's mtime right", a
     Deno.utimeSync(`${source}/c`, mtime, mtime);
     const relinked = await cli(["-H", "--json", source, replica]);
     assertExit(relinked, 0);
-    assertEquals(jsonLine(relinked).linked, 1);
-    assertEquals(new Set(inodes(replica, ["a/f", "c/h"])).size, 1);
-    assertEquals(snapshot(replica), snapshot(source));
+    deepStrictEqual(jsonLine(relinked).linked, 1);
+    deepStrictEqual(new Set(inodes(replica, ["a/f", "c/h"])).size, 1);
+    deepStrictEqual(snapshot(replica), snapshot(source));
     const again = await cli(["-H", "--json", source, replica]);
-    assertEquals(jsonLine(again).attrsUpdated, 0);
+    deepStrictEqual(jsonLine(again).attrsUpdated, 0);
   });
 });
 
@@ -340,7 +338,7 @@ Deno.test("watch -H: a new name, an edit through one name, a split: the replica'
     Deno.writeTextFileSync(`${source}/b/g`, "edited through a/f");
     Deno.utimeSync(`${source}/b/g`, mtime, mtime);
     await loop.waitFor(() => linkedAsSource(source, replica, names), "b/g split off");
-    assertEquals(Deno.lstatSync(`${replica}/a/f`).nlink, 1);
+    deepStrictEqual(Deno.lstatSync(`${replica}/a/f`).nlink, 1);
     await quitWatch(loop);
   });
 });
@@ -350,7 +348,7 @@ Deno.test("-vv names a folder's attributes as the README does ('attrs d/'), neve
     writeTree(`${dir}/s`, { d: { f: "f" } });
     const result = await cli(["-vv", `${dir}/s`, `${dir}/r`]);
     assertExit(result, 0);
-    assertMatch(result.stderr, /^attrs d\/$/m);
-    assert(!/dirattrs/.test(result.stderr), result.stderr);
+    match(result.stderr, /^attrs d\/$/m);
+    ok(!/dirattrs/.test(result.stderr), result.stderr);
   });
 });

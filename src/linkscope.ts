@@ -15,11 +15,13 @@ import { type FilterRule } from "./exclude.ts";
 import { baseName, isWithin } from "./paths.ts";
 import { type RecordSource } from "./recordfile.ts";
 import { type Entry, sameSignature } from "./scan.ts";
-import { FolderStream } from "./walk.ts";
+import { type TreeReader } from "./sides/reader.ts";
 
 /** What widening a scope needs to know of the run. */
 export interface LinkScopeInput {
-  roots: { from: string; to: string };
+  /** The tree mirrored from and the tree mirrored to: only walked. */
+  trees: { from: TreeReader; to: TreeReader };
+  /** `--include`/`--exclude` rules, in order. */
   filters: FilterRule[];
   /** Each tree's walk stops at the other's root. */
   avoid: { from: Identity[]; to: Identity[] };
@@ -41,7 +43,10 @@ interface LinkedInodes {
  * row (new, written, relinked): by its inode, when it has several names; by its replica file's,
  * when that has several names. Unchanged links cost a walk of the scope, never a record read.
  */
-export async function widenForLinks(scope: string[], input: LinkScopeInput): Promise<string[]> {
+export async function widenForLinks(
+  scope: string[],
+  input: LinkScopeInput,
+): Promise<string[]> {
   let folders = input.normalize(scope);
   const listed = new Set<string>();
   const looked: LinkedInodes = { source: new Set(), replica: new Set() };
@@ -97,11 +102,9 @@ async function eachFile(
   visit: (path: string, entry: Entry, folder: string) => void,
 ): Promise<void> {
   for (const start of folders) {
-    const stream = new FolderStream({
-      root: input.roots[input.side],
-      start,
+    const stream = input.trees[input.side].walk({
+      starts: [start],
       filters: input.filters,
-      skipMetaDir: true,
       avoid: input.avoid[input.side],
     });
     try {

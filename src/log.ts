@@ -26,6 +26,11 @@ import { type RunSummary } from "./summary.ts";
 export interface Reporter {
   /** A change made (or planned), one line: to the file always, to the console with `-v`. */
   change(text: string): void;
+  /**
+   * A change a dry run would make, one line: on stdout (a dry run's output). Without it, the
+   * line goes to stdout directly.
+   */
+  planned?(text: string): void;
   /** Detail for `-vv`: each entry scanned, each decision. */
   debug(text: string): void;
   /** Something the user should know; the run goes on. */
@@ -384,6 +389,7 @@ export async function setUpLogging(options: Options): Promise<Reporter> {
   const changesShown = options.verbosity >= 2 || options.logPath !== null;
   return {
     change: (text) => changesShown && logger.info("{text}", { text }),
+    planned: (text) => writeStdout(`${text}\n`),
     debug: (text) => debugOn && logger.debug("{text}", { text }),
     warn: (text) => logger.warn("{text}", { text }),
     error: (text, error) => {

@@ -23,7 +23,8 @@ import {
   writeStderr,
   writeStdout,
 } from "./log.ts";
-import { LockHeldError, metaPaths } from "./meta.ts";
+import { LockHeldError } from "./sides/local/meta.ts";
+import { LocalReplicaStore } from "./sides/local/store.ts";
 import { checkPaths } from "./places.ts";
 import {
   isRunningAsRoot,
@@ -351,7 +352,7 @@ function checkPathsAtStart(options: Options, report: Reporter): void {
 
 /** Takes the replica lock unless this loop holds it still (a dry run takes none). */
 function holdLock(options: Options, control: RunControl): void {
-  if (!options.dryRun) takeLock(control, metaPaths(options.replica), "existing");
+  if (!options.dryRun) takeLock(control, new LocalReplicaStore(options.replica), "existing");
 }
 
 /** Carries out one line typed into the loop. */

@@ -4,6 +4,7 @@
  * @module
  */
 
+import { deepStrictEqual, match, ok } from "node:assert/strict";
 import { escapeControls, localTime } from "./format.ts";
 import {
   answerCommand,
@@ -14,7 +15,6 @@ import {
   statusText,
   WAIT_CHUNK_MS,
 } from "./loop.ts";
-import { assert, assertEquals, assertMatch } from "./test_helpers.ts";
 import { newWatchState } from "./watch.ts";
 
 const ESC = String.fromCharCode(27);
@@ -27,21 +27,21 @@ function loopState(fields: Partial<LoopState> = {}): LoopState {
 }
 
 Deno.test("parseLoopCommand() reads commands and echoes unknown ones short, escaped", () => {
-  assertEquals(parseLoopCommand("  STATUS \r"), { kind: "status" });
-  assertEquals(parseLoopCommand("q"), { kind: "quit" });
-  assertEquals(parseLoopCommand("?"), { kind: "help" });
-  assertEquals(parseLoopCommand(""), { kind: "none" });
-  assertEquals(parseLoopCommand("frob"), {
+  deepStrictEqual(parseLoopCommand("  STATUS \r"), { kind: "status" });
+  deepStrictEqual(parseLoopCommand("q"), { kind: "quit" });
+  deepStrictEqual(parseLoopCommand("?"), { kind: "help" });
+  deepStrictEqual(parseLoopCommand(""), { kind: "none" });
+  deepStrictEqual(parseLoopCommand("frob"), {
     kind: "unknown",
     reply: "Unknown command 'frob'; type help for the list",
   });
   const hostile = parseLoopCommand(`${ESC}]0;pwned${String.fromCharCode(7)}${"z".repeat(10_000)}`);
-  assert(hostile.kind === "unknown");
+  ok(hostile.kind === "unknown");
   // deno-lint-ignore no-control-regex
-  assert(!/[\x00-\x1f\x7f-\x9f]/.test(hostile.reply), JSON.stringify(hostile.reply));
-  assertMatch(hostile.reply, /^Unknown command '\\x1b\]0;pwned\\x07z+…'; type help/);
-  assert(hostile.reply.length < 120, `${hostile.reply.length} characters`);
-  assertEquals(escapeControls(`a${ESC}[2Jb\u009b`), "a\\x1b[2Jb\\x9b");
+  ok(!/[\x00-\x1f\x7f-\x9f]/.test(hostile.reply), JSON.stringify(hostile.reply));
+  match(hostile.reply, /^Unknown command '\\x1b\]0;pwned\\x07z+…'; type help/);
+  ok(hostile.reply.length < 120, `${hostile.reply.length} characters`);
+  deepStrictEqual(escapeControls(`a${ESC}[2Jb\u009b`), "a\\x1b[2Jb\\x9b");
 });
 
 Deno.test("answerCommand() replies to each command, and says what the loop does next", () => {
@@ -56,11 +56,11 @@ Deno.test("answerCommand() replies to each command, and says what the loop does 
     ["frob", idle, { reply: "Unknown command 'frob'; type help for the list" }],
   ];
   for (const [line, state, answer] of table) {
-    assertEquals(answerCommand(parseLoopCommand(line), state), answer, `'${line}'`);
+    deepStrictEqual(answerCommand(parseLoopCommand(line), state), answer, `'${line}'`);
   }
   const help = answerCommand(parseLoopCommand("help"), idle);
-  assertMatch(help.reply!, /^Commands \(type one and press Enter\):\n {2}now /);
-  assertEquals(answerCommand(parseLoopCommand("status"), idle, START), {
+  match(help.reply!, /^Commands \(type one and press Enter\):\n {2}now /);
+  deepStrictEqual(answerCommand(parseLoopCommand("status"), idle, START), {
     reply: statusText(idle, START),
   });
 });
@@ -95,7 +95,7 @@ Deno.test("statusText() shows the last run, the run under way or the next, runs 
       `last run: none yet\nnext run in 0s (at ${localTime(START - 1_000)})\nruns: 0, uptime 0s`,
     ],
   ];
-  for (const [state, now, text] of table) assertEquals(statusText(state, now), text);
+  for (const [state, now, text] of table) deepStrictEqual(statusText(state, now), text);
 });
 
 Deno.test("statusText() with --watch names the next full run and adds what the watch holds", () => {
@@ -106,7 +106,7 @@ Deno.test("statusText() with --watch names the next full run and adds what the w
     firstAt: START,
     lastAt: START,
   };
-  assertEquals(
+  deepStrictEqual(
     statusText(loopState({ watch, nextRunAt: START + 3_600_000 }), START + 1_000),
     `last run: none yet\nnext full run in 59m 59s (at ${localTime(START + 3_600_000)})\n` +
       "watching: 1 folder changed (docs), run in 1s\nruns: 0, uptime 1s",
@@ -115,22 +115,22 @@ Deno.test("statusText() with --watch names the next full run and adds what the w
 
 Deno.test("nextWaitMs() waits in chunks of at most an hour, adding up to the whole wait", () => {
   const start = 1_700_000_000_000;
-  assertEquals(nextWaitMs(start + 5_000, start), 5_000);
-  assertEquals(nextWaitMs(start + 30 * DAY_MS, start), WAIT_CHUNK_MS);
-  assertEquals(nextWaitMs(start - 1, start), 0, "overdue: no wait");
-  assertEquals(nextWaitMs(start, start), 0);
+  deepStrictEqual(nextWaitMs(start + 5_000, start), 5_000);
+  deepStrictEqual(nextWaitMs(start + 30 * DAY_MS, start), WAIT_CHUNK_MS);
+  deepStrictEqual(nextWaitMs(start - 1, start), 0, "overdue: no wait");
+  deepStrictEqual(nextWaitMs(start, start), 0);
   for (const total of [1, 999, WAIT_CHUNK_MS, WAIT_CHUNK_MS + 1, 2 ** 31, 365 * DAY_MS]) {
     // The loop's way of waiting, with a clock that runs exactly as long as each timer.
     let now = start;
     let timers = 0;
     for (let ms = nextWaitMs(start + total, now); ms > 0; ms = nextWaitMs(start + total, now)) {
-      assert(ms <= WAIT_CHUNK_MS && ms < 2 ** 31 - 1, `a timer of ${ms} ms`);
+      ok(ms <= WAIT_CHUNK_MS && ms < 2 ** 31 - 1, `a timer of ${ms} ms`);
       now += ms;
       timers++;
     }
-    assertEquals(now - start, total, `the whole of ${total} ms is waited`);
-    assertEquals(timers, Math.ceil(total / WAIT_CHUNK_MS));
+    deepStrictEqual(now - start, total, `the whole of ${total} ms is waited`);
+    deepStrictEqual(timers, Math.ceil(total / WAIT_CHUNK_MS));
   }
   // A timer that fires late (a busy machine, a suspend) leaves less to wait, never more.
-  assertEquals(nextWaitMs(start + 10_000, start + 9_000), 1_000);
+  deepStrictEqual(nextWaitMs(start + 10_000, start + 9_000), 1_000);
 });

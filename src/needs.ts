@@ -5,15 +5,10 @@
  * @module
  */
 
+import { hashesForPair, type PairHashNeed } from "./changed.ts";
 import { type PlanOptions } from "./plan.ts";
-import {
-  changedSinceRecorded,
-  type HashLookup,
-  hashLookup,
-  racilyRecorded,
-  recordedAsIs,
-} from "./record.ts";
-import { type Entry, type Scan } from "./scan.ts";
+import { hashLookup, recordedAsIs } from "./record.ts";
+import { type Scan } from "./scan.ts";
 
 /**
  * Lists the files to hash before planning, those whose SHA-256 would change a decision and is
@@ -53,7 +48,7 @@ export function hashesNeeded(
   for (const [path, source] of from.entries) {
     if (source.kind !== "file") continue;
     const target = to.entries.get(path);
-    if (target?.kind === "file") hashesForPair(path, source, target, need);
+    if (target?.kind === "file") hashesForPair(path, { source, target }, need);
   }
   if (!options.restore && options.deletes === false) hashesForLeftFiles(need);
   return { from: [...need.wanted.from], to: [...need.wanted.to] };
@@ -65,50 +60,10 @@ export type HashNeedOptions =
   & { deletes?: boolean; restore?: boolean };
 
 /** What {@linkcode hashesNeeded} looks at, and the paths it wants hashed. */
-interface HashNeed {
+interface HashNeed extends PairHashNeed {
   from: Scan;
   to: Scan;
   options: HashNeedOptions;
-  fromHash: HashLookup;
-  toHash: HashLookup;
-  wanted: { from: Set<string>; to: Set<string> };
-}
-
-/** Wants the hashes that decide whether the file at `path` needs a copy (see the list above). */
-function hashesForPair(path: string, source: Entry, target: Entry, need: HashNeed): void {
-  const { options, fromHash, toHash, wanted } = need;
-  const restore = options.restore ?? false;
-  const knownTarget = options.toHashes?.get(path);
-  const both = () => {
-    if (fromHash(path, source) === null) wanted.from.add(path);
-    if (toHash(path, target) === null) wanted.to.add(path);
-  };
-  if (source.size !== target.size) {
-    const guardTargets = restore && !options.overwriteNewer;
-    if (guardTargets && racilyRecorded(knownTarget, target)) wanted.to.add(path);
-  } else if (options.checksum) {
-    both();
-  } else if (source.mtimeMs !== target.mtimeMs) {
-    if (toHash(path, target) !== null) {
-      if (fromHash(path, source) === null) wanted.from.add(path);
-    } else if (recordedAsIs(knownTarget, target)) {
-      // Hashed in the second it last changed: reading it again may spare a copy.
-      both();
-    }
-  } else if (changedSinceRecorded(options.fromHashes?.get(path), source)) {
-    // Size and mtime say unchanged, but the record saw another inode or ctime here: a file
-    // swapped in, or edited with its mtime put back. Hash it rather than trust the mtime.
-    wanted.from.add(path);
-    if (toHash(path, target) === null) wanted.to.add(path);
-  } else if (restore && changedSinceRecorded(knownTarget, target)) {
-    // Restoring, the source file looks unchanged by size and mtime, but the record saw another
-    // inode or ctime: edited in place with both put back. Hashing tells a copy that matches
-    // the replica from one to keep.
-    both();
-  } else if (!restore && !recordedAsIs(knownTarget, target)) {
-    // Size and mtime say unchanged, but the record cannot vouch for the replica's content.
-    both();
-  }
 }
 
 /** Replica files that stay without a source file get a hash too: `--verify` can check them. */

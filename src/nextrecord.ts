@@ -6,16 +6,12 @@
  * @module
  */
 
-import { Buffer } from "node:buffer";
-import * as fs from "node:fs";
-import { type CopiedFile } from "./apply.ts";
-import { removeQuietly } from "./files.ts";
-import { type MetaPaths, tempPathIn } from "./meta.ts";
 import { compareNames, compareWalkOrder } from "./order.ts";
 import { isWithin, parentOf } from "./paths.ts";
 import { type RecordEntry } from "./record.ts";
-import { openRecord, type RecordRow, RecordWriter } from "./recordfile.ts";
+import { type RecordRow, RecordWriter } from "./recordfile.ts";
 import { type Entry, sameSignature, type Signature, signatureOf } from "./scan.ts";
+import { type CopiedFile, type RecordDraft, type RecordFiles } from "./sides/writer.ts";
 
 /** The rows of one folder, waiting for its copies before they are written. */
 export interface FolderRows {
@@ -83,9 +79,8 @@ export function resignedRow(row: RecordRow, signature: Signature): RecordRow {
  * come back, then patched at the end.
  */
 export class NextRecord {
-  readonly #paths: MetaPaths;
-  readonly #draftPath: string;
-  readonly #fd: number | null = null;
+  readonly #files: RecordFiles;
+  readonly #draftFile: RecordDraft | null = null;
   readonly #draft: RecordWriter | null = null;
   readonly #onFailure: (error: unknown) => void;
   /** Set once a write failed (a full disk): the record is then not saved this run. */
@@ -98,24 +93,18 @@ export class NextRecord {
   /** Folders gone at the end, with everything below them. */
   readonly #goneFolders = new Set<string>();
   #closed = false;
-  #mergedPath: string | null = null;
+  #merged: RecordDraft | null = null;
 
   /**
    * Starts a draft in our `tmp/` folder. A write that fails (a full disk) is reported once
    * through `onFailure` and ends the draft: the run goes on, and the old record stays.
    */
-  constructor(paths: MetaPaths, options: { onFailure: (error: unknown) => void }) {
-    this.#paths = paths;
+  constructor(files: RecordFiles, options: { onFailure: (error: unknown) => void }) {
+    this.#files = files;
     this.#onFailure = options.onFailure;
-    this.#draftPath = tempPathIn(paths.temp);
     try {
-      this.#fd = fs.openSync(
-        this.#draftPath,
-        fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL |
-          fs.constants.O_NOFOLLOW,
-        0o600,
-      );
-      this.#draft = new RecordWriter(this.#fd);
+      this.#draftFile = files.createDraft();
+      this.#draft = new RecordWriter(this.#draftFile.fd);
     } catch (error) {
       this.#fail(error);
     }
@@ -183,29 +172,18 @@ export class NextRecord {
     for (const block of rest) this.#write(block.folder, block.rows);
     if (this.#failed) return false;
     this.#draft!.finish();
-    let finalPath = this.#draftPath;
-    if (this.#blocks.size + this.#rows.size > 0) finalPath = this.#mergedPath = this.#merged();
-    if (sameBytes(finalPath, this.#paths.record)) return false;
-    const fd = fs.openSync(finalPath, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
-    try {
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
-    Deno.renameSync(finalPath, this.#paths.record);
+    let final = this.#draftFile!;
+    if (this.#blocks.size + this.#rows.size > 0) final = this.#merged = this.#mergedDraft();
+    if (this.#files.sameAsRecord(final)) return false;
+    this.#files.commit(final);
     return true;
   }
 
   /** The draft with the end's patches merged in, as a new file in `tmp/`. */
-  #merged(): string {
-    const mergedPath = tempPathIn(this.#paths.temp);
-    const fd = fs.openSync(
-      mergedPath,
-      fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW,
-      0o600,
-    );
+  #mergedDraft(): RecordDraft {
+    const merged = this.#files.createDraft();
     try {
-      const writer = new RecordWriter(fd);
+      const writer = new RecordWriter(merged.fd);
       const patched = [...new Set([...this.#blocks.keys(), ...this.#rows.keys()])]
         .sort(compareWalkOrder);
       let next = 0;
@@ -217,11 +195,8 @@ export class NextRecord {
         }
         writer.writeFolder(folder, sortedRows(rows));
       };
-      const draft = openRecord(this.#draftPath, {
-        maxBytes: Number.MAX_SAFE_INTEGER,
-        onCorrupt: (message) => {
-          throw new Error(message);
-        },
+      const draft = this.#files.readDraft(this.#draftFile!, (message) => {
+        throw new Error(message);
       });
       for (const block of draft?.blocks() ?? []) {
         while (next < patched.length && compareWalkOrder(patched[next]!, block.folder) < 0) {
@@ -240,54 +215,23 @@ export class NextRecord {
         write(patched[next]!, new Map(this.#blocks.get(patched[next]!) ?? []));
       }
       writer.finish();
-    } finally {
-      fs.closeSync(fd);
+    } catch (error) {
+      this.#files.discard(merged);
+      throw error;
     }
-    removeQuietly(this.#draftPath);
-    return mergedPath;
+    this.#files.discard(this.#draftFile!);
+    return merged;
   }
 
   /** Removes the draft (after a save it is gone already). */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    if (this.#fd !== null) fs.closeSync(this.#fd);
-    removeQuietly(this.#draftPath);
-    if (this.#mergedPath !== null) removeQuietly(this.#mergedPath);
+    if (this.#draftFile !== null) this.#files.discard(this.#draftFile);
+    if (this.#merged !== null) this.#files.discard(this.#merged);
   }
 }
 
 function sortedRows(rows: Map<string, RecordRow>): RecordRow[] {
   return [...rows.values()].sort((a, b) => compareNames(a.name, b.name));
-}
-
-/** Whether two files hold the same bytes; read a MiB at a time. */
-function sameBytes(a: string, b: string): boolean {
-  let fdA: number | null = null;
-  let fdB: number | null = null;
-  try {
-    fdA = fs.openSync(a, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
-    fdB = fs.openSync(b, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
-    if (fs.fstatSync(fdA).size !== fs.fstatSync(fdB).size) return false;
-    const bufA = new Uint8Array(1 << 20);
-    const bufB = new Uint8Array(1 << 20);
-    for (;;) {
-      const readA = fs.readSync(fdA, bufA, 0, bufA.length, null);
-      let readB = 0;
-      while (readB < readA) {
-        const count = fs.readSync(fdB, bufB, readB, readA - readB, null);
-        if (count === 0) return false;
-        readB += count;
-      }
-      if (readA === 0) return true;
-      const viewA = bufA.subarray(0, readA);
-      const viewB = bufB.subarray(0, readA);
-      if (Buffer.compare(viewA, viewB) !== 0) return false;
-    }
-  } catch {
-    return false;
-  } finally {
-    if (fdA !== null) fs.closeSync(fdA);
-    if (fdB !== null) fs.closeSync(fdB);
-  }
 }

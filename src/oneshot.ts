@@ -16,7 +16,8 @@ import {
   writeStderr,
   writeStdout,
 } from "./log.ts";
-import { isRunningAsRoot, newRunControl, runOnce } from "./run.ts";
+import { newRunControl } from "./control.ts";
+import { isRunningAsRoot, runOnce } from "./run.ts";
 import { listenForStops } from "./signals.ts";
 import { type RunSummary } from "./summary.ts";
 import { VERSION } from "./version.ts";

@@ -1,5 +1,5 @@
+import { deepStrictEqual } from "node:assert/strict";
 import { compareNames, compareWalkOrder, lockStep } from "./order.ts";
-import { assertEquals } from "./test_helpers.ts";
 
 Deno.test("compareNames() orders by code point, as UTF-8 bytes do, not by UTF-16 code unit", () => {
   // [a, b, expected sign]; the UTF-16 order of the last rows is the other way round.
@@ -16,8 +16,9 @@ Deno.test("compareNames() orders by code point, as UTF-8 bytes do, not by UTF-16
     ["😀", "😁", -1],
   ];
   for (const [a, b, expected] of table) {
-    assertEquals([a, b, Math.sign(compareNames(a, b))], [a, b, expected]);
-    assertEquals([b, a, Math.sign(compareNames(b, a))], [b, a, -expected]);
+    deepStrictEqual([a, b, Math.sign(compareNames(a, b))], [a, b, expected]);
+    // 0 - expected: -0 for equal names would differ from the 0 compareNames gives.
+    deepStrictEqual([b, a, Math.sign(compareNames(b, a))], [b, a, 0 - expected]);
   }
   const bytes = (s: string) => [...new TextEncoder().encode(s)];
   const names = ["😀", "\uFFFD", "é", "z", "a-", "a", "A", "\uE000", "a b"];
@@ -26,12 +27,12 @@ Deno.test("compareNames() orders by code point, as UTF-8 bytes do, not by UTF-16
     for (let i = 0; i < Math.min(x.length, y.length); i++) if (x[i] !== y[i]) return x[i]! - y[i]!;
     return x.length - y.length;
   });
-  assertEquals([...names].sort(compareNames), byBytes);
+  deepStrictEqual([...names].sort(compareNames), byBytes);
 });
 
 Deno.test("compareWalkOrder() puts a folder's subtree right after it, before its next sibling", () => {
   const paths = ["a-", "a/z", "", "a", "é", "z", "a/b/c", "a/b", "a.txt", "😀/x", "😀", "\uFFFD"];
-  assertEquals([...paths].sort(compareWalkOrder), [
+  deepStrictEqual([...paths].sort(compareWalkOrder), [
     "",
     "a",
     "a/b",
@@ -46,7 +47,7 @@ Deno.test("compareWalkOrder() puts a folder's subtree right after it, before its
     "😀/x",
   ]);
   // As plain strings, "a-" and "a.txt" would come between "a" and "a/b".
-  assertEquals(["a/b", "a-", "a"].sort(), ["a", "a-", "a/b"]);
+  deepStrictEqual(["a/b", "a-", "a"].sort(), ["a", "a-", "a/b"]);
 });
 
 Deno.test("lockStep() pairs folders found on one side, on both, in walk order", async () => {
@@ -64,8 +65,8 @@ Deno.test("lockStep() pairs folders found on one side, on both, in walk order", 
   ];
   for (const { left, right, pairs } of table) {
     const sorted = (list: string[]) => [...list].sort(compareWalkOrder);
-    assertEquals(sorted(left), left, "the table's sides are in walk order");
-    assertEquals(sorted(right), right, "the table's sides are in walk order");
+    deepStrictEqual(sorted(left), left, "the table's sides are in walk order");
+    deepStrictEqual(sorted(right), right, "the table's sides are in walk order");
     const [l, r] = [[...left], [...right]];
     const seen: string[] = [];
     for await (
@@ -76,6 +77,6 @@ Deno.test("lockStep() pairs folders found on one side, on both, in walk order", 
     ) {
       seen.push(pair.left !== null && pair.right !== null ? "=" : pair.left !== null ? "<" : ">");
     }
-    assertEquals(seen, pairs);
+    deepStrictEqual(seen, pairs);
   }
 });

@@ -5,14 +5,12 @@
  * subprocess, on real files.
  */
 
+import { deepStrictEqual, match, ok } from "node:assert/strict";
 import { describeAction, isListed, runEndLine, summaryLine } from "./log.ts";
 import { planMirror } from "./plan.ts";
 import { emptySummary } from "./summary.ts";
 import {
-  assert,
-  assertEquals,
   assertExit,
-  assertMatch,
   cli,
   type CliResult,
   e,
@@ -63,8 +61,8 @@ async function sameLinesEverywhere(
   assertExit(real, 0);
   // Copies finish in any order: the lines are compared as sets.
   const lines = changeLines(real.stderr).sort();
-  assertEquals(changeLines(dry.stdout).sort(), lines, "the dry run lists what the run does");
-  assertEquals(loggedChanges(Deno.readTextFileSync(log)).sort(), lines, "the log lists it too");
+  deepStrictEqual(changeLines(dry.stdout).sort(), lines, "the dry run lists what the run does");
+  deepStrictEqual(loggedChanges(Deno.readTextFileSync(log)).sort(), lines, "the log lists it too");
   return { lines, dry, real };
 }
 
@@ -79,7 +77,7 @@ Deno.test("output: attrs lines say whether the mode, the mtime or both differed"
     Deno.chmodSync(`${dir}/s/lic/GPL`, 0o600);
     setMtime(`${dir}/s/lic/GPL`, 1_500_000_000_000);
     const { lines } = await sameLinesEverywhere(dir, [`${dir}/s`, `${dir}/r`]);
-    assertEquals(lines.sort(), [
+    deepStrictEqual(lines.sort(), [
       "attrs lic/Artistic (mtime)",
       "attrs lic/BSD (mode)",
       "attrs lic/GPL (mode, mtime)",
@@ -103,7 +101,7 @@ Deno.test("output: update lines say why: size and mtime, the mtime alone, the co
     setMtime(`${dir}/s/grown`, 1_700_000_000_000);
     // Equal size and mtime, other content: only --checksum sees it, below.
     const first = await sameLinesEverywhere(dir, [`${dir}/s`, `${dir}/r`]);
-    assertEquals(first.lines.sort(), [
+    deepStrictEqual(first.lines.sort(), [
       "update edited (mtime; 4 B)",
       "update grown (size, mtime; 17 B)",
       "update quiet (content; 4 B)",
@@ -114,7 +112,7 @@ Deno.test("output: update lines say why: size and mtime, the mtime alone, the co
     Deno.writeTextFileSync(`${dir}/s/quiet`, "eeee");
     setMtime(`${dir}/s/quiet`, Deno.lstatSync(`${dir}/r/quiet`).mtime!.getTime());
     const second = await sameLinesEverywhere(dir, ["--checksum", `${dir}/s`, `${dir}/r`]);
-    assertEquals(second.lines.sort(), [
+    deepStrictEqual(second.lines.sort(), [
       "update edited (content, mtime; 4 B)",
       "update quiet (content; 4 B)",
     ]);
@@ -132,10 +130,10 @@ Deno.test("output: a folder's own attribute change is listed, a folder filled by
     Deno.writeTextFileSync(`${dir}/s/filled/new`, "n");
     setMtime(`${dir}/s/filled`, mtime);
     const { lines, real } = await sameLinesEverywhere(dir, [`${dir}/s`, `${dir}/r`]);
-    assertEquals(lines.sort(), ["attrs locked/ (mode)", "copy filled/new (1 B)"]);
-    assertMatch(real.stderr, /, 1 attribute fix, /);
-    assertEquals(Deno.lstatSync(`${dir}/r/locked`).mode! & 0o777, 0o700);
-    assertEquals(Deno.lstatSync(`${dir}/r/filled`).mtime!.getTime(), mtime);
+    deepStrictEqual(lines.sort(), ["attrs locked/ (mode)", "copy filled/new (1 B)"]);
+    match(real.stderr, /, 1 attribute fix, /);
+    deepStrictEqual(Deno.lstatSync(`${dir}/r/locked`).mode! & 0o777, 0o700);
+    deepStrictEqual(Deno.lstatSync(`${dir}/r/filled`).mtime!.getTime(), mtime);
   });
 });
 
@@ -163,23 +161,23 @@ Deno.test("output: the log says which run each line belongs to and how it ended"
     assertExit(held, 3);
     const lines = Deno.readTextFileSync(log).trim().split("\n");
     const pids = lines.map((line) => line.match(/^\S+ [A-Z]+ +\[(\d+)\] /)?.[1]);
-    assert(
+    ok(
       pids.every((pid) => pid !== undefined),
       `every line names its process:\n${lines.join("\n")}`,
     );
-    assertEquals(new Set(pids).size, 2, "two runs, two processes");
+    deepStrictEqual(new Set(pids).size, 2, "two runs, two processes");
     const texts = lines.map((line) => line.replace(/^\S+ [A-Z]+ +\[\d+\] /, ""));
     const starts = texts.filter((text) => text.startsWith("run start: "));
-    assertEquals(starts, [
+    deepStrictEqual(starts, [
       `run start: treesync 0.1.0 ${dir}/s -> ${dir}/r (--checksum, --max-delete 50%)`,
       `run start: treesync 0.1.0 ${dir}/s -> ${dir}/r (--max-delete 1)`,
     ]);
     const ends = texts.filter((text) => text.startsWith("run end: "));
-    assertEquals(ends.length, 2);
-    assertMatch(ends[0]!, /^run end: sync: 3 copied, .* in [\d.]+ s; exit code 0$/);
-    assertMatch(ends[1]!, /^run end: sync: 1 copied, .*; exit code 3$/);
-    assertEquals(texts[0], starts[0], "a run's first line is its start");
-    assertEquals(texts.at(-1), ends[1], "its last line its end");
+    deepStrictEqual(ends.length, 2);
+    match(ends[0]!, /^run end: sync: 3 copied, .* in [\d.]+ s; exit code 0$/);
+    match(ends[1]!, /^run end: sync: 1 copied, .*; exit code 3$/);
+    deepStrictEqual(texts[0], starts[0], "a run's first line is its start");
+    deepStrictEqual(texts.at(-1), ends[1], "its last line its end");
   });
 });
 
@@ -193,27 +191,27 @@ Deno.test("output: each run of a loop has its start and end lines, and the loop 
     await loop.send("now");
     await loop.waitFor(() => loop.runs === 2, "the second run");
     await loop.send("quit");
-    assertEquals(await loop.exitCode(), 0);
+    deepStrictEqual(await loop.exitCode(), 0);
     const texts = Deno.readTextFileSync(log).trim().split("\n").map((line) =>
       line.replace(/^\S+ [A-Z]+ +\[\d+\] /, "")
     );
     const marks = texts.filter((text) => /^(run|loop) (start|end): /.test(text));
     const start = (run: number) =>
       `run start: treesync 0.1.0 ${dir}/s -> ${dir}/r (run ${run}, --interval 1h)`;
-    assertEquals(marks.map((text) => text.replace(/: run \d+: .*; /, ": …; ")), [
+    deepStrictEqual(marks.map((text) => text.replace(/: run \d+: .*; /, ": …; ")), [
       start(1),
       "run end: …; exit code 0",
       start(2),
       "run end: …; exit code 0",
       marks.at(-1)!,
     ]);
-    assertMatch(marks[1]!, /^run end: run 1: 1 copied, /);
-    assertMatch(marks[3]!, /^run end: run 2: 1 copied, /);
-    assertMatch(
+    match(marks[1]!, /^run end: run 1: 1 copied, /);
+    match(marks[3]!, /^run end: run 2: 1 copied, /);
+    match(
       marks.at(-1)!,
       /^loop end: loop totals: 2 runs \(0 failed\), 2 copied, .*, 0 failures, uptime .*; exit code 0$/,
     );
-    assertMatch(loop.stderr, /^loop totals: 2 runs \(0 failed\)/m);
+    match(loop.stderr, /^loop totals: 2 runs \(0 failed\)/m);
   });
 });
 
@@ -223,25 +221,25 @@ Deno.test("output: counts are worded in the right number", async () => {
     writeTree(`${dir}/one`, { d: { f: "f" } });
     const one = await cli([`${dir}/one`, `${dir}/r1`]);
     assertExit(one, 0);
-    assertMatch(
+    match(
       one.stderr,
       /^sync: 1 copied, 0 updated, 0 moved, 0 deleted, 1 folder created, 0 folders deleted, 0 attribute fixes, 0 failed, 1 B copied in /m,
     );
     writeTree(`${dir}/two`, { d: { f: "f" }, e: {} });
     const two = await cli([`${dir}/two`, `${dir}/r2`]);
-    assertMatch(two.stderr, /, 2 folders created, /);
+    match(two.stderr, /, 2 folders created, /);
     Deno.chmodSync(`${dir}/two/d/f`, 0o600);
     const rootMtime = Deno.lstatSync(`${dir}/two`).mtime!.getTime();
     Deno.removeSync(`${dir}/two/e`);
     setMtime(`${dir}/two`, rootMtime);
     const fix = await cli([`${dir}/two`, `${dir}/r2`]);
-    assertMatch(fix.stderr, /, 0 folders created, 1 folder deleted, 1 attribute fix, /);
+    match(fix.stderr, /, 0 folders created, 1 folder deleted, 1 attribute fix, /);
     // A loop of one run.
     const loop = new RunningCli(["--interval", "1h", `${dir}/one`, `${dir}/r1`]);
     await loop.waitFor(() => loop.runs === 1, "the run");
     await loop.send("quit");
-    assertEquals(await loop.exitCode(), 0);
-    assertMatch(loop.stderr, /^loop totals: 1 run \(0 failed\), .*, 0 failures, /m);
+    deepStrictEqual(await loop.exitCode(), 0);
+    match(loop.stderr, /^loop totals: 1 run \(0 failed\), .*, 0 failures, /m);
   });
 });
 
@@ -257,12 +255,12 @@ Deno.test("output: a dry run into a missing replica counts what the real run cou
       const { durationMs: _, dryRun: __, ...rest } = jsonLine(result);
       return rest;
     };
-    assertEquals(counts(dry), counts(real));
-    assertEquals(counts(real).dirsCreated, 2);
+    deepStrictEqual(counts(dry), counts(real));
+    deepStrictEqual(counts(real).dirsCreated, 2);
     const dryLines = changeLines(dry.stdout).filter((line) => !line.startsWith("{"));
-    assertEquals(dryLines.toSorted(), changeLines(real.stderr).sort());
-    assertEquals(dryLines[0], "mkdir ./");
-    assertEquals(
+    deepStrictEqual(dryLines.toSorted(), changeLines(real.stderr).sort());
+    deepStrictEqual(dryLines[0], "mkdir ./");
+    deepStrictEqual(
       dry.stderr.match(/^dry run: .* folders? created/m)?.[0],
       "dry run: 3 copied, 0 updated, 0 moved, 0 deleted, 2 folders created",
     );
@@ -296,7 +294,7 @@ Deno.test("describeAction() lists what differed, always in one order, for files 
   });
   const plan = planMirror(from, to, { ...planDefaults, owners: true });
   const lines = plan.actions.filter(isListed).map(describeAction).sort();
-  assertEquals(lines, [
+  deepStrictEqual(lines, [
     "attrs d/ (mode, mtime)",
     "attrs owned (owner, group)",
     "attrs same (mtime)",
@@ -310,21 +308,21 @@ Deno.test("describeAction() lists what differed, always in one order, for files 
   ]);
   // The folder the run fills gets its attributes back, without a line of its own.
   const filled = plan.actions.find((a) => a.kind === "dirattrs" && a.path === "filled");
-  assert(filled !== undefined && !isListed(filled), "filled/ is set, not listed");
+  ok(filled !== undefined && !isListed(filled), "filled/ is set, not listed");
 });
 
 Deno.test("summaryLine() and runEndLine() word every count in the right number", () => {
   const one = { ...emptySummary(false), dirsCreated: 1, dirsDeleted: 1, attrsUpdated: 1 };
-  assertMatch(
+  match(
     summaryLine(one, "sync"),
     /^sync: 0 copied, 0 updated, 0 moved, 0 deleted, 1 folder created, 1 folder deleted, 1 attribute fix, 0 failed, 0 B copied in 0.00 s$/,
   );
   const two = { ...emptySummary(false), dirsCreated: 2, dirsDeleted: 0, attrsUpdated: 2 };
-  assertMatch(
+  match(
     summaryLine(two, "sync"),
     /, 2 folders created, 0 folders deleted, 2 attribute fixes, /,
   );
-  assertEquals(runEndLine("sync: …", 3), "run end: sync: …; exit code 3");
+  deepStrictEqual(runEndLine("sync: …", 3), "run end: sync: …; exit code 3");
 });
 
 Deno.test("output: --verify has its start and end lines in the log too", async () => {
@@ -336,8 +334,8 @@ Deno.test("output: --verify has its start and end lines in the log too", async (
     const texts = Deno.readTextFileSync(log).trim().split("\n").map((line) =>
       line.replace(/^\S+ [A-Z]+ +\[\d+\] /, "")
     );
-    assertEquals(texts[0], `run start: treesync 0.1.0 --verify ${dir}/r`);
-    assertMatch(texts.at(-1)!, /^run end: verify: 1 file checked, .*; exit code 0$/);
+    deepStrictEqual(texts[0], `run start: treesync 0.1.0 --verify ${dir}/r`);
+    match(texts.at(-1)!, /^run end: verify: 1 file checked, .*; exit code 0$/);
   });
 });
 
@@ -358,11 +356,11 @@ Deno.test("output: a dry run of a folder move lists what the run changes inside 
     for (
       const line of ["move A/ -> A2/", "move B/ -> 0B/", "copy A2/sub/new (3 B)", "delete A2/a2"]
     ) {
-      assert(lines.includes(line), `${line} in:\n${lines.join("\n")}`);
+      ok(lines.includes(line), `${line} in:\n${lines.join("\n")}`);
     }
-    assert(lines.some((line) => line.startsWith("update A2/a1 (size")), lines.join("\n"));
-    assert(lines.includes("copy 0B/b2 (2 B)"), lines.join("\n"));
-    assertEquals(readTree(replica), readTree(source));
+    ok(lines.some((line) => line.startsWith("update A2/a1 (size")), lines.join("\n"));
+    ok(lines.includes("copy 0B/b2 (2 B)"), lines.join("\n"));
+    deepStrictEqual(readTree(replica), readTree(source));
   });
 });
 
@@ -374,12 +372,12 @@ Deno.test("output: --log naming a file that is not a treesync log is exit 2, the
     Deno.writeTextFileSync(`${dir}/notes.txt`, "my notes\n");
     const refused = await cli(["--log", `${dir}/notes.txt`, `${dir}/s`, `${dir}/r`]);
     assertExit(refused, 2);
-    assertMatch(refused.stderr, /The log file '.*notes\.txt' holds something else/);
-    assertEquals(Deno.readTextFileSync(`${dir}/notes.txt`), "my notes\n");
+    match(refused.stderr, /The log file '.*notes\.txt' holds something else/);
+    deepStrictEqual(Deno.readTextFileSync(`${dir}/notes.txt`), "my notes\n");
     // A log of ours is appended to, run after run.
     assertExit(await cli(["--log", `${dir}/run.log`, `${dir}/s`, `${dir}/r`]), 0);
     assertExit(await cli(["--log", `${dir}/run.log`, `${dir}/s`, `${dir}/r`]), 0);
-    assertEquals(Deno.readTextFileSync(`${dir}/run.log`).match(/ run start: /g)?.length, 2);
+    deepStrictEqual(Deno.readTextFileSync(`${dir}/run.log`).match(/ run start: /g)?.length, 2);
   });
 });
 
@@ -393,8 +391,8 @@ Deno.test("output: a dry run of a folder moved out of a deleted folder reads its
     Deno.renameSync(`${source}/A/B/C`, `${source}/C`);
     Deno.removeSync(`${source}/A`, { recursive: true });
     const { lines, dry } = await sameLinesEverywhere(dir, [source, replica]);
-    assert(!/error:/.test(dry.stderr), dry.stderr);
-    assert(lines.includes("move A/B/C/ -> C/"), lines.join("\n"));
-    assertEquals(readTree(replica), readTree(source));
+    ok(!/error:/.test(dry.stderr), dry.stderr);
+    ok(lines.includes("move A/B/C/ -> C/"), lines.join("\n"));
+    deepStrictEqual(readTree(replica), readTree(source));
   });
 });

@@ -2,8 +2,8 @@
  * Tests for relative paths: ancestors, sorted ranges, and being at or below a set of folders.
  */
 
+import { deepStrictEqual } from "node:assert/strict";
 import { ancestors, enclosingFolder, isWithin, subtree } from "./paths.ts";
-import { assertEquals } from "./test_helpers.ts";
 
 Deno.test("enclosingFolder() and isWithin() find the nearest folder at or above a path", () => {
   const folders = new Set(["a", "a/b", "x/y"]);
@@ -19,20 +19,24 @@ Deno.test("enclosingFolder() and isWithin() find the nearest folder at or above 
     ["", undefined, undefined],
   ];
   for (const [path, atOrAbove, above] of table) {
-    assertEquals(enclosingFolder(path, folders), atOrAbove, path);
-    assertEquals(enclosingFolder(path, folders, { below: true }), above, `${path}, below`);
-    assertEquals(isWithin(path, folders), atOrAbove !== undefined, path);
-    assertEquals(isWithin(path, folders, { below: true }), above !== undefined, `${path}, below`);
+    deepStrictEqual(enclosingFolder(path, folders), atOrAbove, path);
+    deepStrictEqual(enclosingFolder(path, folders, { below: true }), above, `${path}, below`);
+    deepStrictEqual(isWithin(path, folders), atOrAbove !== undefined, path);
+    deepStrictEqual(
+      isWithin(path, folders, { below: true }),
+      above !== undefined,
+      `${path}, below`,
+    );
   }
   // A map is looked up by its keys; the root holds every other path.
-  assertEquals(enclosingFolder("p/q", new Map([["p", "old"]])), "p");
-  assertEquals(enclosingFolder("p/q", new Set([""])), "");
-  assertEquals(enclosingFolder("", new Set([""]), { below: true }), undefined);
-  assertEquals(isWithin("p", new Set()), false);
+  deepStrictEqual(enclosingFolder("p/q", new Map([["p", "old"]])), "p");
+  deepStrictEqual(enclosingFolder("p/q", new Set([""])), "");
+  deepStrictEqual(enclosingFolder("", new Set([""]), { below: true }), undefined);
+  deepStrictEqual(isWithin("p", new Set()), false);
 });
 
 Deno.test("ancestors() and subtree() walk up and list below", () => {
-  assertEquals(ancestors("a/b/c"), ["a/b", "a", ""]);
-  assertEquals(ancestors(""), []);
-  assertEquals(subtree(["a", "a b", "a/b", "a/b/c", "ab", "b"], "a"), ["a/b", "a/b/c"]);
+  deepStrictEqual(ancestors("a/b/c"), ["a/b", "a", ""]);
+  deepStrictEqual(ancestors(""), []);
+  deepStrictEqual(subtree(["a", "a b", "a/b", "a/b/c", "ab", "b"], "a"), ["a/b", "a/b/c"]);
 });

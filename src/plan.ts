@@ -1,12 +1,20 @@
 /**
  * Deciding what to change in one folder (or any set of entries): from the two sides and the
  * record to a list of actions, each with a typed reason. Moves are decided at the end of a run,
- * among the entries left unmatched (see `mirror.ts`). Pure: no `Deno.*`, no I/O.
+ * among the entries left unmatched (see `endplan.ts`). Pure: no `Deno.*`, no I/O.
  *
  * @module
  */
 
-import { type DeleteLimit } from "./cli.ts";
+import {
+  type ChangeReason,
+  compareEntries,
+  type CompareOptions,
+  type Difference,
+  hashesMatter,
+  unchangedReason,
+} from "./changed.ts";
+import { type DeleteLimit } from "./types.ts";
 import { ancestors, isWithin, parentOf } from "./paths.ts";
 import { type HashLookup, hashLookup, type RecordMap, unchangedSinceRecorded } from "./record.ts";
 import {
@@ -18,7 +26,8 @@ import {
   signatureOf,
 } from "./scan.ts";
 
-export type { DeleteLimit } from "./cli.ts";
+export type { DeleteLimit } from "./types.ts";
+export { type Difference, mergeDifferences } from "./changed.ts";
 
 /**
  * One change to the target tree. Kinds: `mkdir` a folder, `copy` a new file, `update` a changed
@@ -67,37 +76,6 @@ export interface Action {
 }
 
 /**
- * One way a target entry differed from the source's. Change lines list them in this order:
- * what the entry holds, who may use it, when it was changed.
- */
-export type Difference =
-  | "size"
-  | "content"
-  | "target"
-  | "links"
-  | "mtime"
-  | "mode"
-  | "owner"
-  | "group";
-
-/** The order {@linkcode Difference}s are listed in. */
-const DIFFERENCE_ORDER: readonly Difference[] = [
-  "size",
-  "content",
-  "target",
-  "links",
-  "mode",
-  "owner",
-  "group",
-  "mtime",
-];
-
-/** Two lists of differences as one, in the listed order. Pure. */
-export function mergeDifferences(a: readonly Difference[], b: readonly Difference[]): Difference[] {
-  return DIFFERENCE_ORDER.filter((d) => a.includes(d) || b.includes(d));
-}
-
-/**
  * Why an action is planned: a code that code may test, with what its words need. Only
  * {@linkcode reasonText} turns it into text, so rewording a line changes no decision.
  */
@@ -107,14 +85,7 @@ export type Reason =
   | { code: "replaced"; by: EntryKind }
   | { code: "inside-replaced" }
   | { code: "not-in-source" }
-  | { code: "link-target-differs" }
-  | { code: "folder-attrs-differ" }
-  | { code: "size-differs"; fromSize: number; toSize: number }
-  | { code: "content-differs" }
-  | { code: "hash-differs" }
-  | { code: "mtime-differs-same-hash" }
-  | { code: "mtime-differs" }
-  | { code: "mode-or-owner-differs" }
+  | ChangeReason
   | { code: "folder-filled" }
   | { code: "same-folder-tree" }
   | { code: "same-content" }
@@ -183,8 +154,6 @@ export interface Plan {
   actions: Action[];
   /** Changes the options forbade or that cannot be made safely: each makes the run fail. */
   blocked: Problem[];
-  /** Extraneous entries left in the target because deletions are off. */
-  extraneousLeft: number;
 }
 
 /** How {@linkcode planMirror} decides. */
@@ -241,7 +210,6 @@ export function planMirror(from: Scan, to: Scan, options: PlanOptions): Plan {
     folderDiffers: new Map(),
     replaced: new Set(),
     left: new Set(),
-    extraneousLeft: 0,
   };
   for (const [path, source] of from.entries) planSourceEntry(path, source, walk, draft);
   for (const [path, target] of to.entries) planTargetEntry(path, target, walk, draft);
@@ -263,7 +231,6 @@ export function planMirror(from: Scan, to: Scan, options: PlanOptions): Plan {
       ...folderAttrs,
     ],
     blocked: draft.blocked,
-    extraneousLeft: draft.extraneousLeft,
   };
 }
 
@@ -308,7 +275,6 @@ interface Draft {
   replaced: Set<string>;
   /** Type changes left as they are: nothing happens at or below them. */
   left: Set<string>;
-  extraneousLeft: number;
 }
 
 /**
@@ -393,20 +359,16 @@ function planDifference(
   draft: Draft,
 ): void {
   const { checksum, owners, explain, restore, overwriteNewer, toHashes } = walk.options;
-  // Hashes matter only for same-size files that --checksum compares, whose mtimes differ, or
-  // that were hashed because the record saw them change or cannot vouch for them (see
-  // hashesNeeded).
-  const hashesMatter = source.kind === "file" && source.size === target.size &&
-    (checksum || source.mtimeMs !== target.mtimeMs || source.hash !== undefined ||
-      target.hash !== undefined);
-  const change = compareEntries(source, target, {
+  const matter = hashesMatter(source, target, checksum);
+  const compare: CompareOptions = {
     checksum,
     owners,
-    fromHash: hashesMatter ? walk.fromHash(path, source) : null,
-    toHash: hashesMatter ? walk.toHash(path, target) : null,
-  });
+    fromHash: matter ? walk.fromHash(path, source) : null,
+    toHash: matter ? walk.toHash(path, target) : null,
+  };
+  const change = compareEntries(source, target, compare);
   if (change === null) {
-    explain?.(path, "unchanged");
+    explain?.(path, unchangedReason(source, compare));
     return;
   }
   if (change.kind === "dirattrs") {
@@ -436,10 +398,7 @@ function planTargetEntry(path: string, target: Entry, walk: Walk, draft: Draft):
   if (source && !draft.replaced.has(path) && target.kind !== "dir") return; // overwritten
   if (draft.replaced.has(path)) return; // already planned as a removal
   if (walk.isProtected(path)) return;
-  if (!walk.options.deletes) {
-    draft.extraneousLeft++;
-    return;
-  }
+  if (!walk.options.deletes) return;
   const underReplaced = isWithin(path, draft.replaced, BELOW);
   const action: Action = {
     kind: target.kind === "dir" ? "rmdir" : "delete",
@@ -478,22 +437,6 @@ function kindName(kind: EntryKind): string {
 }
 
 /**
- * The plan without its deletions: extraneous entries stay, and so do entries that were to give
- * way to another type, whose replacements (and anything to be created below them) are dropped.
- * Pure.
- *
- * @returns The new plan and how many deletions it held back.
- */
-export function holdBackDeletions(plan: Plan): { plan: Plan; heldBack: number } {
-  const isDeletion = (a: Action) => a.kind === "delete" || a.kind === "rmdir";
-  const held = new Set(plan.actions.filter(isDeletion).map((a) => a.path));
-  const actions = plan.actions.filter((a) =>
-    !isDeletion(a) && (a.kind === "dirattrs" || a.kind === "attrs" || !isWithin(a.path, held))
-  );
-  return { plan: { ...plan, actions }, heldBack: held.size };
-}
-
-/**
  * Whether an action removes or replaces what is in the target (a deletion, an update, a link
  * over an existing entry): what `--keep-deleted` keeps in the trash.
  */
@@ -510,83 +453,6 @@ export function deleteAllowance(limit: DeleteLimit, entryCount: number): number 
 function creationFor(path: string, entry: Entry, reason: Reason): Action {
   const kind = entry.kind === "dir" ? "mkdir" : entry.kind === "symlink" ? "link" : "copy";
   return { kind, path, reason, entry };
-}
-
-interface CompareOptions {
-  checksum: boolean;
-  owners: boolean;
-  fromHash: string | null;
-  toHash: string | null;
-}
-
-/** A change {@linkcode compareEntries} found: what to do, why, and what differed. */
-interface Change {
-  kind: "update" | "link" | "attrs" | "dirattrs";
-  reason: Reason;
-  differs: Difference[];
-}
-
-/**
- * The one place that decides whether an entry needs a transfer. Checks, in order: size; then
- * content with `--checksum`, or mtime without it, where equal known hashes still spare the copy
- * (only the mtime is fixed); then mode and owner.
- *
- * @returns The change to make, or null when the entry is unchanged.
- */
-function compareEntries(from: Entry, to: Entry, options: CompareOptions): Change | null {
-  const { checksum, fromHash, toHash } = options;
-  if (from.kind === "symlink") {
-    if (from.target !== to.target) {
-      return { kind: "link", reason: { code: "link-target-differs" }, differs: ["target"] };
-    }
-    return null; // a link's own mode means nothing on Linux; its mtime is set when made
-  }
-  const differs = differences(from, to, options);
-  if (from.kind === "dir") {
-    if (differs.length === 0) return null;
-    return { kind: "dirattrs", reason: { code: "folder-attrs-differ" }, differs };
-  }
-  if (from.size !== to.size) {
-    const reason: Reason = { code: "size-differs", fromSize: from.size, toSize: to.size };
-    return { kind: "update", reason, differs };
-  }
-  const sameContent = fromHash !== null && fromHash === toHash;
-  if (checksum && !sameContent) {
-    return { kind: "update", reason: { code: "content-differs" }, differs: withContent(differs) };
-  }
-  if (fromHash !== null && toHash !== null && !sameContent) {
-    return { kind: "update", reason: { code: "hash-differs" }, differs };
-  }
-  if (from.mtimeMs !== to.mtimeMs) {
-    return sameContent
-      ? { kind: "attrs", reason: { code: "mtime-differs-same-hash" }, differs }
-      : { kind: "update", reason: { code: "mtime-differs" }, differs };
-  }
-  if (differs.length > 0) {
-    return { kind: "attrs", reason: { code: "mode-or-owner-differs" }, differs };
-  }
-  return null;
-}
-
-/**
- * What differs between two entries of one kind: size, content (when both hashes are known and
- * the sizes alike), mode, owner and group (when they are kept), mtime.
- */
-function differences(from: Entry, to: Entry, options: CompareOptions): Difference[] {
-  const { owners, fromHash, toHash } = options;
-  const differs: Difference[] = [];
-  if (from.kind === "file" && from.size !== to.size) differs.push("size");
-  else if (fromHash !== null && toHash !== null && fromHash !== toHash) differs.push("content");
-  if (from.mode !== to.mode) differs.push("mode");
-  if (owners && from.uid !== to.uid) differs.push("owner");
-  if (owners && from.gid !== to.gid) differs.push("group");
-  if (from.mtimeMs !== to.mtimeMs) differs.push("mtime");
-  return differs;
-}
-
-/** With `--checksum`, a hash that could not be read still counts as content that differs. */
-function withContent(differs: Difference[]): Difference[] {
-  return mergeDifferences(differs, ["content"]);
 }
 
 function byPath(actions: Action[], order: "deepest" | "shallowest"): void {

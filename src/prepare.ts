@@ -6,23 +6,19 @@
  * @module
  */
 
-import { purgeTrash, trashFolderName } from "./apply.ts";
 import { type Options } from "./cli.ts";
-import { errorText, RefusedError, UsageError } from "./errors.ts";
-import { type Identity, identityOf, pathExists, removeQuietly, sameIdentity } from "./files.ts";
+import { RefusedError, UsageError } from "./errors.ts";
+import { type Identity } from "./files.ts";
 import { formatDuration, quoted } from "./format.ts";
 import { type Reporter } from "./log.ts";
+import { checkMeta, hasRecord, isAdopted, type MetaPaths, metaPaths } from "./sides/local/meta.ts";
+import { type RunTrees } from "./sides/sides.ts";
 import {
-  acquireLock,
-  checkMeta,
-  hasRecord,
-  isAdopted,
   type LockMode,
-  makeOwnFolder,
-  type MetaPaths,
-  metaPaths,
   type ReplicaLock,
-} from "./meta.ts";
+  type ReplicaStore,
+  type TreeWriter,
+} from "./sides/writer.ts";
 import { checkPaths } from "./places.ts";
 import { type FolderListing } from "./scan.ts";
 
@@ -69,7 +65,9 @@ function refuseRestoreFromForeign(replica: string, meta: MetaPaths): void {
 
 /** The two trees of a run and where each keeps our own files. */
 export interface RunSides {
+  /** The root of the tree copied from (the replica, when restoring). */
   fromRoot: string;
+  /** The root of the tree written to (the source, when restoring). */
   toRoot: string;
   /** The replica's: lock and record. */
   replicaMeta: MetaPaths;
@@ -94,12 +92,12 @@ function runSides(options: Options): RunSides {
 /** Takes the replica lock unless this process still holds it. */
 export function takeLock(
   control: { lock: ReplicaLock | null },
-  meta: MetaPaths,
+  store: Pick<ReplicaStore, "lock">,
   mode: LockMode,
 ): void {
   if (control.lock?.stillHeld()) return;
   control.lock?.release();
-  control.lock = acquireLock(meta, mode);
+  control.lock = store.lock(mode);
 }
 
 /**
@@ -210,19 +208,12 @@ function readMountPoints(): string[] | null {
   }
 }
 
-/** What a writing run set up: where files are written and kept, and what it made. */
+/** What a writing run set up: the tree it writes and the replica's own files, prepared. */
 export interface PreparedWrites {
-  tempDir: string;
-  tempIdentity: Identity;
-  trashDir: string | null;
-  trashIdentity: Identity | null;
-  /** The replica's metadata folder, checked again before the record is saved (not restoring). */
-  metaIdentity: Identity | null;
-  /**
-   * Our folders this run made that go again at its end if left empty: in the source when
-   * restoring, and the run's trash folder.
-   */
-  madeHere: Array<{ path: string } & Identity>;
+  /** The tree written (the source, when restoring), its folders of ours made. */
+  writer: TreeWriter;
+  /** The replica's own files; its folder made and the lock taken unless restoring. */
+  store: ReplicaStore;
 }
 
 /**
@@ -231,74 +222,39 @@ export interface PreparedWrites {
  */
 export function prepareWrites(
   options: Options,
-  sides: RunSides,
+  trees: RunTrees,
   control: { lock: ReplicaLock | null },
 ): PreparedWrites {
-  const { replicaMeta, targetMeta } = sides;
-  if (!pathExists(options.replica)) {
-    try {
-      Deno.mkdirSync(options.replica, { recursive: true });
-    } catch (error) {
-      throw new UsageError(
-        `Cannot create the replica ${quoted(options.replica)}: ${errorText(error, true)}`,
-      );
-    }
-  }
-  let metaIdentity: Identity | null = null;
+  const { store, to: writer } = trees;
   if (!options.restore) {
     // Restoring writes into the source only: the replica, read-only perhaps, is just read.
-    metaIdentity = makeOwnFolder(replicaMeta.dir);
-    takeLock(control, replicaMeta, "create");
+    store.prepare();
+    takeLock(control, store, "create");
     control.lock!.announce();
   }
-  const madeHere: PreparedWrites["madeHere"] = [];
-  const make = (path: string, removeIfEmpty: boolean) => {
-    const { dev, ino, made } = makeOwnFolder(path);
-    if (made && removeIfEmpty) madeHere.push({ path, dev, ino });
-    return { dev, ino };
-  };
-  if (options.restore) make(targetMeta.dir, true);
-  const tempIdentity = make(targetMeta.temp, options.restore);
-  if (!options.restore) {
-    // Files left by a run that was killed mid-copy; the lock says no run is using them. In the
-    // source (restoring) nothing is removed but what this run made.
-    for (const leftover of Deno.readDirSync(targetMeta.temp)) {
-      removeQuietly(`${targetMeta.temp}/${leftover.name}`);
-    }
-  }
-  let trashDir: string | null = null;
-  let trashIdentity: Identity | null = null;
-  if (options.keepDeletedMs !== null) {
-    make(targetMeta.trash, options.restore);
-    trashDir = `${targetMeta.trash}/${trashFolderName(new Date())}`;
-    trashIdentity = make(trashDir, true);
-  }
-  return {
-    tempDir: targetMeta.temp,
-    tempIdentity,
-    trashDir,
-    trashIdentity,
-    metaIdentity,
-    madeHere,
-  };
+  writer.prepare({
+    // In the source (restoring) nothing is removed but what this run made.
+    cleanLeftovers: !options.restore,
+    removeMadeFolders: options.restore,
+    trash: options.keepDeletedMs !== null,
+    now: new Date(),
+  });
+  return { writer, store };
 }
 
 /** Removes the trash folders older than `--keep-deleted`, once the run is decided. */
-export function purgeExpiredTrash(options: Options, sides: RunSides, report: Reporter): void {
+export function purgeExpiredTrash(
+  options: Options,
+  prepared: PreparedWrites,
+  report: Reporter,
+): void {
   if (options.keepDeletedMs === null) return;
-  for (const name of purgeTrash(sides.targetMeta.trash, options.keepDeletedMs, new Date())) {
+  for (const name of prepared.writer.purgeTrash(options.keepDeletedMs, new Date())) {
     report.change(`purge trash ${name}/ (older than ${formatDuration(options.keepDeletedMs)})`);
   }
 }
 
 /** Removes folders this run made, innermost first, each only if empty and still the one made. */
-export function removeMadeFolders(folders: PreparedWrites["madeHere"]): void {
-  for (const folder of folders.toReversed()) {
-    if (!sameIdentity(identityOf(folder.path), folder)) continue;
-    try {
-      Deno.removeSync(folder.path); // not recursive: a folder with anything in it stays
-    } catch {
-      // Not empty, or already gone: leave it.
-    }
-  }
+export function removeMadeFolders(prepared: PreparedWrites | null): void {
+  prepared?.writer.removeMadeFolders();
 }

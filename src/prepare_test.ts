@@ -1,5 +1,5 @@
+import { deepStrictEqual } from "node:assert/strict";
 import { bindMountPossible } from "./prepare.ts";
-import { assertEquals } from "./test_helpers.ts";
 
 Deno.test("bindMountPossible() walks first only where two mounts could show one folder twice", () => {
   const mounts = ["/", "/proc", "/etc/hosts", "/mnt/disk", "/srv/view", "/home/a b"];
@@ -15,6 +15,6 @@ Deno.test("bindMountPossible() walks first only where two mounts could show one 
   ];
   for (const [label, from, to, sameDevice, expected] of table) {
     const possible = bindMountPossible(mounts, { roots: { from, to }, sameDevice });
-    assertEquals([label, possible], [label, expected]);
+    deepStrictEqual([label, possible], [label, expected]);
   }
 });

@@ -8,7 +8,7 @@
 import * as fs from "node:fs";
 import { errorText, UsageError } from "./errors.ts";
 import { formatBytes, quoted } from "./format.ts";
-import { openOwnFile } from "./meta.ts";
+import { openOwnFile } from "./sides/local/meta.ts";
 import { type Entry, sameSignature, type Signature } from "./scan.ts";
 
 const RECORD_FORMAT = "treesync-record";

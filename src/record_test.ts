@@ -2,9 +2,10 @@
  * Tests for the record: when a hash is trusted, lookups by path or inode, the next record.
  */
 
+import { deepStrictEqual } from "node:assert/strict";
 import { recordLookup, type RecordMap, trustedHash } from "./record.ts";
 import { type Entry, signatureOf } from "./scan.ts";
-import { assertEquals, e, RACY_CASES, vouch } from "./test_helpers.ts";
+import { e, RACY_CASES, vouch } from "./test_helpers.ts";
 
 Deno.test("trustedHash() applies the racy rule to ctime seconds as well as to mtime", () => {
   const file = e("file", { size: 4, mtimeMs: 1_000, ctimeMs: 5_000 });
@@ -13,7 +14,7 @@ Deno.test("trustedHash() applies the racy rule to ctime seconds as well as to mt
   for (const [name, fields, hashedAtMs, trusted] of table) {
     const entry = { ...file, ...fields };
     const known = { ...signatureOf(entry), hash, hashedAtMs };
-    assertEquals(trustedHash(known, entry), trusted ? hash : null, name);
+    deepStrictEqual(trustedHash(known, entry), trusted ? hash : null, name);
   }
 });
 
@@ -34,7 +35,7 @@ Deno.test("recordLookup() finds a file by path, else a renamed one by its inode"
     ["unknown inode", "new/name", e("file", { size: 9 }), null],
   ];
   for (const [name, path, entry, expected] of table) {
-    assertEquals(hashOf(path, entry), expected, name);
+    deepStrictEqual(hashOf(path, entry), expected, name);
   }
-  assertEquals(recordLookup(undefined, trustedHash)("here", other), null, "no record");
+  deepStrictEqual(recordLookup(undefined, trustedHash)("here", other), null, "no record");
 });

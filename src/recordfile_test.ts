@@ -3,6 +3,7 @@
  * and a reader that refuses every kind of damage once and hands out nothing it has not checked.
  */
 
+import { deepStrictEqual, match, ok, throws } from "node:assert/strict";
 import * as fs from "node:fs";
 import { crc32 } from "node:zlib";
 import { UsageError } from "./errors.ts";
@@ -17,7 +18,7 @@ import {
   recordSourceFromV2,
   RecordWriter,
 } from "./recordfile.ts";
-import { assert, assertEquals, assertMatch, assertThrows, withTemp } from "./test_helpers.ts";
+import { withTemp } from "./test_helpers.ts";
 
 const MAX = Number.MAX_SAFE_INTEGER;
 const HASH_A = "0123456789abcdef".repeat(4);
@@ -81,12 +82,12 @@ function storedBlocks(blocks: RecordBlock[]): RecordBlock[] {
 /** Compares blocks as stored, row by row, so a failure names the row that differs. */
 function assertBlocks(actual: RecordBlock[], expected: RecordBlock[], message = ""): void {
   const want = storedBlocks(expected);
-  assertEquals(actual.map((b) => b.folder), want.map((b) => b.folder), `${message} folders`);
+  deepStrictEqual(actual.map((b) => b.folder), want.map((b) => b.folder), `${message} folders`);
   for (const [i, block] of actual.entries()) {
     const rows = want[i]!.rows;
-    assertEquals(block.rows.map((row) => row.name), rows.map((row) => row.name), block.folder);
+    deepStrictEqual(block.rows.map((row) => row.name), rows.map((row) => row.name), block.folder);
     for (const [j, row] of block.rows.entries()) {
-      assertEquals(row, rows[j], `${message} ${block.folder}/${row.name}`);
+      deepStrictEqual(row, rows[j], `${message} ${block.folder}/${row.name}`);
     }
   }
 }
@@ -112,7 +113,7 @@ interface Opened {
 function open(path: string, maxBytes = 1 << 30): Opened {
   const messages: string[] = [];
   const source = openRecord(path, { maxBytes, onCorrupt: (message) => messages.push(message) });
-  assert(source !== null, `no record at ${path}`);
+  ok(source !== null, `no record at ${path}`);
   return { source, messages };
 }
 
@@ -176,14 +177,14 @@ Deno.test("RecordWriter and openRecord() give back every kind of row as written"
   await withTemp((temp) => {
     const path = `${temp}/record3`;
     const bytes = writeRecord(path, blocks);
-    assertEquals(bytes, Deno.statSync(path).size, "bytesWritten is the file's size");
+    deepStrictEqual(bytes, Deno.statSync(path).size, "bytesWritten is the file's size");
     const read = readAll(path);
-    assertEquals(read.messages, []);
-    assertEquals(read.corrupt, false);
+    deepStrictEqual(read.messages, []);
+    deepStrictEqual(read.corrupt, false);
     assertBlocks(read.blocks, blocks);
     const { source } = open(path);
     for (const block of blocks) {
-      assertEquals([...source.rowsOf(block.folder).values()], block.rows.map(stored));
+      deepStrictEqual([...source.rowsOf(block.folder).values()], block.rows.map(stored));
     }
     source.close();
   });
@@ -194,8 +195,8 @@ Deno.test("folders and names go in code-point walk order, not in UTF-16 or byte 
   const names = ["a", "a-", "z", "é", "\uFFFD", "🎉"];
   const folders = ["", "a", "a/b", "a-", "z", "é", "\uFFFD", "🎉"];
   // JavaScript's own sort (UTF-16) puts the emoji before "\uFFFD"; bytes put "a-" before "a/b".
-  assert(JSON.stringify([...names].sort()) !== JSON.stringify(names));
-  assert([...folders].sort()[2] === "a-");
+  ok(JSON.stringify([...names].sort()) !== JSON.stringify(names));
+  ok([...folders].sort()[2] === "a-");
   const blocks = folders.map((folder) => ({
     folder,
     rows: names.map((name) => file(name, side())),
@@ -204,18 +205,17 @@ Deno.test("folders and names go in code-point walk order, not in UTF-16 or byte 
     const path = `${temp}/record3`;
     writeRecord(path, blocks);
     const read = readAll(path);
-    assertEquals(read.blocks.map((block) => block.folder), folders);
-    for (const block of read.blocks) assertEquals(block.rows.map((row) => row.name), names);
+    deepStrictEqual(read.blocks.map((block) => block.folder), folders);
+    for (const block of read.blocks) deepStrictEqual(block.rows.map((row) => row.name), names);
     const fd = fs.openSync(`${temp}/other`, "w");
     try {
       const writer = new RecordWriter(fd);
-      assertThrows(
+      throws(
         () => writer.writeFolder("", [file("🎉", side()), file("\uFFFD", side())]),
-        Error,
-        /does not come after/,
+        { message: /does not come after/ },
       );
       writer.writeFolder("a-", [file("x", side())]);
-      assertThrows(() => writer.writeFolder("a/b", []), Error, /out of walk order/);
+      throws(() => writer.writeFolder("a/b", []), { message: /out of walk order/ });
     } finally {
       fs.closeSync(fd);
     }
@@ -235,26 +235,26 @@ Deno.test("rowsOf() skips folders not asked for and gives empty maps for folders
     writeRecord(path, blocks);
     const { source, messages } = open(path);
     const names = (folder: string) => [...source.rowsOf(folder).keys()];
-    assertEquals(names(""), ["f"]);
-    assertEquals(names("a/x"), ["one", "two"], "the block of 'a' is skipped");
+    deepStrictEqual(names(""), ["f"]);
+    deepStrictEqual(names("a/x"), ["one", "two"], "the block of 'a' is skipped");
     const missing = source.rowsOf("a/y");
-    assertEquals(missing.size, 0);
-    assert(source.rowsOf("a/y") === missing, "the same folder again: the same map");
-    assertEquals(names("b"), ["d"]);
-    assertEquals(names("bb"), []);
-    assertThrows(() => source.rowsOf("a"), Error, /walk order/);
-    assertEquals([...source.blocks()].map((block) => block.folder), ["c"]);
-    assertEquals(names("c"), ["left"], "the folder blocks() handed out last, again");
-    assertEquals(names("d"), []);
-    assertEquals(messages, [], "skipped rows still count against the end's total");
-    assertEquals(source.corrupt, false);
+    deepStrictEqual(missing.size, 0);
+    ok(source.rowsOf("a/y") === missing, "the same folder again: the same map");
+    deepStrictEqual(names("b"), ["d"]);
+    deepStrictEqual(names("bb"), []);
+    throws(() => source.rowsOf("a"), { message: /walk order/ });
+    deepStrictEqual([...source.blocks()].map((block) => block.folder), ["c"]);
+    deepStrictEqual(names("c"), ["left"], "the folder blocks() handed out last, again");
+    deepStrictEqual(names("d"), []);
+    deepStrictEqual(messages, [], "skipped rows still count against the end's total");
+    deepStrictEqual(source.corrupt, false);
     source.close();
-    assertEquals(names("e"), [], "closed: reads as empty");
+    deepStrictEqual(names("e"), [], "closed: reads as empty");
   });
   const empty = emptyRecordSource();
-  assertEquals(empty.rowsOf("").size, 0);
-  assertEquals([...empty.blocks()], []);
-  assertEquals(empty.corrupt, false);
+  deepStrictEqual(empty.rowsOf("").size, 0);
+  deepStrictEqual([...empty.blocks()], []);
+  deepStrictEqual(empty.corrupt, false);
 });
 
 Deno.test("RecordWriter rejects what it cannot store, writes nothing of it, and goes on", async () => {
@@ -284,17 +284,17 @@ Deno.test("RecordWriter rejects what it cannot store, writes nothing of it, and 
     ];
     for (const [name, folder, rows, pattern] of table) {
       const before = writer.bytesWritten;
-      assertThrows(() => writer.writeFolder(folder, rows), Error, pattern);
-      assertEquals(writer.bytesWritten, before, `${name}: nothing of it is kept`);
+      throws(() => writer.writeFolder(folder, rows), { message: pattern });
+      deepStrictEqual(writer.bytesWritten, before, `${name}: nothing of it is kept`);
     }
     writer.writeFolder("c", [file("x", side())]);
     writer.finish();
-    assertEquals(writer.rowCount, 2);
-    assertThrows(() => writer.writeFolder("d", [file("x", side())]), Error, /finished/);
+    deepStrictEqual(writer.rowCount, 2);
+    throws(() => writer.writeFolder("d", [file("x", side())]), { message: /finished/ });
     fs.closeSync(fd);
     const read = readAll(path);
-    assertEquals(read.messages, []);
-    assertEquals(read.blocks.map((block) => block.folder), ["b", "c"]);
+    deepStrictEqual(read.messages, []);
+    deepStrictEqual(read.blocks.map((block) => block.folder), ["b", "c"]);
   });
 });
 
@@ -309,10 +309,10 @@ Deno.test("openRecord() reports a record cut short once, before any of its rows 
       const path = `${temp}/cut-${cut}`;
       Deno.writeFileSync(path, bytes.subarray(0, cut));
       const read = readAll(path);
-      assertEquals(read.blocks, [], `cut at ${cut}: nothing handed out`);
-      assertEquals(read.messages.length, 1, `cut at ${cut}: reported once`);
-      assertMatch(read.messages[0]!, /^The record '.*cut-\d+' is corrupt \(.*\); rebuilding it$/);
-      assertEquals(read.corrupt, true);
+      deepStrictEqual(read.blocks, [], `cut at ${cut}: nothing handed out`);
+      deepStrictEqual(read.messages.length, 1, `cut at ${cut}: reported once`);
+      match(read.messages[0]!, /^The record '.*cut-\d+' is corrupt \(.*\); rebuilding it$/);
+      deepStrictEqual(read.corrupt, true);
     }
   });
 });
@@ -352,14 +352,18 @@ Deno.test("openRecord() catches any flipped bit: blocks before it come out right
         Deno.writeFileSync(path, damaged);
         const read = readAll(path);
         const where = `byte ${at}, bit ${bit}`;
-        assertEquals(read.messages.length, 1, `${where}: reported once`);
-        assertEquals(read.corrupt, true, where);
-        assertEquals(read.blocks, expected.slice(0, read.blocks.length), `${where}: no wrong row`);
-        assert(read.blocks.length < expected.length, `${where}: the damaged block is not used`);
+        deepStrictEqual(read.messages.length, 1, `${where}: reported once`);
+        deepStrictEqual(read.corrupt, true, where);
+        deepStrictEqual(
+          read.blocks,
+          expected.slice(0, read.blocks.length),
+          `${where}: no wrong row`,
+        );
+        ok(read.blocks.length < expected.length, `${where}: the damaged block is not used`);
         if (read.blocks.length > 0) partial++;
       }
     }
-    assert(partial > 0, "some damage is met only after good blocks were handed out");
+    ok(partial > 0, "some damage is met only after good blocks were handed out");
   });
 });
 
@@ -372,14 +376,14 @@ Deno.test("a damaged block: rowsOf() gives the folders before it, then empty map
     bytes[second + 4]! ^= 0x40;
     Deno.writeFileSync(path, bytes);
     const { source, messages } = open(path);
-    assertEquals([...source.rowsOf("").keys()], ["a", "top"]);
-    assertEquals(messages, []);
-    assertEquals(source.rowsOf("a").size, 0);
-    assertEquals(messages.length, 1);
-    assertMatch(messages[0]!, /block 2 fails its checksum\); rebuilding it$/);
-    assertEquals(source.rowsOf("a/b").size, 0, "the rest reads as empty");
-    assertEquals(source.corrupt, true);
-    assertEquals(messages.length, 1, "reported once");
+    deepStrictEqual([...source.rowsOf("").keys()], ["a", "top"]);
+    deepStrictEqual(messages, []);
+    deepStrictEqual(source.rowsOf("a").size, 0);
+    deepStrictEqual(messages.length, 1);
+    match(messages[0]!, /block 2 fails its checksum\); rebuilding it$/);
+    deepStrictEqual(source.rowsOf("a/b").size, 0, "the rest reads as empty");
+    deepStrictEqual(source.corrupt, true);
+    deepStrictEqual(messages.length, 1, "reported once");
   });
 });
 
@@ -396,9 +400,9 @@ Deno.test("openRecord() reports a wrong header, misplaced blocks and a wrong row
     Deno.writeFileSync(version4, changed);
     for (const path of [v2, version4]) {
       const read = readAll(path);
-      assertEquals(read.messages.length, 1, path);
-      assertMatch(read.messages[0]!, /does not start as a treesync record of format 3/);
-      assertEquals(read.blocks, []);
+      deepStrictEqual(read.messages.length, 1, path);
+      match(read.messages[0]!, /does not start as a treesync record of format 3/);
+      deepStrictEqual(read.blocks, []);
     }
     // Blocks of "a" then "": each is sound, their order is not.
     const [first, second, third] = blockBoundaries(bytes);
@@ -414,14 +418,14 @@ Deno.test("openRecord() reports a wrong header, misplaced blocks and a wrong row
     );
     let read = readAll(swapped);
     assertBlocks(read.blocks, SMALL.slice(1, 2));
-    assertEquals(read.messages.length, 1);
-    assertMatch(read.messages[0]!, /block 2 is out of walk order/);
+    deepStrictEqual(read.messages.length, 1);
+    match(read.messages[0]!, /block 2 is out of walk order/);
     const wrongTotal = `${temp}/wrong-total`;
     Deno.writeFileSync(wrongTotal, concat([bytes.subarray(0, -TRAILER_BYTES), trailer(6)]));
     read = readAll(wrongTotal);
     assertBlocks(read.blocks, SMALL, "every block is sound: handed out");
-    assertEquals(read.messages.length, 1);
-    assertMatch(read.messages[0]!, /holds 5 rows where its end says 6/);
+    deepStrictEqual(read.messages.length, 1);
+    match(read.messages[0]!, /holds 5 rows where its end says 6/);
   });
 });
 
@@ -448,11 +452,11 @@ Deno.test("openRecord() refuses a record over maxBytes without reading it", asyn
     const path = `${temp}/record3`;
     const size = writeRecord(path, SMALL);
     const over = readAll(path, size - 1);
-    assertEquals(over.blocks, []);
-    assertEquals(over.messages.length, 1);
-    assertMatch(over.messages[0]!, /more than a record of this tree can be .*; rebuilding it$/);
+    deepStrictEqual(over.blocks, []);
+    deepStrictEqual(over.messages.length, 1);
+    match(over.messages[0]!, /more than a record of this tree can be .*; rebuilding it$/);
     const fits = readAll(path, size);
-    assertEquals(fits.messages, []);
+    deepStrictEqual(fits.messages, []);
     assertBlocks(fits.blocks, SMALL);
   });
 });
@@ -465,15 +469,24 @@ Deno.test("openRecord() throws on a symlink, a fifo or a folder, and gives null 
     Deno.symlinkSync(real, link);
     const fifo = `${temp}/fifo`;
     const made = new Deno.Command("mkfifo", { args: [fifo] }).outputSync();
-    assert(made.success, "mkfifo failed");
+    ok(made.success, "mkfifo failed");
     const messages: string[] = [];
     const options = { maxBytes: 1 << 20, onCorrupt: (message: string) => messages.push(message) };
-    assertThrows(() => openRecord(link, options), UsageError, /'.*link' is a symlink/);
+    throws(() => openRecord(link, options), {
+      name: UsageError.name,
+      message: /'.*link' is a symlink/,
+    });
     // Refused once lstat shows it: opening a fifo nobody writes to could wait for ever.
-    assertThrows(() => openRecord(fifo, options), UsageError, /'.*fifo' is not a regular file/);
-    assertThrows(() => openRecord(temp, options), UsageError, /is not a regular file/);
-    assertEquals(openRecord(`${temp}/missing`, options), null);
-    assertEquals(messages, []);
+    throws(() => openRecord(fifo, options), {
+      name: UsageError.name,
+      message: /'.*fifo' is not a regular file/,
+    });
+    throws(() => openRecord(temp, options), {
+      name: UsageError.name,
+      message: /is not a regular file/,
+    });
+    deepStrictEqual(openRecord(`${temp}/missing`, options), null);
+    deepStrictEqual(messages, []);
   });
 });
 
@@ -481,9 +494,9 @@ Deno.test("a record with no rows reads as empty and sound", async () => {
   await withTemp((temp) => {
     const path = `${temp}/record3`;
     const size = writeRecord(path, [{ folder: "", rows: [] }, { folder: "a", rows: [] }]);
-    assertEquals(size, HEADER_BYTES + TRAILER_BYTES, "empty folders write no block");
+    deepStrictEqual(size, HEADER_BYTES + TRAILER_BYTES, "empty folders write no block");
     const read = readAll(path);
-    assertEquals(read, { blocks: [], messages: [], corrupt: false });
+    deepStrictEqual(read, { blocks: [], messages: [], corrupt: false });
   });
 });
 
@@ -500,9 +513,9 @@ Deno.test("folders larger than the buffers, and thousands of them, come back who
     const path = `${temp}/record3`;
     writeRecord(path, blocks);
     const [first, second] = blockBoundaries(Deno.readFileSync(path));
-    assert(second! - first! > 1 << 20, "the first folder alone is more than a buffer");
+    ok(second! - first! > 1 << 20, "the first folder alone is more than a buffer");
     const read = readAll(path);
-    assertEquals(read.messages, []);
+    deepStrictEqual(read.messages, []);
     assertBlocks(read.blocks, blocks);
   });
 });
@@ -536,7 +549,7 @@ Deno.test("recordSourceFromV2() yields the rows a written record gives back, in 
   ];
   const fromV2 = [...recordSourceFromV2(record).blocks()];
   assertBlocks(storedBlocks(fromV2), expected);
-  assertEquals([...recordSourceFromV2(record).rowsOf("a").keys()], ["x", "é", "\uFFFD", "🎉"]);
+  deepStrictEqual([...recordSourceFromV2(record).rowsOf("a").keys()], ["x", "é", "\uFFFD", "🎉"]);
   await withTemp((temp) => {
     const path = `${temp}/record3`;
     writeRecord(path, fromV2);

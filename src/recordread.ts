@@ -12,7 +12,7 @@ import { crc32 } from "node:zlib";
 import { errorText, UsageError } from "./errors.ts";
 import { pathExists } from "./files.ts";
 import { formatBytes, quoted } from "./format.ts";
-import { openOwnFile } from "./meta.ts";
+import { openOwnFile } from "./sides/local/meta.ts";
 import { compareNames, compareWalkOrder } from "./order.ts";
 import { type FileRecord, loadRecord } from "./record.ts";
 import { BlockDecoder } from "./recorddecode.ts";

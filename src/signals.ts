@@ -14,7 +14,7 @@
 
 import { ExitCode } from "./errors.ts";
 import { type Reporter } from "./log.ts";
-import { requestStop, type RunControl } from "./run.ts";
+import { requestStop, type RunControl } from "./control.ts";
 
 const STOP_SIGNALS = ["SIGINT", "SIGTERM"] as const;
 

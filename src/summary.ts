@@ -5,7 +5,7 @@
  * @module
  */
 
-import { type Action, type Plan } from "./plan.ts";
+import { type Action } from "./plan.ts";
 
 /** Counts for one run; printed as the summary and, with `--json`, as a JSON line. */
 export interface RunSummary {
@@ -105,11 +105,4 @@ export function countAction(summary: RunSummary, action: Action, bytes: number):
       if ((action.differs?.length ?? 0) > 0) summary.attrsUpdated++;
       break;
   }
-}
-
-/** The counts a plan would make if every action succeeded, for a dry run. */
-export function countPlan(plan: Plan): RunSummary {
-  const summary = emptySummary(true);
-  for (const action of plan.actions) countAction(summary, action, action.entry?.size ?? 0);
-  return summary;
 }

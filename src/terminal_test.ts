@@ -6,20 +6,19 @@
  * @module
  */
 
+import { deepStrictEqual, match, ok } from "node:assert/strict";
 import { dirname } from "node:path";
 import { syncTaskFlags } from "../tools/install.ts";
 import { pathExists } from "./files.ts";
 import { localTime, localTimestamp } from "./format.ts";
 import { idleProgress, progressText } from "./log.ts";
 import {
-  assert,
-  assertEquals,
   assertExit,
-  assertMatch,
+  CAN_HOLD_OPEN,
   type CliResult,
   collect,
   copiesInFlight,
-  makeSparseFile,
+  holdOpen,
   readTree,
   RunningCli,
   SYNC_FLAGS,
@@ -96,7 +95,8 @@ function screenText(text: string): string {
   return text.replace(/\r?\n/g, "\n").replaceAll("\r\x1b[2K", "").replace(/\r/g, "");
 }
 
-const BIG = 256 * 2 ** 20;
+/** The file whose copy a test holds at its start ({@linkcode holdOpen}) while it types. */
+const BIG = "x".repeat(3 << 20);
 
 // ------------------------------------------------------------------------------------------------
 // Ctrl-C under `deno task`
@@ -106,46 +106,53 @@ const BIG = 256 * 2 ** 20;
 // the file in flight was abandoned.
 Deno.test({
   name: "terminal: one Ctrl-C under deno task finishes the file in flight and exits 130",
-  ignore: !HAS_SCRIPT,
+  ignore: !HAS_SCRIPT || !CAN_HOLD_OPEN,
   fn: async () => {
     await withTemp(async (dir) => {
-      await makeSparseFile(`${dir}/s/big`, BIG);
+      writeTree(`${dir}/s`, { big: BIG });
+      await using held = await holdOpen(`${dir}/s/big`);
       const run = onTerminal([Deno.execPath(), "task", "sync", `${dir}/s`, `${dir}/r`]);
-      await run.waitFor(() => copiesInFlight(`${dir}/r`).length > 0, "the copy to start");
+      await run.waitFor(() => held.wanted, "the copy to start");
       await run.type("\x03");
-      assertEquals(await run.exitCode(), 130, run.stdout);
+      await run.waitFor(() => /SIGINT: finishing/.test(run.stdout), "the acknowledgement");
+      await held.release();
+      deepStrictEqual(await run.exitCode(), 130, run.stdout);
       const screen = screenText(run.stdout);
       // The terminal echoes the key as ^C.
-      assertMatch(screen, /^(\^C)?warning: SIGINT: finishing the current file, then exiting/m);
-      assert(!/abandoning/.test(screen), screen);
-      assertEquals(Deno.statSync(`${dir}/r/big`).size, BIG, "the file in flight completed");
+      match(screen, /^(\^C)?warning: SIGINT: finishing the current file, then exiting/m);
+      ok(!/abandoning/.test(screen), screen);
+      deepStrictEqual(Deno.readTextFileSync(`${dir}/r/big`), BIG, "the file in flight completed");
     });
   },
 });
 
 Deno.test({
   name: "terminal: one Ctrl-C under deno task finishes a loop's file in flight and exits 130",
-  ignore: !HAS_SCRIPT,
+  ignore: !HAS_SCRIPT || !CAN_HOLD_OPEN,
   fn: async () => {
     await withTemp(async (dir) => {
-      await makeSparseFile(`${dir}/s/big`, BIG);
+      writeTree(`${dir}/s`, { big: BIG });
+      await using held = await holdOpen(`${dir}/s/big`);
       const args = ["task", "sync", "-i", "1h", `${dir}/s`, `${dir}/r`];
       const loop = onTerminal([Deno.execPath(), ...args]);
-      await loop.waitFor(() => copiesInFlight(`${dir}/r`).length > 0, "the copy to start");
+      await loop.waitFor(() => held.wanted, "the copy to start");
       await loop.type("\x03");
-      assertEquals(await loop.exitCode(), 130, loop.stdout);
-      assert(!/abandoning/.test(screenText(loop.stdout)), loop.stdout);
-      assertEquals(Deno.statSync(`${dir}/r/big`).size, BIG, "the file in flight completed");
+      await loop.waitFor(() => /SIGINT: finishing/.test(loop.stdout), "the acknowledgement");
+      await held.release();
+      deepStrictEqual(await loop.exitCode(), 130, loop.stdout);
+      ok(!/abandoning/.test(screenText(loop.stdout)), loop.stdout);
+      deepStrictEqual(Deno.readTextFileSync(`${dir}/r/big`), BIG, "the file in flight completed");
     });
   },
 });
 
 Deno.test({
   name: "terminal: SIGINT to the process group of deno task finishes a loop's file and exits 130",
-  ignore: !HAS_SCRIPT,
+  ignore: !HAS_SCRIPT || !CAN_HOLD_OPEN,
   fn: async () => {
     await withTemp(async (dir) => {
-      await makeSparseFile(`${dir}/s/big`, BIG);
+      writeTree(`${dir}/s`, { big: BIG });
+      await using held = await holdOpen(`${dir}/s/big`);
       const loop = inOwnGroup([
         Deno.execPath(),
         "task",
@@ -155,24 +162,27 @@ Deno.test({
         `${dir}/s`,
         `${dir}/r`,
       ]);
-      await loop.waitFor(() => copiesInFlight(`${dir}/r`).length > 0, "the copy to start");
+      await loop.waitFor(() => held.wanted, "the copy to start");
       Deno.kill(-loop.child.pid, "SIGINT");
-      assertEquals(await loop.exitCode(), 130, loop.stderr);
-      assertMatch(loop.stderr, /^warning: SIGINT: finishing the current file, then exiting/m);
-      assert(!/abandoning/.test(loop.stderr), loop.stderr);
-      assertEquals(Deno.statSync(`${dir}/r/big`).size, BIG, "the file in flight completed");
+      await loop.waitFor(() => /SIGINT: finishing/.test(loop.stderr), "the acknowledgement");
+      await held.release();
+      deepStrictEqual(await loop.exitCode(), 130, loop.stderr);
+      match(loop.stderr, /^warning: SIGINT: finishing the current file, then exiting/m);
+      ok(!/abandoning/.test(loop.stderr), loop.stderr);
+      deepStrictEqual(Deno.readTextFileSync(`${dir}/r/big`), BIG, "the file in flight completed");
     });
   },
 });
 
 Deno.test({
   name: "terminal: Ctrl-C pressed again after the first was acknowledged abandons the file",
-  ignore: !HAS_SCRIPT,
+  ignore: !HAS_SCRIPT || !CAN_HOLD_OPEN,
   fn: async () => {
     await withTemp(async (dir) => {
-      await makeSparseFile(`${dir}/s/big`, 4 * 2 ** 30);
+      writeTree(`${dir}/s`, { big: BIG });
+      await using held = await holdOpen(`${dir}/s/big`);
       const run = onTerminal([Deno.execPath(), "task", "sync", `${dir}/s`, `${dir}/r`]);
-      await run.waitFor(() => copiesInFlight(`${dir}/r`).length > 0, "the copy to start");
+      await run.waitFor(() => held.wanted, "the copy to start");
       await run.type("\x03");
       await run.waitFor(() => /SIGINT: finishing/.test(run.stdout), "the acknowledgement");
       // Presses within a second of the acknowledgement are the same press: press until one
@@ -185,9 +195,10 @@ Deno.test({
         }
         return /SIGINT again: abandoning/.test(run.stdout);
       }, "the second press");
-      assertEquals(await run.exitCode(), 130, run.stdout);
-      assert(!copiesInFlight(`${dir}/r`).includes("big"));
-      assertEquals(Array.from(Deno.readDirSync(`${dir}/r`)).map((item) => item.name), [
+      await held.release();
+      deepStrictEqual(await run.exitCode(), 130, run.stdout);
+      ok(!copiesInFlight(`${dir}/r`).includes("big"));
+      deepStrictEqual(Array.from(Deno.readDirSync(`${dir}/r`)).map((item) => item.name), [
         ".treesync",
       ]);
     });
@@ -233,13 +244,13 @@ Deno.test("install: the launcher mirrors relative paths from the caller's folder
     writeTree(`${dir}/work/s`, { sub: { f: "hello" } });
     const first = await launch(`${dir}/bin/treesync`, ["s", "r"], `${dir}/work`);
     assertExit(first, 0);
-    assertEquals(readTree(`${dir}/work/r`), { sub: { f: "hello" } });
-    assert(!/Task/.test(first.stdout + first.stderr), "no Task line");
+    deepStrictEqual(readTree(`${dir}/work/r`), { sub: { f: "hello" } });
+    ok(!/Task/.test(first.stdout + first.stderr), "no Task line");
     assertExit(await launch(`${dir}/bin/treesync`, ["--no-such-option"], `${dir}/work`), 2);
     // An emptied source is refused: 3, the replica kept.
     Deno.removeSync(`${dir}/work/s/sub`, { recursive: true });
     assertExit(await launch(`${dir}/bin/treesync`, ["s", "r"], `${dir}/work`), 3);
-    assertEquals(readTree(`${dir}/work/r`), { sub: { f: "hello" } });
+    deepStrictEqual(readTree(`${dir}/work/r`), { sub: { f: "hello" } });
   });
 });
 
@@ -250,10 +261,10 @@ Deno.test("install: the launcher runs sync.ts with the sync task's flags, deno b
     const config = JSON.parse(Deno.readTextFileSync(`${CHECKOUT}/deno.json`));
     const task: string[] = config.tasks.sync.split(/\s+/);
     const flags = task.slice(2, task.indexOf("sync.ts"));
-    assert(flags.some((flag) => flag.startsWith("--v8-flags=")), "the heap flags are in the task");
-    assertEquals(syncTaskFlags(config), flags);
+    ok(flags.some((flag) => flag.startsWith("--v8-flags=")), "the heap flags are in the task");
+    deepStrictEqual(syncTaskFlags(config), flags);
     const exec = text.split("\n").find((line) => line.startsWith("exec "));
-    assertEquals(
+    deepStrictEqual(
       exec,
       `exec ${Deno.execPath()} run --quiet --config ${CHECKOUT}/deno.json ${flags.join(" ")} ` +
         `${CHECKOUT}/sync.ts "$@"`,
@@ -266,23 +277,27 @@ Deno.test("install: refuses to replace what it did not make, replaces its own la
     Deno.writeTextFileSync(`${dir}/treesync`, "#!/bin/sh\necho another program\n");
     const refused = await install(dir);
     assertExit(refused, 2);
-    assertMatch(refused.stderr, /^install: Not replacing '.*\/treesync': it is a file, not a /m);
-    assertEquals(Deno.readTextFileSync(`${dir}/treesync`), "#!/bin/sh\necho another program\n");
+    match(refused.stderr, /^install: Not replacing '.*\/treesync': it is a file, not a /m);
+    deepStrictEqual(Deno.readTextFileSync(`${dir}/treesync`), "#!/bin/sh\necho another program\n");
     Deno.removeSync(`${dir}/treesync`);
     Deno.symlinkSync(`${dir}/elsewhere`, `${dir}/treesync`);
-    assertMatch((await install(dir)).stderr, /it is a link, not a launcher/);
-    assert(!pathExists(`${dir}/elsewhere`), "nothing written through the link");
+    match((await install(dir)).stderr, /it is a link, not a launcher/);
+    ok(!pathExists(`${dir}/elsewhere`), "nothing written through the link");
     Deno.removeSync(`${dir}/treesync`);
     assertExit(await install(dir), 0);
     assertExit(await install(dir), 0);
-    assertEquals(Array.from(Deno.readDirSync(dir)).map((item) => item.name), ["treesync"]);
+    deepStrictEqual(Array.from(Deno.readDirSync(dir)).map((item) => item.name), ["treesync"]);
     assertExit(await install(`${dir}/missing`), 2);
     // Regression: an empty FOLDER (an unset variable) installed into the caller's folder.
     const compiled = pathExists(`${CHECKOUT}/treesync`);
     const empty = await install("");
     assertExit(empty, 2);
-    assertMatch(empty.stderr, /^install: the FOLDER is empty/m);
-    assertEquals(pathExists(`${CHECKOUT}/treesync`), compiled, "nothing installed in the checkout");
+    match(empty.stderr, /^install: the FOLDER is empty/m);
+    deepStrictEqual(
+      pathExists(`${CHECKOUT}/treesync`),
+      compiled,
+      "nothing installed in the checkout",
+    );
   });
 });
 
@@ -293,10 +308,12 @@ Deno.test("install: refuses to replace what it did not make, replaces its own la
 Deno.test({
   name:
     "terminal: the loop says once that it takes commands, and keeps the progress line off what is typed",
-  ignore: !HAS_SCRIPT,
+  ignore: !HAS_SCRIPT || !CAN_HOLD_OPEN,
   fn: async () => {
     await withTemp(async (dir) => {
-      await makeSparseFile(`${dir}/s/big`, 4 * BIG);
+      writeTree(`${dir}/s`, { big: BIG });
+      // The copy is held at its start while keys are typed and the line is drawn again.
+      await using held = await holdOpen(`${dir}/s/big`);
       const loop = onTerminal([
         Deno.execPath(),
         "run",
@@ -323,12 +340,16 @@ Deno.test({
         () => /SIGINT: finishing[^\n]*\n[^]*> sta/.test(loop.stdout.slice(typedAt)),
         "the typed line drawn again after the acknowledgement",
       );
-      assertEquals(await loop.exitCode(), 130, loop.stdout);
+      // The progress line is drawn every 250 ms: four turns pass while the keys are shown.
+      const redrawnAt = Date.now();
+      await loop.waitFor(() => Date.now() - redrawnAt > 1_000, "the progress line's turns");
+      await held.release();
+      deepStrictEqual(await loop.exitCode(), 130, loop.stdout);
       const whileTyped = loop.stdout.slice(typedAt);
-      // The file was still being copied for seconds: no progress line drew over the keys.
-      assert(!/(copying|walking) \d/.test(whileTyped), JSON.stringify(whileTyped));
-      assertEquals(loop.stdout.split(hint).length - 1, 1, "the hint, once");
-      assertEquals(Deno.statSync(`${dir}/r/big`).size, 4 * BIG);
+      // The file was still being copied for a second: no progress line drew over the keys.
+      ok(!/(copying|walking) \d/.test(whileTyped), JSON.stringify(whileTyped));
+      deepStrictEqual(loop.stdout.split(hint).length - 1, 1, "the hint, once");
+      deepStrictEqual(Deno.readTextFileSync(`${dir}/r/big`), BIG);
     });
   },
 });
@@ -345,11 +366,11 @@ Deno.test("terminal: now is acknowledged; status and the log show local times wi
     await loop.waitFor(() => at.test(loop.stdout), "status with the local time");
     await loop.send("now");
     await loop.waitFor(() => loop.runs === 2, "the run that now started");
-    assertMatch(loop.stdout, /^now: starting a run$/m);
+    match(loop.stdout, /^now: starting a run$/m);
     await loop.send("quit");
-    assertEquals(await loop.exitCode(), 0);
+    deepStrictEqual(await loop.exitCode(), 0);
     const log = Deno.readTextFileSync(`${dir}/log`);
-    assertMatch(
+    match(
       log,
       /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+05:30 INFO +\[\d+\] run end: run 2: /m,
     );
@@ -358,11 +379,11 @@ Deno.test("terminal: now is acknowledged; status and the log show local times wi
 
 Deno.test("localTime() and localTimestamp() show the offset; progress during a walk says what is known", () => {
   const moment = Date.UTC(2026, 11, 2, 9, 15, 0, 123);
-  assertEquals(localTime(moment, 60), "2026-12-02 10:15:00 +01:00");
-  assertEquals(localTime(moment, -330), "2026-12-02 03:45:00 -05:30");
-  assertEquals(localTime(moment, -600), "2026-12-01 23:15:00 -10:00");
-  assertEquals(localTimestamp(moment, 0), "2026-12-02T09:15:00.123+00:00");
-  assertEquals(localTimestamp(moment, 330), "2026-12-02T14:45:00.123+05:30");
+  deepStrictEqual(localTime(moment, 60), "2026-12-02 10:15:00 +01:00");
+  deepStrictEqual(localTime(moment, -330), "2026-12-02 03:45:00 -05:30");
+  deepStrictEqual(localTime(moment, -600), "2026-12-01 23:15:00 -10:00");
+  deepStrictEqual(localTimestamp(moment, 0), "2026-12-02T09:15:00.123+00:00");
+  deepStrictEqual(localTimestamp(moment, 330), "2026-12-02T14:45:00.123+05:30");
   const walking = {
     ...idleProgress(),
     phase: "copying" as const,
@@ -375,11 +396,11 @@ Deno.test("localTime() and localTimestamp() show the offset; progress during a w
     current: "a/b",
     startedAt: 0,
   };
-  assertEquals(
+  deepStrictEqual(
     progressText(walking, 42_000),
     "walking 12345 entries, 3/5+ changes, 2.0 MiB of 6.0 MiB+, 48.8 KiB/s, 42s, a/b",
   );
-  assertEquals(
+  deepStrictEqual(
     progressText(
       { ...walking, walked: 0, done: 0, total: 0, bytes: 0, totalBytes: 0, current: "" },
       2_000,

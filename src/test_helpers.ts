@@ -8,46 +8,17 @@
 
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
-import { metaPaths } from "./meta.ts";
+import { metaPaths } from "./sides/local/meta.ts";
 import { type Action } from "./plan.ts";
 import { type RecordEntry } from "./record.ts";
 import { openRecord, type RecordBlock, type RecordRow, RecordWriter } from "./recordfile.ts";
-import { type Entry, type Scan, signatureOf } from "./scan.ts";
+import { type Entry, entryFromStat, listFolder, type Scan, signatureOf } from "./scan.ts";
 
-export function assert(condition: unknown, message = "assertion failed"): asserts condition {
-  if (!condition) throw new Error(message);
-}
-
-export function assertEquals<T>(actual: T, expected: T, message = ""): void {
-  const a = JSON.stringify(actual, replacer);
-  const e = JSON.stringify(expected, replacer);
-  if (a !== e) throw new Error(`${message}\nexpected: ${e}\n  actual: ${a}`);
-}
-
-export function replacer(_key: string, value: unknown): unknown {
-  if (value instanceof Map) return Object.fromEntries(value);
-  if (value instanceof Set) return [...value];
-  return value;
-}
-
-export function assertMatch(text: string, pattern: RegExp): void {
-  if (!pattern.test(text)) throw new Error(`expected ${pattern} to match:\n${text}`);
-}
-
-export function assertThrows(
-  fn: () => unknown,
-  type: new (...args: never[]) => Error,
-  pattern?: RegExp,
-) {
-  try {
-    fn();
-  } catch (error) {
-    if (!(error instanceof type)) throw new Error(`expected ${type.name}, got ${error}`);
-    if (pattern) assertMatch(error.message, pattern);
-    return;
-  }
-  throw new Error(`expected ${type.name} to be thrown`);
-}
+// The engine's types these helpers take and give, so that this module documents whole.
+export type { Action, Difference, Reason } from "./plan.ts";
+export type { RecordEntry } from "./record.ts";
+export type { RecordBlock, RecordRow } from "./recordfile.ts";
+export type { Entry, EntryKind, Problem, Scan, Signature } from "./scan.ts";
 
 /** Runs `fn` with a fresh temporary folder that is always removed. */
 export async function withTemp(fn: (dir: string) => Promise<void> | void): Promise<void> {
@@ -62,6 +33,7 @@ export async function withTemp(fn: (dir: string) => Promise<void> | void): Promi
 /** A tree as a literal: a string is a file, an object a folder, `{ link }` a symlink. */
 export type Tree = { [name: string]: string | Tree | { link: string } };
 
+/** Writes `tree` under `root` (made if missing), next to what is there already. */
 export function writeTree(root: string, tree: Tree): void {
   Deno.mkdirSync(root, { recursive: true });
   for (const [name, value] of Object.entries(tree)) {
@@ -85,8 +57,17 @@ export function readTree(root: string, top = true): Tree {
   return tree;
 }
 
-/** Every entry's type, size, mode, mtime and content hash: equal snapshots mean equal trees. */
-export function snapshot(root: string, options: { mtimes?: boolean; skipMeta?: boolean } = {}) {
+/**
+ * Every entry's type, size, mode, mtime and content hash: equal snapshots mean equal trees.
+ *
+ * @param options `mtimes` (default true): with the mtimes of files and folders; `skipMeta`
+ *   (default true): without the top's `.treesync`.
+ * @returns The entries by path relative to `root`.
+ */
+export function snapshot(
+  root: string,
+  options: { mtimes?: boolean; skipMeta?: boolean } = {},
+): Record<string, string> {
   const { mtimes = true, skipMeta = true } = options;
   const result: Record<string, string> = {};
   const walk = (dir: string, rel: string) => {
@@ -108,10 +89,12 @@ export function snapshot(root: string, options: { mtimes?: boolean; skipMeta?: b
   return result;
 }
 
+/** SHA-256 of `bytes`, in hex, as the record keeps it. */
 export function sha256(bytes: Uint8Array): string {
   return createHash("sha256").update(bytes).digest("hex");
 }
 
+/** Sets the access and modification times of `path` to `ms` (milliseconds since the epoch). */
 export function setMtime(path: string, ms: number): void {
   Deno.utimeSync(path, new Date(ms), new Date(ms));
 }
@@ -123,17 +106,24 @@ export const SYNC_FLAGS: string[] = (() => {
   return words.filter((word) => word.startsWith("--allow-"));
 })();
 
-export const SYNC_MODULE = new URL("../sync.ts", import.meta.url).pathname;
+/** The path of the CLI's entry module, `sync.ts`. */
+export const SYNC_MODULE: string = new URL("../sync.ts", import.meta.url).pathname;
 
+/** How a CLI run ended. */
 export interface CliResult {
+  /** The exit code. */
   code: number;
+  /** All it wrote to stdout. */
   stdout: string;
+  /** All it wrote to stderr. */
   stderr: string;
 }
 
 /** How to start the CLI under test. */
 export interface CliOptions {
+  /** Its whole environment, besides `NO_COLOR=1` (default: nothing else). */
   env?: Record<string, string>;
+  /** Its working folder (default: this process's). */
   cwd?: string;
   /** `--allow-all` instead of the task's flags: only it reaches `/dev` and `/proc`. */
   allowAll?: boolean;
@@ -174,11 +164,17 @@ export async function cli(
   return await collect(child);
 }
 
+/** The summary of a `--json` run: its last line of stdout, parsed. */
 export function jsonLine(result: CliResult): Record<string, number | boolean> {
   const line = result.stdout.trim().split("\n").at(-1)!;
   return JSON.parse(line);
 }
 
+/**
+ * Throws unless the run exited with `code`, showing its output.
+ *
+ * @throws {Error} When the exit code differs.
+ */
 export function assertExit(result: CliResult, code: number): void {
   if (result.code !== code) {
     throw new Error(
@@ -188,7 +184,7 @@ export function assertExit(result: CliResult, code: number): void {
 }
 
 /** Whether this process can mount (root on Linux): tests that need it report as ignored. */
-export const CAN_MOUNT = (() => {
+export const CAN_MOUNT: boolean = (() => {
   const dir = Deno.makeTempDirSync({ prefix: "treesync-mount-probe-" });
   try {
     const mounted = new Deno.Command("mount", {
@@ -206,7 +202,7 @@ export const CAN_MOUNT = (() => {
 })();
 
 /** Whether `unshare -U` can run a process without root's override of file permissions. */
-export const CAN_DROP_ROOT = (() => {
+export const CAN_DROP_ROOT: boolean = (() => {
   try {
     return new Deno.Command("unshare", { args: ["-U", "true"], stderr: "null" }).outputSync()
       .success;
@@ -215,6 +211,7 @@ export const CAN_DROP_ROOT = (() => {
   }
 })();
 
+/** The inode {@linkcode e} gives the next entry that is not given one. */
 export let nextInode = 1000;
 
 /** An entry literal for planner tables; each gets an inode of its own unless told. */
@@ -233,6 +230,7 @@ export function e(kind: Entry["kind"], fields: Partial<Entry> = {}): Entry {
   };
 }
 
+/** A scan of the root folder and `entries` (by path), with no problems. */
 export function scanOf(entries: Record<string, Entry>, protectedPaths: string[] = []): Scan {
   return {
     entries: new Map([["", e("dir")], ...Object.entries(entries)]),
@@ -241,8 +239,37 @@ export function scanOf(entries: Record<string, Entry>, protectedPaths: string[] 
   };
 }
 
-export const planDefaults = { checksum: false, deletes: true, owners: false };
+/** A whole tree on disk as one scan, listed folder by folder in walk order, nothing excluded. */
+export function scanOfTree(root: string): Scan {
+  const scan: Scan = {
+    entries: new Map([["", entryFromStat(Deno.statSync(root))]]),
+    problems: [],
+    protectedPaths: [],
+  };
+  const pending = [""];
+  while (pending.length > 0) {
+    const listing = listFolder(root, pending.pop()!, { exclude: () => false });
+    scan.problems.push(...listing.problems);
+    scan.protectedPaths.push(...listing.protectedPaths);
+    const folders: string[] = [];
+    for (const [name, entry] of listing.entries) {
+      const path = listing.folder === "" ? name : `${listing.folder}/${name}`;
+      scan.entries.set(path, entry);
+      if (entry.kind === "dir") folders.push(path);
+    }
+    pending.push(...folders.reverse());
+  }
+  return scan;
+}
 
+/** The planner's options of a plain run: no `--checksum`, deletions, no owners. */
+export const planDefaults: { checksum: boolean; deletes: boolean; owners: boolean } = {
+  checksum: false,
+  deletes: true,
+  owners: false,
+};
+
+/** Each action but `dirattrs` as `kind path` (a move as `move from -> path`). */
 export function planned(actions: Action[]): string[] {
   return actions.filter((a) => a.kind !== "dirattrs").map((a) =>
     a.kind === "move" ? `move ${a.from} -> ${a.path}` : `${a.kind} ${a.path}`
@@ -261,6 +288,7 @@ export function vouch(entry: Entry, hash: string, fields: Partial<RecordEntry> =
   return { ...signatureOf(entry), hash, hashedAtMs: entry.mtimeMs + 60_000, ...fields };
 }
 
+/** A file of `size` zero bytes that takes no disk (a hole), its folders made if missing. */
 export async function makeSparseFile(path: string, size: number): Promise<void> {
   Deno.mkdirSync(path.slice(0, path.lastIndexOf("/")), { recursive: true });
   using file = Deno.openSync(path, { write: true, create: true });
@@ -287,7 +315,7 @@ export function allocatedBytes(path: string): number {
 }
 
 /** Whether the temporary folder's file system keeps holes: a sparse file made there says. */
-export const CAN_MAKE_HOLES = (() => {
+export const CAN_MAKE_HOLES: boolean = (() => {
   const dir = Deno.makeTempDirSync({ prefix: "treesync-holes-probe-" });
   try {
     writeIslands(`${dir}/probe`, 8 << 20, [[0, 1]]);
@@ -299,6 +327,7 @@ export const CAN_MAKE_HOLES = (() => {
   }
 })();
 
+/** Waits for a started CLI's end and gives its exit code and output. */
 export async function collect(child: Deno.ChildProcess): Promise<CliResult> {
   const output = await child.output();
   const decoder = new TextDecoder();
@@ -309,6 +338,11 @@ export async function collect(child: Deno.ChildProcess): Promise<CliResult> {
   };
 }
 
+/**
+ * Resolves once `condition` holds, looking every 10 ms.
+ *
+ * @throws {Error} When it does not hold within `timeoutMs`.
+ */
 export async function waitFor(condition: () => boolean, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {
@@ -322,8 +356,11 @@ export async function waitFor(condition: () => boolean, timeoutMs = 20_000): Pro
  * stdin when that is piped.
  */
 export class RunningCli {
+  /** What it wrote to stdout so far. */
   stdout = "";
+  /** What it wrote to stderr so far. */
   stderr = "";
+  /** The process. */
   readonly child: Deno.ChildProcess;
   readonly #writer: WritableStreamDefaultWriter<Uint8Array> | null;
   readonly #pumps: Promise<void>[];
@@ -532,4 +569,73 @@ export function copiesInFlight(replica: string): string[] {
     }
   }
   return copies;
+}
+
+/** Whether a file's opening can be held ({@linkcode holdOpen}: file leases, Linux only). */
+export const CAN_HOLD_OPEN: boolean = Deno.build.os === "linux" && (() => {
+  try {
+    // Read by a subprocess: Deno lets only --allow-all read under /proc.
+    const output = new Deno.Command("cat", { args: ["/proc/sys/fs/leases-enable"] }).outputSync();
+    return new TextDecoder().decode(output.stdout).trim() === "1";
+  } catch {
+    return false;
+  }
+})();
+
+/**
+ * A file that other processes cannot open until {@linkcode HeldOpen.release} (see
+ * `src/test_lease.ts`): a copy or a hash of it by the CLI stands still at its start, for as long
+ * as the test needs, whatever the file's size and the machine's speed.
+ */
+export interface HeldOpen extends AsyncDisposable {
+  /** Whether another process has tried to open the file (and is waiting). */
+  readonly wanted: boolean;
+  /** Lets the waiting open, and every later one, through. */
+  release(): Promise<void>;
+}
+
+/**
+ * Holds the opening of the file at `path` (which must exist, and be open nowhere) until
+ * released: resolves once the hold is in place. The kernel lets a waiting open through by
+ * itself after `/proc/sys/fs/lease-break-time` (45 s by default).
+ *
+ * @throws {Error} When the hold cannot be taken.
+ */
+export async function holdOpen(path: string): Promise<HeldOpen> {
+  const holder = new URL("./test_lease.ts", import.meta.url).pathname;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--quiet", "--allow-ffi", `--allow-read=${path}`, holder, path],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  let output = "";
+  const { promise: isHeld, resolve: held } = Promise.withResolvers<void>();
+  const pump = (async () => {
+    for await (const text of child.stdout.pipeThrough(new TextDecoderStream())) {
+      output += text;
+      if (/^held$/m.test(output)) held();
+    }
+    held(); // ended without holding: the check below says so
+  })();
+  await isHeld;
+  if (!/^held$/m.test(output)) {
+    await child.status;
+    throw new Error(`Cannot hold '${path}' open: ${output.trim()}`);
+  }
+  let released = false;
+  const release = async () => {
+    if (released) return;
+    released = true;
+    await child.stdin.close();
+    await child.status;
+    await pump;
+  };
+  return {
+    get wanted() {
+      return /^wanted$/m.test(output);
+    },
+    release,
+    [Symbol.asyncDispose]: release,
+  };
 }

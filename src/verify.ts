@@ -15,14 +15,15 @@ import {
 import { pathExists } from "./files.ts";
 import { counted, displayPath, formatBytes, listedPath, quoted } from "./format.ts";
 import { type Reporter, runStartLine, writeStdout } from "./log.ts";
-import { checkMeta, hasRecord, metaPaths } from "./meta.ts";
+import { checkMeta, hasRecord, type MetaPaths, metaPaths } from "./sides/local/meta.ts";
 import { lockStep } from "./order.ts";
 import { loadRecord, type RecordEntry } from "./record.ts";
 import { emptyRecordSource, openRecord, type RecordRow, recordSourceFromV2 } from "./recordfile.ts";
 import { type Entry, type FolderListing, META_DIR, type Problem } from "./scan.ts";
-import { FolderStream } from "./walk.ts";
+import { localTree } from "./sides/local/tree.ts";
+import { type TreeReader } from "./sides/reader.ts";
 import { VERSION } from "./version.ts";
-import { hashInPool, WorkerPool } from "./workers.ts";
+import { WorkerPool } from "./workers.ts";
 
 /** What `--verify` found. */
 export interface VerifyResult {
@@ -57,10 +58,10 @@ export interface VerifyResult {
  * cannot be checked: they are listed as unrecorded.
  */
 export async function verifyReplica(
-  replica: string,
-  options: { exclude: ExcludeMatcher; filters: FilterRule[]; pool: WorkerPool },
+  replica: TreeReader,
+  options: { exclude: ExcludeMatcher; filters: FilterRule[]; meta: MetaPaths },
 ): Promise<VerifyResult> {
-  const meta = metaPaths(replica);
+  const { meta } = options;
   checkMeta(meta);
   const result: VerifyResult = {
     checked: 0,
@@ -78,14 +79,8 @@ export async function verifyReplica(
     (pathExists(meta.legacyRecord)
       ? recordSourceFromV2(loadRecord(meta.legacyRecord, { maxBytes: 1 << 30, onCorrupt }))
       : emptyRecordSource());
-  const stream = new FolderStream({
-    root: replica,
-    start: "",
-    filters: options.filters,
-    skipMetaDir: true,
-    avoid: [],
-  });
-  const checks = new CheckBatch(replica, options.pool, result);
+  const stream = replica.walk({ starts: [""], filters: options.filters, avoid: [] });
+  const checks = new CheckBatch(replica, result);
   try {
     const blocks = record.blocks();
     const folders = lockStep({
@@ -171,19 +166,17 @@ function isProtectedFolder(folder: string, result: VerifyResult): boolean {
   );
 }
 
-/** Files to hash, sent to the pool in batches so every core hashes. */
+/** Files to hash, sent to the tree in batches so every core hashes. */
 class CheckBatch {
-  readonly #root: string;
-  readonly #pool: WorkerPool;
+  readonly #tree: TreeReader;
   readonly #result: VerifyResult;
   #files: Array<{ path: string; size: number; hash: string }> = [];
   #bytes = 0;
   /** Files with several names, by inode: the first name met, its recorded hash, the others. */
   readonly #linked = new Map<string, { path: string; hash: string; others: string[] }>();
 
-  constructor(root: string, pool: WorkerPool, result: VerifyResult) {
-    this.#root = root;
-    this.#pool = pool;
+  constructor(tree: TreeReader, result: VerifyResult) {
+    this.#tree = tree;
     this.#result = result;
   }
 
@@ -222,7 +215,7 @@ class CheckBatch {
     this.#files = [];
     this.#bytes = 0;
     if (files.length === 0) return;
-    const outcomes = await hashInPool(this.#pool, this.#root, files);
+    const outcomes = await this.#tree.hash(files);
     const result = this.#result;
     for (const { path, size, hash } of files) {
       const outcome = outcomes.get(path)!;
@@ -241,15 +234,19 @@ class CheckBatch {
 /** Runs `--verify` on the replica and returns the exit code. */
 export async function runVerify(options: Options, report: Reporter): Promise<number> {
   report.fileOnly(runStartLine(options, { version: VERSION }));
-  checkIsReplica(options.replica);
-  const started = performance.now();
+  // A pool starts its workers on first need: none before the checks pass.
   const pool = new WorkerPool(options.jobs);
   let result: VerifyResult;
+  let started: number;
   try {
-    result = await verifyReplica(options.replica, {
+    const replica = localTree(options.replica, { pool });
+    const meta = metaPaths(options.replica);
+    checkIsReplica(replica, meta);
+    started = performance.now();
+    result = await verifyReplica(replica, {
       exclude: compileFilters(options.filters),
       filters: options.filters,
-      pool,
+      meta,
     });
   } finally {
     pool.close();
@@ -290,18 +287,21 @@ export async function runVerify(options: Options, report: Reporter): Promise<num
 }
 
 /** Refuses what is no folder, or no replica: there is nothing to verify against. */
-function checkIsReplica(replica: string): void {
+function checkIsReplica(replica: TreeReader, meta: MetaPaths): void {
+  let isFolder = false;
   try {
-    if (!Deno.statSync(replica).isDirectory) throw new Deno.errors.NotFound();
+    isFolder = replica.entryAt("")?.kind === "dir";
   } catch {
-    throw new UsageError(`Replica ${quoted(replica)} is not a folder: nothing to verify`);
+    // Cannot be read: no folder to verify either.
   }
-  const meta = metaPaths(replica);
+  if (!isFolder) {
+    throw new UsageError(`Replica ${quoted(replica.display)} is not a folder: nothing to verify`);
+  }
   checkMeta(meta);
   if (!hasRecord(meta)) {
     // Nothing to verify against, and no advice to run a mirror: this may be the source itself.
     throw new UsageError(
-      `${quoted(replica)} is not a treesync replica: it has no record in ${META_DIR}/`,
+      `${quoted(replica.display)} is not a treesync replica: it has no record in ${META_DIR}/`,
     );
   }
 }

@@ -24,11 +24,15 @@ import { displayPath, formatDuration, quoted } from "./format.ts";
 import { type Reporter } from "./log.ts";
 import { compareWalkOrder } from "./order.ts";
 import { ancestors, isWithin, parentOf } from "./paths.ts";
+import { META_DIR } from "./scan.ts";
 
 /** One file-system event, as `Deno.watchFs` gives it. */
 export interface WatchEvent {
+  /** What happened: `create`, `modify`, `remove`, `rename`, `access`, `any`, `other`. */
   kind: string;
+  /** The absolute paths it concerns. */
   paths: string[];
+  /** `rescan` when the kernel's queue overflowed and events were lost. */
   flag?: string | null;
 }
 
@@ -56,9 +60,6 @@ export interface Marks {
 export function emptyMarks(): Marks {
   return { folders: new Set(), lost: false, rootTouched: false };
 }
-
-/** Our own folder at the top of a tree, never mirrored: its changes start no run. */
-const META_DIR = ".treesync";
 
 /**
  * Adds what `events` ask for to `marks`: for each path, the folder holding it, unless the path
@@ -230,6 +231,7 @@ const LOST = "events were lost";
 
 /** Changes pending, as a run takes them. */
 export interface PendingChanges {
+  /** Folders (relative to the source) in which something changed. */
   folders: Set<string>;
   /** Why a full run is needed, if one is. */
   full: string | null;
@@ -267,6 +269,7 @@ export class SourceWatch {
   /** The last failure warned of, so that a retry failing the same way says nothing new. */
   #lastFailure: string | null = null;
 
+  /** Watches `options.source`, reporting through `report` and calling `onChange` on news. */
   constructor(options: Options, report: Reporter, onChange: () => void) {
     this.state = newWatchState(options.watchDelayMs, options.intervalMs!);
     this.#source = options.source;

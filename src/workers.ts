@@ -1,25 +1,25 @@
 /**
  * The worker pool: copying and hashing in worker threads (synchronous file calls, several times
- * cheaper than async ones, on every core), and what a worker serves: copies, hashes, and the
- * walk of one tree (see `walk.ts`).
+ * cheaper than async ones, on every core), and what a worker serves: copies and hashes (a walk
+ * has a worker of its own: `sides/local/walker.ts`).
  *
  * @module
  */
 
+import { BATCH_LIMITS } from "./apply.ts";
+import { errorText } from "./errors.ts";
+import { joinRel } from "./paths.ts";
+import { hashFile, type HashResult } from "./sides/local/hash.ts";
+import { setTempPrefix } from "./sides/local/meta.ts";
+import { openSourceFile } from "./sides/local/source.ts";
 import {
-  BATCH_LIMITS,
   type CopyPool,
   type CopyRequest,
   copySettings,
   failedOutcome,
   stageCopy,
   type StageOutcome,
-} from "./apply.ts";
-import { errorText } from "./errors.ts";
-import { hashFile, type HashResult } from "./hash.ts";
-import { setTempPrefix } from "./meta.ts";
-import { joinRel } from "./paths.ts";
-import { transferablesOf, walkInWorker, type WalkRequest } from "./walk.ts";
+} from "./sides/local/stage.ts";
 
 // the file-system calls are synchronous (several times cheaper per call than async ones) and
 // two cores do twice the work. A shared flag tells workers to stop between files (1) or to
@@ -32,8 +32,7 @@ const IN_WORKER = typeof (globalThis as { WorkerGlobalScope?: unknown }).WorkerG
 type WorkerRequest =
   | { op: "init"; id: number; stopFlag: SharedArrayBuffer }
   | { op: "copy" } & CopyRequest
-  | { op: "hash"; root: string; paths: string[] }
-  | { op: "walk" } & WalkRequest;
+  | { op: "hash"; root: string; paths: string[] };
 
 /** One hash's outcome; null when the file changed while read. */
 export type HashOutcome = { result: HashResult | null } | { error: string };
@@ -184,14 +183,6 @@ function serveRequests(): void {
         });
       case "hash":
         return request.paths.map((path) => hashOne(joinRel(request.root, path)));
-      case "walk":
-        walkInWorker(
-          request,
-          (batch) => scope.postMessage({ walked: batch }, transferablesOf(batch)),
-          () => Atomics.load(stopFlag, 0) > 0,
-          (nested) => scope.postMessage({ probed: nested }),
-        );
-        return null;
     }
   };
   scope.onmessage = (event: MessageEvent) => {
@@ -220,7 +211,6 @@ function copyBatch(
   let unreported = 0;
   const context = {
     ...copySettings(request),
-    toRoot: request.toRoot,
     mustAbort: () => Atomics.load(stopFlag, 0) === 2,
     onBytes: (bytes: number) => {
       unreported += bytes;
@@ -234,7 +224,8 @@ function copyBatch(
     if (Atomics.load(stopFlag, 0) === 0) {
       try {
         // Staged only: the main thread renames it into place from inside the folder checked.
-        const staged = stageCopy(joinRel(request.fromRoot, item.path), {
+        // Opened by the reading side's code, through its descriptor; written by the writer's.
+        const staged = stageCopy(() => openSourceFile(request.source, item.path), {
           ...context,
           parent: item.parent,
           ...(item.recordedHash === undefined ? {} : { recordedHash: item.recordedHash }),

@@ -63,15 +63,33 @@ export interface FileHash {
 /** One file's hashing outcome. */
 export type HashOutcome = { result: FileHash | null } | { error: string };
 
+/**
+ * Where the files of a reading side are read from, as a copy worker gets it: plain data, posted
+ * to a worker as it is. Only the side that made it opens a file through it.
+ */
+export type FileSource = {
+  /** A tree on this host. */
+  kind: "local";
+  /** Its root. */
+  root: string;
+};
+
 /** A tree as the engine reads it. */
 export interface TreeReader {
   /** Where the tree is, as the user named it: for messages only, never opened. */
   readonly display: string;
   /** The root's identity, or null when it does not exist. */
   identity(): Identity | null;
+  /** The descriptor a writing side's copies read this tree's files through. */
+  fileSource(): FileSource;
   /** Streams folders in walk order (null: an empty stream, for a tree that does not exist). */
   walk(request: TreeWalk | null): FolderSource;
-  /** The entry at a relative path without following a link (`""`: the root, followed). */
+  /**
+   * The entry at a relative path without following a link (`""`: the root, followed), with a
+   * link's target; null when nothing is there.
+   *
+   * @throws {Error} When it is there but cannot be read.
+   */
   entryAt(path: string): Entry | null;
   /**
    * Hashes files of this tree, in batches on every core.

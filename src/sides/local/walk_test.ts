@@ -1,6 +1,7 @@
-import { compareWalkOrder } from "./order.ts";
-import { assert, assertEquals, withTemp, writeTree } from "./test_helpers.ts";
-import { FolderStream } from "./walk.ts";
+import { deepStrictEqual, ok } from "node:assert/strict";
+import { compareWalkOrder } from "../../order.ts";
+import { withTemp, writeTree } from "../../test_helpers.ts";
+import { FolderStream } from "./stream.ts";
 
 async function walkAll(root: string, start = ""): Promise<Array<[string, string[]]>> {
   const stream = new FolderStream({ root, start, filters: [], skipMetaDir: true, avoid: [] });
@@ -29,7 +30,7 @@ Deno.test("FolderStream walks folder by folder in walk order, names by code poin
       ".treesync": { "record": "ours" },
     });
     const folders = await walkAll(`${dir}/t`);
-    assertEquals(folders, [
+    deepStrictEqual(folders, [
       ["", ["a", "a-", "a.txt", "z", "é", "\uFFFD", "😀"]],
       ["a", ["b", "z"]],
       ["a/b", ["c"]],
@@ -39,8 +40,8 @@ Deno.test("FolderStream walks folder by folder in walk order, names by code poin
       ["😀", ["r"]],
     ]);
     const paths = folders.map(([folder]) => folder);
-    assertEquals([...paths].sort(compareWalkOrder), paths);
-    assertEquals(await walkAll(`${dir}/t`, "a"), [["a", ["b", "z"]], ["a/b", ["c"]]]);
+    deepStrictEqual([...paths].sort(compareWalkOrder), paths);
+    deepStrictEqual(await walkAll(`${dir}/t`, "a"), [["a", ["b", "z"]], ["a/b", ["c"]]]);
   });
 });
 
@@ -52,9 +53,9 @@ Deno.test("FolderStream hands a large tree over in bounded batches, every entry 
       writeTree(`${dir}/t/d${d}`, files);
     }
     const folders = await walkAll(`${dir}/t`);
-    assertEquals(folders.length, 31);
+    deepStrictEqual(folders.length, 31);
     const total = folders.reduce((sum, [, names]) => sum + names.length, 0);
-    assertEquals(total, 30 + 30 * 400, "more than one batch of 4,096 entries, none lost");
+    deepStrictEqual(total, 30 + 30 * 400, "more than one batch of 4,096 entries, none lost");
   });
 });
 
@@ -79,7 +80,7 @@ Deno.test({
           seen.push(`${listing.folder}${listing.unlistable ? " (unlistable)" : ""}`);
         }
         stream.close();
-        assertEquals(seen, ["", "closed (unlistable)", "open"]);
+        deepStrictEqual(seen, ["", "closed (unlistable)", "open"]);
       } finally {
         Deno.chmodSync(`${dir}/t/closed`, 0o755);
       }
@@ -100,9 +101,9 @@ Deno.test("FolderStream stops at the other tree's root", async () => {
     let nested: string | undefined;
     for (let listing = await stream.next(); listing; listing = await stream.next()) {
       nested ??= listing.nested;
-      assert(listing.folder !== "b", "the walk ends where it met the other root");
+      ok(listing.folder !== "b", "the walk ends where it met the other root");
     }
     stream.close();
-    assertEquals(nested, "a/inner");
+    deepStrictEqual(nested, "a/inner");
   });
 });

@@ -7,7 +7,7 @@
 
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
-import { type Entry, sameSignature, type Signature, signatureOf } from "./scan.ts";
+import { type Entry, sameSignature, type Signature, signatureOf } from "../../scan.ts";
 
 /** One buffer a thread reads every file through: memory stays flat for any file size. */
 const READ_BUFFER = new Uint8Array(1 << 20);

@@ -7,10 +7,13 @@
 
 import * as fs from "node:fs";
 import { dirname } from "node:path";
-import { errorText, RefusedError, UsageError } from "./errors.ts";
-import { encoder, type Identity } from "./files.ts";
-import { quoted } from "./format.ts";
-import { META_DIR } from "./scan.ts";
+import { errorText, RefusedError, UsageError } from "../../errors.ts";
+import { encoder, type Identity } from "../../files.ts";
+import { quoted } from "../../format.ts";
+import { META_DIR } from "../../scan.ts";
+import { type LockMode, type ReplicaLock } from "../writer.ts";
+
+export type { LockMode, ReplicaLock };
 
 const RECORD_NAME = "record";
 
@@ -218,23 +221,6 @@ export function makeOwnFolder(path: string): Identity & { made: boolean } {
   if (identity === null) throw new UsageError(`${quoted(path)} vanished as it was made: run again`);
   return { ...identity, made };
 }
-
-/** A held replica lock. */
-export interface ReplicaLock {
-  /** Writes this process's pid into the lock file, for the message another run shows. */
-  announce(): void;
-  /** Lets the lock go; the file stays, empty, for the next run to lock. */
-  release(): void;
-  /** False once the lock file was deleted or replaced (say, with the whole replica). */
-  stillHeld(): boolean;
-}
-
-/**
- * How to take the lock: `create` the lock file if missing; take an `existing` one only (taking
- * it writes nothing); or `read`: an existing one opened read-only, for a restore, which must
- * work from a read-only replica and never writes there.
- */
-export type LockMode = "create" | "existing" | "read";
 
 /** Another run holds the replica: exit 3. */
 export class LockHeldError extends RefusedError {

@@ -1,0 +1,265 @@
+/**
+ * Where a tree is, as the command line names it, and how the far end of a remote tree is
+ * started: `[user@]host:PATH` against a local path by rsync's rule, the `--rsh` command split
+ * into words as rsync splits it, and the command line of the remote shell. Pure: nothing here
+ * starts a process or touches a file.
+ *
+ * rsync's rule, which this module follows: an argument is remote when a colon comes before the
+ * first slash (`host:a/b`, `user@host:`); `./a:b`, `/x/a:b` and `a/b:c` are local. An IPv6
+ * address is written in brackets (`[::1]:PATH`, `user@[fe80::1]:PATH`); brackets anywhere but
+ * at the start of the host leave the argument local, as in rsync. An empty remote path
+ * (`host:`) is the far end's login folder, as rsync turns it into `.` there. rsync's daemon
+ * forms (`host::module`, `rsync://`) are refused: there is no daemon to speak to.
+ *
+ * @module
+ */
+
+import { UsageError } from "../errors.ts";
+
+/** A tree on this host. */
+export interface LocalLocation {
+  /** Always `"local"`. */
+  kind: "local";
+  /** The path as given. */
+  path: string;
+}
+
+/** A tree on another host, reached through the remote shell. */
+export interface RemoteLocation {
+  /** Always `"remote"`. */
+  kind: "remote";
+  /** The login name before `@`, when one was given (else the remote shell's default). */
+  user?: string;
+  /** The host name or address, IPv6 without its brackets. */
+  host: string;
+  /**
+   * The path on the far end, relative to its login folder unless absolute; `.` for `host:`.
+   * It travels inside the protocol, never on the remote command line.
+   */
+  path: string;
+}
+
+/** A command-line path: on this host or on another. */
+export type Location = LocalLocation | RemoteLocation;
+
+/** The remote shell when neither `--rsh` nor `TREESYNC_RSH` names one. */
+export const DEFAULT_RSH = "ssh";
+
+/** The far end's program when `--remote-treesync` names none. */
+export const DEFAULT_REMOTE_TREESYNC = "treesync";
+
+/** The split of `[user@]host:` off an argument, or null when the argument is local. */
+interface HostSpec {
+  user: string | null;
+  host: string;
+  rest: string;
+}
+
+/**
+ * Finds `[user@]host:` at the start of `text` by rsync's scan: the first `:` or `/` ends the
+ * host; a `/` first means local; the last `@` before it ends the user; `[` is allowed only
+ * where the host starts and must close with `]` right before the `:`.
+ */
+function splitHostSpec(text: string): HostSpec | null {
+  let hostStart = 0;
+  let bracketed: string | null = null;
+  for (let i = 0; i < text.length; i++) {
+    const char = text[i];
+    if (char === "/") return null;
+    if (char === ":") {
+      const user = hostStart > 0 ? text.slice(0, hostStart - 1) : null;
+      const host = bracketed ?? text.slice(hostStart, i);
+      return { user, host, rest: text.slice(i + 1) };
+    }
+    if (char === "@") {
+      hostStart = i + 1;
+      bracketed = null;
+    } else if (char === "[") {
+      if (i !== hostStart) return null;
+      const close = text.indexOf("]", i);
+      const slash = text.indexOf("/", i);
+      if (close < 0 || (slash >= 0 && slash < close)) return null;
+      bracketed = text.slice(i + 1, close);
+      if (bracketed === "" || text[close + 1] !== ":") return null;
+      i = close;
+    }
+  }
+  return null;
+}
+
+/**
+ * Parses a SOURCE or REPLICA argument into a local path or a remote `[user@]host:PATH`.
+ *
+ * @throws {UsageError} rsync daemon forms, an empty host or user, a host starting with `-`.
+ */
+export function parseLocation(argument: string): Location {
+  if (/^rsync:\/\//i.test(argument)) {
+    throw new UsageError(
+      `Cannot use '${argument}': rsync daemon URLs are not supported, write host:PATH (over ssh)`,
+    );
+  }
+  const spec = splitHostSpec(argument);
+  if (spec === null) return { kind: "local", path: argument };
+  if (spec.rest.startsWith(":")) {
+    throw new UsageError(
+      `Cannot use '${argument}': 'host::module' is rsync daemon syntax, write host:PATH (over ssh)`,
+    );
+  }
+  if (spec.host === "") {
+    throw new UsageError(
+      `Cannot use '${argument}': no host before ':' (write ./${argument} for a local path)`,
+    );
+  }
+  if (spec.host.startsWith("-")) {
+    throw new UsageError(`Cannot use '${argument}': a host name may not start with '-'`);
+  }
+  if (spec.user !== null && (spec.user === "" || spec.user.startsWith("-"))) {
+    throw new UsageError(
+      `Cannot use '${argument}': the user name before '@' is empty or starts with '-'`,
+    );
+  }
+  const path = spec.rest === "" ? "." : spec.rest;
+  return spec.user === null
+    ? { kind: "remote", host: spec.host, path }
+    : { kind: "remote", user: spec.user, host: spec.host, path };
+}
+
+/**
+ * Splits a remote-shell command into words as rsync splits `-e`: words are separated by
+ * spaces only (a tab is part of a word); single or double quotes keep spaces in a word and may
+ * start or stop anywhere in it; inside quotes, the same quote doubled (`'it''s'`) is one
+ * literal quote; a backslash is an ordinary character, as in rsync (`a\ b` is two words,
+ * `a\` and `b`). `''` alone is an empty word.
+ *
+ * @throws {UsageError} An unclosed quote, or a command with no words.
+ */
+export function splitRemoteShell(command: string): string[] {
+  const words: string[] = [];
+  let i = 0;
+  while (i < command.length) {
+    if (command[i] === " ") {
+      i++;
+      continue;
+    }
+    let word = "";
+    let quote: string | null = null;
+    for (; i < command.length && (quote !== null || command[i] !== " "); i++) {
+      const char = command[i]!;
+      if (quote === null && (char === "'" || char === '"')) quote = char;
+      else if (char === quote && command[i + 1] === quote) word += command[++i];
+      else if (char === quote) quote = null;
+      else word += char;
+    }
+    if (quote !== null) {
+      throw new UsageError(`Missing closing ${quote} in remote shell command: ${command}`);
+    }
+    words.push(word);
+  }
+  if (words.length === 0) throw new UsageError("The remote shell command is empty");
+  return words;
+}
+
+/** The remote shell to use: `--rsh`, else `TREESYNC_RSH` when set and not empty, else ssh. */
+export function chooseRemoteShell(
+  flag: string | undefined,
+  environment: string | undefined,
+): string {
+  if (flag !== undefined) return flag;
+  return environment !== undefined && environment !== "" ? environment : DEFAULT_RSH;
+}
+
+/** OpenSSH's options that take a value, as its `getopt` string has them. */
+const SSH_OPTIONS_WITH_VALUE = new Set("BbcDEeFIiJLlmOoPpQRSWw");
+
+/** The values given with `-o` in an ssh command line, in order (`-oX`, `-o X`, `-vo X`). */
+function sshOptionValues(words: string[]): string[] {
+  const values: string[] = [];
+  for (let i = 1; i < words.length; i++) {
+    const word = words[i]!;
+    if (word === "--") break;
+    if (!word.startsWith("-") || word.length < 2) continue;
+    for (let j = 1; j < word.length; j++) {
+      if (!SSH_OPTIONS_WITH_VALUE.has(word[j]!)) continue;
+      const value = j + 1 < word.length ? word.slice(j + 1) : words[++i];
+      if (word[j] === "o" && value !== undefined) values.push(value);
+      break;
+    }
+  }
+  return values;
+}
+
+/** Whether a remote-shell command is OpenSSH's `ssh` (by the program's name). */
+export function isSsh(words: string[]): boolean {
+  const program = words[0] ?? "";
+  return program.slice(program.lastIndexOf("/") + 1) === "ssh";
+}
+
+/**
+ * Adds the options an unattended run needs to an `ssh` command: `-o BatchMode=yes` (never
+ * wait for a password, passphrase or host-key question: fail at once with ssh's message),
+ * unless the command sets `BatchMode` itself (`-e 'ssh -o BatchMode=no'` brings the prompts
+ * back). Other remote shells are left as they are.
+ */
+export function withBatchDefaults(words: string[]): string[] {
+  if (!isSsh(words)) return words;
+  const setsBatchMode = sshOptionValues(words).some((value) => /^\s*batchmode\b/i.test(value));
+  return setsBatchMode ? words : [...words, "-o", "BatchMode=yes"];
+}
+
+/** What starts the far end. */
+export interface RemoteCommandOptions {
+  /** The remote shell's words (see {@linkcode splitRemoteShell}). */
+  rsh: string[];
+  /** The far end (see {@linkcode parseLocation}). */
+  remote: RemoteLocation;
+  /**
+   * The far end's program, as the remote login shell reads it (default `treesync`);
+   * ` --serve` is appended.
+   */
+  remoteTreesync?: string;
+}
+
+/**
+ * The command line that starts the far end, as rsync builds it: the remote shell's words
+ * (with {@linkcode withBatchDefaults}), `-l USER` when a user was given, the host, then the
+ * remote command as one word. The tree's path is not on it: it travels inside the protocol.
+ */
+export function remoteCommand(options: RemoteCommandOptions): string[] {
+  const { rsh, remote, remoteTreesync = DEFAULT_REMOTE_TREESYNC } = options;
+  const user = remote.user === undefined ? [] : ["-l", remote.user];
+  return [...withBatchDefaults(rsh), ...user, remote.host, `${remoteTreesync} --serve`];
+}
+
+/** How the far end's start ended before it greeted. */
+export interface FarEndExit {
+  /** The far end, as the user named it (`user@host`). */
+  host: string;
+  /** The far end's program (`--remote-treesync`, default `treesync`). */
+  remoteTreesync: string;
+  /** The remote shell's exit code. */
+  code: number;
+  /** What the remote shell and the far end wrote to stderr. */
+  stderr: string;
+}
+
+/**
+ * One line saying why the far end did not start and what to do: treesync missing there
+ * (the remote shell's 127, or "not found"), the remote shell failing to log in (ssh's 255,
+ * with its last line and the BatchMode hint, even when that line says "No such file"), or
+ * anything else with its last line.
+ */
+export function farEndFailure(exit: FarEndExit): string {
+  const { host, remoteTreesync, code } = exit;
+  const lines = exit.stderr.split("\n").map((line) => line.trim()).filter((line) => line !== "");
+  const last = lines.at(-1) ?? "no message";
+  // ssh's own failures are 255; the remote shell says 127 (or 126) for a missing program.
+  if (code === 255) {
+    return `Cannot log in to ${host}: ${last} (ssh runs with BatchMode=yes and asks nothing: ` +
+      `use a key from ssh-agent and a known host key, or -e 'ssh -o BatchMode=no')`;
+  }
+  if (code === 127 || code === 126 || /not found|no such file/i.test(last)) {
+    return `Cannot start '${remoteTreesync} --serve' on ${host} (${last}): install treesync ` +
+      `there, or name it with --remote-treesync`;
+  }
+  return `The far end on ${host} stopped before it greeted (exit ${code}): ${last}`;
+}
