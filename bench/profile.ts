@@ -46,12 +46,15 @@ const IDLE = new Set(["(idle)", "(program)", "(root)", "op_worker_maybe_wait_for
 
 /** Areas by the file a function is in (first match wins). */
 const AREAS: Array<[RegExp, string]> = [
-  [/\/walk\.ts$/, "walk: packing, unpacking"],
+  [/\/(walk|stream|walker)\.ts$/, "walk: packing, unpacking"],
   [/\/(scan|exclude|workers)\.ts$/, "walk: listing"],
   [/\/record[a-z]*\.ts$/, "record"],
   [/\/order\.ts$/, "merge (order)"],
-  [/\/(engine|mirror|plan|needs|linkscope)\.ts$/, "planning"],
-  [/\/(run|apply|meta|files|guard|prepare|summary)\.ts$/, "run, apply, own files"],
+  [/\/(engine|mirror|plan|needs|linkscope|changed|endplan|scope)\.ts$/, "planning"],
+  [
+    /\/(run[a-z]*|apply|meta|files|guard|prepare|summary|context|control|sides|store|tree[a-z]*|place|stage|attributes|trash)\.ts$/,
+    "run, apply, own files",
+  ],
   [/\/(log|output|format|terminal)\.ts$|logtape/, "log and output"],
   [/^(ext:|node:|deno:)|\/(ext|node)\//, "Deno and node built-ins"],
 ];
