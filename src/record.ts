@@ -73,9 +73,13 @@ export function trustedHash(known: RecordEntry | undefined, entry: Entry): strin
   return known.hashedAtMs - known.mtimeMs < RACY_WINDOW_MS ? null : known.hash;
 }
 
+/** A version-2 record is parsed whole: one larger than this (1 GiB) is refused, not read. */
+export const LEGACY_RECORD_MAX_BYTES: number = 1 << 30;
+
 /**
  * Reads the record: opened without following a link and without blocking on a fifo, and read
- * only when it is a regular file of at most `maxBytes`. A missing record is an empty one; an
+ * only when it is a regular file of at most `maxBytes` ({@linkcode LEGACY_RECORD_MAX_BYTES}
+ * unless said). A missing record is an empty one; an
  * unreadable, oversized or corrupt one is too, reported through `onCorrupt`, since the record
  * is a cache of what can be rebuilt.
  *
@@ -83,9 +87,9 @@ export function trustedHash(known: RecordEntry | undefined, entry: Entry): strin
  */
 export function loadRecord(
   path: string,
-  options: { maxBytes: number; onCorrupt: (message: string) => void },
+  options: { maxBytes?: number; onCorrupt: (message: string) => void },
 ): FileRecord {
-  const { maxBytes, onCorrupt } = options;
+  const { maxBytes = LEGACY_RECORD_MAX_BYTES, onCorrupt } = options;
   let bytes: Uint8Array;
   try {
     const read = readOwnFile(path, maxBytes);

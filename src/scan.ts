@@ -111,7 +111,7 @@ export function listFolder(root: string, folder: string, options: ScanOptions): 
     result.unlistable = true;
     return result;
   }
-  listing.sort((a, b) => compareNames(a.name, b.name));
+  listing = sortedByName(listing);
   // Names that are not UTF-8 come back with U+FFFD, and two of them can then look the same.
   const nameCounts = new Map<string, number>();
   if (listing.some((item) => item.name.includes("\uFFFD"))) {
@@ -144,6 +144,22 @@ export function listFolder(root: string, folder: string, options: ScanOptions): 
     result.entries.set(item.name, entry);
   }
   return result;
+}
+
+/** Code units past which `<` on strings is not code point order, and U+FFFD (names may repeat). */
+const WIDE_CHARS = /[\uD800-\uFFFF]/;
+
+/**
+ * A folder's items by {@linkcode compareNames} of their names. Names without surrogates (and
+ * without U+FFFD, so no two are the same) sort as the engine's own strings do, without a
+ * comparison function: a large folder sorts several times faster.
+ */
+function sortedByName(items: Deno.DirEntry[]): Deno.DirEntry[] {
+  for (const item of items) {
+    if (WIDE_CHARS.test(item.name)) return items.sort((a, b) => compareNames(a.name, b.name));
+  }
+  const byName = new Map(items.map((item) => [item.name, item]));
+  return items.map((item) => item.name).sort().map((name) => byName.get(name)!);
 }
 
 /** One entry's `lstat` (and link target), or null with a problem noted. */
