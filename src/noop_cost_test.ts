@@ -9,11 +9,12 @@ import * as fs from "node:fs";
 import { folderUnchanged } from "./changed.ts";
 import { compileFilters } from "./exclude.ts";
 import { compareNames } from "./order.ts";
-import { openRecord, type RecordRow, RecordWriter } from "./recordfile.ts";
+import { type RecordRow, RecordWriter } from "./recordfile.ts";
 import { isRelativePath } from "./recordformat.ts";
 import { type Entry, type FolderListing, listFolder } from "./scan.ts";
 import { e, vouch, withTemp, writeTree } from "./test_helpers.ts";
 import { FolderStream } from "./sides/local/stream.ts";
+import { openRecord } from "./sides/local/recordfiles.ts";
 
 /** Every folder of a tree as listFolder reads it, depth first in walk order. */
 function listedDirectly(root: string): FolderListing[] {

@@ -7,9 +7,10 @@
  * - `recordformat.ts` the layout (documented there), its constants and the row types;
  * - `recordwrite.ts` writing it ({@linkcode RecordWriter}, over an encoder of byte buffers);
  * - `recorddecode.ts` decoding rows from a byte buffer;
- * - `recordread.ts` reading it back with every block checked ({@linkcode openRecord}), and a
- *   version-2 record seen as the same stream, for the one-time conversion
- *   ({@linkcode recordSourceFromV2}).
+ * - `recordread.ts` the record as a stream of folder blocks in walk order, and a version-2
+ *   record seen as the same stream, for the one-time conversion ({@linkcode recordSourceFromV2});
+ * - the record's files are opened and read by the side that holds them
+ *   (`sides/local/recordfiles.ts`).
  *
  * @module
  */
@@ -22,4 +23,4 @@ export {
   type RecordSource,
 } from "./recordformat.ts";
 export { RecordWriter } from "./recordwrite.ts";
-export { emptyRecordSource, openAnyRecord, openRecord, recordSourceFromV2 } from "./recordread.ts";
+export { emptyRecordSource, recordSourceFromV2 } from "./recordread.ts";

@@ -17,13 +17,14 @@ import { counted, displayPath, formatBytes, listedPath, quoted } from "./format.
 import { type Reporter, runStartLine, writeStdout } from "./log.ts";
 import { checkMeta, hasRecord, type MetaPaths, metaPaths } from "./sides/local/meta.ts";
 import { lockStep } from "./order.ts";
-import { loadRecord, type RecordEntry } from "./record.ts";
-import { emptyRecordSource, openRecord, type RecordRow, recordSourceFromV2 } from "./recordfile.ts";
+import { type RecordEntry } from "./record.ts";
+import { emptyRecordSource, type RecordRow, recordSourceFromV2 } from "./recordfile.ts";
 import { type Entry, type FolderListing, META_DIR, type Problem } from "./scan.ts";
 import { localTree } from "./sides/local/tree.ts";
 import { type TreeReader } from "./sides/reader.ts";
 import { VERSION } from "./version.ts";
 import { WorkerPool } from "./workers.ts";
+import { loadRecord, openRecord } from "./sides/local/recordfiles.ts";
 
 /** What `--verify` found. */
 export interface VerifyResult {

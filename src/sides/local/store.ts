@@ -12,7 +12,7 @@ import { dirname } from "node:path";
 import { errorText, UsageError } from "../../errors.ts";
 import { expectIdentity, type Identity, pathExists, removeQuietly } from "../../files.ts";
 import { quoted } from "../../format.ts";
-import { openAnyRecord, openRecord, type RecordSource } from "../../recordfile.ts";
+import { type RecordSource } from "../../recordfile.ts";
 import { type LockMode, type RecordDraft, type ReplicaLock, type ReplicaStore } from "../writer.ts";
 import {
   acquireLock,
@@ -27,6 +27,7 @@ import {
   metaPaths,
   tempPathIn,
 } from "./meta.ts";
+import { openAnyRecord, openRecord } from "./recordfiles.ts";
 
 /** The replica's own files, at `.treesync/` of the replica's root on this host. */
 export class LocalReplicaStore implements ReplicaStore {
