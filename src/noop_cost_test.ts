@@ -11,10 +11,11 @@ import { compileFilters } from "./exclude.ts";
 import { compareNames } from "./order.ts";
 import { type RecordRow, RecordWriter } from "./recordfile.ts";
 import { isRelativePath } from "./recordformat.ts";
-import { type Entry, type FolderListing, listFolder } from "./scan.ts";
+import { type Entry, type FolderListing } from "./scan.ts";
 import { e, vouch, withTemp, writeTree } from "./test_helpers.ts";
 import { FolderStream } from "./sides/local/stream.ts";
 import { openRecord } from "./sides/local/recordfiles.ts";
+import { listFolder } from "./sides/local/list.ts";
 
 /** Every folder of a tree as listFolder reads it, depth first in walk order. */
 function listedDirectly(root: string): FolderListing[] {

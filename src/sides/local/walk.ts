@@ -14,11 +14,10 @@ import {
   type Entry,
   entryFromStat,
   type EntryKind,
-  findNested,
   type FolderListing,
-  listFolder,
   type Problem,
 } from "../../scan.ts";
+import { findNested, listFolder } from "./list.ts";
 
 /** What a walker worker is asked to walk. */
 export interface WalkRequest {
