@@ -245,17 +245,24 @@ export function folderUnchanged(
   if (from.entries.size !== to.entries.size || from.problems.length + to.problems.length > 0) {
     return false;
   }
+  // Listings and rows are all in name order: stepping through them together replaces two
+  // lookups an entry (a list in another order only sends the folder to the planner).
+  const targets = to.entries.entries();
+  const rows = known.values();
   let recorded = 0;
   for (const [name, source] of from.entries) {
-    const target = to.entries.get(name);
-    if (!target || target.kind !== source.kind || target.mode !== source.mode) return false;
+    const [targetName, target] = targets.next().value!;
+    if (targetName !== name || target.kind !== source.kind || target.mode !== source.mode) {
+      return false;
+    }
     if (owners && (target.uid !== source.uid || target.gid !== source.gid)) return false;
-    const row = known.get(name);
     if (source.kind === "symlink") {
       if (source.target !== target.target) return false;
       continue;
     }
-    if (source.mtimeMs !== target.mtimeMs || !row) return false;
+    if (source.mtimeMs !== target.mtimeMs) return false;
+    const row: RecordRow | undefined = rows.next().value;
+    if (row === undefined || row.name !== name) return false;
     recorded++;
     if (source.kind === "dir") {
       if (row.kind !== "dir" || row.source?.ino !== source.ino || row.replica?.ino !== target.ino) {

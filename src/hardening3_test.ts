@@ -8,7 +8,7 @@
 import { deepStrictEqual, match, ok } from "node:assert/strict";
 import { crc32 } from "node:zlib";
 import { pathExists } from "./files.ts";
-import { openRecord, recordCapBytes } from "./recordfile.ts";
+import { recordCapBytes } from "./recordfile.ts";
 import {
   assertExit,
   cli,
@@ -24,6 +24,7 @@ import {
   withTemp,
   writeTree,
 } from "./test_helpers.ts";
+import { openRecord } from "./sides/local/recordfiles.ts";
 
 Deno.test("--exclude '[[:digit:]]*' keeps the replica-only 2024-backup, as rsync does", async () => {
   await withTemp(async (dir) => {

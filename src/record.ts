@@ -5,10 +5,6 @@
  * @module
  */
 
-import * as fs from "node:fs";
-import { errorText, UsageError } from "./errors.ts";
-import { formatBytes, quoted } from "./format.ts";
-import { openOwnFile } from "./sides/local/meta.ts";
 import { type Entry, sameSignature, type Signature } from "./scan.ts";
 
 const RECORD_FORMAT = "treesync-record";
@@ -73,73 +69,8 @@ export function trustedHash(known: RecordEntry | undefined, entry: Entry): strin
   return known.hashedAtMs - known.mtimeMs < RACY_WINDOW_MS ? null : known.hash;
 }
 
-/**
- * Reads the record: opened without following a link and without blocking on a fifo, and read
- * only when it is a regular file of at most `maxBytes`. A missing record is an empty one; an
- * unreadable, oversized or corrupt one is too, reported through `onCorrupt`, since the record
- * is a cache of what can be rebuilt.
- *
- * @throws {UsageError} When the path is not a regular file (a link, a fifo, a folder).
- */
-export function loadRecord(
-  path: string,
-  options: { maxBytes: number; onCorrupt: (message: string) => void },
-): FileRecord {
-  const { maxBytes, onCorrupt } = options;
-  let bytes: Uint8Array;
-  try {
-    const read = readOwnFile(path, maxBytes);
-    if (read === null) return emptyRecord();
-    if (typeof read === "number") {
-      onCorrupt(
-        `The record ${quoted(path)} is ${
-          formatBytes(read)
-        }, more than a record of this tree can be ` +
-          `(${formatBytes(maxBytes)}); rebuilding it`,
-      );
-      return emptyRecord();
-    }
-    bytes = read;
-  } catch (error) {
-    if (error instanceof UsageError) throw error;
-    onCorrupt(`Cannot read the record ${quoted(path)} (${errorText(error, true)}); rebuilding it`);
-    return emptyRecord();
-  }
-  try {
-    return parseRecord(new TextDecoder().decode(bytes));
-  } catch (error) {
-    onCorrupt(`The record ${quoted(path)} is corrupt (${errorText(error)}); rebuilding it`);
-    return emptyRecord();
-  }
-}
-
-/**
- * Reads one of our files without following a link or blocking on a fifo.
- *
- * @returns Its bytes; its size when over `maxBytes`; null when absent.
- * @throws {UsageError} When it is not a regular file.
- */
-function readOwnFile(path: string, maxBytes: number): Uint8Array | number | null {
-  const opened = openOwnFile(path);
-  if (opened === null) return null;
-  const { fd, size } = opened;
-  try {
-    if (size > maxBytes) return size;
-    const bytes = new Uint8Array(size);
-    let done = 0;
-    while (done < bytes.length) {
-      const count = fs.readSync(fd, bytes, done, bytes.length - done, null);
-      if (count === 0) break;
-      done += count;
-    }
-    return bytes.subarray(0, done);
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
 /** Parses a version-2 record, checking every row; throws a short reason when it is not one. */
-function parseRecord(text: string): FileRecord {
+export function parseRecord(text: string): FileRecord {
   let data;
   try {
     data = JSON.parse(text);

@@ -11,7 +11,6 @@ import { compareNames } from "./order.ts";
 import type { FileRecord, RecordEntry } from "./record.ts";
 import {
   emptyRecordSource,
-  openRecord,
   type RecordBlock,
   type RecordRow,
   type RecordSource,
@@ -19,6 +18,7 @@ import {
   RecordWriter,
 } from "./recordfile.ts";
 import { withTemp } from "./test_helpers.ts";
+import { openRecord } from "./sides/local/recordfiles.ts";
 
 const MAX = Number.MAX_SAFE_INTEGER;
 const HASH_A = "0123456789abcdef".repeat(4);

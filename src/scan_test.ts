@@ -4,8 +4,8 @@
 
 import assert from "node:assert/strict";
 import { compileFilters } from "./exclude.ts";
-import { listFolder } from "./scan.ts";
 import { withTemp, writeTree } from "./test_helpers.ts";
+import { listFolder } from "./sides/local/list.ts";
 
 Deno.test("listFolder() lists every kind without following symlinks, and protects excluded entries", async () => {
   await withTemp((dir) => {

@@ -11,8 +11,10 @@ import * as fs from "node:fs";
 import { metaPaths } from "./sides/local/meta.ts";
 import { type Action } from "./plan.ts";
 import { type RecordEntry } from "./record.ts";
-import { openRecord, type RecordBlock, type RecordRow, RecordWriter } from "./recordfile.ts";
-import { type Entry, entryFromStat, listFolder, type Scan, signatureOf } from "./scan.ts";
+import { type RecordBlock, type RecordRow, RecordWriter } from "./recordfile.ts";
+import { type Entry, entryFromStat, type Scan, signatureOf } from "./scan.ts";
+import { openRecord } from "./sides/local/recordfiles.ts";
+import { listFolder } from "./sides/local/list.ts";
 
 // The engine's types these helpers take and give, so that this module documents whole.
 export type { Action, Difference, Reason } from "./plan.ts";

@@ -7,7 +7,6 @@
  */
 
 import { dirname, join } from "node:path";
-import { type Options } from "../../cli.ts";
 import { errorText, UsageError } from "../../errors.ts";
 import { pathExists } from "../../files.ts";
 import { quoted } from "../../format.ts";
@@ -50,7 +49,9 @@ function isInside(inner: string, outer: string): boolean {
  *
  * @throws {UsageError} Naming the log and the tree.
  */
-export function checkLogPlace(options: Pick<Options, "logPath" | "source" | "replica">): void {
+export function checkLogPlace(
+  options: { logPath: string | null; source: string; replica: string },
+): void {
   if (options.logPath === null) return;
   refuseForeignLog(options.logPath);
   let log: string;

@@ -12,13 +12,7 @@ import { dirname } from "node:path";
 import { errorText, UsageError } from "../../errors.ts";
 import { expectIdentity, type Identity, pathExists, removeQuietly } from "../../files.ts";
 import { quoted } from "../../format.ts";
-import { loadRecord } from "../../record.ts";
-import {
-  emptyRecordSource,
-  openRecord,
-  type RecordSource,
-  recordSourceFromV2,
-} from "../../recordfile.ts";
+import { type RecordSource } from "../../recordfile.ts";
 import { type LockMode, type RecordDraft, type ReplicaLock, type ReplicaStore } from "../writer.ts";
 import {
   acquireLock,
@@ -34,9 +28,7 @@ import {
   metaPaths,
   tempPathIn,
 } from "./meta.ts";
-
-/** A version-2 record is parsed whole: one this large is refused, not read. */
-const LEGACY_RECORD_MAX_BYTES = 1 << 30;
+import { openAnyRecord, openRecord } from "./recordfiles.ts";
 
 /** The replica's own files, at `.treesync/` of the replica's root on this host. */
 export class LocalReplicaStore implements ReplicaStore {
@@ -95,13 +87,7 @@ export class LocalReplicaStore implements ReplicaStore {
    * `onCorrupt` hears of a damaged one (read as far as it can be).
    */
   openRecord(onCorrupt: (message: string) => void): RecordSource {
-    const meta = this.#meta;
-    const current = openRecord(meta.record, { maxBytes: Number.MAX_SAFE_INTEGER, onCorrupt });
-    if (current !== null) return current;
-    if (!pathExists(meta.legacyRecord)) return emptyRecordSource();
-    return recordSourceFromV2(
-      loadRecord(meta.legacyRecord, { maxBytes: LEGACY_RECORD_MAX_BYTES, onCorrupt }),
-    );
+    return openAnyRecord(this.#meta, onCorrupt);
   }
 
   /** Whether the record is there, of either format. */
@@ -145,7 +131,7 @@ export class LocalReplicaStore implements ReplicaStore {
 
   /** Reads a finished draft back, whatever its size. */
   readDraft(draft: RecordDraft, onCorrupt: (message: string) => void): RecordSource | null {
-    return openRecord(pathOf(draft), { maxBytes: Number.MAX_SAFE_INTEGER, onCorrupt });
+    return openRecord(pathOf(draft), { onCorrupt });
   }
 
   /** Whether a finished draft holds the bytes of the record in place. */

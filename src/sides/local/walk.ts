@@ -14,11 +14,10 @@ import {
   type Entry,
   entryFromStat,
   type EntryKind,
-  findNested,
   type FolderListing,
-  listFolder,
   type Problem,
 } from "../../scan.ts";
+import { findNested, listFolder } from "./list.ts";
 
 /** What a walker worker is asked to walk. */
 export interface WalkRequest {
@@ -65,7 +64,7 @@ export interface PackedListings {
   owners: Uint32Array;
   /** size, mtimeMs, ctimeMs, ino, dev, nlink per entry. */
   numbers: Float64Array;
-  /** Symlink targets by entry index. */
+  /** Symlink targets by entry index, in entry order. */
   targets: Array<[number, string]>;
   /** Entries that could not be read, and folders that could not be listed. */
   problems: Problem[];
@@ -145,11 +144,42 @@ export function walkInWorker(
   send();
 }
 
-/** Collects listings until a batch is full, then packs them. */
+/**
+ * The columns a batch is packed into, as it grows: one set per walker, reused batch after
+ * batch, grown (doubled) for a folder larger than them. Each entry goes into them as its folder
+ * is added, so that its object dies young instead of waiting for the batch to fill.
+ */
+const columns = {
+  kinds: new Uint8Array(0),
+  modes: new Uint16Array(0),
+  owners: new Uint32Array(0),
+  numbers: new Float64Array(0),
+};
+
+/** Makes the columns hold at least `count` entries, keeping the first `kept`. */
+function growColumns(count: number, kept: number): void {
+  if (count <= columns.kinds.length) return;
+  const size = Math.max(count, 2 * columns.kinds.length, BATCH_ENTRIES);
+  const grow = <T extends Uint8Array | Uint16Array | Uint32Array | Float64Array>(
+    old: T,
+    make: (length: number) => T,
+    width: number,
+  ) => {
+    const grown = make(size * width);
+    grown.set(old.subarray(0, kept * width));
+    return grown;
+  };
+  columns.kinds = grow(columns.kinds, (length) => new Uint8Array(length), 1);
+  columns.modes = grow(columns.modes, (length) => new Uint16Array(length), 1);
+  columns.owners = grow(columns.owners, (length) => new Uint32Array(length), 2);
+  columns.numbers = grow(columns.numbers, (length) => new Float64Array(length), NUMBERS);
+}
+
+/** Collects listings, packed into the columns as they come, until a batch is full. */
 class BatchBuilder {
   folders: Array<[string, number, boolean]> = [];
   names: string[] = [];
-  entries: Entry[] = [];
+  targets: Array<[number, string]> = [];
   problems: Problem[] = [];
   protectedPaths: string[] = [];
   skipped: Problem[] = [];
@@ -158,38 +188,11 @@ class BatchBuilder {
 
   add(listing: FolderListing): void {
     this.folders.push([listing.folder, listing.entries.size, listing.unlistable ?? false]);
+    let i = this.names.length;
+    growColumns(i + listing.entries.size, i);
+    const { kinds, modes, owners, numbers } = columns;
     for (const [name, entry] of listing.entries) {
       this.names.push(name);
-      this.entries.push(entry);
-    }
-    this.problems.push(...listing.problems);
-    this.protectedPaths.push(...listing.protectedPaths);
-    if (listing.nested !== undefined) this.nested = listing.nested;
-  }
-
-  full(): boolean {
-    return this.entries.length >= BATCH_ENTRIES || this.folders.length >= BATCH_FOLDERS;
-  }
-
-  pack(): PackedListings {
-    const count = this.entries.length;
-    const packed: PackedListings = {
-      folders: this.folders,
-      names: this.names.join("\0"),
-      kinds: new Uint8Array(count),
-      modes: new Uint16Array(count),
-      owners: new Uint32Array(count * 2),
-      numbers: new Float64Array(count * NUMBERS),
-      targets: [],
-      problems: this.problems,
-      protectedPaths: this.protectedPaths,
-      skipped: this.skipped,
-    };
-    if (this.start) packed.start = this.start;
-    if (this.nested !== undefined) packed.nested = this.nested;
-    const { kinds, modes, owners, numbers } = packed;
-    for (let i = 0; i < count; i++) {
-      const entry = this.entries[i]!;
       kinds[i] = KIND_CODES.indexOf(entry.kind);
       modes[i] = entry.mode;
       owners[i * 2] = entry.uid;
@@ -201,8 +204,35 @@ class BatchBuilder {
       numbers[at + 3] = entry.ino;
       numbers[at + 4] = entry.dev;
       numbers[at + 5] = entry.nlink ?? 1;
-      if (entry.target !== undefined) packed.targets.push([i, entry.target]);
+      if (entry.target !== undefined) this.targets.push([i, entry.target]);
+      i++;
     }
+    this.problems.push(...listing.problems);
+    this.protectedPaths.push(...listing.protectedPaths);
+    if (listing.nested !== undefined) this.nested = listing.nested;
+  }
+
+  full(): boolean {
+    return this.names.length >= BATCH_ENTRIES || this.folders.length >= BATCH_FOLDERS;
+  }
+
+  /** The batch, its columns copied out to move to the reader. */
+  pack(): PackedListings {
+    const count = this.names.length;
+    const packed: PackedListings = {
+      folders: this.folders,
+      names: this.names.join("\0"),
+      kinds: columns.kinds.slice(0, count),
+      modes: columns.modes.slice(0, count),
+      owners: columns.owners.slice(0, 2 * count),
+      numbers: columns.numbers.slice(0, NUMBERS * count),
+      targets: this.targets,
+      problems: this.problems,
+      protectedPaths: this.protectedPaths,
+      skipped: this.skipped,
+    };
+    if (this.start) packed.start = this.start;
+    if (this.nested !== undefined) packed.nested = this.nested;
     return packed;
   }
 }
@@ -217,13 +247,16 @@ export function transferablesOf(batch: PackedListings): ArrayBuffer[] {
 /** Unpacks a batch into one listing per folder, in walk order. */
 export function unpackListings(batch: PackedListings): FolderListing[] {
   const names = batch.names === "" && batch.kinds.length === 0 ? [] : batch.names.split("\0");
-  const targets = new Map(batch.targets);
-  const { kinds, modes, owners, numbers } = batch;
+  const { kinds, modes, owners, numbers, targets } = batch;
   const listings: FolderListing[] = [];
+  // Targets come in entry order: the next one's index is looked at, not a map.
+  let target = 0;
+  let targetAt = targets.length > 0 ? targets[0]![0] : -1;
   let i = 0;
   for (const [folder, count, unlistable] of batch.folders) {
     const listing: FolderListing = { folder, entries: new Map(), problems: [], protectedPaths: [] };
     if (unlistable) listing.unlistable = true;
+    const entries = listing.entries;
     for (const end = i + count; i < end; i++) {
       const at = i * NUMBERS;
       const entry: Entry = {
@@ -238,13 +271,24 @@ export function unpackListings(batch: PackedListings): FolderListing[] {
         uid: owners[i * 2]!,
         gid: owners[i * 2 + 1]!,
       };
-      const target = targets.get(i);
-      if (target !== undefined) entry.target = target;
-      listing.entries.set(names[i]!, entry);
+      if (i === targetAt) {
+        entry.target = targets[target]![1];
+        targetAt = ++target < targets.length ? targets[target]![0] : -1;
+      }
+      entries.set(names[i]!, entry);
     }
     listings.push(listing);
   }
-  // Problems and protected paths go with the folder they are in.
+  placeProblems(batch, listings);
+  if (batch.nested !== undefined && listings.length > 0) {
+    listings[listings.length - 1]!.nested = batch.nested;
+  }
+  return listings;
+}
+
+/** Problems and protected paths go with the folder they are in. */
+function placeProblems(batch: PackedListings, listings: FolderListing[]): void {
+  if (batch.problems.length === 0 && batch.protectedPaths.length === 0) return;
   const byFolder = new Map(listings.map((listing) => [listing.folder, listing]));
   const home = (path: string) => {
     const cut = path.lastIndexOf("/");
@@ -257,8 +301,4 @@ export function unpackListings(batch: PackedListings): FolderListing[] {
     const listing = byFolder.get(path)?.unlistable ? byFolder.get(path) : home(path);
     (listing ?? listings[0])?.protectedPaths.push(path);
   }
-  if (batch.nested !== undefined && listings.length > 0) {
-    listings[listings.length - 1]!.nested = batch.nested;
-  }
-  return listings;
 }
