@@ -23,7 +23,7 @@ import { type Entry, type FolderListing, META_DIR, type Problem } from "./scan.t
 import { localTree } from "./sides/local/tree.ts";
 import { type TreeReader } from "./sides/reader.ts";
 import { VERSION } from "./version.ts";
-import { WorkerPool } from "./workers.ts";
+import { WorkerPool } from "./sides/local/workers.ts";
 import { loadRecord, openRecord } from "./sides/local/recordfiles.ts";
 
 /** What `--verify` found. */
