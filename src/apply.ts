@@ -129,7 +129,7 @@ export class Applier {
 const OVERLAPPING = new Set<Action["kind"]>(["link", "attrs", "mkdir"]);
 
 /**
- * Sends file copies to the writing side in batches ({@linkcode BATCH_LIMITS}), keeping at most
+ * Sends file copies to the writing side in batches ({@linkcode COPY_BATCH}), keeping at most
  * {@linkcode TreeChanges.copySlots} batches in flight, and records each outcome as it comes
  * back.
  */
@@ -149,7 +149,7 @@ class CopyBatches {
   async add(action: Action): Promise<void> {
     this.#batch.push(action);
     this.#bytes += action.entry!.size;
-    if (this.#batch.length >= BATCH_LIMITS.files || this.#bytes >= BATCH_LIMITS.copyBytes) {
+    if (this.#batch.length >= COPY_BATCH.files || this.#bytes >= COPY_BATCH.bytes) {
       await this.#send();
     }
   }
@@ -262,7 +262,8 @@ function resign(action: Action, changes: TreeChanges, result: ApplyResult): bool
 }
 
 /**
- * How much work goes to a worker at once: enough that a message per batch costs nothing, little
- * enough that both workers stay busy to the end. Copies also write, so their batches are smaller.
+ * How many copies go to the writing side at once: enough that a message per batch costs
+ * nothing, little enough that every worker stays busy to the end (hash batches, which only
+ * read, are larger: `sides/local/workers.ts`).
  */
-export const BATCH_LIMITS = { files: 64, copyBytes: 16 << 20, hashBytes: 64 << 20 } as const;
+export const COPY_BATCH = { files: 64, bytes: 16 << 20 } as const;

@@ -22,7 +22,7 @@ import {
   writeIslands,
   writeTree,
 } from "./test_helpers.ts";
-import { WorkerPool } from "./workers.ts";
+import { WorkerPool } from "./sides/local/workers.ts";
 
 /** Plans `from` over `to` and the context to apply it with, copying in `pool`. */
 function setUp(dir: string, pool: WorkerPool) {

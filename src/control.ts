@@ -7,7 +7,7 @@
 
 import { idleProgress, type RunProgress } from "./log.ts";
 import { type ReplicaLock } from "./sides/writer.ts";
-import { type WorkerPool } from "./workers.ts";
+import { type WorkerPool } from "./sides/local/workers.ts";
 
 /** Controls shared by a run and whoever started it (the loop, signals, stdin). */
 export interface RunControl {

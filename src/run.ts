@@ -46,7 +46,7 @@ import { bindMountProbeNeeded } from "./sides/local/checks.ts";
 import { walkerStarts } from "./sides/local/stream.ts";
 import { type FolderSource } from "./sides/reader.ts";
 import { openTrees, type RunTrees } from "./sides/sides.ts";
-import { WorkerPool } from "./workers.ts";
+import { WorkerPool } from "./sides/local/workers.ts";
 
 export { takeLock } from "./prepare.ts";
 export { newRunControl, requestStop, type RunControl } from "./control.ts";

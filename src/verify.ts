@@ -23,7 +23,7 @@ import { localTree } from "./sides/local/tree.ts";
 import { type TreeReader } from "./sides/reader.ts";
 import { type ReplicaStore } from "./sides/writer.ts";
 import { VERSION } from "./version.ts";
-import { WorkerPool } from "./workers.ts";
+import { WorkerPool } from "./sides/local/workers.ts";
 
 /** What `--verify` found. */
 export interface VerifyResult {

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { type WorkerPool } from "../workers.ts";
+import { type WorkerPool } from "./local/workers.ts";
 import { LocalReplicaStore } from "./local/store.ts";
 import { LocalTreeReader } from "./local/tree.ts";
 import { LocalTreeWriter } from "./local/treewriter.ts";

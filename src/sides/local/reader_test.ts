@@ -4,7 +4,7 @@
 
 import assert from "node:assert/strict";
 import { sha256, withTemp, writeTree } from "../../test_helpers.ts";
-import { WorkerPool } from "../../workers.ts";
+import { WorkerPool } from "./workers.ts";
 import { type FolderSource, type TreeWalk } from "../reader.ts";
 import { localTree } from "./tree.ts";
 

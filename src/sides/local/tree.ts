@@ -9,7 +9,7 @@
 import { type Identity, identityOf } from "../../files.ts";
 import { quoted } from "../../format.ts";
 import { type Entry, entryFromStat } from "../../scan.ts";
-import { hashInPool, type WorkerPool } from "../../workers.ts";
+import { hashInPool, type WorkerPool } from "./workers.ts";
 import {
   type FileSource,
   type FolderSource,

@@ -5,7 +5,7 @@
 import * as fs from "node:fs";
 import { deepStrictEqual, ok } from "node:assert/strict";
 import { readTree, scanOfTree, withTemp, writeTree } from "../../test_helpers.ts";
-import { WorkerPool } from "../../workers.ts";
+import { WorkerPool } from "./workers.ts";
 import { type CopyOutcome, type TreeChanges } from "../writer.ts";
 import { localFileSource } from "./source.ts";
 import { type CopyPool, type CopyRequest } from "./stage.ts";

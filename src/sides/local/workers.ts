@@ -6,12 +6,11 @@
  * @module
  */
 
-import { BATCH_LIMITS } from "./apply.ts";
-import { errorText } from "./errors.ts";
-import { joinRel } from "./paths.ts";
-import { hashFile, type HashResult } from "./sides/local/hash.ts";
-import { setTempPrefix } from "./sides/local/meta.ts";
-import { openSourceFile } from "./sides/local/source.ts";
+import { errorText } from "../../errors.ts";
+import { joinRel } from "../../paths.ts";
+import { hashFile, type HashResult } from "./hash.ts";
+import { setTempPrefix } from "./meta.ts";
+import { openSourceFile } from "./source.ts";
 import {
   type CopyPool,
   type CopyRequest,
@@ -19,7 +18,7 @@ import {
   failedOutcome,
   stageCopy,
   type StageOutcome,
-} from "./sides/local/stage.ts";
+} from "./stage.ts";
 
 // the file-system calls are synchronous (several times cheaper per call than async ones) and
 // two cores do twice the work. A shared flag tells workers to stop between files (1) or to
@@ -132,6 +131,12 @@ export class WorkerPool implements CopyPool {
 }
 
 /**
+ * How many files go to a worker to hash at once: enough that a message per batch costs
+ * nothing, little enough that every worker stays busy to the end.
+ */
+export const HASH_BATCH = { files: 64, bytes: 64 << 20 } as const;
+
+/**
  * Hashes files in the pool, in batches of up to 64 files or 64 MiB, so both cores hash.
  *
  * @returns Each path's outcome, in the order given.
@@ -149,7 +154,7 @@ export async function hashInPool(
   for (const item of paths) {
     current.push(item);
     bytes += item.size;
-    if (current.length >= BATCH_LIMITS.files || bytes >= BATCH_LIMITS.hashBytes) {
+    if (current.length >= HASH_BATCH.files || bytes >= HASH_BATCH.bytes) {
       batches.push(current);
       [current, bytes] = [[], 0];
     }
