@@ -7,6 +7,7 @@
  * @module
  */
 
+import { Batcher, type BatchLimits } from "./batch.ts";
 import { errorText } from "./errors.ts";
 import { type Action, ACTION_WORDS } from "./plan.ts";
 import { type Problem, type Signature } from "./scan.ts";
@@ -137,8 +138,7 @@ class CopyBatches {
   readonly #context: ApplyContext;
   readonly #result: ApplyResult;
   readonly #inFlight = new Set<Promise<void>>();
-  #batch: Action[] = [];
-  #bytes = 0;
+  readonly #batch = new Batcher<Action>(COPY_BATCH);
 
   constructor(context: ApplyContext, result: ApplyResult) {
     this.#context = context;
@@ -147,25 +147,19 @@ class CopyBatches {
 
   /** Adds a copy; sends the batch once it is full. */
   async add(action: Action): Promise<void> {
-    this.#batch.push(action);
-    this.#bytes += action.entry!.size;
-    if (this.#batch.length >= COPY_BATCH.files || this.#bytes >= COPY_BATCH.bytes) {
-      await this.#send();
-    }
+    const full = this.#batch.add(action, action.entry!.size);
+    if (full) await this.#send(full);
   }
 
   /** Sends what is batched and waits for every copy in flight. */
   async drain(): Promise<void> {
-    await this.#send();
+    await this.#send(this.#batch.take());
     while (this.#inFlight.size > 0) await Promise.race(this.#inFlight);
   }
 
-  async #send(): Promise<void> {
-    if (this.#batch.length === 0) return;
+  async #send(actions: Action[]): Promise<void> {
+    if (actions.length === 0) return;
     const context = this.#context;
-    const actions = this.#batch;
-    this.#batch = [];
-    this.#bytes = 0;
     while (this.#inFlight.size >= context.changes.copySlots) await Promise.race(this.#inFlight);
     const done = context.changes.copy(context.source, actions.map(copyItem), {
       onBytes: (bytes) => context.onBytes?.(bytes),
@@ -266,4 +260,4 @@ function resign(action: Action, changes: TreeChanges, result: ApplyResult): bool
  * nothing, little enough that every worker stays busy to the end (hash batches, which only
  * read, are larger: `sides/local/workers.ts`).
  */
-export const COPY_BATCH = { files: 64, bytes: 16 << 20 } as const;
+export const COPY_BATCH: BatchLimits = { items: 64, bytes: 16 << 20 };

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { type BatchLimits, inBatches } from "../../batch.ts";
 import { errorText } from "../../errors.ts";
 import { joinRel } from "../../paths.ts";
 import { hashFile, type HashResult } from "./hash.ts";
@@ -134,7 +135,7 @@ export class WorkerPool implements CopyPool {
  * How many files go to a worker to hash at once: enough that a message per batch costs
  * nothing, little enough that every worker stays busy to the end.
  */
-export const HASH_BATCH = { files: 64, bytes: 64 << 20 } as const;
+export const HASH_BATCH: BatchLimits = { items: 64, bytes: 64 << 20 };
 
 /**
  * Hashes files in the pool, in batches of up to 64 files or 64 MiB, so both cores hash.
@@ -148,18 +149,7 @@ export async function hashInPool(
   onBatch?: (files: number, bytes: number) => void,
 ): Promise<Map<string, HashOutcome>> {
   const outcomes = new Map<string, HashOutcome>();
-  const batches: Array<typeof paths> = [];
-  let current: typeof paths = [];
-  let bytes = 0;
-  for (const item of paths) {
-    current.push(item);
-    bytes += item.size;
-    if (current.length >= HASH_BATCH.files || bytes >= HASH_BATCH.bytes) {
-      batches.push(current);
-      [current, bytes] = [[], 0];
-    }
-  }
-  if (current.length > 0) batches.push(current);
+  const batches = inBatches(paths, { limits: HASH_BATCH, bytesOf: (item) => item.size });
   await Promise.all(batches.map(async (batch) => {
     const results = await pool.hash(root, batch.map((item) => item.path));
     results.forEach((outcome, i) => outcomes.set(batch[i]!.path, outcome));
