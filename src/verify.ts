@@ -4,6 +4,7 @@
  * @module
  */
 
+import { Batcher, type BatchLimits } from "./batch.ts";
 import { type Options } from "./cli.ts";
 import { ExitCode, UsageError } from "./errors.ts";
 import {
@@ -163,12 +164,14 @@ function isProtectedFolder(folder: string, result: VerifyResult): boolean {
   );
 }
 
+/** How many files `--verify` hands the hashing at once (the pool cuts them finer). */
+const CHECK_BATCH: BatchLimits = { items: 1024, bytes: 256 << 20 };
+
 /** Files to hash, sent to the tree in batches so every core hashes. */
 class CheckBatch {
   readonly #tree: TreeReader;
   readonly #result: VerifyResult;
-  #files: Array<{ path: string; size: number; hash: string }> = [];
-  #bytes = 0;
+  readonly #batch = new Batcher<{ path: string; size: number; hash: string }>(CHECK_BATCH);
   /** Files with several names, by inode: the first name met, its recorded hash, the others. */
   readonly #linked = new Map<string, { path: string; hash: string; others: string[] }>();
 
@@ -202,15 +205,16 @@ class CheckBatch {
   }
 
   async add(file: { path: string; size: number; hash: string }): Promise<void> {
-    this.#files.push(file);
-    this.#bytes += file.size;
-    if (this.#files.length >= 1024 || this.#bytes >= 256 << 20) await this.flush();
+    const full = this.#batch.add(file, file.size);
+    if (full) await this.#check(full);
   }
 
+  /** Checks the files gathered so far. */
   async flush(): Promise<void> {
-    const files = this.#files;
-    this.#files = [];
-    this.#bytes = 0;
+    await this.#check(this.#batch.take());
+  }
+
+  async #check(files: Array<{ path: string; size: number; hash: string }>): Promise<void> {
     if (files.length === 0) return;
     const outcomes = await this.#tree.hash(files);
     const result = this.#result;
