@@ -97,13 +97,7 @@ function folderMoves(left: WalkLeftovers, candidates: Candidates): PlannedMove[]
     const gone = candidates.folders.get(action.entry!.ino);
     if (!gone || isWithin(gone.action.path, movedAway)) continue;
     movedAway.add(gone.action.path);
-    const move: Action = {
-      kind: "move",
-      path: action.path,
-      from: gone.action.path,
-      reason: { code: "same-folder-tree" },
-      entry: action.entry!,
-    };
+    const move = moveAction(action, { gone, code: "same-folder-tree", entry: action.entry! });
     moves.push({ move, gone });
   }
   return moves;
@@ -207,13 +201,11 @@ function fileMoves(
     );
     const gone = sameName ?? candidates[0]!;
     movedAway.add(gone.action.path);
-    const move: Action = {
-      kind: "move",
-      path: action.path,
-      from: gone.action.path,
-      reason: { code: "same-content" },
+    const move = moveAction(action, {
+      gone,
+      code: "same-content",
       entry: { ...action.entry!, hash },
-    };
+    });
     moves.push({ move, gone });
   }
   return moves;
@@ -383,4 +375,18 @@ export function gateVerdict(
 
 function entries(count: number): string {
   return counted(count, "entry", "entries");
+}
+
+/** The move that puts a replica entry being deleted (`gone`) where `action` would create one. */
+function moveAction(
+  action: Action,
+  input: { gone: PendingDeletion; code: "same-folder-tree" | "same-content"; entry: Entry },
+): Action {
+  return {
+    kind: "move",
+    path: action.path,
+    from: input.gone.action.path,
+    reason: { code: input.code },
+    entry: input.entry,
+  };
 }
