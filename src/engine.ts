@@ -54,12 +54,12 @@ export async function walkPair(
 ): Promise<void> {
   const walk = new MirrorWalk(pair, context, left);
   const folders = lockStep(
-    { left: () => pair.from.next(), right: () => pair.to.next() },
-    { left: (listing) => listing.folder, right: (listing) => listing.folder },
+    { first: () => pair.from.next(), second: () => pair.to.next() },
+    { first: (listing) => listing.folder, second: (listing) => listing.folder },
   );
   // What `status` shows of the walk (the progress object is swapped while hashing: keep this one).
   const progress = context.control.progress;
-  for await (const { left: from, right: to } of folders) {
+  for await (const { first: from, second: to } of folders) {
     if (context.stopped()) break;
     progress.walked = (progress.walked ?? 0) + (from?.entries.size ?? 0);
     await walk.visit(from, to);

@@ -49,12 +49,12 @@ export function compareWalkOrder(a: string, b: string): number {
   return aDone === bDone ? 0 : aDone ? -1 : 1;
 }
 
-/** One step of a lock-step merge: the item of either side at the same key, or of one side. */
+/** One step of a lock-step merge: the item of either sequence at the same key, or of one. */
 export interface Paired<A, B> {
-  /** The left side's item here, if it has one. */
-  left: A | null;
-  /** The right side's item here, if it has one. */
-  right: B | null;
+  /** The first sequence's item here, if it has one. */
+  first: A | null;
+  /** The second sequence's item here, if it has one. */
+  second: B | null;
 }
 
 /**
@@ -62,19 +62,19 @@ export interface Paired<A, B> {
  * what rclone's `march` does with two listings. Pure.
  */
 export async function* lockStep<A, B>(
-  next: { left: () => Promise<A | null>; right: () => Promise<B | null> },
-  keyOf: { left: (item: A) => string; right: (item: B) => string },
+  next: { first: () => Promise<A | null>; second: () => Promise<B | null> },
+  keyOf: { first: (item: A) => string; second: (item: B) => string },
 ): AsyncGenerator<Paired<A, B>> {
-  let left = await next.left();
-  let right = await next.right();
-  while (left !== null || right !== null) {
-    const order = left === null
+  let first = await next.first();
+  let second = await next.second();
+  while (first !== null || second !== null) {
+    const order = first === null
       ? 1
-      : right === null
+      : second === null
       ? -1
-      : compareWalkOrder(keyOf.left(left), keyOf.right(right));
-    yield { left: order <= 0 ? left : null, right: order >= 0 ? right : null };
-    if (order <= 0) left = await next.left();
-    if (order >= 0) right = await next.right();
+      : compareWalkOrder(keyOf.first(first), keyOf.second(second));
+    yield { first: order <= 0 ? first : null, second: order >= 0 ? second : null };
+    if (order <= 0) first = await next.first();
+    if (order >= 0) second = await next.second();
   }
 }

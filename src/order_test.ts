@@ -51,31 +51,33 @@ Deno.test("compareWalkOrder() puts a folder's subtree right after it, before its
 });
 
 Deno.test("lockStep() pairs folders found on one side, on both, in walk order", async () => {
-  const table: Array<{ left: string[]; right: string[]; pairs: string[] }> = [
-    { left: [], right: [], pairs: [] },
-    { left: [""], right: [], pairs: ["<"] },
-    { left: [], right: [""], pairs: [">"] },
-    { left: ["", "a", "a/b"], right: ["", "a"], pairs: ["=", "=", "<"] },
+  const table: Array<{ first: string[]; second: string[]; pairs: string[] }> = [
+    { first: [], second: [], pairs: [] },
+    { first: [""], second: [], pairs: ["<"] },
+    { first: [], second: [""], pairs: [">"] },
+    { first: ["", "a", "a/b"], second: ["", "a"], pairs: ["=", "=", "<"] },
     // Only in the source ("a/x"), only in the replica ("a-"), names UTF-16 sorts otherwise.
     {
-      left: ["", "a", "a/x", "é", "😀"],
-      right: ["", "a", "a-", "z", "\uFFFD", "😀"],
+      first: ["", "a", "a/x", "é", "😀"],
+      second: ["", "a", "a-", "z", "\uFFFD", "😀"],
       pairs: ["=", "=", "<", ">", ">", "<", ">", "="],
     },
   ];
-  for (const { left, right, pairs } of table) {
+  for (const { first, second, pairs } of table) {
     const sorted = (list: string[]) => [...list].sort(compareWalkOrder);
-    deepStrictEqual(sorted(left), left, "the table's sides are in walk order");
-    deepStrictEqual(sorted(right), right, "the table's sides are in walk order");
-    const [l, r] = [[...left], [...right]];
+    deepStrictEqual(sorted(first), first, "the table's sides are in walk order");
+    deepStrictEqual(sorted(second), second, "the table's sides are in walk order");
+    const [l, r] = [[...first], [...second]];
     const seen: string[] = [];
     for await (
       const pair of lockStep<string, string>({
-        left: () => Promise.resolve(l.shift() ?? null),
-        right: () => Promise.resolve(r.shift() ?? null),
-      }, { left: (x) => x, right: (x) => x })
+        first: () => Promise.resolve(l.shift() ?? null),
+        second: () => Promise.resolve(r.shift() ?? null),
+      }, { first: (x) => x, second: (x) => x })
     ) {
-      seen.push(pair.left !== null && pair.right !== null ? "=" : pair.left !== null ? "<" : ">");
+      seen.push(
+        pair.first !== null && pair.second !== null ? "=" : pair.first !== null ? "<" : ">",
+      );
     }
     deepStrictEqual(seen, pairs);
   }

@@ -30,7 +30,7 @@ export type { DeleteLimit } from "./types.ts";
 export { type Difference, mergeDifferences } from "./changed.ts";
 
 /**
- * One change to the target tree. Kinds: `mkdir` a folder, `copy` a new file, `update` a changed
+ * One change to the tree written. Kinds: `mkdir` a folder, `copy` a new file, `update` a changed
  * file, `link` (re)create a symlink, `attrs` fix mode/owner/mtime only, `move` rename a replica
  * file or folder whose content reappeared elsewhere in the source, `delete` a file or symlink,
  * `rmdir` an emptied folder, `dirattrs` set a folder's mode/owner/mtime after it is filled,
@@ -49,7 +49,7 @@ export interface Action {
     | "rmdir"
     | "dirattrs"
     | "hardlink";
-  /** Where, relative to the target's root. */
+  /** Where, relative to the written tree's root. */
   path: string;
   /** Why; {@linkcode reasonText} puts it in words for `-vv` and the log. */
   reason: Reason;
@@ -172,12 +172,12 @@ export interface PlanOptions {
   /** What the record knows of `to`'s files. */
   toHashes?: RecordMap;
   /**
-   * Restoring: `to` is the source and `toHashes` the record's source side. A target entry the
+   * Restoring: `to` is the source and `toHashes` the record's source side. An entry of the tree written the
    * last sync did not see as it is now (see {@linkcode unchangedSinceRecorded}) is kept and
    * reported, not overwritten, unless `overwriteNewer`. Nothing is deleted either way.
    */
   restore?: boolean;
-  /** With `restore`: overwrite target files changed since the last sync too. */
+  /** With `restore`: overwrite files written changed since the last sync too. */
   overwriteNewer?: boolean;
   /** Called with each unchanged entry and why, for `-vv`. */
   explain?: (path: string, reason: string) => void;
@@ -209,17 +209,19 @@ export function planMirror(from: Scan, to: Scan, options: PlanOptions): Plan {
     touchedFolders: new Set(),
     folderDiffers: new Map(),
     replaced: new Set(),
-    left: new Set(),
+    typeChangesKept: new Set(),
   };
-  for (const [path, source] of from.entries) planSourceEntry(path, source, walk, draft);
-  for (const [path, target] of to.entries) planTargetEntry(path, target, walk, draft);
+  for (const [path, fromEntry] of from.entries) planFromEntry(path, fromEntry, walk, draft);
+  for (const [path, toEntry] of to.entries) planToEntry(path, toEntry, walk, draft);
   byPath(draft.removals, "deepest");
   byPath(draft.creations, "shallowest");
   byPath(draft.deletions, "deepest");
 
   const remaining = { creations: draft.creations, deletions: draft.deletions };
   // What would be created below an entry left in place has no folder to go in.
-  const creations = remaining.creations.filter((a) => !isWithin(a.path, draft.left, BELOW));
+  const creations = remaining.creations.filter((a) =>
+    !isWithin(a.path, draft.typeChangesKept, BELOW)
+  );
   const folderAttrs = folderAttributes(from, draft);
   if (options.restore) { for (const action of creations) guardRestore(action, walk); }
   return {
@@ -244,8 +246,8 @@ function guardRestore(action: Action, walk: Walk): void {
   if (action.kind !== "copy" && action.kind !== "update") return;
   const recorded = walk.options.fromHashes?.get(action.path)?.hash;
   if (recorded) action.recordedHash = recorded;
-  const target = walk.to.entries.get(action.path);
-  action.replacing = target ? signatureOf(target) : null;
+  const toEntry = walk.to.entries.get(action.path);
+  action.replacing = toEntry ? signatureOf(toEntry) : null;
 }
 
 /** What {@linkcode planMirror} looks at while it walks the two scans. */
@@ -253,7 +255,7 @@ interface Walk {
   from: Scan;
   to: Scan;
   options: PlanOptions;
-  /** Whether deleting or replacing the target's entry at a path could cost data a scan kept. */
+  /** Whether deleting or replacing the written tree's entry at a path could cost data a scan kept. */
   isProtected: (path: string) => boolean;
   fromHash: HashLookup;
   toHash: HashLookup;
@@ -271,10 +273,10 @@ interface Draft {
   touchedFolders: Set<string>;
   /** Of those, the folders whose attributes differed from the source's before the run. */
   folderDiffers: Map<string, Difference[]>;
-  /** Target folders removed to make way for another type. */
+  /** Written folders removed to make way for another type. */
   replaced: Set<string>;
   /** Type changes left as they are: nothing happens at or below them. */
-  left: Set<string>;
+  typeChangesKept: Set<string>;
 }
 
 /**
@@ -288,50 +290,50 @@ function protection(from: Scan, to: Scan): (path: string) => boolean {
   return (path) => above.has(path) || isWithin(path, protectedPaths);
 }
 
-/** Plans what the source's entry at `path` needs in the target. */
-function planSourceEntry(path: string, source: Entry, walk: Walk, draft: Draft): void {
-  const target = walk.to.entries.get(path);
-  if (path === "" && (source.kind !== "dir" || (target && target.kind !== "dir"))) {
+/** Plans what the read tree's entry at `path` needs in the tree written. */
+function planFromEntry(path: string, fromEntry: Entry, walk: Walk, draft: Draft): void {
+  const toEntry = walk.to.entries.get(path);
+  if (path === "" && (fromEntry.kind !== "dir" || (toEntry && toEntry.kind !== "dir"))) {
     // Never plan to replace a root: whatever made it look like this, it is not a change.
     draft.blocked.push({
       path: ".",
       message: "Not mirrored: the source or replica root is not a folder",
     });
-  } else if (target && target.kind !== source.kind) {
-    planTypeChange(path, source, target, walk, draft);
-  } else if (!target) {
+  } else if (toEntry && toEntry.kind !== fromEntry.kind) {
+    planTypeChange(path, fromEntry, toEntry, walk, draft);
+  } else if (!toEntry) {
     draft.touchedFolders.add(parentOf(path));
-    if (source.kind === "dir") draft.touchedFolders.add(path); // mkdir gives it today's mtime
-    draft.creations.push(creationFor(path, source, { code: "new" }));
+    if (fromEntry.kind === "dir") draft.touchedFolders.add(path); // mkdir gives it today's mtime
+    draft.creations.push(creationFor(path, fromEntry, { code: "new" }));
   } else {
-    planDifference(path, source, target, walk, draft);
+    planDifference(path, fromEntry, toEntry, walk, draft);
   }
 }
 
-/** Plans replacing the target's entry with the source's one of another type, where allowed. */
+/** Plans replacing the written tree's entry with the read tree's one of another type, where allowed. */
 function planTypeChange(
   path: string,
-  source: Entry,
-  target: Entry,
+  fromEntry: Entry,
+  toEntry: Entry,
   walk: Walk,
   draft: Draft,
 ): void {
   const { deletes, restore } = walk.options;
   if (!deletes || restore) {
     // Replacing one type with another removes what was there: never without deletions.
-    draft.left.add(path);
+    draft.typeChangesKept.add(path);
     draft.blocked.push({
       path,
       message: restore
-        ? `Not restored: the source has a ${kindName(target.kind)} here and the replica a ` +
-          `${kindName(source.kind)}; restore never replaces one with the other`
-        : `Not replaced: the replica has a ${kindName(target.kind)} here and the source a ` +
-          `${kindName(source.kind)}, and deletions are off`,
+        ? `Not restored: the source has a ${kindName(toEntry.kind)} here and the replica a ` +
+          `${kindName(fromEntry.kind)}; restore never replaces one with the other`
+        : `Not replaced: the replica has a ${kindName(toEntry.kind)} here and the source a ` +
+          `${kindName(fromEntry.kind)}, and deletions are off`,
     });
     return;
   }
-  const reason: Reason = { code: "replaced", by: source.kind };
-  if (target.kind === "dir") {
+  const reason: Reason = { code: "replaced", by: fromEntry.kind };
+  if (toEntry.kind === "dir") {
     if (walk.isProtected(path)) {
       draft.blocked.push({
         path,
@@ -346,29 +348,29 @@ function planTypeChange(
     draft.removals.push({ kind: "delete", path, reason });
   }
   draft.touchedFolders.add(parentOf(path));
-  if (source.kind === "dir") draft.touchedFolders.add(path);
-  draft.creations.push(creationFor(path, source, { code: "type-changed" }));
+  if (fromEntry.kind === "dir") draft.touchedFolders.add(path);
+  draft.creations.push(creationFor(path, fromEntry, { code: "type-changed" }));
 }
 
 /** Plans what an entry of the same type on both sides needs, if anything. */
 function planDifference(
   path: string,
-  source: Entry,
-  target: Entry,
+  fromEntry: Entry,
+  toEntry: Entry,
   walk: Walk,
   draft: Draft,
 ): void {
   const { checksum, owners, explain, restore, overwriteNewer, toHashes } = walk.options;
-  const matter = hashesMatter(source, target, checksum);
+  const matter = hashesMatter(fromEntry, toEntry, checksum);
   const compare: CompareOptions = {
     checksum,
     owners,
-    fromHash: matter ? walk.fromHash(path, source) : null,
-    toHash: matter ? walk.toHash(path, target) : null,
+    fromHash: matter ? walk.fromHash(path, fromEntry) : null,
+    toHash: matter ? walk.toHash(path, toEntry) : null,
   };
-  const change = compareEntries(source, target, compare);
+  const change = compareEntries(fromEntry, toEntry, compare);
   if (change === null) {
-    explain?.(path, unchangedReason(source, compare));
+    explain?.(path, unchangedReason(fromEntry, compare));
     return;
   }
   if (change.kind === "dirattrs") {
@@ -376,32 +378,32 @@ function planDifference(
     draft.folderDiffers.set(path, change.differs);
     return;
   }
-  if (restore && !overwriteNewer && !unchangedSinceRecorded(toHashes?.get(path), target)) {
+  if (restore && !overwriteNewer && !unchangedSinceRecorded(toHashes?.get(path), toEntry)) {
     draft.blocked.push({
       path,
-      message: `Kept: the source's ${kindName(target.kind)} is not as the last sync left ` +
+      message: `Kept: the source's ${kindName(toEntry.kind)} is not as the last sync left ` +
         `it and differs from the replica's (${reasonText(change.reason)}); pass ` +
         `--overwrite-newer to replace it`,
     });
     return;
   }
   if (change.kind !== "attrs") draft.touchedFolders.add(parentOf(path));
-  const action: Action = { kind: change.kind, path, reason: change.reason, entry: source };
+  const action: Action = { kind: change.kind, path, reason: change.reason, entry: fromEntry };
   if (change.differs.length > 0) action.differs = change.differs;
   draft.creations.push(action);
 }
 
-/** Plans the deletion of the target's entry at `path` when the source has none like it. */
-function planTargetEntry(path: string, target: Entry, walk: Walk, draft: Draft): void {
-  const source = walk.from.entries.get(path);
-  if (path === "" || (source && source.kind === target.kind)) return;
-  if (source && !draft.replaced.has(path) && target.kind !== "dir") return; // overwritten
+/** Plans the deletion of the written tree's entry at `path` when the source has none like it. */
+function planToEntry(path: string, toEntry: Entry, walk: Walk, draft: Draft): void {
+  const fromEntry = walk.from.entries.get(path);
+  if (path === "" || (fromEntry && fromEntry.kind === toEntry.kind)) return;
+  if (fromEntry && !draft.replaced.has(path) && toEntry.kind !== "dir") return; // overwritten
   if (draft.replaced.has(path)) return; // already planned as a removal
   if (walk.isProtected(path)) return;
   if (!walk.options.deletes) return;
   const underReplaced = isWithin(path, draft.replaced, BELOW);
   const action: Action = {
-    kind: target.kind === "dir" ? "rmdir" : "delete",
+    kind: toEntry.kind === "dir" ? "rmdir" : "delete",
     path,
     reason: { code: underReplaced ? "inside-replaced" : "not-in-source" },
   };
@@ -413,10 +415,10 @@ function planTargetEntry(path: string, target: Entry, walk: Walk, draft: Draft):
 function folderAttributes(from: Scan, draft: Draft): Action[] {
   const actions: Action[] = [];
   for (const path of draft.touchedFolders) {
-    const source = from.entries.get(path);
-    if (isWithin(path, draft.left)) continue;
-    if (source?.kind !== "dir") continue;
-    actions.push(folderAttrsAction(path, source, draft.folderDiffers.get(path)));
+    const fromEntry = from.entries.get(path);
+    if (isWithin(path, draft.typeChangesKept)) continue;
+    if (fromEntry?.kind !== "dir") continue;
+    actions.push(folderAttrsAction(path, fromEntry, draft.folderDiffers.get(path)));
   }
   byPath(actions, "deepest");
   return actions;

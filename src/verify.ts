@@ -82,13 +82,13 @@ export async function verifyReplica(
   try {
     const blocks = record.blocks();
     const folders = lockStep({
-      left: () => stream.next(),
-      right: () => {
+      first: () => stream.next(),
+      second: () => {
         const block = blocks.next();
         return Promise.resolve(block.done ? null : block.value);
       },
-    }, { left: (listing) => listing.folder, right: (block) => block.folder });
-    for await (const { left: listing, right: block } of folders) {
+    }, { first: (listing) => listing.folder, second: (block) => block.folder });
+    for await (const { first: listing, second: block } of folders) {
       const folder = listing?.folder ?? block!.folder;
       await checkFolder(listing, { folder, rows: block?.rows ?? [], checks, result, options });
     }
