@@ -47,7 +47,7 @@ const IDLE = new Set(["(idle)", "(program)", "(root)", "op_worker_maybe_wait_for
 /** Areas by the file a function is in (first match wins). */
 const AREAS: Array<[RegExp, string]> = [
   [/\/(walk|stream|walker)\.ts$/, "walk: packing, unpacking"],
-  [/\/(scan|exclude|workers)\.ts$/, "walk: listing"],
+  [/\/(scan|list|exclude|workers)\.ts$/, "walk: listing"],
   [/\/record[a-z]*\.ts$/, "record"],
   [/\/order\.ts$/, "merge (order)"],
   [/\/(engine|mirror|plan|needs|linkscope|changed|endplan|scope)\.ts$/, "planning"],
