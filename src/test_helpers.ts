@@ -15,6 +15,7 @@ import { type RecordBlock, type RecordRow, RecordWriter } from "./recordfile.ts"
 import { type Entry, entryFromStat, type Scan, signatureOf } from "./scan.ts";
 import { openRecord } from "./sides/local/recordfiles.ts";
 import { listFolder } from "./sides/local/list.ts";
+import { type FolderSource } from "./sides/reader.ts";
 
 // The engine's types these helpers take and give, so that this module documents whole.
 export type { Action, Difference, Reason } from "./plan.ts";
@@ -640,4 +641,17 @@ export async function holdOpen(path: string): Promise<HeldOpen> {
     release,
     [Symbol.asyncDispose]: release,
   };
+}
+
+/** Every folder of a walk with its entry names, in the order handed over. */
+export async function foldersOf(source: FolderSource): Promise<Array<[string, string[]]>> {
+  try {
+    const folders: Array<[string, string[]]> = [];
+    for (let listing = await source.next(); listing; listing = await source.next()) {
+      folders.push([listing.folder, [...listing.entries.keys()]]);
+    }
+    return folders;
+  } finally {
+    source.close();
+  }
 }

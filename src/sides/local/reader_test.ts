@@ -5,21 +5,9 @@
 import assert from "node:assert/strict";
 import { sha256, withTemp, writeTree } from "../../test_helpers.ts";
 import { WorkerPool } from "./workers.ts";
-import { type FolderSource, type TreeWalk } from "../reader.ts";
+import { type TreeWalk } from "../reader.ts";
 import { localTree } from "./tree.ts";
-
-/** Every folder of a walk with its entry names, in the order handed over. */
-async function foldersOf(source: FolderSource): Promise<Array<[string, string[]]>> {
-  try {
-    const folders: Array<[string, string[]]> = [];
-    for (let listing = await source.next(); listing; listing = await source.next()) {
-      folders.push([listing.folder, [...listing.entries.keys()]]);
-    }
-    return folders;
-  } finally {
-    source.close();
-  }
-}
+import { foldersOf } from "../../test_helpers.ts";
 
 const WHOLE: TreeWalk = { starts: [""], filters: [], avoid: [] };
 

@@ -2,18 +2,12 @@ import { deepStrictEqual, ok } from "node:assert/strict";
 import { compareWalkOrder } from "../../order.ts";
 import { withTemp, writeTree } from "../../test_helpers.ts";
 import { FolderStream } from "./stream.ts";
+import { foldersOf } from "../../test_helpers.ts";
 
 async function walkAll(root: string, start = ""): Promise<Array<[string, string[]]>> {
-  const stream = new FolderStream({ root, start, filters: [], skipMetaDir: true, avoid: [] });
-  try {
-    const folders: Array<[string, string[]]> = [];
-    for (let listing = await stream.next(); listing; listing = await stream.next()) {
-      folders.push([listing.folder, [...listing.entries.keys()]]);
-    }
-    return folders;
-  } finally {
-    stream.close();
-  }
+  return await foldersOf(
+    new FolderStream({ root, start, filters: [], skipMetaDir: true, avoid: [] }),
+  );
 }
 
 Deno.test("FolderStream walks folder by folder in walk order, names by code point", async () => {
