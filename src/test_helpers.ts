@@ -122,11 +122,14 @@ export interface CliResult {
   stderr: string;
 }
 
+/** The checkout's root folder: where a CLI under test starts unless told. */
+export const CHECKOUT: string = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+
 /** How to start the CLI under test. */
 export interface CliOptions {
   /** Its whole environment, besides `NO_COLOR=1` (default: nothing else). */
   env?: Record<string, string>;
-  /** Its working folder (default: this process's). */
+  /** Its working folder (default: the checkout). */
   cwd?: string;
   /** `--allow-all` instead of the task's flags: only it reaches `/dev` and `/proc`. */
   allowAll?: boolean;
@@ -145,7 +148,10 @@ export function spawnCli(
     args: ["run", "--quiet", ...flags, SYNC_MODULE, ...args],
     env: { NO_COLOR: "1", ...options.env },
     clearEnv: true,
-    ...(options.cwd ? { cwd: options.cwd } : {}),
+    // Always a folder of its own choosing: a test running the engine in this process changes
+    // the process's current folder for a moment (every change below a replica folder is made
+    // from inside it), and a CLI started in that moment would inherit it.
+    cwd: options.cwd ?? CHECKOUT,
     stdin: options.stdin ?? "null",
     stdout: "piped",
     stderr: "piped",
