@@ -280,7 +280,11 @@ class Session {
       await this.send({ type: FrameType.Listing, flags: FrameFlag.More, id, payload });
       return true;
     };
-    if (walk.probe) batcher.note({ probed: await source.probed() });
+    if (walk.probe) {
+      // The engine waits for the probe's answer before it takes a folder: it goes out alone.
+      batcher.note({ probed: await source.probed() });
+      if (!await listing(batcher.take())()) return;
+    }
     let skippedSeen = 0;
     let first = true;
     for (;;) {
@@ -302,7 +306,7 @@ class Session {
     const files = decodeHash(payload);
     const tree = this.#tree!;
     const checked = new Set<string>();
-    for (const file of files) refuseLinkOnTheWay(tree.root, parentOf(file.path), checked);
+    for (const file of files) refuseLinkOnTheWay(tree.root, file.path, checked);
     let cancelled = false;
     running.cancel = () => cancelled = true;
     const groups = inBatches<HashItem>(files, { limits: HASH_BATCH, bytesOf: (item) => item.size });
@@ -371,12 +375,6 @@ function errorPayload(error: unknown): Uint8Array {
 /** A path the tree may not be read through. */
 class RefusedPath extends Error {
   override name = "RefusedPath";
-}
-
-/** The folder a relative path is in (`""`: the root). */
-function parentOf(path: string): string {
-  const cut = path.lastIndexOf("/");
-  return cut < 0 ? "" : path.slice(0, cut);
 }
 
 /**

@@ -66,7 +66,8 @@ export class WireWriter {
 
   /** Appends one byte. */
   u8(value: number): this {
-    this.#bytes[this.#room(1)] = value & 0xff;
+    const at = this.#room(1);
+    this.#bytes[at] = value & 0xff;
     return this;
   }
 
@@ -95,7 +96,8 @@ export class WireWriter {
   /** Appends raw bytes after their varint length. */
   bytes(value: Uint8Array): this {
     this.varint(value.length);
-    this.#bytes.set(value, this.#room(value.length));
+    const at = this.#room(value.length);
+    this.#bytes.set(value, at);
     return this;
   }
 
@@ -106,7 +108,8 @@ export class WireWriter {
 
   /** Appends what another writer holds, as it is. */
   append(other: WireWriter): this {
-    this.#bytes.set(other.#bytes.subarray(0, other.#length), this.#room(other.#length));
+    const at = this.#room(other.#length);
+    this.#bytes.set(other.#bytes.subarray(0, other.#length), at);
     return this;
   }
 
