@@ -78,7 +78,8 @@ export class RemoteError extends Error {
   }
 }
 
-type Handler = (frame: Frame) => void;
+/** What a request's frames are handed to. */
+export type Handler = (frame: Frame) => void;
 
 /** One session's framing: numbered requests, and the loop that hands frames to them. */
 export class Connection {

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { LocalTreeReader } from "../sides/local/tree.ts";
 import { WorkerPool } from "../sides/local/workers.ts";
 import { serve } from "./server.ts";
 
@@ -16,7 +17,7 @@ async function main(): Promise<void> {
   const outcome = await serve({
     input: Deno.stdin.readable,
     output: Deno.stdout.writable,
-    pool,
+    readTree: (path) => new LocalTreeReader(path, { pool }),
     ...(rootArgument === undefined ? {} : { root: rootArgument.slice("--root=".length) }),
   });
   pool.close();

@@ -173,7 +173,7 @@ async function withSession(
     const served = serve({
       input: toServer.readable,
       output: toClient.writable,
-      pool,
+      readTree: (root) => localTree(root, { pool }),
       ...options,
     });
     try {
@@ -395,7 +395,7 @@ async function hostile(bytes: Uint8Array[]): Promise<{ outcome: ServeOutcome; fr
         serve({
           input: toServer.readable,
           output: new WritableStream({ write: (chunk) => controller.enqueue(chunk) }),
-          pool,
+          readTree: (root) => localTree(root, { pool }),
           root: "/nonexistent-root",
         }).then((outcome) => {
           pool.close();
@@ -456,6 +456,9 @@ Deno.test("a subprocess serves a tree over a pipe", async () => {
         output: child.stdin,
         path: root,
         peer: "the subprocess",
+      }).catch((error) => {
+        killQuietly(child);
+        throw error;
       });
       const local = localTree(root, { pool });
       assert.deepEqual(await listingsOf(client.walk(WHOLE)), await listingsOf(local.walk(WHOLE)));
@@ -475,6 +478,15 @@ Deno.test("a subprocess serves a tree over a pipe", async () => {
     }
   });
 });
+
+/** Ends a child that may have exited already. */
+function killQuietly(child: Deno.ChildProcess): void {
+  try {
+    child.kill();
+  } catch {
+    // It exited.
+  }
+}
 
 const noSshd = sshdUnavailable();
 
@@ -496,18 +508,25 @@ Deno.test({
           ],
           stdin: "piped",
           stdout: "piped",
-          stderr: "null",
+          stderr: "inherit",
         }).spawn();
-        const client = await connectRemoteTree({
-          input: child.stdout,
-          output: child.stdin,
-          path: root,
-          peer: sshd.host,
-        });
-        const local = localTree(root, { pool });
-        assert.deepEqual(await listingsOf(client.walk(WHOLE)), await listingsOf(local.walk(WHOLE)));
-        await client.close();
-        assert.equal((await child.status).code, 0);
+        try {
+          const client = await connectRemoteTree({
+            input: child.stdout,
+            output: child.stdin,
+            path: root,
+            peer: sshd.host,
+          });
+          const local = localTree(root, { pool });
+          const expected = await listingsOf(local.walk(WHOLE));
+          assert.deepEqual(await listingsOf(client.walk(WHOLE)), expected);
+          await client.close();
+          assert.equal((await child.status).code, 0);
+        } finally {
+          // A failed test must not leave the session open: sshd would wait for it.
+          killQuietly(child);
+          await child.status;
+        }
       } finally {
         pool.close();
         await sshd.stop();

@@ -1,7 +1,7 @@
 /**
  * The far end of a remote tree (`treesync --serve`), read side: one session over a byte stream
  * pair, answering `Hello`, `Open`, `Walk`, `Stat`, `Hash`, `Credit`, `Cancel` and `End` through a
- * {@linkcode LocalTreeReader}. Requests run side by side (a walk waiting for credit does not
+ * `TreeReader` of this host (`serve_main.ts` gives a `LocalTreeReader`). Requests run side by side (a walk waiting for credit does not
  * hold up a stat); every frame goes out through one queue, awaited, so a slow peer slows the
  * walk instead of filling memory, and a walk holds one listing batch at a time.
  *
@@ -13,12 +13,11 @@
  * @module
  */
 
-import { inBatches } from "../batch.ts";
 import { errorText } from "../errors.ts";
 import { quoted } from "../format.ts";
-import { type FolderSource, type TreeWalk } from "../sides/reader.ts";
-import { LocalTreeReader } from "../sides/local/tree.ts";
-import { HASH_BATCH, type WorkerPool } from "../sides/local/workers.ts";
+import { type FolderSource, type TreeReader, type TreeWalk } from "../sides/reader.ts";
+import { inBatches } from "../batch.ts";
+import { HASH_BATCH } from "../sides/local/workers.ts";
 import { VERSION } from "../version.ts";
 import {
   chooseVersion,
@@ -58,8 +57,11 @@ export interface ServeOptions {
   input: ReadableStream<Uint8Array>;
   /** Where the answers go (the server's stdout). */
   output: WritableStream<Uint8Array>;
-  /** The workers files are hashed in. */
-  pool: WorkerPool;
+  /**
+   * Reads the tree a client opened (its checked, absolute path): `treesync --serve` gives a
+   * `LocalTreeReader` hashing in the process's `WorkerPool` (see `serve_main.ts`).
+   */
+  readTree: (path: string) => TreeReader;
   /** Only trees at or below this folder may be opened (`--root`; default: any). */
   root?: string;
   /** A listing batch is sent at this many bytes (default `LISTING_SOFT_LIMIT`, for tests). */
@@ -97,7 +99,8 @@ class Session {
   readonly #decoder = new FrameDecoder({ accept: FROM_CLIENT });
   #sending: Promise<void> = Promise.resolve();
   #state: "greeting" | "opening" | "open" = "greeting";
-  #tree: LocalTreeReader | null = null;
+  #tree: TreeReader | null = null;
+  #root = "";
   readonly #running = new Map<number, Running>();
   readonly #tasks = new Set<Promise<void>>();
   #broken = false;
@@ -224,7 +227,8 @@ class Session {
     }
     const problem = confinementProblem(request.path, this.#options.root);
     if (problem !== null) return await this.#fail(id, ErrorKind.Refused, problem);
-    this.#tree = new LocalTreeReader(request.path, { pool: this.#options.pool });
+    this.#tree = this.#options.readTree(request.path);
+    this.#root = request.path;
     this.#state = "open";
     const opened = encodeOpened(this.#tree.identity());
     await this.send({ type: FrameType.Ok, flags: 0, id, payload: opened });
@@ -248,7 +252,7 @@ class Session {
     const tree = this.#tree!;
     try {
       const path = decodeStat(payload);
-      refuseLinkOnTheWay(tree.root, path);
+      refuseLinkOnTheWay(this.#root, path);
       const entry = tree.entryAt(path);
       const identity = path === "" ? tree.identity() : null;
       const reply = encodeStatReply({ entry, identity });
@@ -260,7 +264,7 @@ class Session {
 
   async #walk(id: number, payload: Uint8Array, running: Running): Promise<void> {
     const walk = decodeWalk(payload);
-    for (const start of walk.starts) refuseLinkOnTheWay(this.#tree!.root, start);
+    for (const start of walk.starts) refuseLinkOnTheWay(this.#root, start);
     const source = this.#tree!.walk(walk);
     const pace = new Credit(WALK_CREDIT);
     running.cancel = () => pace.cancel();
@@ -306,7 +310,7 @@ class Session {
     const files = decodeHash(payload);
     const tree = this.#tree!;
     const checked = new Set<string>();
-    for (const file of files) refuseLinkOnTheWay(tree.root, file.path, checked);
+    for (const file of files) refuseLinkOnTheWay(this.#root, file.path, checked);
     let cancelled = false;
     running.cancel = () => cancelled = true;
     const groups = inBatches<HashItem>(files, { limits: HASH_BATCH, bytesOf: (item) => item.size });

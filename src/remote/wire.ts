@@ -24,9 +24,37 @@
 
 import { type FilterRule } from "../exclude.ts";
 import { type Identity } from "../files.ts";
-import { type Entry, type EntryKind, type FolderListing, type Problem } from "../scan.ts";
-import { type HashOutcome, type TreeWalk } from "../sides/reader.ts";
+import {
+  type Entry,
+  type EntryKind,
+  type FolderListing,
+  type Problem,
+  type Signature,
+} from "../scan.ts";
+import {
+  type FileHash,
+  type FileSource,
+  type FolderSource,
+  type HashOutcome,
+  type TreeReader,
+  type TreeWalk,
+} from "../sides/reader.ts";
 import { checkWirePath, FrameError, MAX_NAME_BYTES, MAX_PATH_BYTES } from "./frames.ts";
+
+// Re-exported: the types the remote modules' documentation names.
+export type { EntryKind, FilterRule, Signature };
+export type {
+  Entry,
+  FileHash,
+  FileSource,
+  FolderListing,
+  FolderSource,
+  HashOutcome,
+  Identity,
+  Problem,
+  TreeReader,
+  TreeWalk,
+};
 
 const encoder = new TextEncoder();
 const strictDecoder = new TextDecoder("utf-8", { fatal: true });
