@@ -21,13 +21,14 @@ import {
   HEADER_BYTES,
   PROTOCOL_VERSIONS,
 } from "./frames.ts";
-import { serve, type ServeOutcome } from "./server.ts";
+import { MAX_RUNNING, serve, type ServeOutcome } from "./server.ts";
 import { sshdUnavailable, startSshd } from "./test_sshd.ts";
 import {
   decodeHashBatch,
   decodeListingBatch,
   decodeWalk,
   encodeHashBatch,
+  encodeOpen,
   encodeStat,
   encodeWalk,
   ListingBatcher,
@@ -384,7 +385,10 @@ const HELLO = encodeFrame({
 });
 
 /** Feeds `bytes` to a server (the stream left open), and collects all it answers. */
-async function hostile(bytes: Uint8Array[]): Promise<{ outcome: ServeOutcome; frames: number[] }> {
+async function hostile(
+  bytes: Uint8Array[],
+  options: { batchBytes?: number } = {},
+): Promise<{ outcome: ServeOutcome; frames: number[] }> {
   const toServer = new TransformStream<Uint8Array, Uint8Array>();
   const answers = new Response(
     new ReadableStream<Uint8Array>({
@@ -396,7 +400,7 @@ async function hostile(bytes: Uint8Array[]): Promise<{ outcome: ServeOutcome; fr
           input: toServer.readable,
           output: new WritableStream({ write: (chunk) => controller.enqueue(chunk) }),
           readTree: (root) => localTree(root, { pool }),
-          root: "/nonexistent-root",
+          ...options,
         }).then((outcome) => {
           pool.close();
           controller.enqueue(new TextEncoder().encode(JSON.stringify(outcome)));
@@ -429,6 +433,7 @@ Deno.test("serve() answers a hostile peer with one Error and ends cleanly", asyn
     ["an unknown type", [HELLO, header(0x7f, 1, 0)], [1, 3], /Unknown frame type/],
     ["a server's frame", [HELLO, header(FrameType.Listing, 1, 0)], [1, 3], /not expected/],
     ["a request before Open", [HELLO, stat], [1, 3], /before Open/],
+    ["a second Hello", [HELLO, HELLO], [1, 3], /second Hello/],
     ["a bad Hello", [encodeFrame({ type: 1, flags: 0, id: 0, payload: new Uint8Array(3) })], [
       3,
     ], /greeting/],
@@ -533,4 +538,25 @@ Deno.test({
       }
     });
   },
+});
+
+Deno.test("serve() refuses a peer that starts more walks than it may run at once", async () => {
+  await withTemp(async (dir) => {
+    const root = sampleTree(dir);
+    const open = encodeFrame({
+      type: FrameType.Open,
+      flags: 0,
+      id: 1,
+      payload: encodeOpen({ path: root, role: "read" }),
+    });
+    // Tiny batches: every walk soon waits for credit that never comes, so they all stay running.
+    const walks = Array.from(
+      { length: MAX_RUNNING.walks + 1 },
+      (_, i) =>
+        encodeFrame({ type: FrameType.Walk, flags: 0, id: 2 + i, payload: encodeWalk(WHOLE) }),
+    );
+    const result = await hostile([HELLO, open, ...walks], { batchBytes: 200 });
+    assert.match(result.outcome.error ?? "", /Too many requests/);
+    assert.equal(result.frames.at(-1), FrameType.Error);
+  });
 });

@@ -77,8 +77,16 @@ export interface ServeOutcome {
 /** A request being answered: how it is stopped and, for a walk, given more credit. */
 interface Running {
   cancel(): void;
+  /** Whether it is a walk. */
+  walk: boolean;
   credit?(batches: number): void;
 }
+
+/**
+ * Requests one session may have running at once, and walks among them (each walk has a walker
+ * thread): a peer asking for more is refused rather than served out of memory.
+ */
+export const MAX_RUNNING = { requests: 64, walks: 8 } as const;
 
 /** Folders a listing batch holds at most, as the local walk's batches. */
 const BATCH_FOLDERS = 256;
@@ -197,7 +205,11 @@ class Session {
     }
     switch (frame.type) {
       case FrameType.Walk:
-        return this.#start(frame.id, (running) => this.#walk(frame.id, frame.payload, running));
+        return this.#start(
+          frame.id,
+          (running) => this.#walk(frame.id, frame.payload, running),
+          true,
+        );
       case FrameType.Hash:
         return this.#start(frame.id, (running) => this.#hash(frame.id, frame.payload, running));
       case FrameType.Stat:
@@ -235,8 +247,14 @@ class Session {
   }
 
   /** Runs a request beside the others; its failure is the peer's Error, never the session's. */
-  #start(id: number, work: (running: Running) => Promise<void>): void {
-    const running: Running = { cancel: () => {} };
+  #start(id: number, work: (running: Running) => Promise<void>, walk = false): void {
+    const walks = [...this.#running.values()].filter((running) => running.walk).length;
+    if (this.#running.size >= MAX_RUNNING.requests || (walk && walks >= MAX_RUNNING.walks)) {
+      throw new FrameError(
+        `Too many requests at once (at most ${MAX_RUNNING.requests}, ${MAX_RUNNING.walks} walks)`,
+      );
+    }
+    const running: Running = { cancel: () => {}, walk };
     this.#running.set(id, running);
     const task = work(running).catch((error) =>
       this.#fail(id, failureKind(error), errorText(error))
