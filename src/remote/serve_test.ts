@@ -109,23 +109,25 @@ Deno.test("wire: a walk request round trips, and its paths are checked", () => {
   assert.throws(() => decodeWalk(encodeWalk({ ...WHOLE, starts: ["/etc"] })), FrameError);
 });
 
-Deno.test("wire: a folder larger than a batch is cut into parts that join back", () => {
+Deno.test("wire: a folder larger than a batch is cut into parts that join back, problems and skipped files too", () => {
   const big: FolderListing = {
     folder: "big",
     entries: new Map(Array.from({ length: 500 }, (_, i) => [`name-${i}`, entry({ ino: i })])),
-    problems: [{ path: "big/bad", message: "permission denied" }],
-    protectedPaths: ["big/bad"],
+    problems: Array.from({ length: 200 }, (_, i) => ({ path: `big/bad${i}`, message: "denied" })),
+    protectedPaths: Array.from({ length: 200 }, (_, i) => `big/bad${i}`),
     nested: "big/mount",
   };
+  const skipped = Array.from({ length: 200 }, (_, i) => ({ path: `fifo${i}`, message: "a fifo" }));
   const batcher = new ListingBatcher(1000);
-  batcher.note({ start: entry({ kind: "dir" }), probed: null });
-  const payloads = batcher.add(big);
+  const payloads = batcher.note({ start: entry({ kind: "dir" }), probed: null, skipped });
+  payloads.push(...batcher.add(big));
   payloads.push(batcher.take());
   assert.ok(payloads.length > 10);
   assert.ok(payloads.every((payload) => payload.length < 1100));
   const batches = payloads.map(decodeListingBatch);
   assert.deepEqual(batches[0]!.start, entry({ kind: "dir" }));
   assert.equal(batches[0]!.probed, null);
+  assert.deepEqual(batches.flatMap((batch) => batch.skipped), skipped);
   const parts = batches.flatMap((batch) => batch.parts);
   assert.deepEqual(parts.map((part) => part.continues), parts.map((_, i) => i < parts.length - 1));
   const joined: FolderListing = {
@@ -226,6 +228,9 @@ const WALKS: Array<[string, TreeWalk]> = [
 Deno.test("RemoteTreeReader.walk() hands over what the local walk does, in its order", async () => {
   await withTemp(async (dir) => {
     const root = sampleTree(dir);
+    // A special file: skipped, and said so, by both walks.
+    const fifo = new Deno.Command("mkfifo", { args: [`${root}/b/pipe`] }).outputSync();
+    assert.equal(fifo.code, 0);
     const pool = new WorkerPool(1);
     const local = localTree(root, { pool });
     try {
@@ -238,6 +243,7 @@ Deno.test("RemoteTreeReader.walk() hands over what the local walk does, in its o
           assert.deepEqual(await listingsOf(remote), listings, what);
           assert.deepEqual(remote.start, expected.start, what);
           assert.deepEqual(remote.skipped, expected.skipped, what);
+          if (walk === WHOLE) assert.equal(remote.skipped.length, 1);
         }
         const probing = client.walk({ ...WHOLE, avoid: [client.identity()!], probe: true });
         assert.equal(await probing.probed(), null);

@@ -314,10 +314,13 @@ class Session {
       if (pace.cancelled) return;
       if (first) batcher.note({ start: source.start });
       first = false;
-      batcher.note({ skipped: source.skipped.slice(skippedSeen) });
+      const full = batcher.note({ skipped: source.skipped.slice(skippedSeen) });
       skippedSeen = source.skipped.length;
-      if (folder === null) break;
-      const full = batcher.add(folder);
+      if (folder === null) {
+        for (const batch of full) if (!await listing(batch)()) return;
+        break;
+      }
+      full.push(...batcher.add(folder));
       if (batcher.folders >= BATCH_FOLDERS) full.push(batcher.take());
       for (const batch of full) if (!await listing(batch)()) return;
     }

@@ -17,7 +17,8 @@
  * not be listed, 1 the next part, first of the next batch, is more of the same folder, 2 the
  * folder met the other tree's root), its entries (name, entry), problems (path, message) and
  * protected paths, and with bit 2 the nested folder. A folder too large for one frame is cut
- * into parts, so no frame passes {@linkcode LISTING_SOFT_LIMIT} by more than one item.
+ * into parts (and a long list of skipped files across batches), so no frame passes
+ * {@linkcode LISTING_SOFT_LIMIT} by more than one item.
  *
  * @module
  */
@@ -405,23 +406,31 @@ export interface ListingBatch extends BatchHeader {
   parts: ListingPart[];
 }
 
-function writeHeader(writer: WireWriter, header: BatchHeader): void {
-  const hasStart = header.start !== undefined && header.start !== null;
-  const hasProbed = header.probed !== undefined;
-  writer.u8((hasStart ? 1 : 0) | (hasProbed ? 2 : 0) | (header.probed ? 4 : 0));
-  if (hasStart) writeEntry(writer, header.start!);
-  if (header.probed) writer.string(header.probed);
-  writeProblems(writer, header.skipped);
+/** The fields of one folder part as they are written, with their counts. */
+class PartBuilder {
+  entries = new WireWriter();
+  entryCount = 0;
+  problems = new WireWriter();
+  problemCount = 0;
+  kept = new WireWriter();
+  keptCount = 0;
+
+  get length(): number {
+    return this.entries.length + this.problems.length + this.kept.length;
+  }
 }
 
 /**
  * Cuts a walk into listing batch payloads of about {@linkcode LISTING_SOFT_LIMIT} bytes:
  * folders are added as they come and each full batch is handed back at once, so that what is
- * held is one batch and the folder being cut.
+ * held is one batch and the folder being cut. Entries, problems, protected paths and skipped
+ * files are all cut, so no payload passes the limit by more than one item.
  */
 export class ListingBatcher {
   readonly #limit: number;
   #header: BatchHeader = { skipped: [] };
+  #skipped = new WireWriter();
+  #skippedCount = 0;
   #parts = new WireWriter();
   #partCount = 0;
 
@@ -432,7 +441,7 @@ export class ListingBatcher {
 
   /** Bytes held for the batch being built. */
   get buffered(): number {
-    return this.#parts.length;
+    return this.#parts.length + this.#skipped.length;
   }
 
   /** Folder parts in the batch being built. */
@@ -440,60 +449,78 @@ export class ListingBatcher {
     return this.#partCount;
   }
 
-  /** Whether the batch being built holds a folder, or something to say. */
-  get pending(): boolean {
-    const header = this.#header;
-    return this.#partCount > 0 || header.skipped.length > 0 || header.start !== undefined ||
-      header.probed !== undefined;
-  }
-
-  /** Says the start's entry, the probe's answer, or specials skipped, in the next batch. */
-  note(header: Partial<BatchHeader>): void {
+  /**
+   * Says the start's entry, the probe's answer, or specials skipped, in the next batch.
+   *
+   * @returns The batches the skipped files filled, to be sent in order.
+   */
+  note(header: Partial<BatchHeader>): Uint8Array[] {
     if (header.start !== undefined) this.#header.start = header.start;
     if (header.probed !== undefined) this.#header.probed = header.probed;
-    if (header.skipped) this.#header.skipped.push(...header.skipped);
+    const full: Uint8Array[] = [];
+    for (const problem of header.skipped ?? []) {
+      this.#skipped.string(problem.path).string(problem.message);
+      this.#skippedCount++;
+      if (this.buffered >= this.#limit) full.push(this.take());
+    }
+    return full;
   }
 
   /** Adds a folder; returns the batches it filled, to be sent in order. */
   add(listing: FolderListing): Uint8Array[] {
     const full: Uint8Array[] = [];
-    let piece = new WireWriter();
-    let count = 0;
-    const cut = (continues: boolean, tail: WireWriter | null) => {
-      this.#partCount++;
-      this.#parts.string(listing.folder);
-      const bits = (listing.unlistable ? 1 : 0) | (continues ? 2 : 0) |
-        (!continues && listing.nested !== undefined ? 4 : 0);
-      this.#parts.u8(bits).varint(count).append(piece);
-      if (tail === null) this.#parts.varint(0).varint(0);
-      else this.#parts.append(tail);
-      if (!continues && listing.nested !== undefined) this.#parts.string(listing.nested);
-      piece = new WireWriter();
-      count = 0;
+    let part = new PartBuilder();
+    const cutIfFull = () => {
+      if (this.buffered + part.length < this.#limit) return;
+      this.#writePart(listing, part, true);
+      full.push(this.take());
+      part = new PartBuilder();
     };
     for (const [name, entry] of listing.entries) {
-      piece.string(name);
-      writeEntry(piece, entry);
-      count++;
-      if (this.#parts.length + piece.length >= this.#limit) {
-        cut(true, null);
-        full.push(this.take());
-      }
+      part.entries.string(name);
+      writeEntry(part.entries, entry);
+      part.entryCount++;
+      cutIfFull();
     }
-    const tail = new WireWriter();
-    writeProblems(tail, listing.problems);
-    writeStrings(tail, listing.protectedPaths);
-    cut(false, tail);
-    if (this.#parts.length >= this.#limit) full.push(this.take());
+    for (const problem of listing.problems) {
+      part.problems.string(problem.path).string(problem.message);
+      part.problemCount++;
+      cutIfFull();
+    }
+    for (const path of listing.protectedPaths) {
+      part.kept.string(path);
+      part.keptCount++;
+      cutIfFull();
+    }
+    this.#writePart(listing, part, false);
+    if (this.buffered >= this.#limit) full.push(this.take());
     return full;
+  }
+
+  #writePart(listing: FolderListing, part: PartBuilder, continues: boolean): void {
+    const nested = !continues && listing.nested !== undefined;
+    const bits = (listing.unlistable ? 1 : 0) | (continues ? 2 : 0) | (nested ? 4 : 0);
+    this.#parts.string(listing.folder).u8(bits);
+    this.#parts.varint(part.entryCount).append(part.entries);
+    this.#parts.varint(part.problemCount).append(part.problems);
+    this.#parts.varint(part.keptCount).append(part.kept);
+    if (nested) this.#parts.string(listing.nested!);
+    this.#partCount++;
   }
 
   /** The batch built so far, as a payload; the batcher starts a new one. */
   take(): Uint8Array {
     const writer = new WireWriter();
-    writeHeader(writer, this.#header);
+    const { start, probed } = this.#header;
+    const hasStart = start !== undefined && start !== null;
+    writer.u8((hasStart ? 1 : 0) | (probed !== undefined ? 2 : 0) | (probed ? 4 : 0));
+    if (hasStart) writeEntry(writer, start);
+    if (probed) writer.string(probed);
+    writer.varint(this.#skippedCount).append(this.#skipped);
     writer.varint(this.#partCount).append(this.#parts);
     this.#header = { skipped: [] };
+    this.#skipped = new WireWriter();
+    this.#skippedCount = 0;
     this.#parts = new WireWriter();
     this.#partCount = 0;
     return writer.finish();
