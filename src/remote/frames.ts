@@ -32,6 +32,7 @@
  * | `0x06` | Data          | both   | a chunk of a byte stream (file, record) of request id       |
  * | `0x07` | DataEnd       | both   | the stream is whole: its size and SHA-256, to be checked    |
  * | `0x08` | Open          | client | the tree's path and role (read, or written) → Ok or Error   |
+ * | `0x09` | Credit        | client | a walk (this id) may send this many more Listing batches    |
  * | `0x10` | Walk          | client | starts, filters, folders to avoid, probe, renames           |
  * | `0x11` | Listing       | server | folders in walk order, `More` until the walk's last batch   |
  * | `0x12` | WalkEnd       | server | the start's own entry, skipped special files, probed folder |
@@ -83,6 +84,7 @@ export const FrameType = {
   Data: 0x06,
   DataEnd: 0x07,
   Open: 0x08,
+  Credit: 0x09,
   Walk: 0x10,
   Listing: 0x11,
   WalkEnd: 0x12,
@@ -132,6 +134,7 @@ export const FROM_CLIENT: ReadonlySet<number> = new Set([
   FrameType.Data,
   FrameType.DataEnd,
   FrameType.Open,
+  FrameType.Credit,
   FrameType.Walk,
   FrameType.Stat,
   FrameType.Hash,

@@ -1,0 +1,536 @@
+/**
+ * The near end of a remote tree, read side: a {@linkcode RemoteTreeReader} over a connection to
+ * `treesync --serve` (any byte stream pair: an ssh child's stdout and stdin, or memory in
+ * tests). Requests are numbered and pipelined: a walk, stats and hashes are in flight at once,
+ * and one reading loop hands each frame to the request with its id.
+ *
+ * Two calls of {@linkcode TreeReader} are synchronous and a pipe is not: `identity()` answers
+ * what `Open` (or the last {@linkcode RemoteTreeReader.refreshIdentity}) said, and `entryAt()`
+ * answers from what {@linkcode RemoteTreeReader.stat} fetched, throwing for a path never
+ * fetched. `fileSource()` throws: copying from a remote tree is the write side's work.
+ *
+ * @module
+ */
+
+import { type Identity } from "../files.ts";
+import { quoted } from "../format.ts";
+import { type Entry, type FolderListing, type Problem } from "../scan.ts";
+import {
+  type FileSource,
+  type FolderSource,
+  type HashOutcome,
+  type TreeReader,
+  type TreeWalk,
+} from "../sides/reader.ts";
+import { VERSION } from "../version.ts";
+import {
+  chooseVersion,
+  decodeError,
+  decodeHello,
+  encodeFrame,
+  encodeHello,
+  type Frame,
+  FrameDecoder,
+  FrameError,
+  FrameFlag,
+  FrameType,
+  frameTypeName,
+  FROM_SERVER,
+  type Hello,
+  MAX_PAYLOAD,
+  PROTOCOL_VERSIONS,
+} from "./frames.ts";
+import {
+  decodeHashBatch,
+  decodeListingBatch,
+  decodeOpened,
+  decodeStatReply,
+  encodeCancel,
+  encodeCredit,
+  encodeHash,
+  encodeOpen,
+  encodeStat,
+  encodeWalk,
+  type HashItem,
+  hashItemBytes,
+  type ListingBatch,
+} from "./wire.ts";
+
+/** A connection's streams: what the server says, and where requests go. */
+export interface ConnectionStreams {
+  /** The server's output (an ssh child's stdout). */
+  input: ReadableStream<Uint8Array>;
+  /** The server's input (an ssh child's stdin). */
+  output: WritableStream<Uint8Array>;
+}
+
+/** The far end failed a request or the session: its one line. */
+export class RemoteError extends Error {
+  /** The error's name, for messages and logs. */
+  override name = "RemoteError";
+  /** The `ErrorKind` the far end gave (0: the connection itself failed). */
+  readonly kind: number;
+
+  /** An error of `kind` with the far end's message. */
+  constructor(kind: number, message: string) {
+    super(message);
+    this.kind = kind;
+  }
+}
+
+/** What a request's frames are handed to. */
+export type Handler = (frame: Frame) => void;
+
+/** One session's framing: numbered requests, and the loop that hands frames to them. */
+export class Connection {
+  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
+  readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
+  readonly #decoder = new FrameDecoder({ accept: FROM_SERVER });
+  readonly #handlers = new Map<number, { frame: Handler; fail: (error: Error) => void }>();
+  readonly #peer: string;
+  #nextId = 1;
+  #failure: Error | null = null;
+  #greeting = Promise.withResolvers<Hello>();
+  #ended = Promise.withResolvers<void>();
+  readonly #loop: Promise<void>;
+
+  /** Starts reading `streams`; `peer` names the far end in messages. */
+  constructor(streams: ConnectionStreams, peer: string) {
+    this.#writer = streams.output.getWriter();
+    this.#reader = streams.input.getReader();
+    this.#peer = peer;
+    this.#greeting.promise.catch(() => {});
+    this.#ended.promise.catch(() => {});
+    this.#loop = this.#readAll();
+  }
+
+  /** The far end's name, for messages. */
+  get peer(): string {
+    return this.#peer;
+  }
+
+  /** Greets the far end and agrees on a version. */
+  async greet(): Promise<number> {
+    const ours: Hello = { ...PROTOCOL_VERSIONS, program: VERSION, features: [] };
+    await this.send({ type: FrameType.Hello, flags: 0, id: 0, payload: encodeHello(ours) });
+    return chooseVersion(ours, await this.#greeting.promise, this.#peer);
+  }
+
+  /** Writes a frame; resolves once the stream took it. */
+  async send(frame: Frame): Promise<void> {
+    if (this.#failure !== null) throw this.#failure;
+    await this.#writer.write(encodeFrame(frame));
+  }
+
+  /**
+   * Sends a request under a new id; every frame answering it goes to `frame` until `forget`,
+   * and a failure of the connection to `fail`.
+   */
+  request(
+    type: number,
+    payload: Uint8Array,
+    handler: { frame: Handler; fail: (error: Error) => void },
+  ): number {
+    const id = this.#nextId++;
+    if (this.#failure !== null) {
+      handler.fail(this.#failure);
+      return id;
+    }
+    this.#handlers.set(id, handler);
+    this.send({ type, flags: 0, id, payload }).catch((error) => this.#fail(error));
+    return id;
+  }
+
+  /** Stops handing frames of request `id` to its handler. */
+  forget(id: number): void {
+    this.#handlers.delete(id);
+  }
+
+  /** A single-answer request: the payload of its one answer of type `answer`. */
+  ask(type: number, payload: Uint8Array, answer: number): Promise<Uint8Array> {
+    return new Promise((resolve, reject) => {
+      const id = this.request(type, payload, {
+        fail: reject,
+        frame: (frame) => {
+          this.forget(id);
+          if (frame.type === answer) resolve(frame.payload);
+          else if (frame.type === FrameType.Error) reject(remoteError(frame.payload));
+          else reject(new FrameError(`${frameTypeName(frame.type)} answered a request`));
+        },
+      });
+    });
+  }
+
+  /** Ends the session: End, then the far end's End; the streams are released. */
+  async close(): Promise<void> {
+    if (this.#failure === null) {
+      await this.send({ type: FrameType.End, flags: 0, id: 0, payload: new Uint8Array() })
+        .catch(() => {});
+      await this.#ended.promise.catch(() => {});
+    }
+    await this.#writer.close().catch(() => {});
+    await this.#reader.cancel().catch(() => {});
+    await this.#loop;
+  }
+
+  async #readAll(): Promise<void> {
+    try {
+      for (;;) {
+        const { value, done } = await this.#reader.read();
+        if (done) {
+          this.#decoder.end();
+          throw new RemoteError(0, `The connection to ${this.#peer} closed`);
+        }
+        for (const frame of this.#decoder.push(value)) {
+          if (frame.id === 0) this.#session(frame);
+          else this.#handlers.get(frame.id)?.frame(frame);
+        }
+      }
+    } catch (error) {
+      this.#fail(error instanceof Error ? error : new Error(String(error)));
+    }
+  }
+
+  #session(frame: Frame): void {
+    if (frame.type === FrameType.Hello) this.#greeting.resolve(decodeHello(frame.payload));
+    else if (frame.type === FrameType.End) {
+      this.#ended.resolve();
+      this.#fail(new RemoteError(0, `${this.#peer} ended the session`));
+    } else if (frame.type === FrameType.Error) this.#fail(remoteError(frame.payload));
+    else throw new FrameError(`${frameTypeName(frame.type)} without a request id`);
+  }
+
+  #fail(error: Error): void {
+    if (this.#failure !== null) return;
+    this.#failure = error;
+    this.#greeting.reject(error);
+    this.#ended.reject(error);
+    for (const handler of this.#handlers.values()) handler.fail(error);
+    this.#handlers.clear();
+  }
+}
+
+function remoteError(payload: Uint8Array): RemoteError {
+  const report = decodeError(payload);
+  return new RemoteError(report.kind, report.message);
+}
+
+/** How a remote tree is reached. */
+export interface RemoteTreeOptions extends ConnectionStreams {
+  /** The tree's absolute path on the far end. */
+  path: string;
+  /** The tree as the user named it (`backup:/srv/data`), for messages. */
+  display?: string;
+  /** The far end's name for messages (default: the display). */
+  peer?: string;
+}
+
+/**
+ * Connects to a served tree: greets, opens `path` for reading, and reads the root's identity.
+ *
+ * @throws {RemoteError} The far end refused the tree (outside its `--root`, say) or the session.
+ * @throws {UsageError} The two ends share no protocol version.
+ */
+export async function connectRemoteTree(options: RemoteTreeOptions): Promise<RemoteTreeReader> {
+  const display = options.display ?? options.path;
+  const connection = new Connection(options, options.peer ?? display);
+  try {
+    await connection.greet();
+    const opened = await connection.ask(
+      FrameType.Open,
+      encodeOpen({ path: options.path, role: "read" }),
+      FrameType.Ok,
+    );
+    return new RemoteTreeReader(connection, { display, identity: decodeOpened(opened) });
+  } catch (error) {
+    await connection.close();
+    throw error;
+  }
+}
+
+/** Entries kept for {@linkcode RemoteTreeReader.entryAt}, the oldest dropped first. */
+const ENTRY_CACHE = 4096;
+
+/** A `Hash` request's files are cut so that each request stays well under the cap. */
+const HASH_REQUEST_BYTES = MAX_PAYLOAD / 2;
+
+/** A tree on another host, read through {@linkcode TreeReader} over a connection. */
+export class RemoteTreeReader implements TreeReader {
+  /** Where the tree is, as the user named it: for messages only. */
+  readonly display: string;
+  readonly #connection: Connection;
+  #identity: Identity | null;
+  readonly #entries = new Map<string, Entry | null>();
+
+  /** A reader over an opened connection (see {@linkcode connectRemoteTree}). */
+  constructor(connection: Connection, opened: { display: string; identity: Identity | null }) {
+    this.#connection = connection;
+    this.display = opened.display;
+    this.#identity = opened.identity;
+  }
+
+  /** The root's identity when it was opened or last refreshed (null: nothing there). */
+  identity(): Identity | null {
+    return this.#identity;
+  }
+
+  /** Asks the far end for the root's identity now. */
+  async refreshIdentity(): Promise<Identity | null> {
+    const reply = decodeStatReply(
+      await this.#connection.ask(FrameType.Stat, encodeStat(""), FrameType.StatReply),
+    );
+    this.#identity = reply.identity;
+    this.#remember("", reply.entry);
+    return reply.identity;
+  }
+
+  /**
+   * Not yet: a copy reads a remote tree's files through the connection, which the write side
+   * of the protocol (`Read`, `Data`, `DataEnd`) will carry.
+   *
+   * @throws {Error} Always.
+   */
+  fileSource(): FileSource {
+    throw new Error(
+      `Cannot copy from ${quoted(this.display)} yet: reading files of a remote tree is not built`,
+    );
+  }
+
+  /** Streams the far end's walk (null: an empty stream, for a tree that does not exist). */
+  walk(request: TreeWalk | null): FolderSource {
+    return new RemoteFolderSource(this.#connection, request);
+  }
+
+  /**
+   * The entry at `path` as {@linkcode RemoteTreeReader.stat} last fetched it.
+   *
+   * @throws {Error} When it was never fetched: a remote lookup cannot answer synchronously.
+   */
+  entryAt(path: string): Entry | null {
+    const entry = this.#entries.get(path);
+    if (entry !== undefined) return entry;
+    throw new Error(
+      `Cannot look up ${quoted(path)} in ${quoted(this.display)} without waiting: stat() it first`,
+    );
+  }
+
+  /** The entry at `path` on the far end now (see {@linkcode TreeReader.entryAt}). */
+  async stat(path: string): Promise<Entry | null> {
+    const reply = decodeStatReply(
+      await this.#connection.ask(FrameType.Stat, encodeStat(path), FrameType.StatReply),
+    );
+    if (path === "") this.#identity = reply.identity;
+    this.#remember(path, reply.entry);
+    return reply.entry;
+  }
+
+  #remember(path: string, entry: Entry | null): void {
+    this.#entries.delete(path);
+    this.#entries.set(path, entry);
+    if (this.#entries.size > ENTRY_CACHE) {
+      this.#entries.delete(this.#entries.keys().next().value!);
+    }
+  }
+
+  /** Hashes files on the far end, in its worker pool; requests cut under the frame cap. */
+  async hash(
+    files: Array<{ path: string; size: number }>,
+    onBatch?: (files: number, bytes: number) => void,
+  ): Promise<Map<string, HashOutcome>> {
+    const outcomes = new Map<string, HashOutcome>();
+    const requests: HashItem[][] = [[]];
+    let bytes = 0;
+    for (const file of files) {
+      const size = hashItemBytes(file);
+      if (bytes + size > HASH_REQUEST_BYTES && requests.at(-1)!.length > 0) {
+        requests.push([]);
+        bytes = 0;
+      }
+      requests.at(-1)!.push(file);
+      bytes += size;
+    }
+    await Promise.all(requests.map((group) => this.#hashOnce(group, outcomes, onBatch)));
+    return outcomes;
+  }
+
+  #hashOnce(
+    files: HashItem[],
+    outcomes: Map<string, HashOutcome>,
+    onBatch?: (files: number, bytes: number) => void,
+  ): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const id = this.#connection.request(FrameType.Hash, encodeHash(files), {
+        fail: reject,
+        frame: (frame) => {
+          if (frame.type === FrameType.Error) {
+            this.#connection.forget(id);
+            return reject(remoteError(frame.payload));
+          }
+          try {
+            if (frame.type !== FrameType.HashResult) throw new FrameError("Hash answered wrongly");
+            const batch = decodeHashBatch(frame.payload);
+            for (const [path, outcome] of batch.outcomes) outcomes.set(path, outcome);
+            onBatch?.(batch.outcomes.length, batch.bytes);
+          } catch (error) {
+            this.#connection.forget(id);
+            return reject(error);
+          }
+          if ((frame.flags & FrameFlag.More) === 0) {
+            this.#connection.forget(id);
+            resolve();
+          }
+        },
+      });
+    });
+  }
+
+  /** Ends the session. */
+  close(): Promise<void> {
+    return this.#connection.close();
+  }
+}
+
+/** A folder and whether the batch it ended was taken: then the walk gets one more credit. */
+interface Queued {
+  listing: FolderListing;
+  credit: boolean;
+}
+
+/** A walk on the far end, read a folder at a time from its Listing frames. */
+class RemoteFolderSource implements FolderSource {
+  start: Entry | null = null;
+  readonly skipped: Problem[] = [];
+  readonly #connection: Connection;
+  readonly #id: number;
+  readonly #queue: Queued[] = [];
+  #partial: FolderListing | null = null;
+  #done = false;
+  #error: Error | null = null;
+  #wake: (() => void) | null = null;
+  readonly #probed = Promise.withResolvers<string | null>();
+
+  constructor(connection: Connection, request: TreeWalk | null) {
+    this.#connection = connection;
+    if (request === null) {
+      this.#done = true;
+      this.#id = 0;
+      this.#probed.resolve(null);
+      return;
+    }
+    if (!request.probe) this.#probed.resolve(null);
+    this.#id = connection.request(FrameType.Walk, encodeWalk(request), {
+      frame: (frame) => this.#receive(frame),
+      fail: (error) => this.#stop(error),
+    });
+  }
+
+  #receive(frame: Frame): void {
+    try {
+      if (frame.type === FrameType.Error) throw remoteError(frame.payload);
+      if (frame.type !== FrameType.Listing && frame.type !== FrameType.WalkEnd) {
+        throw new FrameError(`${frameTypeName(frame.type)} answered a walk`);
+      }
+      const last = frame.type === FrameType.WalkEnd;
+      this.#take(decodeListingBatch(frame.payload), !last);
+      if (last) {
+        this.#connection.forget(this.#id);
+        this.#done = true;
+      }
+    } catch (error) {
+      this.#connection.forget(this.#id);
+      return this.#stop(error instanceof Error ? error : new Error(String(error)));
+    }
+    this.#wakeUp();
+  }
+
+  /** Queues a batch's folders, joining a folder cut across batches. */
+  #take(batch: ListingBatch, credit: boolean): void {
+    if (batch.start !== undefined) this.start = batch.start;
+    if (batch.probed !== undefined) this.#probed.resolve(batch.probed);
+    this.skipped.push(...batch.skipped);
+    const complete: FolderListing[] = [];
+    for (const { listing, continues } of batch.parts) {
+      const whole = this.#partial === null ? listing : this.#join(this.#partial, listing);
+      this.#partial = continues ? whole : null;
+      if (!continues) complete.push(whole);
+    }
+    this.#probed.resolve(null);
+    if (complete.length === 0) {
+      if (credit) this.#grant();
+      return;
+    }
+    complete.forEach((listing, i) => {
+      this.#queue.push({ listing, credit: credit && i === complete.length - 1 });
+    });
+  }
+
+  #join(first: FolderListing, more: FolderListing): FolderListing {
+    if (more.folder !== first.folder) throw new FrameError("A cut folder did not go on");
+    for (const [name, entry] of more.entries) first.entries.set(name, entry);
+    first.problems.push(...more.problems);
+    first.protectedPaths.push(...more.protectedPaths);
+    if (more.nested !== undefined) first.nested = more.nested;
+    if (more.unlistable) first.unlistable = true;
+    return first;
+  }
+
+  #grant(): void {
+    if (this.#done || this.#error !== null) return;
+    this.#connection.send({
+      type: FrameType.Credit,
+      flags: 0,
+      id: this.#id,
+      payload: encodeCredit(1),
+    }).catch(() => {});
+  }
+
+  #stop(error: Error): void {
+    this.#error ??= error;
+    this.#probed.resolve(null);
+    this.#wakeUp();
+  }
+
+  #wakeUp(): void {
+    const wake = this.#wake;
+    this.#wake = null;
+    wake?.();
+  }
+
+  async next(): Promise<FolderListing | null> {
+    for (;;) {
+      const queued = this.#queue.shift();
+      if (queued !== undefined) {
+        if (queued.credit) this.#grant();
+        return queued.listing;
+      }
+      if (this.#error !== null) throw this.#error;
+      if (this.#done) return null;
+      await new Promise<void>((wake) => this.#wake = wake);
+    }
+  }
+
+  async peek(): Promise<FolderListing | null> {
+    const listing = await this.next();
+    // Put back without granting twice: its credit, if any, went out when it was taken.
+    if (listing !== null) this.#queue.unshift({ listing, credit: false });
+    return listing;
+  }
+
+  probed(): Promise<string | null> {
+    return this.#probed.promise;
+  }
+
+  close(): void {
+    this.#queue.length = 0;
+    if (this.#done || this.#error !== null) return;
+    this.#done = true;
+    this.#connection.forget(this.#id);
+    this.#connection.send({
+      type: FrameType.Cancel,
+      flags: 0,
+      id: this.#id,
+      payload: encodeCancel(this.#id),
+    }).catch(() => {});
+    this.#wakeUp();
+  }
+}

@@ -1,0 +1,463 @@
+/**
+ * The far end of a remote tree (`treesync --serve`), read side: one session over a byte stream
+ * pair, answering `Hello`, `Open`, `Walk`, `Stat`, `Hash`, `Credit`, `Cancel` and `End` through a
+ * `TreeReader` of this host (`serve_main.ts` gives a `LocalTreeReader`). Requests run side by side (a walk waiting for credit does not
+ * hold up a stat); every frame goes out through one queue, awaited, so a slow peer slows the
+ * walk instead of filling memory, and a walk holds one listing batch at a time.
+ *
+ * A peer that breaks the protocol (a frame that does not decode, a huge length, an unknown or
+ * unexpected type, a request out of turn) gets one `Error` frame with id 0 and the session
+ * ends; a request that fails (a path refused, a folder unreadable) gets an `Error` with its id
+ * and the session goes on.
+ *
+ * @module
+ */
+
+import { errorText } from "../errors.ts";
+import { quoted } from "../format.ts";
+import { type FolderSource, type TreeReader, type TreeWalk } from "../sides/reader.ts";
+import { inBatches } from "../batch.ts";
+import { HASH_BATCH } from "../sides/local/workers.ts";
+import { VERSION } from "../version.ts";
+import {
+  chooseVersion,
+  decodeHello,
+  encodeError,
+  encodeFrame,
+  encodeHello,
+  ErrorKind,
+  type Frame,
+  FrameDecoder,
+  FrameError,
+  FrameFlag,
+  FrameType,
+  frameTypeName,
+  FROM_CLIENT,
+  type Hello,
+  PROTOCOL_VERSIONS,
+} from "./frames.ts";
+import {
+  decodeCancel,
+  decodeCredit,
+  decodeHash,
+  decodeOpen,
+  decodeStat,
+  decodeWalk,
+  encodeHashBatch,
+  encodeOpened,
+  encodeStatReply,
+  type HashItem,
+  ListingBatcher,
+  WALK_CREDIT,
+} from "./wire.ts";
+
+/** What a session serves, and over what. */
+export interface ServeOptions {
+  /** The bytes the client sends (the server's stdin). */
+  input: ReadableStream<Uint8Array>;
+  /** Where the answers go (the server's stdout). */
+  output: WritableStream<Uint8Array>;
+  /**
+   * Reads the tree a client opened (its checked, absolute path): `treesync --serve` gives a
+   * `LocalTreeReader` hashing in the process's `WorkerPool` (see `serve_main.ts`).
+   */
+  readTree: (path: string) => TreeReader;
+  /** Only trees at or below this folder may be opened (`--root`; default: any). */
+  root?: string;
+  /** A listing batch is sent at this many bytes (default `LISTING_SOFT_LIMIT`, for tests). */
+  batchBytes?: number;
+}
+
+/** How a session ended. */
+export interface ServeOutcome {
+  /** Why it ended early, one line (none: the client said End, or its stream ended). */
+  error?: string;
+}
+
+/** A request being answered: how it is stopped and, for a walk, given more credit. */
+interface Running {
+  cancel(): void;
+  /** Whether it is a walk. */
+  walk: boolean;
+  credit?(batches: number): void;
+}
+
+/**
+ * Requests one session may have running at once, and walks among them (each walk has a walker
+ * thread): a peer asking for more is refused rather than served out of memory.
+ */
+export const MAX_RUNNING = { requests: 64, walks: 8 } as const;
+
+/** Folders a listing batch holds at most, as the local walk's batches. */
+const BATCH_FOLDERS = 256;
+
+/**
+ * Serves one session until the client ends it, its stream ends, or it breaks the protocol.
+ * Never throws: a failure is the outcome's `error`, which the peer was told too.
+ */
+export async function serve(options: ServeOptions): Promise<ServeOutcome> {
+  const session = new Session(options);
+  return await session.run();
+}
+
+/** One session's state: where it is in the greeting, the tree, the requests running. */
+class Session {
+  readonly #options: ServeOptions;
+  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
+  readonly #decoder = new FrameDecoder({ accept: FROM_CLIENT });
+  #sending: Promise<void> = Promise.resolve();
+  #state: "greeting" | "opening" | "open" = "greeting";
+  #tree: TreeReader | null = null;
+  #root = "";
+  readonly #running = new Map<number, Running>();
+  readonly #tasks = new Set<Promise<void>>();
+  #broken = false;
+
+  constructor(options: ServeOptions) {
+    this.#options = options;
+    this.#writer = options.output.getWriter();
+  }
+
+  async run(): Promise<ServeOutcome> {
+    const reader = this.#options.input.getReader();
+    let outcome: ServeOutcome = {};
+    try {
+      outcome = await this.#readAll(reader);
+    } catch (error) {
+      const message = error instanceof FrameError ? error.message : errorText(error);
+      outcome = { error: message };
+      await this.send({ type: FrameType.Error, flags: 0, id: 0, payload: errorPayload(error) });
+    } finally {
+      for (const running of this.#running.values()) running.cancel();
+      await Promise.allSettled([...this.#tasks]);
+      reader.releaseLock();
+      await this.#sending;
+      await this.#writer.close().catch(() => {});
+    }
+    return outcome;
+  }
+
+  /** Reads frames until End or the end of the stream; the session's protocol errors throw. */
+  async #readAll(reader: ReadableStreamDefaultReader<Uint8Array>): Promise<ServeOutcome> {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) {
+        this.#decoder.end();
+        return {};
+      }
+      for (const frame of this.#decoder.push(value)) {
+        if (frame.type === FrameType.End) {
+          // A walk waits for credit the client will not give any more.
+          for (const running of this.#running.values()) if (running.credit) running.cancel();
+          await Promise.allSettled([...this.#tasks]);
+          await this.send({ type: FrameType.End, flags: 0, id: 0, payload: new Uint8Array() });
+          await reader.cancel().catch(() => {});
+          return {};
+        }
+        await this.#handle(frame);
+        if (this.#broken) throw new FrameError("The peer's stream broke");
+      }
+    }
+  }
+
+  /** Queues a frame; resolves once it is written (the peer's pace). */
+  send(frame: Frame): Promise<void> {
+    const bytes = encodeFrame(frame);
+    this.#sending = this.#sending.then(() => this.#writer.write(bytes)).catch(() => {
+      this.#broken = true;
+    });
+    return this.#sending;
+  }
+
+  #fail(id: number, kind: number, message: string): Promise<void> {
+    return this.send({
+      type: FrameType.Error,
+      flags: 0,
+      id,
+      payload: encodeError({ kind, message }),
+    });
+  }
+
+  async #handle(frame: Frame): Promise<void> {
+    if ((frame.flags & FrameFlag.Compressed) !== 0) {
+      throw new FrameError("Compressed frames are not agreed");
+    }
+    if (this.#state === "greeting") {
+      if (frame.type !== FrameType.Hello) {
+        throw new FrameError(`Frame ${frameTypeName(frame.type)} before Hello`);
+      }
+      return await this.#greet(decodeHello(frame.payload));
+    }
+    if (frame.type === FrameType.Hello) throw new FrameError("A second Hello");
+    if (frame.id === 0) throw new FrameError(`Frame ${frameTypeName(frame.type)} without an id`);
+    if (frame.type === FrameType.Cancel) {
+      return this.#running.get(decodeCancel(frame.payload))?.cancel();
+    }
+    if (frame.type === FrameType.Credit) {
+      return this.#running.get(frame.id)?.credit?.(decodeCredit(frame.payload));
+    }
+    if (this.#running.has(frame.id)) throw new FrameError(`Request ${frame.id} is already running`);
+    if (this.#state === "opening") {
+      if (frame.type !== FrameType.Open) {
+        throw new FrameError(`Frame ${frameTypeName(frame.type)} before Open`);
+      }
+      return await this.#open(frame.id, frame.payload);
+    }
+    switch (frame.type) {
+      case FrameType.Walk:
+        return this.#start(
+          frame.id,
+          (running) => this.#walk(frame.id, frame.payload, running),
+          true,
+        );
+      case FrameType.Hash:
+        return this.#start(frame.id, (running) => this.#hash(frame.id, frame.payload, running));
+      case FrameType.Stat:
+        return await this.#stat(frame.id, frame.payload);
+      case FrameType.Open:
+        throw new FrameError("A second Open");
+      default:
+        return await this.#fail(
+          frame.id,
+          ErrorKind.Refused,
+          `${frameTypeName(frame.type)} is not served yet: this server reads trees only`,
+        );
+    }
+  }
+
+  async #greet(theirs: Hello): Promise<void> {
+    const ours: Hello = { ...PROTOCOL_VERSIONS, program: VERSION, features: [] };
+    await this.send({ type: FrameType.Hello, flags: 0, id: 0, payload: encodeHello(ours) });
+    chooseVersion(ours, theirs, "the client");
+    this.#state = "opening";
+  }
+
+  async #open(id: number, payload: Uint8Array): Promise<void> {
+    const request = decodeOpen(payload);
+    if (request.role !== "read") {
+      return await this.#fail(id, ErrorKind.Refused, "Writing a remote tree is not served yet");
+    }
+    const problem = confinementProblem(request.path, this.#options.root);
+    if (problem !== null) return await this.#fail(id, ErrorKind.Refused, problem);
+    this.#tree = this.#options.readTree(request.path);
+    this.#root = request.path;
+    this.#state = "open";
+    const opened = encodeOpened(this.#tree.identity());
+    await this.send({ type: FrameType.Ok, flags: 0, id, payload: opened });
+  }
+
+  /** Runs a request beside the others; its failure is the peer's Error, never the session's. */
+  #start(id: number, work: (running: Running) => Promise<void>, walk = false): void {
+    const walks = [...this.#running.values()].filter((running) => running.walk).length;
+    if (this.#running.size >= MAX_RUNNING.requests || (walk && walks >= MAX_RUNNING.walks)) {
+      throw new FrameError(
+        `Too many requests at once (at most ${MAX_RUNNING.requests}, ${MAX_RUNNING.walks} walks)`,
+      );
+    }
+    const running: Running = { cancel: () => {}, walk };
+    this.#running.set(id, running);
+    const task = work(running).catch((error) =>
+      this.#fail(id, failureKind(error), errorText(error))
+    )
+      .finally(() => {
+        this.#running.delete(id);
+        this.#tasks.delete(task);
+      });
+    this.#tasks.add(task);
+  }
+
+  async #stat(id: number, payload: Uint8Array): Promise<void> {
+    const tree = this.#tree!;
+    try {
+      const path = decodeStat(payload);
+      refuseLinkOnTheWay(this.#root, path);
+      const entry = tree.entryAt(path);
+      const identity = path === "" ? tree.identity() : null;
+      const reply = encodeStatReply({ entry, identity });
+      await this.send({ type: FrameType.StatReply, flags: 0, id, payload: reply });
+    } catch (error) {
+      await this.#fail(id, failureKind(error), errorText(error));
+    }
+  }
+
+  async #walk(id: number, payload: Uint8Array, running: Running): Promise<void> {
+    const walk = decodeWalk(payload);
+    for (const start of walk.starts) refuseLinkOnTheWay(this.#root, start);
+    const source = this.#tree!.walk(walk);
+    const pace = new Credit(WALK_CREDIT);
+    running.cancel = () => pace.cancel();
+    running.credit = (batches) => pace.add(batches);
+    try {
+      await this.#stream(id, walk, source, pace);
+    } finally {
+      source.close();
+    }
+  }
+
+  /** Sends a walk's folders in batches, each waiting for credit; WalkEnd carries the last. */
+  async #stream(id: number, walk: TreeWalk, source: FolderSource, pace: Credit): Promise<void> {
+    const batcher = new ListingBatcher(this.#options.batchBytes);
+    const listing = (payload: Uint8Array) => async () => {
+      if (!await pace.take()) return false;
+      await this.send({ type: FrameType.Listing, flags: FrameFlag.More, id, payload });
+      return true;
+    };
+    if (walk.probe) {
+      // The engine waits for the probe's answer before it takes a folder: it goes out alone.
+      batcher.note({ probed: await source.probed() });
+      if (!await listing(batcher.take())()) return;
+    }
+    let skippedSeen = 0;
+    let first = true;
+    for (;;) {
+      const folder = await source.next();
+      if (pace.cancelled) return;
+      if (first) batcher.note({ start: source.start });
+      first = false;
+      const full = batcher.note({ skipped: source.skipped.slice(skippedSeen) });
+      skippedSeen = source.skipped.length;
+      if (folder === null) {
+        for (const batch of full) if (!await listing(batch)()) return;
+        break;
+      }
+      full.push(...batcher.add(folder));
+      if (batcher.folders >= BATCH_FOLDERS) full.push(batcher.take());
+      for (const batch of full) if (!await listing(batch)()) return;
+    }
+    await this.send({ type: FrameType.WalkEnd, flags: 0, id, payload: batcher.take() });
+  }
+
+  async #hash(id: number, payload: Uint8Array, running: Running): Promise<void> {
+    const files = decodeHash(payload);
+    const tree = this.#tree!;
+    const checked = new Set<string>();
+    for (const file of files) refuseLinkOnTheWay(this.#root, file.path, checked);
+    let cancelled = false;
+    running.cancel = () => cancelled = true;
+    const groups = inBatches<HashItem>(files, { limits: HASH_BATCH, bytesOf: (item) => item.size });
+    if (groups.length === 0) groups.push([]);
+    let left = groups.length;
+    await Promise.all(groups.map(async (group) => {
+      const outcomes = group.length === 0 ? new Map() : await tree.hash(group);
+      if (cancelled) return;
+      const bytes = group.reduce((sum, item) => sum + item.size, 0);
+      const flags = --left > 0 ? FrameFlag.More : 0;
+      const batch = encodeHashBatch({ outcomes: [...outcomes], bytes });
+      await this.send({ type: FrameType.HashResult, flags, id, payload: batch });
+    }));
+  }
+}
+
+/** A walk's credit: how many more Listing batches it may send before the client takes some. */
+class Credit {
+  #left: number;
+  #wake: (() => void) | null = null;
+  cancelled = false;
+
+  constructor(batches: number) {
+    this.#left = batches;
+  }
+
+  add(batches: number): void {
+    this.#left += batches;
+    this.#wakeUp();
+  }
+
+  cancel(): void {
+    this.cancelled = true;
+    this.#wakeUp();
+  }
+
+  #wakeUp(): void {
+    const wake = this.#wake;
+    this.#wake = null;
+    wake?.();
+  }
+
+  /** Waits for one batch's credit; false when the walk was cancelled. */
+  async take(): Promise<boolean> {
+    while (this.#left === 0 && !this.cancelled) {
+      await new Promise<void>((wake) => this.#wake = wake);
+    }
+    if (this.cancelled) return false;
+    this.#left--;
+    return true;
+  }
+}
+
+/** A request's failure: refused when it named a path it may not, failed otherwise. */
+function failureKind(error: unknown): number {
+  if (error instanceof FrameError || error instanceof RefusedPath) return ErrorKind.Refused;
+  if (error instanceof Deno.errors.NotFound) return ErrorKind.Missing;
+  return ErrorKind.Failed;
+}
+
+function errorPayload(error: unknown): Uint8Array {
+  const message = error instanceof FrameError ? error.message : errorText(error);
+  return encodeError({ kind: ErrorKind.Protocol, message });
+}
+
+/** A path the tree may not be read through. */
+class RefusedPath extends Error {
+  override name = "RefusedPath";
+}
+
+/**
+ * Refuses a path that goes through a link below the root: the served tree is read below its
+ * root only, as the walk reads it (the last name may be a link; its target is not followed).
+ * `checked` remembers folders already seen to be real ones, for a batch of paths.
+ */
+function refuseLinkOnTheWay(root: string, path: string, checked = new Set<string>()): void {
+  const names = path === "" ? [] : path.split("/");
+  let folder = "";
+  for (const name of names.slice(0, -1)) {
+    folder = folder === "" ? name : `${folder}/${name}`;
+    if (checked.has(folder)) continue;
+    let isLink = false;
+    try {
+      isLink = Deno.lstatSync(`${root}/${folder}`).isSymlink;
+    } catch {
+      return;
+    }
+    if (isLink) throw new RefusedPath(`Refused ${quoted(path)}: ${quoted(folder)} is a link`);
+    checked.add(folder);
+  }
+}
+
+/**
+ * What keeps a client from opening `path`, or null: it must be absolute, without `..` or NUL,
+ * and with `root`, resolve (links followed) to `root` or a folder below it.
+ */
+export function confinementProblem(path: string, root: string | undefined): string | null {
+  if (path.includes("\0")) return "Refused a tree path with a NUL byte";
+  if (!path.startsWith("/")) return `Refused ${quoted(path)}: a tree's path must be absolute`;
+  if (path.split("/").includes("..")) return `Refused ${quoted(path)}: it has a '..' name`;
+  if (root === undefined) return null;
+  let resolvedRoot: string;
+  try {
+    resolvedRoot = Deno.realPathSync(root);
+  } catch (error) {
+    return `Cannot read the served root ${quoted(root)}: ${errorText(error)}`;
+  }
+  const resolved = resolveExisting(path);
+  if (resolved === null) return `Refused ${quoted(path)}: its folder cannot be resolved`;
+  if (resolved === resolvedRoot || resolved.startsWith(`${resolvedRoot}/`)) return null;
+  if (resolvedRoot === "/") return null;
+  return `Refused ${quoted(path)}: it is outside the served root ${quoted(root)}`;
+}
+
+/** A path with links resolved; a missing last name is kept as it is. */
+function resolveExisting(path: string): string | null {
+  try {
+    return Deno.realPathSync(path);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) return null;
+  }
+  const cut = path.lastIndexOf("/");
+  try {
+    const parent = Deno.realPathSync(cut <= 0 ? "/" : path.slice(0, cut));
+    return `${parent === "/" ? "" : parent}/${path.slice(cut + 1)}`;
+  } catch {
+    return null;
+  }
+}
