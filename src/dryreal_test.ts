@@ -139,6 +139,32 @@ Deno.test("dry = real: type changes, file to folder and folder to file", async (
   });
 });
 
+Deno.test("a file replaced by a folder gets the attributes of every folder inside it too", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/s`, { x: "a file", keep: "k" });
+    await run([`${dir}/s`, `${dir}/r`]);
+    Deno.removeSync(`${dir}/s/x`);
+    writeTree(`${dir}/s`, { x: { priv: { deeper: { f: "inside" } } } });
+    Deno.chmodSync(`${dir}/s/x/priv`, 0o700);
+    Deno.chmodSync(`${dir}/s/x/priv/deeper`, 0o750);
+    for (
+      const [folder, ms] of [["x/priv/deeper", 1e12], ["x/priv", 1.1e12], ["x", 1.2e12]] as const
+    ) {
+      setMtime(`${dir}/s/${folder}`, ms);
+    }
+    // The second dry run of dryThenReal finds nothing left: every folder was finished.
+    await dryThenReal(dir, []);
+    for (const folder of ["x", "x/priv", "x/priv/deeper"]) {
+      const [source, replica] = [
+        Deno.statSync(`${dir}/s/${folder}`),
+        Deno.statSync(`${dir}/r/${folder}`),
+      ];
+      assertEquals(replica.mode! & 0o7777, source.mode! & 0o7777, `${folder}: mode`);
+      assertEquals(replica.mtime?.getTime(), source.mtime?.getTime(), `${folder}: mtime`);
+    }
+  });
+});
+
 Deno.test("dry = real: deletions held back by --max-delete", async () => {
   await withTemp(async (dir) => {
     await synced(dir, { s: { a: "1", b: "2", c: "3", keep: "4" } });

@@ -262,9 +262,23 @@ export type SettlingStep =
     | { kind: "not-replaced"; path: string; message: string }
     | { kind: "replace"; action: Action }
     | { kind: "walk-new"; folders: string[] }
+    | { kind: "attributes"; later: AttributesLater }
     | { kind: "folder-attrs"; action: Action }
   )
   & { ifConfirmed?: true };
+
+/**
+ * What the folder attributes of the end of a run leave out, planned once the walks before them
+ * are done ({@linkcode planFolderAttributes}): those walks find folders of their own.
+ */
+export interface AttributesLater {
+  /** What a type change held back would have made: no attributes at or below them. */
+  notMade: Set<string>;
+  /** The type changes made: their attributes wait for the `-I` answer as they did. */
+  replacing: Set<string>;
+  /** Whether the `-I` answer decides those. */
+  asks: boolean;
+}
 
 /**
  * The second half of the end of a run: hard links, the gate's verdict, deletions deepest first,
@@ -303,14 +317,25 @@ export function planSettling(
   if (made.length > 0) {
     steps.push({ kind: "walk-new", folders: made.map((a) => a.path), ...when });
   }
-  const folders = [...left.touchedFolders].filter(([path]) => !isWithin(path, notMade))
-    .sort(([a], [b]) => compareWalkOrder(b, a));
-  for (const [path, entry] of folders) {
-    const action = folderAttrsAction(path, entry, left.folderDiffers.get(path));
-    // What a declined `-I` leaves unmade gets no attributes either.
-    steps.push({ kind: "folder-attrs", action, ...(isWithin(path, replacing) ? when : {}) });
-  }
+  // Last, once the walk of the folders made here has found the folders inside them.
+  steps.push({ kind: "attributes", later: { notMade, replacing, asks: verdict.kind === "ask" } });
   return steps;
+}
+
+/**
+ * The folder attributes of the end of a run, deepest first, of every folder touched so far
+ * (the walks of the end included), but what `later` leaves out. Pure.
+ */
+export function planFolderAttributes(left: WalkLeftovers, later: AttributesLater): SettlingStep[] {
+  const when = later.asks ? { ifConfirmed: true as const } : {};
+  const folders = [...left.touchedFolders].filter(([path]) => !isWithin(path, later.notMade))
+    .sort(([a], [b]) => compareWalkOrder(b, a));
+  return folders.map(([path, entry]) => ({
+    kind: "folder-attrs",
+    action: folderAttrsAction(path, entry, left.folderDiffers.get(path)),
+    // What a declined `-I` leaves unmade gets no attributes either.
+    ...(isWithin(path, later.replacing) ? when : {}),
+  }));
 }
 
 const NOT_REPLACED =

@@ -9,6 +9,7 @@ import {
   type MoveHashes,
   moveHashesNeeded,
   planArrivals,
+  planFolderAttributes,
   planSettling,
   type SettlingStep,
 } from "./endplan.ts";
@@ -69,7 +70,11 @@ function arrivals(steps: ArrivalStep[]): string[] {
 }
 
 /** Each settling step as one short line. */
-function settling(steps: SettlingStep[]): string[] {
+function settling(steps: SettlingStep[], left: WalkLeftovers): string[] {
+  // The folder attributes are planned when the executor comes to them, as it does here.
+  steps = steps.flatMap((step) =>
+    step.kind === "attributes" ? planFolderAttributes(left, step.later) : [step]
+  );
   return steps.map((step) => {
     const when = step.ifConfirmed ? " if confirmed" : "";
     switch (step.kind) {
@@ -87,6 +92,8 @@ function settling(steps: SettlingStep[]): string[] {
         return `walk-new ${step.folders.join(", ")}${when}`;
       case "folder-attrs":
         return `attrs ${step.action.path || "."}${when}`;
+      case "attributes":
+        return "attributes";
     }
   });
 }
@@ -219,7 +226,7 @@ Deno.test("planSettling() deletes deepest first, then the type changes, then att
     touchedFolders: new Map([["", e("dir")], ["a", e("dir")], ["a/b", e("dir")], ["t", e("dir")]]),
     replicaEntries: 10,
   });
-  assertEquals(settling(planSettling(left, { gate: GATE, movedAway: new Set() })), [
+  assertEquals(settling(planSettling(left, { gate: GATE, movedAway: new Set() }), left), [
     "gate delete",
     "delete z",
     "delete d/f",
@@ -244,7 +251,7 @@ Deno.test("planSettling() leaves what moved and the folders that must stay", () 
     keptFolders: new Set(["kept"]),
     replicaEntries: 10,
   });
-  assertEquals(settling(planSettling(left, { gate: GATE, movedAway: new Set(["moved"]) })), [
+  assertEquals(settling(planSettling(left, { gate: GATE, movedAway: new Set(["moved"]) }), left), [
     "gate delete",
     "delete kept/gone",
   ]);
@@ -291,7 +298,7 @@ Deno.test("planSettling() keeps everything in a replica not adopted, and lists i
     touchedFolders: new Map([["", e("dir")], ["t", e("dir")]]),
   });
   const steps = planSettling(left, { gate: { ...GATE, unadopted: true }, movedAway: new Set() });
-  assertEquals(settling(steps), ["gate unadopted", "attrs ."], "the type change waits too");
+  assertEquals(settling(steps, left), ["gate unadopted", "attrs ."], "the type change waits too");
   const gate = steps[0]!;
   assertEquals(gate.kind === "gate" && gate.verdict.kind === "unadopted" && gate.verdict.kept, [
     "other/",
@@ -321,7 +328,7 @@ Deno.test("planSettling() with -I runs deletions and what needs them only if con
     }],
   });
   assertEquals(
-    settling(planSettling(left, { gate: { ...GATE, asks: true }, movedAway: new Set() })),
+    settling(planSettling(left, { gate: { ...GATE, asks: true }, movedAway: new Set() }), left),
     [
       "hardlink b = a",
       "gate ask",
@@ -345,7 +352,7 @@ Deno.test("planSettling() does not replace a folder that holds what is left out,
     keptFolders: new Set(["k"]),
     touchedFolders: new Map([["", e("dir")], ["k", e("dir")]]),
   });
-  assertEquals(settling(planSettling(left, { gate: GATE, movedAway: new Set() })), [
+  assertEquals(settling(planSettling(left, { gate: GATE, movedAway: new Set() }), left), [
     "gate none",
     "not-replaced k",
     "attrs .",

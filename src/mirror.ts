@@ -14,6 +14,7 @@ import {
   type MoveHashes,
   moveHashesNeeded,
   planArrivals,
+  planFolderAttributes,
   type PlannedMove,
   planSettling,
   type SettlingStep,
@@ -215,6 +216,12 @@ async function runSettling(
       return;
     case "walk-new":
       return await walkMade(step.folders, input);
+    case "attributes":
+      for (const attrs of planFolderAttributes(input.left, step.later)) {
+        if (attrs.ifConfirmed && state.declined) continue;
+        await runSettling(attrs, input);
+      }
+      return;
     case "folder-attrs":
       // Attributes are set even after a refused action, until a stop.
       if (context.stopped()) return;
