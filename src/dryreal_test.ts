@@ -201,6 +201,24 @@ Deno.test("dry = real: --keep-deleted says what goes to the trash in both", asyn
   });
 });
 
+Deno.test("--keep-deleted: a symlink replacing a file or folder sends nothing to the trash itself", async () => {
+  await withTemp(async (dir) => {
+    await synced(dir, { s: { ee: { inside: "x" }, ff: "file", ll: { link: "a" } } });
+    Deno.removeSync(`${dir}/s/ee`, { recursive: true });
+    Deno.removeSync(`${dir}/s/ff`);
+    Deno.removeSync(`${dir}/s/ll`);
+    writeTree(`${dir}/s`, { ee: { link: "/etc" }, ff: { link: "/etc" }, ll: { link: "b" } });
+    const dry = await dryThenReal(dir, ["--keep-deleted", "1d"]);
+    const links = dry.changes.filter((line) => line.startsWith("link "));
+    assertEquals(links.sort(), [
+      "link ee -> /etc",
+      "link ff -> /etc",
+      "link ll -> b (target) (to trash)",
+    ]);
+    assert(dry.changes.includes("delete ff (to trash)"), dry.changes.join("\n"));
+  });
+});
+
 Deno.test("dry = real: hard links with -H", async () => {
   await withTemp(async (dir) => {
     writeTree(`${dir}/s`, { a: "linked", c: "alone", d: {} });

@@ -443,8 +443,9 @@ function kindName(kind: EntryKind): string {
  * over an existing entry): what `--keep-deleted` keeps in the trash.
  */
 export function replacesData(action: Action): boolean {
+  // A link of another type replaces nothing itself: what was there went with its deletion.
   return action.kind === "delete" || action.kind === "update" ||
-    (action.kind === "link" && action.reason.code !== "new");
+    (action.kind === "link" && action.reason.code === "link-target-differs");
 }
 
 /** The number of entries a `--max-delete` limit allows in a replica of `entryCount` entries. */
