@@ -452,10 +452,11 @@ function settleGate(
   const { context: { report, options }, state } = input;
   switch (verdict.kind) {
     case "unadopted":
-      // Each entry kept is listed (on stdout in a dry run, at `-v` otherwise).
+      // Each entry kept is listed (on stdout in a dry run, at `-v` otherwise), in the same words.
       for (const path of verdict.kept) {
-        if (options.dryRun) printPlanned(report, `keep ${path} (not deleted: --adopt deletes it)`);
-        else report.change(`keep ${path}`);
+        const line = `keep ${path} (not deleted: --adopt deletes it)`;
+        if (options.dryRun) printPlanned(report, line);
+        else report.change(line);
       }
       report.error(verdict.message);
       state.outcome = { heldBack: verdict.count, maxDeleteHit: false, adoptNeeded: true };

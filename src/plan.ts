@@ -387,8 +387,13 @@ function planDifference(
     });
     return;
   }
-  if (change.kind !== "attrs") draft.touchedFolders.add(parentOf(path));
-  const action: Action = { kind: change.kind, path, reason: change.reason, entry: fromEntry };
+  // The attributes of a file with other names cannot change alone (every name would change,
+  // some perhaps outside the tree): the writer copies it afresh, so the plan says so.
+  const kind = change.kind === "attrs" && toEntry.kind === "file" && (toEntry.nlink ?? 1) > 1
+    ? "update"
+    : change.kind;
+  if (kind !== "attrs") draft.touchedFolders.add(parentOf(path));
+  const action: Action = { kind, path, reason: change.reason, entry: fromEntry };
   if (change.differs.length > 0) action.differs = change.differs;
   draft.creations.push(action);
 }

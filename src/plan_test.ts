@@ -573,7 +573,8 @@ Deno.test("replacesData() marks what --keep-deleted sends to the trash", () => {
     [{ kind: "delete", path: "x", reason: { code: "replaced", by: "dir" } }, true],
     [{ kind: "update", path: "x", reason: { code: "mtime-differs" }, entry: file }, true],
     [{ kind: "link", path: "x", reason: { code: "link-target-differs" }, entry: link }, true],
-    [{ kind: "link", path: "x", reason: { code: "type-changed" }, entry: link }, true],
+    // What a symlink of another type replaces went to the trash with its deletion, before.
+    [{ kind: "link", path: "x", reason: { code: "type-changed" }, entry: link }, false],
     [{ kind: "link", path: "x", reason: { code: "new" }, entry: link }, false],
     [{ kind: "copy", path: "x", reason: { code: "new" }, entry: file }, false],
     [{ kind: "rmdir", path: "x", reason: { code: "not-in-source" } }, false],
