@@ -267,11 +267,6 @@ export function readEntry(reader: WireReader): Entry {
   return entry;
 }
 
-function writeProblems(writer: WireWriter, problems: readonly Problem[]): void {
-  writer.varint(problems.length);
-  for (const problem of problems) writer.string(problem.path).string(problem.message);
-}
-
 function readProblems(reader: WireReader): Problem[] {
   const problems: Problem[] = [];
   for (let n = reader.count(); n > 0; n--) {
