@@ -40,7 +40,7 @@ import {
   type TreeReader,
   type TreeWalk,
 } from "../sides/reader.ts";
-import { checkWirePath, FrameError, MAX_NAME_BYTES, MAX_PATH_BYTES } from "./frames.ts";
+import { FrameError, MAX_NAME_BYTES, MAX_PATH_BYTES } from "./frames.ts";
 import { MAX_STRING_BYTES, WireReader, WireWriter } from "./wirebytes.ts";
 
 export { WireReader, WireWriter } from "./wirebytes.ts";
