@@ -28,7 +28,7 @@ export interface LinkScopeInput {
   /** A fresh reading of the record, from its start. */
   openRecord: () => RecordSource;
   /** A scope as the folders to walk: each in both trees, none inside another, in walk order. */
-  normalize: (scope: string[]) => string[];
+  normalize: (scope: string[]) => Promise<string[]>;
 }
 
 /** Inodes of hard-linked files that changed, by side: their other names are looked up. */
@@ -47,7 +47,7 @@ export async function widenForLinks(
   scope: string[],
   input: LinkScopeInput,
 ): Promise<string[]> {
-  let folders = input.normalize(scope);
+  let folders = await input.normalize(scope);
   const listed = new Set<string>();
   const looked: LinkedInodes = { source: new Set(), replica: new Set() };
   for (;;) {
@@ -66,7 +66,7 @@ export async function widenForLinks(
       !isWithin(folder, listed)
     );
     if (others.length === 0) return folders;
-    folders = input.normalize([...folders, ...others]);
+    folders = await input.normalize([...folders, ...others]);
   }
 }
 

@@ -111,7 +111,7 @@ export async function finishRun(
   for (const step of settling) {
     // Each first name is recorded once all its other names are links of it (a link changes
     // its ctime).
-    if (step.kind !== "hardlink") recordFirstNames(state, context);
+    if (step.kind !== "hardlink") await recordFirstNames(state, context);
     if (step.ifConfirmed && state.declined) continue;
     await runSettling(step, { left, context, state, walk: input.walk, gate: input.gate });
   }
@@ -202,7 +202,7 @@ async function runSettling(
     case "hardlink":
       if (!context.linkGroups || !await applyStep(step.action, context, state)) return;
       state.firstNames.add(step.action.from!);
-      return recordLinked(step.action.path, step.action.from!, context);
+      return await recordLinked(step.action.path, step.action.from!, context);
     case "gate":
       return settleGate(step.verdict, { context, state, gate: input.gate });
     case "delete":
@@ -229,20 +229,24 @@ async function runSettling(
   }
 }
 /** Records the first names linked to so far, as they now are. */
-function recordFirstNames(state: EndState, context: EngineContext): void {
-  for (const path of state.firstNames) recordLinked(path, path, context);
+async function recordFirstNames(state: EndState, context: EngineContext): Promise<void> {
+  for (const path of state.firstNames) await recordLinked(path, path, context);
   state.firstNames.clear();
 }
 
 /** The record row of a name of a replica file, from its first name's row and a fresh `lstat`. */
-function recordLinked(path: string, firstPath: string, context: EngineContext): void {
+async function recordLinked(
+  path: string,
+  firstPath: string,
+  context: EngineContext,
+): Promise<void> {
   if (!context.next) return;
   const group = [...context.linkGroups!.values()].find((g) => g.path === firstPath);
   const first = group?.rows?.get(baseName(firstPath));
   if (!first?.replica) return;
   let signature: Signature;
   try {
-    const entry = context.trees.to.entryAt(path);
+    const entry = await context.trees.to.entryAt(path);
     if (entry === null) return;
     signature = signatureOf(entry);
   } catch {

@@ -88,7 +88,7 @@ export async function runOnce(
   try {
     // An existing lock file is taken now (taking it writes nothing); a first run makes it later.
     if (writes) takeLock(control, trees.store, options.restore ? "read" : "existing");
-    const walk = walkSettings(options, { sides, trees });
+    const walk = await walkSettings(options, { sides, trees });
     // Every check that can refuse the run comes before its first write: the root's walk first.
     const root = scope === undefined
       ? await openRootWalk(options, { trees, walk, held, control })
@@ -98,7 +98,9 @@ export async function runOnce(
     if (!root) held.rest = openRecordSource(trees.store, { ...deps.report, warn: () => {} });
     if (writes) held.prepared = prepareWrites(options, trees, control);
     if (writes) announcePrepared({ root, trees, walk, held, report: deps.report });
-    const toRootEntry = !root ? null : root.to.start ?? (writes ? trees.to.entryAt("") : null);
+    const toRootEntry = !root
+      ? null
+      : root.to.start ?? (writes ? await trees.to.entryAt("") : null);
     const run = startRun(options, { trees, deps, held, toRootEntry });
     const left = emptyLeftovers();
     if (root) {
@@ -133,7 +135,7 @@ async function openRootWalk(
   options: Options,
   input: {
     trees: RunTrees;
-    walk: ReturnType<typeof walkSettings>;
+    walk: Awaited<ReturnType<typeof walkSettings>>;
     held: Held;
     control: RunControl;
   },
@@ -227,7 +229,7 @@ async function walkScope(
     const from = trees.from.walk({ starts: [folder], filters, avoid: walk.avoid.from });
     const to = trees.to.walk({ starts: [folder], filters, avoid: walk.avoid.to });
     held.streams.push(from, to);
-    const start = scopeStart(folder, { trees, guardEntries: context.guardEntries });
+    const start = await scopeStart(folder, { trees, guardEntries: context.guardEntries });
     const deferNew = context.moves;
     await walkPair(
       { from, to, record: record.source, start, deferNew, rows: "patch" },
@@ -401,13 +403,13 @@ interface Held {
 }
 
 /** How each tree is walked: the rules, and the other tree's root to stop at. */
-function walkSettings(
+async function walkSettings(
   options: Options,
   input: { sides: RunSides; trees: RunTrees },
-): WalkSettings & { toExists: boolean; probe: boolean } {
+): Promise<WalkSettings & { toExists: boolean; probe: boolean }> {
   const { sides, trees } = input;
-  const fromRoot = trees.from.identity()!;
-  const toRoot = trees.to.identity();
+  const fromRoot = (await trees.from.identity())!;
+  const toRoot = await trees.to.identity();
   return {
     filters: options.filters,
     avoid: { from: toRoot ? [toRoot] : [], to: [fromRoot] },

@@ -28,7 +28,7 @@ export async function foldersOfScope(
   input: { options: Options; trees: RunTrees; walk: WalkSettings; deps: { report: Reporter } },
 ): Promise<string[]> {
   const { options, trees, walk, deps } = input;
-  const folders = scopeFolders(scope, trees);
+  const folders = await scopeFolders(scope, trees);
   if (!options.hardLinks) return folders;
   const widened = await widenForLinks(scope, {
     trees,
@@ -51,17 +51,22 @@ export async function foldersOfScope(
  * The folders of a scope to walk, in walk order: each taken up to the nearest folder that is a
  * folder in both trees, and none inside another.
  */
-function scopeFolders(scope: string[], trees: { from: TreeReader; to: TreeReader }): string[] {
-  const isFolder = (tree: TreeReader, folder: string) => {
+async function scopeFolders(
+  scope: string[],
+  trees: { from: TreeReader; to: TreeReader },
+): Promise<string[]> {
+  const isFolder = async (tree: TreeReader, folder: string) => {
     try {
-      return tree.entryAt(folder)?.kind === "dir";
+      return (await tree.entryAt(folder))?.kind === "dir";
     } catch {
       return false;
     }
   };
   const folders = new Set<string>();
   for (let folder of scope) {
-    while (folder !== "" && !(isFolder(trees.from, folder) && isFolder(trees.to, folder))) {
+    while (
+      folder !== "" && !(await isFolder(trees.from, folder) && await isFolder(trees.to, folder))
+    ) {
       folder = parentOf(folder);
     }
     folders.add(folder);
@@ -76,22 +81,22 @@ function scopeFolders(scope: string[], trees: { from: TreeReader; to: TreeReader
  * A scope folder's entries on both sides, as they are now; the guard learns it and every
  * folder above it (it checks a change from inside its folder up to the root).
  */
-export function scopeStart(
+export async function scopeStart(
   folder: string,
   input: { trees: { from: TreeReader; to: TreeReader }; guardEntries: Map<string, Entry> },
-): WalkStart {
+): Promise<WalkStart> {
   const { trees, guardEntries } = input;
-  const to = entryOf(trees.to, folder);
+  const to = await entryOf(trees.to, folder);
   guardEntries.set(folder, to);
   for (const above of ancestors(folder)) {
-    if (!guardEntries.has(above)) guardEntries.set(above, entryOf(trees.to, above));
+    if (!guardEntries.has(above)) guardEntries.set(above, await entryOf(trees.to, above));
   }
-  return { folder, from: entryOf(trees.from, folder), to };
+  return { folder, from: await entryOf(trees.from, folder), to };
 }
 
 /** The entry at `path` of a tree that must have it (it was just found a folder there). */
-function entryOf(tree: TreeReader, path: string): Entry {
-  const entry = tree.entryAt(path);
+async function entryOf(tree: TreeReader, path: string): Promise<Entry> {
+  const entry = await tree.entryAt(path);
   if (entry === null) {
     throw new Error(`${displayPath(path || ".")} went away while the run started; run again`);
   }

@@ -242,7 +242,7 @@ export async function runVerify(options: Options, report: Reporter): Promise<num
   try {
     const replica = localTree(options.replica, { pool });
     const store = new LocalReplicaStore(options.replica);
-    checkIsReplica(replica, store);
+    await checkIsReplica(replica, store);
     started = performance.now();
     result = await verifyReplica(replica, {
       exclude: compileFilters(options.filters),
@@ -288,10 +288,10 @@ export async function runVerify(options: Options, report: Reporter): Promise<num
 }
 
 /** Refuses what is no folder, or no replica: there is nothing to verify against. */
-function checkIsReplica(replica: TreeReader, store: ReplicaStore): void {
+async function checkIsReplica(replica: TreeReader, store: ReplicaStore): Promise<void> {
   let isFolder = false;
   try {
-    isFolder = replica.entryAt("")?.kind === "dir";
+    isFolder = (await replica.entryAt(""))?.kind === "dir";
   } catch {
     // Cannot be read: no folder to verify either.
   }

@@ -4,10 +4,8 @@
  * tests). Requests are numbered and pipelined: a walk, stats and hashes are in flight at once,
  * and one reading loop hands each frame to the request with its id.
  *
- * Two calls of {@linkcode TreeReader} are synchronous and a pipe is not: `identity()` answers
- * what `Open` (or the last {@linkcode RemoteTreeReader.refreshIdentity}) said, and `entryAt()`
- * answers from what {@linkcode RemoteTreeReader.stat} fetched, throwing for a path never
- * fetched. `fileSource()` throws: copying from a remote tree is the write side's work.
+ * `identity()` and `entryAt()` are one `Stat` round trip each. `fileSource()` throws: copying
+ * from a remote tree is the write side's work.
  *
  * @module
  */
@@ -248,9 +246,6 @@ export async function connectRemoteTree(options: RemoteTreeOptions): Promise<Rem
   }
 }
 
-/** Entries kept for {@linkcode RemoteTreeReader.entryAt}, the oldest dropped first. */
-const ENTRY_CACHE = 4096;
-
 /** A `Hash` request's files are cut so that each request stays well under the cap. */
 const HASH_REQUEST_BYTES = MAX_PAYLOAD / 2;
 
@@ -260,7 +255,6 @@ export class RemoteTreeReader implements TreeReader {
   readonly display: string;
   readonly #connection: Connection;
   #identity: Identity | null;
-  readonly #entries = new Map<string, Entry | null>();
 
   /** A reader over an opened connection (see {@linkcode connectRemoteTree}). */
   constructor(connection: Connection, opened: { display: string; identity: Identity | null }) {
@@ -269,18 +263,17 @@ export class RemoteTreeReader implements TreeReader {
     this.#identity = opened.identity;
   }
 
-  /** The root's identity when it was opened or last refreshed (null: nothing there). */
-  identity(): Identity | null {
+  /** The root's identity when it was opened (null: nothing there). */
+  openedIdentity(): Identity | null {
     return this.#identity;
   }
 
-  /** Asks the far end for the root's identity now. */
-  async refreshIdentity(): Promise<Identity | null> {
+  /** The root's identity on the far end now (null: nothing there). */
+  async identity(): Promise<Identity | null> {
     const reply = decodeStatReply(
       await this.#connection.ask(FrameType.Stat, encodeStat(""), FrameType.StatReply),
     );
     this.#identity = reply.identity;
-    this.#remember("", reply.entry);
     return reply.identity;
   }
 
@@ -301,35 +294,13 @@ export class RemoteTreeReader implements TreeReader {
     return new RemoteFolderSource(this.#connection, request);
   }
 
-  /**
-   * The entry at `path` as {@linkcode RemoteTreeReader.stat} last fetched it.
-   *
-   * @throws {Error} When it was never fetched: a remote lookup cannot answer synchronously.
-   */
-  entryAt(path: string): Entry | null {
-    const entry = this.#entries.get(path);
-    if (entry !== undefined) return entry;
-    throw new Error(
-      `Cannot look up ${quoted(path)} in ${quoted(this.display)} without waiting: stat() it first`,
-    );
-  }
-
   /** The entry at `path` on the far end now (see {@linkcode TreeReader.entryAt}). */
-  async stat(path: string): Promise<Entry | null> {
+  async entryAt(path: string): Promise<Entry | null> {
     const reply = decodeStatReply(
       await this.#connection.ask(FrameType.Stat, encodeStat(path), FrameType.StatReply),
     );
     if (path === "") this.#identity = reply.identity;
-    this.#remember(path, reply.entry);
     return reply.entry;
-  }
-
-  #remember(path: string, entry: Entry | null): void {
-    this.#entries.delete(path);
-    this.#entries.set(path, entry);
-    if (this.#entries.size > ENTRY_CACHE) {
-      this.#entries.delete(this.#entries.keys().next().value!);
-    }
   }
 
   /** Hashes files on the far end, in its worker pool; requests cut under the frame cap. */

@@ -242,7 +242,7 @@ class Session {
     this.#tree = this.#options.readTree(request.path);
     this.#root = request.path;
     this.#state = "open";
-    const opened = encodeOpened(this.#tree.identity());
+    const opened = encodeOpened(await this.#tree.identity());
     await this.send({ type: FrameType.Ok, flags: 0, id, payload: opened });
   }
 
@@ -271,8 +271,8 @@ class Session {
     try {
       const path = decodeStat(payload);
       refuseLinkOnTheWay(this.#root, path);
-      const entry = tree.entryAt(path);
-      const identity = path === "" ? tree.identity() : null;
+      const entry = await tree.entryAt(path);
+      const identity = path === "" ? await tree.identity() : null;
       const reply = encodeStatReply({ entry, identity });
       await this.send({ type: FrameType.StatReply, flags: 0, id, payload: reply });
     } catch (error) {

@@ -78,8 +78,11 @@ export type FileSource = {
 export interface TreeReader {
   /** Where the tree is, as the user named it: for messages only, never opened. */
   readonly display: string;
-  /** The root's identity, or null when it does not exist. */
-  identity(): Identity | null;
+  /**
+   * The root's identity now, or null when it does not exist. Asynchronous, as every question
+   * to a tree is: a tree on another host answers over the network.
+   */
+  identity(): Promise<Identity | null>;
   /** The descriptor a writing side's copies read this tree's files through. */
   fileSource(): FileSource;
   /** Streams folders in walk order (null: an empty stream, for a tree that does not exist). */
@@ -88,9 +91,9 @@ export interface TreeReader {
    * The entry at a relative path without following a link (`""`: the root, followed), with a
    * link's target; null when nothing is there.
    *
-   * @throws {Error} When it is there but cannot be read.
+   * @throws {Error} (rejects) When it is there but cannot be read.
    */
-  entryAt(path: string): Entry | null;
+  entryAt(path: string): Promise<Entry | null>;
   /**
    * Hashes files of this tree, in batches on every core.
    *

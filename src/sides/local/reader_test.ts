@@ -87,24 +87,24 @@ Deno.test("localTree().walk() leaves out what the rules exclude, and its probe f
 });
 
 Deno.test("localTree().entryAt() follows a root that is a link, and reads a link below it as a link", async () => {
-  await withTemp((dir) => {
+  await withTemp(async (dir) => {
     writeTree(`${dir}/real`, { f: "x", link: { link: "f" }, sub: {} });
     Deno.symlinkSync(`${dir}/real`, `${dir}/root`);
     const pool = new WorkerPool(1);
     try {
       const tree = localTree(`${dir}/root`, { pool });
-      const root = tree.entryAt("");
+      const root = await tree.entryAt("");
       assert.equal(root?.kind, "dir");
       assert.equal(root?.ino, Deno.statSync(`${dir}/real`).ino);
-      const link = tree.entryAt("link");
+      const link = await tree.entryAt("link");
       assert.equal(link?.kind, "symlink");
       assert.equal(link?.target, "f");
-      assert.equal(tree.entryAt("f")?.size, 1);
-      assert.equal(tree.entryAt("sub")?.kind, "dir");
-      assert.equal(tree.entryAt("missing"), null);
-      assert.equal(tree.entryAt("f/below"), null, "below a file, nothing is there");
-      assert.throws(() => tree.entryAt("../real/f"), /not a path inside the tree/);
-      assert.throws(() => tree.entryAt("/etc"), /not a path inside the tree/);
+      assert.equal((await tree.entryAt("f"))?.size, 1);
+      assert.equal((await tree.entryAt("sub"))?.kind, "dir");
+      assert.equal(await tree.entryAt("missing"), null);
+      assert.equal(await tree.entryAt("f/below"), null, "below a file, nothing is there");
+      await assert.rejects(tree.entryAt("../real/f"), /not a path inside the tree/);
+      await assert.rejects(tree.entryAt("/etc"), /not a path inside the tree/);
     } finally {
       pool.close();
     }
@@ -116,15 +116,15 @@ Deno.test("localTree().identity() of a missing root is null, and its walk of not
     const pool = new WorkerPool(1);
     try {
       const missing = localTree(`${dir}/none`, { pool });
-      assert.equal(missing.identity(), null);
-      assert.equal(missing.entryAt(""), null);
+      assert.equal(await missing.identity(), null);
+      assert.equal(await missing.entryAt(""), null);
       const source = missing.walk(null);
       assert.deepEqual(await foldersOf(source), []);
       assert.equal(source.start, null);
       assert.equal(await source.probed(), null);
       Deno.mkdirSync(`${dir}/there`);
       const info = Deno.statSync(`${dir}/there`);
-      assert.deepEqual(localTree(`${dir}/there`, { pool }).identity(), {
+      assert.deepEqual(await localTree(`${dir}/there`, { pool }).identity(), {
         dev: info.dev,
         ino: info.ino,
       });

@@ -45,8 +45,8 @@ export class LocalTreeReader implements TreeReader {
   }
 
   /** The device and inode the root resolves to now, or null when nothing is there. */
-  identity(): Identity | null {
-    return identityOf(this.root);
+  identity(): Promise<Identity | null> {
+    return Promise.resolve(identityOf(this.root));
   }
 
   /** The descriptor a copy worker opens this tree's files through (`source.ts`). */
@@ -78,7 +78,12 @@ export class LocalTreeReader implements TreeReader {
    *
    * @throws {Error} When it cannot be read (the error of `lstat`), or `path` leaves the tree.
    */
-  entryAt(path: string): Entry | null {
+  async entryAt(path: string): Promise<Entry | null> {
+    return await Promise.resolve(this.entryAtNow(path));
+  }
+
+  /** {@linkcode LocalTreeReader.entryAt}, answered at once (a local tree can). */
+  entryAtNow(path: string): Entry | null {
     const at = this.#pathOf(path);
     try {
       const entry = entryFromStat(path === "" ? Deno.statSync(at) : Deno.lstatSync(at));
