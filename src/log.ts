@@ -647,3 +647,12 @@ export function writeStdout(text: string): void {
   writeOut(Deno.stdout, text);
   if (sameScreen) redrawTyped();
 }
+
+/**
+ * Prints a line of what a dry run would do: through the reporter's `planned` (stdout on the
+ * command line), or on stdout when it has none.
+ */
+export function printPlanned(report: Reporter, line: string): void {
+  if (report.planned) report.planned(line);
+  else writeStdout(`${line}\n`);
+}

@@ -28,7 +28,7 @@ import {
   type WalkStart,
 } from "./engine.ts";
 import { displayPath } from "./format.ts";
-import { printPlanned } from "./runsink.ts";
+import { printPlanned } from "./log.ts";
 import { type FilterRule } from "./exclude.ts";
 import { type Identity } from "./files.ts";
 import { resignedRow } from "./nextrecord.ts";

@@ -18,13 +18,7 @@ import { errorText } from "./errors.ts";
 import { displayPath } from "./format.ts";
 import { describeAction, idleProgress, type Reporter } from "./log.ts";
 import { finishRun, type WalkSettings } from "./mirror.ts";
-import {
-  countingRows,
-  folderInodeTest,
-  openRecordSource,
-  saveNextRecord,
-  settleRows,
-} from "./runrecord.ts";
+import { countingRows, folderInodeTest, saveNextRecord, settleRows } from "./runrecord.ts";
 import { runSink } from "./runsink.ts";
 import { foldersOfScope, scopeStart } from "./scope.ts";
 import { type FolderRows, NextRecord } from "./nextrecord.ts";
@@ -94,8 +88,9 @@ export async function runOnce(
       ? await openRootWalk(options, { trees, walk, held, control })
       : null;
     if (root && await stopAsked(control)) return stoppedSummary(options, started);
-    held.record = openRecordSource(trees.store, deps.report);
-    if (!root) held.rest = openRecordSource(trees.store, { ...deps.report, warn: () => {} });
+    held.record = trees.store.openRecord((message) => deps.report.warn(message));
+    // A scoped run reads the record again for the rows it carries over, quietly.
+    if (!root) held.rest = trees.store.openRecord(() => {});
     if (writes) held.prepared = prepareWrites(options, trees, control);
     if (writes) announcePrepared({ root, trees, walk, held, report: deps.report });
     const toRootEntry = !root

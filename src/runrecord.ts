@@ -16,11 +16,6 @@ import { type RecordRow, type RecordSource } from "./recordfile.ts";
 import { type Entry } from "./scan.ts";
 import { type ReplicaStore } from "./sides/writer.ts";
 
-/** The record to read: format 3, else a version-2 record to convert, else none. */
-export function openRecordSource(store: ReplicaStore, report: Reporter): RecordSource {
-  return store.openRecord((message) => report.warn(message));
-}
-
 /**
  * Whether the record knows a folder of a source inode, anywhere: a new folder that it does not
  * know cannot be a replica folder moved. The record's folder inodes are read on the first
@@ -31,16 +26,8 @@ export function folderInodeTest(store: ReplicaStore): (entry: Entry) => boolean 
   return (entry) => {
     if (inodes === null) {
       inodes = new Set();
-      const quiet: Reporter = {
-        change() {},
-        debug() {},
-        warn() {},
-        error() {},
-        summary() {},
-        fileOnly() {},
-        runEnd() {},
-      };
-      const record = openRecordSource(store, quiet);
+      // A record the walk found corrupt said so already: read quietly.
+      const record = store.openRecord(() => {});
       try {
         for (const { rows } of record.blocks()) {
           for (const row of rows) if (row.kind === "dir" && row.source) inodes.add(row.source.ino);

@@ -11,7 +11,7 @@ import { type Options } from "./cli.ts";
 import { type ActionSink } from "./context.ts";
 import { type RunControl } from "./control.ts";
 import { displayPath } from "./format.ts";
-import { describeAction, isListed, type Reporter, type RunProgress, writeStdout } from "./log.ts";
+import { describeAction, isListed, printPlanned, type Reporter, type RunProgress } from "./log.ts";
 import { type Action, reasonText, replacesData } from "./plan.ts";
 import { type PreparedWrites } from "./prepare.ts";
 import { type TreeReader } from "./sides/reader.ts";
@@ -125,15 +125,6 @@ function printSink(
  */
 function changeLine(action: Action, trash: boolean): string {
   return `${describeAction(action)}${trash && replacesData(action) ? " (to trash)" : ""}`;
-}
-
-/**
- * Prints a line of what a dry run would do: through the reporter's `planned` (stdout on the
- * command line), or on stdout when it has none.
- */
-export function printPlanned(report: Reporter, line: string): void {
-  if (report.planned) report.planned(line);
-  else writeStdout(`${line}\n`);
 }
 
 /** The sink of a writing run: actions go to the applier, and count in the progress totals. */

@@ -16,7 +16,6 @@ import { compareWalkOrder } from "./order.ts";
 import { ancestors, isWithin, parentOf } from "./paths.ts";
 import { type TreeReader } from "./sides/reader.ts";
 import { type RunTrees } from "./sides/sides.ts";
-import { openRecordSource } from "./runrecord.ts";
 import { type Entry } from "./scan.ts";
 
 /**
@@ -34,7 +33,7 @@ export async function foldersOfScope(
     trees,
     filters: walk.filters,
     avoid: walk.avoid,
-    openRecord: () => openRecordSource(trees.store, { ...deps.report, warn: () => {} }),
+    openRecord: () => trees.store.openRecord(() => {}),
     normalize: (folders) => scopeFolders(folders, trees),
   });
   const added = widened.filter((folder) => !folders.includes(folder));

@@ -78,12 +78,12 @@ export class LocalTreeReader implements TreeReader {
    *
    * @throws {Error} When it cannot be read (the error of `lstat`), or `path` leaves the tree.
    */
-  async entryAt(path: string): Promise<Entry | null> {
-    return await Promise.resolve(this.entryAtNow(path));
+  entryAt(path: string): Promise<Entry | null> {
+    // Answered at once (a local tree can), a failure as a rejection.
+    return new Promise((resolve) => resolve(this.#entryNow(path)));
   }
 
-  /** {@linkcode LocalTreeReader.entryAt}, answered at once (a local tree can). */
-  entryAtNow(path: string): Entry | null {
+  #entryNow(path: string): Entry | null {
     const at = this.#pathOf(path);
     try {
       const entry = entryFromStat(path === "" ? Deno.statSync(at) : Deno.lstatSync(at));
