@@ -21,8 +21,10 @@ import {
 import { type FolderListing } from "./scan.ts";
 
 /** The checks that need no walk: paths, our own files, a replica to restore from. */
-export function checkBeforeRun(options: Options): RunSides {
-  checkTrees(options);
+export function checkBeforeRun(options: Options, remote = false): RunSides {
+  // With a tree on another host, that host checks it when it is opened (and the far end of a
+  // pushed run, its own replica, as a run of its own).
+  if (!remote) checkTrees(options);
   return runSides(options);
 }
 

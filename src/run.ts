@@ -52,9 +52,14 @@ export interface RunDependencies {
   /** The stop flags, lock, progress and workers shared with the caller. */
   control: RunControl;
   /** Answers the `--interactive` question; true deletes. */
-  confirmDeletes: (count: number, sample: string[]) => boolean;
+  confirmDeletes: (count: number, sample: string[]) => boolean | Promise<boolean>;
   /** Running as root: owners are compared and kept. */
   isRoot: boolean;
+  /**
+   * Opens the run's trees when one of them is on another host (its connection made): the
+   * local path checks then cover only this host's side. Default: both trees here.
+   */
+  openTrees?: (pool: WorkerPool) => RunTrees;
 }
 
 /**
@@ -322,16 +327,17 @@ function beginRun(
   deps: RunDependencies,
 ): {
   started: number;
-  sides: RunSides;
+  sides: RunSides & { remote: boolean };
   trees: RunTrees;
   writes: boolean;
   held: Held;
   deps: RunDependencies;
 } {
   const started = performance.now();
-  const sides = checkBeforeRun(options);
+  const remote = deps.openTrees !== undefined;
+  const sides = checkBeforeRun(options, remote);
   deps.control.pool = new WorkerPool(options.jobs);
-  const trees = openTrees(options, deps.control.pool);
+  const trees = deps.openTrees?.(deps.control.pool) ?? openTrees(options, deps.control.pool);
   const counted = countingReporter(deps.report);
   const notAdopted = !options.restore && !options.adopt && !trees.store.isAdopted();
   const held: Held = {
@@ -351,7 +357,7 @@ function beginRun(
   };
   return {
     started,
-    sides,
+    sides: { ...sides, remote },
     trees,
     writes: !options.dryRun,
     held,
@@ -400,11 +406,20 @@ interface Held {
 /** How each tree is walked: the rules, and the other tree's root to stop at. */
 async function walkSettings(
   options: Options,
-  input: { sides: RunSides; trees: RunTrees },
+  input: { sides: RunSides & { remote: boolean }; trees: RunTrees },
 ): Promise<WalkSettings & { toExists: boolean; probe: boolean }> {
   const { sides, trees } = input;
   const fromRoot = (await trees.from.identity())!;
   const toRoot = await trees.to.identity();
+  // Trees on two hosts: an inode here says nothing of one there, and no mount joins them.
+  if (sides.remote) {
+    return {
+      filters: options.filters,
+      avoid: { from: [], to: [] },
+      toExists: toRoot !== null,
+      probe: false,
+    };
+  }
   return {
     filters: options.filters,
     avoid: { from: toRoot ? [toRoot] : [], to: [fromRoot] },

@@ -42,6 +42,10 @@ export interface RunSummary {
   maxDeleteHit: boolean;
   /** True when deletions were held back because the replica is not adopted (exit 3). */
   adoptNeeded: boolean;
+  /** Bytes this host put on the wire to the far end (a remote run only). */
+  bytesSent?: number;
+  /** Bytes this host took off the wire from the far end (a remote run only). */
+  bytesReceived?: number;
 }
 
 /** A fresh summary with every count at zero. */

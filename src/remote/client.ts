@@ -86,17 +86,22 @@ export class Connection {
   readonly #decoder = new FrameDecoder({ accept: FROM_SERVER });
   readonly #handlers = new Map<number, { frame: Handler; fail: (error: Error) => void }>();
   readonly #peer: string;
+  readonly #onSession: ((frame: Frame) => void) | null;
   #nextId = 1;
   #failure: Error | null = null;
   #greeting = Promise.withResolvers<Hello>();
   #ended = Promise.withResolvers<void>();
   readonly #loop: Promise<void>;
 
-  /** Starts reading `streams`; `peer` names the far end in messages. */
-  constructor(streams: ConnectionStreams, peer: string) {
+  /**
+   * Starts reading `streams`; `peer` names the far end in messages; `onSession` takes the
+   * session frames a near end sends a pushed run (`Stop`).
+   */
+  constructor(streams: ConnectionStreams, peer: string, onSession?: (frame: Frame) => void) {
     this.#writer = streams.output.getWriter();
     this.#reader = streams.input.getReader();
     this.#peer = peer;
+    this.#onSession = onSession ?? null;
     this.#greeting.promise.catch(() => {});
     this.#ended.promise.catch(() => {});
     this.#loop = this.#readAll();
@@ -195,6 +200,7 @@ export class Connection {
       this.#ended.resolve();
       this.#fail(new RemoteError(0, `${this.#peer} ended the session`));
     } else if (frame.type === FrameType.Error) this.#fail(remoteError(frame.payload));
+    else if (frame.type === FrameType.Stop && this.#onSession) this.#onSession(frame);
     else throw new FrameError(`${frameTypeName(frame.type)} without a request id`);
   }
 
@@ -221,6 +227,8 @@ export interface RemoteTreeOptions extends ConnectionStreams {
   display?: string;
   /** The far end's name for messages (default: the display). */
   peer?: string;
+  /** The session frames of a pushed run's near end (see {@linkcode Connection}). */
+  onSession?: (frame: Frame) => void;
 }
 
 /**
@@ -231,19 +239,34 @@ export interface RemoteTreeOptions extends ConnectionStreams {
  */
 export async function connectRemoteTree(options: RemoteTreeOptions): Promise<RemoteTreeReader> {
   const display = options.display ?? options.path;
-  const connection = new Connection(options, options.peer ?? display);
+  const connection = new Connection(options, options.peer ?? display, options.onSession);
   try {
     await connection.greet();
-    const opened = await connection.ask(
-      FrameType.Open,
-      encodeOpen({ path: options.path, role: "read" }),
-      FrameType.Ok,
-    );
-    return new RemoteTreeReader(connection, { display, identity: decodeOpened(opened) });
+    return await openRemoteTree(connection, { path: options.path, display });
   } catch (error) {
     await connection.close();
     throw error;
   }
+}
+
+/**
+ * Opens `path` for reading over a greeted connection and reads the root's identity.
+ *
+ * @throws {RemoteError} The far end refused the tree (outside its `--root`, say).
+ */
+export async function openRemoteTree(
+  connection: Connection,
+  tree: { path: string; display: string },
+): Promise<RemoteTreeReader> {
+  const opened = await connection.ask(
+    FrameType.Open,
+    encodeOpen({ path: tree.path, role: "read" }),
+    FrameType.Ok,
+  );
+  return new RemoteTreeReader(connection, {
+    display: tree.display,
+    identity: decodeOpened(opened),
+  });
 }
 
 /** A `Hash` request's files are cut so that each request stays well under the cap. */
@@ -261,6 +284,11 @@ export class RemoteTreeReader implements TreeReader {
     this.#connection = connection;
     this.display = opened.display;
     this.#identity = opened.identity;
+  }
+
+  /** The connection it reads through (a pushed run reports through it too). */
+  get connection(): Connection {
+    return this.#connection;
   }
 
   /** The root's identity when it was opened (null: nothing there). */

@@ -66,12 +66,37 @@ export interface ServeOptions {
   root?: string;
   /** A listing batch is sent at this many bytes (default `LISTING_SOFT_LIMIT`, for tests). */
   batchBytes?: number;
+  /**
+   * A far end that takes pushed runs: decides on a `Run` instead of `Open`. Accepted, the
+   * session answers `Ok` and ends at once, leaving both streams open (see `farend.ts`).
+   */
+  onRun?: (payload: Uint8Array) => { refused: string } | { accepted: unknown };
+  /** A near end serving a pushed run (the roles swapped): the far run's own frames. */
+  swapped?: SwappedPeer;
 }
+
+/** What a near end does with the frames only a far run sends (see `push.ts`). */
+export interface SwappedPeer {
+  /** Called once, with the session's way to send (a `Stop`, an `Answer`). */
+  started(send: (frame: Frame) => Promise<void>): void;
+  /** A `Report`, `Progress`, `Done` (id 0) or `Confirm` frame. */
+  receive(frame: Frame): Promise<void> | void;
+}
+
+/** The frames a far run sends its near end. */
+const SWAPPED_TYPES: ReadonlySet<number> = new Set([
+  FrameType.Report,
+  FrameType.Progress,
+  FrameType.Confirm,
+  FrameType.Done,
+]);
 
 /** How a session ended. */
 export interface ServeOutcome {
   /** Why it ended early, one line (none: the client said End, or its stream ended). */
   error?: string;
+  /** A pushed run accepted (what `onRun` accepted): the streams are still open, for it. */
+  handoff?: unknown;
 }
 
 /** A request being answered: how it is stopped and, for a walk, given more credit. */
@@ -112,10 +137,12 @@ class Session {
   readonly #running = new Map<number, Running>();
   readonly #tasks = new Set<Promise<void>>();
   #broken = false;
+  #handoff: { accepted: unknown } | null = null;
 
   constructor(options: ServeOptions) {
     this.#options = options;
     this.#writer = options.output.getWriter();
+    options.swapped?.started((frame) => this.send(frame));
   }
 
   async run(): Promise<ServeOutcome> {
@@ -132,7 +159,8 @@ class Session {
       await Promise.allSettled([...this.#tasks]);
       reader.releaseLock();
       await this.#sending;
-      await this.#writer.close().catch(() => {});
+      if (this.#handoff !== null && outcome.error === undefined) this.#writer.releaseLock();
+      else await this.#writer.close().catch(() => {});
     }
     return outcome;
   }
@@ -145,7 +173,8 @@ class Session {
         this.#decoder.end();
         return {};
       }
-      for (const frame of this.#decoder.push(value)) {
+      const frames = this.#decoder.push(value);
+      for (const [index, frame] of frames.entries()) {
         if (frame.type === FrameType.End) {
           // A walk waits for credit the client will not give any more.
           for (const running of this.#running.values()) if (running.credit) running.cancel();
@@ -156,6 +185,13 @@ class Session {
         }
         await this.#handle(frame);
         if (this.#broken) throw new FrameError("The peer's stream broke");
+        const handoff = this.#handedOff();
+        if (handoff === null) continue;
+        // The next session begins with our next byte: nothing of the peer's may be read ahead.
+        if (index < frames.length - 1 || this.#decoder.buffered > 0) {
+          throw new FrameError("Frames after Run, before its answer");
+        }
+        return { handoff: handoff.accepted };
       }
     }
   }
@@ -189,6 +225,9 @@ class Session {
       return await this.#greet(decodeHello(frame.payload));
     }
     if (frame.type === FrameType.Hello) throw new FrameError("A second Hello");
+    if (this.#options.swapped && SWAPPED_TYPES.has(frame.type)) {
+      return await this.#options.swapped.receive(frame);
+    }
     if (frame.id === 0) throw new FrameError(`Frame ${frameTypeName(frame.type)} without an id`);
     if (frame.type === FrameType.Cancel) {
       return this.#running.get(decodeCancel(frame.payload))?.cancel();
@@ -198,6 +237,9 @@ class Session {
     }
     if (this.#running.has(frame.id)) throw new FrameError(`Request ${frame.id} is already running`);
     if (this.#state === "opening") {
+      if (frame.type === FrameType.Run && this.#options.onRun) {
+        return await this.#run(frame.id, frame.payload);
+      }
       if (frame.type !== FrameType.Open) {
         throw new FrameError(`Frame ${frameTypeName(frame.type)} before Open`);
       }
@@ -230,6 +272,19 @@ class Session {
     await this.send({ type: FrameType.Hello, flags: 0, id: 0, payload: encodeHello(ours) });
     chooseVersion(ours, theirs, "the client");
     this.#state = "opening";
+  }
+
+  /** The pushed run accepted, if one was (the session ends then). */
+  #handedOff(): { accepted: unknown } | null {
+    return this.#handoff;
+  }
+
+  /** A pushed run: refused with a line, or accepted (the session then hands its streams over). */
+  async #run(id: number, payload: Uint8Array): Promise<void> {
+    const decision = this.#options.onRun!(payload);
+    if ("refused" in decision) return await this.#fail(id, ErrorKind.Refused, decision.refused);
+    await this.send({ type: FrameType.Ok, flags: 0, id, payload: new Uint8Array() });
+    this.#handoff = decision;
   }
 
   async #open(id: number, payload: Uint8Array): Promise<void> {
