@@ -338,6 +338,8 @@ function beginRun(
   const sides = checkBeforeRun(options, remote);
   deps.control.pool = new WorkerPool(options.jobs);
   const trees = deps.openTrees?.(deps.control.pool) ?? openTrees(options, deps.control.pool);
+  // Our own files are checked before anything reads them, wherever the replica is.
+  if (remote) trees.store.check();
   const counted = countingReporter(deps.report);
   const notAdopted = !options.restore && !options.adopt && !trees.store.isAdopted();
   const held: Held = {
