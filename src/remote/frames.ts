@@ -55,6 +55,8 @@
  * | `0x34` | Adopt         | client | mark the replica as adopted → Ok                            |
  * | `0x35` | Verify        | client | files and expected hashes → VerifyResult batches            |
  * | `0x36` | VerifyResult  | server | findings, `More` until the last                             |
+ * | `0x37` | StoreOpen     | client | the opened tree's own files, locked read-only → StoreReply  |
+ * | `0x38` | StoreReply    | server | their snapshot (`More`: the record follows), Data…, the end |
  *
  * @module
  */
@@ -107,6 +109,8 @@ export const FrameType = {
   Adopt: 0x34,
   Verify: 0x35,
   VerifyResult: 0x36,
+  StoreOpen: 0x37,
+  StoreReply: 0x38,
 } as const;
 
 /** One of {@linkcode FrameType}'s values. */
@@ -152,6 +156,7 @@ export const FROM_CLIENT: ReadonlySet<number> = new Set([
   FrameType.RecordWrite,
   FrameType.Adopt,
   FrameType.Verify,
+  FrameType.StoreOpen,
 ]);
 
 /** Frame types the client accepts: what a server may send. */
@@ -167,6 +172,7 @@ export const FROM_SERVER: ReadonlySet<number> = new Set([
   FrameType.StatReply,
   FrameType.HashResult,
   FrameType.VerifyResult,
+  FrameType.StoreReply,
 ]);
 
 /** One frame. */

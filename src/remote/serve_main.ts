@@ -6,6 +6,7 @@
  * @module
  */
 
+import { LocalReplicaStore } from "../sides/local/store.ts";
 import { LocalTreeReader } from "../sides/local/tree.ts";
 import { WorkerPool } from "../sides/local/workers.ts";
 import { serve } from "./server.ts";
@@ -18,6 +19,7 @@ async function main(): Promise<void> {
     input: Deno.stdin.readable,
     output: Deno.stdout.writable,
     readTree: (path) => new LocalTreeReader(path, { pool }),
+    openStore: (path) => new LocalReplicaStore(path),
     ...(rootArgument === undefined ? {} : { root: rootArgument.slice("--root=".length) }),
   });
   pool.close();
