@@ -28,6 +28,7 @@ import { formatBytes, quoted } from "../format.ts";
 import { type RecordSource } from "../recordfile.ts";
 import { ArrayCursor, emptyRecordSource, WalkOrderSource } from "../recordread.ts";
 import { META_DIR } from "../scan.ts";
+import { refuseRestoreFromStore } from "../sides/local/checks.ts";
 import { LockHeldError } from "../sides/local/meta.ts";
 import {
   LEGACY_RECORD_MAX_BYTES,
@@ -409,7 +410,8 @@ class StoreReceiver {
   }
 
   receive(frame: Frame): void {
-    if (this.#over) return;
+    // Nothing more answers a store: the handler stays only to hear the connection end.
+    if (this.#over || this.#store !== null) return;
     try {
       this.#take(frame);
     } catch (error) {
@@ -427,7 +429,6 @@ class StoreReceiver {
   }
 
   #take(frame: Frame): void {
-    if (this.#store !== null) throw new FrameError(`${frameTypeName(frame.type)} after a store`);
     if (frame.type === FrameType.Error) {
       const report = decodeError(frame.payload);
       throw new RemoteError(report.kind, report.message);
@@ -534,6 +535,9 @@ export class RemoteReplicaStore implements ReplicaStore {
   lock(mode: LockMode): ReplicaLock | null {
     if (mode !== "read") throw this.#readOnly(`lock (${mode}) and write`);
     if (!valueOf(this.#snapshot.lock)) return null;
+    if (!this.#connected) {
+      throw new Error(`Cannot lock ${quoted(this.display)}: the session with its host ended`);
+    }
     let held = true;
     return {
       // A read-only lock writes nothing, here as on the far end.
@@ -684,6 +688,18 @@ export class RemoteReplicaStore implements ReplicaStore {
         `(it is only restored from)`,
     );
   }
+}
+
+/**
+ * The checks a restore makes of a replica on another host before anything is written, as
+ * `checkTrees` makes them of a local one: its own files are ours, and it is a replica of ours,
+ * adopted (a missing root or one that is no folder has no record, and is refused so).
+ *
+ * @throws {UsageError} The replica cannot be restored from.
+ */
+export function checkRestoreFromRemote(store: ReplicaStore): void {
+  store.check();
+  refuseRestoreFromStore(store.display, store);
 }
 
 /** An answer's value; what the far end threw is thrown here. */

@@ -30,12 +30,17 @@ import {
   encodeFrame,
   encodeHello,
   ErrorKind,
+  type Frame,
   FrameDecoder,
+  FrameError,
+  FrameFlag,
   FrameType,
+  FROM_CLIENT,
   PROTOCOL_VERSIONS,
 } from "./frames.ts";
 import { serve, type ServeOutcome } from "./server.ts";
 import {
+  checkRestoreFromRemote,
   connectRemoteReplica,
   decodeStoreEnd,
   decodeStoreSnapshot,
@@ -45,7 +50,7 @@ import {
   type RemoteReplicaStore,
   type StoreSnapshot,
 } from "./store.ts";
-import { encodeOpen } from "./wire.ts";
+import { encodeOpen, encodeOpened } from "./wire.ts";
 
 /** A server and a client joined by in-memory streams, over the replica at `path`. */
 async function withStore(
@@ -195,10 +200,13 @@ Deno.test("a remote store answers as the local one over a replica the CLI made, 
     const replica = await madeReplica(dir);
     const local = new LocalReplicaStore(replica);
     const localRows = blocksOf(local.openRecord(assert.fail));
+    let ended: RemoteReplicaStore | null = null;
     const outcome = await withStore(replica, (store) => {
+      ended = store;
       assert.equal(store.display, `far:${replica}`);
       assert.deepEqual(answersOf(store), answersOf(local));
       assert.deepEqual(answersOf(store), [undefined, true, true, true]);
+      checkRestoreFromRemote(store);
       assert.deepEqual(blocksOf(store.openRecord(assert.fail)), localRows);
       // Read again, as a run reads it twice: the snapshot holds.
       assert.deepEqual(blocksOf(store.openRecord(assert.fail)), localRows);
@@ -212,6 +220,7 @@ Deno.test("a remote store answers as the local one over a replica the CLI made, 
       assert.ok(store.lock("read")!.stillHeld());
     });
     assert.deepEqual(outcome, {});
+    assert.throws(() => ended!.lock("read"), /the session with its host ended/);
     // The session is over: the far end let the lock go.
     const taken = local.lock("existing");
     assert.ok(taken !== null);
@@ -224,10 +233,28 @@ Deno.test("a remote store of a folder that is no replica has no record and no lo
     writeTree(`${dir}/plain`, { "file.txt": "data" });
     await withStore(`${dir}/plain`, (store) => {
       assert.deepEqual(answersOf(store), [undefined, false, false, true]);
+      assert.throws(
+        () => checkRestoreFromRemote(store),
+        new UsageError(
+          `Cannot restore from 'far:${dir}/plain': it is not a treesync replica (it has no ` +
+            "record in .treesync/); copy what you need by hand",
+        ),
+      );
       assert.equal(store.lock("read"), null);
       const record = store.openRecord(assert.fail);
       assert.equal(record.rowCount, 0);
       assert.deepEqual(blocksOf(record), []);
+    });
+  });
+});
+
+Deno.test("a remote replica not adopted is refused for a restore, as a local one", async () => {
+  await withTemp(async (dir) => {
+    const replica = await madeReplica(dir);
+    new LocalReplicaStore(replica).markUnadopted();
+    await withStore(replica, (store) => {
+      assert.deepEqual(answersOf(store), [undefined, true, false, true]);
+      assert.throws(() => checkRestoreFromRemote(store), /it is not adopted yet/);
     });
   });
 });
@@ -468,4 +495,92 @@ Deno.test("a subprocess serves a replica's own files over a pipe, a record of se
     const taken = local.lock("existing")!;
     taken.release();
   });
+});
+
+/** A far end that greets, opens any tree, and answers StoreOpen with `reply`. */
+async function withFakeServer(
+  reply: (id: number) => Frame[],
+  fn: (connection: Connection) => Promise<void>,
+): Promise<void> {
+  const toServer = new TransformStream<Uint8Array, Uint8Array>();
+  const toClient = new TransformStream<Uint8Array, Uint8Array>();
+  const served = (async () => {
+    const writer = toClient.writable.getWriter();
+    const decoder = new FrameDecoder({ accept: FROM_CLIENT });
+    const hello = { ...PROTOCOL_VERSIONS, program: "fake", features: [] };
+    const answers: Record<number, (id: number) => Frame[]> = {
+      [FrameType.Hello]:
+        () => [{ type: FrameType.Hello, flags: 0, id: 0, payload: encodeHello(hello) }],
+      [FrameType.Open]: (id) => [{ type: FrameType.Ok, flags: 0, id, payload: encodeOpened(null) }],
+      [FrameType.StoreOpen]: reply,
+      [FrameType.End]: () => [{ type: FrameType.End, flags: 0, id: 0, payload: new Uint8Array() }],
+    };
+    for await (const chunk of toServer.readable) {
+      for (const frame of decoder.push(chunk)) {
+        for (const answer of answers[frame.type]?.(frame.id) ?? []) {
+          await writer.write(encodeFrame(answer));
+        }
+      }
+    }
+    await writer.close().catch(() => {});
+  })();
+  const connection = new Connection(
+    { input: toClient.readable, output: toServer.writable },
+    "the fake",
+  );
+  try {
+    await connection.greet();
+    await connection.ask(FrameType.Open, encodeOpen({ path: "/r", role: "read" }), FrameType.Ok);
+    await fn(connection);
+  } finally {
+    await connection.close();
+    await served;
+  }
+}
+
+Deno.test("openRemoteStore() refuses a record longer than announced, a wrong checksum, a snapshot that misleads", async () => {
+  const answer = (size: number, more: boolean) => (id: number): Frame => ({
+    type: FrameType.StoreReply,
+    flags: more ? FrameFlag.More : 0,
+    id,
+    payload: encodeStoreSnapshot({
+      check: { value: true },
+      lock: { value: true },
+      hasRecord: { value: true },
+      isAdopted: { value: true },
+      holdsEntries: { value: true },
+      record: { format: 3, size },
+    }),
+  });
+  const data = (id: number, bytes: number): Frame => ({
+    type: FrameType.Data,
+    flags: FrameFlag.More,
+    id,
+    payload: new Uint8Array(bytes),
+  });
+  const end = (id: number): Frame => ({
+    type: FrameType.StoreReply,
+    flags: 0,
+    id,
+    payload: encodeStoreEnd({ sha256: "0".repeat(64), unreadable: null }),
+  });
+  const cases: Array<[string, (id: number) => Frame[], RegExp]> = [
+    ["longer", (id) => [answer(4, true)(id), data(id, 8)], /longer than it said/],
+    [
+      "checksum",
+      (id) => [answer(4, true)(id), data(id, 4), end(id)],
+      /does not match its checksum/,
+    ],
+    ["shorter", (id) => [answer(8, true)(id), data(id, 4), end(id)], /does not match its checksum/],
+    ["no More", (id) => [answer(4, false)(id)], /whether a record follows/],
+  ];
+  for (const [what, reply, message] of cases) {
+    await withFakeServer(reply, async (connection) => {
+      await assert.rejects(
+        openRemoteStore(connection, "fake:/r"),
+        (error) => error instanceof FrameError && message.test(error.message),
+        what,
+      );
+    });
+  }
 });
