@@ -24,7 +24,7 @@
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import { errorText, UsageError } from "../errors.ts";
-import { formatBytes, quoted } from "../format.ts";
+import { escapeControls, formatBytes, quoted } from "../format.ts";
 import { type RecordSource } from "../recordfile.ts";
 import { ArrayCursor, emptyRecordSource, WalkOrderSource } from "../recordread.ts";
 import { META_DIR } from "../scan.ts";
@@ -104,7 +104,8 @@ function writeThrown(writer: WireWriter, thrown: ThrownError): void {
 function readThrown(reader: WireReader): ThrownError {
   const kind = THROWN_KINDS[reader.u8()];
   if (kind === undefined) throw new FrameError("Unknown kind of store error");
-  return { kind, message: reader.string(4 * MAX_ERROR_MESSAGE) };
+  // Shown to the user: the far end's text never reaches the terminal as control characters.
+  return { kind, message: escapeControls(reader.string(4 * MAX_ERROR_MESSAGE)) };
 }
 
 function writeAnswer(writer: WireWriter, answer: StoreAnswer): void {
@@ -179,7 +180,7 @@ export function decodeStoreEnd(payload: Uint8Array): StoreEnd {
   if (reader.u8() !== END) throw new FrameError("The end of a store's record was expected");
   const sha256 = reader.string(64);
   const tag = reader.u8();
-  const unreadable = tag === 1 ? reader.string(4 * MAX_ERROR_MESSAGE) : null;
+  const unreadable = tag === 1 ? escapeControls(reader.string(4 * MAX_ERROR_MESSAGE)) : null;
   reader.done();
   if (tag > 1 || !/^[0-9a-f]{64}$/.test(sha256)) throw new FrameError("Malformed store end");
   return { sha256, unreadable };
