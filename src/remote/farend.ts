@@ -55,6 +55,7 @@ export async function serveFarEnd(options: FarEndOptions): Promise<number> {
     input: options.input,
     output: options.output,
     readTree: (path) => new LocalTreeReader(path, { pool }),
+    openStore: (path) => new LocalReplicaStore(path),
     ...(options.root === undefined ? {} : { root: options.root }),
     onRun: (payload) => acceptRun(payload, options.root),
   });

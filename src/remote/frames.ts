@@ -47,6 +47,8 @@
  * | `0x15` | Hash          | client | files and sizes → HashResult batches                        |
  * | `0x16` | HashResult    | server | outcomes and bytes read so far, `More` until the last       |
  * | `0x17` | Read          | client | a file and the size and mtime expected → Data…, DataEnd     |
+ * | `0x37` | StoreOpen     | client | the opened tree's own files, locked read-only → StoreReply  |
+ * | `0x38` | StoreReply    | server | their snapshot (`More`: the record follows), Data…, the end |
  * | `0x40` | Run           | client | push: the options and scope of one run → Ok, then roles swap |
  * | `0x41` | Report        | client | swapped: one line the far run reports (how, text)            |
  * | `0x42` | Progress      | client | swapped: the far run's progress now                          |
@@ -113,6 +115,8 @@ export const FrameType = {
   Confirm: 0x44,
   Answer: 0x45,
   Done: 0x46,
+  StoreOpen: 0x37,
+  StoreReply: 0x38,
 } as const;
 
 /** One of {@linkcode FrameType}'s values. */
@@ -163,6 +167,7 @@ export const FROM_CLIENT: ReadonlySet<number> = new Set([
   FrameType.Progress,
   FrameType.Confirm,
   FrameType.Done,
+  FrameType.StoreOpen,
 ]);
 
 /** Frame types the client accepts: what a server may send. */
@@ -180,6 +185,7 @@ export const FROM_SERVER: ReadonlySet<number> = new Set([
   FrameType.VerifyResult,
   FrameType.Stop,
   FrameType.Answer,
+  FrameType.StoreReply,
 ]);
 
 /** One frame. */

@@ -1,8 +1,9 @@
 /**
  * The far end of a remote tree (`treesync --serve`), read side: one session over a byte stream
  * pair, answering `Hello`, `Open`, `Walk`, `Stat`, `Hash`, `Credit`, `Cancel` and `End` through a
- * `TreeReader` of this host (`serve_main.ts` gives a `LocalTreeReader`). Requests run side by side (a walk waiting for credit does not
- * hold up a stat); every frame goes out through one queue, awaited, so a slow peer slows the
+ * `TreeReader` of this host (`serve_main.ts` gives a `LocalTreeReader`), and `StoreOpen` through
+ * the opened tree's own files (`store.ts`). Requests run side by side (a walk waiting for credit
+ * does not hold up a stat); every frame goes out through one queue, awaited, so a slow peer slows the
  * walk instead of filling memory, and a walk holds one listing batch at a time.
  *
  * A peer that breaks the protocol (a frame that does not decode, a huge length, an unknown or
@@ -16,6 +17,7 @@
 import { errorText } from "../errors.ts";
 import { quoted } from "../format.ts";
 import { type FolderSource, type TreeReader, type TreeWalk } from "../sides/reader.ts";
+import { type ReplicaLock } from "../sides/writer.ts";
 import { inBatches } from "../batch.ts";
 import { HASH_BATCH } from "../sides/local/workers.ts";
 import { VERSION } from "../version.ts";
@@ -50,6 +52,7 @@ import {
   ListingBatcher,
   WALK_CREDIT,
 } from "./wire.ts";
+import { decodeStoreOpen, type ServedStore, serveStore } from "./store.ts";
 
 /** What a session serves, and over what. */
 export interface ServeOptions {
@@ -62,6 +65,11 @@ export interface ServeOptions {
    * `LocalTreeReader` hashing in the process's `WorkerPool` (see `serve_main.ts`).
    */
   readTree: (path: string) => TreeReader;
+  /**
+   * The own files of the tree a client opened, for `StoreOpen` (a restore from a replica here):
+   * `treesync --serve` gives a `LocalReplicaStore`. Without it, `StoreOpen` is refused.
+   */
+  openStore?: (path: string) => ServedStore;
   /** Only trees at or below this folder may be opened (`--root`; default: any). */
   root?: string;
   /** A listing batch is sent at this many bytes (default `LISTING_SOFT_LIMIT`, for tests). */
@@ -138,6 +146,9 @@ class Session {
   readonly #tasks = new Set<Promise<void>>();
   #broken = false;
   #handoff: { accepted: unknown } | null = null;
+  #storeOpened = false;
+  /** The opened tree's replica lock, held read-only from `StoreOpen` to the session's end. */
+  #storeLock: ReplicaLock | null = null;
 
   constructor(options: ServeOptions) {
     this.#options = options;
@@ -157,6 +168,7 @@ class Session {
     } finally {
       for (const running of this.#running.values()) running.cancel();
       await Promise.allSettled([...this.#tasks]);
+      this.#storeLock?.release();
       reader.releaseLock();
       await this.#sending;
       if (this.#handoff !== null && outcome.error === undefined) this.#writer.releaseLock();
@@ -256,6 +268,8 @@ class Session {
         return this.#start(frame.id, (running) => this.#hash(frame.id, frame.payload, running));
       case FrameType.Stat:
         return await this.#stat(frame.id, frame.payload);
+      case FrameType.StoreOpen:
+        return this.#start(frame.id, (running) => this.#store(frame.id, frame.payload, running));
       case FrameType.Open:
         throw new FrameError("A second Open");
       default:
@@ -333,6 +347,23 @@ class Session {
     } catch (error) {
       await this.#fail(id, failureKind(error), errorText(error));
     }
+  }
+
+  /** Answers `StoreOpen`: the opened tree's own files, locked read-only for the session. */
+  async #store(id: number, payload: Uint8Array, running: Running): Promise<void> {
+    decodeStoreOpen(payload);
+    const openStore = this.#options.openStore;
+    if (openStore === undefined) throw new RefusedPath("This server serves no replica's own files");
+    if (this.#storeOpened) throw new RefusedPath("The replica's own files are open already");
+    this.#storeOpened = true;
+    let cancelled = false;
+    running.cancel = () => cancelled = true;
+    await serveStore(openStore(this.#root), {
+      id,
+      send: (frame) => this.send(frame),
+      hold: (lock) => this.#storeLock = lock,
+      cancelled: () => cancelled,
+    });
   }
 
   async #walk(id: number, payload: Uint8Array, running: Running): Promise<void> {

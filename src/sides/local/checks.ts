@@ -12,6 +12,7 @@ import { type Identity } from "../../files.ts";
 import { quoted } from "../../format.ts";
 import { checkMeta, hasRecord, isAdopted, type MetaPaths, metaPaths } from "./meta.ts";
 import { checkPaths } from "./places.ts";
+import { type ReplicaStore } from "../writer.ts";
 
 /**
  * The checks that need no walk: the paths, our own files (the replica's, and the source's when
@@ -49,8 +50,24 @@ function checkRestoreFrom(replica: string): void {
  * the replica's path, or a folder another tool filled, must not spill into the source.
  */
 function refuseRestoreFromForeign(replica: string, meta: MetaPaths): void {
-  if (isAdopted(meta)) return;
-  const why = hasRecord(meta)
+  refuseRestoreFromStore(replica, {
+    isAdopted: () => isAdopted(meta),
+    hasRecord: () => hasRecord(meta),
+  });
+}
+
+/**
+ * The same refusal for a replica reached through its store, wherever it is (another host's):
+ * `replica` names it in the message.
+ *
+ * @throws {UsageError} The replica is not adopted, or not one.
+ */
+export function refuseRestoreFromStore(
+  replica: string,
+  store: Pick<ReplicaStore, "isAdopted" | "hasRecord">,
+): void {
+  if (store.isAdopted()) return;
+  const why = store.hasRecord()
     ? "it is not adopted yet (a run kept entries found there that the source lacked, so not " +
       "all of it came from the source)"
     : "it is not a treesync replica (it has no record in .treesync/)";
