@@ -28,6 +28,7 @@ import {
   failedOutcome,
   type StageOutcome,
 } from "./stage.ts";
+import { stageStreamedBatch } from "./streamcopy.ts";
 import { moveToTrash } from "./trash.ts";
 
 /** The changes of one run to the tree at `root`. */
@@ -129,20 +130,32 @@ export class LocalTreeChanges implements TreeChanges {
     );
   }
 
+  /**
+   * Stages a batch in the copy workers (a tree on this host) or, for files streamed from
+   * another host, here on the main thread, several in flight at once; each staged file is
+   * renamed into place as soon as it is staged.
+   */
   copy(source: FileSource, items: CopyItem[], report: CopyReport): Promise<void> {
-    const request = {
-      source,
-      items: items.map((item) => ({
-        path: item.path,
-        parent: this.#guard.expected(parentOf(item.path)),
-        ...(item.recordedHash === undefined ? {} : { recordedHash: item.recordedHash }),
-      })),
-      ...this.#settings,
-    };
-    return this.#pool.copy(request, {
+    const staged = {
       ...(report.onBytes ? { onBytes: report.onBytes } : {}),
-      onEach: (index, outcome) => report.onEach(index, this.#place(items[index]!, outcome)),
-    });
+      onEach: (index: number, outcome: StageOutcome) =>
+        report.onEach(index, this.#place(items[index]!, outcome)),
+    };
+    const toStage = items.map((item) => ({
+      path: item.path,
+      parent: this.#guard.expected(parentOf(item.path)),
+      ...(item.recordedHash === undefined ? {} : { recordedHash: item.recordedHash }),
+    }));
+    if (source.kind === "stream") {
+      const pool = this.#pool;
+      return stageStreamedBatch(source.files, {
+        items: toStage,
+        settings: this.#settings,
+        slots: this.copySlots,
+        stopLevel: () => pool.stopLevel?.() ?? 0,
+      }, staged);
+    }
+    return this.#pool.copy({ source, items: toStage, ...this.#settings }, staged);
   }
 
   /** Renames a staged copy into place, here on the main thread (see {@linkcode placeCopy}). */
