@@ -10,11 +10,11 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { type CopyItem, type CopyOutcome, type TreeChanges } from "../sides/writer.ts";
-import { type StreamedFiles } from "../sides/reader.ts";
+import { type FileSource, type StreamedFileEnd, type StreamedFiles } from "../sides/reader.ts";
 import { LocalTreeWriter } from "../sides/local/treewriter.ts";
 import { localTree } from "../sides/local/tree.ts";
 import { WorkerPool } from "../sides/local/workers.ts";
-import { scanOfTree, setMtime, withTemp } from "../test_helpers.ts";
+import { allocatedBytes, scanOfTree, setMtime, withTemp } from "../test_helpers.ts";
 import { connectRemoteTree, RemoteError, type RemoteTreeReader } from "./client.ts";
 import {
   DATA_CHUNK,
@@ -114,17 +114,25 @@ function preparedChanges(to: string, pool: WorkerPool, sparse = false): TreeChan
   return writer.changes({ seen: scanOfTree(to).entries, owners: false, sparse });
 }
 
-/** Copies `paths` from the remote tree into `to` through the writer; outcomes by path. */
+/**
+ * Copies `paths` from a remote tree (or a scripted far end) into `to` through the writer;
+ * outcomes by path.
+ */
 async function copyThrough(
-  client: RemoteTreeReader,
+  client: { fileSource(): FileSource },
   to: string,
   paths: string[],
-  options: { sparse?: boolean } = {},
+  options: { sparse?: boolean; recordedHash?: string; stop?: 1 | 2 } = {},
 ): Promise<{ outcomes: Map<string, CopyOutcome>; bytes: number }> {
   const pool = new WorkerPool(1);
   try {
     const changes = preparedChanges(to, pool, options.sparse);
-    const items: CopyItem[] = paths.map((path) => ({ path, fresh: true }));
+    const items: CopyItem[] = paths.map((path) => ({
+      path,
+      fresh: true,
+      ...(options.recordedHash === undefined ? {} : { recordedHash: options.recordedHash }),
+    }));
+    if (options.stop) pool.stop(options.stop);
     const outcomes = new Map<string, CopyOutcome>();
     let bytes = 0;
     await changes.copy(client.fileSource(), items, {
@@ -193,6 +201,7 @@ Deno.test("a streamed copy under --sparse leaves holes and hashes every byte", a
       assert.ok("copied" in outcomes.get("holes")!);
     });
     assert.deepEqual(Deno.readFileSync(`${to}/holes`), bytes);
+    assert.ok(allocatedBytes(`${to}/holes`) < bytes.length / 2, "the zeros are holes");
   });
 });
 
@@ -482,5 +491,98 @@ Deno.test("a subprocess streams files over a pipe, compressed, and exits cleanly
     assert.equal(stat.mode! & 0o7777, 0o600);
     assert.equal(stat.mtime!.getTime(), 1_500_000_000_007);
     assert.deepEqual(tempFiles(to), []);
+  });
+});
+
+/**
+ * A far end that sends `bytes` for every read, saying it changed while read for the first
+ * `changedReads` reads; `reads` counts them.
+ */
+function scriptedFarEnd(bytes: Uint8Array, changedReads: number) {
+  const far = {
+    reads: 0,
+    fileSource: (): FileSource => ({ kind: "stream", files }),
+  };
+  const files: StreamedFiles = {
+    read(_path, onChunk): Promise<StreamedFileEnd | null> {
+      far.reads++;
+      for (let at = 0; at < bytes.length; at += 1000) {
+        if (!onChunk(bytes.subarray(at, at + 1000))) return Promise.resolve(null);
+      }
+      const entry = {
+        kind: "file" as const,
+        size: bytes.length,
+        mtimeMs: 1_600_000_000_000,
+        ctimeMs: 1_600_000_000_000,
+        ino: 1,
+        dev: 1,
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        nlink: 1,
+      };
+      return Promise.resolve({ hash: sha256(bytes), entry, changed: far.reads <= changedReads });
+    },
+  };
+  return far;
+}
+
+Deno.test("a file the far end saw change while read is read again, and fails after three reads", async () => {
+  await withTemp(async (dir) => {
+    const bytes = noise(5000);
+    const twice = scriptedFarEnd(bytes, 2);
+    const { outcomes } = await copyThrough(twice, `${dir}/a`, ["f"]);
+    assert.ok("copied" in outcomes.get("f")!);
+    assert.equal(twice.reads, 3);
+    assert.deepEqual(Deno.readFileSync(`${dir}/a/f`), bytes);
+    const always = scriptedFarEnd(bytes, Infinity);
+    const failed = await copyThrough(always, `${dir}/b`, ["f"]);
+    assert.match(errorOf(failed.outcomes.get("f")), /kept changing/);
+    assert.equal(always.reads, 3);
+    assert.deepEqual(tempFiles(`${dir}/b`), []);
+    assert.deepEqual([...Deno.readDirSync(`${dir}/b`)].map((item) => item.name), [".treesync"]);
+  });
+});
+
+Deno.test("a streamed restore refuses bytes that are not the recorded SHA-256", async () => {
+  await withTemp(async (dir) => {
+    const far = scriptedFarEnd(noise(5000), 0);
+    const { outcomes } = await copyThrough(far, `${dir}/to`, ["f"], {
+      recordedHash: "0".repeat(64),
+    });
+    const outcome = outcomes.get("f");
+    assert.ok(outcome && "error" in outcome && outcome.refused, JSON.stringify(outcome));
+    assert.match(outcome.error, /Not restored/);
+    assert.deepEqual(tempFiles(`${dir}/to`), []);
+  });
+});
+
+Deno.test("a stop skips the streamed files not started, and an abort abandons the one in flight", async () => {
+  await withTemp(async (dir) => {
+    const far = scriptedFarEnd(noise(5000), 0);
+    const stopped = await copyThrough(far, `${dir}/a`, ["f", "g"], { stop: 1 });
+    assert.deepEqual([...stopped.outcomes.values()], [{ skipped: true }, { skipped: true }]);
+    assert.equal(far.reads, 0);
+    const from = `${dir}/from`;
+    Deno.mkdirSync(from);
+    Deno.writeFileSync(`${from}/big.bin`, noise(BIG));
+    await withSession(from, async (client) => {
+      const pool = new WorkerPool(1);
+      try {
+        const changes = preparedChanges(`${dir}/b`, pool);
+        const outcomes: CopyOutcome[] = [];
+        await changes.copy(client.fileSource(), [{ path: "big.bin", fresh: true }], {
+          onBytes: () => pool.stop(2),
+          onEach: (_, outcome) => outcomes.push(outcome),
+        });
+        assert.deepEqual(outcomes, [{ skipped: true }]);
+      } finally {
+        pool.close();
+      }
+      // The session goes on after the cancelled read.
+      assert.equal((await client.entryAt("big.bin"))?.size, BIG);
+    });
+    assert.deepEqual(tempFiles(`${dir}/b`), []);
+    assert.deepEqual([...Deno.readDirSync(`${dir}/b`)].map((item) => item.name), [".treesync"]);
   });
 });
