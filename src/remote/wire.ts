@@ -1,6 +1,7 @@
 /**
  * The payloads of the read side of the protocol (see the frame table in `frames.ts`): how an
- * entry, a folder listing, a walk request, a stat and a hash travel. Pure: values in, bytes out.
+ * entry, a folder listing, a walk request, a stat, a hash and a file's read travel. Pure:
+ * values in, bytes out.
  *
  * Compact on purpose, since a listing is most of what a no-op run sends: integers are LEB128
  * varints (signed ones zigzagged first), strings are UTF-8 after a varint length, and an
@@ -19,6 +20,10 @@
  * protected paths, and with bit 2 the nested folder. A folder too large for one frame is cut
  * into parts (and a long list of skipped files across batches), so no frame passes
  * {@linkcode LISTING_SOFT_LIMIT} by more than one item.
+ *
+ * A read: `Read` is the file's path; its bytes come as the payloads of `Data` frames as they
+ * are (or zstd-compressed, with the `Compressed` flag); `DataEnd` is the SHA-256 (32 bytes),
+ * a byte saying whether the file changed while read, and its entry as read.
  *
  * @module
  */

@@ -1,7 +1,8 @@
 /**
  * A run's changes to a tree on this host ({@linkcode TreeChanges}): each one checks the folder
  * it happens in with the run's {@linkcode FolderGuard} and is made from inside that folder;
- * copies are staged in the copy workers and renamed into place here, on the main thread.
+ * copies are staged in the copy workers (files streamed from another host: here, on the main
+ * thread, `streamcopy.ts`) and renamed into place here, on the main thread.
  *
  * @module
  */
@@ -28,7 +29,7 @@ import {
   failedOutcome,
   type StageOutcome,
 } from "./stage.ts";
-import { stageStreamedBatch } from "./streamcopy.ts";
+import { stageStreamedBatch, StreamSlots } from "./streamcopy.ts";
 import { moveToTrash } from "./trash.ts";
 
 /** The changes of one run to the tree at `root`. */
@@ -37,6 +38,8 @@ export class LocalTreeChanges implements TreeChanges {
   readonly #guard: FolderGuard;
   readonly #settings: CopySettings;
   readonly #pool: CopyPool;
+  /** The files streamed from another host in flight at once, across batches. */
+  readonly #streamSlots = new StreamSlots();
 
   /** Changes the tree at `root`, staging copies in `pool` with our folders of `folders`. */
   constructor(
@@ -151,7 +154,7 @@ export class LocalTreeChanges implements TreeChanges {
       return stageStreamedBatch(source.files, {
         items: toStage,
         settings: this.#settings,
-        slots: this.copySlots,
+        slots: this.#streamSlots,
         stopLevel: () => pool.stopLevel?.() ?? 0,
       }, staged);
     }

@@ -5,7 +5,8 @@
  * which then gets the far end's attributes through its descriptor. A file whose bytes here do
  * not hash to what the far end read is refused; one that changed while the far end read it is
  * read again (twice at most). The caller renames each staged file into place (`place.ts`).
- * Several files of a batch are in flight at once, so a batch pipelines over the connection.
+ * Several files are in flight at once ({@linkcode STREAMED_IN_FLIGHT}, across batches), so
+ * a batch pipelines over the connection.
  *
  * @module
  */
@@ -31,22 +32,55 @@ import {
   TempWriter,
 } from "./stage.ts";
 
-/** A batch of streamed copies: the files, where they go, and how many are read at once. */
+/**
+ * Files a writer streams at once, across all its batches: enough to keep a link with latency
+ * busy with small files; each holds an open temporary file while it waits for its bytes.
+ */
+export const STREAMED_IN_FLIGHT = 16;
+
+/** A count of files in flight that a file waits for before it starts (first come first). */
+export class StreamSlots {
+  #free: number;
+  readonly #waiting: Array<() => void> = [];
+
+  /** `count` files may be in flight at once. */
+  constructor(count: number = STREAMED_IN_FLIGHT) {
+    this.#free = count;
+  }
+
+  /** Waits for a free slot and takes it. */
+  async take(): Promise<void> {
+    if (this.#free > 0) {
+      this.#free--;
+      return;
+    }
+    await new Promise<void>((go) => this.#waiting.push(go));
+  }
+
+  /** Gives a slot back: to the first file waiting, if any. */
+  give(): void {
+    const next = this.#waiting.shift();
+    if (next) next();
+    else this.#free++;
+  }
+}
+
+/** A batch of streamed copies: the files, where they go, and the slots they share. */
 export interface StreamedBatch {
   /** Each file, what the folder it goes into must be, and (restoring) its bytes' SHA-256. */
   items: CopyRequest["items"];
   /** Our folders, owners, holes. */
   settings: CopySettings;
-  /** How many files are in flight at once. */
-  slots: number;
+  /** The files in flight, shared by the writer's batches. */
+  slots: StreamSlots;
   /** The stop asked so far: 1 skips the files not started, 2 abandons those in flight. */
   stopLevel: () => number;
 }
 
 /**
- * Stages a batch of streamed files, `slots` at a time, reporting bytes as they are written and
- * each file's outcome (by its index) as soon as it is known, in whatever order they finish.
- * Never rejects: a file's failure is its outcome.
+ * Stages a batch of streamed files, each once it has a slot, reporting bytes as they are
+ * written and each file's outcome (by its index) as soon as it is known, in whatever order
+ * they finish. Never rejects: a file's failure is its outcome.
  */
 export async function stageStreamedBatch(
   files: StreamedFiles,
@@ -56,34 +90,29 @@ export async function stageStreamedBatch(
     onEach: (index: number, outcome: StageOutcome) => void;
   },
 ): Promise<void> {
-  let next = 0;
   const context: CopyContext = {
     ...batch.settings,
     mustAbort: () => batch.stopLevel() === 2,
     ...(report.onBytes ? { onBytes: report.onBytes } : {}),
   };
-  const lane = async () => {
-    while (next < batch.items.length) {
-      const index = next++;
-      const item = batch.items[index]!;
-      let outcome: StageOutcome = { skipped: true };
-      if (batch.stopLevel() === 0) {
-        try {
-          const staged = await stageStreamed(files, item.path, {
-            ...context,
-            parent: item.parent,
-            ...(item.recordedHash === undefined ? {} : { recordedHash: item.recordedHash }),
-          });
-          if (staged !== null) outcome = { staged };
-        } catch (error) {
-          outcome = failedOutcome(error);
-        }
-      }
+  await Promise.all(batch.items.map(async (item, index) => {
+    await batch.slots.take();
+    let outcome: StageOutcome = { skipped: true };
+    try {
+      if (batch.stopLevel() !== 0) return;
+      const staged = await stageStreamed(files, item.path, {
+        ...context,
+        parent: item.parent,
+        ...(item.recordedHash === undefined ? {} : { recordedHash: item.recordedHash }),
+      });
+      if (staged !== null) outcome = { staged };
+    } catch (error) {
+      outcome = failedOutcome(error);
+    } finally {
+      batch.slots.give();
       report.onEach(index, outcome);
     }
-  };
-  const lanes = Math.max(1, Math.min(batch.slots, batch.items.length));
-  await Promise.all(Array.from({ length: lanes }, lane));
+  }));
 }
 
 /**
