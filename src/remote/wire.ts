@@ -150,11 +150,12 @@ export type OpenSettings = Required<OpenRequest>;
 
 /**
  * An `Open` frame's payload: path, role, then the data settings (a byte of bits, bit 0
- * compress; the rate, 0 for none). A payload that ends after the role (an earlier client) asks
- * for neither.
+ * compress; the rate, 0 for none). A payload that ends after the role asks for neither: that
+ * is how the settings go when neither is asked, so an earlier server still takes it.
  */
 export function encodeOpen(request: OpenRequest): Uint8Array {
   const writer = new WireWriter().string(request.path).u8(request.role === "read" ? 0 : 1);
+  if (!request.compress && !request.rate) return writer.finish();
   return writer.u8(request.compress ? 1 : 0).varint(request.rate ?? 0).finish();
 }
 

@@ -178,10 +178,10 @@ async function copyStreamed(
   if (end.changed) return "changed";
   const ours = hash.digest("hex");
   if (ours !== end.hash || received !== end.entry.size) {
-    throw new Error(
-      `the ${received} bytes that arrived do not match the ${end.entry.size} bytes the far end ` +
-        "read (damaged on the way?); nothing was placed, the next run copies it again",
-    );
+    const what = received === end.entry.size
+      ? "the bytes that arrived do not match the SHA-256 of those the far end read"
+      : `${received} bytes arrived of the ${end.entry.size} the far end read`;
+    throw new Error(`${what} (damaged on the way?); nothing was placed`);
   }
   writer.finish();
   const written = setStagedAttributes(fd, end.entry, context);
