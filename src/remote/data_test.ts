@@ -222,6 +222,13 @@ Deno.test("a link, a fifo, a folder and a missing file are refused; nothing is p
         assert.match(errorOf(outcomes.get(path)), /Cannot read '.+': .*regular file/, path);
       }
       assert.match(errorOf(outcomes.get("missing")), /No such file|not found/i);
+      const files = (client.fileSource() as { files: StreamedFiles }).files;
+      for (const [path, kind] of [["link", ErrorKind.Refused], ["missing", ErrorKind.Missing]]) {
+        await assert.rejects(files.read(path as string, () => true), (error: RemoteError) => {
+          assert.equal(error.kind, kind, `${path}: ${error.message}`);
+          return true;
+        });
+      }
       assert.ok("copied" in outcomes.get("fine")!);
     });
     assert.deepEqual([...Deno.readDirSync(to)].map((item) => item.name).sort(), [

@@ -476,14 +476,17 @@ class Credit {
  * link).
  *
  * @throws {RefusedPath} It is not a regular file (a link, a fifo, a folder), or was replaced.
- * @throws {Deno.errors.NotFound} Nothing is there.
+ * @throws {Error} The system's error: nothing there, permission denied.
  */
 function openServedFile(source: LocalFileSource, path: string): OpenedFile {
   try {
     return openSourceFile(source, path);
   } catch (error) {
-    if (error instanceof Deno.errors.NotFound) throw error;
-    throw new RefusedPath(`Cannot read ${quoted(path)}: ${errorText(error)}`);
+    // The open's own refusals carry no system error code.
+    if (error instanceof Error && !("code" in error)) {
+      throw new RefusedPath(`Cannot read ${quoted(path)}: ${error.message}`);
+    }
+    throw error;
   }
 }
 
