@@ -26,6 +26,7 @@ import {
 } from "./frames.ts";
 import { Pacer } from "./pace.ts";
 import { serve, type ServeOptions } from "./server.ts";
+import { sshdUnavailable, startSshd } from "./test_sshd.ts";
 import { decodeDataEnd, decodeOpen, encodeDataEnd, encodeOpen } from "./wire.ts";
 
 /** Bytes that do not compress (SHA-256 in counter mode), the same for a seed. */
@@ -593,4 +594,61 @@ Deno.test("a stop skips the streamed files not started, and an abort abandons th
     assert.deepEqual(tempFiles(`${dir}/b`), []);
     assert.deepEqual([...Deno.readDirSync(`${dir}/b`)].map((item) => item.name), [".treesync"]);
   });
+});
+
+Deno.test({
+  name: "a file of several chunks is copied over ssh from the test sshd, compressed",
+  ignore: sshdUnavailable() !== null,
+  fn: async () => {
+    await withTemp(async (dir) => {
+      const from = `${dir}/from`;
+      Deno.mkdirSync(from);
+      const big = noise(BIG);
+      Deno.writeFileSync(`${from}/big.bin`, big);
+      setMtime(`${from}/big.bin`, 1_400_000_000_000);
+      const text = new TextEncoder().encode("over ssh ".repeat(100_000));
+      Deno.writeFileSync(`${from}/text`, text);
+      const sshd = await startSshd();
+      try {
+        const serveMain = new URL("./serve_main.ts", import.meta.url).pathname;
+        const child = new Deno.Command(sshd.rsh[0]!, {
+          args: [
+            ...sshd.rsh.slice(1),
+            sshd.host,
+            `${Deno.execPath()} run --allow-read ${serveMain}`,
+          ],
+          stdin: "piped",
+          stdout: "piped",
+          stderr: "inherit",
+        }).spawn();
+        try {
+          const client = await connectRemoteTree({
+            input: child.stdout,
+            output: child.stdin,
+            path: from,
+            peer: sshd.host,
+            compress: true,
+          });
+          const { outcomes } = await copyThrough(client, `${dir}/to`, ["big.bin", "text"]);
+          for (const [path, outcome] of outcomes) assert.ok("copied" in outcome, path);
+          assert.ok(client.wireBytes().received < BIG + text.length / 4);
+          await client.close();
+          assert.equal((await child.status).code, 0);
+        } finally {
+          // A failed test must not leave the session open: sshd would wait for it.
+          try {
+            child.kill();
+          } catch {
+            // It exited.
+          }
+          await child.status;
+        }
+      } finally {
+        await sshd.stop();
+      }
+      assert.deepEqual(Deno.readFileSync(`${dir}/to/big.bin`), big);
+      assert.equal(Deno.statSync(`${dir}/to/big.bin`).mtime!.getTime(), 1_400_000_000_000);
+      assert.deepEqual(Deno.readFileSync(`${dir}/to/text`), text);
+    });
+  },
 });
