@@ -37,7 +37,7 @@
  * | `0x05` | Cancel        | client | stop answering request (id in the payload): a walk, a read  |
  * | `0x06` | Data          | both   | a chunk of a byte stream (file, record) of request id       |
  * | `0x07` | DataEnd       | both   | the stream is whole: its size and SHA-256, to be checked    |
- * | `0x08` | Open          | client | the tree's path and role (read, or written) → Ok or Error   |
+ * | `0x08` | Open          | client | path, role, `-z` and `--bwlimit` for Data → Ok or Error     |
  * | `0x09` | Credit        | client | a walk (this id) may send this many more Listing batches    |
  * | `0x10` | Walk          | client | starts, filters, folders to avoid, probe, renames           |
  * | `0x11` | Listing       | server | folders in walk order, `More` until the walk's last batch   |
@@ -46,7 +46,7 @@
  * | `0x14` | StatReply     | server | the entry, or none; for `""` the root's identity            |
  * | `0x15` | Hash          | client | files and sizes → HashResult batches                        |
  * | `0x16` | HashResult    | server | outcomes and bytes read so far, `More` until the last       |
- * | `0x17` | Read          | client | a file and the size and mtime expected → Data…, DataEnd     |
+ * | `0x17` | Read          | client | a file's path → Data… (`More`), DataEnd (hash, entry)       |
  * | `0x37` | StoreOpen     | client | the opened tree's own files, locked read-only → StoreReply  |
  * | `0x38` | StoreReply    | server | their snapshot (`More`: the record follows), Data…, the end |
  * | `0x40` | Run           | client | push: the options and scope of one run → Ok, then roles swap |
@@ -65,6 +65,19 @@ import { escapeControls } from "../format.ts";
 
 /** The protocol versions this program speaks. */
 export const PROTOCOL_VERSIONS = { lowest: 1, highest: 1 } as const;
+
+/**
+ * The features this program offers in its `Hello`: `zstd`, compressed Data frames (`-z`).
+ */
+export const FEATURES: readonly string[] = ["zstd"];
+
+/** Bytes one end of a session sent and received on the wire, frame headers included. */
+export interface WireBytes {
+  /** Bytes written to the peer. */
+  sent: number;
+  /** Bytes read from the peer. */
+  received: number;
+}
 
 /** Bytes in a frame header: type, flags, id, length. */
 export const HEADER_BYTES = 10;

@@ -1,10 +1,18 @@
 /**
  * The far end of a remote tree (`treesync --serve`), read side: one session over a byte stream
- * pair, answering `Hello`, `Open`, `Walk`, `Stat`, `Hash`, `Credit`, `Cancel` and `End` through a
- * `TreeReader` of this host (`serve_main.ts` gives a `LocalTreeReader`), and `StoreOpen` through
- * the opened tree's own files (`store.ts`). Requests run side by side (a walk waiting for credit
- * does not hold up a stat); every frame goes out through one queue, awaited, so a slow peer slows the
- * walk instead of filling memory, and a walk holds one listing batch at a time.
+ * pair, answering `Hello`, `Open`, `Walk`, `Stat`, `Hash`, `Read`, `Credit`, `Cancel` and `End`
+ * through a `TreeReader` of this host (`serve_main.ts` gives a `LocalTreeReader`), and `StoreOpen`
+ * through the opened tree's own files (`store.ts`). Requests run
+ * side by side (a walk waiting for credit does not hold up a stat); every frame goes out
+ * through one queue, awaited, so a slow peer slows the walk or the read instead of filling
+ * memory: a walk holds one listing batch at a time, a read one chunk.
+ *
+ * A `Read` streams one regular file of the tree (opened by the tree's own code, never through
+ * a link) as `Data` frames of at most `DATA_CHUNK` bytes, hashed as read, then `DataEnd` with
+ * its SHA-256, its entry as read and whether it changed meanwhile. The session's `Open` says
+ * whether Data frames may be compressed (`-z`: each chunk goes compressed only when that is
+ * smaller) and the bytes a second they may take (`--bwlimit`: one pacer for the session, over
+ * the bytes on the wire).
  *
  * A peer that breaks the protocol (a frame that does not decode, a huge length, an unknown or
  * unexpected type, a request out of turn) gets one `Error` frame with id 0 and the session
@@ -16,18 +24,27 @@
 
 import { errorText } from "../errors.ts";
 import { quoted } from "../format.ts";
-import { type FolderSource, type TreeReader, type TreeWalk } from "../sides/reader.ts";
+import {
+  type FolderSource,
+  type LocalFileSource,
+  type TreeReader,
+  type TreeWalk,
+} from "../sides/reader.ts";
 import { type ReplicaLock } from "../sides/writer.ts";
 import { inBatches } from "../batch.ts";
 import { HASH_BATCH } from "../sides/local/workers.ts";
+import { HashingRead, type OpenedFile } from "../sides/local/hash.ts";
+import { openSourceFile } from "../sides/local/source.ts";
 import { VERSION } from "../version.ts";
 import {
   chooseVersion,
+  DATA_CHUNK,
   decodeHello,
   encodeError,
   encodeFrame,
   encodeHello,
   ErrorKind,
+  FEATURES,
   type Frame,
   FrameDecoder,
   FrameError,
@@ -35,16 +52,21 @@ import {
   FrameType,
   frameTypeName,
   FROM_CLIENT,
+  HEADER_BYTES,
   type Hello,
   PROTOCOL_VERSIONS,
+  type WireBytes,
 } from "./frames.ts";
+import { compressChunk, Pacer } from "./pace.ts";
 import {
   decodeCancel,
   decodeCredit,
   decodeHash,
   decodeOpen,
+  decodeRead,
   decodeStat,
   decodeWalk,
+  encodeDataEnd,
   encodeHashBatch,
   encodeOpened,
   encodeStatReply,
@@ -81,6 +103,12 @@ export interface ServeOptions {
   onRun?: (payload: Uint8Array) => { refused: string } | { accepted: unknown };
   /** A near end serving a pushed run (the roles swapped): the far run's own frames. */
   swapped?: SwappedPeer;
+   * Counts the bytes of the session (headers and payloads), added to as they go and come: read
+   * it at any time (the summary of a run whose near end serves).
+   */
+  wire?: WireBytes;
+  /** Makes the pacer of a session with a rate (default `new Pacer(rate)`; tests count). */
+  pacer?: (bytesPerSecond: number) => Pacer;
 }
 
 /** What a near end does with the frames only a far run sends (see `push.ts`). */
@@ -142,6 +170,9 @@ class Session {
   #state: "greeting" | "opening" | "open" = "greeting";
   #tree: TreeReader | null = null;
   #root = "";
+  #compress = false;
+  #pacer: Pacer | null = null;
+  readonly #wire: WireBytes;
   readonly #running = new Map<number, Running>();
   readonly #tasks = new Set<Promise<void>>();
   #broken = false;
@@ -154,6 +185,7 @@ class Session {
     this.#options = options;
     this.#writer = options.output.getWriter();
     options.swapped?.started((frame) => this.send(frame));
+    this.#wire = options.wire ?? { sent: 0, received: 0 };
   }
 
   async run(): Promise<ServeOutcome> {
@@ -185,6 +217,7 @@ class Session {
         this.#decoder.end();
         return {};
       }
+      this.#wire.received += value.length;
       const frames = this.#decoder.push(value);
       for (const [index, frame] of frames.entries()) {
         if (frame.type === FrameType.End) {
@@ -211,7 +244,10 @@ class Session {
   /** Queues a frame; resolves once it is written (the peer's pace). */
   send(frame: Frame): Promise<void> {
     const bytes = encodeFrame(frame);
-    this.#sending = this.#sending.then(() => this.#writer.write(bytes)).catch(() => {
+    this.#sending = this.#sending.then(async () => {
+      await this.#writer.write(bytes);
+      this.#wire.sent += bytes.length;
+    }).catch(() => {
       this.#broken = true;
     });
     return this.#sending;
@@ -266,6 +302,8 @@ class Session {
         );
       case FrameType.Hash:
         return this.#start(frame.id, (running) => this.#hash(frame.id, frame.payload, running));
+      case FrameType.Read:
+        return this.#start(frame.id, (running) => this.#read(frame.id, frame.payload, running));
       case FrameType.Stat:
         return await this.#stat(frame.id, frame.payload);
       case FrameType.StoreOpen:
@@ -282,7 +320,7 @@ class Session {
   }
 
   async #greet(theirs: Hello): Promise<void> {
-    const ours: Hello = { ...PROTOCOL_VERSIONS, program: VERSION, features: [] };
+    const ours: Hello = { ...PROTOCOL_VERSIONS, program: VERSION, features: [...FEATURES] };
     await this.send({ type: FrameType.Hello, flags: 0, id: 0, payload: encodeHello(ours) });
     chooseVersion(ours, theirs, "the client");
     this.#state = "opening";
@@ -310,6 +348,10 @@ class Session {
     if (problem !== null) return await this.#fail(id, ErrorKind.Refused, problem);
     this.#tree = this.#options.readTree(request.path);
     this.#root = request.path;
+    this.#compress = request.compress;
+    if (request.rate !== null) {
+      this.#pacer = this.#options.pacer?.(request.rate) ?? new Pacer(request.rate);
+    }
     this.#state = "open";
     const opened = encodeOpened(await this.#tree.identity());
     await this.send({ type: FrameType.Ok, flags: 0, id, payload: opened });
@@ -413,6 +455,49 @@ class Session {
     await this.send({ type: FrameType.WalkEnd, flags: 0, id, payload: batcher.take() });
   }
 
+  /**
+   * Streams one file: Data frames of at most a chunk each, every one awaited on the wire (and
+   * paced), then DataEnd. A cancel stops it between chunks; a failure is the request's Error.
+   */
+  async #read(id: number, payload: Uint8Array, running: Running): Promise<void> {
+    const path = decodeRead(payload);
+    refuseLinkOnTheWay(this.#root, path);
+    const source = this.#tree!.fileSource();
+    if (source.kind !== "local") throw new Error("Cannot serve files of a tree on another host");
+    let cancelled = false;
+    running.cancel = () => cancelled = true;
+    using opened = openServedFile(source, path);
+    const reading = new HashingRead(opened, new Uint8Array(this.#chunkBytes()));
+    for (let chunk = reading.next(); chunk !== null; chunk = reading.next()) {
+      await this.#sendData(id, chunk);
+      if (cancelled || this.#broken) return;
+    }
+    const read = reading.finish();
+    const end = encodeDataEnd({ hash: read.hash, entry: read.after, changed: read.changed });
+    await this.send({ type: FrameType.DataEnd, flags: 0, id, payload: end });
+  }
+
+  /** A read's chunk: a whole `DATA_CHUNK`, or less under a rate so low it would be bursty. */
+  #chunkBytes(): number {
+    if (this.#pacer === null) return DATA_CHUNK;
+    return Math.min(DATA_CHUNK, Math.max(4096, this.#pacer.burst));
+  }
+
+  /** Sends a chunk (compressed when agreed and smaller), once the pacer lets its bytes go. */
+  async #sendData(id: number, chunk: Uint8Array): Promise<void> {
+    let payload = chunk;
+    let flags = FrameFlag.More;
+    if (this.#compress) {
+      const packed = compressChunk(chunk);
+      if (packed.length < chunk.length) {
+        payload = packed;
+        flags |= FrameFlag.Compressed;
+      }
+    }
+    await this.#pacer?.pace(HEADER_BYTES + payload.length);
+    await this.send({ type: FrameType.Data, flags, id, payload });
+  }
+
   async #hash(id: number, payload: Uint8Array, running: Running): Promise<void> {
     const files = decodeHash(payload);
     const tree = this.#tree!;
@@ -468,6 +553,25 @@ class Credit {
     if (this.cancelled) return false;
     this.#left--;
     return true;
+  }
+}
+
+/**
+ * Opens a file to serve, as the tree's own copies open one (a regular file, never through a
+ * link).
+ *
+ * @throws {RefusedPath} It is not a regular file (a link, a fifo, a folder), or was replaced.
+ * @throws {Error} The system's error: nothing there, permission denied.
+ */
+function openServedFile(source: LocalFileSource, path: string): OpenedFile {
+  try {
+    return openSourceFile(source, path);
+  } catch (error) {
+    // The open's own refusals carry no system error code.
+    if (error instanceof Error && !("code" in error)) {
+      throw new RefusedPath(`Cannot read ${quoted(path)}: ${error.message}`);
+    }
+    throw error;
   }
 }
 
