@@ -103,6 +103,7 @@ export interface ServeOptions {
   onRun?: (payload: Uint8Array) => { refused: string } | { accepted: unknown };
   /** A near end serving a pushed run (the roles swapped): the far run's own frames. */
   swapped?: SwappedPeer;
+  /**
    * Counts the bytes of the session (headers and payloads), added to as they go and come: read
    * it at any time (the summary of a run whose near end serves).
    */
