@@ -42,6 +42,9 @@ import {
 } from "./src/log.ts";
 import { runLoop } from "./src/loop.ts";
 import { runOneShot } from "./src/oneshot.ts";
+import { runFar, verifyFar } from "./src/remote/far.ts";
+import { isPull } from "./src/remote/pull.ts";
+import { serveStdio } from "./src/remote/serve_stdio.ts";
 import { checkLogPlace } from "./src/sides/local/places.ts";
 import { runVerify } from "./src/verify.ts";
 import { VERSION } from "./src/version.ts";
@@ -73,6 +76,8 @@ export async function main(args: string[]): Promise<number> {
     writeStdout(`treesync ${VERSION} (deno ${Deno.version.deno}, ${Deno.build.target})\n`);
     return ExitCode.Ok;
   }
+  // The far end: its stdout is the session's, never a line of ours.
+  if (command.kind === "serve") return await serveStdio({ root: command.root });
   let options: Options;
   try {
     // Once, before anything is written: the loop keeps the rules read now.
@@ -102,7 +107,11 @@ export async function main(args: string[]): Promise<number> {
     return ExitCode.Usage;
   }
   try {
-    if (options.verify) return await runVerify(options, report);
+    if (options.verify) {
+      return options.remote ? await verifyFar(options, report) : await runVerify(options, report);
+    }
+    // The engine runs where the tree it writes is: a push runs on the far end.
+    if (options.remote && !isPull(options)) return await runFar(options, report);
     if (options.intervalMs !== null) return await runLoop(options, report);
     return await runOneShot(options, report);
   } catch (error) {
@@ -154,7 +163,8 @@ function reportFailure(report: Reporter, error: unknown): number {
 
 function readEnvironment(): Environment {
   const env: Environment = {};
-  for (const name of ["TREESYNC_SOURCE", "TREESYNC_REPLICA", "TREESYNC_LOG"] as const) {
+  const names = ["TREESYNC_SOURCE", "TREESYNC_REPLICA", "TREESYNC_LOG", "TREESYNC_RSH"] as const;
+  for (const name of names) {
     const value = Deno.env.get(name);
     if (value !== undefined) env[name] = value;
   }

@@ -25,6 +25,7 @@ import {
 import { LockHeldError } from "./sides/local/meta.ts";
 import { LocalReplicaStore } from "./sides/local/store.ts";
 import { checkPaths, sourceMissing } from "./sides/local/places.ts";
+import { connectPull, isPull, type PullTrees } from "./remote/pull.ts";
 import {
   isRunningAsRoot,
   newRunControl,
@@ -340,6 +341,7 @@ async function waitForWork(
  * disk not yet mounted, so the loop starts and each run says so until it appears.
  */
 function checkPathsAtStart(options: Options, report: Reporter): void {
+  if (options.remote !== undefined) return; // the far end checks its tree at each run's start
   try {
     checkPaths(options.source, options.replica);
   } catch (error) {
@@ -384,13 +386,17 @@ async function loopRun(
   report.fileOnly(
     runStartLine(options, { version: VERSION, run: `run ${state.totals.runs}${what}` }),
   );
+  let pull: PullTrees | null = null;
   try {
     holdLock(options, control);
+    // Each run starts the far end afresh: one that cannot be reached fails this run only.
+    pull = isPull(options) ? await connectPull(options, report) : null;
     const summary = await runOnce(options, {
       report,
       control,
       isRoot: isRunningAsRoot(),
       confirmDeletes: () => false,
+      ...(pull === null ? {} : { openTrees: pull.openTrees }),
     }, scope);
     return { summary, threw: false };
   } catch (error) {
@@ -404,6 +410,7 @@ async function loopRun(
     };
     return { summary: failed, threw: true };
   } finally {
+    await pull?.close();
     state.running = false;
   }
 }

@@ -17,6 +17,7 @@ import {
   writeStdout,
 } from "./log.ts";
 import { newRunControl } from "./control.ts";
+import { connectPull, isPull } from "./remote/pull.ts";
 import { isRunningAsRoot, runOnce } from "./run.ts";
 import { listenForStops } from "./signals.ts";
 import { type RunSummary } from "./summary.ts";
@@ -36,12 +37,16 @@ export async function runOneShot(options: Options, report: Reporter): Promise<nu
     ? () => {}
     : startProgressLine(() => control.progress, options);
   report.fileOnly(runStartLine(options, { version: VERSION }));
+  let pull = null;
   try {
+    // A pull reads a tree on another host: its far end is started first, before any write.
+    pull = isPull(options) ? await connectPull(options, report) : null;
     const summary = await runOnce(options, {
       report,
       control,
       isRoot: isRunningAsRoot(),
       confirmDeletes: confirmOnTerminal,
+      ...(pull === null ? {} : { openTrees: pull.openTrees }),
     });
     stopProgress();
     const exitCode = interrupted ?? exitCodeFor(summary);
@@ -54,6 +59,7 @@ export async function runOneShot(options: Options, report: Reporter): Promise<nu
   } finally {
     stopProgress();
     stopListening();
+    await pull?.close();
   }
 }
 

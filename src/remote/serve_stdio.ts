@@ -1,0 +1,51 @@
+/**
+ * `treesync --serve`: the far end of a remote tree, one session on this process's stdin and
+ * stdout, serving trees of this host through a `LocalTreeReader`. Standard output carries the
+ * session's frames and nothing else: anything else this process would print goes to stderr,
+ * which the remote shell hands back to the near end.
+ *
+ * @module
+ */
+
+import { LocalTreeReader } from "../sides/local/tree.ts";
+import { WorkerPool } from "../sides/local/workers.ts";
+import { serve } from "./server.ts";
+
+/** What `treesync --serve` was given. */
+export interface ServeStdioOptions {
+  /** `--root`: trees may be opened at or below this absolute folder only (null: any). */
+  root: string | null;
+}
+
+/**
+ * Serves one session on stdin and stdout until the client ends it. A relative tree path is
+ * taken from the current folder: the login's home, where the remote shell starts us.
+ *
+ * @returns 0 when the client ended the session, 1 (with the reason on stderr) when not.
+ */
+export async function serveStdio(options: ServeStdioOptions): Promise<number> {
+  keepStdoutForFrames();
+  const pool = new WorkerPool(navigator.hardwareConcurrency || 2);
+  try {
+    const outcome = await serve({
+      input: Deno.stdin.readable,
+      output: Deno.stdout.writable,
+      readTree: (path) => new LocalTreeReader(path, { pool }),
+      home: Deno.cwd(),
+      ...(options.root === null ? {} : { root: options.root }),
+    });
+    if (outcome.error === undefined) return 0;
+    console.error(`treesync --serve: ${outcome.error}`);
+    return 1;
+  } finally {
+    pool.close();
+  }
+}
+
+/** Sends what the console would print on stdout to stderr: stdout is the session's. */
+function keepStdoutForFrames(): void {
+  const toStderr = (...data: unknown[]) => console.error(...data);
+  console.log = toStderr;
+  console.info = toStderr;
+  console.debug = toStderr;
+}
