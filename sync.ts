@@ -42,7 +42,9 @@ import {
 } from "./src/log.ts";
 import { runLoop } from "./src/loop.ts";
 import { runOneShot } from "./src/oneshot.ts";
+import { RemoteError } from "./src/remote/client.ts";
 import { runFar, verifyFar } from "./src/remote/far.ts";
+import { FrameError } from "./src/remote/frames.ts";
 import { isPull } from "./src/remote/pull.ts";
 import { serveStdio } from "./src/remote/serve_stdio.ts";
 import { checkLogPlace } from "./src/sides/local/places.ts";
@@ -156,6 +158,11 @@ function reportFailure(report: Reporter, error: unknown): number {
   if (error instanceof RefusedError) {
     report.error(error.message);
     return ExitCode.Refused;
+  }
+  if (error instanceof FrameError || (error instanceof RemoteError && error.kind === 0)) {
+    // The far end went away or garbled the session: the next run starts it afresh.
+    report.error(`Lost the session with the far end: ${error.message}`);
+    return ExitCode.Failed;
   }
   report.error(`Unexpected failure: ${errorText(error)}`, error);
   return ExitCode.Failed;

@@ -369,3 +369,46 @@ sshdTest(
     deepStrictEqual(readTree(`${dir}/r`), { made: { later: {} } });
   },
 );
+
+/**
+ * A far end whose output is cut after `bytes` bytes on its first start (a marker file says it
+ * happened), as a connection lost in the middle of a run; whole on every later start.
+ */
+function cutOnce(dir: string, bytes: number): string {
+  const script = `${dir}/cut.sh`;
+  const serve = `${FAR_TREESYNC} "$@"`;
+  Deno.writeTextFileSync(
+    script,
+    [
+      "#!/bin/bash",
+      `if [ -e ${dir}/cut-done ]; then exec ${serve}; fi`,
+      `touch ${dir}/cut-done`,
+      `exec dd bs=1 count=${bytes} status=none < <(exec ${serve})`,
+      "",
+    ].join("\n"),
+  );
+  return `bash ${script}`;
+}
+
+sshdTest(
+  "a connection lost during a run is exit 1 in one line, and the next run finishes",
+  async (sshd, dir) => {
+    const files = Object.fromEntries(Array.from({ length: 300 }, (_, i) => [`file-${i}`, `${i}`]));
+    writeTree(`${dir}/s`, { ...files, gone: { deep: {} } });
+    assertExit(await cli([`${dir}/s`, `${dir}/r`]), 0);
+    Deno.removeSync(`${dir}/s/gone`, { recursive: true });
+    const far = cutOnce(dir, 3000);
+    const args = ["-e", rshText(sshd), "--remote-treesync", far, `127.0.0.1:${dir}/s`, `${dir}/r`];
+    const cut = await cli(args, WITH_PATH);
+    assertExit(cut, 1);
+    deepStrictEqual(lines(cut.stderr).length, 1, cut.stderr);
+    match(cut.stderr, /^error: Lost the session with the far end: /);
+    Deno.removeSync(`${dir}/cut-done`);
+    const loop = new RunningCli(["--interval", "1", ...args], WITH_PATH);
+    await loop.waitFor(() => /Run 1 failed: .*stream ended/.test(loop.stderr), "run 1 cut");
+    await loop.waitFor(() => /^run 2: /m.test(loop.stderr), "run 2");
+    await loop.send("quit");
+    deepStrictEqual(await loop.exitCode(), 0, loop.stderr);
+    deepStrictEqual(readTree(`${dir}/r`), readTree(`${dir}/s`));
+  },
+);
