@@ -412,3 +412,20 @@ sshdTest(
     deepStrictEqual(readTree(`${dir}/r`), readTree(`${dir}/s`));
   },
 );
+
+sshdTest(
+  "a --checksum pull hashes on the far end: same size and mtime, other bytes",
+  async (sshd, dir) => {
+    writeTree(`${dir}/s`, { same: "abc", changed: "xyz" });
+    assertExit(await cli([`${dir}/s`, `${dir}/r`]), 0);
+    const mtime = Deno.statSync(`${dir}/s/changed`).mtime!.getTime();
+    Deno.writeTextFileSync(`${dir}/s/changed`, "XYZ");
+    setMtime(`${dir}/s/changed`, mtime);
+    const plain = await pull(sshd, ["-n", `127.0.0.1:${dir}/s`, `${dir}/r`]);
+    assertExit(plain, 0);
+    deepStrictEqual(lines(plain.stdout), []);
+    const checksum = await pull(sshd, ["-n", "--checksum", `127.0.0.1:${dir}/s`, `${dir}/r`]);
+    assertExit(checksum, 0);
+    deepStrictEqual(lines(checksum.stdout), ["update changed (content; 3 B)"]);
+  },
+);

@@ -21,9 +21,18 @@ export interface ServeStdioOptions {
  * Serves one session on stdin and stdout until the client ends it. A relative tree path is
  * taken from the current folder: the login's home, where the remote shell starts us.
  *
- * @returns 0 when the client ended the session, 1 (with the reason on stderr) when not.
+ * @returns 0 when the client ended the session, 1 (with the reason on stderr) when not, 2 on
+ *   a terminal.
  */
 export async function serveStdio(options: ServeStdioOptions): Promise<number> {
+  if (Deno.stdin.isTerminal() || Deno.stdout.isTerminal()) {
+    // Typed by hand, or `ssh -t`: a terminal would mangle the frames.
+    console.error(
+      "treesync --serve: its stdin and stdout carry the session, not a terminal: the near " +
+        "end's remote shell starts it (treesync host:PATH ...); for ssh, drop -t",
+    );
+    return 2;
+  }
   keepStdoutForFrames();
   const pool = new WorkerPool(navigator.hardwareConcurrency || 2);
   try {
