@@ -12,6 +12,7 @@
  * deno task sync /srv/data /backup/data               # one run, exit code says how it went
  * deno task sync --interval 5m /srv/data /backup/data # a run every five minutes
  * deno task sync --watch /srv/data /backup/data      # each change within seconds, all hourly
+ * deno task sync backup:/srv/data /mnt/copy         # a pull over ssh (treesync --serve there)
  * ```
  *
  * Options follow `deno task sync` directly, with no `--`: Deno hands a `--` on, and here it ends
