@@ -440,7 +440,9 @@ function optionsFrom(
   const local = (path: string, side: RemoteTree["side"]) =>
     remote?.side === side ? path : resolve(cwd, path);
   return {
-    source: local(paths.source ?? paths.replica, verify ? "replica" : "source"),
+    source: paths.source === undefined
+      ? local(paths.replica, "replica")
+      : local(paths.source, "source"),
     replica: local(paths.replica, "replica"),
     ...(remote === undefined ? {} : { remote }),
     ...remoteFlags(values, { remote, env, watch }),

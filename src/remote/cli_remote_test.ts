@@ -22,6 +22,7 @@ import {
   withTemp,
   writeTree,
 } from "../test_helpers.ts";
+import { parseCommandLine } from "../cli.ts";
 import { LocalTreeReader } from "../sides/local/tree.ts";
 import { WorkerPool } from "../sides/local/workers.ts";
 import { type FolderSource } from "../sides/reader.ts";
@@ -61,6 +62,44 @@ async function namesOf(walk: FolderSource): Promise<Array<[string, string[]]>> {
 }
 
 const WHOLE = { starts: [""], filters: [], avoid: [] };
+
+Deno.test("parseCommandLine() gives a remote tree, its shell, program, rate and -z", () => {
+  const command = parseCommandLine(
+    ["-e", "ssh -p 2222", "--bwlimit", "1M", "-z", "u@[::1]:data", "copy"],
+    { TREESYNC_RSH: "rsh" },
+    "/here",
+  );
+  if (command.kind !== "run") throw new Error(command.kind);
+  const { source, replica, remote, rsh, remoteTreesync, bwlimit, compress } = command.options;
+  deepStrictEqual(
+    { source, replica, remote, rsh, remoteTreesync, bwlimit, compress },
+    {
+      source: "u@[::1]:data",
+      replica: "/here/copy",
+      remote: { kind: "remote", user: "u", host: "::1", path: "data", side: "source" },
+      rsh: ["ssh", "-p", "2222"],
+      remoteTreesync: "treesync",
+      bwlimit: 1024 * 1024,
+      compress: true,
+    },
+  );
+  const push = parseCommandLine(["/src", "host:"], { TREESYNC_RSH: "ssh -4" }, "/here");
+  if (push.kind !== "run") throw new Error(push.kind);
+  deepStrictEqual(push.options.remote, {
+    kind: "remote",
+    host: "host",
+    path: ".",
+    side: "replica",
+  });
+  deepStrictEqual([push.options.rsh, push.options.bwlimit], [["ssh", "-4"], null]);
+  const verify = parseCommandLine(["--verify", "host:/dst"], {}, "/here");
+  if (verify.kind !== "run") throw new Error(verify.kind);
+  deepStrictEqual([verify.options.source, verify.options.remote?.side], ["host:/dst", "replica"]);
+  deepStrictEqual(parseCommandLine(["--serve", "--root", "srv"], {}, "/here"), {
+    kind: "serve",
+    root: "/here/srv",
+  });
+});
 
 Deno.test("treesync --serve serves a tree over a plain pipe; a relative path is from its folder", async () => {
   await withTemp(async (dir) => {
