@@ -282,8 +282,16 @@ async function refuseNonFolder(reader: RemoteTreeReader, options: FarTreeOptions
   if (root.kind !== "dir") throw new UsageError(`${named} ${quoted(display)} is not a folder`);
 }
 
-/** Why the session did not open, as one line for exit 2. */
-async function startError(far: FarEnd, error: unknown, options: FarTreeOptions): Promise<Error> {
+/**
+ * Why a session with a started far end did not open, as one `UsageError` line for exit 2: its
+ * start failed (`farEndFailure`, once the remote shell exited), it is not treesync, it shares no
+ * protocol version, or it refused the tree. For any caller that greets a far end (a push too).
+ */
+export async function startError(
+  far: FarEnd,
+  error: unknown,
+  options: FarEndOptions & { display: string; name: string },
+): Promise<Error> {
   if (error instanceof UsageError) return error; // no shared protocol version: says what to install
   const where = farEndName(options.remote);
   if (error instanceof FrameError) {
