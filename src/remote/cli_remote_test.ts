@@ -468,3 +468,21 @@ sshdTest(
     deepStrictEqual(lines(checksum.stdout), ["update changed (content; 3 B)"]);
   },
 );
+
+sshdTest(
+  "what the far end writes to stderr is shown once it greeted, named by its host",
+  async (sshd, dir) => {
+    writeTree(`${dir}/s`, { sub: {} });
+    Deno.writeTextFileSync(
+      `${dir}/chatty.sh`,
+      `#!/bin/bash\necho "far says hi" >&2\nexec ${FAR_TREESYNC} "$@"\n`,
+    );
+    const args = ["-e", rshText(sshd), "--remote-treesync", `bash ${dir}/chatty.sh`];
+    const result = await cli([...args, `127.0.0.1:${dir}/s`, `${dir}/r`], WITH_PATH);
+    assertExit(result, 0);
+    deepStrictEqual(lines(result.stderr).filter((line) => !line.startsWith("sync: ")), [
+      "warning: 127.0.0.1: far says hi",
+    ]);
+    deepStrictEqual(readTree(`${dir}/r`), { sub: {} });
+  },
+);
