@@ -56,8 +56,8 @@ export interface RunDependencies {
   /** Running as root: owners are compared and kept. */
   isRoot: boolean;
   /**
-   * Opens the run's trees when one of them is on another host (its connection made): the
-   * local path checks then cover only this host's side. Default: both trees here.
+   * The run's trees, when one of them is on another host (default: both on this host,
+   * `sides.ts` `openTrees`); the local checks then run for this host's tree only.
    */
   openTrees?: (pool: WorkerPool) => RunTrees;
 }
@@ -297,6 +297,8 @@ async function endRun(
   summary.deletionsHeldBack = outcome.heldBack;
   summary.maxDeleteHit = outcome.maxDeleteHit;
   summary.adoptNeeded = outcome.adoptNeeded ?? false;
+  const wire = trees.wire?.();
+  if (wire) Object.assign(summary, { bytesSent: wire.sent, bytesReceived: wire.received });
   return summary;
 }
 
@@ -327,19 +329,16 @@ function beginRun(
   deps: RunDependencies,
 ): {
   started: number;
-  sides: RunSides & { remote: boolean };
+  sides: RunSides;
   trees: RunTrees;
   writes: boolean;
   held: Held;
   deps: RunDependencies;
 } {
   const started = performance.now();
-  const remote = deps.openTrees !== undefined;
-  const sides = checkBeforeRun(options, remote);
+  const sides = checkBeforeRun(options);
   deps.control.pool = new WorkerPool(options.jobs);
   const trees = deps.openTrees?.(deps.control.pool) ?? openTrees(options, deps.control.pool);
-  // Our own files are checked before anything reads them, wherever the replica is.
-  if (remote) trees.store.check();
   const counted = countingReporter(deps.report);
   const notAdopted = !options.restore && !options.adopt && !trees.store.isAdopted();
   const held: Held = {
@@ -359,7 +358,7 @@ function beginRun(
   };
   return {
     started,
-    sides: { ...sides, remote },
+    sides,
     trees,
     writes: !options.dryRun,
     held,
@@ -408,25 +407,18 @@ interface Held {
 /** How each tree is walked: the rules, and the other tree's root to stop at. */
 async function walkSettings(
   options: Options,
-  input: { sides: RunSides & { remote: boolean }; trees: RunTrees },
+  input: { sides: RunSides; trees: RunTrees },
 ): Promise<WalkSettings & { toExists: boolean; probe: boolean }> {
   const { sides, trees } = input;
   const fromRoot = (await trees.from.identity())!;
   const toRoot = await trees.to.identity();
-  // Trees on two hosts: an inode here says nothing of one there, and no mount joins them.
-  if (sides.remote) {
-    return {
-      filters: options.filters,
-      avoid: { from: [], to: [] },
-      toExists: toRoot !== null,
-      probe: false,
-    };
-  }
+  // Identities of two hosts say nothing of each other, and no mount holds both trees.
+  const remote = options.remote !== undefined;
   return {
     filters: options.filters,
-    avoid: { from: toRoot ? [toRoot] : [], to: [fromRoot] },
+    avoid: remote ? { from: [], to: [] } : { from: toRoot ? [toRoot] : [], to: [fromRoot] },
     toExists: toRoot !== null,
-    probe: bindMountProbeNeeded(sides, { from: fromRoot, to: toRoot }),
+    probe: !remote && bindMountProbeNeeded(sides, { from: fromRoot, to: toRoot }),
   };
 }
 

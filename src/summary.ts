@@ -42,9 +42,9 @@ export interface RunSummary {
   maxDeleteHit: boolean;
   /** True when deletions were held back because the replica is not adopted (exit 3). */
   adoptNeeded: boolean;
-  /** Bytes this host put on the wire to the far end (a remote run only). */
+  /** With a tree on another host: bytes this run sent on the wire. */
   bytesSent?: number;
-  /** Bytes this host took off the wire from the far end (a remote run only). */
+  /** With a tree on another host: bytes this run received on the wire. */
   bytesReceived?: number;
 }
 

@@ -13,6 +13,7 @@
  */
 
 import { resolve } from "node:path";
+import { type Options, type RemoteTree } from "../cli.ts";
 import { newRunControl, requestStop, type RunControl } from "../control.ts";
 import { errorText, ExitCode, RefusedError, UsageError } from "../errors.ts";
 import { type Reporter } from "../log.ts";
@@ -23,6 +24,7 @@ import { LocalTreeWriter } from "../sides/local/treewriter.ts";
 import { WorkerPool } from "../sides/local/workers.ts";
 import { runVerify } from "../verify.ts";
 import { Connection, openRemoteTree, RemoteError, type RemoteTreeReader } from "./client.ts";
+import { checkRestoreFromRemote, openRemoteStore, type RemoteReplicaStore } from "./store.ts";
 import { type Frame, FrameError, FrameType } from "./frames.ts";
 import {
   decodeRunRequest,
@@ -56,6 +58,7 @@ export async function serveFarEnd(options: FarEndOptions): Promise<number> {
     output: options.output,
     readTree: (path) => new LocalTreeReader(path, { pool }),
     openStore: (path) => new LocalReplicaStore(path),
+    home: Deno.cwd(),
     ...(options.root === undefined ? {} : { root: options.root }),
     onRun: (payload) => acceptRun(payload, options.root),
   });
@@ -69,9 +72,8 @@ export async function serveFarEnd(options: FarEndOptions): Promise<number> {
 }
 
 /**
- * A `Run` this far end takes, or the one line refusing it: a shape that is not a run's, a
- * replica outside `--root`, a restore (its source would be written here from a tree on the
- * near end: run treesync on this host for that).
+ * A `Run` this far end takes, or the one line refusing it: a shape that is not a run's, or a
+ * tree to write (the replica; the source, when restoring into it) outside `--root`.
  */
 export function acceptRun(
   payload: Uint8Array,
@@ -84,16 +86,12 @@ export function acceptRun(
     return { refused: errorText(error) };
   }
   const { options } = request;
-  if (options.restore) {
-    return {
-      refused: "Restoring into a source on this host is not served: run treesync --restore here",
-    };
-  }
+  const side = options.restore ? "source" : "replica";
   // A relative path is relative to the login's home, where the remote shell starts, as rsync's.
-  const replica = resolve(Deno.cwd(), options.replica);
-  const problem = confinementProblem(replica, root);
+  const written = resolve(Deno.cwd(), options[side]);
+  const problem = confinementProblem(written, root);
   if (problem !== null) return { refused: problem };
-  return { accepted: { ...request, options: { ...options, replica } } };
+  return { accepted: { ...request, options: { ...options, [side]: written } } };
 }
 
 /** How often the far run's progress goes to the near end. */
@@ -110,15 +108,9 @@ async function runForPeer(request: RunRequest, streams: FarEndOptions): Promise<
   const onSession = (frame: Frame) => {
     if (frame.type === FrameType.Stop) requestStop(control, decodeStop(frame.payload));
   };
-  const connection = new Connection(streams, "the near end", onSession);
-  let from: RemoteTreeReader | null = null;
+  const connection = new Connection(streams, NEAR_END, onSession);
   try {
     await connection.greet();
-    // --verify reads nothing of the near end's.
-    if (request.mode === "run") {
-      const path = request.options.source;
-      from = await openRemoteTree(connection, { path, display: path });
-    }
   } catch (error) {
     console.error(`treesync --serve: ${errorText(error)}`);
     await connection.close();
@@ -132,7 +124,7 @@ async function runForPeer(request: RunRequest, streams: FarEndOptions): Promise<
   }, PROGRESS_EVERY_MS);
   let done: RunDone;
   try {
-    done = await runHere(request, { report, control, connection, from });
+    done = await runHere(request, { report, control, connection });
   } catch (error) {
     done = failureDone(error);
   } finally {
@@ -144,34 +136,56 @@ async function runForPeer(request: RunRequest, streams: FarEndOptions): Promise<
   return ExitCode.Ok;
 }
 
-/** The run itself, with this host's replica and the near end's tree. */
+/**
+ * The run itself: this host's tree written, the near end's read (with its replica's own files,
+ * read-only, when restoring into this host's source).
+ */
 async function runHere(
   request: RunRequest,
-  input: {
-    report: Reporter;
-    control: RunControl;
-    connection: Connection;
-    from: RemoteTreeReader | null;
-  },
+  input: { report: Reporter; control: RunControl; connection: Connection },
 ): Promise<RunDone> {
   const { options } = request;
-  const { report, control, connection, from } = input;
-  if (request.mode === "verify" || from === null) {
-    return { exitCode: await runVerify(options, report) };
-  }
-  const replica = options.replica;
-  const summary = await runOnce(options, {
+  const { report, control, connection } = input;
+  // --verify reads nothing of the near end's.
+  if (request.mode === "verify") return { exitCode: await runVerify(options, report) };
+  const near = await openNearTree(connection, options);
+  if (near.store !== null) checkRestoreFromRemote(near.store);
+  const written = options.restore ? options.source : options.replica;
+  // The near end's tree is the remote one here: this host's own files get the local checks.
+  const remote: RemoteTree = options.restore
+    ? { kind: "remote", host: NEAR_END, path: options.replica, side: "replica" }
+    : { kind: "remote", host: NEAR_END, path: options.source, side: "source" };
+  const summary = await runOnce({ ...options, remote }, {
     report,
     control,
     isRoot: isRunningAsRoot(),
     confirmDeletes: (count, sample) => askNearEnd(connection, { count, sample }),
     openTrees: (pool) => ({
-      from,
-      to: new LocalTreeWriter(replica, { pool }),
-      store: new LocalReplicaStore(replica),
+      from: near.tree,
+      to: new LocalTreeWriter(written, { pool }),
+      store: near.store ?? new LocalReplicaStore(written),
     }),
   }, request.scope);
   return { summary };
+}
+
+/** The near end, in messages. */
+const NEAR_END = "the near end";
+
+/** Opens the near end's tree read (and, when restoring, its replica's own files). */
+async function openNearTree(
+  connection: Connection,
+  options: Options,
+): Promise<{ tree: RemoteTreeReader; store: RemoteReplicaStore | null }> {
+  const path = options.restore ? options.replica : options.source;
+  const tree = await openRemoteTree(connection, {
+    path,
+    display: path,
+    compress: options.compress,
+    rate: options.bwlimit,
+  });
+  const store = options.restore ? await openRemoteStore(connection, path) : null;
+  return { tree, store };
 }
 
 /** What stopped the run, for the near end to report as its own (with the same exit code). */

@@ -9,11 +9,12 @@
  * @module
  */
 
-import { type Options } from "../cli.ts";
+import { type Options, type RemoteTree } from "../cli.ts";
 import { type RunControl } from "../control.ts";
 import { ExitCode, RefusedError, UsageError } from "../errors.ts";
 import { type Reporter } from "../log.ts";
 import { type RunDependencies } from "../run.ts";
+import { LocalReplicaStore } from "../sides/local/store.ts";
 import { LocalTreeReader } from "../sides/local/tree.ts";
 import { WorkerPool } from "../sides/local/workers.ts";
 import { emptySummary, type RunSummary } from "../summary.ts";
@@ -49,12 +50,16 @@ import { serve, type SwappedPeer } from "./server.ts";
 export interface FarEndLink extends ConnectionStreams {
   /** The far end as the user named it (`backup@host`), for messages. */
   host: string;
-  /** Ends the link: closes the far end's input and waits for it to exit. */
+  /** The far end took the run: what it writes to stderr is passed on from now on. */
+  greeted?(): void;
+  /** The one line for a far end that did not take the run (it did not start, say). */
+  explain?(error: unknown): Promise<Error>;
+  /** Ends the link: waits for the far end to exit. */
   close(): Promise<void>;
 }
 
-/** A push's options: the replica is on another host. */
-export type PushOptions = Options & { remote: { host: string; path: string } };
+/** A push's options: the tree written (the replica, or the source when restoring) is far. */
+export type PushOptions = Options & { remote: RemoteTree };
 
 /** How a push reaches its far end. */
 export interface PushDependencies extends RunDependencies {
@@ -70,7 +75,7 @@ export interface PushDependencies extends RunDependencies {
  * could not be started.
  * @throws {RefusedError} A safety check of the far run refused it.
  */
-export async function runFar(
+export async function runPushed(
   options: PushOptions,
   deps: PushDependencies,
   scope?: string[],
@@ -80,7 +85,9 @@ export async function runFar(
   const session = await pushSession(request, deps);
   const done = session.done;
   const wire = { bytesSent: session.sent, bytesReceived: session.received };
-  if (done === null || "failure" in done) return failedRun(options, done, { deps, wire });
+  if (done === null || "failure" in done) {
+    return failedRun(options, done, { deps, wire, host: session.host });
+  }
   if (!("summary" in done)) throw new Error("The far end answered a run with a verify's outcome");
   return { ...done.summary, ...wire };
 }
@@ -90,7 +97,7 @@ export async function runFar(
  *
  * @returns The exit code of the far verify.
  */
-export async function verifyFar(
+export async function verifyPushed(
   options: PushOptions,
   deps: { report: Reporter; control: RunControl; connect: () => Promise<FarEndLink> },
 ): Promise<number> {
@@ -102,14 +109,15 @@ export async function verifyFar(
   });
   const done = session.done;
   if (done !== null && "exitCode" in done) return done.exitCode;
-  failedRun(options, done, { deps, wire: { bytesSent: 0, bytesReceived: 0 } });
+  failedRun(options, done, { deps, wire: { bytesSent: 0, bytesReceived: 0 }, host: session.host });
   return ExitCode.Failed;
 }
 
-/** The options as the far end runs them: its replica's path, this host's source's. */
+/** The options as the far end runs them: its own tree's path there, this host's here. */
 function farOptions(options: PushOptions): Options {
   const { remote: _remote, ...rest } = options;
-  return { ...rest, replica: options.remote.path };
+  const path = options.remote.path;
+  return options.restore ? { ...rest, source: path } : { ...rest, replica: path };
 }
 
 /**
@@ -119,9 +127,13 @@ function farOptions(options: PushOptions): Options {
 function failedRun(
   options: PushOptions,
   done: RunDone | null,
-  input: { deps: { report: Reporter }; wire: { bytesSent: number; bytesReceived: number } },
+  input: {
+    deps: { report: Reporter };
+    wire: { bytesSent: number; bytesReceived: number };
+    host: string;
+  },
 ): RunSummary {
-  const host = options.remote.host;
+  const { host } = input;
   if (done !== null && "failure" in done) {
     if (done.failure === "usage") throw new UsageError(`${host}: ${done.message}`);
     if (done.failure === "refused") throw new RefusedError(`${host}: ${done.message}`);
@@ -142,6 +154,8 @@ interface PushOutcome {
   /** Bytes sent and received over the session. */
   sent: number;
   received: number;
+  /** The far end, for messages. */
+  host: string;
 }
 
 /** Starts the far end, sends the run, serves this host's source, and takes the outcome. */
@@ -150,20 +164,28 @@ async function pushSession(request: RunRequest, deps: PushDependencies): Promise
   const counted = countedStreams(link);
   const pool = new WorkerPool(request.options.jobs);
   const peer = new NearPeer(deps);
+  const { options } = request;
+  // The far end reads this run's tree of this host and nothing else of it.
+  const served = options.restore ? options.replica : options.source;
   try {
-    const rest = await askToRun(request, { link, streams: counted });
+    const rest = await askToRun(request, { link, streams: counted }).catch(async (error) => {
+      throw link.explain ? await link.explain(error) : error;
+    });
+    link.greeted?.();
     const outcome = await serve({
       input: prefixed(rest, counted.reader),
       output: counted.output,
       readTree: (path) => new LocalTreeReader(path, { pool }),
-      // The far end reads this run's source and nothing else of this host.
-      root: request.options.source,
+      root: served,
+      // A restore into the far source reads this host's replica and its own files.
+      ...(options.restore ? { openStore: (path: string) => new LocalReplicaStore(path) } : {}),
       swapped: peer,
     });
     if (peer.done === null && outcome.error !== undefined) {
       deps.report.debug(`session with ${link.host} ended: ${outcome.error}`);
     }
-    return { done: peer.done, sent: counted.sent(), received: counted.received() };
+    const host = link.host;
+    return { done: peer.done, sent: counted.sent(), received: counted.received(), host };
   } finally {
     peer.stop();
     pool.close();

@@ -20,7 +20,7 @@ import {
   PROTOCOL_VERSIONS,
 } from "./frames.ts";
 import { acceptRun, serveFarEnd } from "./farend.ts";
-import { type FarEndLink, type PushOptions, runFar } from "./push.ts";
+import { type FarEndLink, type PushOptions, runPushed } from "./push.ts";
 import { decodeRunRequest, encodeJson } from "./runwire.ts";
 
 /** The options of `treesync SOURCE far:REPLICA`. */
@@ -52,7 +52,11 @@ function pushOptions(source: string, replica: string, more: Partial<Options> = {
     sparse: false,
     hardLinks: false,
     ...more,
-    remote: { host: "far", path: replica },
+    rsh: ["ssh"],
+    remoteTreesync: "treesync",
+    bwlimit: null,
+    compress: false,
+    remote: { kind: "remote", host: "far", path: replica, side: "replica" },
   } as PushOptions;
 }
 
@@ -103,7 +107,7 @@ Deno.test("a push mirrors folders and links into the far replica, and renames a 
   await withTemp(async (dir) => {
     writeTree(`${dir}/src`, { a: { b: {}, l: { link: "x" } }, top: { link: "a" } });
     const first = keptLines();
-    const summary = await runFar(
+    const summary = await runPushed(
       pushOptions(`${dir}/src`, `${dir}/dst`),
       pushDeps(first.report, () => Promise.resolve(memoryFarEnd())),
     );
@@ -113,7 +117,7 @@ Deno.test("a push mirrors folders and links into the far replica, and renames a 
     const inode = Deno.statSync(`${dir}/dst/a/b`).ino;
     Deno.renameSync(`${dir}/src/a`, `${dir}/src/moved`);
     const second = keptLines();
-    await runFar(
+    await runPushed(
       pushOptions(`${dir}/src`, `${dir}/dst`),
       pushDeps(second.report, () => Promise.resolve(memoryFarEnd())),
     );
@@ -127,14 +131,14 @@ Deno.test("a push's -I question is asked on the near end and its answer decides"
     writeTree(`${dir}/src`, { keep: {}, gone: {} });
     const { report } = keptLines();
     const connect = () => Promise.resolve(memoryFarEnd());
-    await runFar(pushOptions(`${dir}/src`, `${dir}/dst`), pushDeps(report, connect));
+    await runPushed(pushOptions(`${dir}/src`, `${dir}/dst`), pushDeps(report, connect));
     Deno.removeSync(`${dir}/src/gone`);
     const asked: number[] = [];
     const deps = {
       ...pushDeps(report, connect),
       confirmDeletes: (count: number) => Promise.resolve(asked.push(count) > 0),
     };
-    const summary = await runFar(
+    const summary = await runPushed(
       pushOptions(`${dir}/src`, `${dir}/dst`, { interactive: true }),
       deps,
     );
@@ -149,7 +153,7 @@ Deno.test("a far end refuses a pushed replica outside its --root: exit 2 with it
     Deno.mkdirSync(`${dir}/allowed`);
     const { report } = keptLines();
     await assert.rejects(
-      runFar(
+      runPushed(
         pushOptions(`${dir}/src`, `${dir}/elsewhere`),
         pushDeps(report, () => Promise.resolve(memoryFarEnd(`${dir}/allowed`))),
       ),
@@ -191,7 +195,7 @@ Deno.test("a far end that asks the near end for a path outside the pushed source
       await connection.close();
     })();
     const { report, lines } = keptLines();
-    const summary = await runFar(
+    const summary = await runPushed(
       pushOptions(`${dir}/src`, `${dir}/dst`),
       pushDeps(report, () =>
         Promise.resolve({

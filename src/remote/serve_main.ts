@@ -1,20 +1,15 @@
 /**
- * Serves one session on this process's stdin and stdout (`serveFarEnd`): the far end's
- * program until the command line gains `--serve` (tests run it as a subprocess).
- * `--root=FOLDER` confines the trees a client may open.
+ * Serves one session on this process's stdin and stdout, as `treesync --serve` does, for tests
+ * that start the far end with read permission only. `--root=FOLDER` confines the trees a client
+ * may open.
  *
  * @module
  */
 
-import { serveFarEnd } from "./farend.ts";
+import { serveStdio } from "./serve_stdio.ts";
 
 if (import.meta.main) {
   const rootArgument = Deno.args.find((argument) => argument.startsWith("--root="));
-  Deno.exit(
-    await serveFarEnd({
-      input: Deno.stdin.readable,
-      output: Deno.stdout.writable,
-      ...(rootArgument === undefined ? {} : { root: rootArgument.slice("--root=".length) }),
-    }),
-  );
+  const root = rootArgument === undefined ? null : rootArgument.slice("--root=".length);
+  Deno.exit(await serveStdio({ root }));
 }

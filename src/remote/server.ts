@@ -1,7 +1,7 @@
 /**
  * The far end of a remote tree (`treesync --serve`), read side: one session over a byte stream
  * pair, answering `Hello`, `Open`, `Walk`, `Stat`, `Hash`, `Read`, `Credit`, `Cancel` and `End`
- * through a `TreeReader` of this host (`serve_main.ts` gives a `LocalTreeReader`), and `StoreOpen`
+ * through a `TreeReader` of this host (`serve_stdio.ts` gives a `LocalTreeReader`), and `StoreOpen`
  * through the opened tree's own files (`store.ts`). Requests run
  * side by side (a walk waiting for credit does not hold up a stat); every frame goes out
  * through one queue, awaited, so a slow peer slows the walk or the read instead of filling
@@ -84,7 +84,7 @@ export interface ServeOptions {
   output: WritableStream<Uint8Array>;
   /**
    * Reads the tree a client opened (its checked, absolute path): `treesync --serve` gives a
-   * `LocalTreeReader` hashing in the process's `WorkerPool` (see `serve_main.ts`).
+   * `LocalTreeReader` hashing in the process's `WorkerPool` (see `serve_stdio.ts`).
    */
   readTree: (path: string) => TreeReader;
   /**
@@ -94,6 +94,11 @@ export interface ServeOptions {
   openStore?: (path: string) => ServedStore;
   /** Only trees at or below this folder may be opened (`--root`; default: any). */
   root?: string;
+  /**
+   * The folder a relative tree path is taken from: the login's home, where the remote shell
+   * starts the far end, as rsync does (default: relative paths are refused).
+   */
+  home?: string;
   /** A listing batch is sent at this many bytes (default `LISTING_SOFT_LIMIT`, for tests). */
   batchBytes?: number;
   /**
@@ -345,10 +350,11 @@ class Session {
     if (request.role !== "read") {
       return await this.#fail(id, ErrorKind.Refused, "Writing a remote tree is not served yet");
     }
-    const problem = confinementProblem(request.path, this.#options.root);
+    const path = treePath(request.path, this.#options.home);
+    const problem = confinementProblem(path, this.#options.root);
     if (problem !== null) return await this.#fail(id, ErrorKind.Refused, problem);
-    this.#tree = this.#options.readTree(request.path);
-    this.#root = request.path;
+    this.#tree = this.#options.readTree(path);
+    this.#root = path;
     this.#compress = request.compress;
     if (request.rate !== null) {
       this.#pacer = this.#options.pacer?.(request.rate) ?? new Pacer(request.rate);
@@ -613,6 +619,16 @@ function refuseLinkOnTheWay(root: string, path: string, checked = new Set<string
     if (isLink) throw new RefusedPath(`Refused ${quoted(path)}: ${quoted(folder)} is a link`);
     checked.add(folder);
   }
+}
+
+/**
+ * A client's tree path, a relative one taken from `home` (`.` is home itself); one with a `..`
+ * name, or a relative one without a home, is left as it is for the check to refuse.
+ */
+function treePath(path: string, home: string | undefined): string {
+  if (path.startsWith("/") || home === undefined || path.split("/").includes("..")) return path;
+  const names = path.split("/").filter((name) => name !== "" && name !== ".");
+  return names.length === 0 ? home : `${home === "/" ? "" : home}/${names.join("/")}`;
 }
 
 /**

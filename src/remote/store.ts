@@ -41,7 +41,13 @@ import {
   type ReplicaLock,
   type ReplicaStore,
 } from "../sides/writer.ts";
-import { Connection, RemoteError, type RemoteTreeOptions, RemoteTreeReader } from "./client.ts";
+import {
+  type Connection,
+  connectRemoteTree,
+  RemoteError,
+  type RemoteTreeOptions,
+  type RemoteTreeReader,
+} from "./client.ts";
 import {
   DATA_CHUNK,
   decodeError,
@@ -52,7 +58,6 @@ import {
   frameTypeName,
   MAX_ERROR_MESSAGE,
 } from "./frames.ts";
-import { decodeOpened, encodeOpen } from "./wire.ts";
 import { WireReader, WireWriter } from "./wirebytes.ts";
 
 /** An error a store call threw on the far end, to be thrown again here. */
@@ -374,19 +379,11 @@ export function openRemoteStore(
 export async function connectRemoteReplica(
   options: RemoteTreeOptions,
 ): Promise<{ tree: RemoteTreeReader; store: RemoteReplicaStore }> {
-  const display = options.display ?? options.path;
-  const connection = new Connection(options, options.peer ?? display);
+  const tree = await connectRemoteTree(options);
   try {
-    await connection.greet();
-    const opened = await connection.ask(
-      FrameType.Open,
-      encodeOpen({ path: options.path, role: "read" }),
-      FrameType.Ok,
-    );
-    const tree = new RemoteTreeReader(connection, { display, identity: decodeOpened(opened) });
-    return { tree, store: await openRemoteStore(connection, display) };
+    return { tree, store: await openRemoteStore(tree.connection, tree.display) };
   } catch (error) {
-    await connection.close();
+    await tree.close();
     throw error;
   }
 }

@@ -32,6 +32,16 @@ export function checkTrees(places: { source: string; replica: string; restore: b
   }
 }
 
+/**
+ * The check of a tree of this host whose other tree is on another host: our own files in it
+ * (the far end checks its tree, and the two paths cannot be compared).
+ *
+ * @throws {UsageError} When the run cannot go on.
+ */
+export function checkOwnFiles(root: string): void {
+  checkMeta(metaPaths(root));
+}
+
 /** Checks that a restore has a replica to restore from. */
 function checkRestoreFrom(replica: string): void {
   let isFolder = false;
