@@ -16,7 +16,7 @@ import { resolve } from "node:path";
 import { type Options, type RemoteTree } from "../cli.ts";
 import { newRunControl, requestStop, type RunControl } from "../control.ts";
 import { errorText, ExitCode, RefusedError, UsageError } from "../errors.ts";
-import { type Reporter } from "../log.ts";
+import { type Reporter, sendOutputTo } from "../log.ts";
 import { isRunningAsRoot, runOnce } from "../run.ts";
 import { LocalReplicaStore } from "../sides/local/store.ts";
 import { LocalTreeReader } from "../sides/local/tree.ts";
@@ -30,7 +30,7 @@ import {
   decodeRunRequest,
   decodeStop,
   encodeJson,
-  type ReportCall,
+  type ReporterLine,
   type RunDone,
   type RunRequest,
 } from "./runwire.ts";
@@ -122,6 +122,8 @@ async function runForPeer(request: RunRequest, streams: FarEndOptions): Promise<
     const startedAt = performance.now() - control.progress.startedAt;
     send(connection, FrameType.Progress, { ...control.progress, startedAt });
   }, PROGRESS_EVERY_MS);
+  // What the run writes to stdout itself (--verify's findings) is the near end's to print.
+  sendOutputTo((stream, text) => send(connection, FrameType.Report, { how: stream, text }));
   let done: RunDone;
   try {
     done = await runHere(request, { report, control, connection });
@@ -129,6 +131,7 @@ async function runForPeer(request: RunRequest, streams: FarEndOptions): Promise<
     done = failureDone(error);
   } finally {
     clearInterval(progress);
+    sendOutputTo(null);
   }
   await connection.send({ type: FrameType.Done, flags: 0, id: 0, payload: encodeJson(done) })
     .catch(() => {});
@@ -214,7 +217,7 @@ function send(connection: Connection, type: number, value: unknown): void {
 
 /** A reporter whose every line goes to the near end, which prints and logs it as its own. */
 function forwardingReporter(connection: Connection): Reporter {
-  const line = (how: Exclude<ReportCall["how"], "runEnd">) => (text: string) =>
+  const line = (how: ReporterLine) => (text: string) =>
     send(connection, FrameType.Report, { how, text });
   return {
     change: line("change"),

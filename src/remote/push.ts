@@ -12,7 +12,7 @@
 import { type Options, type RemoteTree } from "../cli.ts";
 import { type RunControl } from "../control.ts";
 import { ExitCode, RefusedError, UsageError } from "../errors.ts";
-import { type Reporter } from "../log.ts";
+import { type Reporter, writeStderr, writeStdout } from "../log.ts";
 import { type RunDependencies } from "../run.ts";
 import { LocalReplicaStore } from "../sides/local/store.ts";
 import { LocalTreeReader } from "../sides/local/tree.ts";
@@ -307,6 +307,10 @@ function replay(report: Reporter, call: ReportCall): void {
       return report.runEnd(call.text, call.exitCode, call.what);
     case "planned":
       return report.planned ? report.planned(call.text) : report.change(call.text);
+    case "stdout":
+      return writeStdout(call.text);
+    case "stderr":
+      return writeStderr(call.text);
     default:
       return report[call.how](call.text);
   }

@@ -233,7 +233,7 @@ Deno.test("a Run is taken only in its own shape: bad fields refused, the log and
   assert.throws(() => decodeRunRequest(new TextEncoder().encode("{")), /not JSON/);
 });
 
-Deno.test("a far end resolves a relative replica against its login folder, and refuses a restore", () => {
+Deno.test("a far end resolves the relative tree it writes against its login folder, within --root", () => {
   const options = pushOptions("/near/src", "backup/data");
   const request = { mode: "run", options: { ...options, replica: "backup/data" } };
   const accepted = acceptRun(encodeJson(request), undefined);
@@ -241,9 +241,13 @@ Deno.test("a far end resolves a relative replica against its login folder, and r
   assert.equal(accepted.accepted.options.replica, `${Deno.cwd()}/backup/data`);
   const outside = acceptRun(encodeJson(request), Deno.makeTempDirSync());
   assert.ok("refused" in outside && /^Refused/.test(outside.refused));
-  const restore = acceptRun(
-    encodeJson({ mode: "run", options: { ...options, restore: true } }),
-    undefined,
-  );
-  assert.ok("refused" in restore && /restor/i.test(restore.refused));
+  // Restoring writes the far end's source: that is the path confined.
+  const restore = { ...options, restore: true, source: "/etc", replica: "/near/replica" };
+  const root = Deno.makeTempDirSync();
+  const refused = acceptRun(encodeJson({ mode: "run", options: restore }), root);
+  assert.ok("refused" in refused && /outside/.test(refused.refused));
+  const inside = { ...restore, source: `${root}/data` };
+  const taken = acceptRun(encodeJson({ mode: "run", options: inside }), root);
+  assert.ok("accepted" in taken);
+  assert.equal(taken.accepted.options.replica, "/near/replica");
 });

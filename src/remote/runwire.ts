@@ -26,10 +26,21 @@ export interface RunRequest {
   scope?: string[];
 }
 
+/** The reporter's methods that take one line. */
+export type ReporterLine =
+  | "change"
+  | "planned"
+  | "debug"
+  | "warn"
+  | "error"
+  | "summary"
+  | "fileOnly";
+
 /** The reporter's calls, as `Report` carries them. */
 export type ReportCall =
   | {
-    how: "change" | "planned" | "debug" | "warn" | "error" | "summary" | "fileOnly";
+    /** A reporter's method, or what the far run wrote to its stdout or stderr itself. */
+    how: ReporterLine | "stdout" | "stderr";
     text: string;
   }
   | { how: "runEnd"; text: string; exitCode: number; what: "run" | "loop" };
@@ -160,7 +171,17 @@ function checkedStrings(value: unknown, what: string): string[] {
   return value;
 }
 
-const REPORT_HOWS = new Set(["change", "planned", "debug", "warn", "error", "summary", "fileOnly"]);
+const REPORT_HOWS = new Set([
+  "change",
+  "planned",
+  "debug",
+  "warn",
+  "error",
+  "summary",
+  "fileOnly",
+  "stdout",
+  "stderr",
+]);
 
 /**
  * A `Report` payload.
@@ -171,7 +192,7 @@ export function decodeReport(payload: Uint8Array): ReportCall {
   const value = parsed(payload, "Report");
   if (isRecord(value) && typeof value.text === "string") {
     if (typeof value.how === "string" && REPORT_HOWS.has(value.how)) {
-      return { how: value.how as "change", text: value.text };
+      return { how: value.how as ReporterLine, text: value.text };
     }
     if (
       value.how === "runEnd" && typeof value.exitCode === "number" &&
