@@ -46,9 +46,12 @@ function pull(sshd: TestSshd, args: string[], options: CliOptions = {}): Promise
   return cli([...flags, ...args], { ...WITH_PATH, ...options });
 }
 
-/** The lines of a CLI's stderr (none for an empty one). */
+/**
+ * The lines of a CLI's stderr (none for an empty one), without what the far login's own shell
+ * start-up prints on some machines (pyenv's, when several logins start at once).
+ */
 function lines(text: string): string[] {
-  return text.split("\n").filter((line) => line !== "");
+  return text.split("\n").filter((line) => line !== "" && !/^warning: [^:]+: .*pyenv/.test(line));
 }
 
 /** Every folder a walk gives, with its entries' names, in walk order. */
@@ -460,9 +463,8 @@ sshdTest(
     const mtime = Deno.statSync(`${dir}/s/changed`).mtime!.getTime();
     Deno.writeTextFileSync(`${dir}/s/changed`, "XYZ");
     setMtime(`${dir}/s/changed`, mtime);
-    const plain = await pull(sshd, ["-n", `127.0.0.1:${dir}/s`, `${dir}/r`]);
-    assertExit(plain, 0);
-    deepStrictEqual(lines(plain.stdout), []);
+    // (Without --checksum the run may see it too, by the ctime: only when the write fell in
+    // another second than the first one, which a loaded machine decides.)
     const checksum = await pull(sshd, ["-n", "--checksum", `127.0.0.1:${dir}/s`, `${dir}/r`]);
     assertExit(checksum, 0);
     deepStrictEqual(lines(checksum.stdout), ["update changed (content; 3 B)"]);
