@@ -12,6 +12,7 @@
 import { type Options, type RemoteTree } from "../cli.ts";
 import { type RunControl } from "../control.ts";
 import { ExitCode, RefusedError, UsageError } from "../errors.ts";
+import { escapeControls } from "../format.ts";
 import { type Reporter, writeStderr, writeStdout } from "../log.ts";
 import { type RunDependencies } from "../run.ts";
 import { LocalReplicaStore } from "../sides/local/store.ts";
@@ -300,19 +301,26 @@ class NearPeer implements SwappedPeer {
   }
 }
 
-/** One of the far run's reporter calls, made here. */
+/**
+ * One of the far run's reporter calls, made here. Its text is the far end's: control characters
+ * are shown escaped (local output escapes names already; a far end could send anything), and
+ * output written whole keeps only its line ends.
+ */
 function replay(report: Reporter, call: ReportCall): void {
+  const text = call.how === "stdout" || call.how === "stderr"
+    ? call.text.split("\n").map(escapeControls).join("\n")
+    : escapeControls(call.text);
   switch (call.how) {
     case "runEnd":
-      return report.runEnd(call.text, call.exitCode, call.what);
+      return report.runEnd(text, call.exitCode, call.what);
     case "planned":
-      return report.planned ? report.planned(call.text) : report.change(call.text);
+      return report.planned ? report.planned(text) : report.change(text);
     case "stdout":
-      return writeStdout(call.text);
+      return writeStdout(text);
     case "stderr":
-      return writeStderr(call.text);
+      return writeStderr(text);
     default:
-      return report[call.how](call.text);
+      return report[call.how](text);
   }
 }
 

@@ -163,51 +163,82 @@ Deno.test("a far end refuses a pushed replica outside its --root: exit 2 with it
   });
 });
 
-Deno.test("a far end that asks the near end for a path outside the pushed source is refused", async () => {
-  await withTemp(async (dir) => {
-    writeTree(`${dir}/src`, { a: {} });
-    writeTree(`${dir}/secret`, { key: "private" });
-    let refusal = "";
-    const toFar = new TransformStream<Uint8Array, Uint8Array>();
-    const toNear = new TransformStream<Uint8Array, Uint8Array>();
-    // A hostile far end: it takes the run, then opens another folder of the near host.
-    const far = (async () => {
-      const reader = toFar.readable.getReader();
-      const decoder = new FrameDecoder({ accept: FROM_CLIENT });
-      let frames = 0;
-      while (frames < 2) frames += decoder.push((await reader.read()).value!).length;
-      reader.releaseLock();
-      const writer = toNear.writable.getWriter();
-      const hello = encodeHello({ ...PROTOCOL_VERSIONS, program: "hostile", features: [] });
-      await writer.write(encodeFrame({ type: FrameType.Hello, flags: 0, id: 0, payload: hello }));
-      await writer.write(
-        encodeFrame({ type: FrameType.Ok, flags: 0, id: 1, payload: new Uint8Array() }),
-      );
-      writer.releaseLock();
-      const connection = new Connection(
-        { input: toFar.readable, output: toNear.writable },
-        "near",
-      );
-      await connection.greet();
-      await openRemoteTree(connection, { path: `${dir}/secret`, display: "secret" }).catch(
-        (error) => refusal = error instanceof RemoteError ? error.message : String(error),
-      );
-      await connection.close();
-    })();
-    const { report, lines } = keptLines();
-    const summary = await runPushed(
-      pushOptions(`${dir}/src`, `${dir}/dst`),
-      pushDeps(report, () =>
+/**
+ * A push to a hostile far end: it takes the run (Hello, Ok), then acts as `script` says on the
+ * swapped session's connection. Returns the near end's summary and lines.
+ */
+async function pushToFake(
+  dir: string,
+  script: (connection: Connection) => Promise<void>,
+): Promise<{ summary: Awaited<ReturnType<typeof runPushed>>; lines: string[] }> {
+  const toFar = new TransformStream<Uint8Array, Uint8Array>();
+  const toNear = new TransformStream<Uint8Array, Uint8Array>();
+  const far = (async () => {
+    const reader = toFar.readable.getReader();
+    const decoder = new FrameDecoder({ accept: FROM_CLIENT });
+    let frames = 0;
+    while (frames < 2) frames += decoder.push((await reader.read()).value!).length;
+    reader.releaseLock();
+    const writer = toNear.writable.getWriter();
+    const hello = encodeHello({ ...PROTOCOL_VERSIONS, program: "hostile", features: [] });
+    await writer.write(encodeFrame({ type: FrameType.Hello, flags: 0, id: 0, payload: hello }));
+    await writer.write(
+      encodeFrame({ type: FrameType.Ok, flags: 0, id: 1, payload: new Uint8Array() }),
+    );
+    writer.releaseLock();
+    const connection = new Connection({ input: toFar.readable, output: toNear.writable }, "near");
+    await connection.greet();
+    await script(connection);
+    await connection.close();
+  })();
+  const { report, lines } = keptLines();
+  const summary = await runPushed(
+    pushOptions(`${dir}/src`, `${dir}/dst`),
+    pushDeps(
+      report,
+      () =>
         Promise.resolve({
           host: "far",
           input: toNear.readable,
           output: toFar.writable,
           close: () => far,
-        })),
-    );
+        }),
+    ),
+  );
+  return { summary, lines };
+}
+
+Deno.test("a far end that asks the near end for a path outside the pushed source is refused", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/src`, { a: {} });
+    writeTree(`${dir}/secret`, { key: "private" });
+    let refusal = "";
+    const { summary, lines } = await pushToFake(dir, async (connection) => {
+      await openRemoteTree(connection, { path: `${dir}/secret`, display: "secret" }).catch(
+        (error) => refusal = error instanceof RemoteError ? error.message : String(error),
+      );
+    });
     assert.match(refusal, /outside/);
     assert.equal(summary.failed, 1);
     assert.match(lines.join("\n"), /connection to far was lost/);
+  });
+});
+
+Deno.test("a far end's lines reach the near end with their control characters escaped", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/src`, {});
+    const { lines } = await pushToFake(dir, async (connection) => {
+      const report = { how: "error", text: "copy \x1b]0;owned\x07\x1b[2J" };
+      await connection.send({
+        type: FrameType.Report,
+        flags: 0,
+        id: 0,
+        payload: encodeJson(report),
+      });
+    });
+    assert.deepEqual(lines.filter((line) => line.includes("copy")), [
+      "error: copy \\x1b]0;owned\\x07\\x1b[2J",
+    ]);
   });
 });
 
