@@ -14,8 +14,8 @@
 import { type RunControl } from "./control.ts";
 import { type Options } from "./cli.ts";
 import { emptyLeftovers, type EngineContext, type WalkLeftovers, walkPair } from "./engine.ts";
-import { errorText } from "./errors.ts";
-import { displayPath } from "./format.ts";
+import { errorText, UsageError } from "./errors.ts";
+import { displayPath, quoted } from "./format.ts";
 import { describeAction, idleProgress, type Reporter } from "./log.ts";
 import { finishRun, type WalkSettings } from "./mirror.ts";
 import { countingRows, folderInodeTest, saveNextRecord, settleRows } from "./runrecord.ts";
@@ -34,6 +34,7 @@ import {
   takeLock,
 } from "./prepare.ts";
 import { type RecordSource } from "./recordfile.ts";
+import { type Identity, sameIdentity } from "./files.ts";
 import { type Entry, type FolderListing } from "./scan.ts";
 import { emptySummary, type RunSummary } from "./summary.ts";
 import { bindMountProbeNeeded } from "./sides/local/checks.ts";
@@ -412,13 +413,47 @@ async function walkSettings(
   const { sides, trees } = input;
   const fromRoot = (await trees.from.identity())!;
   const toRoot = await trees.to.identity();
-  // Identities of two hosts say nothing of each other, and no mount holds both trees.
+  // Identities of two kernels say nothing of each other, and no mount holds both trees. A
+  // "remote" tree on this kernel (localhost, a container) is checked as a local one, and its
+  // mounts cannot be read from here: its walk always looks for the other root first.
   const remote = options.remote !== undefined;
+  const apart = remote && !(trees.from.onThisKernel || trees.to.onThisKernel);
+  if (remote && !apart) return await oneKernelSettings(options, { trees, fromRoot, toRoot });
   return {
     filters: options.filters,
-    avoid: remote ? { from: [], to: [] } : { from: toRoot ? [toRoot] : [], to: [fromRoot] },
+    avoid: apart ? { from: [], to: [] } : { from: toRoot ? [toRoot] : [], to: [fromRoot] },
     toExists: toRoot !== null,
-    probe: !remote && bindMountProbeNeeded(sides, { from: fromRoot, to: toRoot }),
+    probe: !apart && bindMountProbeNeeded(sides, { from: fromRoot, to: toRoot }),
+  };
+}
+
+/**
+ * The walks of a tree reached over the network that is on this kernel after all (localhost, a
+ * container): the same folder twice is refused now, and each walk first looks for the other's
+ * root (or, for a replica not made yet, the folder it would be made in) among all its folders,
+ * as for a bind mount: no path of the far end's can be compared with ours.
+ */
+async function oneKernelSettings(
+  options: Options,
+  input: { trees: RunTrees; fromRoot: Identity; toRoot: Identity | null },
+): Promise<WalkSettings & { toExists: boolean; probe: boolean }> {
+  const { trees, fromRoot, toRoot } = input;
+  const place = toRoot ?? await trees.to.placeIdentity();
+  if (sameIdentity(fromRoot, place)) {
+    const [fromName, toName] = options.restore ? ["replica", "source"] : ["source", "replica"];
+    const why = toRoot === null
+      ? `the ${toName} would be made inside the ${fromName}`
+      : "they are the same folder";
+    throw new UsageError(
+      `Cannot mirror ${quoted(trees.from.display)} into ${quoted(trees.to.display)}: one host ` +
+        `reached twice, and ${why}`,
+    );
+  }
+  return {
+    filters: options.filters,
+    avoid: { from: place ? [place] : [], to: [fromRoot] },
+    toExists: toRoot !== null,
+    probe: true,
   };
 }
 

@@ -25,6 +25,7 @@ import {
   type TreeWalk,
 } from "../sides/reader.ts";
 import { VERSION } from "../version.ts";
+import { onThisKernel, ourFeatures } from "./kernel.ts";
 import {
   chooseVersion,
   DATA_CHUNK,
@@ -32,7 +33,6 @@ import {
   decodeHello,
   encodeFrame,
   encodeHello,
-  FEATURES,
   type Frame,
   FrameDecoder,
   FrameError,
@@ -126,7 +126,7 @@ export class Connection {
 
   /** Greets the far end and agrees on a version. */
   async greet(): Promise<number> {
-    const ours: Hello = { ...PROTOCOL_VERSIONS, program: VERSION, features: [...FEATURES] };
+    const ours: Hello = { ...PROTOCOL_VERSIONS, program: VERSION, features: ourFeatures() };
     await this.send({ type: FrameType.Hello, flags: 0, id: 0, payload: encodeHello(ours) });
     const theirs = await this.#greeting.promise;
     this.#peerFeatures = theirs.features;
@@ -344,6 +344,14 @@ export class RemoteTreeReader implements TreeReader {
   /** The connection it reads through (a pushed run reports through it too). */
   get connection(): Connection {
     return this.#connection;
+  }
+
+  /**
+   * Whether the far end runs on this kernel (`localhost`, a container): its identities then
+   * name this host's folders too, and the checks for nested trees apply.
+   */
+  get onThisKernel(): boolean {
+    return onThisKernel(this.#connection.peerFeatures);
   }
 
   /** The root's identity when it was opened (null: nothing there). */

@@ -16,6 +16,7 @@ import { resolve } from "node:path";
 import { type Options, type RemoteTree } from "../cli.ts";
 import { newRunControl, requestStop, type RunControl } from "../control.ts";
 import { errorText, ExitCode, RefusedError, UsageError } from "../errors.ts";
+import { quoted } from "../format.ts";
 import { type Reporter, sendOutputTo } from "../log.ts";
 import { isRunningAsRoot, runOnce } from "../run.ts";
 import { LocalReplicaStore } from "../sides/local/store.ts";
@@ -86,9 +87,24 @@ export function acceptRun(
     return { refused: errorText(error) };
   }
   const { options } = request;
+  // --verify reads the replica; a restore writes the source; a run writes the replica.
+  if (request.mode === "verify" && options.restore) {
+    return { refused: "A Run to verify and restore" };
+  }
   const side = options.restore ? "source" : "replica";
+  const given = options[side];
+  if (given.includes("\0") || given.split("/").includes("..")) {
+    return { refused: `Refused ${quoted(given)}: a path with a NUL or a '..' name` };
+  }
   // A relative path is relative to the login's home, where the remote shell starts, as rsync's.
-  const written = resolve(Deno.cwd(), options[side]);
+  const home = Deno.cwd();
+  const written = resolve(home, given);
+  if (request.mode === "run" && (written === "/" || written === resolve(home))) {
+    return {
+      refused: `Refusing to mirror into ${written === "/" ? "/" : "the login's home folder"} ` +
+        `itself (${quoted(written)}): name a folder below it, as host:backup/data`,
+    };
+  }
   const problem = confinementProblem(written, root);
   if (problem !== null) return { refused: problem };
   return { accepted: { ...request, options: { ...options, [side]: written } } };

@@ -587,7 +587,7 @@ export interface Hello {
 
 /** At most this many features, each at most {@linkcode MAX_FEATURE_LENGTH} characters. */
 const MAX_FEATURES = 32;
-const MAX_FEATURE_LENGTH = 32;
+const MAX_FEATURE_LENGTH = 64;
 
 const MAGIC = encoder.encode("treesync");
 

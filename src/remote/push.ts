@@ -20,7 +20,8 @@ import { LocalTreeReader } from "../sides/local/tree.ts";
 import { WorkerPool } from "../sides/local/workers.ts";
 import { emptySummary, type RunSummary } from "../summary.ts";
 import { VERSION } from "../version.ts";
-import { type ConnectionStreams } from "./client.ts";
+import { ourFeatures } from "./kernel.ts";
+import { type ConnectionStreams, RemoteError } from "./client.ts";
 import {
   chooseVersion,
   decodeError,
@@ -208,7 +209,7 @@ async function askToRun(
   input: { link: FarEndLink; streams: CountedStreams },
 ): Promise<Uint8Array> {
   const { link, streams } = input;
-  const ours: Hello = { ...PROTOCOL_VERSIONS, program: VERSION, features: [] };
+  const ours: Hello = { ...PROTOCOL_VERSIONS, program: VERSION, features: ourFeatures() };
   const writer = streams.output.getWriter();
   try {
     await writer.write(
@@ -224,7 +225,8 @@ async function askToRun(
   let greeted = false;
   for (;;) {
     const { value, done } = await streams.reader.read();
-    if (done) throw new UsageError(`${link.host} closed the connection before it took the run`);
+    // Not a UsageError: the far end's own exit says why (a failed login, treesync missing).
+    if (done) throw new RemoteError(0, `${link.host} closed the connection before it took the run`);
     const { frames, rest } = decoder.pushUntil(value, (frame) => frame.type !== FrameType.Hello);
     for (const frame of frames) {
       if (frame.type === FrameType.Hello) {

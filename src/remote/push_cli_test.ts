@@ -24,6 +24,7 @@ import {
   withTemp,
   writeTree,
 } from "../test_helpers.ts";
+import { machineId } from "../sides/local/host.ts";
 import { sshdUnavailable, startSshd, type TestSshd } from "./test_sshd.ts";
 
 /** The far end's program: this checkout, run by the deno running the tests. */
@@ -50,10 +51,14 @@ function lines(text: string): string[] {
 const noSshd = sshdUnavailable();
 
 /** A test that needs the test sshd: ignored (never passed silently) where it cannot run. */
-function sshdTest(name: string, fn: (sshd: TestSshd, dir: string) => Promise<void>): void {
+function sshdTest(
+  name: string,
+  fn: (sshd: TestSshd, dir: string) => Promise<void>,
+  needs: { machineId?: boolean } = {},
+): void {
   Deno.test({
     name,
-    ignore: noSshd !== null,
+    ignore: noSshd !== null || (needs.machineId === true && machineId() === null),
     fn: async () => {
       const sshd = await startSshd();
       try {
@@ -155,6 +160,24 @@ sshdTest(
     assertExit(await viaSsh(sshd, [`${dir}/s`, `127.0.0.1:${dir}/allowed/r`], far), 0);
     deepStrictEqual(readTree(`${dir}/allowed/r`), { a: "1" });
   },
+);
+
+sshdTest(
+  "a push into its own source through localhost is refused like a local one: exit 2, nothing made",
+  async (sshd, dir) => {
+    writeTree(`${dir}/s`, { a: "1", d: {} });
+    for (const target of [`${dir}/s`, `${dir}/s/sub`, `${dir}/s/d/deeper`]) {
+      const result = await viaSsh(sshd, [`${dir}/s`, `127.0.0.1:${target}`]);
+      assertExit(result, 2);
+      match(result.stderr, /one host reached twice|the replica is the folder/);
+    }
+    const pull = await viaSsh(sshd, [`127.0.0.1:${dir}/s/d`, `${dir}/s`]);
+    assertExit(pull, 2);
+    deepStrictEqual(readTree(`${dir}/s`), { a: "1", d: {} });
+    deepStrictEqual(existsAt(`${dir}/s/.treesync`), false);
+  },
+  // One machine is known by its id: without one, two ends cannot tell they share it.
+  { machineId: true },
 );
 
 sshdTest(

@@ -282,3 +282,18 @@ Deno.test("a far end resolves the relative tree it writes against its login fold
   assert.ok("accepted" in taken);
   assert.equal(taken.accepted.options.replica, "/near/replica");
 });
+
+Deno.test("a far end confines what --verify reads, and refuses '..', the login's home and /", () => {
+  const root = Deno.makeTempDirSync();
+  const outside = pushOptions("/near/src", "/elsewhere/replica", { restore: true });
+  // A verify reads the replica: it is the path confined, whatever `restore` says.
+  const verify = acceptRun(encodeJson({ mode: "verify", options: outside }), root);
+  assert.ok("refused" in verify);
+  const plain = pushOptions("/near/src", "/elsewhere/replica");
+  const verifyOut = acceptRun(encodeJson({ mode: "verify", options: plain }), root);
+  assert.ok("refused" in verifyOut && /^Refused/.test(verifyOut.refused));
+  for (const replica of ["../x", "a/../../x", "", ".", "/"]) {
+    const run = acceptRun(encodeJson({ mode: "run", options: { ...plain, replica } }), undefined);
+    assert.ok("refused" in run, replica);
+  }
+});

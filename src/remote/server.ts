@@ -36,6 +36,7 @@ import { HASH_BATCH } from "../sides/local/workers.ts";
 import { HashingRead, type OpenedFile } from "../sides/local/hash.ts";
 import { openSourceFile } from "../sides/local/source.ts";
 import { VERSION } from "../version.ts";
+import { ourFeatures } from "./kernel.ts";
 import {
   chooseVersion,
   DATA_CHUNK,
@@ -44,7 +45,6 @@ import {
   encodeFrame,
   encodeHello,
   ErrorKind,
-  FEATURES,
   type Frame,
   FrameDecoder,
   FrameError,
@@ -326,7 +326,7 @@ class Session {
   }
 
   async #greet(theirs: Hello): Promise<void> {
-    const ours: Hello = { ...PROTOCOL_VERSIONS, program: VERSION, features: [...FEATURES] };
+    const ours: Hello = { ...PROTOCOL_VERSIONS, program: VERSION, features: ourFeatures() };
     await this.send({ type: FrameType.Hello, flags: 0, id: 0, payload: encodeHello(ours) });
     chooseVersion(ours, theirs, "the client");
     this.#state = "opening";

@@ -120,6 +120,11 @@ export interface TreeReader {
   /** Where the tree is, as the user named it: for messages only, never opened. */
   readonly display: string;
   /**
+   * For a tree on another host: whether that host runs on this kernel (reached as `localhost`,
+   * or from a container), so its identities compare with this host's. Unset: this host.
+   */
+  readonly onThisKernel?: boolean;
+  /**
    * The root's identity now, or null when it does not exist. Asynchronous, as every question
    * to a tree is: a tree on another host answers over the network.
    */

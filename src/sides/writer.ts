@@ -28,6 +28,7 @@
  * @module
  */
 
+import { type Identity } from "../files.ts";
 import { type RecordEntry } from "../record.ts";
 import { type RecordSource } from "../recordfile.ts";
 import { type Entry, type Signature } from "../scan.ts";
@@ -139,6 +140,11 @@ export interface WritePreparation {
 
 /** A tree a run changes: read like any tree, and changed through checked calls. */
 export interface TreeWriter extends TreeReader {
+  /**
+   * The identity of the nearest folder that exists at or above the root: where a root not made
+   * yet would be made (checked against a tree on this kernel reached as another host).
+   */
+  placeIdentity(): Promise<Identity | null>;
   /**
    * The first writes of a run, once every check passed: the root if missing, our folders
    * (temporary files, trash), leftovers of a killed run.

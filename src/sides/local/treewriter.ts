@@ -8,6 +8,7 @@
  * @module
  */
 
+import { dirname, resolve } from "node:path";
 import { type Identity, identityOf, removeQuietly, sameIdentity } from "../../files.ts";
 import {
   type ChangeSettings,
@@ -43,6 +44,14 @@ export class LocalTreeWriter extends LocalTreeReader implements TreeWriter {
     super(root, options);
     this.#meta = metaPaths(root);
     this.#copies = options.copies ?? this.pool;
+  }
+
+  /** The nearest folder that exists at or above the root (the one the root would be made in). */
+  placeIdentity(): Promise<Identity | null> {
+    for (let path = resolve(this.root);; path = dirname(path)) {
+      const found = identityOf(path);
+      if (found !== null || path === "/") return Promise.resolve(found);
+    }
   }
 
   /**
