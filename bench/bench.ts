@@ -15,6 +15,7 @@
  * deno task bench --trees usr-share                                 # every scenario, 3 runs
  * deno task bench --trees small,large --runs 5 --dir /var/tmp/bench
  * deno task bench --trees usr-share --scenarios noop --baseline /tmp/before   # before/after
+ * deno task bench --remote --trees usr-share --runs 1     # through sshd on 127.0.0.1: remote.ts
  * ```
  *
  * @module
@@ -38,6 +39,13 @@ import {
   TREES,
   type TreeSpec,
 } from "./common.ts";
+
+// `--remote`: the same tools through one sshd on 127.0.0.1 instead (bench/remote.ts).
+if (Deno.args.includes("--remote")) {
+  const { benchRemote } = await import("./remote.ts");
+  await benchRemote(Deno.args.filter((arg) => arg !== "--remote"));
+  Deno.exit(0);
+}
 
 const ALL_SCENARIOS = "initial,noop,change,rename,checksum,verify,newdirs,adopt,resume,watch";
 const { values: flags } = parseArgs({
