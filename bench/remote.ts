@@ -228,19 +228,71 @@ async function clientWire(meters: Meters): Promise<Wire | null> {
  * sshd's counts (sent by the server is received by the client), once every connection opened has
  * ended. A client that sends a disconnect message ends without a count: then incomplete.
  */
-async function serverWire(meters: Meters): Promise<Wire> {
-  const count = (pattern: RegExp) => meters.sshdLog.filter((line) => pattern.test(line)).length;
-  const ended = () => count(TRANSFERRED) + count(/^Received disconnect from/);
-  const ready = await settle(() => ended() >= count(/^Connection from/));
+async function serverWire(meters: Meters, sockets: SocketCounts): Promise<Wire> {
+  const ports = (pattern: RegExp) =>
+    meters.sshdLog.map((line) => pattern.exec(line)?.[1]).filter((port) => port !== undefined)
+      .map(Number);
+  const opened = () => ports(/^Connection from \S+ port (\d+)/);
+  // sshd logs "Transferred" just before "Closing connection"; a reset connection logs neither.
+  const closed = () =>
+    ports(
+      /^(?:Closing connection to|Connection reset by|Disconnected from user \S+) \S+ port (\d+)/,
+    );
+  await settle(() => opened().every((port) => closed().includes(port)));
+  const counted = new Set(ports(/^Closing connection to \S+ port (\d+)/));
   const counts = meters.sshdLog.map((line) => TRANSFERRED.exec(line)).filter((match) =>
     match !== null
   );
+  const uncounted = opened().filter((port) => !counted.has(port));
+  const sampled = uncounted.map((port) => sockets.get(port)).filter((count) => count !== undefined);
   return {
-    sent: counts.reduce((sum, match) => sum + Number(match[2]), 0),
-    received: counts.reduce((sum, match) => sum + Number(match[1]), 0),
-    complete: ready && counts.length === count(/^Connection from/),
-    connections: count(/^Connection from/),
-    counted: counts.length,
+    sent: counts.reduce((sum, match) => sum + Number(match[2]), 0) +
+      sampled.reduce((sum, count) => sum + count.sent, 0),
+    received: counts.reduce((sum, match) => sum + Number(match[1]), 0) +
+      sampled.reduce((sum, count) => sum + count.received, 0),
+    complete: sampled.length === uncounted.length,
+    connections: opened().length,
+    counted: counts.length + sampled.length,
+  };
+}
+
+/** A connection's own TCP counters (sent, received), by the client's port. */
+type SocketCounts = Map<number, { sent: number; received: number }>;
+
+/**
+ * Samples the client sockets to sshd's `port` every 100 ms with `ss` while a command runs: the
+ * fallback for a connection that ends without sshd's count (reset by a client exiting), which
+ * then misses only what it moved in its last 100 ms.
+ */
+function sampleSockets(port: number): { stop(): Promise<SocketCounts> } {
+  const counts: SocketCounts = new Map();
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      const output = await new Deno.Command("ss", {
+        args: ["-tinH", "state", "established", `dport = :${port}`],
+        stdout: "piped",
+        stderr: "null",
+      }).output();
+      let client = 0;
+      for (const line of new TextDecoder().decode(output.stdout).split("\n")) {
+        const socket = /^\S.*:(\d+)\s+\S+:\d+\s*$/.exec(line);
+        if (socket) client = Number(socket[1]);
+        const sent = /bytes_sent:(\d+)/.exec(line)?.[1];
+        const received = /bytes_received:(\d+)/.exec(line)?.[1];
+        if (client && (sent || received)) {
+          counts.set(client, { sent: Number(sent ?? 0), received: Number(received ?? 0) });
+        }
+      }
+      await new Promise((wake) => setTimeout(wake, 100));
+    }
+  })();
+  return {
+    stop: async () => {
+      running = false;
+      await loop;
+      return counts;
+    },
   };
 }
 
@@ -405,13 +457,14 @@ function nearSample(output: Deno.CommandOutput): Sample {
 
 /** Runs one tool's command, timed with the replica's write-back, and reads every meter. */
 async function measure(
-  context: { meters: Meters; timeoutSeconds: number },
+  context: { meters: Meters; port: number; timeoutSeconds: number },
   tool: RemoteTool,
   command: string[],
   replica: string,
 ): Promise<RemoteSample> {
   sh("sync");
   resetMeters(context.meters);
+  const sockets = tool.wire === "sshd" ? sampleSockets(context.port) : null;
   const output = await new Deno.Command("python3", {
     args: ["-c", TIMER, String(context.timeoutSeconds), replica, ...command],
     env: tool.env ?? {},
@@ -419,8 +472,8 @@ async function measure(
     stderr: "piped",
   }).output();
   const near = nearSample(output);
-  const wire = tool.wire === "sshd"
-    ? await serverWire(context.meters)
+  const wire = sockets
+    ? await serverWire(context.meters, await sockets.stop())
     : await clientWire(context.meters);
   const far = await farUsage(context.meters);
   const sample: RemoteSample = {
@@ -455,6 +508,8 @@ interface RemoteBench {
   tools: RemoteTool[];
   runs: number;
   meters: Meters;
+  /** sshd's port. */
+  port: number;
   timeoutSeconds: number;
   rows: Row[];
 }
@@ -715,6 +770,7 @@ export async function benchRemote(args: string[]): Promise<void> {
       tools,
       runs: settings.runs,
       meters,
+      port: sshd.port,
       timeoutSeconds: settings.timeoutSeconds,
       rows,
     };
