@@ -695,7 +695,7 @@ function report(rows: Row[], treeBytes: Map<string, number>): string {
           ratio(summary.seconds, rsync?.seconds),
           ratio(wireTotal(summary), wireTotal(rsync)),
         ];
-      const goal = tool === "treesync"
+      const goal = tool === "treesync" || tool === "before"
         ? target(scenario, summary, rsync, treeBytes.get(tree) ?? 0)
         : "";
       lines.push(
