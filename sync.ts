@@ -12,6 +12,7 @@
  * deno task sync /srv/data /backup/data               # one run, exit code says how it went
  * deno task sync --interval 5m /srv/data /backup/data # a run every five minutes
  * deno task sync --watch /srv/data /backup/data      # each change within seconds, all hourly
+ * deno task sync backup:/srv/data /mnt/copy         # a pull over ssh (treesync --serve there)
  * ```
  *
  * Options follow `deno task sync` directly, with no `--`: Deno hands a `--` on, and here it ends
@@ -42,6 +43,11 @@ import {
 } from "./src/log.ts";
 import { runLoop } from "./src/loop.ts";
 import { runOneShot } from "./src/oneshot.ts";
+import { RemoteError } from "./src/remote/client.ts";
+import { verifyFar } from "./src/remote/far.ts";
+import { FrameError } from "./src/remote/frames.ts";
+import { newRunControl } from "./src/control.ts";
+import { serveStdio } from "./src/remote/serve_stdio.ts";
 import { checkLogPlace } from "./src/sides/local/places.ts";
 import { runVerify } from "./src/verify.ts";
 import { VERSION } from "./src/version.ts";
@@ -73,6 +79,8 @@ export async function main(args: string[]): Promise<number> {
     writeStdout(`treesync ${VERSION} (deno ${Deno.version.deno}, ${Deno.build.target})\n`);
     return ExitCode.Ok;
   }
+  // The far end: its stdout is the session's, never a line of ours.
+  if (command.kind === "serve") return await serveStdio({ root: command.root });
   let options: Options;
   try {
     // Once, before anything is written: the loop keeps the rules read now.
@@ -102,7 +110,11 @@ export async function main(args: string[]): Promise<number> {
     return ExitCode.Usage;
   }
   try {
-    if (options.verify) return await runVerify(options, report);
+    if (options.verify) {
+      // A replica on another host is verified there: only the findings travel.
+      if (!options.remote) return await runVerify(options, report);
+      return await verifyFar(options, { report, control: newRunControl() });
+    }
     if (options.intervalMs !== null) return await runLoop(options, report);
     return await runOneShot(options, report);
   } catch (error) {
@@ -148,13 +160,19 @@ function reportFailure(report: Reporter, error: unknown): number {
     report.error(error.message);
     return ExitCode.Refused;
   }
+  if (error instanceof FrameError || (error instanceof RemoteError && error.kind === 0)) {
+    // The far end went away or garbled the session: the next run starts it afresh.
+    report.error(`Lost the session with the far end: ${error.message}`);
+    return ExitCode.Failed;
+  }
   report.error(`Unexpected failure: ${errorText(error)}`, error);
   return ExitCode.Failed;
 }
 
 function readEnvironment(): Environment {
   const env: Environment = {};
-  for (const name of ["TREESYNC_SOURCE", "TREESYNC_REPLICA", "TREESYNC_LOG"] as const) {
+  const names = ["TREESYNC_SOURCE", "TREESYNC_REPLICA", "TREESYNC_LOG", "TREESYNC_RSH"] as const;
+  for (const name of names) {
     const value = Deno.env.get(name);
     if (value !== undefined) env[name] = value;
   }

@@ -14,13 +14,32 @@ import { compileFilters, type FilterRule, parseExcludeFile } from "./exclude.ts"
 import { formatDuration, quoted, shortenQuoted } from "./format.ts";
 import { type DeleteLimit } from "./types.ts";
 import { rsyncHint } from "./usage.ts";
+import {
+  chooseRemoteShell,
+  DEFAULT_REMOTE_TREESYNC,
+  DEFAULT_RSH,
+  parseLocation,
+  type RemoteLocation,
+  splitRemoteShell,
+} from "./remote/address.ts";
+import { parseRate } from "./remote/pace.ts";
 
 /** Everything one invocation was asked to do, after defaults and validation. */
 export interface Options {
-  /** Absolute path of the folder to mirror. */
+  /** Absolute path of the folder to mirror (as typed when it is `host:PATH`). */
   source: string;
-  /** Absolute path of the mirror. */
+  /** Absolute path of the mirror (as typed when it is `host:PATH`). */
   replica: string;
+  /** The tree on another host, when SOURCE or REPLICA is `[user@]host:PATH`; else absent. */
+  remote?: RemoteTree;
+  /** The remote shell's words (`-e`, else `TREESYNC_RSH`, else `ssh`). */
+  rsh: string[];
+  /** The far end's program, as its login shell reads it (`--remote-treesync`). */
+  remoteTreesync: string;
+  /** `--bwlimit`: file data on the wire at most this many bytes a second; null for no limit. */
+  bwlimit: number | null;
+  /** `-z`: file data compressed on the wire. */
+  compress: boolean;
   /** `--dry-run`: print the plan, change nothing. */
   dryRun: boolean;
   /** `--restore`: copy from the replica back into the source, deleting nothing. */
@@ -76,6 +95,13 @@ export interface Options {
 }
 
 export type { DeleteLimit } from "./types.ts";
+
+/**
+ * The tree of a run on another host: where it is (`parseLocation`), and which of the two it is.
+ * `host` is without `[...]` and without the user; `path` is relative to the far login's home
+ * unless absolute.
+ */
+export type RemoteTree = RemoteLocation & { side: "source" | "replica" };
 export { USAGE } from "./usage.ts";
 
 /** A `--exclude-from` file named on the command line, not read yet. */
@@ -92,14 +118,20 @@ export interface ExcludeFile {
 export type ParsedOptions = Omit<Options, "filters"> & { filters: Array<FilterRule | ExcludeFile> };
 
 /** What the command line asked for. */
-export type Command = { kind: "help" } | { kind: "version" } | {
-  kind: "run";
-  options: ParsedOptions;
-};
+export type Command =
+  | { kind: "help" }
+  | { kind: "version" }
+  | { kind: "run"; options: ParsedOptions }
+  | {
+    /** `--serve`: the far end of a remote tree, a session on stdin and stdout. */
+    kind: "serve";
+    /** `--root`: the absolute folder a client may open trees in (null: any). */
+    root: string | null;
+  };
 
 /** Environment variables that give defaults for flags. */
 export type Environment = Partial<
-  Record<"TREESYNC_SOURCE" | "TREESYNC_REPLICA" | "TREESYNC_LOG", string>
+  Record<"TREESYNC_SOURCE" | "TREESYNC_REPLICA" | "TREESYNC_LOG" | "TREESYNC_RSH", string>
 >;
 
 /** The flags `parseArgs` reads; their meaning is in `usage.ts`. */
@@ -134,6 +166,12 @@ const FLAGS = {
   "log-max-size": { type: "string" },
   "log-keep": { type: "string" },
   json: { type: "boolean" },
+  rsh: { type: "string", short: "e" },
+  "remote-treesync": { type: "string" },
+  bwlimit: { type: "string" },
+  compress: { type: "boolean", short: "z" },
+  serve: { type: "boolean" },
+  root: { type: "string" },
   verbose: { type: "boolean", short: "v", multiple: true },
   quiet: { type: "boolean", short: "q" },
   help: { type: "boolean", short: "h" },
@@ -165,6 +203,9 @@ export function parseCommandLine(args: string[], env: Environment, cwd: string):
   checkOptionTokens(tokens);
   if (values.help) return { kind: "help" };
   if (values.version) return { kind: "version" };
+  if (values.serve || values.root !== undefined) {
+    return serveCommand(values, { positionals, tokens, cwd });
+  }
   const paths = pickPaths(values, positionals, env);
   return { kind: "run", options: optionsFrom(values, paths, env, { cwd, tokens }) };
 }
@@ -277,25 +318,92 @@ function pickPaths(values: FlagValues, positionals: string[], env: Environment):
   if (sourceArg === undefined && !verify) {
     throw new UsageError("Missing SOURCE: give SOURCE and REPLICA, or set TREESYNC_SOURCE");
   }
-  for (const path of [sourceArg, replicaArg]) {
-    if (path !== undefined && looksRemote(path)) {
-      throw new UsageError(
-        `${quoted(path)} looks like HOST:PATH: remote replicas are not supported yet (for a ` +
-          `local name with a colon, write ./${path})`,
-      );
-    }
-  }
   return { source: sourceArg, replica: replicaArg };
 }
 
 /**
- * Whether a path reads as rsync's `[USER@]HOST:PATH`: a colon before its first slash. `./a:b`
- * and `/x/a:b` stay local.
+ * `treesync --serve [--root DIR]`: the far end's command, started by the remote shell (or by an
+ * `authorized_keys` forced command). It takes no paths and no other flag: the client names the
+ * tree inside the session.
  */
-export function looksRemote(path: string): boolean {
-  const colon = path.indexOf(":");
-  const slash = path.indexOf("/");
-  return colon > 0 && (slash === -1 || colon < slash);
+function serveCommand(
+  values: FlagValues,
+  given: { positionals: string[]; tokens: FlagToken[]; cwd: string },
+): Command {
+  if (!values.serve) throw new UsageError("--root only applies to --serve");
+  const other = given.tokens.find((token) =>
+    token.kind === "option" && token.name !== "serve" && token.name !== "root"
+  );
+  if (other !== undefined) {
+    throw new UsageError(`--serve takes only --root, not ${other.rawName}`);
+  }
+  if (given.positionals.length > 0) {
+    throw new UsageError(
+      `--serve takes no paths (the client names the tree), not ${quoted(given.positionals[0]!)}`,
+    );
+  }
+  return {
+    kind: "serve",
+    root: values.root === undefined ? null : resolve(given.cwd, values.root),
+  };
+}
+
+/**
+ * The tree on another host among SOURCE and REPLICA, by rsync's `host:PATH` rule
+ * (`parseLocation`); `./a:b` and `/x/a:b` stay local. Only one of them may be remote.
+ */
+function remoteTreeOf(paths: GivenPaths): RemoteTree | undefined {
+  const source = paths.source === undefined ? null : parseLocation(paths.source);
+  const replica = parseLocation(paths.replica);
+  if (source?.kind === "remote" && replica.kind === "remote") {
+    throw new UsageError(
+      `Cannot mirror ${quoted(paths.source!)} into ${quoted(paths.replica)}: both are on other ` +
+        "hosts; run treesync on one of them",
+    );
+  }
+  if (source?.kind === "remote") return { ...source, side: "source" };
+  if (replica.kind === "remote") return { ...replica, side: "replica" };
+  return undefined;
+}
+
+/** The flags of a remote tree: how the far end is reached, and how file data travels. */
+function remoteFlags(
+  values: FlagValues,
+  input: { remote: RemoteTree | undefined; env: Environment; watch: boolean },
+): Pick<Options, "rsh" | "remoteTreesync" | "bwlimit" | "compress"> {
+  const { remote, env } = input;
+  if (remote === undefined) {
+    const given = (["rsh", "remote-treesync", "bwlimit", "compress"] as const)
+      .find((name) => values[name] !== undefined);
+    if (given !== undefined) {
+      const flag = given === "rsh" ? "-e/--rsh" : given === "compress" ? "-z" : `--${given}`;
+      const why = given === "compress"
+        ? "; between local folders there is nothing to compress"
+        : "";
+      throw new UsageError(`${flag} only applies to a remote SOURCE or REPLICA (host:PATH)${why}`);
+    }
+    return {
+      rsh: [DEFAULT_RSH],
+      remoteTreesync: DEFAULT_REMOTE_TREESYNC,
+      bwlimit: null,
+      compress: false,
+    };
+  }
+  if (remote.side === "source" && input.watch) {
+    throw new UsageError(
+      "--watch watches a local source: run the watch on the source's host, with this one's " +
+        "folder as a host:PATH replica",
+    );
+  }
+  const remoteTreesync = values["remote-treesync"] ?? DEFAULT_REMOTE_TREESYNC;
+  if (remoteTreesync.trim() === "") throw new UsageError("--remote-treesync is empty");
+  const rate = values.bwlimit === undefined ? 0 : parseRate(values.bwlimit);
+  return {
+    rsh: splitRemoteShell(chooseRemoteShell(values.rsh, env.TREESYNC_RSH)),
+    remoteTreesync,
+    bwlimit: rate === 0 ? null : rate,
+    compress: values.compress ?? false,
+  };
 }
 
 /**
@@ -327,9 +435,17 @@ function optionsFrom(
   const { intervalMs, watch, watchDelayMs } = loopTimes(values, { restore, verify, interactive });
   const filters = filtersFrom(tokens, cwd);
   const logArg = pickOne("log", [values.log, values.log_file]) ?? pathFromEnv(env, "TREESYNC_LOG");
+  const remote = remoteTreeOf(paths);
+  // A remote side keeps its text as typed, for messages; its path travels inside the session.
+  const local = (path: string, side: RemoteTree["side"]) =>
+    remote?.side === side ? path : resolve(cwd, path);
   return {
-    source: resolve(cwd, paths.source ?? paths.replica),
-    replica: resolve(cwd, paths.replica),
+    source: paths.source === undefined
+      ? local(paths.replica, "replica")
+      : local(paths.source, "source"),
+    replica: local(paths.replica, "replica"),
+    ...(remote === undefined ? {} : { remote }),
+    ...remoteFlags(values, { remote, env, watch }),
     dryRun: (values["dry-run"] ?? false) || (values.scan ?? false),
     restore,
     overwriteNewer: values["overwrite-newer"] ?? false,
@@ -486,6 +602,7 @@ const PATH_OPTIONS = new Set([
   "log",
   "log_file",
   "exclude-from",
+  "root",
 ]);
 
 /**

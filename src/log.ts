@@ -116,6 +116,19 @@ export function showTypedLine(text: string | null): void {
   redrawTyped();
 }
 
+/** Where console output goes instead of stdout and stderr (see {@linkcode sendOutputTo}). */
+let outputSink: ((stream: "stdout" | "stderr", text: string) => void) | null = null;
+
+/**
+ * Sends what would be written to stdout and stderr to `sink` instead (null: to them again): the
+ * far end of a pushed run, whose stdout carries the session, hands its output to the near end.
+ */
+export function sendOutputTo(
+  sink: ((stream: "stdout" | "stderr", text: string) => void) | null,
+): void {
+  outputSink = sink;
+}
+
 /** Output streams whose reader went away (`treesync -n … | head -1`): written no more. */
 const closedOutputs = new Set<typeof Deno.stdout | typeof Deno.stderr>();
 
@@ -124,6 +137,7 @@ const closedOutputs = new Set<typeof Deno.stdout | typeof Deno.stderr>();
  * with its usual exit code: the reader left, the work is not wrong.
  */
 function writeOut(stream: typeof Deno.stdout | typeof Deno.stderr, text: string): void {
+  if (outputSink !== null) return outputSink(stream === Deno.stdout ? "stdout" : "stderr", text);
   if (closedOutputs.has(stream)) return;
   const bytes = encoder.encode(text);
   try {

@@ -25,14 +25,8 @@ import {
 import { LockHeldError } from "./sides/local/meta.ts";
 import { LocalReplicaStore } from "./sides/local/store.ts";
 import { checkPaths, sourceMissing } from "./sides/local/places.ts";
-import {
-  isRunningAsRoot,
-  newRunControl,
-  requestStop,
-  type RunControl,
-  runOnce,
-  takeLock,
-} from "./run.ts";
+import { runAnywhere } from "./passes.ts";
+import { isRunningAsRoot, newRunControl, requestStop, type RunControl, takeLock } from "./run.ts";
 import { listenForStops } from "./signals.ts";
 import { emptySummary, type RunSummary } from "./summary.ts";
 import { VERSION } from "./version.ts";
@@ -340,6 +334,7 @@ async function waitForWork(
  * disk not yet mounted, so the loop starts and each run says so until it appears.
  */
 function checkPathsAtStart(options: Options, report: Reporter): void {
+  if (options.remote !== undefined) return; // the far end checks its tree at each run's start
   try {
     checkPaths(options.source, options.replica);
   } catch (error) {
@@ -350,7 +345,9 @@ function checkPathsAtStart(options: Options, report: Reporter): void {
 
 /** Takes the replica lock unless this loop holds it still (a dry run takes none). */
 function holdLock(options: Options, control: RunControl): void {
-  if (!options.dryRun) takeLock(control, new LocalReplicaStore(options.replica), "existing");
+  // A replica on another host is locked there, by each run.
+  if (options.dryRun || options.remote?.side === "replica") return;
+  takeLock(control, new LocalReplicaStore(options.replica), "existing");
 }
 
 /** Carries out one line typed into the loop. */
@@ -386,7 +383,8 @@ async function loopRun(
   );
   try {
     holdLock(options, control);
-    const summary = await runOnce(options, {
+    // Each run starts a far end afresh: one that cannot be reached fails this run only.
+    const summary = await runAnywhere(options, {
       report,
       control,
       isRoot: isRunningAsRoot(),

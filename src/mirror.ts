@@ -58,8 +58,8 @@ export interface WalkSettings {
 
 /** How the end of a run deletes: the gate's settings, and the `-I` question. */
 export interface DeletionGate extends GateSettings {
-  /** Asks before deleting (`-I`): true deletes. */
-  confirm: (count: number, sample: string[]) => boolean;
+  /** Asks before deleting (`-I`): true deletes (a pushed run asks its near end). */
+  confirm: (count: number, sample: string[]) => boolean | Promise<boolean>;
 }
 
 /** What the executor has done so far, for the steps after. */
@@ -204,7 +204,7 @@ async function runSettling(
       state.firstNames.add(step.action.from!);
       return await recordLinked(step.action.path, step.action.from!, context);
     case "gate":
-      return settleGate(step.verdict, { context, state, gate: input.gate });
+      return await settleGate(step.verdict, { context, state, gate: input.gate });
     case "delete":
       return await deleteOne(step.deletion, context, state);
     case "not-replaced":
@@ -449,10 +449,10 @@ async function moveFolder(
 }
 
 /** Says what the gate decided, asks the `-I` question, and keeps the outcome. */
-function settleGate(
+async function settleGate(
   verdict: GateVerdict,
   input: { context: EngineContext; state: EndState; gate: DeletionGate },
-): void {
+): Promise<void> {
   const { context: { report, options }, state } = input;
   switch (verdict.kind) {
     case "unadopted":
@@ -470,7 +470,7 @@ function settleGate(
       state.outcome = { heldBack: verdict.count, maxDeleteHit: true };
       return;
     case "ask":
-      if (input.gate.confirm(verdict.count, verdict.sample)) return;
+      if (await input.gate.confirm(verdict.count, verdict.sample)) return;
       report.warn(verdict.declined);
       state.declined = true;
       state.outcome = { heldBack: verdict.count, maxDeleteHit: false };

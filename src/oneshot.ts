@@ -17,7 +17,8 @@ import {
   writeStdout,
 } from "./log.ts";
 import { newRunControl } from "./control.ts";
-import { isRunningAsRoot, runOnce } from "./run.ts";
+import { runAnywhere } from "./passes.ts";
+import { isRunningAsRoot } from "./run.ts";
 import { listenForStops } from "./signals.ts";
 import { type RunSummary } from "./summary.ts";
 import { VERSION } from "./version.ts";
@@ -37,7 +38,7 @@ export async function runOneShot(options: Options, report: Reporter): Promise<nu
     : startProgressLine(() => control.progress, options);
   report.fileOnly(runStartLine(options, { version: VERSION }));
   try {
-    const summary = await runOnce(options, {
+    const summary = await runAnywhere(options, {
       report,
       control,
       isRoot: isRunningAsRoot(),

@@ -10,7 +10,7 @@ import { type Options } from "./cli.ts";
 import { RefusedError, UsageError } from "./errors.ts";
 import { formatDuration, quoted } from "./format.ts";
 import { type Reporter } from "./log.ts";
-import { checkTrees } from "./sides/local/checks.ts";
+import { checkOwnFiles, checkTrees } from "./sides/local/checks.ts";
 import { type RunTrees } from "./sides/sides.ts";
 import {
   type LockMode,
@@ -20,9 +20,14 @@ import {
 } from "./sides/writer.ts";
 import { type FolderListing } from "./scan.ts";
 
-/** The checks that need no walk: paths, our own files, a replica to restore from. */
+/**
+ * The checks that need no walk: paths, our own files, a replica to restore from. With a tree on
+ * another host, only this host's tree is checked here: the far end checks its own when the
+ * tree is opened.
+ */
 export function checkBeforeRun(options: Options): RunSides {
-  checkTrees(options);
+  if (options.remote === undefined) checkTrees(options);
+  else checkOwnFiles(options.remote.side === "source" ? options.replica : options.source);
   return runSides(options);
 }
 

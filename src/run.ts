@@ -52,9 +52,14 @@ export interface RunDependencies {
   /** The stop flags, lock, progress and workers shared with the caller. */
   control: RunControl;
   /** Answers the `--interactive` question; true deletes. */
-  confirmDeletes: (count: number, sample: string[]) => boolean;
+  confirmDeletes: (count: number, sample: string[]) => boolean | Promise<boolean>;
   /** Running as root: owners are compared and kept. */
   isRoot: boolean;
+  /**
+   * The run's trees, when one of them is on another host (default: both on this host,
+   * `sides.ts` `openTrees`); the local checks then run for this host's tree only.
+   */
+  openTrees?: (pool: WorkerPool) => RunTrees;
 }
 
 /**
@@ -292,6 +297,8 @@ async function endRun(
   summary.deletionsHeldBack = outcome.heldBack;
   summary.maxDeleteHit = outcome.maxDeleteHit;
   summary.adoptNeeded = outcome.adoptNeeded ?? false;
+  const wire = trees.wire?.();
+  if (wire) Object.assign(summary, { bytesSent: wire.sent, bytesReceived: wire.received });
   return summary;
 }
 
@@ -331,7 +338,7 @@ function beginRun(
   const started = performance.now();
   const sides = checkBeforeRun(options);
   deps.control.pool = new WorkerPool(options.jobs);
-  const trees = openTrees(options, deps.control.pool);
+  const trees = deps.openTrees?.(deps.control.pool) ?? openTrees(options, deps.control.pool);
   const counted = countingReporter(deps.report);
   const notAdopted = !options.restore && !options.adopt && !trees.store.isAdopted();
   const held: Held = {
@@ -405,11 +412,13 @@ async function walkSettings(
   const { sides, trees } = input;
   const fromRoot = (await trees.from.identity())!;
   const toRoot = await trees.to.identity();
+  // Identities of two hosts say nothing of each other, and no mount holds both trees.
+  const remote = options.remote !== undefined;
   return {
     filters: options.filters,
-    avoid: { from: toRoot ? [toRoot] : [], to: [fromRoot] },
+    avoid: remote ? { from: [], to: [] } : { from: toRoot ? [toRoot] : [], to: [fromRoot] },
     toExists: toRoot !== null,
-    probe: bindMountProbeNeeded(sides, { from: fromRoot, to: toRoot }),
+    probe: !remote && bindMountProbeNeeded(sides, { from: fromRoot, to: toRoot }),
   };
 }
 

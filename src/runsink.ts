@@ -85,7 +85,10 @@ function applyContext(
       owners: isRoot,
       sparse: options.sparse,
     }),
-    source: from.fileSource(),
+    // Asked for when a copy starts, not before: a run with nothing to copy never needs it.
+    get source() {
+      return from.fileSource();
+    },
     onStart: (action) => control.progress.current = action.path,
     onBytes: (bytes) => control.progress.bytes += bytes,
     shouldStop: () => control.stopRequested,

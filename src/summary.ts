@@ -42,6 +42,10 @@ export interface RunSummary {
   maxDeleteHit: boolean;
   /** True when deletions were held back because the replica is not adopted (exit 3). */
   adoptNeeded: boolean;
+  /** With a tree on another host: bytes this run sent on the wire. */
+  bytesSent?: number;
+  /** With a tree on another host: bytes this run received on the wire. */
+  bytesReceived?: number;
 }
 
 /** A fresh summary with every count at zero. */

@@ -7,6 +7,7 @@
 
 /** The `--help` text: every flag, the paths and the exit codes. */
 export const USAGE = `Usage: treesync [options] SOURCE REPLICA
+       treesync --serve [--root DIR]
 
 Mirror SOURCE into REPLICA: copy new and changed files, delete extraneous ones, keep folders,
 symlinks, modes and mtimes. A file record in REPLICA/.treesync/ keeps each file's SHA-256.
@@ -55,6 +56,21 @@ What to do:
       --max-delete N|P%   if a run would delete more entries than N (or P% of the replica), delete
                           nothing, still copy, and exit 3
 
+A tree on another host (one of SOURCE and REPLICA may be [USER@]HOST:PATH, as in rsync; a path
+not starting with / is relative to the login's home there; [::1]:PATH for IPv6):
+  -e, --rsh COMMAND       the remote shell (default $TREESYNC_RSH, else ssh; quote words with
+                          spaces: -e 'ssh -p 2222'); ssh runs with BatchMode=yes (asks nothing)
+      --remote-treesync PROGRAM  the far end's treesync, as its login shell reads it (default
+                          treesync; ' --serve' is added)
+      --bwlimit RATE      file data at most RATE a second (500K, 20M, 1.5M; K = 1024, KB = 1000;
+                          no unit = K; 0 = no limit)
+  -z, --compress          compress file data on the wire
+      --serve             be the far end: serve this host's trees on stdin/stdout (the remote
+                          shell starts it; nothing but the session goes to stdout)
+      --root DIR          with --serve: open trees at or below DIR only (for a forced command
+                          in authorized_keys: command="treesync --serve --root /srv/backup")
+  A pull (HOST:PATH REPLICA) runs here and reads the far tree; --watch needs a local SOURCE.
+
 Output:
   -l, --log PATH          also log to PATH (a folder or PATH/ means PATH/treesync.log; alias
                           --log_file; default $TREESYNC_LOG)
@@ -68,23 +84,21 @@ Output:
 
 SOURCE and REPLICA are given both as paths or both with -s/-r (or the variables), never mixed.
 treesync mirrors the contents of SOURCE (as rsync SOURCE/ does), always recursively, and deletes
-what SOURCE lacks. HOST:PATH is refused (remote replicas are not supported yet; write ./a:b for a
-local name with a colon). An empty path ('', as an unset variable gives) is refused: it would mean
-the current folder.
+what SOURCE lacks. A colon before the first slash means HOST:PATH (write ./a:b for a local name
+with a colon); both paths on other hosts are refused. An empty path ('', as an unset variable
+gives) is refused: it would mean the current folder.
 
 Exit codes: 0 replica matches, 1 it does not (entries failed or were kept, deletions declined at
 -I, or --verify found mismatches or unrecorded files), 2 usage or setup error (nothing changed),
 3 refused by a safety check (nothing deleted: --max-delete, an empty source, another run, or a
-REPLICA without a record and no --adopt), 130/143 SIGINT/SIGTERM.`;
+REPLICA without a record and no --adopt), 130/143 SIGINT/SIGTERM. A far end that cannot be
+reached or started, or that refuses the tree, is exit 2 (nothing changed).`;
 
 const KEPT_ANYWAY = "treesync always keeps folders, symlinks, modes and mtimes (owners as root), " +
   "recursively; drop it";
 
 const NO_PROGRESS_FLAG = "treesync shows a progress line on a terminal by itself, and writes " +
   "each file under a temporary name first; drop it";
-
-const NO_COMPRESSION = "treesync copies between local folders, there is nothing to compress; " +
-  "drop it";
 
 const NO_UPDATE = "treesync makes REPLICA match SOURCE, newer replica files included; " +
   "--dry-run shows what it would replace";
@@ -102,10 +116,6 @@ const RSYNC_HINTS: Record<string, [string, string]> = {
   "-P": ["progress and partial", NO_PROGRESS_FLAG],
   "--progress": ["progress", NO_PROGRESS_FLAG],
   "--partial": ["partial", NO_PROGRESS_FLAG],
-  "-z": ["compress", NO_COMPRESSION],
-  "--compress": ["compress", NO_COMPRESSION],
-  "-e": ["remote shell", "remote replicas are not supported yet"],
-  "--rsh": ["remote shell", "remote replicas are not supported yet"],
   "-u": ["update", NO_UPDATE],
   "--update": ["update", NO_UPDATE],
   "--itemize-changes": ["itemize", "treesync prints each change with -v, the plan with -n"],

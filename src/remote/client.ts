@@ -4,29 +4,35 @@
  * tests). Requests are numbered and pipelined: a walk, stats and hashes are in flight at once,
  * and one reading loop hands each frame to the request with its id.
  *
- * `identity()` and `entryAt()` are one `Stat` round trip each. `fileSource()` throws: copying
- * from a remote tree is the write side's work.
+ * `identity()` and `entryAt()` are one `Stat` round trip each. `fileSource()` hands the writer
+ * a streamed source: each file is one `Read` request, its `Data` chunks handed to the writer
+ * synchronously inside the reading loop (so the pipe itself pushes back on a slow disk), and
+ * its `DataEnd` the far end's hash and entry; a few reads are in flight at once.
  *
  * @module
  */
 
+import { errorText } from "../errors.ts";
 import { type Identity } from "../files.ts";
-import { quoted } from "../format.ts";
 import { type Entry, type FolderListing, type Problem } from "../scan.ts";
 import {
   type FileSource,
   type FolderSource,
   type HashOutcome,
+  type StreamedFileEnd,
+  type StreamedFiles,
   type TreeReader,
   type TreeWalk,
 } from "../sides/reader.ts";
 import { VERSION } from "../version.ts";
 import {
   chooseVersion,
+  DATA_CHUNK,
   decodeError,
   decodeHello,
   encodeFrame,
   encodeHello,
+  FEATURES,
   type Frame,
   FrameDecoder,
   FrameError,
@@ -37,8 +43,11 @@ import {
   type Hello,
   MAX_PAYLOAD,
   PROTOCOL_VERSIONS,
+  type WireBytes,
 } from "./frames.ts";
+import { decompressChunk } from "./pace.ts";
 import {
+  decodeDataEnd,
   decodeHashBatch,
   decodeListingBatch,
   decodeOpened,
@@ -47,6 +56,7 @@ import {
   encodeCredit,
   encodeHash,
   encodeOpen,
+  encodeRead,
   encodeStat,
   encodeWalk,
   type HashItem,
@@ -86,17 +96,24 @@ export class Connection {
   readonly #decoder = new FrameDecoder({ accept: FROM_SERVER });
   readonly #handlers = new Map<number, { frame: Handler; fail: (error: Error) => void }>();
   readonly #peer: string;
+  readonly #onSession: ((frame: Frame) => void) | null;
   #nextId = 1;
   #failure: Error | null = null;
   #greeting = Promise.withResolvers<Hello>();
+  #peerFeatures: readonly string[] = [];
+  readonly #wire: WireBytes = { sent: 0, received: 0 };
   #ended = Promise.withResolvers<void>();
   readonly #loop: Promise<void>;
 
-  /** Starts reading `streams`; `peer` names the far end in messages. */
-  constructor(streams: ConnectionStreams, peer: string) {
+  /**
+   * Starts reading `streams`; `peer` names the far end in messages; `onSession` takes the
+   * session frames a near end sends a pushed run (`Stop`).
+   */
+  constructor(streams: ConnectionStreams, peer: string, onSession?: (frame: Frame) => void) {
     this.#writer = streams.output.getWriter();
     this.#reader = streams.input.getReader();
     this.#peer = peer;
+    this.#onSession = onSession ?? null;
     this.#greeting.promise.catch(() => {});
     this.#ended.promise.catch(() => {});
     this.#loop = this.#readAll();
@@ -109,15 +126,29 @@ export class Connection {
 
   /** Greets the far end and agrees on a version. */
   async greet(): Promise<number> {
-    const ours: Hello = { ...PROTOCOL_VERSIONS, program: VERSION, features: [] };
+    const ours: Hello = { ...PROTOCOL_VERSIONS, program: VERSION, features: [...FEATURES] };
     await this.send({ type: FrameType.Hello, flags: 0, id: 0, payload: encodeHello(ours) });
-    return chooseVersion(ours, await this.#greeting.promise, this.#peer);
+    const theirs = await this.#greeting.promise;
+    this.#peerFeatures = theirs.features;
+    return chooseVersion(ours, theirs, this.#peer);
+  }
+
+  /** What the far end said it can do beyond the version's minimum (`zstd`), once greeted. */
+  get peerFeatures(): readonly string[] {
+    return this.#peerFeatures;
+  }
+
+  /** Bytes sent and received on the wire so far, frame headers included. */
+  wireBytes(): { sent: number; received: number } {
+    return { ...this.#wire };
   }
 
   /** Writes a frame; resolves once the stream took it. */
   async send(frame: Frame): Promise<void> {
     if (this.#failure !== null) throw this.#failure;
-    await this.#writer.write(encodeFrame(frame));
+    const bytes = encodeFrame(frame);
+    await this.#writer.write(bytes);
+    this.#wire.sent += bytes.length;
   }
 
   /**
@@ -179,7 +210,11 @@ export class Connection {
           this.#decoder.end();
           throw new RemoteError(0, `The connection to ${this.#peer} closed`);
         }
+        this.#wire.received += value.length;
         for (const frame of this.#decoder.push(value)) {
+          if ((frame.flags & FrameFlag.Compressed) !== 0 && frame.type !== FrameType.Data) {
+            throw new FrameError(`A compressed ${frameTypeName(frame.type)} frame`);
+          }
           if (frame.id === 0) this.#session(frame);
           else this.#handlers.get(frame.id)?.frame(frame);
         }
@@ -195,6 +230,7 @@ export class Connection {
       this.#ended.resolve();
       this.#fail(new RemoteError(0, `${this.#peer} ended the session`));
     } else if (frame.type === FrameType.Error) this.#fail(remoteError(frame.payload));
+    else if (frame.type === FrameType.Stop && this.#onSession) this.#onSession(frame);
     else throw new FrameError(`${frameTypeName(frame.type)} without a request id`);
   }
 
@@ -221,6 +257,12 @@ export interface RemoteTreeOptions extends ConnectionStreams {
   display?: string;
   /** The far end's name for messages (default: the display). */
   peer?: string;
+  /** The session frames of a pushed run's near end (see {@linkcode Connection}). */
+  onSession?: (frame: Frame) => void;
+  /** `-z`: ask for the file data compressed, when the far end can (default: not). */
+  compress?: boolean;
+  /** `--bwlimit`: bytes a second the far end's file data may take (null, default: any). */
+  rate?: number | null;
 }
 
 /**
@@ -231,19 +273,42 @@ export interface RemoteTreeOptions extends ConnectionStreams {
  */
 export async function connectRemoteTree(options: RemoteTreeOptions): Promise<RemoteTreeReader> {
   const display = options.display ?? options.path;
-  const connection = new Connection(options, options.peer ?? display);
+  const connection = new Connection(options, options.peer ?? display, options.onSession);
   try {
     await connection.greet();
-    const opened = await connection.ask(
-      FrameType.Open,
-      encodeOpen({ path: options.path, role: "read" }),
-      FrameType.Ok,
-    );
-    return new RemoteTreeReader(connection, { display, identity: decodeOpened(opened) });
+    return await openRemoteTree(connection, {
+      path: options.path,
+      display,
+      compress: options.compress ?? false,
+      rate: options.rate ?? null,
+    });
   } catch (error) {
     await connection.close();
     throw error;
   }
+}
+
+/**
+ * Opens `path` for reading over a greeted connection and reads the root's identity.
+ *
+ * @throws {RemoteError} The far end refused the tree (outside its `--root`, say).
+ */
+export async function openRemoteTree(
+  connection: Connection,
+  tree: { path: string; display: string; compress?: boolean; rate?: number | null },
+): Promise<RemoteTreeReader> {
+  // An earlier far end without zstd sends its data as it is.
+  const compress = (tree.compress ?? false) && connection.peerFeatures.includes("zstd");
+  const opened = await connection.ask(
+    FrameType.Open,
+    encodeOpen({ path: tree.path, role: "read", compress, rate: tree.rate ?? null }),
+    FrameType.Ok,
+  );
+  return new RemoteTreeReader(connection, {
+    display: tree.display,
+    identity: decodeOpened(opened),
+    compressed: compress,
+  });
 }
 
 /** A `Hash` request's files are cut so that each request stays well under the cap. */
@@ -254,13 +319,31 @@ export class RemoteTreeReader implements TreeReader {
   /** Where the tree is, as the user named it: for messages only. */
   readonly display: string;
   readonly #connection: Connection;
+  readonly #files: RemoteFiles;
   #identity: Identity | null;
 
-  /** A reader over an opened connection (see {@linkcode connectRemoteTree}). */
-  constructor(connection: Connection, opened: { display: string; identity: Identity | null }) {
+  /**
+   * A reader over an opened connection (see {@linkcode connectRemoteTree}); `compressed`: the
+   * session agreed to compressed Data frames.
+   */
+  constructor(
+    connection: Connection,
+    opened: { display: string; identity: Identity | null; compressed?: boolean },
+  ) {
     this.#connection = connection;
     this.display = opened.display;
     this.#identity = opened.identity;
+    this.#files = new RemoteFiles(connection, opened.compressed ?? false);
+  }
+
+  /** Bytes sent and received on the wire so far (see {@linkcode Connection.wireBytes}). */
+  wireBytes(): { sent: number; received: number } {
+    return this.#connection.wireBytes();
+  }
+
+  /** The connection it reads through (a pushed run reports through it too). */
+  get connection(): Connection {
+    return this.#connection;
   }
 
   /** The root's identity when it was opened (null: nothing there). */
@@ -277,16 +360,9 @@ export class RemoteTreeReader implements TreeReader {
     return reply.identity;
   }
 
-  /**
-   * Not yet: a copy reads a remote tree's files through the connection, which the write side
-   * of the protocol (`Read`, `Data`, `DataEnd`) will carry.
-   *
-   * @throws {Error} Always.
-   */
+  /** The streamed source a writer's copies read this tree's files through, over the connection. */
   fileSource(): FileSource {
-    throw new Error(
-      `Cannot copy from ${quoted(this.display)} yet: reading files of a remote tree is not built`,
-    );
+    return { kind: "stream", files: this.#files };
   }
 
   /** Streams the far end's walk (null: an empty stream, for a tree that does not exist). */
@@ -358,6 +434,87 @@ export class RemoteTreeReader implements TreeReader {
   /** Ends the session. */
   close(): Promise<void> {
     return this.#connection.close();
+  }
+}
+
+/**
+ * Reads a client keeps in flight at once: enough to fill the pipe with small files, well under
+ * the far end's limit of requests running (`MAX_RUNNING`), which walks and hashes share.
+ */
+export const MAX_READS = 16;
+
+/** A remote tree's files, each streamed by one `Read` request ({@linkcode StreamedFiles}). */
+class RemoteFiles implements StreamedFiles {
+  readonly #connection: Connection;
+  readonly #compressed: boolean;
+  #reading = 0;
+  readonly #waiting: Array<() => void> = [];
+
+  constructor(connection: Connection, compressed: boolean) {
+    this.#connection = connection;
+    this.#compressed = compressed;
+  }
+
+  /** Streams one file, once fewer than {@linkcode MAX_READS} are in flight. */
+  async read(
+    path: string,
+    onChunk: (chunk: Uint8Array) => boolean,
+  ): Promise<StreamedFileEnd | null> {
+    while (this.#reading >= MAX_READS) await new Promise<void>((go) => this.#waiting.push(go));
+    this.#reading++;
+    try {
+      return await this.#readOnce(path, onChunk);
+    } finally {
+      this.#reading--;
+      this.#waiting.shift()?.();
+    }
+  }
+
+  #readOnce(
+    path: string,
+    onChunk: (chunk: Uint8Array) => boolean,
+  ): Promise<StreamedFileEnd | null> {
+    const connection = this.#connection;
+    return new Promise((resolve, reject) => {
+      const cancel = () => {
+        connection.forget(id);
+        const payload = encodeCancel(id);
+        connection.send({ type: FrameType.Cancel, flags: 0, id, payload }).catch(() => {});
+      };
+      const id = connection.request(FrameType.Read, encodeRead(path), {
+        fail: reject,
+        frame: (frame) => {
+          try {
+            if (frame.type === FrameType.Data) {
+              if (!onChunk(this.#unpack(frame))) {
+                cancel();
+                resolve(null);
+              }
+              return;
+            }
+            connection.forget(id);
+            if (frame.type === FrameType.DataEnd) resolve(decodeDataEnd(frame.payload));
+            else if (frame.type === FrameType.Error) reject(remoteError(frame.payload));
+            else reject(new FrameError(`${frameTypeName(frame.type)} answered a read`));
+          } catch (error) {
+            // The writer failed (or the chunk did not decode): the far end stops reading.
+            cancel();
+            reject(error);
+          }
+        },
+      });
+    });
+  }
+
+  /** A Data frame's bytes, unpacked if compressed (only when the session agreed to it). */
+  #unpack(frame: Frame): Uint8Array {
+    if ((frame.flags & FrameFlag.Compressed) === 0) return frame.payload;
+    if (!this.#compressed) throw new FrameError("A compressed Data frame was not agreed");
+    try {
+      return decompressChunk(frame.payload, DATA_CHUNK);
+    } catch (error) {
+      throw new FrameError(`A compressed Data frame does not unpack: ${errorText(error)}`);
+    }
   }
 }
 

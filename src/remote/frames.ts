@@ -22,6 +22,12 @@
  * numbered by the client and pipelined (many in flight, in walk order); the server answers
  * each with its id, in any order between requests.
  *
+ * **A push swaps the roles** (the engine runs on the host of the tree it writes): instead of
+ * `Open`, the near end sends `Run`; the far end answers `Ok` and from the next byte on is the
+ * client of a new session on the same streams (its own `Hello`, then `Open` of the near tree),
+ * which the near end serves; the swapped client also sends `Report`, `Progress`, `Confirm` and
+ * `Done`, and the swapped server `Stop` and `Answer`. Nothing follows `Run` until its answer.
+ *
  * | type   | name          | from   | payload and answer                                          |
  * | ------ | ------------- | ------ | ----------------------------------------------------------- |
  * | `0x01` | Hello         | both   | `treesync`, lowest and highest version, program, features   |
@@ -31,7 +37,7 @@
  * | `0x05` | Cancel        | client | stop answering request (id in the payload): a walk, a read  |
  * | `0x06` | Data          | both   | a chunk of a byte stream (file, record) of request id       |
  * | `0x07` | DataEnd       | both   | the stream is whole: its size and SHA-256, to be checked    |
- * | `0x08` | Open          | client | the tree's path and role (read, or written) → Ok or Error   |
+ * | `0x08` | Open          | client | path, role, `-z` and `--bwlimit` for Data → Ok or Error     |
  * | `0x09` | Credit        | client | a walk (this id) may send this many more Listing batches    |
  * | `0x10` | Walk          | client | starts, filters, folders to avoid, probe, renames           |
  * | `0x11` | Listing       | server | folders in walk order, `More` until the walk's last batch   |
@@ -40,21 +46,16 @@
  * | `0x14` | StatReply     | server | the entry, or none; for `""` the root's identity            |
  * | `0x15` | Hash          | client | files and sizes → HashResult batches                        |
  * | `0x16` | HashResult    | server | outcomes and bytes read so far, `More` until the last       |
- * | `0x17` | Read          | client | a file and the size and mtime expected → Data…, DataEnd     |
- * | `0x20` | Place         | client | path, size, mode, mtime; then Data…, DataEnd → Ok or Error  |
- * | `0x21` | MakeFolder    | client | path and mode → Ok                                          |
- * | `0x22` | Remove        | client | path and the kind expected there → Ok                       |
- * | `0x23` | Rename        | client | from and to → Ok                                            |
- * | `0x24` | Symlink       | client | path and target → Ok                                        |
- * | `0x25` | Attributes    | client | path, mode, mtime → Ok                                      |
- * | `0x26` | Trash         | client | path → Ok                                                   |
- * | `0x30` | Lock          | client | who locks → Ok, or Error naming the holder                  |
- * | `0x31` | Unlock        | client | → Ok                                                        |
- * | `0x32` | RecordRead    | client | → Data…, DataEnd (the replica's record), or Error           |
- * | `0x33` | RecordWrite   | client | then Data…, DataEnd → Ok once the new record replaced it    |
- * | `0x34` | Adopt         | client | mark the replica as adopted → Ok                            |
- * | `0x35` | Verify        | client | files and expected hashes → VerifyResult batches            |
- * | `0x36` | VerifyResult  | server | findings, `More` until the last                             |
+ * | `0x17` | Read          | client | a file's path → Data… (`More`), DataEnd (hash, entry)       |
+ * | `0x37` | StoreOpen     | client | the opened tree's own files, locked read-only → StoreReply  |
+ * | `0x38` | StoreReply    | server | their snapshot (`More`: the record follows), Data…, the end |
+ * | `0x40` | Run           | client | push: the options and scope of one run → Ok, then roles swap |
+ * | `0x41` | Report        | client | swapped: one line the far run reports (how, text)            |
+ * | `0x42` | Progress      | client | swapped: the far run's progress now                          |
+ * | `0x43` | Stop          | server | swapped: stop the far run (1: gently, 2: now)               |
+ * | `0x44` | Confirm       | client | swapped: the `--interactive` question → Answer               |
+ * | `0x45` | Answer        | server | swapped: the answer to Confirm                               |
+ * | `0x46` | Done          | client | swapped: the far run's summary or exit code, before its End  |
  *
  * @module
  */
@@ -64,6 +65,19 @@ import { escapeControls } from "../format.ts";
 
 /** The protocol versions this program speaks. */
 export const PROTOCOL_VERSIONS = { lowest: 1, highest: 1 } as const;
+
+/**
+ * The features this program offers in its `Hello`: `zstd`, compressed Data frames (`-z`).
+ */
+export const FEATURES: readonly string[] = ["zstd"];
+
+/** Bytes one end of a session sent and received on the wire, frame headers included. */
+export interface WireBytes {
+  /** Bytes written to the peer. */
+  sent: number;
+  /** Bytes read from the peer. */
+  received: number;
+}
 
 /** Bytes in a frame header: type, flags, id, length. */
 export const HEADER_BYTES = 10;
@@ -93,20 +107,15 @@ export const FrameType = {
   Hash: 0x15,
   HashResult: 0x16,
   Read: 0x17,
-  Place: 0x20,
-  MakeFolder: 0x21,
-  Remove: 0x22,
-  Rename: 0x23,
-  Symlink: 0x24,
-  Attributes: 0x25,
-  Trash: 0x26,
-  Lock: 0x30,
-  Unlock: 0x31,
-  RecordRead: 0x32,
-  RecordWrite: 0x33,
-  Adopt: 0x34,
-  Verify: 0x35,
-  VerifyResult: 0x36,
+  Run: 0x40,
+  Report: 0x41,
+  Progress: 0x42,
+  Stop: 0x43,
+  Confirm: 0x44,
+  Answer: 0x45,
+  Done: 0x46,
+  StoreOpen: 0x37,
+  StoreReply: 0x38,
 } as const;
 
 /** One of {@linkcode FrameType}'s values. */
@@ -139,19 +148,12 @@ export const FROM_CLIENT: ReadonlySet<number> = new Set([
   FrameType.Stat,
   FrameType.Hash,
   FrameType.Read,
-  FrameType.Place,
-  FrameType.MakeFolder,
-  FrameType.Remove,
-  FrameType.Rename,
-  FrameType.Symlink,
-  FrameType.Attributes,
-  FrameType.Trash,
-  FrameType.Lock,
-  FrameType.Unlock,
-  FrameType.RecordRead,
-  FrameType.RecordWrite,
-  FrameType.Adopt,
-  FrameType.Verify,
+  FrameType.Run,
+  FrameType.Report,
+  FrameType.Progress,
+  FrameType.Confirm,
+  FrameType.Done,
+  FrameType.StoreOpen,
 ]);
 
 /** Frame types the client accepts: what a server may send. */
@@ -166,7 +168,9 @@ export const FROM_SERVER: ReadonlySet<number> = new Set([
   FrameType.WalkEnd,
   FrameType.StatReply,
   FrameType.HashResult,
-  FrameType.VerifyResult,
+  FrameType.Stop,
+  FrameType.Answer,
+  FrameType.StoreReply,
 ]);
 
 /** One frame. */
@@ -264,17 +268,34 @@ export class FrameDecoder {
    * @throws {FrameError} A frame that breaks the protocol; every later call throws it again.
    */
   push(chunk: Uint8Array): Frame[] {
+    return this.pushUntil(chunk, () => false).frames;
+  }
+
+  /**
+   * Reads one chunk up to the end of the first frame `stop` says yes to, for a session that
+   * hands its stream over (see `farend.ts`): the bytes after it are the next session's.
+   *
+   * @returns The frames completed, in order, and the rest of the chunk (empty unless stopped).
+   * @throws {FrameError} A frame that breaks the protocol; every later call throws it again.
+   */
+  pushUntil(
+    chunk: Uint8Array,
+    stop: (frame: Frame) => boolean,
+  ): { frames: Frame[]; rest: Uint8Array } {
     if (this.#failure !== null) throw this.#failure;
     try {
-      return this.#read(chunk);
+      return this.#read(chunk, stop);
     } catch (error) {
       if (error instanceof FrameError) this.#failure = error;
       throw error;
     }
   }
 
-  /** Reads one chunk, see {@linkcode FrameDecoder.push}. */
-  #read(chunk: Uint8Array): Frame[] {
+  /** Reads one chunk, see {@linkcode FrameDecoder.pushUntil}. */
+  #read(
+    chunk: Uint8Array,
+    stop: (frame: Frame) => boolean,
+  ): { frames: Frame[]; rest: Uint8Array } {
     if (!this.#greeted && this.#headerFill === 0 && chunk.length > 0) {
       if (chunk[0] !== FrameType.Hello) {
         throw new FrameError(
@@ -304,12 +325,14 @@ export class FrameDecoder {
         offset += take;
       }
       if (this.#payloadFill === this.#pending.payload.length) {
-        frames.push(this.#pending);
+        const frame = this.#pending;
+        frames.push(frame);
         this.#pending = null;
         this.#payloadFill = 0;
+        if (stop(frame)) return { frames, rest: chunk.subarray(offset) };
       }
     }
-    return frames;
+    return { frames, rest: new Uint8Array() };
   }
 
   /**

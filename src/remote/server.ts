@@ -1,9 +1,18 @@
 /**
  * The far end of a remote tree (`treesync --serve`), read side: one session over a byte stream
- * pair, answering `Hello`, `Open`, `Walk`, `Stat`, `Hash`, `Credit`, `Cancel` and `End` through a
- * `TreeReader` of this host (`serve_main.ts` gives a `LocalTreeReader`). Requests run side by side (a walk waiting for credit does not
- * hold up a stat); every frame goes out through one queue, awaited, so a slow peer slows the
- * walk instead of filling memory, and a walk holds one listing batch at a time.
+ * pair, answering `Hello`, `Open`, `Walk`, `Stat`, `Hash`, `Read`, `Credit`, `Cancel` and `End`
+ * through a `TreeReader` of this host (`serve_stdio.ts` gives a `LocalTreeReader`), and `StoreOpen`
+ * through the opened tree's own files (`store.ts`). Requests run
+ * side by side (a walk waiting for credit does not hold up a stat); every frame goes out
+ * through one queue, awaited, so a slow peer slows the walk or the read instead of filling
+ * memory: a walk holds one listing batch at a time, a read one chunk.
+ *
+ * A `Read` streams one regular file of the tree (opened by the tree's own code, never through
+ * a link) as `Data` frames of at most `DATA_CHUNK` bytes, hashed as read, then `DataEnd` with
+ * its SHA-256, its entry as read and whether it changed meanwhile. The session's `Open` says
+ * whether Data frames may be compressed (`-z`: each chunk goes compressed only when that is
+ * smaller) and the bytes a second they may take (`--bwlimit`: one pacer for the session, over
+ * the bytes on the wire).
  *
  * A peer that breaks the protocol (a frame that does not decode, a huge length, an unknown or
  * unexpected type, a request out of turn) gets one `Error` frame with id 0 and the session
@@ -15,17 +24,27 @@
 
 import { errorText } from "../errors.ts";
 import { quoted } from "../format.ts";
-import { type FolderSource, type TreeReader, type TreeWalk } from "../sides/reader.ts";
+import {
+  type FolderSource,
+  type LocalFileSource,
+  type TreeReader,
+  type TreeWalk,
+} from "../sides/reader.ts";
+import { type ReplicaLock } from "../sides/writer.ts";
 import { inBatches } from "../batch.ts";
 import { HASH_BATCH } from "../sides/local/workers.ts";
+import { HashingRead, type OpenedFile } from "../sides/local/hash.ts";
+import { openSourceFile } from "../sides/local/source.ts";
 import { VERSION } from "../version.ts";
 import {
   chooseVersion,
+  DATA_CHUNK,
   decodeHello,
   encodeError,
   encodeFrame,
   encodeHello,
   ErrorKind,
+  FEATURES,
   type Frame,
   FrameDecoder,
   FrameError,
@@ -33,16 +52,21 @@ import {
   FrameType,
   frameTypeName,
   FROM_CLIENT,
+  HEADER_BYTES,
   type Hello,
   PROTOCOL_VERSIONS,
+  type WireBytes,
 } from "./frames.ts";
+import { compressChunk, Pacer } from "./pace.ts";
 import {
   decodeCancel,
   decodeCredit,
   decodeHash,
   decodeOpen,
+  decodeRead,
   decodeStat,
   decodeWalk,
+  encodeDataEnd,
   encodeHashBatch,
   encodeOpened,
   encodeStatReply,
@@ -50,6 +74,7 @@ import {
   ListingBatcher,
   WALK_CREDIT,
 } from "./wire.ts";
+import { decodeStoreOpen, type ServedStore, serveStore } from "./store.ts";
 
 /** What a session serves, and over what. */
 export interface ServeOptions {
@@ -59,19 +84,61 @@ export interface ServeOptions {
   output: WritableStream<Uint8Array>;
   /**
    * Reads the tree a client opened (its checked, absolute path): `treesync --serve` gives a
-   * `LocalTreeReader` hashing in the process's `WorkerPool` (see `serve_main.ts`).
+   * `LocalTreeReader` hashing in the process's `WorkerPool` (see `serve_stdio.ts`).
    */
   readTree: (path: string) => TreeReader;
+  /**
+   * The own files of the tree a client opened, for `StoreOpen` (a restore from a replica here):
+   * `treesync --serve` gives a `LocalReplicaStore`. Without it, `StoreOpen` is refused.
+   */
+  openStore?: (path: string) => ServedStore;
   /** Only trees at or below this folder may be opened (`--root`; default: any). */
   root?: string;
+  /**
+   * The folder a relative tree path is taken from: the login's home, where the remote shell
+   * starts the far end, as rsync does (default: relative paths are refused).
+   */
+  home?: string;
   /** A listing batch is sent at this many bytes (default `LISTING_SOFT_LIMIT`, for tests). */
   batchBytes?: number;
+  /**
+   * A far end that takes pushed runs: decides on a `Run` instead of `Open`. Accepted, the
+   * session answers `Ok` and ends at once, leaving both streams open (see `farend.ts`).
+   */
+  onRun?: (payload: Uint8Array) => { refused: string } | { accepted: unknown };
+  /** A near end serving a pushed run (the roles swapped): the far run's own frames. */
+  swapped?: SwappedPeer;
+  /**
+   * Counts the bytes of the session (headers and payloads), added to as they go and come: read
+   * it at any time (the summary of a run whose near end serves).
+   */
+  wire?: WireBytes;
+  /** Makes the pacer of a session with a rate (default `new Pacer(rate)`; tests count). */
+  pacer?: (bytesPerSecond: number) => Pacer;
 }
+
+/** What a near end does with the frames only a far run sends (see `push.ts`). */
+export interface SwappedPeer {
+  /** Called once, with the session's way to send (a `Stop`, an `Answer`). */
+  started(send: (frame: Frame) => Promise<void>): void;
+  /** A `Report`, `Progress`, `Done` (id 0) or `Confirm` frame. */
+  receive(frame: Frame): Promise<void> | void;
+}
+
+/** The frames a far run sends its near end. */
+const SWAPPED_TYPES: ReadonlySet<number> = new Set([
+  FrameType.Report,
+  FrameType.Progress,
+  FrameType.Confirm,
+  FrameType.Done,
+]);
 
 /** How a session ended. */
 export interface ServeOutcome {
   /** Why it ended early, one line (none: the client said End, or its stream ended). */
   error?: string;
+  /** A pushed run accepted (what `onRun` accepted): the streams are still open, for it. */
+  handoff?: unknown;
 }
 
 /** A request being answered: how it is stopped and, for a walk, given more credit. */
@@ -109,13 +176,22 @@ class Session {
   #state: "greeting" | "opening" | "open" = "greeting";
   #tree: TreeReader | null = null;
   #root = "";
+  #compress = false;
+  #pacer: Pacer | null = null;
+  readonly #wire: WireBytes;
   readonly #running = new Map<number, Running>();
   readonly #tasks = new Set<Promise<void>>();
   #broken = false;
+  #handoff: { accepted: unknown } | null = null;
+  #storeOpened = false;
+  /** The opened tree's replica lock, held read-only from `StoreOpen` to the session's end. */
+  #storeLock: ReplicaLock | null = null;
 
   constructor(options: ServeOptions) {
     this.#options = options;
     this.#writer = options.output.getWriter();
+    options.swapped?.started((frame) => this.send(frame));
+    this.#wire = options.wire ?? { sent: 0, received: 0 };
   }
 
   async run(): Promise<ServeOutcome> {
@@ -130,9 +206,11 @@ class Session {
     } finally {
       for (const running of this.#running.values()) running.cancel();
       await Promise.allSettled([...this.#tasks]);
+      this.#storeLock?.release();
       reader.releaseLock();
       await this.#sending;
-      await this.#writer.close().catch(() => {});
+      if (this.#handoff !== null && outcome.error === undefined) this.#writer.releaseLock();
+      else await this.#writer.close().catch(() => {});
     }
     return outcome;
   }
@@ -145,7 +223,9 @@ class Session {
         this.#decoder.end();
         return {};
       }
-      for (const frame of this.#decoder.push(value)) {
+      this.#wire.received += value.length;
+      const frames = this.#decoder.push(value);
+      for (const [index, frame] of frames.entries()) {
         if (frame.type === FrameType.End) {
           // A walk waits for credit the client will not give any more.
           for (const running of this.#running.values()) if (running.credit) running.cancel();
@@ -156,6 +236,13 @@ class Session {
         }
         await this.#handle(frame);
         if (this.#broken) throw new FrameError("The peer's stream broke");
+        const handoff = this.#handedOff();
+        if (handoff === null) continue;
+        // The next session begins with our next byte: nothing of the peer's may be read ahead.
+        if (index < frames.length - 1 || this.#decoder.buffered > 0) {
+          throw new FrameError("Frames after Run, before its answer");
+        }
+        return { handoff: handoff.accepted };
       }
     }
   }
@@ -163,7 +250,10 @@ class Session {
   /** Queues a frame; resolves once it is written (the peer's pace). */
   send(frame: Frame): Promise<void> {
     const bytes = encodeFrame(frame);
-    this.#sending = this.#sending.then(() => this.#writer.write(bytes)).catch(() => {
+    this.#sending = this.#sending.then(async () => {
+      await this.#writer.write(bytes);
+      this.#wire.sent += bytes.length;
+    }).catch(() => {
       this.#broken = true;
     });
     return this.#sending;
@@ -189,6 +279,9 @@ class Session {
       return await this.#greet(decodeHello(frame.payload));
     }
     if (frame.type === FrameType.Hello) throw new FrameError("A second Hello");
+    if (this.#options.swapped && SWAPPED_TYPES.has(frame.type)) {
+      return await this.#options.swapped.receive(frame);
+    }
     if (frame.id === 0) throw new FrameError(`Frame ${frameTypeName(frame.type)} without an id`);
     if (frame.type === FrameType.Cancel) {
       return this.#running.get(decodeCancel(frame.payload))?.cancel();
@@ -198,6 +291,9 @@ class Session {
     }
     if (this.#running.has(frame.id)) throw new FrameError(`Request ${frame.id} is already running`);
     if (this.#state === "opening") {
+      if (frame.type === FrameType.Run && this.#options.onRun) {
+        return await this.#run(frame.id, frame.payload);
+      }
       if (frame.type !== FrameType.Open) {
         throw new FrameError(`Frame ${frameTypeName(frame.type)} before Open`);
       }
@@ -212,8 +308,12 @@ class Session {
         );
       case FrameType.Hash:
         return this.#start(frame.id, (running) => this.#hash(frame.id, frame.payload, running));
+      case FrameType.Read:
+        return this.#start(frame.id, (running) => this.#read(frame.id, frame.payload, running));
       case FrameType.Stat:
         return await this.#stat(frame.id, frame.payload);
+      case FrameType.StoreOpen:
+        return this.#start(frame.id, (running) => this.#store(frame.id, frame.payload, running));
       case FrameType.Open:
         throw new FrameError("A second Open");
       default:
@@ -226,10 +326,23 @@ class Session {
   }
 
   async #greet(theirs: Hello): Promise<void> {
-    const ours: Hello = { ...PROTOCOL_VERSIONS, program: VERSION, features: [] };
+    const ours: Hello = { ...PROTOCOL_VERSIONS, program: VERSION, features: [...FEATURES] };
     await this.send({ type: FrameType.Hello, flags: 0, id: 0, payload: encodeHello(ours) });
     chooseVersion(ours, theirs, "the client");
     this.#state = "opening";
+  }
+
+  /** The pushed run accepted, if one was (the session ends then). */
+  #handedOff(): { accepted: unknown } | null {
+    return this.#handoff;
+  }
+
+  /** A pushed run: refused with a line, or accepted (the session then hands its streams over). */
+  async #run(id: number, payload: Uint8Array): Promise<void> {
+    const decision = this.#options.onRun!(payload);
+    if ("refused" in decision) return await this.#fail(id, ErrorKind.Refused, decision.refused);
+    await this.send({ type: FrameType.Ok, flags: 0, id, payload: new Uint8Array() });
+    this.#handoff = decision;
   }
 
   async #open(id: number, payload: Uint8Array): Promise<void> {
@@ -237,10 +350,15 @@ class Session {
     if (request.role !== "read") {
       return await this.#fail(id, ErrorKind.Refused, "Writing a remote tree is not served yet");
     }
-    const problem = confinementProblem(request.path, this.#options.root);
+    const path = treePath(request.path, this.#options.home);
+    const problem = confinementProblem(path, this.#options.root);
     if (problem !== null) return await this.#fail(id, ErrorKind.Refused, problem);
-    this.#tree = this.#options.readTree(request.path);
-    this.#root = request.path;
+    this.#tree = this.#options.readTree(path);
+    this.#root = path;
+    this.#compress = request.compress;
+    if (request.rate !== null) {
+      this.#pacer = this.#options.pacer?.(request.rate) ?? new Pacer(request.rate);
+    }
     this.#state = "open";
     const opened = encodeOpened(await this.#tree.identity());
     await this.send({ type: FrameType.Ok, flags: 0, id, payload: opened });
@@ -278,6 +396,23 @@ class Session {
     } catch (error) {
       await this.#fail(id, failureKind(error), errorText(error));
     }
+  }
+
+  /** Answers `StoreOpen`: the opened tree's own files, locked read-only for the session. */
+  async #store(id: number, payload: Uint8Array, running: Running): Promise<void> {
+    decodeStoreOpen(payload);
+    const openStore = this.#options.openStore;
+    if (openStore === undefined) throw new RefusedPath("This server serves no replica's own files");
+    if (this.#storeOpened) throw new RefusedPath("The replica's own files are open already");
+    this.#storeOpened = true;
+    let cancelled = false;
+    running.cancel = () => cancelled = true;
+    await serveStore(openStore(this.#root), {
+      id,
+      send: (frame) => this.send(frame),
+      hold: (lock) => this.#storeLock = lock,
+      cancelled: () => cancelled,
+    });
   }
 
   async #walk(id: number, payload: Uint8Array, running: Running): Promise<void> {
@@ -325,6 +460,49 @@ class Session {
       for (const batch of full) if (!await listing(batch)()) return;
     }
     await this.send({ type: FrameType.WalkEnd, flags: 0, id, payload: batcher.take() });
+  }
+
+  /**
+   * Streams one file: Data frames of at most a chunk each, every one awaited on the wire (and
+   * paced), then DataEnd. A cancel stops it between chunks; a failure is the request's Error.
+   */
+  async #read(id: number, payload: Uint8Array, running: Running): Promise<void> {
+    const path = decodeRead(payload);
+    refuseLinkOnTheWay(this.#root, path);
+    const source = this.#tree!.fileSource();
+    if (source.kind !== "local") throw new Error("Cannot serve files of a tree on another host");
+    let cancelled = false;
+    running.cancel = () => cancelled = true;
+    using opened = openServedFile(source, path);
+    const reading = new HashingRead(opened, new Uint8Array(this.#chunkBytes()));
+    for (let chunk = reading.next(); chunk !== null; chunk = reading.next()) {
+      await this.#sendData(id, chunk);
+      if (cancelled || this.#broken) return;
+    }
+    const read = reading.finish();
+    const end = encodeDataEnd({ hash: read.hash, entry: read.after, changed: read.changed });
+    await this.send({ type: FrameType.DataEnd, flags: 0, id, payload: end });
+  }
+
+  /** A read's chunk: a whole `DATA_CHUNK`, or less under a rate so low it would be bursty. */
+  #chunkBytes(): number {
+    if (this.#pacer === null) return DATA_CHUNK;
+    return Math.min(DATA_CHUNK, Math.max(4096, this.#pacer.burst));
+  }
+
+  /** Sends a chunk (compressed when agreed and smaller), once the pacer lets its bytes go. */
+  async #sendData(id: number, chunk: Uint8Array): Promise<void> {
+    let payload = chunk;
+    let flags = FrameFlag.More;
+    if (this.#compress) {
+      const packed = compressChunk(chunk);
+      if (packed.length < chunk.length) {
+        payload = packed;
+        flags |= FrameFlag.Compressed;
+      }
+    }
+    await this.#pacer?.pace(HEADER_BYTES + payload.length);
+    await this.send({ type: FrameType.Data, flags, id, payload });
   }
 
   async #hash(id: number, payload: Uint8Array, running: Running): Promise<void> {
@@ -385,6 +563,25 @@ class Credit {
   }
 }
 
+/**
+ * Opens a file to serve, as the tree's own copies open one (a regular file, never through a
+ * link).
+ *
+ * @throws {RefusedPath} It is not a regular file (a link, a fifo, a folder), or was replaced.
+ * @throws {Error} The system's error: nothing there, permission denied.
+ */
+function openServedFile(source: LocalFileSource, path: string): OpenedFile {
+  try {
+    return openSourceFile(source, path);
+  } catch (error) {
+    // The open's own refusals carry no system error code.
+    if (error instanceof Error && !("code" in error)) {
+      throw new RefusedPath(`Cannot read ${quoted(path)}: ${error.message}`);
+    }
+    throw error;
+  }
+}
+
 /** A request's failure: refused when it named a path it may not, failed otherwise. */
 function failureKind(error: unknown): number {
   if (error instanceof FrameError || error instanceof RefusedPath) return ErrorKind.Refused;
@@ -422,6 +619,16 @@ function refuseLinkOnTheWay(root: string, path: string, checked = new Set<string
     if (isLink) throw new RefusedPath(`Refused ${quoted(path)}: ${quoted(folder)} is a link`);
     checked.add(folder);
   }
+}
+
+/**
+ * A client's tree path, a relative one taken from `home` (`.` is home itself); one with a `..`
+ * name, or a relative one without a home, is left as it is for the check to refuse.
+ */
+function treePath(path: string, home: string | undefined): string {
+  if (path.startsWith("/") || home === undefined || path.split("/").includes("..")) return path;
+  const names = path.split("/").filter((name) => name !== "" && name !== ".");
+  return names.length === 0 ? home : `${home === "/" ? "" : home}/${names.join("/")}`;
 }
 
 /**

@@ -1,6 +1,7 @@
 /**
  * The payloads of the read side of the protocol (see the frame table in `frames.ts`): how an
- * entry, a folder listing, a walk request, a stat and a hash travel. Pure: values in, bytes out.
+ * entry, a folder listing, a walk request, a stat, a hash and a file's read travel. Pure:
+ * values in, bytes out.
  *
  * Compact on purpose, since a listing is most of what a no-op run sends: integers are LEB128
  * varints (signed ones zigzagged first), strings are UTF-8 after a varint length, and an
@@ -20,6 +21,10 @@
  * into parts (and a long list of skipped files across batches), so no frame passes
  * {@linkcode LISTING_SOFT_LIMIT} by more than one item.
  *
+ * A read: `Read` is the file's path; its bytes come as the payloads of `Data` frames as they
+ * are (or zstd-compressed, with the `Compressed` flag); `DataEnd` is the SHA-256 (32 bytes),
+ * a byte saying whether the file changed while read, and its entry as read.
+ *
  * @module
  */
 
@@ -37,6 +42,7 @@ import {
   type FileSource,
   type FolderSource,
   type HashOutcome,
+  type StreamedFileEnd,
   type TreeReader,
   type TreeWalk,
 } from "../sides/reader.ts";
@@ -124,27 +130,51 @@ function readStrings(reader: WireReader, max: number = MAX_STRING_BYTES): string
   return strings;
 }
 
-/** An `Open` request: the tree's absolute path and whether it is written. */
+/**
+ * An `Open` request: the tree's absolute path, whether it is written, and how the file data
+ * the server sends travels.
+ */
 export interface OpenRequest {
   /** The tree's root on the far end (absolute). */
   path: string;
   /** Read only, or also written. */
   role: "read" | "write";
+  /** `-z`: Data frames the server sends may be compressed (default: not). */
+  compress?: boolean;
+  /** `--bwlimit`: the bytes a second the server's Data frames may take (null, default: any). */
+  rate?: number | null;
 }
 
-/** An `Open` frame's payload. */
+/** An `Open` request as the server reads it: every setting given. */
+export type OpenSettings = Required<OpenRequest>;
+
+/**
+ * An `Open` frame's payload: path, role, then the data settings (a byte of bits, bit 0
+ * compress; the rate, 0 for none). A payload that ends after the role asks for neither: that
+ * is how the settings go when neither is asked, so an earlier server still takes it.
+ */
 export function encodeOpen(request: OpenRequest): Uint8Array {
-  return new WireWriter().string(request.path).u8(request.role === "read" ? 0 : 1).finish();
+  const writer = new WireWriter().string(request.path).u8(request.role === "read" ? 0 : 1);
+  if (!request.compress && !request.rate) return writer.finish();
+  return writer.u8(request.compress ? 1 : 0).varint(request.rate ?? 0).finish();
 }
 
 /** Reads an `Open` frame's payload (the path is checked by the server, against its root). */
-export function decodeOpen(payload: Uint8Array): OpenRequest {
+export function decodeOpen(payload: Uint8Array): OpenSettings {
   const reader = new WireReader(payload);
   const path = reader.string(MAX_PATH_BYTES);
   const role = reader.u8();
-  reader.done();
   if (role > 1) throw new FrameError(`Unknown tree role ${role}`);
-  return { path, role: role === 0 ? "read" : "write" };
+  let compress = false;
+  let rate: number | null = null;
+  if (!reader.atEnd) {
+    const bits = reader.u8();
+    if (bits > 1) throw new FrameError(`Unknown data settings ${bits}`);
+    compress = bits === 1;
+    rate = reader.varint() || null;
+  }
+  reader.done();
+  return { path, role: role === 0 ? "read" : "write", compress, rate };
 }
 
 /** An identity, or none: a byte, then device and inode. */
@@ -506,7 +536,7 @@ export function decodeHashBatch(payload: Uint8Array): HashBatch {
     else if (tag === 1) {
       const digest = reader.bytes(32);
       if (digest.length !== 32) throw new FrameError("A hash is not 32 bytes");
-      const hash = [...digest].map((byte) => byte.toString(16).padStart(2, "0")).join("");
+      const hash = hexOf(digest);
       const signature = {
         size: reader.varint(),
         mtimeMs: reader.zint(),
@@ -553,4 +583,44 @@ export function decodeCancel(payload: Uint8Array): number {
   reader.done();
   if (id === 0 || id > 0xffffffff) throw new FrameError(`Cannot cancel request ${id}`);
   return id;
+}
+
+/** A `Read` frame's payload: the file's relative path. */
+export function encodeRead(path: string): Uint8Array {
+  return new WireWriter().string(path).finish();
+}
+
+/** Reads a `Read` frame's payload; the path is checked. */
+export function decodeRead(payload: Uint8Array): string {
+  const reader = new WireReader(payload);
+  const path = reader.path();
+  reader.done();
+  return path;
+}
+
+/**
+ * A `DataEnd` frame's payload: the SHA-256 of the bytes read (32 bytes), whether the file
+ * changed while read, and the file's entry as it was once read.
+ */
+export function encodeDataEnd(end: StreamedFileEnd): Uint8Array {
+  const writer = new WireWriter().bytes(hexBytes(end.hash)).u8(end.changed ? 1 : 0);
+  writeEntry(writer, end.entry);
+  return writer.finish();
+}
+
+/** Reads a `DataEnd` frame's payload. */
+export function decodeDataEnd(payload: Uint8Array): StreamedFileEnd {
+  const reader = new WireReader(payload);
+  const digest = reader.bytes(32);
+  if (digest.length !== 32) throw new FrameError("A hash is not 32 bytes");
+  const changed = reader.u8();
+  if (changed > 1) throw new FrameError("Malformed DataEnd");
+  const entry = readEntry(reader);
+  reader.done();
+  if (entry.kind !== "file") throw new FrameError("A DataEnd names something not a file");
+  return { hash: hexOf(digest), changed: changed === 1, entry };
+}
+
+function hexOf(digest: Uint8Array): string {
+  return [...digest].map((byte) => byte.toString(16).padStart(2, "0")).join("");
 }

@@ -64,15 +64,56 @@ export interface FileHash {
 export type HashOutcome = { result: FileHash | null } | { error: string };
 
 /**
- * Where the files of a reading side are read from, as a copy worker gets it: plain data, posted
- * to a worker as it is. Only the side that made it opens a file through it.
+ * Where the files of a reading side are read from, as a writing side's copy gets it: a tree on
+ * this host ({@linkcode LocalFileSource}, plain data posted to a copy worker as it is), or one
+ * whose reader streams each file from another host ({@linkcode StreamedFileSource}, read on
+ * the writer's main thread). Only the side that made it opens a file through it.
  */
-export type FileSource = {
+export type FileSource = LocalFileSource | StreamedFileSource;
+
+/** The files of a tree on this host: a copy worker opens them below `root`. */
+export interface LocalFileSource {
   /** A tree on this host. */
   kind: "local";
   /** Its root. */
   root: string;
-};
+}
+
+/** The files of a tree on another host, streamed to the writer one read at a time. */
+export interface StreamedFileSource {
+  /** A tree whose reader streams its files (a remote tree). */
+  kind: "stream";
+  /** Reads them. */
+  files: StreamedFiles;
+}
+
+/** What the reading end saw once a streamed file was read whole. */
+export interface StreamedFileEnd {
+  /** SHA-256 of the bytes it read and sent, lowercase hex: the writer checks what arrived. */
+  hash: string;
+  /** The file as it was once read (size, mode, owner, mtime, ctime, inode): what a copy gets. */
+  entry: Entry;
+  /** It changed while it was read: the bytes may be torn, and the copy reads it again. */
+  changed: boolean;
+}
+
+/**
+ * Reads the files of a tree on another host, several at once (each read is one request over
+ * the connection).
+ */
+export interface StreamedFiles {
+  /**
+   * Streams the regular file at the relative `path` (never through a link), handing each chunk
+   * to `onChunk` as it arrives, synchronously: the next chunk is not taken until it returns, so
+   * a slow writer slows the stream. `onChunk` returns false to abandon the read; the chunk is
+   * valid only during the call.
+   *
+   * @returns What the reading end saw once it read the file whole, or null when abandoned.
+   * @throws {Error} (rejects) The file is not there, not a regular file, could not be read, the
+   * connection failed, or `onChunk` threw (the read is cancelled then, with its error).
+   */
+  read(path: string, onChunk: (chunk: Uint8Array) => boolean): Promise<StreamedFileEnd | null>;
+}
 
 /** A tree as the engine reads it. */
 export interface TreeReader {

@@ -21,6 +21,8 @@ export interface RunTrees {
   to: TreeWriter;
   /** The replica's lock, record and adoption mark (read-only when restoring). */
   store: ReplicaStore;
+  /** With a tree on another host: the bytes on the wire so far, both ways. */
+  wire?: () => { sent: number; received: number };
 }
 
 /** Where a run's trees are, as the command line named them. */

@@ -1,7 +1,8 @@
 /**
  * A run's changes to a tree on this host ({@linkcode TreeChanges}): each one checks the folder
  * it happens in with the run's {@linkcode FolderGuard} and is made from inside that folder;
- * copies are staged in the copy workers and renamed into place here, on the main thread.
+ * copies are staged in the copy workers (files streamed from another host: here, on the main
+ * thread, `streamcopy.ts`) and renamed into place here, on the main thread.
  *
  * @module
  */
@@ -28,6 +29,7 @@ import {
   failedOutcome,
   type StageOutcome,
 } from "./stage.ts";
+import { stageStreamedBatch, StreamSlots } from "./streamcopy.ts";
 import { moveToTrash } from "./trash.ts";
 
 /** The changes of one run to the tree at `root`. */
@@ -36,6 +38,8 @@ export class LocalTreeChanges implements TreeChanges {
   readonly #guard: FolderGuard;
   readonly #settings: CopySettings;
   readonly #pool: CopyPool;
+  /** The files streamed from another host in flight at once, across batches. */
+  readonly #streamSlots = new StreamSlots();
 
   /** Changes the tree at `root`, staging copies in `pool` with our folders of `folders`. */
   constructor(
@@ -129,20 +133,32 @@ export class LocalTreeChanges implements TreeChanges {
     );
   }
 
+  /**
+   * Stages a batch in the copy workers (a tree on this host) or, for files streamed from
+   * another host, here on the main thread, several in flight at once; each staged file is
+   * renamed into place as soon as it is staged.
+   */
   copy(source: FileSource, items: CopyItem[], report: CopyReport): Promise<void> {
-    const request = {
-      source,
-      items: items.map((item) => ({
-        path: item.path,
-        parent: this.#guard.expected(parentOf(item.path)),
-        ...(item.recordedHash === undefined ? {} : { recordedHash: item.recordedHash }),
-      })),
-      ...this.#settings,
-    };
-    return this.#pool.copy(request, {
+    const staged = {
       ...(report.onBytes ? { onBytes: report.onBytes } : {}),
-      onEach: (index, outcome) => report.onEach(index, this.#place(items[index]!, outcome)),
-    });
+      onEach: (index: number, outcome: StageOutcome) =>
+        report.onEach(index, this.#place(items[index]!, outcome)),
+    };
+    const toStage = items.map((item) => ({
+      path: item.path,
+      parent: this.#guard.expected(parentOf(item.path)),
+      ...(item.recordedHash === undefined ? {} : { recordedHash: item.recordedHash }),
+    }));
+    if (source.kind === "stream") {
+      const pool = this.#pool;
+      return stageStreamedBatch(source.files, {
+        items: toStage,
+        settings: this.#settings,
+        slots: this.#streamSlots,
+        stopLevel: () => pool.stopLevel?.() ?? 0,
+      }, staged);
+    }
+    return this.#pool.copy({ source, items: toStage, ...this.#settings }, staged);
   }
 
   /** Renames a staged copy into place, here on the main thread (see {@linkcode placeCopy}). */

@@ -12,6 +12,7 @@ import { type Identity } from "../../files.ts";
 import { quoted } from "../../format.ts";
 import { checkMeta, hasRecord, isAdopted, type MetaPaths, metaPaths } from "./meta.ts";
 import { checkPaths } from "./places.ts";
+import { type ReplicaStore } from "../writer.ts";
 
 /**
  * The checks that need no walk: the paths, our own files (the replica's, and the source's when
@@ -29,6 +30,16 @@ export function checkTrees(places: { source: string; replica: string; restore: b
     checkRestoreFrom(replica);
     refuseRestoreFromForeign(replica, replicaMeta);
   }
+}
+
+/**
+ * The check of a tree of this host whose other tree is on another host: our own files in it
+ * (the far end checks its tree, and the two paths cannot be compared).
+ *
+ * @throws {UsageError} When the run cannot go on.
+ */
+export function checkOwnFiles(root: string): void {
+  checkMeta(metaPaths(root));
 }
 
 /** Checks that a restore has a replica to restore from. */
@@ -49,8 +60,24 @@ function checkRestoreFrom(replica: string): void {
  * the replica's path, or a folder another tool filled, must not spill into the source.
  */
 function refuseRestoreFromForeign(replica: string, meta: MetaPaths): void {
-  if (isAdopted(meta)) return;
-  const why = hasRecord(meta)
+  refuseRestoreFromStore(replica, {
+    isAdopted: () => isAdopted(meta),
+    hasRecord: () => hasRecord(meta),
+  });
+}
+
+/**
+ * The same refusal for a replica reached through its store, wherever it is (another host's):
+ * `replica` names it in the message.
+ *
+ * @throws {UsageError} The replica is not adopted, or not one.
+ */
+export function refuseRestoreFromStore(
+  replica: string,
+  store: Pick<ReplicaStore, "isAdopted" | "hasRecord">,
+): void {
+  if (store.isAdopted()) return;
+  const why = store.hasRecord()
     ? "it is not adopted yet (a run kept entries found there that the source lacked, so not " +
       "all of it came from the source)"
     : "it is not a treesync replica (it has no record in .treesync/)";

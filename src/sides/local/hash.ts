@@ -78,20 +78,59 @@ export function readThroughHash(
   input: OpenedFile,
   onChunk?: (chunk: Uint8Array) => boolean,
 ): ReadThrough | null {
-  const { fd, opened: before } = input;
-  const hash = createHash("sha256");
-  let total = 0;
-  while (total < before.size) {
-    const count = fs.readSync(fd, READ_BUFFER, 0, READ_BUFFER.length, null);
-    if (count === 0) break;
-    const chunk = READ_BUFFER.subarray(0, count);
-    hash.update(chunk);
-    total += count;
+  const reading = new HashingRead(input);
+  for (let chunk = reading.next(); chunk !== null; chunk = reading.next()) {
     if (onChunk && !onChunk(chunk)) return null;
   }
-  const after = entryFromNodeStat(fs.fstatSync(fd));
-  const changed = total !== before.size || !sameSignature(before, after);
-  return { hash: hash.digest("hex"), after, changed };
+  return reading.finish();
+}
+
+/**
+ * One read of an open file through SHA-256, a chunk at a time, for a caller that waits between
+ * chunks (the far end of a remote tree sends each before it reads the next): what
+ * {@linkcode readThroughHash} does in one loop.
+ */
+export class HashingRead {
+  readonly #input: OpenedFile;
+  readonly #buffer: Uint8Array;
+  readonly #hash = createHash("sha256");
+  #total = 0;
+
+  /**
+   * Starts reading `input` into `buffer` (default: the thread's shared 1 MiB buffer, for a
+   * caller that reads one file at a time without waiting).
+   */
+  constructor(input: OpenedFile, buffer: Uint8Array = READ_BUFFER) {
+    this.#input = input;
+    this.#buffer = buffer;
+  }
+
+  /** Bytes read so far. */
+  get bytes(): number {
+    return this.#total;
+  }
+
+  /**
+   * The next chunk, hashed already: a view of the buffer, valid until the next call; null once
+   * the size the file had when opened is read, or at its end.
+   */
+  next(): Uint8Array | null {
+    if (this.#total >= this.#input.opened.size) return null;
+    const count = fs.readSync(this.#input.fd, this.#buffer, 0, this.#buffer.length, null);
+    if (count === 0) return null;
+    const chunk = this.#buffer.subarray(0, count);
+    this.#hash.update(chunk);
+    this.#total += count;
+    return chunk;
+  }
+
+  /** The hash and whether the file changed while it was read (signature or byte count). */
+  finish(): ReadThrough {
+    const before = this.#input.opened;
+    const after = entryFromNodeStat(fs.fstatSync(this.#input.fd));
+    const changed = this.#total !== before.size || !sameSignature(before, after);
+    return { hash: this.#hash.digest("hex"), after, changed };
+  }
 }
 
 /** A file's SHA-256 and the signature it had while it was read. */

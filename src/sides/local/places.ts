@@ -50,7 +50,13 @@ function isInside(inner: string, outer: string): boolean {
  * @throws {UsageError} Naming the log and the tree.
  */
 export function checkLogPlace(
-  options: { logPath: string | null; source: string; replica: string },
+  options: {
+    logPath: string | null;
+    source: string;
+    replica: string;
+    /** The tree on another host, if any: only this host's tree can hold the log. */
+    remote?: { side: "source" | "replica" };
+  },
 ): void {
   if (options.logPath === null) return;
   refuseForeignLog(options.logPath);
@@ -61,6 +67,7 @@ export function checkLogPlace(
     return; // a log that cannot be resolved fails when it is opened, with its own message
   }
   for (const [name, root] of [["source", options.source], ["replica", options.replica]]) {
+    if (options.remote?.side === name) continue;
     let realRoot: string;
     try {
       realRoot = realPathOrNearest(root!);

@@ -2,7 +2,9 @@
  * The record's files as this host reads them: a format-3 record opened without following a link
  * and read block by block through positional reads ({@linkcode openRecord}), a version-2 record
  * read whole to convert it ({@linkcode loadRecord}), either as one stream
- * ({@linkcode openAnyRecord}). Decoding is `recorddecode.ts`'s, over the bytes read here.
+ * ({@linkcode openAnyRecord}); the same readers over a record's bytes held in memory, as another
+ * host sent them ({@linkcode recordFromBytes}, {@linkcode legacyRecordFromBytes}). Decoding is
+ * `recorddecode.ts`'s, over the bytes read here.
  *
  * @module
  */
@@ -78,7 +80,80 @@ export function openRecord(
     );
     return new WalkOrderSource(new ArrayCursor([], true));
   }
-  return new WalkOrderSource(new FileCursor({ fd, path, size, onCorrupt }));
+  return new WalkOrderSource(new FileCursor({ reads: fileReads(fd), path, size, onCorrupt }));
+}
+
+/**
+ * A format-3 record's bytes held in memory (the pieces as they came, in order), read exactly as
+ * {@linkcode openRecord} reads a file: every check of the format, and damage reported once
+ * through `onCorrupt`, the record named `name` in the message.
+ */
+export function recordFromBytes(
+  pieces: readonly Uint8Array[],
+  options: { name: string; onCorrupt: (message: string) => void },
+): RecordSource {
+  const reads = memoryReads(pieces);
+  const { name: path, onCorrupt } = options;
+  return new WalkOrderSource(new FileCursor({ reads, path, size: reads.size, onCorrupt }));
+}
+
+/**
+ * A version-2 record's bytes held in memory, parsed as {@linkcode loadRecord} parses the file
+ * and seen as one stream in walk order; a corrupt one reads as empty, reported through
+ * `onCorrupt` with `name` in the message.
+ */
+export function legacyRecordFromBytes(
+  bytes: Uint8Array,
+  options: { name: string; onCorrupt: (message: string) => void },
+): RecordSource {
+  return recordSourceFromV2(parseLegacy(bytes, options.name, options.onCorrupt));
+}
+
+/** Where a record's bytes are read from: positional reads, as `pread` does them. */
+interface PositionalReads {
+  /** Reads up to `length` bytes at `position` into `buffer` at `offset`: how many (0 at the end). */
+  read(buffer: Uint8Array, offset: number, length: number, position: number): number;
+  /** Lets go of the bytes. */
+  close(): void;
+}
+
+/** Reads of an open file. */
+function fileReads(fd: number): PositionalReads {
+  return {
+    read: (buffer, offset, length, position) => fs.readSync(fd, buffer, offset, length, position),
+    close: () => fs.closeSync(fd),
+  };
+}
+
+/** Reads of pieces of bytes in memory, seen as one run of bytes. */
+function memoryReads(pieces: readonly Uint8Array[]): PositionalReads & { size: number } {
+  const starts: number[] = [];
+  let size = 0;
+  for (const piece of pieces) {
+    starts.push(size);
+    size += piece.length;
+  }
+  let held: readonly Uint8Array[] = pieces;
+  const read = (buffer: Uint8Array, offset: number, length: number, position: number) => {
+    let done = 0;
+    // The last piece starting at or before the position: found by halving.
+    let low = 0;
+    let high = held.length - 1;
+    while (low < high) {
+      const middle = (low + high + 1) >> 1;
+      if (starts[middle]! <= position) low = middle;
+      else high = middle - 1;
+    }
+    for (let i = low; i < held.length && done < length; i++) {
+      const piece = held[i]!;
+      const from = Math.max(0, position + done - starts[i]!);
+      const part = piece.subarray(from, Math.min(piece.length, from + length - done));
+      buffer.set(part, offset + done);
+      done += part.length;
+    }
+    return done;
+  };
+  return { size, read, close: () => held = [] };
 }
 
 /**
@@ -117,7 +192,7 @@ interface PendingBlock {
  * a folder larger than a piece) so its checksum is checked before anything in it is used.
  */
 class FileCursor implements BlockCursor {
-  #fd: number | null;
+  #reads: PositionalReads | null;
   #path: string;
   #onCorrupt: (message: string) => void;
   #size: number;
@@ -139,12 +214,12 @@ class FileCursor implements BlockCursor {
   #corrupt = false;
 
   constructor(file: {
-    fd: number;
+    reads: PositionalReads;
     path: string;
     size: number;
     onCorrupt: (message: string) => void;
   }) {
-    this.#fd = file.fd;
+    this.#reads = file.reads;
     this.#path = file.path;
     this.#size = file.size;
     this.#blocksEnd = file.size - TRAILER_BYTES;
@@ -162,7 +237,7 @@ class FileCursor implements BlockCursor {
 
   nextFolder(): string | null {
     if (this.#pending !== null) return this.#pending.folder;
-    if (this.#fd === null) return null;
+    if (this.#reads === null) return null;
     return this.#guard(() => this.#loadBlock()) ?? null;
   }
 
@@ -190,11 +265,11 @@ class FileCursor implements BlockCursor {
 
   close(): void {
     this.#pending = null;
-    if (this.#fd === null) return;
-    const fd = this.#fd;
-    this.#fd = null;
+    if (this.#reads === null) return;
+    const reads = this.#reads;
+    this.#reads = null;
     this.#bytes = new Uint8Array(0);
-    fs.closeSync(fd);
+    reads.close();
   }
 
   /** Runs a step; corruption or a read error is reported once, and reading stops. */
@@ -229,13 +304,7 @@ class FileCursor implements BlockCursor {
     this.#start = this.#offset = HEADER.length;
     const trailer = new Uint8Array(TRAILER_BYTES);
     for (let done = 0; done < TRAILER_BYTES;) {
-      const count = fs.readSync(
-        this.#fd!,
-        trailer,
-        done,
-        TRAILER_BYTES - done,
-        this.#blocksEnd + done,
-      );
+      const count = this.#reads!.read(trailer, done, TRAILER_BYTES - done, this.#blocksEnd + done);
       if (count === 0) throw new CorruptRecord("it is shorter than when it was opened");
       done += count;
     }
@@ -342,7 +411,7 @@ class FileCursor implements BlockCursor {
     while (this.#filled - this.#start < count) {
       const wanted = Math.min(this.#bytes.length - this.#filled, this.#size - this.#readPos);
       const got = wanted > 0
-        ? fs.readSync(this.#fd!, this.#bytes, this.#filled, wanted, this.#readPos)
+        ? this.#reads!.read(this.#bytes, this.#filled, wanted, this.#readPos)
         : 0;
       if (got === 0) throw new CorruptRecord("it is shorter than when it was opened");
       this.#filled += got;
@@ -396,6 +465,15 @@ export function loadRecord(
     onCorrupt(`Cannot read the record ${quoted(path)} (${errorText(error, true)}); rebuilding it`);
     return emptyRecord();
   }
+  return parseLegacy(bytes, path, onCorrupt);
+}
+
+/** A version-2 record's bytes parsed; a corrupt one is an empty record, reported. */
+function parseLegacy(
+  bytes: Uint8Array,
+  path: string,
+  onCorrupt: (message: string) => void,
+): FileRecord {
   try {
     return parseRecord(new TextDecoder().decode(bytes));
   } catch (error) {

@@ -8,10 +8,10 @@
 
 import { type OpenedFile, openRegularFile } from "./hash.ts";
 import { joinRel } from "../../paths.ts";
-import { type FileSource } from "../reader.ts";
+import { type LocalFileSource } from "../reader.ts";
 
 /** The descriptor of the tree at `root` on this host. */
-export function localFileSource(root: string): FileSource {
+export function localFileSource(root: string): LocalFileSource {
   return { kind: "local", root };
 }
 
@@ -20,6 +20,6 @@ export function localFileSource(root: string): FileSource {
  *
  * @throws {Error} When it is not a regular file (any more), or cannot be opened.
  */
-export function openSourceFile(source: FileSource, path: string): OpenedFile {
+export function openSourceFile(source: LocalFileSource, path: string): OpenedFile {
   return openRegularFile(joinRel(source.root, path));
 }

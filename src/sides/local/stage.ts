@@ -18,14 +18,14 @@ import {
 } from "../../files.ts";
 import { type OpenedFile, readThroughHash } from "./hash.ts";
 import { type Entry, type Signature } from "../../scan.ts";
-import { type FileSource } from "../writer.ts";
+import { type LocalFileSource } from "../reader.ts";
 import { tempPathIn } from "./meta.ts";
 import { SparseWriter } from "./sparse.ts";
 
 /** A batch of files to stage, as a copy worker gets it: plain data, posted as it is. */
 export interface CopyRequest extends CopySettings {
-  /** Where the files are read: the reading side's descriptor. */
-  source: FileSource;
+  /** Where the files are read: the reading side's descriptor (a tree on this host). */
+  source: LocalFileSource;
   /**
    * Each file, what the folder it goes into must be, and (restoring) the SHA-256 its bytes must
    * have.
@@ -43,6 +43,11 @@ export type StageOutcome =
 export interface CopyPool {
   /** How many copies can run at once. */
   readonly size: number;
+  /**
+   * The stop asked so far (see `WorkerPool.stop`): 0 none, 1 after the file in flight, 2 at
+   * once; for copies staged outside the pool (streamed from another host). Absent: never.
+   */
+  stopLevel?(): number;
   /**
    * Stages a batch in temporary files, reporting bytes copied as it goes and each file's
    * outcome (by its index in the batch) as soon as it is known: the caller renames it into
@@ -118,35 +123,68 @@ export function stageCopy(
   open: () => OpenedFile,
   context: CopyContext & { recordedHash?: string },
 ): StagedCopy | null {
-  if (!context.parent) {
-    throw new Error("its folder is not one this run made or saw; nothing was written there");
-  }
+  requireKnownParent(context);
   for (let attempt = 1;; attempt++) {
-    const tempPath = tempPathIn(context.tempDir);
-    // Our tmp folder must still be ours before anything is made in it. O_EXCL and O_NOFOLLOW:
-    // a name already there, a link included, is never reused.
-    expectIdentity(context.tempDir, context.tempIdentity);
-    const fd = fs.openSync(tempPath, TEMP_FLAGS, 0o600);
+    const { tempPath, fd } = createTemp(context);
     let staged = false;
     try {
       const result = copyThroughHash(open, fd, context);
       if (result === null) return null;
       if (result === "changed") {
-        if (attempt < 3) continue;
-        throw new Error("the file kept changing while it was copied; try again later");
+        if (attempt < STAGE_ATTEMPTS) continue;
+        throw keptChanging();
       }
-      if (context.recordedHash !== undefined && result.hash !== context.recordedHash) {
-        throw new RefusedError(
-          "Not restored: the replica's copy does not match the SHA-256 the last sync recorded " +
-            "for it (damaged since?); the source was left as it is",
-        );
-      }
+      checkRecordedHash(result.hash, context.recordedHash);
       staged = true;
       return { tempPath, ...result };
     } finally {
       fs.closeSync(fd);
       if (!staged) discardTemp(tempPath, context);
     }
+  }
+}
+
+/** A file that changes while it is copied is read this many times in all before it fails. */
+export const STAGE_ATTEMPTS = 3;
+
+/** The failure of a file that changed each time it was read. */
+export function keptChanging(): Error {
+  return new Error("the file kept changing while it was copied; try again later");
+}
+
+/**
+ * Throws unless the folder a copy goes into is known.
+ *
+ * @throws {Error} Its mkdir failed (something else is there): nothing is written.
+ */
+export function requireKnownParent(context: { parent?: Identity | null }): void {
+  if (!context.parent) {
+    throw new Error("its folder is not one this run made or saw; nothing was written there");
+  }
+}
+
+/**
+ * Creates a new temporary file in our tmp folder, once the folder is shown to be still ours:
+ * O_EXCL and O_NOFOLLOW, so a name already there, a link included, is never reused; mode 0600
+ * until its attributes are set.
+ */
+export function createTemp(context: CopySettings): { tempPath: string; fd: number } {
+  const tempPath = tempPathIn(context.tempDir);
+  expectIdentity(context.tempDir, context.tempIdentity);
+  return { tempPath, fd: fs.openSync(tempPath, TEMP_FLAGS, 0o600) };
+}
+
+/**
+ * Throws unless the bytes copied are the ones the record has, when restoring.
+ *
+ * @throws {RefusedError} They are not: nothing is kept.
+ */
+export function checkRecordedHash(hash: string, recordedHash: string | undefined): void {
+  if (recordedHash !== undefined && hash !== recordedHash) {
+    throw new RefusedError(
+      "Not restored: the replica's copy does not match the SHA-256 the last sync recorded " +
+        "for it (damaged since?); the source was left as it is",
+    );
   }
 }
 
@@ -157,6 +195,46 @@ export function discardTemp(tempPath: string, context: CopySettings): void {
 
 const TEMP_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL |
   fs.constants.O_NOFOLLOW;
+
+/** Writes a file's bytes in order into a temporary file: with holes under `--sparse`. */
+export class TempWriter {
+  readonly #fd: number;
+  readonly #sparse: SparseWriter | null;
+
+  /** Writes into the new temporary file `fd`. */
+  constructor(fd: number, context: { sparse: boolean }) {
+    this.#fd = fd;
+    this.#sparse = context.sparse ? new SparseWriter(fd) : null;
+  }
+
+  /** Writes the next chunk. */
+  write(chunk: Uint8Array): void {
+    if (this.#sparse) this.#sparse.write(chunk);
+    else for (let done = 0; done < chunk.length;) done += fs.writeSync(this.#fd, chunk, done);
+  }
+
+  /** Ends the file: its size set, past holes at its end. */
+  finish(): void {
+    this.#sparse?.finish();
+  }
+}
+
+/**
+ * Gives a staged file the source's owner (with `owners`), mode and mtime through its
+ * descriptor.
+ *
+ * @returns What the temporary file now is, for `placeCopy` to compare with once placed.
+ */
+export function setStagedAttributes(fd: number, source: Entry, context: CopySettings): Signature {
+  // chown first: it clears setuid and setgid bits, which chmod then puts back.
+  if (context.owners) fs.fchownSync(fd, source.uid, source.gid);
+  fs.fchmodSync(fd, source.mode);
+  const seconds = (source.mtimeMs + 0.0005) / 1000; // see setAttributes
+  fs.futimesSync(fd, seconds, seconds);
+  // What placedSignature compares the placed file with; its ctime comes from the path after
+  // the rename, read the way the next scan reads it.
+  return { size: source.size, mtimeMs: source.mtimeMs, ctimeMs: 0, ino: fs.fstatSync(fd).ino };
+}
 
 /**
  * Reads a source file once (`open` opens it, each time afresh), hashing it and writing what it reads to the temporary file `fd`
@@ -173,10 +251,9 @@ function copyThroughHash(
 ): { hash: string; read: Entry; written: Signature; readAtMs: number } | "changed" | null {
   const readAtMs = Date.now();
   using input = open();
-  const sparse = context.sparse ? new SparseWriter(fd) : null;
+  const writer = new TempWriter(fd, context);
   const read = readThroughHash(input, (chunk) => {
-    if (sparse) sparse.write(chunk);
-    else for (let done = 0; done < chunk.length;) done += fs.writeSync(fd, chunk, done);
+    writer.write(chunk);
     context.onBytes?.(chunk.length);
     return !context.mustAbort();
   });
@@ -184,22 +261,9 @@ function copyThroughHash(
   // A file that changed while it was read may be torn; one that changed between the scan and
   // now is fine: the copy and the record take what was read.
   if (read.changed) return "changed";
-  sparse?.finish();
-  const { after } = read;
-  // chown first: it clears setuid and setgid bits, which chmod then puts back.
-  if (context.owners) fs.fchownSync(fd, after.uid, after.gid);
-  fs.fchmodSync(fd, after.mode);
-  const seconds = (after.mtimeMs + 0.0005) / 1000; // see setAttributes
-  fs.futimesSync(fd, seconds, seconds);
-  // What placedSignature compares the placed file with; its ctime comes from the path after
-  // the rename, read the way the next scan reads it.
-  const written = {
-    size: after.size,
-    mtimeMs: after.mtimeMs,
-    ctimeMs: 0,
-    ino: fs.fstatSync(fd).ino,
-  };
-  return { hash: read.hash, read: after, written, readAtMs };
+  writer.finish();
+  const written = setStagedAttributes(fd, read.after, context);
+  return { hash: read.hash, read: read.after, written, readAtMs };
 }
 
 /** The outcome of a copy that threw: a refusal keeps its own words. */

@@ -26,6 +26,7 @@ import {
   markUnadopted,
   type MetaPaths,
   metaPaths,
+  openOwnFile,
   tempPathIn,
 } from "./meta.ts";
 import { openAnyRecord, openRecord } from "./recordfiles.ts";
@@ -88,6 +89,21 @@ export class LocalReplicaStore implements ReplicaStore {
    */
   openRecord(onCorrupt: (message: string) => void): RecordSource {
     return openAnyRecord(this.#meta, onCorrupt);
+  }
+
+  /**
+   * Opens the record file as it is stored, to send it whole to another host: the format-3
+   * record, else a version-2 one (the format says which), each only if it is a regular file
+   * of ours; the caller reads and closes the descriptor.
+   *
+   * @returns The open file, or null when there is no record.
+   * @throws {UsageError} When a record's path is not a regular file.
+   */
+  openRecordFile(): { format: 2 | 3; fd: number; size: number } | null {
+    const current = openOwnFile(this.#meta.record);
+    if (current !== null) return { format: 3, ...current };
+    const legacy = openOwnFile(this.#meta.legacyRecord);
+    return legacy === null ? null : { format: 2, ...legacy };
   }
 
   /** Whether the record is there, of either format. */

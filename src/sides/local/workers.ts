@@ -70,6 +70,11 @@ export class WorkerPool implements CopyPool {
     return this.#workers.length;
   }
 
+  /** The stop asked so far: 0 none, 1 after the current file, 2 at once. */
+  stopLevel(): number {
+    return Atomics.load(this.#stopFlag, 0);
+  }
+
   /** Asks workers to stop after their current file (1) or at once (2). */
   stop(level: 1 | 2): void {
     Atomics.store(this.#stopFlag, 0, Math.max(level, Atomics.load(this.#stopFlag, 0)));

@@ -1,0 +1,325 @@
+/**
+ * Starting the far end of a remote tree: the remote shell (`remoteCommand`) spawned with its
+ * stdin and stdout as the session's streams, the bytes on them counted, its stderr kept until
+ * the far end greets (so that a failed start is one line, `farEndFailure`) and passed on line by
+ * line after that; and the session's end, with the child waited for (killed after a bounded
+ * wait). A far end that does not start, speaks another protocol or refuses the tree is a
+ * `UsageError`: exit 2, nothing changed.
+ *
+ * @module
+ */
+
+import { errorText, UsageError } from "../errors.ts";
+import { quoted } from "../format.ts";
+import { farEndFailure, remoteCommand, type RemoteLocation } from "./address.ts";
+import {
+  type ConnectionStreams,
+  connectRemoteTree,
+  RemoteError,
+  RemoteTreeReader,
+} from "./client.ts";
+import { FrameError } from "./frames.ts";
+import { connectRemoteReplica, type RemoteReplicaStore } from "./store.ts";
+
+/** How the far end is started. */
+export interface FarEndOptions {
+  /** Where it is (the user and host; the path travels inside the session). */
+  remote: RemoteLocation;
+  /** The remote shell's words (`Options.rsh`). */
+  rsh: string[];
+  /** The far end's program (`Options.remoteTreesync`). */
+  remoteTreesync: string;
+  /** Takes each line the far end writes to stderr once it greeted (default: our stderr). */
+  onStderr?: (line: string) => void;
+}
+
+/** Bytes on the wire so far, both ways. */
+export interface WireBytes {
+  /** Written to the far end. */
+  sent: number;
+  /** Read from the far end. */
+  received: number;
+}
+
+/** A started far end: its streams, what went over them, and its end. */
+export interface FarEnd {
+  /** The session's streams: the far end's stdout and stdin. */
+  streams: ConnectionStreams;
+  /** Bytes on the wire so far. */
+  wire(): WireBytes;
+  /** The far end greeted: its stderr is passed on from now on (the lines kept first). */
+  greeted(): void;
+  /**
+   * The one line saying why the far end stopped before it greeted, once the remote shell has
+   * exited (waiting at most {@linkcode EXIT_WAIT_MS}); null while it still runs.
+   */
+  startFailure(): Promise<string | null>;
+  /** Waits for the remote shell to exit (killed after {@linkcode EXIT_WAIT_MS}). */
+  close(): Promise<void>;
+}
+
+/** How long the remote shell is given to exit once its session is over. */
+export const EXIT_WAIT_MS = 10_000;
+
+/** Lines of the far end's stderr kept for the message of a failed start. */
+const KEPT_LINES = 20;
+
+/** The far end as the user named it, for messages: `user@host`. */
+export function farEndName(remote: RemoteLocation): string {
+  const host = remote.host.includes(":") ? `[${remote.host}]` : remote.host;
+  return remote.user === undefined ? host : `${remote.user}@${host}`;
+}
+
+/**
+ * Spawns the remote shell that starts the far end. Nothing is read or written yet.
+ *
+ * @throws {UsageError} The remote shell is not installed, or this process may not run it.
+ */
+export function spawnFarEnd(options: FarEndOptions): FarEnd {
+  const words = remoteCommand(options);
+  const program = words[0]!;
+  let child: Deno.ChildProcess;
+  try {
+    child = new Deno.Command(program, {
+      args: words.slice(1),
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+  } catch (error) {
+    throw new UsageError(spawnFailure(program, error));
+  }
+  const wire: WireBytes = { sent: 0, received: 0 };
+  const stderr = new StderrLines(child.stderr, options.onStderr ?? writeLine);
+  const exited = child.status.then((status) => status.code);
+  const exitedWithin = async (ms: number): Promise<number | null> => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<null>((done) => timer = setTimeout(() => done(null), ms));
+    try {
+      return await Promise.race([exited, late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+  return {
+    streams: countedStreams(child, wire),
+    wire: () => ({ ...wire }),
+    greeted: () => stderr.passOn(),
+    async startFailure() {
+      const code = await exitedWithin(EXIT_WAIT_MS);
+      if (code === null) return null;
+      await stderr.done;
+      const { remoteTreesync } = options;
+      return farEndFailure({
+        host: farEndName(options.remote),
+        remoteTreesync,
+        code,
+        stderr: stderr.text(),
+      });
+    },
+    async close() {
+      if (await exitedWithin(EXIT_WAIT_MS) === null) {
+        try {
+          child.kill("SIGTERM");
+        } catch {
+          // It exited meanwhile.
+        }
+        await exited;
+      }
+      await stderr.done;
+    },
+  };
+}
+
+/** The line for a remote shell that could not be started. */
+function spawnFailure(program: string, error: unknown): string {
+  if (error instanceof Deno.errors.NotFound) {
+    return `Cannot run the remote shell ${quoted(program)}: it is not installed (or not on ` +
+      "PATH); name another with -e";
+  }
+  if (error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied) {
+    return `Cannot run the remote shell ${quoted(program)}: treesync may run only the programs ` +
+      `its --allow-run names (ssh by default); add ${program} there, e.g. --allow-run=ssh,${program}`;
+  }
+  return `Cannot run the remote shell ${quoted(program)}: ${errorText(error)}`;
+}
+
+/** The child's stdout and stdin as the session's streams, every byte counted. */
+function countedStreams(child: Deno.ChildProcess, wire: WireBytes): ConnectionStreams {
+  const input = child.stdout.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        wire.received += chunk.length;
+        controller.enqueue(chunk);
+      },
+    }),
+  );
+  const stdin = child.stdin.getWriter();
+  const output = new WritableStream<Uint8Array>({
+    async write(chunk) {
+      wire.sent += chunk.length;
+      await stdin.write(chunk);
+    },
+    close: () => stdin.close().catch(() => {}),
+    abort: () => stdin.close().catch(() => {}),
+  });
+  return { input, output };
+}
+
+function writeLine(line: string): void {
+  Deno.stderr.writeSync(new TextEncoder().encode(`${line}\n`));
+}
+
+/**
+ * The far end's stderr, read line by line as it comes: kept (the last lines) until the far end
+ * greets, handed on after that. A failed start shows only the one line made of what was kept.
+ */
+class StderrLines {
+  readonly #kept: string[] = [];
+  readonly #onLine: (line: string) => void;
+  #passing = false;
+  /** Resolves when the stream ends. */
+  readonly done: Promise<void>;
+
+  constructor(stream: ReadableStream<Uint8Array>, onLine: (line: string) => void) {
+    this.#onLine = onLine;
+    this.done = this.#read(stream).catch(() => {});
+  }
+
+  /** Hands on the lines kept, and every line from now on. */
+  passOn(): void {
+    this.#passing = true;
+    for (const line of this.#kept.splice(0)) this.#onLine(line);
+  }
+
+  /** The lines kept, for a message. */
+  text(): string {
+    return this.#kept.join("\n");
+  }
+
+  #line(line: string): void {
+    if (this.#passing) return this.#onLine(line);
+    this.#kept.push(line);
+    if (this.#kept.length > KEPT_LINES) this.#kept.shift();
+  }
+
+  async #read(stream: ReadableStream<Uint8Array>): Promise<void> {
+    let rest = "";
+    for await (const text of stream.pipeThrough(new TextDecoderStream())) {
+      const lines = (rest + text).split("\n");
+      rest = lines.pop()!;
+      for (const line of lines) this.#line(line.replace(/\r$/, ""));
+    }
+    if (rest !== "") this.#line(rest);
+  }
+}
+
+/** A remote tree read through a started far end. */
+export interface FarTree {
+  /** The tree, read over the session. */
+  reader: RemoteTreeReader;
+  /** Its own files, read-only (`withStore`: a restore from a replica there). */
+  store: RemoteReplicaStore | null;
+  /** The far end it is read through. */
+  far: FarEnd;
+  /** Ends the session and waits for the far end. */
+  close(): Promise<void>;
+}
+
+/** Which tree to read on the far end, and how it is named in messages. */
+export interface FarTreeOptions extends FarEndOptions {
+  /** The tree as the user typed it (`host:/srv/data`). */
+  display: string;
+  /** What the tree is, for messages: `source`, or `replica` when restoring. */
+  name: string;
+  /** `-z`: ask for the file data compressed. */
+  compress: boolean;
+  /** `--bwlimit`: bytes a second the file data may take (null: any). */
+  rate: number | null;
+  /** Also read the tree's own files (lock taken read-only there, record), for a restore. */
+  withStore?: boolean;
+}
+
+/**
+ * Starts the far end, greets it and opens `remote.path` for reading; the tree must be a folder
+ * there.
+ *
+ * @throws {UsageError} The far end did not start (one line: `farEndFailure`), is not treesync,
+ *   shares no protocol version with us, refused the tree, or the tree is missing or not a folder.
+ */
+export async function connectFarTree(options: FarTreeOptions): Promise<FarTree> {
+  const far = spawnFarEnd(options);
+  let reader: RemoteTreeReader;
+  let store: RemoteReplicaStore | null = null;
+  try {
+    const tree = {
+      ...far.streams,
+      path: options.remote.path,
+      display: options.display,
+      peer: farEndName(options.remote),
+      compress: options.compress,
+      rate: options.rate,
+    };
+    if (options.withStore) ({ tree: reader, store } = await connectRemoteReplica(tree));
+    else reader = await connectRemoteTree(tree);
+  } catch (error) {
+    const failure = await startError(far, error, options);
+    await far.close();
+    throw failure;
+  }
+  far.greeted();
+  const close = async () => {
+    await reader.close();
+    await far.close();
+  };
+  try {
+    await refuseNonFolder(reader, options);
+  } catch (error) {
+    await close();
+    throw error;
+  }
+  return { reader, store, far, close };
+}
+
+/** The tree's root on the far end must be a folder. */
+async function refuseNonFolder(reader: RemoteTreeReader, options: FarTreeOptions): Promise<void> {
+  const { display, name } = options;
+  const root = await reader.entryAt("").catch((error) => {
+    throw new UsageError(`Cannot read the ${name} ${quoted(display)}: ${errorText(error)}`);
+  });
+  const named = name.charAt(0).toUpperCase() + name.slice(1);
+  if (root === null) {
+    throw new UsageError(
+      `${named} ${quoted(display)} does not exist: check the path on the far end`,
+    );
+  }
+  if (root.kind !== "dir") throw new UsageError(`${named} ${quoted(display)} is not a folder`);
+}
+
+/**
+ * Why a session with a started far end did not open, as one `UsageError` line for exit 2: its
+ * start failed (`farEndFailure`, once the remote shell exited), it is not treesync, it shares no
+ * protocol version, or it refused the tree. For any caller that greets a far end (a push too).
+ */
+export async function startError(
+  far: FarEnd,
+  error: unknown,
+  options: FarEndOptions & { display: string; name: string },
+): Promise<Error> {
+  if (error instanceof UsageError) return error; // no shared protocol version: says what to install
+  const where = farEndName(options.remote);
+  if (error instanceof FrameError) {
+    return new UsageError(
+      `${error.message}: is treesync installed on ${where}? name it with --remote-treesync`,
+    );
+  }
+  if (error instanceof RemoteError && error.kind !== 0) {
+    return new UsageError(
+      `Cannot read the ${options.name} ${quoted(options.display)}: ${error.message}`,
+    );
+  }
+  const failure = await far.startFailure();
+  return new UsageError(
+    failure ?? `The far end on ${where} stopped answering: ${errorText(error)}`,
+  );
+}
