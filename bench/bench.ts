@@ -15,6 +15,7 @@
  * deno task bench --trees usr-share                                 # every scenario, 3 runs
  * deno task bench --trees small,large --runs 5 --dir /var/tmp/bench
  * deno task bench --trees usr-share --scenarios noop --baseline /tmp/before   # before/after
+ * deno task bench --remote --trees usr-share --runs 1     # through sshd on 127.0.0.1: remote.ts
  * ```
  *
  * @module
@@ -22,6 +23,29 @@
 
 import { parseArgs } from "node:util";
 import { pathExists } from "../src/files.ts";
+import {
+  changeOnePercent,
+  content,
+  ensureTree,
+  have,
+  inTurn,
+  largestFolder,
+  listFiles,
+  median,
+  type Sample,
+  seconds,
+  sh,
+  TIMER,
+  TREES,
+  type TreeSpec,
+} from "./common.ts";
+
+// `--remote`: the same tools through one sshd on 127.0.0.1 instead (bench/remote.ts).
+if (Deno.args.includes("--remote")) {
+  const { benchRemote } = await import("./remote.ts");
+  await benchRemote(Deno.args.filter((arg) => arg !== "--remote"));
+  Deno.exit(0);
+}
 
 const ALL_SCENARIOS = "initial,noop,change,rename,checksum,verify,newdirs,adopt,resume,watch";
 const { values: flags } = parseArgs({
@@ -59,38 +83,6 @@ const SYNC_FLAGS: string[] = JSON.parse(
 // One timed command
 // ------------------------------------------------------------------------------------------------
 
-/** One timed command: wall seconds (write-back included), CPU seconds, peak RSS in MiB. */
-interface Sample {
-  seconds: number;
-  /** The part of `seconds` spent in `sync -f` on the replica after the command. */
-  writeBack: number;
-  /** User + system time of the command and every process it waited for. */
-  cpu: number;
-  /** Peak RSS of the largest process of the command. */
-  rssMiB: number;
-  code: number;
-}
-
-// getrusage(RUSAGE_CHILDREN) sums user and system time over the whole waited-for process tree
-// (rsync's forked receiver, treesync's worker threads) and gives the largest peak RSS, which no
-// shell builtin does. `sync -f` runs inside the same timer, so its wait is the tool's.
-const TIMER = `import json, resource, subprocess, sys, time
-timeout, replica, command = float(sys.argv[1]), sys.argv[2], sys.argv[3:]
-start = time.perf_counter()
-try:
-    done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout)
-    code, err = done.returncode, done.stderr
-except subprocess.TimeoutExpired as expired:
-    code, err = 124, (expired.stderr or b"") + b" timed out"
-copied = time.perf_counter()
-if subprocess.run(["sync", "-f", replica], stderr=subprocess.DEVNULL).returncode != 0:
-    subprocess.run(["sync"])
-end = time.perf_counter()
-use = resource.getrusage(resource.RUSAGE_CHILDREN)
-sys.stderr.write(err.decode(errors="replace")[-2000:])
-print(json.dumps({"seconds": end - start, "writeBack": end - copied,
-    "cpu": use.ru_utime + use.ru_stime, "rssMiB": use.ru_maxrss / 1024, "code": code}))`;
-
 /** Runs `command`, then writes back `replica`'s file system, and measures both as one. */
 async function timed(command: string[], replica: string): Promise<Sample> {
   // Every tool starts with nothing left to write back: dirty pages from making a tree or from
@@ -107,20 +99,6 @@ async function timed(command: string[], replica: string): Promise<Sample> {
     console.error(`  ! ${command.slice(0, 3).join(" ")} … exited ${sample.code}: ${error}`);
   }
   return sample;
-}
-
-function have(tool: string): boolean {
-  try {
-    return new Deno.Command("sh", { args: ["-c", `command -v ${tool}`] }).outputSync().success;
-  } catch {
-    return false;
-  }
-}
-
-function sh(script: string): string {
-  const done = new Deno.Command("sh", { args: ["-c", script] }).outputSync();
-  if (!done.success) throw new Error(`failed: ${script}\n${new TextDecoder().decode(done.stderr)}`);
-  return new TextDecoder().decode(done.stdout);
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -194,116 +172,6 @@ const yardsticks = [...(baseline ? [baseline] : []), ...[rsync, rclone, cp].filt
 /** The tools that mirror: every scenario but the first copy compares these. */
 const mirrors = [treesync, ...yardsticks.filter((tool) => tool !== cp)];
 
-/** The tools in the order of repetition `run`: ABC, BCA, CAB, … */
-function inTurn<T>(list: T[], run: number): T[] {
-  const shift = run % list.length;
-  return [...list.slice(shift), ...list.slice(0, shift)];
-}
-
-// ------------------------------------------------------------------------------------------------
-// Trees
-// ------------------------------------------------------------------------------------------------
-
-interface TreeSpec {
-  name: string;
-  /** Also the mark of a made tree: a tree made from another description is made again. */
-  describe: string;
-  make(source: string): void;
-  /** A folder of the tree to rename (the largest top folder if not given). */
-  renameFolder?: string;
-  /** A file the `watch` scenario changes. */
-  watchFile?: string;
-  scenarios: string[];
-}
-
-/** Cheap, varied bytes: a random block with a counter stamped in, so no two files are equal. */
-function content(size: number, seed: number): Uint8Array {
-  const bytes = new Uint8Array(size);
-  crypto.getRandomValues(bytes.subarray(0, Math.min(size, 65536)));
-  for (let at = 65536; at < size; at += 65536) {
-    bytes.copyWithin(at, 0, Math.min(65536, size - at));
-  }
-  new DataView(bytes.buffer).setUint32(0, seed >>> 0);
-  for (let at = 4096; at + 4 <= size; at += 4096) {
-    new DataView(bytes.buffer).setUint32(at, (seed * 2654435761 + at) >>> 0);
-  }
-  return bytes;
-}
-
-function makeFiles(
-  root: string,
-  options: { tops: number; folders: number; files: number; size: (i: number) => number },
-) {
-  let n = 0;
-  for (let t = 0; t < options.tops; t++) {
-    for (let f = 0; f < options.folders; f++) {
-      const folder = `${root}/top${t}/dir${f}`;
-      Deno.mkdirSync(folder, { recursive: true });
-      for (let i = 0; i < options.files; i++, n++) {
-        Deno.writeFileSync(`${folder}/file${i}.dat`, content(options.size(n), n));
-      }
-    }
-  }
-}
-
-const EVERY = ["initial", "noop", "change", "rename", "checksum", "verify", "newdirs", "adopt"];
-const TREES: TreeSpec[] = [
-  {
-    name: "tiny",
-    describe: "2,000 generated files of 1-16 KB",
-    make: (source) =>
-      makeFiles(source, {
-        tops: 2,
-        folders: 10,
-        files: 100,
-        size: (i) => 1024 + (i * 7919) % 15360,
-      }),
-    renameFolder: "top1",
-    watchFile: "top1/dir5/file50.dat",
-    scenarios: [...EVERY, "resume", "watch"],
-  },
-  {
-    name: "usr-share",
-    describe: "a copy of /usr/share",
-    make: (source) => sh(`cp -a /usr/share '${source}'`),
-    scenarios: [...EVERY, "resume"],
-  },
-  {
-    name: "small",
-    describe: "200,000 generated files of 1-16 KB",
-    // 10 top folders of 100 folders of 200 files: a top folder is ~170 MB.
-    make: (source) =>
-      makeFiles(source, {
-        tops: 10,
-        folders: 100,
-        files: 200,
-        size: (i) => 1024 + (i * 7919) % 15360,
-      }),
-    renameFolder: "top3",
-    scenarios: [...EVERY, "resume"],
-  },
-  {
-    name: "large",
-    describe: "4 files of 1 GB",
-    make: (source) => {
-      Deno.mkdirSync(`${source}/data`, { recursive: true });
-      for (let i = 0; i < 4; i++) {
-        using file = Deno.openSync(`${source}/data/big${i}.bin`, { write: true, create: true });
-        for (let mib = 0; mib < 1000; mib++) file.writeSync(content(1 << 20, i * 1000 + mib));
-      }
-    },
-    renameFolder: "data",
-    scenarios: ["initial", "noop", "rename", "checksum", "verify", "adopt", "resume"],
-  },
-  {
-    name: "million",
-    describe: "1,000,000 generated files of 16 bytes",
-    make: (source) => makeFiles(source, { tops: 10, folders: 100, files: 1000, size: () => 16 }),
-    watchFile: "top5/dir50/file500.dat",
-    scenarios: ["initial-once", "noop", "newdirs", "watch"],
-  },
-];
-
 // ------------------------------------------------------------------------------------------------
 // Samples and repetitions
 // ------------------------------------------------------------------------------------------------
@@ -329,16 +197,6 @@ function replicaOf(tree: string, tool: Tool): string {
 
 function fresh(bench: Bench, tool: Tool): void {
   sh(`rm -rf '${replicaOf(bench.spec.name, tool)}'`);
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
-}
-
-function seconds(value: number): string {
-  return `${value.toFixed(value < 10 ? 2 : 1)} s`;
 }
 
 function record(bench: Bench, scenario: string, tool: Tool, sample: Sample): void {
@@ -394,30 +252,6 @@ async function catchUp(bench: Bench): Promise<void> {
   }
 }
 
-function listFiles(root: string, skipTop = ""): string[] {
-  const files: string[] = [];
-  const walk = (folder: string) => {
-    let items: Deno.DirEntry[];
-    try {
-      items = [...Deno.readDirSync(folder)];
-    } catch {
-      return; // Renamed or removed by the tool while we looked.
-    }
-    for (const item of items) {
-      const path = `${folder}/${item.name}`;
-      if (item.isDirectory && !(folder === root && item.name === skipTop)) walk(path);
-      else if (item.isFile) files.push(path);
-    }
-  };
-  walk(root);
-  return files.sort();
-}
-
-function largestFolder(source: string): string {
-  const out = sh(`du -s '${source}'/*/ | sort -n | tail -1`);
-  return out.trim().split("\t")[1]!.replace(/\/$/, "").slice(source.length + 1);
-}
-
 // ------------------------------------------------------------------------------------------------
 // Scenarios
 // ------------------------------------------------------------------------------------------------
@@ -430,22 +264,6 @@ async function benchInitial(bench: Bench, runs: number): Promise<void> {
     await round(bench, { scenario: "initial", tools, run });
   }, runs);
   fresh(bench, cp);
-}
-
-/** Changes, adds and deletes a third of 1 % of the files each (at most 1,000 each). */
-function changeOnePercent(source: string, run: number): void {
-  const files = listFiles(source);
-  const share = Math.min(1000, Math.max(1, Math.round(files.length / 300)));
-  for (let i = 0; i < share; i++) {
-    const pick = (offset: number) => files[(i * 7919 + run * 104729 + offset) % files.length]!;
-    try {
-      Deno.writeFileSync(pick(0), content(2048, run * 1_000_003 + i));
-      Deno.removeSync(pick(13));
-      Deno.writeFileSync(`${pick(29)}.added-${run}-${i}`, content(4096, run * 7 + i));
-    } catch {
-      // Picked twice, or already gone: one file fewer changed.
-    }
-  }
 }
 
 /** A folder renamed, and renamed back on the next run (rclone with `--track-renames`). */
@@ -675,16 +493,7 @@ async function benchScenario(bench: Bench, scenario: string): Promise<void> {
 }
 
 async function benchTree(spec: TreeSpec): Promise<void> {
-  const base = `${BENCH_DIR}/${spec.name}`;
-  const source = `${base}/source`;
-  const made = `${base}/.made`;
-  if (!pathExists(made) || Deno.readTextFileSync(made).split("\n")[0] !== spec.describe) {
-    console.log(`bench: making ${spec.name} (${spec.describe}) in ${source}`);
-    sh(`rm -rf '${base}'`);
-    Deno.mkdirSync(base, { recursive: true });
-    spec.make(source);
-    Deno.writeTextFileSync(made, `${spec.describe}\n${new Date().toISOString()}\n`);
-  }
+  const source = ensureTree(spec, `${BENCH_DIR}/${spec.name}`);
   const files = listFiles(source).length;
   console.log(`bench: ${spec.name}: ${spec.describe} (${files} files), in ${source}`);
   for (const scenario of spec.scenarios) {

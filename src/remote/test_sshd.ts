@@ -34,6 +34,17 @@ export interface TestSshd {
   stop(): Promise<void>;
 }
 
+/** What a caller may add to a test sshd (a benchmark, say); tests need none of it. */
+export interface SshdOptions {
+  /**
+   * sshd_config lines put before the usual ones, so that they win (sshd keeps the first value
+   * of a keyword): `LogLevel VERBOSE`, `Subsystem sftp …`.
+   */
+  config?: string[];
+  /** Called with every line sshd logs, as it comes. */
+  onLogLine?: (line: string) => void;
+}
+
 /** Whether a program is found, by absolute path or on PATH. */
 function hasProgram(name: string): boolean {
   const folders = name.includes("/") ? [""] : (Deno.env.get("PATH") ?? "").split(":");
@@ -114,8 +125,9 @@ function freePort(): number {
 }
 
 /** The server's configuration: this folder's keys, key login only. */
-function sshdConfig(folder: string, port: number): string {
+function sshdConfig(folder: string, port: number, extra: string[] = []): string {
   return [
+    ...extra,
     `Port ${port}`,
     `ListenAddress ${HOST}`,
     `HostKey ${folder}/host_key`,
@@ -156,7 +168,10 @@ interface SshdLog {
 }
 
 /** Reads sshd's stderr: "Server listening on" is the condition the start waits for. */
-function readLog(stderr: ReadableStream<Uint8Array>): SshdLog {
+function readLog(
+  stderr: ReadableStream<Uint8Array>,
+  onLogLine?: (line: string) => void,
+): SshdLog {
   const lines: string[] = [];
   let heard!: (listening: boolean) => void;
   const listening = new Promise<boolean>((resolve) => heard = resolve);
@@ -167,6 +182,7 @@ function readLog(stderr: ReadableStream<Uint8Array>): SshdLog {
       rest = parts.pop()!;
       for (const line of parts) {
         lines.push(line);
+        onLogLine?.(line);
         if (lines.length > 50) lines.shift();
         if (line.startsWith("Server listening on")) heard(true);
       }
@@ -187,10 +203,14 @@ async function makeKeys(folder: string): Promise<void> {
 }
 
 /** Writes the files that name the port: the server's configuration and the known host. */
-async function writePortFiles(folder: string, port: number): Promise<void> {
+async function writePortFiles(
+  folder: string,
+  port: number,
+  options: SshdOptions,
+): Promise<void> {
   const hostKey = (await Deno.readTextFile(`${folder}/host_key.pub`)).trim();
   await Deno.writeTextFile(`${folder}/known_hosts`, `[${HOST}]:${port} ${hostKey}\n`);
-  await Deno.writeTextFile(`${folder}/sshd_config`, sshdConfig(folder, port));
+  await Deno.writeTextFile(`${folder}/sshd_config`, sshdConfig(folder, port, options.config));
 }
 
 /** The client's words for the server in `folder` on `port`. */
@@ -217,13 +237,16 @@ function clientWords(folder: string, port: number): string[] {
 }
 
 /** Starts sshd once on a port picked now: the server, or why it did not start. */
-async function startOnce(folder: string): Promise<TestSshd | { failed: string }> {
+async function startOnce(
+  folder: string,
+  options: SshdOptions,
+): Promise<TestSshd | { failed: string }> {
   const port = freePort();
-  await writePortFiles(folder, port);
+  await writePortFiles(folder, port, options);
   const { program, args } = sshdCommand(folder);
   const child = new Deno.Command(program, { args, stdin: "null", stdout: "null", stderr: "piped" })
     .spawn();
-  const log = readLog(child.stderr);
+  const log = readLog(child.stderr, options.onLogLine);
   const end = async () => {
     try {
       child.kill("SIGTERM");
@@ -252,15 +275,16 @@ async function startOnce(folder: string): Promise<TestSshd | { failed: string }>
  * Starts a test sshd and waits until it listens (its log says so). A port taken between
  * picking and binding it is given up for another, up to five tries.
  *
+ * @param options Extra configuration and a listener for sshd's log (none for tests).
  * @throws {Error} sshd could not start: the message holds its log.
  */
-export async function startSshd(): Promise<TestSshd> {
+export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
   const folder = await Deno.makeTempDir({ prefix: "treesync-sshd-" });
   try {
     await makeKeys(folder);
     let outcome: TestSshd | { failed: string } = { failed: "" };
     for (let attempt = 0; attempt < 5; attempt++) {
-      outcome = await startOnce(folder);
+      outcome = await startOnce(folder, options);
       if (!("failed" in outcome) || !outcome.failed.includes("already in use")) break;
     }
     if ("failed" in outcome) throw new Error(`sshd could not start: ${outcome.failed}`);
