@@ -205,20 +205,12 @@ function existsAt(path: string): boolean {
   }
 }
 
-/** The pids of `ssh` processes whose parent is `parent`. */
+/** The pids of `ssh` processes whose parent is `parent` (the tests may not read all of /proc). */
 function sshChildren(parent: number): number[] {
-  const found: number[] = [];
-  for (const entry of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(entry.name)) continue;
-    try {
-      const stat = Deno.readTextFileSync(`/proc/${entry.name}/stat`);
-      const [, comm, rest] = stat.match(/^\d+ \((.*)\) (.*)$/s)!;
-      if (comm === "ssh" && Number(rest!.split(" ")[1]) === parent) found.push(Number(entry.name));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return found;
+  const found = new Deno.Command("pgrep", { args: ["-P", String(parent), "-x", "ssh"] })
+    .outputSync();
+  return new TextDecoder().decode(found.stdout).split("\n").filter((line) => line !== "")
+    .map(Number);
 }
 
 /** Whether the replica's lock is free (the far run of a killed session has ended). */
