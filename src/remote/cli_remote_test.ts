@@ -28,12 +28,7 @@ import { WorkerPool } from "../sides/local/workers.ts";
 import { type FolderSource } from "../sides/reader.ts";
 import { connectRemoteTree, RemoteError } from "./client.ts";
 import { sshdUnavailable, startSshd, type TestSshd } from "./test_sshd.ts";
-
-/** The far end's program in these tests: this checkout, run by the deno running them. */
-const FAR_TREESYNC = `${Deno.execPath()} run -A ${CHECKOUT}/sync.ts`;
-
-/** What the CLI needs to find `ssh`: only PATH (spawnCli clears the environment). */
-const WITH_PATH: CliOptions = { env: { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin" } };
+import { FAR_TREESYNC, sshdTest, WITH_PATH } from "./test_remote.ts";
 
 /** The `-e` text of the test sshd's client words (no word holds a space). */
 function rshText(sshd: TestSshd): string {
@@ -196,27 +191,9 @@ async function closedPort(): Promise<number> {
   return sshd.port;
 }
 
-const noSshd = sshdUnavailable();
-
-/** A test that needs the test sshd, ignored (never passed silently) where it cannot run. */
-function sshdTest(name: string, fn: (sshd: TestSshd, dir: string) => Promise<void>): void {
-  Deno.test({
-    name,
-    ignore: noSshd !== null,
-    fn: async () => {
-      const sshd = await startSshd();
-      try {
-        await withTemp((dir) => fn(sshd, dir));
-      } finally {
-        await sshd.stop();
-      }
-    },
-  });
-}
-
 Deno.test({
   name: "a port with no server behind it is exit 2 in one line, nothing made",
-  ignore: noSshd !== null,
+  ignore: sshdUnavailable() !== null,
   fn: async () => {
     const port = await closedPort();
     await withTemp(async (dir) => {

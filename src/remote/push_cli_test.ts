@@ -13,7 +13,6 @@ import {
   assertExit,
   CHECKOUT,
   cli,
-  type CliOptions,
   type CliResult,
   holdOpen,
   jsonLine,
@@ -21,17 +20,10 @@ import {
   RunningCli,
   setMtime,
   waitFor,
-  withTemp,
   writeTree,
 } from "../test_helpers.ts";
-import { machineId } from "../sides/local/host.ts";
-import { sshdUnavailable, startSshd, type TestSshd } from "./test_sshd.ts";
-
-/** The far end's program: this checkout, run by the deno running the tests. */
-const FAR_TREESYNC = `${Deno.execPath()} run -A ${CHECKOUT}/sync.ts`;
-
-/** What the CLI needs to find `ssh`: only PATH (the CLI's environment is cleared). */
-const WITH_PATH: CliOptions = { env: { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin" } };
+import { type TestSshd } from "./test_sshd.ts";
+import { FAR_TREESYNC, sshdTest, WITH_PATH } from "./test_remote.ts";
 
 /** `-e` and `--remote-treesync` for the test sshd. */
 function remoteFlags(sshd: TestSshd, far = FAR_TREESYNC): string[] {
@@ -46,28 +38,6 @@ function viaSsh(sshd: TestSshd, args: string[], far = FAR_TREESYNC): Promise<Cli
 /** Lines of a text, without empty ones. */
 function lines(text: string): string[] {
   return text.split("\n").filter((line) => line !== "");
-}
-
-const noSshd = sshdUnavailable();
-
-/** A test that needs the test sshd: ignored (never passed silently) where it cannot run. */
-function sshdTest(
-  name: string,
-  fn: (sshd: TestSshd, dir: string) => Promise<void>,
-  needs: { machineId?: boolean } = {},
-): void {
-  Deno.test({
-    name,
-    ignore: noSshd !== null || (needs.machineId === true && machineId() === null),
-    fn: async () => {
-      const sshd = await startSshd();
-      try {
-        await withTemp((dir) => fn(sshd, dir));
-      } finally {
-        await sshd.stop();
-      }
-    },
-  });
 }
 
 /** A tree with some bulk: 64 files of 16 KiB in a folder, and small things around it. */
