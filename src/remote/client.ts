@@ -45,6 +45,7 @@ import {
   PROTOCOL_VERSIONS,
   type WireBytes,
 } from "./frames.ts";
+import { FrameOutbox } from "./outbox.ts";
 import { decompressChunk } from "./pace.ts";
 import {
   decodeDataEnd,
@@ -91,7 +92,7 @@ export type Handler = (frame: Frame) => void;
 
 /** One session's framing: numbered requests, and the loop that hands frames to them. */
 export class Connection {
-  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
+  readonly #outbox: FrameOutbox;
   readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
   readonly #decoder = new FrameDecoder({ accept: FROM_SERVER });
   readonly #handlers = new Map<number, { frame: Handler; fail: (error: Error) => void }>();
@@ -110,7 +111,7 @@ export class Connection {
    * session frames a near end sends a pushed run (`Stop`).
    */
   constructor(streams: ConnectionStreams, peer: string, onSession?: (frame: Frame) => void) {
-    this.#writer = streams.output.getWriter();
+    this.#outbox = new FrameOutbox(streams.output.getWriter());
     this.#reader = streams.input.getReader();
     this.#peer = peer;
     this.#onSession = onSession ?? null;
@@ -147,7 +148,7 @@ export class Connection {
   async send(frame: Frame): Promise<void> {
     if (this.#failure !== null) throw this.#failure;
     const bytes = encodeFrame(frame);
-    await this.#writer.write(bytes);
+    await this.#outbox.write(bytes);
     this.#wire.sent += bytes.length;
   }
 
@@ -197,7 +198,7 @@ export class Connection {
         .catch(() => {});
       await this.#ended.promise.catch(() => {});
     }
-    await this.#writer.close().catch(() => {});
+    await this.#outbox.close();
     await this.#reader.cancel().catch(() => {});
     await this.#loop;
   }
@@ -212,7 +213,7 @@ export class Connection {
         }
         this.#wire.received += value.length;
         for (const frame of this.#decoder.push(value)) {
-          if ((frame.flags & FrameFlag.Compressed) !== 0 && frame.type !== FrameType.Data) {
+          if ((frame.flags & FrameFlag.Compressed) !== 0 && !PACKED_TYPES.has(frame.type)) {
             throw new FrameError(`A compressed ${frameTypeName(frame.type)} frame`);
           }
           if (frame.id === 0) this.#session(frame);
@@ -449,7 +450,7 @@ export class RemoteTreeReader implements TreeReader {
  * Reads a client keeps in flight at once: enough to fill the pipe with small files, well under
  * the far end's limit of requests running (`MAX_RUNNING`), which walks and hashes share.
  */
-export const MAX_READS = 16;
+export const MAX_READS = 48;
 
 /** A remote tree's files, each streamed by one `Read` request ({@linkcode StreamedFiles}). */
 class RemoteFiles implements StreamedFiles {
@@ -526,6 +527,26 @@ class RemoteFiles implements StreamedFiles {
   }
 }
 
+/** The frames a server may send compressed: file data (`-z`) and a walk's listings. */
+const PACKED_TYPES: ReadonlySet<number> = new Set([
+  FrameType.Data,
+  FrameType.Listing,
+  FrameType.WalkEnd,
+]);
+
+/**
+ * A listing frame's payload, unpacked if compressed (we offer that in every `Hello`), never
+ * past the largest payload a frame may have.
+ */
+function unpackListing(frame: Frame): Uint8Array {
+  if ((frame.flags & FrameFlag.Compressed) === 0) return frame.payload;
+  try {
+    return decompressChunk(frame.payload, MAX_PAYLOAD);
+  } catch (error) {
+    throw new FrameError(`A compressed listing does not unpack: ${errorText(error)}`);
+  }
+}
+
 /** A folder and whether the batch it ended was taken: then the walk gets one more credit. */
 interface Queued {
   listing: FolderListing;
@@ -567,7 +588,7 @@ class RemoteFolderSource implements FolderSource {
         throw new FrameError(`${frameTypeName(frame.type)} answered a walk`);
       }
       const last = frame.type === FrameType.WalkEnd;
-      this.#take(decodeListingBatch(frame.payload), !last);
+      this.#take(decodeListingBatch(unpackListing(frame)), !last);
       if (last) {
         this.#connection.forget(this.#id);
         this.#done = true;

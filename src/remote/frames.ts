@@ -66,10 +66,16 @@ import { escapeControls } from "../format.ts";
 /** The protocol versions this program speaks. */
 export const PROTOCOL_VERSIONS = { lowest: 1, highest: 1 } as const;
 
+/** The feature that lets a server compress a walk's listings. */
+export const LISTING_FEATURE = "zstd-listing";
+
 /**
- * The features this program offers in its `Hello`: `zstd`, compressed Data frames (`-z`).
+ * The features this program offers in its `Hello`: `zstd`, compressed Data frames (`-z`);
+ * `zstd-listing`, a walk's `Listing` and `WalkEnd` frames compressed whenever that makes them
+ * smaller (names and numbers of a listing pack to a fifth or less, and a walk is most of what
+ * a no-op or a rename puts on the wire).
  */
-export const FEATURES: readonly string[] = ["zstd"];
+export const FEATURES: readonly string[] = ["zstd", LISTING_FEATURE];
 
 /** Bytes one end of a session sent and received on the wire, frame headers included. */
 export interface WireBytes {

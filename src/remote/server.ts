@@ -54,9 +54,11 @@ import {
   FROM_CLIENT,
   HEADER_BYTES,
   type Hello,
+  LISTING_FEATURE,
   PROTOCOL_VERSIONS,
   type WireBytes,
 } from "./frames.ts";
+import { FrameOutbox } from "./outbox.ts";
 import { compressChunk, Pacer } from "./pace.ts";
 import {
   decodeCancel,
@@ -157,6 +159,8 @@ export const MAX_RUNNING = { requests: 64, walks: 8 } as const;
 
 /** Folders a listing batch holds at most, as the local walk's batches. */
 const BATCH_FOLDERS = 256;
+/** Listings smaller than this go as they are: packing would save less than it costs. */
+const PACK_LISTINGS_FROM = 512;
 
 /**
  * Serves one session until the client ends it, its stream ends, or it breaks the protocol.
@@ -170,13 +174,14 @@ export async function serve(options: ServeOptions): Promise<ServeOutcome> {
 /** One session's state: where it is in the greeting, the tree, the requests running. */
 class Session {
   readonly #options: ServeOptions;
-  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
+  readonly #outbox: FrameOutbox;
   readonly #decoder = new FrameDecoder({ accept: FROM_CLIENT });
-  #sending: Promise<void> = Promise.resolve();
   #state: "greeting" | "opening" | "open" = "greeting";
   #tree: TreeReader | null = null;
   #root = "";
   #compress = false;
+  /** Whether the client takes compressed listings. */
+  #packListings = false;
   #pacer: Pacer | null = null;
   readonly #wire: WireBytes;
   readonly #running = new Map<number, Running>();
@@ -189,7 +194,7 @@ class Session {
 
   constructor(options: ServeOptions) {
     this.#options = options;
-    this.#writer = options.output.getWriter();
+    this.#outbox = new FrameOutbox(options.output.getWriter());
     options.swapped?.started((frame) => this.send(frame));
     this.#wire = options.wire ?? { sent: 0, received: 0 };
   }
@@ -208,9 +213,8 @@ class Session {
       await Promise.allSettled([...this.#tasks]);
       this.#storeLock?.release();
       reader.releaseLock();
-      await this.#sending;
-      if (this.#handoff !== null && outcome.error === undefined) this.#writer.releaseLock();
-      else await this.#writer.close().catch(() => {});
+      if (this.#handoff !== null && outcome.error === undefined) await this.#outbox.release();
+      else await this.#outbox.close();
     }
     return outcome;
   }
@@ -247,16 +251,14 @@ class Session {
     }
   }
 
-  /** Queues a frame; resolves once it is written (the peer's pace). */
+  /** Queues a frame; resolves once it is written (the peer's pace), or the stream broke. */
   send(frame: Frame): Promise<void> {
     const bytes = encodeFrame(frame);
-    this.#sending = this.#sending.then(async () => {
-      await this.#writer.write(bytes);
+    return this.#outbox.write(bytes).then(() => {
       this.#wire.sent += bytes.length;
-    }).catch(() => {
+    }, () => {
       this.#broken = true;
     });
-    return this.#sending;
   }
 
   #fail(id: number, kind: number, message: string): Promise<void> {
@@ -329,6 +331,7 @@ class Session {
     const ours: Hello = { ...PROTOCOL_VERSIONS, program: VERSION, features: ourFeatures() };
     await this.send({ type: FrameType.Hello, flags: 0, id: 0, payload: encodeHello(ours) });
     chooseVersion(ours, theirs, "the client");
+    this.#packListings = theirs.features.includes(LISTING_FEATURE);
     this.#state = "opening";
   }
 
@@ -434,7 +437,7 @@ class Session {
     const batcher = new ListingBatcher(this.#options.batchBytes);
     const listing = (payload: Uint8Array) => async () => {
       if (!await pace.take()) return false;
-      await this.send({ type: FrameType.Listing, flags: FrameFlag.More, id, payload });
+      await this.#sendListing({ type: FrameType.Listing, flags: FrameFlag.More, id, payload });
       return true;
     };
     if (walk.probe) {
@@ -459,7 +462,15 @@ class Session {
       if (batcher.folders >= BATCH_FOLDERS) full.push(batcher.take());
       for (const batch of full) if (!await listing(batch)()) return;
     }
-    await this.send({ type: FrameType.WalkEnd, flags: 0, id, payload: batcher.take() });
+    await this.#sendListing({ type: FrameType.WalkEnd, flags: 0, id, payload: batcher.take() });
+  }
+
+  /** Sends a listing frame, compressed when the client takes that and it comes out smaller. */
+  #sendListing(frame: Frame): Promise<void> {
+    if (!this.#packListings || frame.payload.length < PACK_LISTINGS_FROM) return this.send(frame);
+    const packed = compressChunk(frame.payload);
+    if (packed.length >= frame.payload.length) return this.send(frame);
+    return this.send({ ...frame, flags: frame.flags | FrameFlag.Compressed, payload: packed });
   }
 
   /**
@@ -474,7 +485,10 @@ class Session {
     let cancelled = false;
     running.cancel = () => cancelled = true;
     using opened = openServedFile(source, path);
-    const reading = new HashingRead(opened, new Uint8Array(this.#chunkBytes()));
+    // A buffer of its own (reads are in flight together), no larger than the file: most are
+    // small, and zeroing a whole chunk each would cost more than reading them.
+    const bufferBytes = Math.min(this.#chunkBytes(), Math.max(1, opened.opened.size));
+    const reading = new HashingRead(opened, new Uint8Array(bufferBytes));
     for (let chunk = reading.next(); chunk !== null; chunk = reading.next()) {
       await this.#sendData(id, chunk);
       if (cancelled || this.#broken) return;

@@ -30,6 +30,7 @@ import {
   type StageOutcome,
 } from "./stage.ts";
 import { stageStreamedBatch, StreamSlots } from "./streamcopy.ts";
+import { TempSupply } from "./tempsupply.ts";
 import { moveToTrash } from "./trash.ts";
 
 /** The changes of one run to the tree at `root`. */
@@ -40,6 +41,8 @@ export class LocalTreeChanges implements TreeChanges {
   readonly #pool: CopyPool;
   /** The files streamed from another host in flight at once, across batches. */
   readonly #streamSlots = new StreamSlots();
+  /** Their temporary files, made ahead in a worker when the pool can. */
+  readonly #temps: TempSupply | null;
 
   /** Changes the tree at `root`, staging copies in `pool` with our folders of `folders`. */
   constructor(
@@ -55,6 +58,8 @@ export class LocalTreeChanges implements TreeChanges {
     this.#guard = new FolderGuard(root, settings.seen);
     this.#settings = copySettings({ ...folders, owners: settings.owners, sparse: settings.sparse });
     this.#pool = pool;
+    const maker = pool.makeTemps?.bind(pool);
+    this.#temps = maker ? new TempSupply(maker, this.#settings) : null;
   }
 
   /** Two batches a worker. */
@@ -155,6 +160,7 @@ export class LocalTreeChanges implements TreeChanges {
         items: toStage,
         settings: this.#settings,
         slots: this.#streamSlots,
+        temps: this.#temps,
         stopLevel: () => pool.stopLevel?.() ?? 0,
       }, staged);
     }

@@ -60,6 +60,23 @@ export interface CopyPool {
       onEach: (index: number, outcome: StageOutcome) => void;
     },
   ): Promise<void>;
+  /**
+   * Makes `count` empty temporary files in our tmp folder, closed (`tempsupply.ts`), for files
+   * streamed from another host. Absent: those make their own, on the main thread.
+   */
+  makeTemps?(settings: CopySettings, count: number): Promise<MadeTemp[]>;
+}
+
+/** A temporary file a worker made and closed: where, and which inode (still that one?). */
+export interface MadeTemp {
+  /** The file, in our tmp folder. */
+  tempPath: string;
+  /** Its device and inode numbers when made. */
+  dev: number;
+  /** See `dev`. */
+  ino: number;
+  /** Its change time when made (an inode number freed and taken again has a later one). */
+  ctimeMs: number;
 }
 
 /** The settings a copy worker needs besides the files: our folders, owners, holes. */

@@ -31,12 +31,13 @@ import {
   type StageOutcome,
   TempWriter,
 } from "./stage.ts";
+import { type TempSupply } from "./tempsupply.ts";
 
 /**
  * Files a writer streams at once, across all its batches: enough to keep a link with latency
  * busy with small files; each holds an open temporary file while it waits for its bytes.
  */
-export const STREAMED_IN_FLIGHT = 16;
+export const STREAMED_IN_FLIGHT = 48;
 
 /** A count of files in flight that a file waits for before it starts (first come first). */
 export class StreamSlots {
@@ -75,6 +76,8 @@ export interface StreamedBatch {
   slots: StreamSlots;
   /** The stop asked so far: 1 skips the files not started, 2 abandons those in flight. */
   stopLevel: () => number;
+  /** Temporary files made ahead in a worker; null: each is made here when its file starts. */
+  temps: TempSupply | null;
 }
 
 /**
@@ -95,6 +98,21 @@ export async function stageStreamedBatch(
     mustAbort: () => batch.stopLevel() === 2,
     ...(report.onBytes ? { onBytes: report.onBytes } : {}),
   };
+  batch.temps?.begin();
+  try {
+    await stageEach(files, batch, { context, onEach: report.onEach });
+  } finally {
+    await batch.temps?.end();
+  }
+}
+
+/** Stages each file of a batch once it has a slot; each file's failure is its outcome. */
+async function stageEach(
+  files: StreamedFiles,
+  batch: StreamedBatch,
+  input: { context: CopyContext; onEach: (index: number, outcome: StageOutcome) => void },
+): Promise<void> {
+  const { context } = input;
   await Promise.all(batch.items.map(async (item, index) => {
     await batch.slots.take();
     let outcome: StageOutcome = { skipped: true };
@@ -103,6 +121,7 @@ export async function stageStreamedBatch(
       const staged = await stageStreamed(files, item.path, {
         ...context,
         parent: item.parent,
+        temps: batch.temps,
         ...(item.recordedHash === undefined ? {} : { recordedHash: item.recordedHash }),
       });
       if (staged !== null) outcome = { staged };
@@ -110,7 +129,7 @@ export async function stageStreamedBatch(
       outcome = failedOutcome(error);
     } finally {
       batch.slots.give();
-      report.onEach(index, outcome);
+      input.onEach(index, outcome);
     }
   }));
 }
@@ -127,11 +146,11 @@ export async function stageStreamedBatch(
 export async function stageStreamed(
   files: StreamedFiles,
   path: string,
-  context: CopyContext & { recordedHash?: string },
+  context: CopyContext & { recordedHash?: string; temps?: TempSupply | null },
 ): Promise<StagedCopy | null> {
   requireKnownParent(context);
   for (let attempt = 1;; attempt++) {
-    const { tempPath, fd } = createTemp(context);
+    const { tempPath, fd } = context.temps ? await context.temps.take() : createTemp(context);
     let staged = false;
     try {
       const result = await copyStreamed(files, path, fd, context);

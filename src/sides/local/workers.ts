@@ -1,7 +1,8 @@
 /**
  * The worker pool: copying and hashing in worker threads (synchronous file calls, several times
  * cheaper than async ones, on every core), and what a worker serves: copies and hashes (a walk
- * has a worker of its own: `sides/local/walker.ts`).
+ * has a worker of its own: `sides/local/walker.ts`), and empty temporary files made ahead for
+ * files streamed from another host.
  *
  * @module
  */
@@ -15,11 +16,14 @@ import { openSourceFile } from "./source.ts";
 import {
   type CopyPool,
   type CopyRequest,
+  type CopySettings,
   copySettings,
   failedOutcome,
+  type MadeTemp,
   stageCopy,
   type StageOutcome,
 } from "./stage.ts";
+import { makeTemps } from "./tempsupply.ts";
 
 // the file-system calls are synchronous (several times cheaper per call than async ones) and
 // two cores do twice the work. A shared flag tells workers to stop between files (1) or to
@@ -32,7 +36,8 @@ const IN_WORKER = typeof (globalThis as { WorkerGlobalScope?: unknown }).WorkerG
 type WorkerRequest =
   | { op: "init"; id: number; stopFlag: SharedArrayBuffer }
   | { op: "copy" } & CopyRequest
-  | { op: "hash"; root: string; paths: string[] };
+  | { op: "hash"; root: string; paths: string[] }
+  | { op: "temps"; settings: CopySettings; count: number };
 
 /** One hash's outcome; null when the file changed while read. */
 export type HashOutcome = { result: HashResult | null } | { error: string };
@@ -89,6 +94,11 @@ export class WorkerPool implements CopyPool {
     },
   ): Promise<void> {
     return this.#request({ op: "copy", ...request }, report.onBytes, report.onEach);
+  }
+
+  /** Makes empty temporary files in a worker (see `tempsupply.ts`). */
+  makeTemps(settings: CopySettings, count: number): Promise<MadeTemp[]> {
+    return this.#request({ op: "temps", settings, count });
   }
 
   /** Hashes a batch of files in a worker. */
@@ -183,6 +193,8 @@ function serveRequests(): void {
         });
       case "hash":
         return request.paths.map((path) => hashOne(joinRel(request.root, path)));
+      case "temps":
+        return makeTemps(request.settings, request.count);
     }
   };
   scope.onmessage = (event: MessageEvent) => {
