@@ -195,15 +195,31 @@ export function isSsh(words: string[]): boolean {
 }
 
 /**
- * Adds the options an unattended run needs to an `ssh` command: `-o BatchMode=yes` (never
- * wait for a password, passphrase or host-key question: fail at once with ssh's message),
- * unless the command sets `BatchMode` itself (`-e 'ssh -o BatchMode=no'` brings the prompts
- * back). Other remote shells are left as they are.
+ * The `ssh` options an unattended run needs: never wait for a password, passphrase or
+ * host-key question (fail at once with ssh's message); give up on a host that does not answer
+ * within 30 s; and end a session whose peer stopped answering (a network gone, a host frozen)
+ * after a minute of silence instead of hanging the run: ssh then exits, which is a lost
+ * connection (exit 1, the next run finishes).
+ */
+export const SSH_DEFAULTS: ReadonlyArray<readonly [string, string]> = [
+  ["BatchMode", "yes"],
+  ["ConnectTimeout", "30"],
+  ["ServerAliveInterval", "15"],
+  ["ServerAliveCountMax", "4"],
+];
+
+/**
+ * Adds {@linkcode SSH_DEFAULTS} to an `ssh` command, each unless the command sets that option
+ * itself (`-e 'ssh -o BatchMode=no'` brings the prompts back). Other remote shells are left as
+ * they are.
  */
 export function withBatchDefaults(words: string[]): string[] {
   if (!isSsh(words)) return words;
-  const setsBatchMode = sshOptionValues(words).some((value) => /^\s*batchmode\b/i.test(value));
-  return setsBatchMode ? words : [...words, "-o", "BatchMode=yes"];
+  const set = sshOptionValues(words).map((value) => value.trim().toLowerCase());
+  const added = SSH_DEFAULTS.filter(([name]) =>
+    !set.some((value) => new RegExp(`^${name.toLowerCase()}(\\s|=|$)`).test(value))
+  ).flatMap(([name, value]) => ["-o", `${name}=${value}`]);
+  return [...words, ...added];
 }
 
 /** What starts the far end. */

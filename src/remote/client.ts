@@ -120,6 +120,11 @@ export class Connection {
     this.#loop = this.#readAll();
   }
 
+  /** Why the session failed (a peer that broke the protocol, a stream that ended), or null. */
+  get failure(): Error | null {
+    return this.#failure;
+  }
+
   /** The far end's name, for messages. */
   get peer(): string {
     return this.#peer;

@@ -63,6 +63,8 @@ export const EXIT_WAIT_MS = 10_000;
 
 /** Lines of the far end's stderr kept for the message of a failed start. */
 const KEPT_LINES = 20;
+/** The most characters of one far-end stderr line shown; the rest of a longer one is dropped. */
+const MAX_LINE = 4096;
 
 /** The far end as the user named it, for messages: `user@host`. */
 export function farEndName(remote: RemoteLocation): string {
@@ -203,14 +205,27 @@ class StderrLines {
     if (this.#kept.length > KEPT_LINES) this.#kept.shift();
   }
 
+  /**
+   * Reads lines; a line past {@linkcode MAX_LINE} characters is cut there, and the rest of it
+   * dropped as it comes, so a far end that writes without newlines holds bounded memory here.
+   */
   async #read(stream: ReadableStream<Uint8Array>): Promise<void> {
     let rest = "";
+    let dropping = false;
     for await (const text of stream.pipeThrough(new TextDecoderStream())) {
       const lines = (rest + text).split("\n");
       rest = lines.pop()!;
-      for (const line of lines) this.#line(line.replace(/\r$/, ""));
+      for (const line of lines) {
+        if (!dropping) this.#line(line.replace(/\r$/, ""));
+        dropping = false;
+      }
+      if (rest.length > MAX_LINE) {
+        if (!dropping) this.#line(`${rest.slice(0, MAX_LINE)}… (line cut)`);
+        dropping = true;
+        rest = "";
+      }
     }
-    if (rest !== "") this.#line(rest);
+    if (rest !== "" && !dropping) this.#line(rest);
   }
 }
 

@@ -152,6 +152,12 @@ async function runForPeer(request: RunRequest, streams: FarEndOptions): Promise<
   await connection.send({ type: FrameType.Done, flags: 0, id: 0, payload: encodeJson(done) })
     .catch(() => {});
   await connection.close();
+  // A near end that broke the protocol cannot be told any more: say why where ssh shows it.
+  const broken = connection.failure;
+  if (broken instanceof FrameError) {
+    console.error(`treesync --serve: the near end broke the protocol: ${broken.message}`);
+    return ExitCode.Failed;
+  }
   return ExitCode.Ok;
 }
 

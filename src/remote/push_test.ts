@@ -21,7 +21,8 @@ import {
 } from "./frames.ts";
 import { acceptRun, serveFarEnd } from "./farend.ts";
 import { type FarEndLink, type PushOptions, runPushed } from "./push.ts";
-import { decodeRunRequest, encodeJson } from "./runwire.ts";
+import { decodeDone, decodeRunRequest, encodeJson } from "./runwire.ts";
+import { emptySummary } from "../summary.ts";
 
 /** The options of `treesync SOURCE far:REPLICA`. */
 function pushOptions(source: string, replica: string, more: Partial<Options> = {}): PushOptions {
@@ -295,5 +296,113 @@ Deno.test("a far end confines what --verify reads, and refuses '..', the login's
   for (const replica of ["../x", "a/../../x", "", ".", "/"]) {
     const run = acceptRun(encodeJson({ mode: "run", options: { ...plain, replica } }), undefined);
     assert.ok("refused" in run, replica);
+  }
+});
+
+/** The frames whole in `bytes` (of either direction: no accepted set), and the bytes after. */
+function splitFrames(
+  bytes: Uint8Array,
+): { frames: Array<{ type: number; id: number }>; rest: number } {
+  const frames = [];
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let at = 0;
+  while (at + 10 <= bytes.length && at + 10 + view.getUint32(at + 6) <= bytes.length) {
+    frames.push({ type: view.getUint8(at), id: view.getUint32(at + 2) });
+    at += 10 + view.getUint32(at + 6);
+  }
+  return { frames, rest: at };
+}
+
+Deno.test("a far end whose near end breaks the protocol during a run says why on its stderr", async () => {
+  await withTemp(async (dir) => {
+    writeTree(`${dir}/src`, { a: "1" });
+    const toFar = new TransformStream<Uint8Array, Uint8Array>();
+    const toNear = new TransformStream<Uint8Array, Uint8Array>();
+    const said: string[] = [];
+    const consoleError = console.error;
+    console.error = (...words: unknown[]) => said.push(words.join(" "));
+    try {
+      const far = serveFarEnd({ input: toFar.readable, output: toNear.writable });
+      const writer = toFar.writable.getWriter();
+      const hello = (program: string) =>
+        encodeFrame({
+          type: FrameType.Hello,
+          flags: 0,
+          id: 0,
+          payload: encodeHello({ ...PROTOCOL_VERSIONS, program, features: [] }),
+        });
+      const options = { ...pushOptions(`${dir}/src`, `${dir}/dst`), replica: `${dir}/dst` };
+      // Not awaited: the far end answers each frame before it reads the next.
+      const send = (bytes: Uint8Array) => void writer.write(bytes).catch(() => {});
+      send(hello("near"));
+      send(
+        encodeFrame({
+          type: FrameType.Run,
+          flags: 0,
+          id: 1,
+          payload: encodeJson({ mode: "run", options }),
+        }),
+      );
+      // Its Hello and Ok, then (roles swapped) its Hello as the client; ours; then its Open.
+      const reader = toNear.readable.getReader();
+      let seen = new Uint8Array();
+      const readFrames = async (count: number) => {
+        while (splitFrames(seen).frames.length < count) {
+          const { value } = await reader.read();
+          seen = new Uint8Array([...seen, ...value!]);
+        }
+      };
+      await readFrames(3);
+      send(hello("near"));
+      await readFrames(4);
+      const types = splitFrames(seen).frames.map((frame) => frame.type);
+      assert.deepEqual(types, [FrameType.Hello, FrameType.Ok, FrameType.Hello, FrameType.Open]);
+      // An Ok may never come compressed.
+      const bad = encodeFrame({ type: FrameType.Ok, flags: 0, id: 1, payload: new Uint8Array() });
+      bad[1] = 2;
+      send(bad);
+      const drained = (async () => {
+        while (!(await reader.read()).done);
+      })();
+      assert.equal(await far, 1);
+      await writer.close().catch(() => {});
+      await drained;
+    } finally {
+      console.error = consoleError;
+    }
+    assert.deepEqual(said, [
+      "treesync --serve: the near end broke the protocol: A compressed Ok frame",
+    ]);
+    assert.throws(() => Deno.lstatSync(`${dir}/dst/a`), Deno.errors.NotFound);
+  });
+});
+
+Deno.test("a far end's Done is taken only in its own shape: counts whole and from 0, known exit codes, nothing more", () => {
+  const summary = { ...emptySummary(false), copied: 3, bytesCopied: 10, durationMs: 5 };
+  const done = (value: unknown) => decodeDone(encodeJson(value));
+  assert.deepEqual(done({ summary: { ...summary, extra: "x".repeat(100), bytesSent: 1e15 } }), {
+    summary,
+  });
+  assert.deepEqual(done({ exitCode: 3 }), { exitCode: 3 });
+  assert.deepEqual(done({ failure: "usage", message: "no" }), { failure: "usage", message: "no" });
+  for (
+    const bad of [
+      { summary: { ...summary, copied: -1 } },
+      { summary: { ...summary, moved: 1.5 } },
+      { summary: { ...summary, failed: "0" } },
+      { summary: { ...summary, deleted: 2 ** 60 } },
+      { summary: { ...summary, dryRun: 0 } },
+      { summary: { copied: 1, failed: 0 } },
+      { exitCode: 77 },
+      { exitCode: "0" },
+      { failure: "usage", message: "x".repeat(5000) },
+      { failure: "panic", message: "x" },
+    ]
+  ) {
+    assert.throws(
+      () => done(bad),
+      /A Done frame of an unknown shape/,
+      JSON.stringify(bad).slice(0, 80),
+    );
   }
 });

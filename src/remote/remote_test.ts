@@ -14,6 +14,7 @@ import {
   parseLocation,
   remoteCommand,
   splitRemoteShell,
+  SSH_DEFAULTS,
   withBatchDefaults,
 } from "./address.ts";
 import {
@@ -113,22 +114,43 @@ Deno.test("splitRemoteShell() splits on spaces and honours quotes as rsync does"
   assert.throws(() => splitRemoteShell("   "), /empty/);
 });
 
-Deno.test("withBatchDefaults() adds BatchMode=yes to ssh unless the command sets it", () => {
+Deno.test("withBatchDefaults() adds BatchMode, ConnectTimeout and ServerAlive* to ssh unless the command sets them", () => {
+  const all = SSH_DEFAULTS.flatMap(([name, value]) => ["-o", `${name}=${value}`]);
+  const others = all.slice(2);
   const cases: Array<[string[], string[]]> = [
-    [["ssh"], ["ssh", "-o", "BatchMode=yes"]],
-    [["/usr/bin/ssh", "-p", "22"], ["/usr/bin/ssh", "-p", "22", "-o", "BatchMode=yes"]],
-    [["ssh", "-o", "BatchMode=no"], ["ssh", "-o", "BatchMode=no"]],
-    [["ssh", "-obatchmode no"], ["ssh", "-obatchmode no"]],
-    [["ssh", "-vo", "BatchMode=no"], ["ssh", "-vo", "BatchMode=no"]],
+    [["ssh"], ["ssh", ...all]],
+    [["/usr/bin/ssh", "-p", "22"], ["/usr/bin/ssh", "-p", "22", ...all]],
+    [["ssh", "-o", "BatchMode=no"], ["ssh", "-o", "BatchMode=no", ...others]],
+    [["ssh", "-obatchmode no"], ["ssh", "-obatchmode no", ...others]],
+    [["ssh", "-vo", "BatchMode=no"], ["ssh", "-vo", "BatchMode=no", ...others]],
     // `-i BatchMode=x` is a key file's name, not an option.
-    [["ssh", "-i", "-oBatchMode=no"], ["ssh", "-i", "-oBatchMode=no", "-o", "BatchMode=yes"]],
-    [["ssh", "-o", "BatchModeX=no"], ["ssh", "-o", "BatchModeX=no", "-o", "BatchMode=yes"]],
+    [["ssh", "-i", "-oBatchMode=no"], ["ssh", "-i", "-oBatchMode=no", ...all]],
+    [["ssh", "-o", "BatchModeX=no"], ["ssh", "-o", "BatchModeX=no", ...all]],
+    [
+      ["ssh", "-o", "serveraliveinterval=0", "-oConnectTimeout 5"],
+      [
+        "ssh",
+        "-o",
+        "serveraliveinterval=0",
+        "-oConnectTimeout 5",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "ServerAliveCountMax=4",
+      ],
+    ],
     [["rsh"], ["rsh"]],
     [["docker", "exec", "-i", "box"], ["docker", "exec", "-i", "box"]],
   ];
   for (const [words, expected] of cases) {
     assert.deepEqual(withBatchDefaults(words), expected, words.join(" "));
   }
+  assert.deepEqual(SSH_DEFAULTS.map(([name]) => name), [
+    "BatchMode",
+    "ConnectTimeout",
+    "ServerAliveInterval",
+    "ServerAliveCountMax",
+  ]);
 });
 
 Deno.test("remoteCommand() puts -l USER, the host and the remote program after the shell", () => {
@@ -138,8 +160,7 @@ Deno.test("remoteCommand() puts -l USER, the host and the remote program after t
     "ssh",
     "-p",
     "2222",
-    "-o",
-    "BatchMode=yes",
+    ...SSH_DEFAULTS.flatMap(([name, value]) => ["-o", `${name}=${value}`]),
     "-l",
     "backup",
     "store",

@@ -11,6 +11,7 @@
 import { type Options } from "../cli.ts";
 import { type RunProgress } from "../log.ts";
 import { type RunSummary } from "../summary.ts";
+import { ExitCode } from "../errors.ts";
 import { FrameError } from "./frames.ts";
 
 /** What the near end asks the far end to run. */
@@ -224,17 +225,56 @@ export function decodeProgress(payload: Uint8Array): RunProgress {
  */
 export function decodeDone(payload: Uint8Array): RunDone {
   const value = parsed(payload, "Done");
-  if (isRecord(value) && typeof value.exitCode === "number") return { exitCode: value.exitCode };
+  if (isRecord(value) && Object.values(ExitCode).includes(value.exitCode as never)) {
+    return { exitCode: value.exitCode as number };
+  }
   if (
-    isRecord(value) && typeof value.message === "string" &&
+    isRecord(value) && typeof value.message === "string" && value.message.length <= MAX_MESSAGE &&
     (value.failure === "usage" || value.failure === "refused" || value.failure === "failed")
   ) {
     return { failure: value.failure, message: value.message };
   }
-  if (isRecord(value) && isRecord(value.summary) && typeof value.summary.failed === "number") {
-    return { summary: value.summary as unknown as RunSummary };
-  }
+  const summary = isRecord(value) && isRecord(value.summary) ? summaryOf(value.summary) : null;
+  if (summary !== null) return { summary };
   throw new FrameError("A Done frame of an unknown shape");
+}
+
+/** The longest message a far end's `Done` may carry (one line, as the near end prints it). */
+const MAX_MESSAGE = 4096;
+
+const SUMMARY_COUNTS = [
+  "copied",
+  "updated",
+  "deleted",
+  "moved",
+  "linked",
+  "dirsCreated",
+  "dirsDeleted",
+  "attrsUpdated",
+  "failed",
+  "bytesCopied",
+  "durationMs",
+  "deletionsHeldBack",
+] as const;
+const SUMMARY_FLAGS = ["dryRun", "maxDeleteHit", "adoptNeeded"] as const;
+
+/**
+ * A far run's summary, field by field: every count a whole number from 0 up, every flag a
+ * boolean, nothing else kept (the near end prints it, logs it and puts it in `--json`). The
+ * wire's bytes are the near end's own count, never the far end's word.
+ */
+function summaryOf(value: Record<string, unknown>): RunSummary | null {
+  const summary: Record<string, number | boolean> = {};
+  for (const name of SUMMARY_COUNTS) {
+    const count = value[name];
+    if (typeof count !== "number" || !Number.isSafeInteger(count) || count < 0) return null;
+    summary[name] = count;
+  }
+  for (const name of SUMMARY_FLAGS) {
+    if (typeof value[name] !== "boolean") return null;
+    summary[name] = value[name];
+  }
+  return summary as unknown as RunSummary;
 }
 
 /** A `Stop` payload: 1 stops gently (the run finishes what it is doing), 2 at once. */
