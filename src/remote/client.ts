@@ -452,10 +452,11 @@ export class RemoteTreeReader implements TreeReader {
 }
 
 /**
- * Reads a client keeps in flight at once: enough to fill the pipe with small files, well under
- * the far end's limit of requests running (`MAX_RUNNING`), which walks and hashes share.
+ * Reads a client keeps in flight at once: enough to fill the pipe with small files, and half
+ * the far end's limit of requests running (`MAX_RUNNING`, 64), which leaves the walks (8 at
+ * most), the hash requests (one at a time per step of the engine) and stats their room.
  */
-export const MAX_READS = 48;
+export const MAX_READS = 32;
 
 /** A remote tree's files, each streamed by one `Read` request ({@linkcode StreamedFiles}). */
 class RemoteFiles implements StreamedFiles {

@@ -37,7 +37,7 @@ import { type TempSupply } from "./tempsupply.ts";
  * Files a writer streams at once, across all its batches: enough to keep a link with latency
  * busy with small files; each holds an open temporary file while it waits for its bytes.
  */
-export const STREAMED_IN_FLIGHT = 48;
+export const STREAMED_IN_FLIGHT = 32;
 
 /** A count of files in flight that a file waits for before it starts (first come first). */
 export class StreamSlots {
