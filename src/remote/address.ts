@@ -118,10 +118,30 @@ export function parseLocation(argument: string): Location {
       `Cannot use '${argument}': the user name before '@' is empty or starts with '-'`,
     );
   }
-  const path = spec.rest === "" ? "." : spec.rest;
+  const path = remotePath(spec.rest, argument);
   return spec.user === null
     ? { kind: "remote", host: spec.host, path }
     : { kind: "remote", user: spec.user, host: spec.host, path };
+}
+
+/**
+ * A remote PATH as the far end takes it. Nothing empty: `host:` is the login's home. `~` and
+ * `~/x` are the home and a path in it, as a remote shell would expand them for rsync (a
+ * relative path is from the home already); `~user/x` would need a shell the path never goes
+ * through, so it is refused rather than taken as a folder named `~user`.
+ *
+ * @throws {UsageError} `~user`.
+ */
+function remotePath(rest: string, argument: string): string {
+  if (rest === "" || rest === "~") return ".";
+  if (rest.startsWith("~/")) return rest.slice(2).replace(/^\/+/, "") || ".";
+  if (rest.startsWith("~")) {
+    throw new UsageError(
+      `Cannot use '${argument}': '~user' is not expanded (the path never goes through a ` +
+        "shell); write that user's home as an absolute path",
+    );
+  }
+  return rest;
 }
 
 /**

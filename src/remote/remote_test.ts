@@ -48,7 +48,11 @@ Deno.test("parseLocation() tells remote from local by rsync's rule", () => {
     ["host:dir", { kind: "remote", host: "host", path: "dir" }],
     ["host:/srv/data", { kind: "remote", host: "host", path: "/srv/data" }],
     ["host:a:b", { kind: "remote", host: "host", path: "a:b" }],
-    ["host:~/x", { kind: "remote", host: "host", path: "~/x" }],
+    ["host:~/x", { kind: "remote", host: "host", path: "x" }],
+    ["host:~", { kind: "remote", host: "host", path: "." }],
+    ["host:~/", { kind: "remote", host: "host", path: "." }],
+    ["host:~//a/b", { kind: "remote", host: "host", path: "a/b" }],
+    ["host:x/~/y", { kind: "remote", host: "host", path: "x/~/y" }],
     ["user@host:x", { kind: "remote", user: "user", host: "host", path: "x" }],
     ["u@h@host:x", { kind: "remote", user: "u@h", host: "host", path: "x" }],
     ["[::1]:p", { kind: "remote", host: "::1", path: "p" }],
@@ -78,6 +82,7 @@ Deno.test("parseLocation() refuses daemon forms, empty hosts and users, and host
     ["@host:x", /user name/],
     ["-oProxyCommand=x:y", /may not start with '-'/],
     ["-l:x", /may not start with '-'/],
+    ["host:~backup/x", /'~user' is not expanded.*absolute path/],
   ];
   for (const [argument, message] of cases) {
     assert.throws(() => parseLocation(argument), (error: Error) => {
