@@ -132,7 +132,7 @@ async function runForPeer(request: RunRequest, streams: FarEndOptions): Promise<
     await connection.close();
     return ExitCode.Failed;
   }
-  const report = forwardingReporter(connection);
+  const report = forwardingReporter(connection, request.changes ?? true);
   const progress = setInterval(() => {
     // How long ago the phase began: the near end's clock is not this one.
     const startedAt = performance.now() - control.progress.startedAt;
@@ -237,12 +237,15 @@ function send(connection: Connection, type: number, value: unknown): void {
   connection.send({ type, flags: 0, id: 0, payload: encodeJson(value) }).catch(() => {});
 }
 
-/** A reporter whose every line goes to the near end, which prints and logs it as its own. */
-function forwardingReporter(connection: Connection): Reporter {
+/**
+ * A reporter whose every line goes to the near end, which prints and logs it as its own; change
+ * lines only when the near end shows or logs them (`changes`).
+ */
+function forwardingReporter(connection: Connection, changes: boolean): Reporter {
   const line = (how: ReporterLine) => (text: string) =>
     send(connection, FrameType.Report, { how, text });
   return {
-    change: line("change"),
+    change: changes ? line("change") : () => {},
     planned: line("planned"),
     debug: line("debug"),
     warn: line("warn"),

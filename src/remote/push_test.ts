@@ -119,10 +119,12 @@ Deno.test("a push mirrors folders and links into the far replica, and renames a 
     Deno.renameSync(`${dir}/src/a`, `${dir}/src/moved`);
     const second = keptLines();
     await runPushed(
-      pushOptions(`${dir}/src`, `${dir}/dst`),
+      pushOptions(`${dir}/src`, `${dir}/dst`, { verbosity: 2 }),
       pushDeps(second.report, () => Promise.resolve(memoryFarEnd())),
     );
     assert.ok(second.lines.includes("change: move a/ -> moved/"), second.lines.join("\n"));
+    // Without -vv or a log the near end shows no change line: the far end sends none.
+    assert.ok(!first.lines.some((line) => line.startsWith("change:")), first.lines.join("\n"));
     assert.equal(Deno.statSync(`${dir}/dst/moved/b`).ino, inode);
   });
 });
@@ -258,6 +260,7 @@ Deno.test("a Run is taken only in its own shape: bad fields refused, the log and
       { mode: "run", options: { ...options, filters: [{ kind: "exec", pattern: "x" }] } },
       { mode: "run", options: { ...options, maxDelete: { count: "1" } } },
       { mode: "run", options, scope: [1] },
+      { mode: "run", options, changes: "yes" },
     ]
   ) {
     assert.throws(() => decodeRunRequest(encodeJson(bad)), /A Run frame/, JSON.stringify(bad));

@@ -25,6 +25,11 @@ export interface RunRequest {
   options: Options;
   /** The relative paths a `--watch` pass covers (none: the whole tree). */
   scope?: string[];
+  /**
+   * Whether the near end shows or logs change lines (`-vv`, `--log`): only then does the far
+   * end send them, one `Report` a file otherwise (absent: it sends them).
+   */
+  changes?: boolean;
 }
 
 /** The reporter's methods that take one line. */
@@ -138,6 +143,10 @@ export function decodeRunRequest(payload: Uint8Array): RunRequest {
     } as unknown as Options,
   };
   if (value.scope !== undefined) request.scope = checkedStrings(value.scope, "scope");
+  if (value.changes !== undefined) {
+    if (typeof value.changes !== "boolean") throw new FrameError("A Run frame with bad changes");
+    request.changes = value.changes;
+  }
   return request;
 }
 
