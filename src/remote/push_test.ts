@@ -261,6 +261,10 @@ Deno.test("a Run is taken only in its own shape: bad fields refused, the log and
       { mode: "run", options: { ...options, maxDelete: { count: "1" } } },
       { mode: "run", options, scope: [1] },
       { mode: "run", options, changes: "yes" },
+      { mode: "run", options, scope: ["../etc"] },
+      { mode: "run", options, scope: ["/etc"] },
+      { mode: "run", options, scope: ["a/./b"] },
+      { mode: "run", options, scope: ["a\u0000b"] },
     ]
   ) {
     assert.throws(() => decodeRunRequest(encodeJson(bad)), /A Run frame/, JSON.stringify(bad));

@@ -12,7 +12,7 @@ import { type Options } from "../cli.ts";
 import { type RunProgress } from "../log.ts";
 import { type RunSummary } from "../summary.ts";
 import { ExitCode } from "../errors.ts";
-import { FrameError } from "./frames.ts";
+import { FrameError, wirePathProblem } from "./frames.ts";
 
 /** What the near end asks the far end to run. */
 export interface RunRequest {
@@ -142,7 +142,16 @@ export function decodeRunRequest(payload: Uint8Array): RunRequest {
       watch: false,
     } as unknown as Options,
   };
-  if (value.scope !== undefined) request.scope = checkedStrings(value.scope, "scope");
+  if (value.scope !== undefined) {
+    // Paths of the far end's own tree: relative, inside it, each a name the wire allows.
+    request.scope = checkedStrings(value.scope, "scope");
+    for (const path of request.scope) {
+      const problem = wirePathProblem(path);
+      if (problem !== null) {
+        throw new FrameError(`A Run frame with a bad scope ${JSON.stringify(path)}: ${problem}`);
+      }
+    }
+  }
   if (value.changes !== undefined) {
     if (typeof value.changes !== "boolean") throw new FrameError("A Run frame with bad changes");
     request.changes = value.changes;

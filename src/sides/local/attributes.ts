@@ -27,8 +27,12 @@ export function setAttributes(
   entry: Entry,
   options: { owners: boolean; expected: Identity | null },
 ): void {
-  const { owners, expected } = options;
+  const { owners } = options;
   const isDir = entry.kind === "dir";
+  // With scoped permissions O_NOFOLLOW does not refuse a final link (Deno resolves the path
+  // for its own check first): with no identity to expect, what is opened must be what an
+  // lstat saw there.
+  const expected = options.expected ?? lookedAt(path);
   let fd: number | null = null;
   try {
     fd = fs.openSync(
@@ -69,6 +73,17 @@ export function setAttributes(
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/**
+ * What `path` names, once shown not to be a link.
+ *
+ * @throws {Error} It is a link.
+ */
+function lookedAt(path: string): Identity {
+  const info = Deno.lstatSync(path);
+  if (info.isSymlink) throw new Error("it became a symlink during the run; left alone");
+  return { dev: info.dev, ino: info.ino ?? 0 };
 }
 
 /**
