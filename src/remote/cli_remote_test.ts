@@ -184,23 +184,26 @@ Deno.test("a remote shell treesync may not run is one line saying so", async () 
   });
 });
 
-Deno.test("a far end that floods stderr without a newline is shown cut, in one line", async () => {
-  await withTemp(async (dir) => {
-    // A remote shell named ssh (the one the CLI may run) that writes 8 MB and no newline.
-    Deno.mkdirSync(`${dir}/bin`);
-    Deno.writeTextFileSync(
-      `${dir}/bin/ssh`,
-      "#!/bin/sh\nhead -c 8000000 /dev/zero | tr '\\0' x >&2\nexit 1\n",
-    );
-    Deno.chmodSync(`${dir}/bin/ssh`, 0o755);
-    const env = { PATH: `${dir}/bin:${WITH_PATH.env!.PATH}` };
-    const result = await cli(["host:/src", `${dir}/r`], { env });
-    assertExit(result, 2);
-    deepStrictEqual(lines(result.stderr).length, 1, result.stderr.slice(0, 200));
-    ok(result.stderr.length < 10_000, `${result.stderr.length} characters`);
-    match(result.stderr, /x{4096}… \(line cut\)/);
-    deepStrictEqual(readTree(dir).r, undefined);
-  });
+Deno.test("a far end that floods stderr with one long line is shown cut, in one line", async () => {
+  // 8 MB and no newline; 60 KB and a newline (in the same chunk as the line).
+  for (const flood of ["head -c 8000000 /dev/zero", "(head -c 60000 /dev/zero; echo)"]) {
+    await withTemp(async (dir) => {
+      // A remote shell named ssh (the one the CLI may run) that floods and fails.
+      Deno.mkdirSync(`${dir}/bin`);
+      Deno.writeTextFileSync(
+        `${dir}/bin/ssh`,
+        `#!/bin/sh\n${flood} | tr '\\0' x >&2\nexit 1\n`,
+      );
+      Deno.chmodSync(`${dir}/bin/ssh`, 0o755);
+      const env = { PATH: `${dir}/bin:${WITH_PATH.env!.PATH}` };
+      const result = await cli(["host:/src", `${dir}/r`], { env });
+      assertExit(result, 2);
+      deepStrictEqual(lines(result.stderr).length, 1, result.stderr.slice(0, 200));
+      ok(result.stderr.length < 10_000, `${flood}: ${result.stderr.length} characters`);
+      match(result.stderr, /x{4096}… \(line cut\)/);
+      deepStrictEqual(readTree(dir).r, undefined);
+    });
+  }
 });
 
 /** A port nothing listens on: one the test sshd had, after it stopped. */

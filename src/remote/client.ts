@@ -45,6 +45,7 @@ import {
   PROTOCOL_VERSIONS,
   type WireBytes,
 } from "./frames.ts";
+import { Slots } from "../slots.ts";
 import { FrameOutbox } from "./outbox.ts";
 import { decompressChunk } from "./pace.ts";
 import {
@@ -63,6 +64,7 @@ import {
   type HashItem,
   hashItemBytes,
   type ListingBatch,
+  WALK_CREDIT,
 } from "./wire.ts";
 
 /** A connection's streams: what the server says, and where requests go. */
@@ -326,6 +328,7 @@ export class RemoteTreeReader implements TreeReader {
   readonly display: string;
   readonly #connection: Connection;
   readonly #files: RemoteFiles;
+  readonly #hashSlots = new Slots(MAX_HASHES);
   #identity: Identity | null;
 
   /**
@@ -410,7 +413,10 @@ export class RemoteTreeReader implements TreeReader {
       requests.at(-1)!.push(file);
       bytes += size;
     }
-    await Promise.all(requests.map((group) => this.#hashOnce(group, outcomes, onBatch)));
+    // A folder of many files is many requests: at most MAX_HASHES of them run at once.
+    await Promise.all(
+      requests.map((group) => this.#hashSlots.run(() => this.#hashOnce(group, outcomes, onBatch))),
+    );
     return outcomes;
   }
 
@@ -452,18 +458,21 @@ export class RemoteTreeReader implements TreeReader {
 }
 
 /**
- * Reads a client keeps in flight at once: enough to fill the pipe with small files, and half
- * the far end's limit of requests running (`MAX_RUNNING`, 64), which leaves the walks (8 at
- * most), the hash requests (one at a time per step of the engine) and stats their room.
+ * Reads a client keeps in flight at once: enough to fill the pipe with small files (fewer
+ * cost more CPU on both ends: fewer frames leave in each write). With the walks (8 at most)
+ * and the hash requests ({@linkcode MAX_HASHES}), well under the far end's limit of requests
+ * running (`MAX_RUNNING`, 128), which stats and the store's requests (one at a time) share.
  */
-export const MAX_READS = 32;
+export const MAX_READS = 64;
+
+/** `Hash` requests a client keeps running at once, whatever the number of files to hash. */
+export const MAX_HASHES = 8;
 
 /** A remote tree's files, each streamed by one `Read` request ({@linkcode StreamedFiles}). */
 class RemoteFiles implements StreamedFiles {
   readonly #connection: Connection;
   readonly #compressed: boolean;
-  #reading = 0;
-  readonly #waiting: Array<() => void> = [];
+  readonly #slots = new Slots(MAX_READS);
 
   constructor(connection: Connection, compressed: boolean) {
     this.#connection = connection;
@@ -471,18 +480,11 @@ class RemoteFiles implements StreamedFiles {
   }
 
   /** Streams one file, once fewer than {@linkcode MAX_READS} are in flight. */
-  async read(
+  read(
     path: string,
     onChunk: (chunk: Uint8Array) => boolean,
   ): Promise<StreamedFileEnd | null> {
-    while (this.#reading >= MAX_READS) await new Promise<void>((go) => this.#waiting.push(go));
-    this.#reading++;
-    try {
-      return await this.#readOnce(path, onChunk);
-    } finally {
-      this.#reading--;
-      this.#waiting.shift()?.();
-    }
+    return this.#slots.run(() => this.#readOnce(path, onChunk));
   }
 
   #readOnce(
@@ -570,6 +572,8 @@ class RemoteFolderSource implements FolderSource {
   #done = false;
   #error: Error | null = null;
   #wake: (() => void) | null = null;
+  /** Listing frames the far end may still send before it waits for a `Credit`. */
+  #credit = WALK_CREDIT;
   readonly #probed = Promise.withResolvers<string | null>();
 
   constructor(connection: Connection, request: TreeWalk | null) {
@@ -594,6 +598,9 @@ class RemoteFolderSource implements FolderSource {
         throw new FrameError(`${frameTypeName(frame.type)} answered a walk`);
       }
       const last = frame.type === FrameType.WalkEnd;
+      // Each Listing spends a credit (WalkEnd none): a far end that does not wait for them
+      // would make this end hold what it sends.
+      if (!last && this.#credit-- <= 0) throw new FrameError("A walk sent more than its credit");
       this.#take(decodeListingBatch(unpackListing(frame)), !last);
       if (last) {
         this.#connection.forget(this.#id);
@@ -639,6 +646,7 @@ class RemoteFolderSource implements FolderSource {
 
   #grant(): void {
     if (this.#done || this.#error !== null) return;
+    this.#credit++;
     this.#connection.send({
       type: FrameType.Credit,
       flags: 0,

@@ -216,17 +216,22 @@ class StderrLines {
       const lines = (rest + text).split("\n");
       rest = lines.pop()!;
       for (const line of lines) {
-        if (!dropping) this.#line(line.replace(/\r$/, ""));
+        if (!dropping) this.#line(cut(line.replace(/\r$/, "")));
         dropping = false;
       }
       if (rest.length > MAX_LINE) {
-        if (!dropping) this.#line(`${rest.slice(0, MAX_LINE)}… (line cut)`);
+        if (!dropping) this.#line(cut(rest));
         dropping = true;
         rest = "";
       }
     }
     if (rest !== "" && !dropping) this.#line(rest);
   }
+}
+
+/** A far-end line as shown: at most {@linkcode MAX_LINE} characters. */
+function cut(line: string): string {
+  return line.length <= MAX_LINE ? line : `${line.slice(0, MAX_LINE)}… (line cut)`;
 }
 
 /** A remote tree read through a started far end. */

@@ -58,6 +58,18 @@ interface SessionOptions {
   alter?: (frame: Uint8Array, controller: TransformStreamDefaultController<Uint8Array>) => void;
 }
 
+/** The frames of a server's write, each with its header (a write holds whole frames). */
+function wholeFrames(chunk: Uint8Array): Uint8Array[] {
+  const frames: Uint8Array[] = [];
+  const view = new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  for (let at = 0; at < chunk.length;) {
+    const end = at + HEADER_BYTES + view.getUint32(at + 6);
+    frames.push(chunk.subarray(at, end));
+    at = end;
+  }
+  return frames;
+}
+
 /** A server and a client joined by in-memory streams over the tree at `path`. */
 async function withSession(
   path: string,
@@ -67,13 +79,16 @@ async function withSession(
   const toServer = new TransformStream<Uint8Array, Uint8Array>();
   const tap: Tap = { data: 0, compressed: 0 };
   const toClient = new TransformStream<Uint8Array, Uint8Array>({
-    transform(frame, controller) {
-      if (frame[0] === FrameType.Data) {
-        tap.data++;
-        if ((frame[1]! & FrameFlag.Compressed) !== 0) tap.compressed++;
+    transform(chunk, controller) {
+      // A write holds whole frames (several when they were queued together): one at a time.
+      for (const frame of wholeFrames(chunk)) {
+        if (frame[0] === FrameType.Data) {
+          tap.data++;
+          if ((frame[1]! & FrameFlag.Compressed) !== 0) tap.compressed++;
+        }
+        if (options.alter) options.alter(frame, controller);
+        else controller.enqueue(frame);
       }
-      if (options.alter) options.alter(frame, controller);
-      else controller.enqueue(frame);
     },
   });
   const pool = new WorkerPool(1);

@@ -132,7 +132,11 @@ async function runForPeer(request: RunRequest, streams: FarEndOptions): Promise<
     await connection.close();
     return ExitCode.Failed;
   }
-  const report = forwardingReporter(connection, request.changes ?? true);
+  const report = forwardingReporter(connection, {
+    changes: request.changes ?? true,
+    // The near end shows and logs debug lines only at -vv.
+    debug: request.options.verbosity >= 3,
+  });
   const progress = setInterval(() => {
     // How long ago the phase began: the near end's clock is not this one.
     const startedAt = performance.now() - control.progress.startedAt;
@@ -239,15 +243,19 @@ function send(connection: Connection, type: number, value: unknown): void {
 
 /**
  * A reporter whose every line goes to the near end, which prints and logs it as its own; change
- * lines only when the near end shows or logs them (`changes`).
+ * and debug lines only when the near end shows or logs them.
  */
-function forwardingReporter(connection: Connection, changes: boolean): Reporter {
+function forwardingReporter(
+  connection: Connection,
+  sent: { changes: boolean; debug: boolean },
+): Reporter {
   const line = (how: ReporterLine) => (text: string) =>
     send(connection, FrameType.Report, { how, text });
+  const none = () => {};
   return {
-    change: changes ? line("change") : () => {},
+    change: sent.changes ? line("change") : none,
     planned: line("planned"),
-    debug: line("debug"),
+    debug: sent.debug ? line("debug") : none,
     warn: line("warn"),
     error: line("error"),
     summary: line("summary"),

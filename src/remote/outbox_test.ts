@@ -28,7 +28,14 @@ import {
 import { FrameOutbox, GATHER_BYTES } from "./outbox.ts";
 import { decompressChunk } from "./pace.ts";
 import { serve } from "./server.ts";
-import { decodeListingBatch, encodeOpen, encodeOpened, encodeWalk } from "./wire.ts";
+import {
+  decodeListingBatch,
+  encodeOpen,
+  encodeOpened,
+  encodeWalk,
+  ListingBatcher,
+  WALK_CREDIT,
+} from "./wire.ts";
 
 /** A stream that keeps every write, each held until `release` is called for it. */
 function heldStream() {
@@ -175,34 +182,34 @@ Deno.test("a walk's listings go compressed to a client that offers it, plain to 
   });
 });
 
-Deno.test("a client refuses a compressed listing that would unpack past a frame's limit", async () => {
+/**
+ * A fake server over in-memory streams: greets, opens any tree, answers End, and answers a
+ * walk with the frames `onWalk` gives for its id. Returns a client's tree and the fake's end.
+ */
+async function fakeServer(onWalk: (id: number) => Frame[]) {
   const toServer = new TransformStream<Uint8Array, Uint8Array>();
   const toClient = new TransformStream<Uint8Array, Uint8Array>();
-  // A fake server: greets, opens, and answers the walk with a bomb of zeros.
   const fake = (async () => {
     const decoder = new FrameDecoder({ accept: FROM_CLIENT });
     const writer = toClient.writable.getWriter();
     const hello = encodeHello({ ...PROTOCOL_VERSIONS, program: "fake", features: [] });
     const reader = toServer.readable.getReader();
+    const answer = (frame: Frame) => writer.write(encodeFrame(frame)).catch(() => {});
     for (;;) {
       const { value, done } = await reader.read();
       if (done) break;
       for (const frame of decoder.push(value)) {
         if (frame.type === FrameType.Hello) {
-          await writer.write(
-            encodeFrame({ type: FrameType.Hello, flags: 0, id: 0, payload: hello }),
-          );
+          await answer({ type: FrameType.Hello, flags: 0, id: 0, payload: hello });
         } else if (frame.type === FrameType.Open) {
           const payload = encodeOpened({ dev: 1, ino: 2 });
-          await writer.write(encodeFrame({ type: FrameType.Ok, flags: 0, id: frame.id, payload }));
+          await answer({ type: FrameType.Ok, flags: 0, id: frame.id, payload });
         } else if (frame.type === FrameType.Walk) {
-          const payload = zlib.zstdCompressSync(new Uint8Array(MAX_PAYLOAD + 1));
-          const flags = FrameFlag.Compressed;
-          await writer.write(
-            encodeFrame({ type: FrameType.WalkEnd, flags, id: frame.id, payload }),
-          );
+          // In one write: the client takes them all before it reads (and grants) any.
+          const bytes = onWalk(frame.id).map((sent) => [...encodeFrame(sent)]).flat();
+          await writer.write(new Uint8Array(bytes)).catch(() => {});
         } else if (frame.type === FrameType.End) {
-          await writer.write(encodeFrame({ ...frame, payload: new Uint8Array() }));
+          await answer({ ...frame, payload: new Uint8Array() });
         }
       }
     }
@@ -213,8 +220,41 @@ Deno.test("a client refuses a compressed listing that would unpack past a frame'
     output: toServer.writable,
     path: "/t",
   });
+  return { tree, fake };
+}
+
+Deno.test("a client refuses a compressed listing that would unpack past a frame's limit", async () => {
+  // A bomb of zeros.
+  const payload = zlib.zstdCompressSync(new Uint8Array(MAX_PAYLOAD + 1));
+  const { tree, fake } = await fakeServer((id) => [
+    { type: FrameType.WalkEnd, flags: FrameFlag.Compressed, id, payload },
+  ]);
   const walk = tree.walk(WHOLE);
   await assert.rejects(walk.next(), /compressed listing does not unpack/);
+  walk.close();
+  await tree.close();
+  await fake;
+});
+
+Deno.test("a client refuses a walk that sends more listings than its credit", async () => {
+  const batcher = new ListingBatcher();
+  batcher.add({ folder: "", entries: new Map(), problems: [], protectedPaths: [] });
+  const empty = batcher.take();
+  const { tree, fake } = await fakeServer((id) =>
+    Array.from({ length: WALK_CREDIT + 1 }, () => ({
+      type: FrameType.Listing,
+      flags: FrameFlag.More,
+      id,
+      payload: empty,
+    }))
+  );
+  const walk = tree.walk(WHOLE);
+  // The listings within the credit may come first; the one past it ends the walk.
+  let failure: unknown = null;
+  for (let i = 0; i <= WALK_CREDIT + 1 && failure === null; i++) {
+    await walk.next().catch((error) => failure = error);
+  }
+  assert.match(String(failure), /more than its credit/);
   walk.close();
   await tree.close();
   await fake;

@@ -82,7 +82,7 @@ export async function runPushed(
   deps: PushDependencies,
   scope?: string[],
 ): Promise<RunSummary> {
-  // Change lines go nowhere here without -vv or a log: the far end need not send them.
+  // Change lines go nowhere here without -v or a log: the far end need not send them.
   const changes = options.verbosity >= 2 || options.logPath !== null;
   const request: RunRequest = { mode: "run", options: farOptions(options), changes };
   if (scope !== undefined) request.scope = scope;

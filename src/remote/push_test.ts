@@ -70,7 +70,7 @@ function keptLines(): { report: Reporter; lines: string[] } {
     report: {
       change: keep("change"),
       planned: keep("planned"),
-      debug: () => {},
+      debug: keep("debug"),
       warn: keep("warn"),
       error: keep("error"),
       summary: keep("summary"),
@@ -123,9 +123,18 @@ Deno.test("a push mirrors folders and links into the far replica, and renames a 
       pushDeps(second.report, () => Promise.resolve(memoryFarEnd())),
     );
     assert.ok(second.lines.includes("change: move a/ -> moved/"), second.lines.join("\n"));
-    // Without -vv or a log the near end shows no change line: the far end sends none.
-    assert.ok(!first.lines.some((line) => line.startsWith("change:")), first.lines.join("\n"));
+    // Without -v or a log the near end shows no change line: the far end sends none; debug
+    // lines only at -vv.
+    assert.ok(!first.lines.some((line) => /^(change|debug):/.test(line)), first.lines.join("\n"));
+    assert.ok(!second.lines.some((line) => line.startsWith("debug:")), second.lines.join("\n"));
     assert.equal(Deno.statSync(`${dir}/dst/moved/b`).ino, inode);
+    Deno.renameSync(`${dir}/src/moved`, `${dir}/src/again`);
+    const third = keptLines();
+    await runPushed(
+      pushOptions(`${dir}/src`, `${dir}/dst`, { verbosity: 3 }),
+      pushDeps(third.report, () => Promise.resolve(memoryFarEnd())),
+    );
+    assert.ok(third.lines.some((line) => line.startsWith("debug:")), third.lines.join("\n"));
   });
 });
 
@@ -392,6 +401,12 @@ Deno.test("a far end's Done is taken only in its own shape: counts whole and fro
   });
   assert.deepEqual(done({ exitCode: 3 }), { exitCode: 3 });
   assert.deepEqual(done({ failure: "usage", message: "no" }), { failure: "usage", message: "no" });
+  // A long message is cut, not the outcome lost; a count a far end does not send is 0.
+  const long = done({ failure: "refused", message: "x".repeat(5000) });
+  assert.ok("message" in long && long.message.length === 4097 && long.message.endsWith("…"));
+  assert.deepEqual(done({ summary: { copied: 1, failed: 0 } }), {
+    summary: { ...emptySummary(false), copied: 1 },
+  });
   for (
     const bad of [
       { summary: { ...summary, copied: -1 } },
@@ -399,10 +414,9 @@ Deno.test("a far end's Done is taken only in its own shape: counts whole and fro
       { summary: { ...summary, failed: "0" } },
       { summary: { ...summary, deleted: 2 ** 60 } },
       { summary: { ...summary, dryRun: 0 } },
-      { summary: { copied: 1, failed: 0 } },
+      { summary: { copied: 1 } },
       { exitCode: 77 },
       { exitCode: "0" },
-      { failure: "usage", message: "x".repeat(5000) },
       { failure: "panic", message: "x" },
     ]
   ) {

@@ -26,7 +26,7 @@ export interface RunRequest {
   /** The relative paths a `--watch` pass covers (none: the whole tree). */
   scope?: string[];
   /**
-   * Whether the near end shows or logs change lines (`-vv`, `--log`): only then does the far
+   * Whether the near end shows or logs change lines (`-v`, `--log`): only then does the far
    * end send them, one `Report` a file otherwise (absent: it sends them).
    */
   changes?: boolean;
@@ -247,10 +247,13 @@ export function decodeDone(payload: Uint8Array): RunDone {
     return { exitCode: value.exitCode as number };
   }
   if (
-    isRecord(value) && typeof value.message === "string" && value.message.length <= MAX_MESSAGE &&
+    isRecord(value) && typeof value.message === "string" &&
     (value.failure === "usage" || value.failure === "refused" || value.failure === "failed")
   ) {
-    return { failure: value.failure, message: value.message };
+    const message = value.message.length <= MAX_MESSAGE
+      ? value.message
+      : `${value.message.slice(0, MAX_MESSAGE)}…`;
+    return { failure: value.failure, message };
   }
   const summary = isRecord(value) && isRecord(value.summary) ? summaryOf(value.summary) : null;
   if (summary !== null) return { summary };
@@ -278,19 +281,22 @@ const SUMMARY_FLAGS = ["dryRun", "maxDeleteHit", "adoptNeeded"] as const;
 
 /**
  * A far run's summary, field by field: every count a whole number from 0 up, every flag a
- * boolean, nothing else kept (the near end prints it, logs it and puts it in `--json`). The
- * wire's bytes are the near end's own count, never the far end's word.
+ * boolean (one a far end does not send is 0 or false), nothing else kept (the near end prints
+ * it, logs it and puts it in `--json`). The wire's bytes are the near end's own count, never
+ * the far end's word.
  */
 function summaryOf(value: Record<string, unknown>): RunSummary | null {
+  if (typeof value.failed !== "number") return null;
   const summary: Record<string, number | boolean> = {};
   for (const name of SUMMARY_COUNTS) {
-    const count = value[name];
+    const count = value[name] ?? 0;
     if (typeof count !== "number" || !Number.isSafeInteger(count) || count < 0) return null;
     summary[name] = count;
   }
   for (const name of SUMMARY_FLAGS) {
-    if (typeof value[name] !== "boolean") return null;
-    summary[name] = value[name];
+    const flag = value[name] ?? false;
+    if (typeof flag !== "boolean") return null;
+    summary[name] = flag;
   }
   return summary as unknown as RunSummary;
 }

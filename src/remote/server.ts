@@ -155,7 +155,7 @@ interface Running {
  * Requests one session may have running at once, and walks among them (each walk has a walker
  * thread): a peer asking for more is refused rather than served out of memory.
  */
-export const MAX_RUNNING = { requests: 64, walks: 8 } as const;
+export const MAX_RUNNING = { requests: 128, walks: 8 } as const;
 
 /** Folders a listing batch holds at most, as the local walk's batches. */
 const BATCH_FOLDERS = 256;

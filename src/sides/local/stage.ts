@@ -61,8 +61,8 @@ export interface CopyPool {
     },
   ): Promise<void>;
   /**
-   * Makes `count` empty temporary files in our tmp folder, closed (`tempsupply.ts`), for files
-   * streamed from another host. Absent: those make their own, on the main thread.
+   * Makes up to `count` empty temporary files in our tmp folder, closed (`tempsupply.ts`), for
+   * files streamed from another host. Absent: those make their own, on the main thread.
    */
   makeTemps?(settings: CopySettings, count: number): Promise<MadeTemp[]>;
 }
@@ -75,7 +75,7 @@ export interface MadeTemp {
   dev: number;
   /** See `dev`. */
   ino: number;
-  /** Its change time when made (an inode number freed and taken again has a later one). */
+  /** Its change time when made (to the second, as Deno gives it). */
   ctimeMs: number;
 }
 

@@ -14,6 +14,7 @@
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import { type Entry, type Signature } from "../../scan.ts";
+import { Slots } from "../../slots.ts";
 import { type StreamedFiles } from "../reader.ts";
 import {
   checkRecordedHash,
@@ -37,32 +38,13 @@ import { type TempSupply } from "./tempsupply.ts";
  * Files a writer streams at once, across all its batches: enough to keep a link with latency
  * busy with small files; each holds an open temporary file while it waits for its bytes.
  */
-export const STREAMED_IN_FLIGHT = 32;
+export const STREAMED_IN_FLIGHT = 64;
 
-/** A count of files in flight that a file waits for before it starts (first come first). */
-export class StreamSlots {
-  #free: number;
-  readonly #waiting: Array<() => void> = [];
-
+/** The files in flight that a file waits for before it starts (first come first). */
+export class StreamSlots extends Slots {
   /** `count` files may be in flight at once. */
   constructor(count: number = STREAMED_IN_FLIGHT) {
-    this.#free = count;
-  }
-
-  /** Waits for a free slot and takes it. */
-  async take(): Promise<void> {
-    if (this.#free > 0) {
-      this.#free--;
-      return;
-    }
-    await new Promise<void>((go) => this.#waiting.push(go));
-  }
-
-  /** Gives a slot back: to the first file waiting, if any. */
-  give(): void {
-    const next = this.#waiting.shift();
-    if (next) next();
-    else this.#free++;
+    super(count);
   }
 }
 
@@ -150,7 +132,7 @@ export async function stageStreamed(
 ): Promise<StagedCopy | null> {
   requireKnownParent(context);
   for (let attempt = 1;; attempt++) {
-    const { tempPath, fd } = context.temps ? await context.temps.take() : createTemp(context);
+    const { tempPath, fd } = context.temps ? context.temps.take() : createTemp(context);
     let staged = false;
     try {
       const result = await copyStreamed(files, path, fd, context);

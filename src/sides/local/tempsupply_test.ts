@@ -1,6 +1,7 @@
 /**
  * Temporary files made ahead in a worker for streamed copies: handed out open, each only if it
- * is still the inode made; the ones not used removed when the last batch ends.
+ * is still the inode made, else one made on the spot; the ones not used removed when the last
+ * batch ends; a file never waits for the pool.
  */
 
 import assert from "node:assert/strict";
@@ -35,12 +36,13 @@ Deno.test("a worker makes empty temporary files in our tmp folder; the supply ha
     try {
       const supply = new TempSupply((s, count) => pool.makeTemps(s, count), settings);
       supply.begin();
-      const { tempPath, fd } = await supply.take();
+      await supply.ready();
+      assert.equal(namesIn(`${dir}/tmp`).length, TEMPS_AT_ONCE, "made ahead, in one request");
+      const { tempPath, fd } = supply.take();
       fs.writeSync(fd, new TextEncoder().encode("streamed"));
       fs.closeSync(fd);
       assert.equal(Deno.readTextFileSync(tempPath), "streamed");
-      assert.ok(tempPath.startsWith(`${dir}/tmp/`));
-      assert.equal(namesIn(`${dir}/tmp`).length, TEMPS_AT_ONCE, "made ahead, in one request");
+      assert.ok(tempPath.startsWith(`${dir}/tmp/`) && tempPath.includes("-w"), tempPath);
       fs.renameSync(tempPath, `${dir}/placed`);
       await supply.end();
       assert.deepEqual(namesIn(`${dir}/tmp`), [], "the ones not used are removed at the end");
@@ -51,7 +53,7 @@ Deno.test("a worker makes empty temporary files in our tmp folder; the supply ha
   });
 });
 
-Deno.test("a made temporary file replaced meanwhile is refused and left alone, nothing written", async () => {
+Deno.test("a made temporary file replaced meanwhile is left alone and one is made on the spot", async () => {
   await withTemp(async (dir) => {
     const settings = settingsIn(dir);
     let made: MadeTemp[] = [];
@@ -60,8 +62,8 @@ Deno.test("a made temporary file replaced meanwhile is refused and left alone, n
       return Promise.resolve(made);
     }, settings);
     supply.begin();
-    const first = await supply.take();
-    fs.closeSync(first.fd);
+    await supply.ready();
+    fs.closeSync(supply.take().fd);
     // Someone swaps the next one for a file of theirs, the one after for a link, the next for
     // a fifo.
     const [, second, third, fourth] = made;
@@ -73,22 +75,44 @@ Deno.test("a made temporary file replaced meanwhile is refused and left alone, n
     Deno.removeSync(fourth!.tempPath);
     const fifo = new Deno.Command("mkfifo", { args: [fourth!.tempPath] }).outputSync();
     assert.equal(fifo.code, 0);
-    await assert.rejects(supply.take(), /changed by something else since it was made/);
-    // With unscoped permissions O_NOFOLLOW refuses the link; with scoped ones Deno follows it,
-    // and the inode opened is not the one made.
-    await assert.rejects(supply.take(), /ELOOP|changed by something else/);
-    // No reader: refused at once, not waited on.
-    await assert.rejects(supply.take(), /ENXIO|changed by something else/);
+    for (const swapped of [second, third, fourth]) {
+      // (A fifo with no reader is not waited on: O_NONBLOCK.)
+      const taken = supply.take();
+      assert.notEqual(taken.tempPath, swapped!.tempPath);
+      assert.ok(!made.some((temp) => temp.tempPath === taken.tempPath), "made on the spot");
+      fs.writeSync(taken.fd, new TextEncoder().encode("data"));
+      fs.closeSync(taken.fd);
+    }
     assert.equal(Deno.readTextFileSync(second!.tempPath), "");
     assert.equal(Deno.readTextFileSync(`${dir}/victim`), "");
-    const fifth = await supply.take();
+    const fifth = supply.take();
     fs.closeSync(fifth.fd);
     assert.equal(fifth.tempPath, made[4]!.tempPath);
     await supply.end();
   });
 });
 
-Deno.test("a worker refuses to make temporary files once our tmp folder is no longer ours", async () => {
+Deno.test("a file never waits for a busy pool: with no file made ahead, it makes its own", async () => {
+  await withTemp(async (dir) => {
+    const settings = settingsIn(dir);
+    let answer: (made: MadeTemp[]) => void = () => {};
+    const supply = new TempSupply(() => new Promise((go) => answer = go), settings);
+    supply.begin();
+    const taken = supply.take();
+    fs.closeSync(taken.fd);
+    assert.deepEqual(namesIn(`${dir}/tmp`), [taken.tempPath.slice(`${dir}/tmp/`.length)]);
+    answer(makeTemps(settings, 2));
+    await supply.ready();
+    const next = supply.take();
+    fs.closeSync(next.fd);
+    assert.equal(namesIn(`${dir}/tmp`).length, 3);
+    answer([]); // the request the last take made, below half a request's worth
+    await supply.end();
+    assert.equal(namesIn(`${dir}/tmp`).length, 2, "the one not used is removed");
+  });
+});
+
+Deno.test("once our tmp folder is no longer ours, no temporary file is made, ahead or on the spot", async () => {
   await withTemp(async (dir) => {
     const settings = settingsIn(dir);
     Deno.renameSync(`${dir}/tmp`, `${dir}/moved`);
@@ -97,9 +121,11 @@ Deno.test("a worker refuses to make temporary files once our tmp folder is no lo
     try {
       const supply = new TempSupply((s, count) => pool.makeTemps(s, count), settings);
       supply.begin();
-      await assert.rejects(supply.take());
+      await supply.ready();
+      assert.throws(() => supply.take());
       await supply.end();
       assert.deepEqual(namesIn(`${dir}/tmp`), []);
+      assert.deepEqual(namesIn(`${dir}/moved`), []);
     } finally {
       pool.close();
     }
