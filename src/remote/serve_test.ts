@@ -7,11 +7,16 @@
 
 import assert from "node:assert/strict";
 import { type Entry, type FolderListing } from "../scan.ts";
-import { type FolderSource, type HashOutcome, type TreeWalk } from "../sides/reader.ts";
+import {
+  type FolderSource,
+  type HashOutcome,
+  type TreeReader,
+  type TreeWalk,
+} from "../sides/reader.ts";
 import { localTree } from "../sides/local/tree.ts";
 import { WorkerPool } from "../sides/local/workers.ts";
 import { withTemp, writeTree } from "../test_helpers.ts";
-import { connectRemoteTree, RemoteError, type RemoteTreeReader } from "./client.ts";
+import { connectRemoteTree, MAX_HASHES, RemoteError, type RemoteTreeReader } from "./client.ts";
 import {
   encodeFrame,
   encodeHello,
@@ -563,5 +568,63 @@ Deno.test("serve() refuses a peer that starts more walks than it may run at once
     const result = await hostile([HELLO, open, ...walks], { batchBytes: 200 });
     assert.match(result.outcome.error ?? "", /Too many requests/);
     assert.equal(result.frames.at(-1), FrameType.Error);
+  });
+});
+
+/** Calls `each` with every frame of a stream of whole frames, and passes the bytes on. */
+function frameTap(each: (type: number, flags: number) => void) {
+  return new TransformStream<Uint8Array, Uint8Array>({
+    transform(chunk, controller) {
+      const view = new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+      for (let at = 0; at < chunk.length; at += HEADER_BYTES + view.getUint32(at + 6)) {
+        each(chunk[at]!, chunk[at + 1]!);
+      }
+      controller.enqueue(chunk);
+    },
+  });
+}
+
+Deno.test("a hash of a folder of many files runs at most MAX_HASHES requests at once", async () => {
+  await withTemp(async (dir) => {
+    // Names of 250 bytes: a Hash request holds ~2,000 of them, so 24,000 are a dozen requests.
+    const files = Array.from({ length: 24_000 }, (_, i) => ({
+      path: `${String(i).padStart(6, "0")}${"n".repeat(244)}`,
+      size: 1,
+    }));
+    let running = 0;
+    let most = 0;
+    let requests = 0;
+    const slow: Pick<TreeReader, "hash"> = {
+      async hash(items) {
+        await new Promise((go) => setTimeout(go, 5));
+        return new Map(items.map((item) => [item.path, { error: "not here" }]));
+      },
+    };
+    const toServer = frameTap((type) => {
+      if (type !== FrameType.Hash) return;
+      requests++;
+      most = Math.max(most, ++running);
+    });
+    const toClient = frameTap((type, flags) => {
+      if (type === FrameType.HashResult && (flags & 1) === 0) running--;
+    });
+    const pool = new WorkerPool(1);
+    const served = serve({
+      input: toServer.readable,
+      output: toClient.writable,
+      readTree: (root) => Object.assign(localTree(root, { pool }), slow),
+    });
+    const client = await connectRemoteTree({
+      input: toClient.readable,
+      output: toServer.writable,
+      path: dir,
+    });
+    const outcomes = await client.hash(files);
+    await client.close();
+    assert.deepEqual(await served, {});
+    pool.close();
+    assert.equal(outcomes.size, files.length);
+    assert.ok(requests > MAX_HASHES, `${requests} Hash requests`);
+    assert.ok(most <= MAX_HASHES, `${most} at once`);
   });
 });
