@@ -658,7 +658,11 @@ function target(scenario: string, mine: Summary, rsync: Summary | undefined, tre
   const bytes = (wireTotal(mine) ?? NaN) / (wireTotal(rsync) ?? NaN);
   const verdict = (met: boolean, text: string) => `${met ? "met" : "missed"}: ${text}`;
   if (scenario === "rename") {
-    return verdict(wall <= 0.05 && bytes <= 0.01, "≤ 0.05× rsync's time, ≤ 1 % of its bytes");
+    // Each half on its own: the time and the bytes are two targets.
+    return [
+      verdict(wall <= 0.05, "≤ 0.05× rsync's time"),
+      verdict(bytes <= 0.01, "≤ 1 % of its bytes"),
+    ].join("; ");
   }
   if (scenario === "verify") {
     const share = (wireTotal(mine) ?? Infinity) / treeBytes;
