@@ -18,6 +18,7 @@ import {
   readTree,
   scanOfTree,
   sha256,
+  tempSettingsIn,
   withTemp,
   writeIslands,
   writeTree,
@@ -86,14 +87,8 @@ Deno.test("Applier copies through the worker pool and records the hash of what w
 
 /** What copyFile() needs to copy into `dir`, with its temporary files in `dir/tmp`. */
 function copyContextIn(dir: string, fields: Partial<CopyContext> = {}): CopyContext {
-  Deno.mkdirSync(`${dir}/tmp`, { recursive: true });
   return {
-    tempDir: `${dir}/tmp`,
-    tempIdentity: identityOf(`${dir}/tmp`)!,
-    trashDir: null,
-    trashIdentity: null,
-    owners: false,
-    sparse: false,
+    ...tempSettingsIn(dir),
     parent: identityOf(dir),
     mustAbort: () => false,
     ...fields,

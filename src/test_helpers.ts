@@ -16,6 +16,8 @@ import { type Entry, entryFromStat, type Scan, signatureOf } from "./scan.ts";
 import { openRecord } from "./sides/local/recordfiles.ts";
 import { listFolder } from "./sides/local/list.ts";
 import { type FolderSource } from "./sides/reader.ts";
+import { type CopySettings } from "./sides/local/stage.ts";
+import { identityOf } from "./files.ts";
 
 // The engine's types these helpers take and give, so that this module documents whole.
 export type { Action, Difference, Reason } from "./plan.ts";
@@ -660,4 +662,17 @@ export async function foldersOf(source: FolderSource): Promise<Array<[string, st
   } finally {
     source.close();
   }
+}
+
+/** Copy settings over a new tmp folder of ours at `dir/tmp`: no trash, no owners, no holes. */
+export function tempSettingsIn(dir: string): CopySettings {
+  Deno.mkdirSync(`${dir}/tmp`, { recursive: true });
+  return {
+    tempDir: `${dir}/tmp`,
+    tempIdentity: identityOf(`${dir}/tmp`)!,
+    trashDir: null,
+    trashIdentity: null,
+    owners: false,
+    sparse: false,
+  };
 }

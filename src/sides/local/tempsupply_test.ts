@@ -6,24 +6,10 @@
 
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
-import { identityOf } from "../../files.ts";
-import { withTemp } from "../../test_helpers.ts";
-import { type CopySettings, type MadeTemp } from "./stage.ts";
+import { tempSettingsIn, withTemp } from "../../test_helpers.ts";
+import { type MadeTemp } from "./stage.ts";
 import { makeTemps, TEMPS_AT_ONCE, TempSupply } from "./tempsupply.ts";
 import { WorkerPool } from "./workers.ts";
-
-/** Copy settings over a tmp folder of ours at `dir/tmp`. */
-function settingsIn(dir: string): CopySettings {
-  Deno.mkdirSync(`${dir}/tmp`);
-  return {
-    tempDir: `${dir}/tmp`,
-    tempIdentity: identityOf(`${dir}/tmp`)!,
-    trashDir: null,
-    trashIdentity: null,
-    owners: false,
-    sparse: false,
-  };
-}
 
 function namesIn(folder: string): string[] {
   return [...Deno.readDirSync(folder)].map((entry) => entry.name).sort();
@@ -31,7 +17,7 @@ function namesIn(folder: string): string[] {
 
 Deno.test("a worker makes empty temporary files in our tmp folder; the supply hands them out open", async () => {
   await withTemp(async (dir) => {
-    const settings = settingsIn(dir);
+    const settings = tempSettingsIn(dir);
     const pool = new WorkerPool(1);
     try {
       const supply = new TempSupply((s, count) => pool.makeTemps(s, count), settings);
@@ -55,7 +41,7 @@ Deno.test("a worker makes empty temporary files in our tmp folder; the supply ha
 
 Deno.test("a made temporary file replaced meanwhile is left alone and one is made on the spot", async () => {
   await withTemp(async (dir) => {
-    const settings = settingsIn(dir);
+    const settings = tempSettingsIn(dir);
     let made: MadeTemp[] = [];
     const supply = new TempSupply((s, count) => {
       made = makeTemps(s, count);
@@ -94,7 +80,7 @@ Deno.test("a made temporary file replaced meanwhile is left alone and one is mad
 
 Deno.test("a file never waits for a busy pool: with no file made ahead, it makes its own", async () => {
   await withTemp(async (dir) => {
-    const settings = settingsIn(dir);
+    const settings = tempSettingsIn(dir);
     let answer: (made: MadeTemp[]) => void = () => {};
     const supply = new TempSupply(() => new Promise((go) => answer = go), settings);
     supply.begin();
@@ -114,7 +100,7 @@ Deno.test("a file never waits for a busy pool: with no file made ahead, it makes
 
 Deno.test("once our tmp folder is no longer ours, no temporary file is made, ahead or on the spot", async () => {
   await withTemp(async (dir) => {
-    const settings = settingsIn(dir);
+    const settings = tempSettingsIn(dir);
     Deno.renameSync(`${dir}/tmp`, `${dir}/moved`);
     Deno.mkdirSync(`${dir}/tmp`);
     const pool = new WorkerPool(1);
