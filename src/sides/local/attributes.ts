@@ -6,6 +6,7 @@
  */
 
 import * as fs from "node:fs";
+import { dirname } from "node:path";
 import { type Identity } from "../../files.ts";
 import { type Entry } from "../../scan.ts";
 
@@ -29,8 +30,8 @@ export function setAttributes(
 ): void {
   const { owners } = options;
   const isDir = entry.kind === "dir";
-  // With scoped permissions O_NOFOLLOW does not refuse a final link (Deno resolves the path
-  // for its own check first): with no identity to expect, what is opened must be what an
+  // Under any permissions but -A, O_NOFOLLOW does not refuse a final link (Deno resolves the
+  // path for its own check first): with no identity to expect, what is opened must be what an
   // lstat saw there.
   const expected = options.expected ?? lookedAt(path);
   let fd: number | null = null;
@@ -48,6 +49,7 @@ export function setAttributes(
   }
   const mtime = new Date(entry.mtimeMs);
   if (fd === null) {
+    if (!isDir) refuseSwappableFolder(path);
     const info = Deno.lstatSync(path);
     if (isDir ? !info.isDirectory : !info.isFile) throw new Error("it changed type; left alone");
     const found = { dev: info.dev, ino: info.ino ?? 0, nlink: info.nlink ?? 1 };
@@ -73,6 +75,24 @@ export function setAttributes(
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/**
+ * Throws unless nobody but us and root can swap `path` for a link between the check and the
+ * change by path that an entry we cannot open needs: its folder is ours or root's, and others
+ * cannot write it (or it is sticky: then they cannot rename our entries).
+ *
+ * @throws {Error} Someone else could.
+ */
+function refuseSwappableFolder(path: string): void {
+  const folder = Deno.lstatSync(dirname(path));
+  const mode = folder.mode ?? 0;
+  const ours = folder.uid === Deno.uid() || folder.uid === 0;
+  if (ours && ((mode & 0o022) === 0 || (mode & 0o1000) !== 0)) return;
+  throw new Error(
+    "it cannot be opened and its folder is writable by others (a link swapped in would take " +
+      "the change): left alone",
+  );
 }
 
 /**

@@ -35,3 +35,32 @@ Deno.test("setAttributes() refuses a link put where a file was, with or without 
     assert.equal(Deno.statSync(`${dir}/file`).mtime!.getTime(), 1_000_000);
   });
 });
+
+Deno.test({
+  name: "an entry we cannot open is changed by path only in a folder others cannot write",
+  // Root opens any file: only a user whom permissions stop takes this path.
+  ignore: Deno.uid() === 0,
+  fn: async () => {
+    await withTemp((dir) => {
+      const cases: Array<[number, boolean]> = [[0o777, false], [0o1777, true], [0o755, true]];
+      for (const [folderMode, allowed] of cases) {
+        const folder = `${dir}/f${folderMode.toString(8)}`;
+        Deno.mkdirSync(folder);
+        Deno.chmodSync(folder, folderMode);
+        Deno.writeTextFileSync(`${folder}/locked`, "x");
+        Deno.chmodSync(`${folder}/locked`, 0o000);
+        const seen = Deno.lstatSync(`${folder}/locked`);
+        const wanted = { ...entryFromStat(seen), mode: 0o044, mtimeMs: 1_000_000 };
+        const set = () =>
+          setAttributes(`${folder}/locked`, wanted, { owners: false, expected: null });
+        if (allowed) {
+          set();
+          assert.equal(Deno.lstatSync(`${folder}/locked`).mode! & 0o777, 0o044);
+        } else {
+          assert.throws(set, /writable by others/);
+          assert.equal(Deno.lstatSync(`${folder}/locked`).mode! & 0o777, 0o000);
+        }
+      }
+    });
+  },
+});
