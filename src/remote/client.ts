@@ -527,11 +527,7 @@ class RemoteFiles implements StreamedFiles {
   #unpack(frame: Frame): Uint8Array {
     if ((frame.flags & FrameFlag.Compressed) === 0) return frame.payload;
     if (!this.#compressed) throw new FrameError("A compressed Data frame was not agreed");
-    try {
-      return decompressChunk(frame.payload, DATA_CHUNK);
-    } catch (error) {
-      throw new FrameError(`A compressed Data frame does not unpack: ${errorText(error)}`);
-    }
+    return unpacked(frame, { maxBytes: DATA_CHUNK, what: "Data frame" });
   }
 }
 
@@ -548,10 +544,19 @@ const PACKED_TYPES: ReadonlySet<number> = new Set([
  */
 function unpackListing(frame: Frame): Uint8Array {
   if ((frame.flags & FrameFlag.Compressed) === 0) return frame.payload;
+  return unpacked(frame, { maxBytes: MAX_PAYLOAD, what: "listing" });
+}
+
+/**
+ * A compressed frame's payload unpacked, never past `maxBytes`.
+ *
+ * @throws {FrameError} It does not unpack, or would be larger.
+ */
+function unpacked(frame: Frame, limit: { maxBytes: number; what: string }): Uint8Array {
   try {
-    return decompressChunk(frame.payload, MAX_PAYLOAD);
+    return decompressChunk(frame.payload, limit.maxBytes);
   } catch (error) {
-    throw new FrameError(`A compressed listing does not unpack: ${errorText(error)}`);
+    throw new FrameError(`A compressed ${limit.what} does not unpack: ${errorText(error)}`);
   }
 }
 

@@ -10,7 +10,7 @@
 
 import { type Options } from "../cli.ts";
 import { type RunProgress } from "../log.ts";
-import { type RunSummary } from "../summary.ts";
+import { emptySummary, type RunSummary } from "../summary.ts";
 import { ExitCode } from "../errors.ts";
 import { FrameError, wirePathProblem } from "./frames.ts";
 
@@ -263,21 +263,8 @@ export function decodeDone(payload: Uint8Array): RunDone {
 /** The longest message a far end's `Done` may carry (one line, as the near end prints it). */
 const MAX_MESSAGE = 4096;
 
-const SUMMARY_COUNTS = [
-  "copied",
-  "updated",
-  "deleted",
-  "moved",
-  "linked",
-  "dirsCreated",
-  "dirsDeleted",
-  "attrsUpdated",
-  "failed",
-  "bytesCopied",
-  "durationMs",
-  "deletionsHeldBack",
-] as const;
-const SUMMARY_FLAGS = ["dryRun", "maxDeleteHit", "adoptNeeded"] as const;
+/** A summary's fields and what each is (a count or a flag), as `emptySummary` has them. */
+const SUMMARY_FIELDS = Object.entries(emptySummary(false));
 
 /**
  * A far run's summary, field by field: every count a whole number from 0 up, every flag a
@@ -287,16 +274,12 @@ const SUMMARY_FLAGS = ["dryRun", "maxDeleteHit", "adoptNeeded"] as const;
  */
 function summaryOf(value: Record<string, unknown>): RunSummary | null {
   if (typeof value.failed !== "number") return null;
-  const summary: Record<string, number | boolean> = {};
-  for (const name of SUMMARY_COUNTS) {
-    const count = value[name] ?? 0;
-    if (typeof count !== "number" || !Number.isSafeInteger(count) || count < 0) return null;
-    summary[name] = count;
-  }
-  for (const name of SUMMARY_FLAGS) {
-    const flag = value[name] ?? false;
-    if (typeof flag !== "boolean") return null;
-    summary[name] = flag;
+  const summary: Record<string, unknown> = {};
+  for (const [name, none] of SUMMARY_FIELDS) {
+    const field = value[name] ?? none;
+    if (typeof field !== typeof none) return null;
+    if (typeof field === "number" && (!Number.isSafeInteger(field) || field < 0)) return null;
+    summary[name] = field;
   }
   return summary as unknown as RunSummary;
 }

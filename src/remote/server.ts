@@ -467,10 +467,8 @@ class Session {
 
   /** Sends a listing frame, compressed when the client takes that and it comes out smaller. */
   #sendListing(frame: Frame): Promise<void> {
-    if (!this.#packListings || frame.payload.length < PACK_LISTINGS_FROM) return this.send(frame);
-    const packed = compressChunk(frame.payload);
-    if (packed.length >= frame.payload.length) return this.send(frame);
-    return this.send({ ...frame, flags: frame.flags | FrameFlag.Compressed, payload: packed });
+    const worth = this.#packListings && frame.payload.length >= PACK_LISTINGS_FROM;
+    return this.send(worth ? packedIfSmaller(frame) : frame);
   }
 
   /**
@@ -506,17 +504,10 @@ class Session {
 
   /** Sends a chunk (compressed when agreed and smaller), once the pacer lets its bytes go. */
   async #sendData(id: number, chunk: Uint8Array): Promise<void> {
-    let payload = chunk;
-    let flags = FrameFlag.More;
-    if (this.#compress) {
-      const packed = compressChunk(chunk);
-      if (packed.length < chunk.length) {
-        payload = packed;
-        flags |= FrameFlag.Compressed;
-      }
-    }
-    await this.#pacer?.pace(HEADER_BYTES + payload.length);
-    await this.send({ type: FrameType.Data, flags, id, payload });
+    const plain = { type: FrameType.Data, flags: FrameFlag.More, id, payload: chunk };
+    const frame = this.#compress ? packedIfSmaller(plain) : plain;
+    await this.#pacer?.pace(HEADER_BYTES + frame.payload.length);
+    await this.send(frame);
   }
 
   async #hash(id: number, payload: Uint8Array, running: Running): Promise<void> {
@@ -538,6 +529,13 @@ class Session {
       await this.send({ type: FrameType.HashResult, flags, id, payload: batch });
     }));
   }
+}
+
+/** `frame` with its payload compressed and flagged so, when that makes it smaller. */
+function packedIfSmaller(frame: Frame): Frame {
+  const packed = compressChunk(frame.payload);
+  if (packed.length >= frame.payload.length) return frame;
+  return { ...frame, flags: frame.flags | FrameFlag.Compressed, payload: packed };
 }
 
 /** A walk's credit: how many more Listing batches it may send before the client takes some. */
