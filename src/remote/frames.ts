@@ -18,7 +18,7 @@
  * the client speaks first, the server answers with its own, and both use the highest version
  * both speak. Then the client names the tree with `Open`: its path (the one absolute path a
  * client may send, checked against the server's `--root`) and whether it is read or written;
- * every later path is relative to it and passes {@linkcode wirePathProblem}. Requests are
+ * every later path is relative to it and passes `wirePathProblem` (`wirepath.ts`). Requests are
  * numbered by the client and pipelined (many in flight, in walk order); the server answers
  * each with its id, in any order between requests.
  *
@@ -657,45 +657,4 @@ export function chooseVersion(ours: Hello, theirs: Hello, peer: string): number 
   throw new UsageError(
     `${them}, too new for ${us}: install treesync ${theirs.program} here, or ${ours.program} there`,
   );
-}
-
-/** The longest path a peer may send, in UTF-8 bytes (Linux's `PATH_MAX`). */
-export const MAX_PATH_BYTES = 4096;
-
-/** The longest name in a path, in UTF-8 bytes (Linux's `NAME_MAX`). */
-export const MAX_NAME_BYTES = 255;
-
-/**
- * What is wrong with a path a peer sent, or null when the served tree may look it up: it must
- * be relative to the tree's root (`""` is the root itself), with no empty, `.` or `..` names
- * and no NUL. Whether a folder on the way is a link is the far end's check, on its disk.
- */
-export function wirePathProblem(path: string): string | null {
-  if (path === "") return null;
-  if (path.includes("\0")) return "it contains a NUL byte";
-  if (path.startsWith("/")) return "it is absolute";
-  if (encoder.encode(path).length > MAX_PATH_BYTES) {
-    return `it is longer than ${MAX_PATH_BYTES} bytes`;
-  }
-  for (const name of path.split("/")) {
-    if (name === "") return "it has an empty name (a doubled or trailing '/')";
-    if (name === "." || name === "..") return `it has a '${name}' name`;
-    if (encoder.encode(name).length > MAX_NAME_BYTES) {
-      return `it has a name longer than ${MAX_NAME_BYTES} bytes`;
-    }
-  }
-  return null;
-}
-
-/**
- * Checks a path a peer sent.
- *
- * @throws {FrameError} The path may not be looked up (see {@linkcode wirePathProblem}).
- */
-export function checkWirePath(path: string): string {
-  const problem = wirePathProblem(path);
-  if (problem !== null) {
-    throw new FrameError(`Refused path '${JSON.stringify(path).slice(1, -1)}': ${problem}`);
-  }
-  return path;
 }

@@ -18,7 +18,6 @@ import {
   withBatchDefaults,
 } from "./address.ts";
 import {
-  checkWirePath,
   chooseVersion,
   decodeError,
   decodeHello,
@@ -36,8 +35,8 @@ import {
   MAX_PAYLOAD,
   PayloadReader,
   PayloadWriter,
-  wirePathProblem,
 } from "./frames.ts";
+import { checkWirePath, wirePathProblem } from "./wirepath.ts";
 import { compressChunk, decompressChunk, pacedStream, Pacer, parseRate } from "./pace.ts";
 import { UsageError } from "../errors.ts";
 import { sshdUnavailable, startSshd } from "./test_sshd.ts";

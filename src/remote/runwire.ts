@@ -12,7 +12,8 @@ import { type Options } from "../cli.ts";
 import { type RunProgress } from "../log.ts";
 import { emptySummary, type RunSummary } from "../summary.ts";
 import { ExitCode } from "../errors.ts";
-import { FrameError, wirePathProblem } from "./frames.ts";
+import { FrameError } from "./frames.ts";
+import { wirePathProblem } from "./wirepath.ts";
 
 /** What the near end asks the far end to run. */
 export interface RunRequest {

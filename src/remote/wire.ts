@@ -46,7 +46,8 @@ import {
   type TreeReader,
   type TreeWalk,
 } from "../sides/reader.ts";
-import { FrameError, MAX_NAME_BYTES, MAX_PATH_BYTES } from "./frames.ts";
+import { FrameError } from "./frames.ts";
+import { MAX_NAME_BYTES, MAX_PATH_BYTES } from "./wirepath.ts";
 import { MAX_STRING_BYTES, WireReader, WireWriter } from "./wirebytes.ts";
 
 export { WireReader, WireWriter } from "./wirebytes.ts";

@@ -6,7 +6,8 @@
  * @module
  */
 
-import { checkWirePath, FrameError, MAX_PATH_BYTES } from "./frames.ts";
+import { FrameError } from "./frames.ts";
+import { checkWirePath, MAX_PATH_BYTES } from "./wirepath.ts";
 
 const encoder = new TextEncoder();
 const strictDecoder = new TextDecoder("utf-8", { fatal: true });
