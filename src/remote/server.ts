@@ -76,7 +76,8 @@ import {
   ListingBatcher,
   WALK_CREDIT,
 } from "./wire.ts";
-import { decodeStoreOpen, type ServedStore, serveStore } from "./store.ts";
+import { type ServedStore, serveStore } from "./store.ts";
+import { decodeStoreOpen } from "./storewire.ts";
 
 /** What a session serves, and over what. */
 export interface ServeOptions {

@@ -42,14 +42,16 @@ import { serve, type ServeOutcome } from "./server.ts";
 import {
   checkRestoreFromRemote,
   connectRemoteReplica,
+  openRemoteStore,
+  type RemoteReplicaStore,
+} from "./store.ts";
+import {
   decodeStoreEnd,
   decodeStoreSnapshot,
   encodeStoreEnd,
   encodeStoreSnapshot,
-  openRemoteStore,
-  type RemoteReplicaStore,
   type StoreSnapshot,
-} from "./store.ts";
+} from "./storewire.ts";
 import { encodeOpen, encodeOpened } from "./wire.ts";
 
 /** A server and a client joined by in-memory streams, over the replica at `path`. */
