@@ -310,6 +310,13 @@ class StoreReceiver {
       if (more !== ("format" in record && record.format !== 0)) {
         throw new FrameError("A store's snapshot does not say rightly whether a record follows");
       }
+      if ("size" in record && record.size > MAX_HELD_RECORD_BYTES) {
+        throw new UsageError(
+          `The record of ${this.#display} is ${formatBytes(record.size)}: a restore from ` +
+            `another host holds it in memory, at most ${formatBytes(MAX_HELD_RECORD_BYTES)}; ` +
+            "run the restore on that host instead",
+        );
+      }
       if (!more) this.#finish(null);
       return;
     }
@@ -352,6 +359,13 @@ class StoreReceiver {
     this.done(this.#store);
   }
 }
+
+/**
+ * The largest far record a restore takes: it is held in memory while the restore runs (about
+ * 55 bytes an entry, so some 20 million entries), and a far end cannot make this host hold more
+ * by announcing more. Checked on the announced size, before any of its bytes arrive.
+ */
+export const MAX_HELD_RECORD_BYTES = 1 << 30;
 
 /** What a {@linkcode RemoteReplicaStore} answers from. */
 export interface RemoteStoreContents {

@@ -42,6 +42,7 @@ import { serve, type ServeOutcome } from "./server.ts";
 import {
   checkRestoreFromRemote,
   connectRemoteReplica,
+  MAX_HELD_RECORD_BYTES,
   openRemoteStore,
   type RemoteReplicaStore,
 } from "./store.ts";
@@ -585,4 +586,45 @@ Deno.test("openRemoteStore() refuses a record longer than announced, a wrong che
       );
     });
   }
+});
+
+Deno.test("openRemoteStore() refuses a far record larger than it holds, on the size announced, before its bytes", async () => {
+  const announce = (size: number) => (id: number): Frame[] => [{
+    type: FrameType.StoreReply,
+    flags: FrameFlag.More,
+    id,
+    payload: encodeStoreSnapshot({
+      check: { value: true },
+      lock: { value: true },
+      hasRecord: { value: true },
+      isAdopted: { value: true },
+      holdsEntries: { value: true },
+      record: { format: 3, size },
+    }),
+  }];
+  await withFakeServer(announce(MAX_HELD_RECORD_BYTES + 1), async (connection) => {
+    await assert.rejects(
+      openRemoteStore(connection, "fake:/r"),
+      (error) =>
+        error instanceof UsageError &&
+        /^The record of fake:\/r is 1\.0 GiB: a restore from another host holds it in memory, at most 1\.0 GiB; run the restore on that host instead$/
+          .test(error.message),
+    );
+  });
+  // At the limit, the announcement is taken: what fails then is the record's missing bytes.
+  const cutShort = (id: number): Frame[] => [
+    ...announce(MAX_HELD_RECORD_BYTES)(id),
+    {
+      type: FrameType.StoreReply,
+      flags: 0,
+      id,
+      payload: encodeStoreEnd({ sha256: "0".repeat(64), unreadable: null }),
+    },
+  ];
+  await withFakeServer(cutShort, async (connection) => {
+    await assert.rejects(
+      openRemoteStore(connection, "fake:/r"),
+      (error) => error instanceof FrameError && /does not match its checksum/.test(error.message),
+    );
+  });
 });
