@@ -229,16 +229,74 @@ export const SSH_DEFAULTS: ReadonlyArray<readonly [string, string]> = [
 ];
 
 /**
- * Adds {@linkcode SSH_DEFAULTS} to an `ssh` command, each unless the command sets that option
- * itself (`-e 'ssh -o BatchMode=no'` brings the prompts back). Other remote shells are left as
- * they are.
+ * The options `ssh -G` printed (one `name value` a line, names in lower case): what ssh would
+ * use for a host. A name given twice keeps its first value.
  */
-export function withBatchDefaults(words: string[]): string[] {
+export function parseSshConfig(text: string): Map<string, string> {
+  const options = new Map<string, string>();
+  for (const line of text.split("\n")) {
+    const match = /^([a-z0-9]+) (.*)$/.exec(line.trim());
+    if (match && !options.has(match[1]!)) options.set(match[1]!, match[2]!);
+  }
+  return options;
+}
+
+/**
+ * The options whose values the configuration files gave: those where `ssh -G` with them
+ * (`effective`) differs from `ssh -G` without them (`builtIn`, see {@linkcode
+ * withoutConfigFiles}). Comparing two answers, not a table of defaults, because a build's
+ * defaults differ (Debian's ssh waits 300 s between keepalives under `BatchMode`).
+ */
+export function configuredOptions(
+  effective: Map<string, string>,
+  builtIn: Map<string, string>,
+): Map<string, string> {
+  return new Map([...effective].filter(([name, value]) => builtIn.get(name) !== value));
+}
+
+/**
+ * An ssh command that reads no configuration file: its `-F` options dropped, `-F /dev/null`
+ * put first (ssh then reads neither `~/.ssh/config` nor the system's).
+ */
+export function withoutConfigFiles(words: string[]): string[] {
+  const kept: string[] = [words[0]!, "-F", "/dev/null"];
+  for (let i = 1; i < words.length; i++) {
+    const word = words[i]!;
+    if (word === "--" || !word.startsWith("-") || word.length < 2) {
+      kept.push(...words.slice(i));
+      break;
+    }
+    for (let j = 1; j < word.length; j++) {
+      if (!SSH_OPTIONS_WITH_VALUE.has(word[j]!)) continue;
+      const joined = j + 1 < word.length;
+      if (word[j] === "F") {
+        if (j > 1) kept.push(word.slice(0, j));
+        if (!joined) i++;
+      } else {
+        kept.push(word);
+        if (!joined && i + 1 < words.length) kept.push(words[++i]!);
+      }
+      break;
+    }
+    if (![...word.slice(1)].some((flag) => SSH_OPTIONS_WITH_VALUE.has(flag))) kept.push(word);
+  }
+  return kept;
+}
+
+/**
+ * Adds {@linkcode SSH_DEFAULTS} to an `ssh` command, each unless the command sets that option
+ * itself (`-e 'ssh -o BatchMode=no'` brings the prompts back) or the user's ssh configuration
+ * does (`configured`, see {@linkcode configuredOptions}: `ServerAliveInterval 60` in
+ * `~/.ssh/config` is kept). Other remote shells are left as they are.
+ */
+export function withBatchDefaults(words: string[], configured?: Map<string, string>): string[] {
   if (!isSsh(words)) return words;
   const set = sshOptionValues(words).map((value) => value.trim().toLowerCase());
-  const added = SSH_DEFAULTS.filter(([name]) =>
-    !set.some((value) => new RegExp(`^${name.toLowerCase()}(\\s|=|$)`).test(value))
-  ).flatMap(([name, value]) => ["-o", `${name}=${value}`]);
+  const added = SSH_DEFAULTS.filter(([name]) => {
+    const key = name.toLowerCase();
+    if (set.some((value) => new RegExp(`^${key}(\\s|=|$)`).test(value))) return false;
+    return !configured?.has(key);
+  }).flatMap(([name, value]) => ["-o", `${name}=${value}`]);
   return [...words, ...added];
 }
 
@@ -253,6 +311,8 @@ export interface RemoteCommandOptions {
    * ` --serve` is appended.
    */
   remoteTreesync?: string;
+  /** The options the user's ssh configuration sets for this host ({@linkcode configuredOptions}). */
+  configured?: Map<string, string>;
 }
 
 /**
@@ -261,9 +321,10 @@ export interface RemoteCommandOptions {
  * remote command as one word. The tree's path is not on it: it travels inside the protocol.
  */
 export function remoteCommand(options: RemoteCommandOptions): string[] {
-  const { rsh, remote, remoteTreesync = DEFAULT_REMOTE_TREESYNC } = options;
+  const { rsh, remote, remoteTreesync = DEFAULT_REMOTE_TREESYNC, configured } = options;
   const user = remote.user === undefined ? [] : ["-l", remote.user];
-  return [...withBatchDefaults(rsh), ...user, remote.host, `${remoteTreesync} --serve`];
+  const shell = withBatchDefaults(rsh, configured);
+  return [...shell, ...user, remote.host, `${remoteTreesync} --serve`];
 }
 
 /** How the far end's start ended before it greeted. */

@@ -11,7 +11,15 @@
 
 import { errorText, UsageError } from "../errors.ts";
 import { quoted } from "../format.ts";
-import { farEndFailure, remoteCommand, type RemoteLocation } from "./address.ts";
+import {
+  configuredOptions,
+  farEndFailure,
+  isSsh,
+  parseSshConfig,
+  remoteCommand,
+  type RemoteLocation,
+  withoutConfigFiles,
+} from "./address.ts";
 import {
   type ConnectionStreams,
   connectRemoteTree,
@@ -72,13 +80,75 @@ export function farEndName(remote: RemoteLocation): string {
   return remote.user === undefined ? host : `${remote.user}@${host}`;
 }
 
+/** How long `ssh -G` is given to answer: it reads configuration files and connects nowhere. */
+const SSH_CONFIG_WAIT_MS = 5_000;
+
 /**
- * Spawns the remote shell that starts the far end. Nothing is read or written yet.
+ * The options the user's ssh configuration (`~/.ssh/config`, the system's, a `-F` file) sets
+ * for the far end's host, so that our unattended defaults leave them alone
+ * (`withBatchDefaults`): `ssh -G` asked with the command's words and again with no
+ * configuration file, and the answers compared ({@linkcode configuredOptions}).
+ *
+ * @returns Undefined for another remote shell, an ssh without `-G` (before OpenSSH 6.8), or
+ * any failure: every default the command itself does not set is then added.
+ */
+export async function sshConfigFor(
+  options: { rsh: string[]; remote: RemoteLocation },
+): Promise<Map<string, string> | undefined> {
+  const { rsh, remote } = options;
+  if (!isSsh(rsh)) return undefined;
+  const [effective, builtIn] = await Promise.all([
+    askSsh(rsh, remote),
+    askSsh(withoutConfigFiles(rsh), remote),
+  ]);
+  if (effective === undefined || builtIn === undefined) return undefined;
+  return configuredOptions(effective, builtIn);
+}
+
+/** What `ssh -G` says these words would use for the host; undefined when it fails. */
+async function askSsh(
+  words: string[],
+  remote: RemoteLocation,
+): Promise<Map<string, string> | undefined> {
+  const user = remote.user === undefined ? [] : ["-l", remote.user];
+  let child: Deno.ChildProcess;
+  try {
+    child = new Deno.Command(words[0]!, {
+      args: [...words.slice(1), "-G", ...user, remote.host],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+  } catch {
+    return undefined;
+  }
+  const timer = setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // It exited meanwhile.
+    }
+  }, SSH_CONFIG_WAIT_MS);
+  try {
+    const { code, stdout } = await child.output();
+    return code === 0 ? parseSshConfig(new TextDecoder().decode(stdout)) : undefined;
+  } catch {
+    return undefined;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Spawns the remote shell that starts the far end, with our unattended ssh defaults where the
+ * user's ssh configuration does not set them ({@linkcode sshConfigFor}). Nothing is read or
+ * written yet.
  *
  * @throws {UsageError} The remote shell is not installed, or this process may not run it.
  */
-export function spawnFarEnd(options: FarEndOptions): FarEnd {
-  const words = remoteCommand(options);
+export async function spawnFarEnd(options: FarEndOptions): Promise<FarEnd> {
+  const configured = await sshConfigFor(options);
+  const words = remoteCommand(configured ? { ...options, configured } : options);
   const program = words[0]!;
   let child: Deno.ChildProcess;
   try {
@@ -268,7 +338,7 @@ export interface FarTreeOptions extends FarEndOptions {
  *   shares no protocol version with us, refused the tree, or the tree is missing or not a folder.
  */
 export async function connectFarTree(options: FarTreeOptions): Promise<FarTree> {
-  const far = spawnFarEnd(options);
+  const far = await spawnFarEnd(options);
   let reader: RemoteTreeReader;
   let store: RemoteReplicaStore | null = null;
   try {

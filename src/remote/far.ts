@@ -44,7 +44,7 @@ export function verifyFar(
 }
 
 /** Starts the far end for one pushed run; its stderr lines become warnings once it greeted. */
-function connectPush(options: PushOptions, report: Reporter): Promise<FarEndLink> {
+async function connectPush(options: PushOptions, report: Reporter): Promise<FarEndLink> {
   const remote = options.remote;
   const host = farEndName(remote);
   const started = {
@@ -53,15 +53,14 @@ function connectPush(options: PushOptions, report: Reporter): Promise<FarEndLink
     remoteTreesync: options.remoteTreesync,
     onStderr: (line: string) => report.warn(`${host}: ${line}`),
   };
-  const far = spawnFarEnd(started);
+  const far = await spawnFarEnd(started);
   const display = options.restore ? options.source : options.replica;
-  return Promise.resolve({
+  return {
     ...far.streams,
     host,
     greeted: () => far.greeted(),
     explain: (error: unknown) =>
       startError(far, error, { ...started, display, name: options.restore ? "source" : "replica" }),
-    wire: () => far.wire(),
     close: () => far.close(),
-  });
+  };
 }

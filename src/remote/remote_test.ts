@@ -9,13 +9,16 @@
 import assert from "node:assert/strict";
 import {
   chooseRemoteShell,
+  configuredOptions,
   farEndFailure,
   type Location,
   parseLocation,
+  parseSshConfig,
   remoteCommand,
   splitRemoteShell,
   SSH_DEFAULTS,
   withBatchDefaults,
+  withoutConfigFiles,
 } from "./address.ts";
 import {
   chooseVersion,
@@ -40,6 +43,7 @@ import { checkWirePath, wirePathProblem } from "./wirepath.ts";
 import { compressChunk, decompressChunk, pacedStream, Pacer, parseRate } from "./pace.ts";
 import { UsageError } from "../errors.ts";
 import { sshdUnavailable, startSshd } from "./test_sshd.ts";
+import { sshConfigFor } from "./connect.ts";
 
 Deno.test("parseLocation() tells remote from local by rsync's rule", () => {
   const cases: Array<[string, Location]> = [
@@ -155,6 +159,55 @@ Deno.test("withBatchDefaults() adds BatchMode, ConnectTimeout and ServerAlive* t
     "ServerAliveInterval",
     "ServerAliveCountMax",
   ]);
+});
+
+Deno.test("withBatchDefaults() leaves out what the user's ssh configuration sets, as ssh -G shows it", () => {
+  const builtIn = parseSshConfig(
+    ["batchmode no", "connecttimeout none", "serveraliveinterval 0", "serveralivecountmax 3", ""]
+      .join("\n"),
+  );
+  const effective = parseSshConfig(
+    [
+      "batchmode no",
+      "connecttimeout none",
+      "serveraliveinterval 60",
+      "serveralivecountmax 3",
+      "serveraliveinterval 99",
+    ].join("\n"),
+  );
+  assert.equal(effective.get("serveraliveinterval"), "60", "the first value is ssh's");
+  const configured = configuredOptions(effective, builtIn);
+  assert.deepEqual([...configured], [["serveraliveinterval", "60"]]);
+  assert.deepEqual(withBatchDefaults(["ssh"], configured), [
+    "ssh",
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "ConnectTimeout=30",
+    "-o",
+    "ServerAliveCountMax=4",
+  ]);
+  // A build whose default differs (Debian: 300 s under BatchMode) shows it in both answers.
+  const debian = new Map([["serveraliveinterval", "300"]]);
+  assert.deepEqual([...configuredOptions(debian, debian)], []);
+  // The command's own -o still wins, and other shells are left alone.
+  const set = withBatchDefaults(["ssh", "-o", "ConnectTimeout=2"], new Map());
+  assert.equal(set.filter((word) => word.startsWith("ConnectTimeout")).length, 1);
+  assert.deepEqual(withBatchDefaults(["rsh"], new Map()), ["rsh"]);
+});
+
+Deno.test("withoutConfigFiles() drops every -F and reads /dev/null instead, keeping the rest", () => {
+  const cases: Array<[string[], string[]]> = [
+    [["ssh"], ["ssh", "-F", "/dev/null"]],
+    [["ssh", "-F", "cfg", "-p", "22"], ["ssh", "-F", "/dev/null", "-p", "22"]],
+    [["ssh", "-Fcfg", "-v"], ["ssh", "-F", "/dev/null", "-v"]],
+    [["ssh", "-vF", "cfg", "-o", "X=1"], ["ssh", "-F", "/dev/null", "-v", "-o", "X=1"]],
+    [["ssh", "-i", "-F", "-4"], ["ssh", "-F", "/dev/null", "-i", "-F", "-4"]],
+    [["/usr/bin/ssh", "-p2222", "host"], ["/usr/bin/ssh", "-F", "/dev/null", "-p2222", "host"]],
+  ];
+  for (const [words, expected] of cases) {
+    assert.deepEqual(withoutConfigFiles(words), expected, words.join(" "));
+  }
 });
 
 Deno.test("remoteCommand() puts -l USER, the host and the remote program after the shell", () => {
@@ -653,5 +706,56 @@ Deno.test({
       await sshd.stop();
     }
     await assert.rejects(Deno.lstat(sshd.folder), Deno.errors.NotFound);
+  },
+});
+
+const sshClient = (() => {
+  try {
+    return new Deno.Command("ssh", { args: ["-V"], stderr: "null" }).outputSync().success;
+  } catch {
+    return false;
+  }
+})();
+
+Deno.test({
+  name: "sshConfigFor() asks ssh -G what the user's configuration sets for that host",
+  ignore: !sshClient,
+  async fn() {
+    const dir = Deno.makeTempDirSync();
+    try {
+      const config = `${dir}/config`;
+      Deno.writeTextFileSync(
+        config,
+        "Host backup.example\n  ServerAliveInterval 60\n  ConnectTimeout 5\n",
+      );
+      const remote = parseLocation("backup@backup.example:/backup");
+      assert.ok(remote.kind === "remote");
+      const configured = await sshConfigFor({ rsh: ["ssh", "-F", config], remote });
+      assert.ok(configured !== undefined);
+      assert.deepEqual([...configured].sort(), [
+        ["connecttimeout", "5"],
+        ["serveraliveinterval", "60"],
+      ]);
+      const words = remoteCommand({ rsh: ["ssh", "-F", config], remote, configured });
+      assert.deepEqual(words.filter((word) => /^[A-Z][a-zA-Z]+=/.test(word)), [
+        "BatchMode=yes",
+        "ServerAliveCountMax=4",
+      ]);
+      // Another host of the same configuration gets every default.
+      const other = parseLocation("elsewhere.example:/x");
+      assert.ok(other.kind === "remote");
+      const plain = await sshConfigFor({ rsh: ["ssh", "-F", config], remote: other });
+      assert.deepEqual(
+        remoteCommand({ rsh: ["ssh"], remote: other, configured: plain! }).filter((word) =>
+          /^[A-Z][a-zA-Z]+=/.test(word)
+        ),
+        SSH_DEFAULTS.map(([name, value]) => `${name}=${value}`),
+      );
+      // No answer (a configuration ssh cannot read, another shell): the defaults as before.
+      assert.equal(await sshConfigFor({ rsh: ["ssh", "-F", `${dir}/none`], remote }), undefined);
+      assert.equal(await sshConfigFor({ rsh: ["rsh"], remote }), undefined);
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
   },
 });
