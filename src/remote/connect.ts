@@ -97,11 +97,13 @@ export async function sshConfigFor(
 ): Promise<Map<string, string> | undefined> {
   const { rsh, remote } = options;
   if (!isSsh(rsh)) return undefined;
-  const [effective, builtIn] = await Promise.all([
-    askSsh(rsh, remote),
-    askSsh(withoutConfigFiles(rsh), remote),
-  ]);
-  if (effective === undefined || builtIn === undefined) return undefined;
+  const effective = await askSsh(rsh, remote);
+  if (effective === undefined) return undefined;
+  // With the BatchMode in effect: some builds' defaults depend on it (Debian's ssh sends
+  // keepalives every 300 s under BatchMode), and a default is no setting of the user's.
+  const batchMode = ["-o", `BatchMode=${effective.get("batchmode") ?? "no"}`];
+  const builtIn = await askSsh([...withoutConfigFiles(rsh), ...batchMode], remote);
+  if (builtIn === undefined) return undefined;
   return configuredOptions(effective, builtIn);
 }
 

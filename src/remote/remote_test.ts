@@ -759,3 +759,25 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "sshConfigFor() takes a default that follows BatchMode for no setting of the user's",
+  ignore: !sshClient,
+  async fn() {
+    const dir = Deno.makeTempDirSync();
+    try {
+      const config = `${dir}/config`;
+      Deno.writeTextFileSync(config, "Host *\n  BatchMode yes\n");
+      const remote = parseLocation("backup.example:/backup");
+      assert.ok(remote.kind === "remote");
+      const configured = await sshConfigFor({ rsh: ["ssh", "-F", config], remote });
+      assert.ok(configured !== undefined);
+      // Whatever this build's keepalive default under BatchMode is, it is not the user's.
+      assert.deepEqual([...configured], []);
+      const words = remoteCommand({ rsh: ["ssh", "-F", config], remote, configured });
+      assert.ok(words.includes("ServerAliveInterval=15"), words.join(" "));
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+});
