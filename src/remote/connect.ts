@@ -18,6 +18,7 @@ import {
   parseSshConfig,
   remoteCommand,
   type RemoteLocation,
+  withBatchDefaults,
   withoutConfigFiles,
 } from "./address.ts";
 import {
@@ -89,14 +90,16 @@ const SSH_CONFIG_WAIT_MS = 5_000;
  * (`withBatchDefaults`): `ssh -G` asked with the command's words and again with no
  * configuration file, and the answers compared ({@linkcode configuredOptions}).
  *
- * @returns Undefined for another remote shell, an ssh without `-G` (before OpenSSH 6.8), or
- * any failure: every default the command itself does not set is then added.
+ * @returns Undefined for another remote shell, a command that sets every default itself, an
+ * ssh without `-G` (before OpenSSH 6.8), or any failure or an answer later than 5 s: every
+ * default the command itself does not set is then added.
  */
 export async function sshConfigFor(
   options: { rsh: string[]; remote: RemoteLocation },
 ): Promise<Map<string, string> | undefined> {
   const { rsh, remote } = options;
-  if (!isSsh(rsh)) return undefined;
+  // Another shell, or an ssh command that sets every default itself: nothing to ask.
+  if (!isSsh(rsh) || withBatchDefaults(rsh).length === rsh.length) return undefined;
   const effective = await askSsh(rsh, remote);
   if (effective === undefined) return undefined;
   // With the BatchMode in effect: some builds' defaults depend on it (Debian's ssh sends
@@ -107,16 +110,21 @@ export async function sshConfigFor(
   return configuredOptions(effective, builtIn);
 }
 
-/** What `ssh -G` says these words would use for the host; undefined when it fails. */
-async function askSsh(
+/**
+ * What `ssh -G` says these words would use for the host; undefined when it fails or does not
+ * answer within `waitMs` (its output is then given up, even if something it started holds it).
+ */
+export async function askSsh(
   words: string[],
   remote: RemoteLocation,
+  waitMs = SSH_CONFIG_WAIT_MS,
 ): Promise<Map<string, string> | undefined> {
   const user = remote.user === undefined ? [] : ["-l", remote.user];
   let child: Deno.ChildProcess;
   try {
+    // -G first: a trailing option of the words that takes a value cannot take it instead.
     child = new Deno.Command(words[0]!, {
-      args: [...words.slice(1), "-G", ...user, remote.host],
+      args: ["-G", ...words.slice(1), ...user, remote.host],
       stdin: "null",
       stdout: "piped",
       stderr: "null",
@@ -124,21 +132,47 @@ async function askSsh(
   } catch {
     return undefined;
   }
-  const timer = setTimeout(() => {
-    try {
-      child.kill("SIGKILL");
-    } catch {
-      // It exited meanwhile.
-    }
-  }, SSH_CONFIG_WAIT_MS);
+  let exited = false;
+  const status = child.status.then((status) => {
+    exited = true;
+    return status;
+  });
+  const reader = child.stdout.getReader();
+  const answer = Promise.all([readText(reader), status]);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<null>((settle) => timer = setTimeout(() => settle(null), waitMs));
   try {
-    const { code, stdout } = await child.output();
-    return code === 0 ? parseSshConfig(new TextDecoder().decode(stdout)) : undefined;
+    const done = await Promise.race([answer, late]);
+    if (done === null) return undefined;
+    const [text, { success }] = done;
+    return success ? parseSshConfig(text) : undefined;
   } catch {
     return undefined;
   } finally {
     clearTimeout(timer);
+    answer.catch(() => {});
+    // Given up when late: nothing of it (its output held open by what it started, say) may
+    // keep this process waiting.
+    reader.cancel().catch(() => {});
+    if (!exited) {
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // It exited meanwhile.
+      }
+      child.unref();
+    }
   }
+}
+
+/** All a stream's bytes as text, once it ends. */
+async function readText(reader: ReadableStreamDefaultReader<Uint8Array>): Promise<string> {
+  const decoder = new TextDecoder();
+  let text = "";
+  for (let read = await reader.read(); !read.done; read = await reader.read()) {
+    text += decoder.decode(read.value, { stream: true });
+  }
+  return text + decoder.decode();
 }
 
 /**

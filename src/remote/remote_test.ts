@@ -43,7 +43,7 @@ import { checkWirePath, wirePathProblem } from "./wirepath.ts";
 import { compressChunk, decompressChunk, pacedStream, Pacer, parseRate } from "./pace.ts";
 import { UsageError } from "../errors.ts";
 import { sshdUnavailable, startSshd } from "./test_sshd.ts";
-import { sshConfigFor } from "./connect.ts";
+import { askSsh, sshConfigFor } from "./connect.ts";
 
 Deno.test("parseLocation() tells remote from local by rsync's rule", () => {
   const cases: Array<[string, Location]> = [
@@ -781,3 +781,66 @@ Deno.test({
     }
   },
 });
+
+Deno.test("askSsh() gives up on an ssh that does not answer in time, even when what it started holds its output", async () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    const remote = parseLocation("backup.example:/backup");
+    assert.ok(remote.kind === "remote");
+    const pids = `${dir}/pids`;
+    const fake = (name: string, body: string) => {
+      Deno.writeTextFileSync(`${dir}/${name}`, `#!/bin/sh\n${body}\n`, { mode: 0o755 });
+      return `${dir}/${name}`;
+    };
+    // Still running; and gone at once, leaving a child of its own holding the output.
+    const running = fake("running", `sleep 20 & echo $! >> ${pids}\nexec sleep 20`);
+    const gone = fake("gone", `sleep 20 & echo $! >> ${pids}\necho "batchmode no"`);
+    assert.equal(await askSsh([running], remote, 200), undefined);
+    assert.equal(await askSsh([gone], remote, 200), undefined);
+    // -G comes first, so no word of the command can take it as its value.
+    const args = `${dir}/args`;
+    const echo = fake("echo", `echo "$@" > ${args}\necho "batchmode yes"`);
+    const answer = await askSsh([echo, "-p", "22", "-i"], remote, 5_000);
+    assert.equal(answer?.get("batchmode"), "yes");
+    assert.equal(Deno.readTextFileSync(args), "-G -p 22 -i backup.example\n");
+    for (const pid of Deno.readTextFileSync(pids).trim().split("\n")) {
+      try {
+        Deno.kill(Number(pid), "SIGKILL");
+      } catch {
+        // Ended already.
+      }
+    }
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("sshConfigFor() asks nothing of an ssh command that sets every default itself", async () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    const remote = parseLocation("backup.example:/backup");
+    assert.ok(remote.kind === "remote");
+    const asked = `${dir}/asked`;
+    Deno.mkdirSync(`${dir}/bin`);
+    Deno.writeTextFileSync(`${dir}/bin/ssh`, `#!/bin/sh\necho "$@" >> ${asked}\n`, {
+      mode: 0o755,
+    });
+    const all = SSH_DEFAULTS.flatMap(([name]) => ["-o", `${name}=1`]);
+    assert.equal(await sshConfigFor({ rsh: [`${dir}/bin/ssh`, ...all], remote }), undefined);
+    assert.equal(existsNow(asked), false);
+    // One left to add: ssh is asked (twice: with and without the configuration files).
+    await sshConfigFor({ rsh: [`${dir}/bin/ssh`, ...all.slice(2)], remote });
+    assert.equal(Deno.readTextFileSync(asked).trim().split("\n").length, 2);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+function existsNow(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}

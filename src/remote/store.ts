@@ -312,9 +312,9 @@ class StoreReceiver {
       }
       if ("size" in record && record.size > MAX_HELD_RECORD_BYTES) {
         throw new UsageError(
-          `The record of ${this.#display} is ${formatBytes(record.size)}: a restore from ` +
-            `another host holds it in memory, at most ${formatBytes(MAX_HELD_RECORD_BYTES)}; ` +
-            "run the restore on that host instead",
+          `The record of ${this.#display} is ${record.size} bytes, more than the ` +
+            `${formatBytes(MAX_HELD_RECORD_BYTES)} a restore from another host holds in ` +
+            "memory: run the restore on that host instead",
         );
       }
       if (!more) this.#finish(null);
@@ -322,20 +322,37 @@ class StoreReceiver {
     }
     if (frame.type === FrameType.Data) {
       const size = (this.#snapshot.record as { size: number }).size;
-      if (this.#received + frame.payload.length > size || !more) {
+      const bytes = frame.payload;
+      if (bytes.length === 0) throw new FrameError("An empty Data frame in the record of a store");
+      if (this.#received + bytes.length > size || !more) {
         throw new FrameError(`The record from ${this.#connection.peer} is longer than it said`);
       }
-      // A copy: a frame's payload may share memory with the larger chunk it came in.
-      const piece = frame.payload.slice();
-      this.#pieces.push(piece);
-      this.#hash.update(piece);
-      this.#received += piece.length;
+      this.#hash.update(bytes);
+      this.#keep(bytes, size);
+      this.#received += bytes.length;
       return;
     }
     if (frame.type !== FrameType.StoreReply || more) {
       throw new FrameError(`${frameTypeName(frame.type)} in the record of a store`);
     }
     this.#finish(decodeStoreEnd(frame.payload));
+  }
+
+  /**
+   * Copies the record's next bytes into pieces of `DATA_CHUNK` bytes (the last: what is left of
+   * `size`), so that what is held is the record's size, whatever sizes its frames came in. A
+   * copy also because a frame's payload may share memory with the larger chunk it came in.
+   */
+  #keep(bytes: Uint8Array, size: number): void {
+    for (let at = 0; at < bytes.length;) {
+      const kept = this.#received + at;
+      const offset = kept % DATA_CHUNK;
+      if (offset === 0) this.#pieces.push(new Uint8Array(Math.min(DATA_CHUNK, size - kept)));
+      const piece = this.#pieces.at(-1)!;
+      const count = Math.min(piece.length - offset, bytes.length - at);
+      piece.set(bytes.subarray(at, at + count), offset);
+      at += count;
+    }
   }
 
   #finish(end: StoreEnd | null): void {

@@ -6,6 +6,7 @@
  */
 
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { UsageError } from "../errors.ts";
 import { type RecordBlock, type RecordSource } from "../recordfile.ts";
 import { LockHeldError, metaPaths } from "../sides/local/meta.ts";
@@ -576,6 +577,8 @@ Deno.test("openRemoteStore() refuses a record longer than announced, a wrong che
     ],
     ["shorter", (id) => [answer(8, true)(id), data(id, 4), end(id)], /does not match its checksum/],
     ["no More", (id) => [answer(4, false)(id)], /whether a record follows/],
+    // Each would be a piece held for nothing: a flood of them is memory without bytes.
+    ["empty Data", (id) => [answer(4, true)(id), data(id, 0)], /An empty Data frame/],
   ];
   for (const [what, reply, message] of cases) {
     await withFakeServer(reply, async (connection) => {
@@ -607,7 +610,7 @@ Deno.test("openRemoteStore() refuses a far record larger than it holds, on the s
       openRemoteStore(connection, "fake:/r"),
       (error) =>
         error instanceof UsageError &&
-        /^The record of fake:\/r is 1\.0 GiB: a restore from another host holds it in memory, at most 1\.0 GiB; run the restore on that host instead$/
+        /^The record of fake:\/r is 1073741825 bytes, more than the 1\.0 GiB a restore from another host holds in memory: run the restore on that host instead$/
           .test(error.message),
     );
   });
@@ -626,5 +629,57 @@ Deno.test("openRemoteStore() refuses a far record larger than it holds, on the s
       openRemoteStore(connection, "fake:/r"),
       (error) => error instanceof FrameError && /does not match its checksum/.test(error.message),
     );
+  });
+});
+
+Deno.test("a far record sent in frames of any size is held as its bytes, and read as the local one", async () => {
+  await withTemp(async (dir) => {
+    const replica = await madeReplica(dir);
+    writeRecord(replica, largeRecord());
+    const path = metaPaths(replica).record;
+    const bytes = Deno.readFileSync(path);
+    assert.ok(bytes.length > 2 * DATA_CHUNK, "a record of several pieces");
+    const expected = blocksOf(openRecord(path, { onCorrupt: assert.fail })!);
+    const sha256 = createHash("sha256").update(bytes).digest("hex");
+    // Frames that cross the pieces of DATA_CHUNK bytes the receiver fills: 1 byte, then
+    // 100,003 at a time; and the record in one frame.
+    for (const sizes of [[1, 100_003], [bytes.length]]) {
+      const reply = (id: number): Frame[] => {
+        const frames: Frame[] = [{
+          type: FrameType.StoreReply,
+          flags: FrameFlag.More,
+          id,
+          payload: encodeStoreSnapshot({
+            check: { value: true },
+            lock: { value: true },
+            hasRecord: { value: true },
+            isAdopted: { value: true },
+            holdsEntries: { value: true },
+            record: { format: 3, size: bytes.length },
+          }),
+        }];
+        for (let at = 0, turn = 0; at < bytes.length; turn++) {
+          const next = Math.min(bytes.length, at + sizes[Math.min(turn, sizes.length - 1)]!);
+          frames.push({
+            type: FrameType.Data,
+            flags: FrameFlag.More,
+            id,
+            payload: bytes.slice(at, next),
+          });
+          at = next;
+        }
+        frames.push({
+          type: FrameType.StoreReply,
+          flags: 0,
+          id,
+          payload: encodeStoreEnd({ sha256, unreadable: null }),
+        });
+        return frames;
+      };
+      await withFakeServer(reply, async (connection) => {
+        const store = await openRemoteStore(connection, "fake:/r");
+        assert.deepEqual(blocksOf(store.openRecord(assert.fail)), expected, String(sizes));
+      });
+    }
   });
 });
