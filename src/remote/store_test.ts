@@ -543,31 +543,9 @@ async function withFakeServer(
 }
 
 Deno.test("openRemoteStore() refuses a record longer than announced, a wrong checksum, a snapshot that misleads", async () => {
-  const answer = (size: number, more: boolean) => (id: number): Frame => ({
-    type: FrameType.StoreReply,
-    flags: more ? FrameFlag.More : 0,
-    id,
-    payload: encodeStoreSnapshot({
-      check: { value: true },
-      lock: { value: true },
-      hasRecord: { value: true },
-      isAdopted: { value: true },
-      holdsEntries: { value: true },
-      record: { format: 3, size },
-    }),
-  });
-  const data = (id: number, bytes: number): Frame => ({
-    type: FrameType.Data,
-    flags: FrameFlag.More,
-    id,
-    payload: new Uint8Array(bytes),
-  });
-  const end = (id: number): Frame => ({
-    type: FrameType.StoreReply,
-    flags: 0,
-    id,
-    payload: encodeStoreEnd({ sha256: "0".repeat(64), unreadable: null }),
-  });
+  const answer = (size: number, more: boolean) => (id: number) => announced(id, size, more);
+  const data = (id: number, bytes: number) => dataFrame(id, new Uint8Array(bytes));
+  const end = (id: number) => endFrame(id, "0".repeat(64));
   const cases: Array<[string, (id: number) => Frame[], RegExp]> = [
     ["longer", (id) => [answer(4, true)(id), data(id, 8)], /longer than it said/],
     [
@@ -592,19 +570,7 @@ Deno.test("openRemoteStore() refuses a record longer than announced, a wrong che
 });
 
 Deno.test("openRemoteStore() refuses a far record larger than it holds, on the size announced, before its bytes", async () => {
-  const announce = (size: number) => (id: number): Frame[] => [{
-    type: FrameType.StoreReply,
-    flags: FrameFlag.More,
-    id,
-    payload: encodeStoreSnapshot({
-      check: { value: true },
-      lock: { value: true },
-      hasRecord: { value: true },
-      isAdopted: { value: true },
-      holdsEntries: { value: true },
-      record: { format: 3, size },
-    }),
-  }];
+  const announce = (size: number) => (id: number): Frame[] => [announced(id, size, true)];
   await withFakeServer(announce(MAX_HELD_RECORD_BYTES + 1), async (connection) => {
     await assert.rejects(
       openRemoteStore(connection, "fake:/r"),
@@ -616,13 +582,8 @@ Deno.test("openRemoteStore() refuses a far record larger than it holds, on the s
   });
   // At the limit, the announcement is taken: what fails then is the record's missing bytes.
   const cutShort = (id: number): Frame[] => [
-    ...announce(MAX_HELD_RECORD_BYTES)(id),
-    {
-      type: FrameType.StoreReply,
-      flags: 0,
-      id,
-      payload: encodeStoreEnd({ sha256: "0".repeat(64), unreadable: null }),
-    },
+    announced(id, MAX_HELD_RECORD_BYTES, true),
+    endFrame(id, "0".repeat(64)),
   ];
   await withFakeServer(cutShort, async (connection) => {
     await assert.rejects(
@@ -645,36 +606,13 @@ Deno.test("a far record sent in frames of any size is held as its bytes, and rea
     // 100,003 at a time; and the record in one frame.
     for (const sizes of [[1, 100_003], [bytes.length]]) {
       const reply = (id: number): Frame[] => {
-        const frames: Frame[] = [{
-          type: FrameType.StoreReply,
-          flags: FrameFlag.More,
-          id,
-          payload: encodeStoreSnapshot({
-            check: { value: true },
-            lock: { value: true },
-            hasRecord: { value: true },
-            isAdopted: { value: true },
-            holdsEntries: { value: true },
-            record: { format: 3, size: bytes.length },
-          }),
-        }];
+        const frames = [announced(id, bytes.length, true)];
         for (let at = 0, turn = 0; at < bytes.length; turn++) {
           const next = Math.min(bytes.length, at + sizes[Math.min(turn, sizes.length - 1)]!);
-          frames.push({
-            type: FrameType.Data,
-            flags: FrameFlag.More,
-            id,
-            payload: bytes.slice(at, next),
-          });
+          frames.push(dataFrame(id, bytes.slice(at, next)));
           at = next;
         }
-        frames.push({
-          type: FrameType.StoreReply,
-          flags: 0,
-          id,
-          payload: encodeStoreEnd({ sha256, unreadable: null }),
-        });
-        return frames;
+        return [...frames, endFrame(id, sha256)];
       };
       await withFakeServer(reply, async (connection) => {
         const store = await openRemoteStore(connection, "fake:/r");
@@ -683,3 +621,27 @@ Deno.test("a far record sent in frames of any size is held as its bytes, and rea
     }
   });
 });
+
+/** The snapshot of a replica that is ours and locked, its record of `size` bytes (format 3). */
+function announced(id: number, size: number, more: boolean): Frame {
+  const payload = encodeStoreSnapshot({
+    check: { value: true },
+    lock: { value: true },
+    hasRecord: { value: true },
+    isAdopted: { value: true },
+    holdsEntries: { value: true },
+    record: { format: 3, size },
+  });
+  return { type: FrameType.StoreReply, flags: more ? FrameFlag.More : 0, id, payload };
+}
+
+/** Some of the record's bytes. */
+function dataFrame(id: number, payload: Uint8Array): Frame {
+  return { type: FrameType.Data, flags: FrameFlag.More, id, payload };
+}
+
+/** The record's end, with the SHA-256 the far end says it sent. */
+function endFrame(id: number, sha256: string): Frame {
+  const payload = encodeStoreEnd({ sha256, unreadable: null });
+  return { type: FrameType.StoreReply, flags: 0, id, payload };
+}
