@@ -191,21 +191,46 @@ export function chooseRemoteShell(
 /** OpenSSH's options that take a value, as its `getopt` string has them. */
 const SSH_OPTIONS_WITH_VALUE = new Set("BbcDEeFIiJLlmOoPpQRSWw");
 
+/** One argument of an ssh command line, as its `getopt` reads it ({@linkcode sshArguments}). */
+interface SshArgument {
+  /** Where its first word is in the command. */
+  index: number;
+  /** Its words: an option word, with its value's word when that is the next one. */
+  words: string[];
+  /** Not an option (the first such word, or `--`): getopt would stop here. */
+  operand?: true;
+  /** Its option that takes a value (`o` of `-vo X`), where that is in the first word, the value. */
+  valued?: { flag: string; at: number; value: string | undefined };
+}
+
+/** The arguments of an ssh command after the program, as ssh's `getopt` splits them. */
+function* sshArguments(words: string[]): Generator<SshArgument> {
+  for (let index = 1; index < words.length; index++) {
+    const word = words[index]!;
+    if (word === "--" || !word.startsWith("-") || word.length < 2) {
+      yield { index, words: [word], operand: true };
+      if (word === "--") return;
+      continue;
+    }
+    let at = 1;
+    while (at < word.length && !SSH_OPTIONS_WITH_VALUE.has(word[at]!)) at++;
+    if (at === word.length) {
+      yield { index, words: [word] };
+      continue;
+    }
+    const joined = at + 1 < word.length;
+    const taken = joined ? [word] : words.slice(index, index + 2);
+    const value = joined ? word.slice(at + 1) : words[index + 1];
+    yield { index, words: taken, valued: { flag: word[at]!, at, value } };
+    index += taken.length - 1;
+  }
+}
+
 /** The values given with `-o` in an ssh command line, in order (`-oX`, `-o X`, `-vo X`). */
 function sshOptionValues(words: string[]): string[] {
-  const values: string[] = [];
-  for (let i = 1; i < words.length; i++) {
-    const word = words[i]!;
-    if (word === "--") break;
-    if (!word.startsWith("-") || word.length < 2) continue;
-    for (let j = 1; j < word.length; j++) {
-      if (!SSH_OPTIONS_WITH_VALUE.has(word[j]!)) continue;
-      const value = j + 1 < word.length ? word.slice(j + 1) : words[++i];
-      if (word[j] === "o" && value !== undefined) values.push(value);
-      break;
-    }
-  }
-  return values;
+  return [...sshArguments(words)].flatMap(({ valued }) =>
+    valued?.flag === "o" && valued.value !== undefined ? [valued.value] : []
+  );
 }
 
 /** Whether a remote-shell command is OpenSSH's `ssh` (by the program's name). */
@@ -260,25 +285,10 @@ export function configuredOptions(
  */
 export function withoutConfigFiles(words: string[]): string[] {
   const kept: string[] = [words[0]!, "-F", "/dev/null"];
-  for (let i = 1; i < words.length; i++) {
-    const word = words[i]!;
-    if (word === "--" || !word.startsWith("-") || word.length < 2) {
-      kept.push(...words.slice(i));
-      break;
-    }
-    for (let j = 1; j < word.length; j++) {
-      if (!SSH_OPTIONS_WITH_VALUE.has(word[j]!)) continue;
-      const joined = j + 1 < word.length;
-      if (word[j] === "F") {
-        if (j > 1) kept.push(word.slice(0, j));
-        if (!joined) i++;
-      } else {
-        kept.push(word);
-        if (!joined && i + 1 < words.length) kept.push(words[++i]!);
-      }
-      break;
-    }
-    if (![...word.slice(1)].some((flag) => SSH_OPTIONS_WITH_VALUE.has(flag))) kept.push(word);
+  for (const { index, words: taken, operand, valued } of sshArguments(words)) {
+    if (operand) return [...kept, ...words.slice(index)];
+    if (valued?.flag !== "F") kept.push(...taken);
+    else if (valued.at > 1) kept.push(taken[0]!.slice(0, valued.at));
   }
   return kept;
 }
@@ -311,7 +321,7 @@ export interface RemoteCommandOptions {
    * ` --serve` is appended.
    */
   remoteTreesync?: string;
-  /** The options the user's ssh configuration sets for this host ({@linkcode configuredOptions}). */
+  /** What the user's ssh configuration sets for this host ({@linkcode configuredOptions}). */
   configured?: Map<string, string>;
 }
 

@@ -43,6 +43,7 @@ import { checkWirePath, wirePathProblem } from "./wirepath.ts";
 import { compressChunk, decompressChunk, pacedStream, Pacer, parseRate } from "./pace.ts";
 import { UsageError } from "../errors.ts";
 import { sshdUnavailable, startSshd } from "./test_sshd.ts";
+import { withTemp } from "../test_helpers.ts";
 import { askSsh, sshConfigFor } from "./connect.ts";
 
 Deno.test("parseLocation() tells remote from local by rsync's rule", () => {
@@ -721,15 +722,13 @@ Deno.test({
   name: "sshConfigFor() asks ssh -G what the user's configuration sets for that host",
   ignore: !sshClient,
   async fn() {
-    const dir = Deno.makeTempDirSync();
-    try {
+    await withTemp(async (dir) => {
       const config = `${dir}/config`;
       Deno.writeTextFileSync(
         config,
         "Host backup.example\n  ServerAliveInterval 60\n  ConnectTimeout 5\n",
       );
-      const remote = parseLocation("backup@backup.example:/backup");
-      assert.ok(remote.kind === "remote");
+      const remote = farHost("backup@backup.example:/backup");
       const configured = await sshConfigFor({ rsh: ["ssh", "-F", config], remote });
       assert.ok(configured !== undefined);
       assert.deepEqual([...configured].sort(), [
@@ -742,8 +741,7 @@ Deno.test({
         "ServerAliveCountMax=4",
       ]);
       // Another host of the same configuration gets every default.
-      const other = parseLocation("elsewhere.example:/x");
-      assert.ok(other.kind === "remote");
+      const other = farHost("elsewhere.example:/x");
       const plain = await sshConfigFor({ rsh: ["ssh", "-F", config], remote: other });
       assert.deepEqual(
         remoteCommand({ rsh: ["ssh"], remote: other, configured: plain! }).filter((word) =>
@@ -754,9 +752,7 @@ Deno.test({
       // No answer (a configuration ssh cannot read, another shell): the defaults as before.
       assert.equal(await sshConfigFor({ rsh: ["ssh", "-F", `${dir}/none`], remote }), undefined);
       assert.equal(await sshConfigFor({ rsh: ["rsh"], remote }), undefined);
-    } finally {
-      Deno.removeSync(dir, { recursive: true });
-    }
+    });
   },
 });
 
@@ -764,29 +760,23 @@ Deno.test({
   name: "sshConfigFor() takes a default that follows BatchMode for no setting of the user's",
   ignore: !sshClient,
   async fn() {
-    const dir = Deno.makeTempDirSync();
-    try {
+    await withTemp(async (dir) => {
       const config = `${dir}/config`;
       Deno.writeTextFileSync(config, "Host *\n  BatchMode yes\n");
-      const remote = parseLocation("backup.example:/backup");
-      assert.ok(remote.kind === "remote");
+      const remote = farHost("backup.example:/backup");
       const configured = await sshConfigFor({ rsh: ["ssh", "-F", config], remote });
       assert.ok(configured !== undefined);
       // Whatever this build's keepalive default under BatchMode is, it is not the user's.
       assert.deepEqual([...configured], []);
       const words = remoteCommand({ rsh: ["ssh", "-F", config], remote, configured });
       assert.ok(words.includes("ServerAliveInterval=15"), words.join(" "));
-    } finally {
-      Deno.removeSync(dir, { recursive: true });
-    }
+    });
   },
 });
 
 Deno.test("askSsh() gives up on an ssh that does not answer in time, even when what it started holds its output", async () => {
-  const dir = Deno.makeTempDirSync();
-  try {
-    const remote = parseLocation("backup.example:/backup");
-    assert.ok(remote.kind === "remote");
+  await withTemp(async (dir) => {
+    const remote = farHost("backup.example:/backup");
     const pids = `${dir}/pids`;
     const fake = (name: string, body: string) => {
       Deno.writeTextFileSync(`${dir}/${name}`, `#!/bin/sh\n${body}\n`, { mode: 0o755 });
@@ -810,16 +800,12 @@ Deno.test("askSsh() gives up on an ssh that does not answer in time, even when w
         // Ended already.
       }
     }
-  } finally {
-    Deno.removeSync(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("sshConfigFor() asks nothing of an ssh command that sets every default itself", async () => {
-  const dir = Deno.makeTempDirSync();
-  try {
-    const remote = parseLocation("backup.example:/backup");
-    assert.ok(remote.kind === "remote");
+  await withTemp(async (dir) => {
+    const remote = farHost("backup.example:/backup");
     const asked = `${dir}/asked`;
     Deno.mkdirSync(`${dir}/bin`);
     Deno.writeTextFileSync(`${dir}/bin/ssh`, `#!/bin/sh\necho "$@" >> ${asked}\n`, {
@@ -831,9 +817,7 @@ Deno.test("sshConfigFor() asks nothing of an ssh command that sets every default
     // One left to add: ssh is asked (twice: with and without the configuration files).
     await sshConfigFor({ rsh: [`${dir}/bin/ssh`, ...all.slice(2)], remote });
     assert.equal(Deno.readTextFileSync(asked).trim().split("\n").length, 2);
-  } finally {
-    Deno.removeSync(dir, { recursive: true });
-  }
+  });
 });
 
 function existsNow(path: string): boolean {
@@ -843,4 +827,11 @@ function existsNow(path: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** A remote side's location, as the command line would give it. */
+function farHost(text: string): Extract<Location, { kind: "remote" }> {
+  const location = parseLocation(text);
+  assert.ok(location.kind === "remote", text);
+  return location;
 }
