@@ -30,6 +30,7 @@
  * ```sh
  * deno task bench --remote --trees usr-share --runs 1
  * deno task bench --remote --tools rsync,rclone --scenarios initial,noop
+ * deno task bench --remote --link 100mbit --timeout 600     # behind a 100 Mbit/s link
  * ```
  *
  * @module
@@ -37,6 +38,7 @@
 
 import { parseArgs } from "node:util";
 import { pathExists } from "../src/files.ts";
+import { parseRate, shapeLoopback } from "./link.ts";
 import { sshdUnavailable, startSshd, type TestSshd } from "../src/remote/test_sshd.ts";
 import {
   changeOnePercent,
@@ -68,6 +70,8 @@ interface Settings {
   dir: string;
   timeoutSeconds: number;
   baseline: string | undefined;
+  /** `--link RATE`: loopback shaped to that rate (bench/link.ts). */
+  link: string | undefined;
 }
 
 function parseSettings(args: string[]): Settings {
@@ -81,6 +85,7 @@ function parseSettings(args: string[]): Settings {
       dir: { type: "string", default: "/tmp/treesync-bench" },
       timeout: { type: "string", default: "1800" },
       baseline: { type: "string" },
+      link: { type: "string" },
     },
   });
   const settings: Settings = {
@@ -91,7 +96,9 @@ function parseSettings(args: string[]): Settings {
     dir: values.dir,
     timeoutSeconds: Number(values.timeout),
     baseline: values.baseline,
+    link: values.link,
   };
+  if (settings.link !== undefined) parseRate(settings.link);
   const check = (given: Iterable<string>, known: string[], what: string) => {
     for (const name of given) {
       if (!known.includes(name)) {
@@ -767,8 +774,10 @@ export async function benchRemote(args: string[]): Promise<void> {
     Deno.exit(1);
   }
   const started = new Date();
+  const link = settings.link === undefined ? null : shapeLoopback(settings.link);
   const header = `bench --remote ${started.toISOString()}: ${versions(settings.dir)}; ` +
-    `${settings.runs} runs, tools in turn, one sshd on 127.0.0.1`;
+    `${settings.runs} runs, tools in turn, one sshd on 127.0.0.1` +
+    (link ? `, loopback shaped to ${link.rate} (both directions share it)` : "");
   console.log(header);
   const { sshd, meters } = await startMeteredSshd(`${settings.dir}/remote-meters`);
   const rows: Row[] = [];
@@ -788,6 +797,7 @@ export async function benchRemote(args: string[]): Promise<void> {
     }
   } finally {
     await sshd.stop();
+    link?.remove();
   }
   const table = report(rows, treeBytes);
   const ended = `took ${((Date.now() - started.getTime()) / 60000).toFixed(1)} min`;
@@ -798,7 +808,7 @@ export async function benchRemote(args: string[]): Promise<void> {
     "/usr/bin/time, sshd itself not included.";
   console.log(`\n${table}\n\n${notes}\n\n${ended}`);
   Deno.mkdirSync(new URL("./results/", import.meta.url), { recursive: true });
-  const stamp = started.toISOString().replace(/[:.]/g, "-");
+  const stamp = started.toISOString().replace(/[:.]/g, "-") + (link ? `-${link.rate}` : "");
   Deno.writeTextFileSync(
     new URL(`./results/${stamp}-remote.md`, import.meta.url),
     `${header}\n\n${table}\n\n${notes}\n\n${ended}\n`,
