@@ -115,8 +115,12 @@ export class HashingRead {
    * the size the file had when opened is read, or at its end.
    */
   next(): Uint8Array | null {
-    if (this.#total >= this.#input.opened.size) return null;
-    const count = fs.readSync(this.#input.fd, this.#buffer, 0, this.#buffer.length, null);
+    const left = this.#input.opened.size - this.#total;
+    if (left <= 0) return null;
+    // Never ask for more than is left: node:fs readSync under Deno costs by the length asked
+    // for, not by the bytes read (an 8 KB file read into 1 MiB: 66 µs, against 8 µs for 64 KiB).
+    const wanted = Math.min(this.#buffer.length, left);
+    const count = fs.readSync(this.#input.fd, this.#buffer, 0, wanted, null);
     if (count === 0) return null;
     const chunk = this.#buffer.subarray(0, count);
     this.#hash.update(chunk);
