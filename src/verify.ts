@@ -232,8 +232,15 @@ class CheckBatch {
   }
 }
 
-/** Runs `--verify` on the replica and returns the exit code. */
-export async function runVerify(options: Options, report: Reporter): Promise<number> {
+/**
+ * Runs `--verify` on the replica and returns the exit code. `shown` names the replica in the
+ * advice lines (a far end is given `host:PATH` as the user typed it; default: its path).
+ */
+export async function runVerify(
+  options: Options,
+  report: Reporter,
+  { shown = options.replica }: { shown?: string | undefined } = {},
+): Promise<number> {
   report.fileOnly(runStartLine(options, { version: VERSION }));
   // A pool starts its workers on first need: none before the checks pass.
   const pool = new WorkerPool(options.jobs);
@@ -252,7 +259,7 @@ export async function runVerify(options: Options, report: Reporter): Promise<num
   } finally {
     pool.close();
   }
-  reportFindings(result, options, report);
+  reportFindings(result, { ...options, replica: shown }, report);
   const unrecorded = result.unrecorded.length;
   const changed = result.changed.length;
   const seconds = (performance.now() - started) / 1000;

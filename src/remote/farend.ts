@@ -176,7 +176,9 @@ async function runHere(
   const { options } = request;
   const { report, control, connection } = input;
   // --verify reads nothing of the near end's.
-  if (request.mode === "verify") return { exitCode: await runVerify(options, report) };
+  if (request.mode === "verify") {
+    return { exitCode: await runVerify(options, report, { shown: request.shown }) };
+  }
   const near = await openNearTree(connection, options);
   if (near.store !== null) checkRestoreFromRemote(near.store);
   const written = options.restore ? options.source : options.replica;

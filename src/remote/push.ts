@@ -105,7 +105,12 @@ export async function verifyPushed(
   options: PushOptions,
   deps: { report: Reporter; control: RunControl; connect: () => Promise<FarEndLink> },
 ): Promise<number> {
-  const request: RunRequest = { mode: "verify", options: farOptions(options) };
+  // Advice such as "run 'treesync SOURCE REPLICA'" must name the far replica with its host.
+  const request: RunRequest = {
+    mode: "verify",
+    options: farOptions(options),
+    shown: options.replica,
+  };
   const session = await pushSession(request, {
     ...deps,
     isRoot: false,

@@ -93,10 +93,18 @@ sshdTest(
     const mtime = Deno.statSync(damaged).mtime!.getTime();
     Deno.writeTextFileSync(damaged, "X".repeat(16 * 1024));
     setMtime(damaged, mtime);
+    // And a file whose size changed: its advice must name the replica with its host, since
+    // the bare far path, run here, would mirror into a folder of this host.
+    Deno.writeTextFileSync(`${dir}/r/data/part-8.dat`, "short");
     const verify = await viaSsh(sshd, ["--verify", `127.0.0.1:${dir}/r`]);
     assertExit(verify, 1);
-    deepStrictEqual(lines(verify.stdout), ["mismatch data/part-7.dat"]);
-    match(verify.stderr, /verify: 65 files checked, 1 mismatched/);
+    deepStrictEqual(lines(verify.stdout), [
+      "mismatch data/part-7.dat",
+      "changed data/part-8.dat",
+    ]);
+    match(verify.stderr, /verify: 64 files checked, 1 mismatched, 1 changed since the record/);
+    const advice = `run 'treesync SOURCE 127.0.0.1:${dir}/r' to check them`;
+    ok(verify.stderr.includes(advice), verify.stderr);
   },
 );
 

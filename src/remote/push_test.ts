@@ -261,6 +261,8 @@ Deno.test("a Run is taken only in its own shape: bad fields refused, the log and
   assert.equal(good.options.intervalMs, null);
   assert.equal("extra" in good.options, false);
   assert.equal("remote" in good.options, false);
+  const verify = decodeRunRequest(encodeJson({ mode: "verify", options, shown: "vault:/r" }));
+  assert.equal(verify.shown, "vault:/r");
   for (
     const bad of [
       { mode: "run" },
@@ -274,6 +276,9 @@ Deno.test("a Run is taken only in its own shape: bad fields refused, the log and
       { mode: "run", options, scope: ["/etc"] },
       { mode: "run", options, scope: ["a/./b"] },
       { mode: "run", options, scope: ["a\u0000b"] },
+      { mode: "verify", options, shown: 7 },
+      { mode: "verify", options, shown: "host:/r\nerror: forged" },
+      { mode: "verify", options, shown: "x".repeat(4097) },
     ]
   ) {
     assert.throws(() => decodeRunRequest(encodeJson(bad)), /A Run frame/, JSON.stringify(bad));

@@ -31,6 +31,11 @@ export interface RunRequest {
    * end send them, one `Report` a file otherwise (absent: it sends them).
    */
   changes?: boolean;
+  /**
+   * `--verify`: the far replica as the user named it (`host:PATH`), for the advice lines that
+   * tell them what to run next (absent: the far end's own path).
+   */
+  shown?: string;
 }
 
 /** The reporter's methods that take one line. */
@@ -152,6 +157,15 @@ export function decodeRunRequest(payload: Uint8Array): RunRequest {
         throw new FrameError(`A Run frame with a bad scope ${JSON.stringify(path)}: ${problem}`);
       }
     }
+  }
+  if (value.shown !== undefined) {
+    // Only ever printed: one line of bounded length.
+    if (
+      typeof value.shown !== "string" || value.shown.length > 4096 || /[\0\n\r]/.test(value.shown)
+    ) {
+      throw new FrameError("A Run frame with a bad shown name");
+    }
+    request.shown = value.shown;
   }
   if (value.changes !== undefined) {
     if (typeof value.changes !== "boolean") throw new FrameError("A Run frame with bad changes");
